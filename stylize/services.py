@@ -1,0 +1,191 @@
+"""Business logic for styles and jobs: every state change goes through here.
+
+Job transitions are guarded updates (``UPDATE … WHERE status = <expected>``), so a
+task delivered twice, or a sweep racing a worker, changes nothing the second time.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+from django.core.files import File
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import Style, StyleJob
+
+logger = logging.getLogger(__name__)
+
+
+# --- Styles --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def style_training_start(*, style: Style) -> Style:
+    style.status = Style.Status.TRAINING
+    style.status_reason = ""
+    style.save(update_fields=["status", "status_reason", "updated_at"])
+    return style
+
+
+@transaction.atomic
+def style_training_succeed(
+    *, style: Style, version: int, training_settings: dict, metrics: dict
+) -> Style:
+    style.live_version = version
+    style.status = Style.Status.READY
+    style.status_reason = ""
+    style.training_settings = training_settings
+    style.metrics = metrics
+    style.save()
+    return style
+
+
+@transaction.atomic
+def style_training_fail(*, style: Style, reason: str) -> Style:
+    """Record why training failed; a version that was live stays live."""
+    style.status = Style.Status.READY if style.live_version else Style.Status.FAILED
+    style.status_reason = reason
+    style.save(update_fields=["status", "status_reason", "updated_at"])
+    return style
+
+
+def shipped_versions(model_dir: Path) -> list[int]:
+    """Version directories of one model under serving/models/ that hold a SavedModel."""
+    return sorted(
+        int(child.name)
+        for child in model_dir.iterdir()
+        if child.is_dir() and child.name.isdigit() and (child / "saved_model.pb").is_file()
+    )
+
+
+def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
+    """Create a ready public style for every model under ``serving_dir/models/``.
+
+    The painting, sample and description come from ``serving_dir/styles/<model>/style.json``.
+    Styles already in the database keep what staff changed; only a newer shipped
+    version is made live.
+    """
+    registered = []
+    models_dir = serving_dir / "models"
+    if not models_dir.is_dir():
+        return registered
+    for model_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()):
+        versions = shipped_versions(model_dir)
+        if not versions:
+            continue
+        meta_dir = serving_dir / "styles" / model_dir.name
+        meta_file = meta_dir / "style.json"
+        if not meta_file.is_file():
+            logger.warning("Skipping model %s: %s is missing.", model_dir.name, meta_file)
+            continue
+        style = _style_register_one(
+            model_name=model_dir.name,
+            version=versions[-1],
+            meta=json.loads(meta_file.read_text()),
+            meta_dir=meta_dir,
+        )
+        registered.append(style)
+    return registered
+
+
+@transaction.atomic
+def _style_register_one(*, model_name: str, version: int, meta: dict, meta_dir: Path) -> Style:
+    style = Style.objects.select_for_update().filter(model_name=model_name).first()
+    if style is None:
+        style = Style(
+            model_name=model_name,
+            name=meta["name"],
+            slug=meta.get("slug", model_name),
+            description=meta.get("description", ""),
+            training_settings=meta.get("training", {}),
+            metrics=meta.get("metrics", {}),
+            is_public=meta.get("is_public", True),
+        )
+        with open(meta_dir / meta["painting"], "rb") as painting:
+            style.style_image.save(Path(meta["painting"]).name, File(painting), save=False)
+        if meta.get("example"):
+            with open(meta_dir / meta["example"], "rb") as example:
+                style.example_image.save(Path(meta["example"]).name, File(example), save=False)
+    elif style.live_version is not None and style.live_version >= version:
+        return style
+    style.live_version = version
+    style.status = Style.Status.READY
+    style.status_reason = ""
+    style.save()
+    return style
+
+
+# --- Jobs ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def job_create(
+    *,
+    owner,
+    style: Style,
+    input_image,
+    strength: float = 1.0,
+    preserve_colors: bool = False,
+    max_side: int | None = None,
+) -> StyleJob:
+    job = StyleJob(
+        owner=owner,
+        style=style,
+        strength=strength,
+        preserve_colors=preserve_colors,
+    )
+    if max_side is not None:
+        job.max_side = max_side
+    job.full_clean(exclude=["input_image"])
+    job.input_image.save(Path(input_image.name).name, input_image, save=False)
+    job.save()
+    return job
+
+
+def job_start(*, job_id) -> bool:
+    """queued → running, counting the attempt. False if the job was not queued."""
+    return bool(
+        StyleJob.objects.filter(pk=job_id, status=StyleJob.Status.QUEUED).update(
+            status=StyleJob.Status.RUNNING,
+            started_at=timezone.now(),
+            attempts=F("attempts") + 1,
+        )
+    )
+
+
+def job_requeue(*, job_id) -> bool:
+    """running → queued, for a retry. False if the job was not running."""
+    return bool(
+        StyleJob.objects.filter(pk=job_id, status=StyleJob.Status.RUNNING).update(
+            status=StyleJob.Status.QUEUED
+        )
+    )
+
+
+@transaction.atomic
+def job_succeed(*, job_id, result_name: str, result_file) -> bool:
+    """running → succeeded with the result stored. False if the job was not running."""
+    job = StyleJob.objects.select_for_update().get(pk=job_id)
+    if job.status != StyleJob.Status.RUNNING:
+        return False
+    job.result_image.save(result_name, result_file, save=False)
+    job.status = StyleJob.Status.SUCCEEDED
+    job.error = ""
+    job.finished_at = timezone.now()
+    job.save(update_fields=["result_image", "status", "error", "finished_at"])
+    return True
+
+
+def job_fail(*, job_id, error: str) -> bool:
+    """queued or running → failed with a readable reason. False if already finished."""
+    return bool(
+        StyleJob.objects.filter(pk=job_id)
+        .exclude(status__in=StyleJob.FINISHED)
+        .update(
+            status=StyleJob.Status.FAILED,
+            error=error or "The job failed for an unknown reason.",
+            finished_at=timezone.now(),
+        )
+    )

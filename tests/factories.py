@@ -1,0 +1,37 @@
+import factory
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+
+from stylize.models import Style, StyleJob
+from tests.conftest import png_bytes
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ["username"]
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.django.Password("correct horse battery staple")
+
+
+class StyleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Style
+
+    name = factory.Sequence(lambda n: f"Style {n}")
+    slug = factory.Sequence(lambda n: f"style-{n}")
+    model_name = factory.LazyAttribute(lambda s: s.slug.replace("-", "_"))
+    style_image = factory.LazyFunction(lambda: ContentFile(png_bytes(), name="painting.png"))
+    status = Style.Status.READY
+    live_version = 1
+
+
+class StyleJobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StyleJob
+
+    owner = factory.SubFactory(UserFactory)
+    style = factory.SubFactory(StyleFactory)
+    input_image = factory.LazyFunction(lambda: ContentFile(png_bytes(), name="photo.png"))

@@ -1,0 +1,53 @@
+import pytest
+from django.urls import reverse
+
+from tests.factories import StyleFactory, StyleJobFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client):
+    client.force_login(UserFactory(username="staff", is_staff=True, is_superuser=True))
+    return client
+
+
+def test_style_admin_pages_render(staff_client):
+    style = StyleFactory(name="Starry Night")
+    StyleFactory(name="Great Wave", is_public=False)
+    changelist = staff_client.get(reverse("admin:stylize_style_changelist"))
+    assert changelist.status_code == 200
+    assert b"Starry Night" in changelist.content and b"Great Wave" in changelist.content
+
+    searched = staff_client.get(reverse("admin:stylize_style_changelist"), {"q": "starry"})
+    assert b"Starry Night" in searched.content and b"Great Wave" not in searched.content
+
+    filtered = staff_client.get(reverse("admin:stylize_style_changelist"), {"is_public__exact": 0})
+    assert b"Great Wave" in filtered.content and b"Starry Night" not in filtered.content
+
+    change = staff_client.get(reverse("admin:stylize_style_change", args=[style.pk]))
+    assert change.status_code == 200 and b"Created at" in change.content
+    assert staff_client.get(reverse("admin:stylize_style_add")).status_code == 200
+
+
+def test_job_admin_pages_render(staff_client):
+    job = StyleJobFactory(owner=UserFactory(username="alice"))
+    StyleJobFactory(owner=UserFactory(username="bob"), status="running")
+    changelist = staff_client.get(reverse("admin:stylize_stylejob_changelist"))
+    assert changelist.status_code == 200 and b"alice" in changelist.content
+
+    filtered = staff_client.get(
+        reverse("admin:stylize_stylejob_changelist"), {"status__exact": "running"}
+    )
+    assert b"bob" in filtered.content and b"alice" not in filtered.content
+
+    change = staff_client.get(reverse("admin:stylize_stylejob_change", args=[job.pk]))
+    assert change.status_code == 200
+    # Timestamps are shown, not editable.
+    assert b'name="created_at"' not in change.content and b"Started at" in change.content
+
+
+def test_admin_is_closed_to_non_staff(client):
+    client.force_login(UserFactory(username="plain"))
+    response = client.get(reverse("admin:stylize_style_changelist"))
+    assert response.status_code == 302 and "/login/" in response["Location"]

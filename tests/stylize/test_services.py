@@ -1,0 +1,149 @@
+import json
+import shutil
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+
+from stylize import selectors, services
+from stylize.models import Style, StyleJob
+from tests.conftest import png_bytes
+from tests.factories import StyleFactory, StyleJobFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_job_create_stores_the_photo_and_options(photo_upload):
+    job = services.job_create(
+        owner=UserFactory(), style=StyleFactory(), input_image=photo_upload,
+        strength=0.5, preserve_colors=True, max_side=512,
+    )
+    job.refresh_from_db()
+    assert job.status == StyleJob.Status.QUEUED
+    assert (job.strength, job.preserve_colors, job.max_side) == (0.5, True, 512)
+    assert job.input_image.read() == png_bytes()
+
+
+def test_job_create_refuses_bad_options(photo_upload):
+    with pytest.raises(ValidationError):
+        services.job_create(
+            owner=UserFactory(), style=StyleFactory(), input_image=photo_upload, strength=2
+        )
+    assert StyleJob.objects.count() == 0
+
+
+def test_job_start_is_guarded_so_a_duplicate_delivery_does_nothing():
+    job = StyleJobFactory()
+    assert services.job_start(job_id=job.pk) is True
+    assert services.job_start(job_id=job.pk) is False
+    job.refresh_from_db()
+    assert job.status == StyleJob.Status.RUNNING
+    assert job.attempts == 1 and job.started_at is not None
+
+
+def test_job_succeed_only_from_running():
+    job = StyleJobFactory()
+    assert services.job_succeed(
+        job_id=job.pk, result_name="r.png", result_file=ContentFile(b"x")
+    ) is False
+    services.job_start(job_id=job.pk)
+    assert services.job_succeed(
+        job_id=job.pk, result_name="r.png", result_file=ContentFile(png_bytes())
+    ) is True
+    job.refresh_from_db()
+    assert job.status == StyleJob.Status.SUCCEEDED and job.finished_at is not None
+    assert job.result_image.read() == png_bytes()
+    assert services.job_fail(job_id=job.pk, error="late failure") is False
+    job.refresh_from_db()
+    assert job.status == StyleJob.Status.SUCCEEDED
+
+
+def test_job_fail_records_the_reason_and_retry_requeues():
+    job = StyleJobFactory()
+    services.job_start(job_id=job.pk)
+    assert services.job_requeue(job_id=job.pk) is True
+    assert services.job_requeue(job_id=job.pk) is False
+    services.job_start(job_id=job.pk)
+    assert services.job_fail(job_id=job.pk, error="The model server is down.") is True
+    job.refresh_from_db()
+    assert job.status == StyleJob.Status.FAILED
+    assert job.error == "The model server is down." and job.attempts == 2
+
+
+def test_failed_training_keeps_the_live_version():
+    style = StyleFactory(live_version=3)
+    services.style_training_start(style=style)
+    assert style.status == Style.Status.TRAINING
+    services.style_training_fail(style=style, reason="Loss became NaN at step 120.")
+    style.refresh_from_db()
+    assert style.live_version == 3 and style.status == Style.Status.READY
+    assert "NaN" in style.status_reason
+
+    untrained = StyleFactory(live_version=None, status=Style.Status.DRAFT)
+    services.style_training_fail(style=untrained, reason="No photos found.")
+    untrained.refresh_from_db()
+    assert untrained.status == Style.Status.FAILED
+
+
+def test_successful_training_makes_the_version_live():
+    style = StyleFactory(live_version=None, status=Style.Status.DRAFT)
+    services.style_training_succeed(
+        style=style, version=2, training_settings={"steps": 200}, metrics={"style": 1.5}
+    )
+    style.refresh_from_db()
+    assert style.is_ready and style.live_version == 2
+    assert style.training_settings == {"steps": 200} and style.metrics == {"style": 1.5}
+
+
+def test_only_public_ready_styles_are_offered():
+    offered = StyleFactory()
+    StyleFactory(is_public=False)
+    StyleFactory(status=Style.Status.DRAFT, live_version=None)
+    StyleFactory(status=Style.Status.TRAINING, live_version=None)
+    assert list(selectors.style_list_offered()) == [offered]
+
+
+def _ship_model(serving_dir, name, version, meta=True):
+    version_dir = serving_dir / "models" / name / str(version)
+    version_dir.mkdir(parents=True)
+    (version_dir / "saved_model.pb").write_bytes(b"")
+    if meta:
+        meta_dir = serving_dir / "styles" / name
+        meta_dir.mkdir(parents=True, exist_ok=True)
+        (meta_dir / "painting.png").write_bytes(png_bytes(color=(10, 20, 200)))
+        (meta_dir / "example.png").write_bytes(png_bytes(color=(90, 20, 20)))
+        (meta_dir / "style.json").write_text(json.dumps({
+            "name": name.replace("_", " ").title(), "description": "Swirls.",
+            "painting": "painting.png", "example": "example.png",
+            "training": {"steps": 100}, "metrics": {"style_ratio": 0.1},
+        }))
+
+
+def test_register_shipped_styles(tmp_path):
+    _ship_model(tmp_path, "starry_night", 1)
+    _ship_model(tmp_path, "no_metadata", 1, meta=False)
+    (tmp_path / "models" / "half_written" / "1").mkdir(parents=True)  # no saved_model.pb
+
+    styles = services.styles_register_shipped(serving_dir=tmp_path)
+
+    assert [s.model_name for s in styles] == ["starry_night"]
+    style = Style.objects.get()
+    assert style.name == "Starry Night" and style.slug == "starry_night"
+    assert style.is_ready and style.live_version == 1 and style.is_public
+    assert style.style_image.read() == png_bytes(color=(10, 20, 200))
+    assert style.example_image and style.training_settings == {"steps": 100}
+
+
+def test_register_again_keeps_staff_edits_and_takes_newer_versions(tmp_path):
+    _ship_model(tmp_path, "starry_night", 1)
+    services.styles_register_shipped(serving_dir=tmp_path)
+    Style.objects.update(description="Edited by staff")
+
+    services.styles_register_shipped(serving_dir=tmp_path)
+    assert Style.objects.count() == 1
+    assert Style.objects.get().description == "Edited by staff"
+
+    shutil.copytree(tmp_path / "models/starry_night/1", tmp_path / "models/starry_night/2")
+    services.styles_register_shipped(serving_dir=tmp_path)
+    style = Style.objects.get()
+    assert style.live_version == 2 and style.description == "Edited by staff"

@@ -1,0 +1,97 @@
+"""`make run` and `make test` go through prisma_site.devstack: start it for real."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+
+from prisma_site.devstack import free_port
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_get(url: str):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, response.read()
+
+
+@pytest.mark.slow
+def test_run_starts_redis_worker_and_web_and_ctrl_c_stops_them(tmp_path):
+    web_port, redis_port = free_port(), free_port()
+    env = {**os.environ, "PRISMA_VAR_DIR": str(tmp_path)}
+    env.pop("REDIS_URL", None)
+    stack = subprocess.Popen(
+        [sys.executable, "-m", "prisma_site.devstack", "run",
+         "--port", str(web_port), "--redis-port", str(redis_port)],
+        cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    output = []
+    try:
+        for line in stack.stdout:
+            output.append(line)
+            if "Prisma is running at" in line:
+                break
+        else:
+            pytest.fail("The stack stopped before serving:\n" + "".join(output))
+
+        status, body = http_get(f"http://127.0.0.1:{web_port}/")
+        assert status == 200 and b"Prisma" in body
+        status, _ = http_get(f"http://127.0.0.1:{web_port}/admin/login/")
+        assert status == 200
+        assert redis.Redis(port=redis_port).ping() is True
+        assert (tmp_path / "db.sqlite3").is_file()
+        printed = "".join(output)
+        assert "Demo login:  demo / " in printed and "Staff login: admin / " in printed
+
+        # The worker answers on the broker the stack started (it may still be booting).
+        replies = ""
+        for _ in range(6):
+            inspect = subprocess.run(
+                [sys.executable, "-m", "celery", "-A", "prisma_site", "inspect", "ping",
+                 "--timeout", "5"],
+                cwd=BASE_DIR, capture_output=True, text=True, timeout=60,
+                env={**env, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"},
+            )
+            replies = inspect.stdout + inspect.stderr
+            if "pong" in inspect.stdout:
+                break
+        assert f"prisma-{web_port}@" in replies and "pong" in replies, replies
+    finally:
+        os.killpg(stack.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+        stack.wait(timeout=60)
+    rest = stack.stdout.read()
+    assert "Stopping" in rest
+    deadline = time.monotonic() + 10
+    while (port_open(web_port) or port_open(redis_port)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not port_open(web_port) and not port_open(redis_port)
+
+
+def test_with_redis_gives_the_command_a_throwaway_redis_and_its_exit_status():
+    script = (
+        "import os, sys, redis; r = redis.Redis.from_url(os.environ['REDIS_URL']);"
+        "assert r.ping(); print(os.environ['REDIS_URL']); sys.exit(3)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "prisma_site.devstack", "with-redis", "--",
+         sys.executable, "-c", script],
+        cwd=BASE_DIR, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 3, result.stderr
+    url = result.stdout.strip().splitlines()[-1]
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    assert not port_open(port)

@@ -1,0 +1,124 @@
+"""Settings load from the environment: embedded defaults, and production switched on."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+PRODUCTION_ENV = {
+    "DEBUG": "False",
+    "SECRET_KEY": "x" * 60 + "production-secret-for-the-test-only",
+    "ALLOWED_HOSTS": "prisma.example.com",
+    "DATABASE_URL": "postgres://prisma:pw@db.internal:5432/prisma",
+    "EMAIL_URL": "smtp+tls://mailer:pw@smtp.example.com:587",
+    "MODEL_BACKEND": "tfserving",
+    "TFSERVING_ADDRESS": "tfserving:8500",
+    "S3_BUCKET": "prisma-media",
+    "S3_ENDPOINT_URL": "https://s3.example.com",
+}
+
+PROBE = """
+import json
+from django.conf import settings
+print(json.dumps({
+    "DEBUG": settings.DEBUG,
+    "DB_ENGINE": settings.DATABASES["default"]["ENGINE"],
+    "DB_NAME": str(settings.DATABASES["default"]["NAME"]),
+    "DB_HOST": settings.DATABASES["default"].get("HOST", ""),
+    "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+    "EMAIL_BACKEND": settings.EMAIL_BACKEND,
+    "EMAIL_FILE_PATH": str(getattr(settings, "EMAIL_FILE_PATH", "")),
+    "EMAIL_HOST": getattr(settings, "EMAIL_HOST", ""),
+    "EMAIL_USE_TLS": getattr(settings, "EMAIL_USE_TLS", False),
+    "REDIS_URL": settings.REDIS_URL,
+    "BROKER": settings.CELERY_BROKER_URL,
+    "MODEL_BACKEND": settings.MODEL_BACKEND,
+    "TFSERVING_ADDRESS": settings.TFSERVING_ADDRESS,
+    "SESSION_COOKIE_SECURE": settings.SESSION_COOKIE_SECURE,
+    "CSRF_COOKIE_SECURE": settings.CSRF_COOKIE_SECURE,
+    "HSTS": settings.SECURE_HSTS_SECONDS,
+    "STORAGE": settings.STORAGES["default"]["BACKEND"],
+}))
+"""
+
+
+def clean_env(**extra):
+    env = {
+        k: v for k, v in os.environ.items()
+        if k not in PRODUCTION_ENV and k not in {"REDIS_URL", "PRISMA_VAR_DIR"}
+    }
+    env["DJANGO_SETTINGS_MODULE"] = "prisma_site.settings"
+    env.update(extra)
+    return env
+
+
+def load_settings(env):
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()\n" + PROBE],
+        env=env, cwd=BASE_DIR, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_embedded_defaults_run_on_one_machine(tmp_path):
+    loaded = load_settings(clean_env(PRISMA_VAR_DIR=str(tmp_path)))
+    assert loaded["DEBUG"] is True
+    assert loaded["DB_ENGINE"] == "django.db.backends.sqlite3"
+    assert loaded["DB_NAME"] == str(tmp_path / "db.sqlite3")
+    assert loaded["MEDIA_ROOT"] == str(tmp_path / "media")
+    assert loaded["EMAIL_BACKEND"] == "django.core.mail.backends.filebased.EmailBackend"
+    assert loaded["EMAIL_FILE_PATH"] == str(tmp_path / "mail")
+    assert loaded["REDIS_URL"] == loaded["BROKER"] == "redis://127.0.0.1:6379/0"
+    assert loaded["MODEL_BACKEND"] == "local"
+    assert loaded["STORAGE"] == "django.core.files.storage.FileSystemStorage"
+
+
+def test_production_environment_switches_on_the_real_parts():
+    loaded = load_settings(clean_env(**PRODUCTION_ENV))
+    assert loaded["DEBUG"] is False
+    assert loaded["DB_ENGINE"] == "django.db.backends.postgresql"
+    assert loaded["DB_HOST"] == "db.internal"
+    assert loaded["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
+    assert loaded["EMAIL_HOST"] == "smtp.example.com" and loaded["EMAIL_USE_TLS"] is True
+    assert loaded["MODEL_BACKEND"] == "tfserving"
+    assert loaded["TFSERVING_ADDRESS"] == "tfserving:8500"
+    assert loaded["SESSION_COOKIE_SECURE"] and loaded["CSRF_COOKIE_SECURE"]
+    assert loaded["HSTS"] >= 31536000
+    assert loaded["STORAGE"] == "storages.backends.s3.S3Storage"
+
+
+def test_check_deploy_passes_under_the_production_environment():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=clean_env(**PRODUCTION_ENV), cwd=BASE_DIR, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"DEBUG": "False"}, "SECRET_KEY must be set"),
+        ({"MODEL_BACKEND": "magic"}, "MODEL_BACKEND must be"),
+    ],
+)
+def test_unsafe_or_wrong_settings_refuse_to_start(env, message):
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=clean_env(**env), cwd=BASE_DIR, capture_output=True, text=True,
+    )
+    assert result.returncode != 0 and message in result.stderr
+
+
+def test_no_pending_model_changes():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        env=clean_env(), cwd=BASE_DIR, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
