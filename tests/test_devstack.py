@@ -1,12 +1,15 @@
 """`make run` and `make test` go through prisma_site.devstack: start it for real."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,20 @@ def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def admin_login_works(base: str, username: str, password: str) -> bool:
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    page = opener.open(f"{base}/admin/login/", timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode({
+        "csrfmiddlewaretoken": token, "username": username, "password": password,
+        "next": "/admin/",
+    }).encode()
+    request = urllib.request.Request(f"{base}/admin/login/", data=form,
+                                     headers={"Referer": f"{base}/admin/login/"})
+    landed = opener.open(request, timeout=10)
+    return landed.url.endswith("/admin/") and "Site administration" in landed.read().decode()
 
 
 def http_get(url: str):
@@ -50,8 +67,8 @@ def test_run_starts_redis_worker_and_web_and_ctrl_c_stops_them(tmp_path):
 
         status, body = http_get(f"http://127.0.0.1:{web_port}/")
         assert status == 200 and b"Prisma" in body
-        status, _ = http_get(f"http://127.0.0.1:{web_port}/admin/login/")
-        assert status == 200
+        password = re.search(r"Staff login: admin / (\S+)", "".join(output)).group(1)
+        assert admin_login_works(f"http://127.0.0.1:{web_port}", "admin", password)
         assert redis.Redis(port=redis_port).ping() is True
         assert (tmp_path / "db.sqlite3").is_file()
         printed = "".join(output)
