@@ -1,0 +1,292 @@
+"""Building blocks of the image transform network (Johnson et al. 2016).
+
+Every layer here is written with ``keras.ops`` only, so the same code runs under
+the TensorFlow, JAX and PyTorch Keras backends. Arguments are validated and
+stored in ``__init__``, weights are created in ``build`` and ``get_config``
+returns everything needed to rebuild the layer (keras-hub style).
+
+All layers take and return channels-last tensors ``(batch, height, width,
+channels)`` of any height and width, odd sizes included.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = [
+    "ReflectionConv2D",
+    "InstanceNormalization",
+    "ResidualBlock",
+    "UpsampleConv2D",
+]
+
+PACKAGE = "prisma"
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    return value
+
+
+def _check_rank4(layer, input_shape):
+    if len(input_shape) != 4:
+        raise ValueError(
+            f"{layer.__class__.__name__} expects a 4D (batch, height, width, channels) "
+            f"input. Received shape: {tuple(input_shape)}"
+        )
+    if input_shape[-1] is None:
+        raise ValueError(
+            f"{layer.__class__.__name__} needs a known number of channels. "
+            f"Received shape: {tuple(input_shape)}"
+        )
+
+
+def _conv_out(size, kernel_size, strides):
+    """Spatial size after reflect padding by ``kernel_size // 2`` and a VALID conv."""
+    if size is None:
+        return None
+    pad = kernel_size // 2
+    return (size + 2 * pad - kernel_size) // strides + 1
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ReflectionConv2D(keras.layers.Layer):
+    """Reflection padding followed by a ``VALID`` 2D convolution.
+
+    The input is padded by ``kernel_size // 2`` pixels on every side by
+    reflection (no zero border, so no dark frame appears in generated images),
+    then convolved with stride ``strides``. With an odd ``kernel_size`` and
+    ``strides=1`` the output has the input's height and width; with
+    ``strides=2`` it has ``ceil(size / 2)``.
+
+    Reflection needs ``height, width > kernel_size // 2``.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: side of the square kernel (odd).
+        strides: convolution stride (same in both directions).
+        use_bias: whether to add a learned bias.
+        kernel_initializer: initializer of the kernel.
+        bias_initializer: initializer of the bias.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = _positive_int("filters", filters)
+        self.kernel_size = _positive_int("kernel_size", kernel_size)
+        if self.kernel_size % 2 != 1:
+            raise ValueError(
+                f"`kernel_size` must be odd so that padding is symmetric. "
+                f"Received: kernel_size={kernel_size}"
+            )
+        self.strides = _positive_int("strides", strides)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.pad = self.kernel_size // 2
+
+    def build(self, input_shape):
+        _check_rank4(self, input_shape)
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.kernel_size, self.kernel_size, input_shape[-1], self.filters),
+            initializer=self.kernel_initializer,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias", shape=(self.filters,), initializer=self.bias_initializer
+            )
+        else:
+            self.bias = None
+
+    def call(self, inputs):
+        x = inputs
+        if self.pad:
+            p = self.pad
+            x = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+        x = ops.conv(x, self.kernel, strides=self.strides, padding="valid")
+        if self.bias is not None:
+            x = x + self.bias
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return (
+            input_shape[0],
+            _conv_out(input_shape[1], self.kernel_size, self.strides),
+            _conv_out(input_shape[2], self.kernel_size, self.strides),
+            self.filters,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class InstanceNormalization(keras.layers.Layer):
+    """Instance normalisation (Ulyanov et al. 2016) with a learned affine map.
+
+    Each image and channel is normalised with the mean and variance taken over
+    its own height and width::
+
+        y = (x - mean_hw(x)) / sqrt(var_hw(x) + epsilon) * scale + offset
+
+    ``scale`` (initialised to 1) and ``offset`` (initialised to 0) are learned
+    per channel.
+
+    Args:
+        epsilon: added to the variance; guards flat regions against division
+            by ~0.
+    """
+
+    def __init__(self, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        epsilon = float(epsilon)
+        if not epsilon > 0:
+            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon}")
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        _check_rank4(self, input_shape)
+        channels = input_shape[-1]
+        self.scale = self.add_weight(name="scale", shape=(channels,), initializer="ones")
+        self.offset = self.add_weight(name="offset", shape=(channels,), initializer="zeros")
+
+    def call(self, inputs):
+        mean, variance = ops.moments(inputs, axes=[1, 2], keepdims=True)
+        x = (inputs - mean) * ops.rsqrt(variance + self.epsilon)
+        return x * self.scale + self.offset
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"epsilon": self.epsilon})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ResidualBlock(keras.layers.Layer):
+    """Johnson-style residual block with an identity skip.
+
+    ``x + IN(conv(relu(IN(conv(x)))))`` where both convolutions are
+    :class:`ReflectionConv2D` with ``filters`` channels, so the input must
+    have ``filters`` channels too. No activation follows the addition.
+
+    Args:
+        filters: channels of the input, of both convolutions and of the output.
+        kernel_size: side of both convolution kernels.
+        epsilon: epsilon of both instance normalisations.
+    """
+
+    def __init__(self, filters, kernel_size=3, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = _positive_int("filters", filters)
+        self.kernel_size = _positive_int("kernel_size", kernel_size)
+        self.epsilon = float(epsilon)
+        self.conv1 = ReflectionConv2D(self.filters, self.kernel_size, name="conv1")
+        self.norm1 = InstanceNormalization(self.epsilon, name="norm1")
+        self.conv2 = ReflectionConv2D(self.filters, self.kernel_size, name="conv2")
+        self.norm2 = InstanceNormalization(self.epsilon, name="norm2")
+
+    def build(self, input_shape):
+        _check_rank4(self, input_shape)
+        if input_shape[-1] != self.filters:
+            raise ValueError(
+                f"ResidualBlock(filters={self.filters}) needs an input with "
+                f"{self.filters} channels for its identity skip. "
+                f"Received shape: {tuple(input_shape)}"
+            )
+        shape = tuple(input_shape)
+        self.conv1.build(shape)
+        self.norm1.build(shape)
+        self.conv2.build(shape)
+        self.norm2.build(shape)
+
+    def call(self, inputs):
+        x = self.conv1(inputs)
+        x = ops.relu(self.norm1(x))
+        x = self.norm2(self.conv2(x))
+        return inputs + x
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"filters": self.filters, "kernel_size": self.kernel_size, "epsilon": self.epsilon}
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class UpsampleConv2D(keras.layers.Layer):
+    """Nearest-neighbour upsampling followed by a :class:`ReflectionConv2D`.
+
+    Each pixel is repeated ``size`` times along height and width (exact
+    nearest-neighbour resize, any input size), then convolved with stride 1.
+    Used instead of a transposed convolution, which causes checkerboard
+    artefacts (Odena et al. 2016).
+
+    Args:
+        filters: output channels.
+        kernel_size: side of the convolution kernel.
+        size: integer upsampling factor.
+    """
+
+    def __init__(self, filters, kernel_size=3, size=2, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = _positive_int("filters", filters)
+        self.kernel_size = _positive_int("kernel_size", kernel_size)
+        self.size = _positive_int("size", size)
+        self.conv = ReflectionConv2D(self.filters, self.kernel_size, name="conv")
+
+    def build(self, input_shape):
+        _check_rank4(self, input_shape)
+        self.conv.build(self._upsampled_shape(input_shape))
+
+    def _upsampled_shape(self, input_shape):
+        def up(size):
+            return None if size is None else size * self.size
+
+        return (input_shape[0], up(input_shape[1]), up(input_shape[2]), input_shape[3])
+
+    def call(self, inputs):
+        x = inputs
+        if self.size > 1:
+            x = ops.repeat(x, self.size, axis=1)
+            x = ops.repeat(x, self.size, axis=2)
+        return self.conv(x)
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(self._upsampled_shape(input_shape))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"filters": self.filters, "kernel_size": self.kernel_size, "size": self.size}
+        )
+        return config
