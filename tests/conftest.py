@@ -6,9 +6,10 @@ from PIL import Image
 
 
 @pytest.fixture(autouse=True)
-def _media_in_tmp(settings, tmp_path):
+def _media_in_tmp(request, tmp_path):
     """Uploaded and generated files go to a per-test folder, never into var/."""
-    settings.MEDIA_ROOT = tmp_path / "media"
+    if request.config.pluginmanager.hasplugin("django"):
+        request.getfixturevalue("settings").MEDIA_ROOT = tmp_path / "media"
 
 
 def png_bytes(size=(32, 24), color=(200, 80, 40)) -> bytes:
