@@ -1,0 +1,150 @@
+"""The image transform network of Johnson et al. 2016 as a Keras 3 model.
+
+Architecture (``width=1``)::
+
+    9x9 conv 32 -> 3x3/2 conv 64 -> 3x3/2 conv 128 -> 5 residual blocks of 128
+    -> upsample x2 + 3x3 conv 64 -> upsample x2 + 3x3 conv 32 -> 9x9 conv 3
+
+All convolutions are reflection padded; instance normalisation and ReLU
+follow every convolution but the last; the last is mapped to [0, 255] with
+``(tanh(x) + 1) * 127.5``.
+
+Inputs are float32 NHWC RGB images in [0, 255] of any height and width. The
+two stride-2 convolutions need sizes that are multiples of 4 to come back to
+the same size, so the network pads the input by reflection on the bottom and
+right edges to the next multiple of 4 (at most 3 pixels) and crops the output
+back to the input size. Reflection matches the padding used by every
+convolution, so the edge carries no border artefact. Inputs must be at least
+5 pixels on each side.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from ml.layers import (
+    InstanceNormalization,
+    ReflectionConv2D,
+    ResidualBlock,
+    UpsampleConv2D,
+)
+
+__all__ = ["TransformNet"]
+
+# Filter counts of the full-width network (Johnson et al. 2016, table 1).
+BASE_FILTERS = (32, 64, 128)
+#: Height and width are padded to a multiple of this (two stride-2 convs).
+SIZE_MULTIPLE = 4
+
+
+@keras.saving.register_keras_serializable(package="prisma")
+class TransformNet(keras.Model):
+    """Feed-forward style transfer network.
+
+    Args:
+        width: multiplies every filter count (``0.5`` gives the half-width
+            network of 16/32/64 channels). Counts are rounded, minimum 1.
+        num_residual_blocks: number of residual blocks at the bottleneck.
+        epsilon: epsilon of every instance normalisation.
+
+    Call it on a float tensor ``(batch, height, width, 3)`` with RGB values in
+    [0, 255]; it returns a tensor of the same shape with values in [0, 255].
+    """
+
+    def __init__(self, width=1.0, num_residual_blocks=5, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        width = float(width)
+        if not width > 0:
+            raise ValueError(f"`width` must be > 0. Received: width={width}")
+        if (
+            isinstance(num_residual_blocks, bool)
+            or not isinstance(num_residual_blocks, int)
+            or num_residual_blocks < 0
+        ):
+            raise ValueError(
+                "`num_residual_blocks` must be a non-negative integer. "
+                f"Received: num_residual_blocks={num_residual_blocks!r}"
+            )
+        self.width = width
+        self.num_residual_blocks = num_residual_blocks
+        self.epsilon = float(epsilon)
+
+        f1, f2, f3 = (max(1, int(round(f * width))) for f in BASE_FILTERS)
+        self.filters = (f1, f2, f3)
+        eps = self.epsilon
+        # (layer, norm) pairs; norm is None for the last convolution.
+        self.conv_in = ReflectionConv2D(f1, 9, name="conv_in")
+        self.norm_in = InstanceNormalization(eps, name="norm_in")
+        self.down1 = ReflectionConv2D(f2, 3, strides=2, name="down1")
+        self.norm_down1 = InstanceNormalization(eps, name="norm_down1")
+        self.down2 = ReflectionConv2D(f3, 3, strides=2, name="down2")
+        self.norm_down2 = InstanceNormalization(eps, name="norm_down2")
+        self.residual_blocks = [
+            ResidualBlock(f3, 3, epsilon=eps, name=f"residual_{i + 1}")
+            for i in range(num_residual_blocks)
+        ]
+        self.up1 = UpsampleConv2D(f2, 3, size=2, name="up1")
+        self.norm_up1 = InstanceNormalization(eps, name="norm_up1")
+        self.up2 = UpsampleConv2D(f1, 3, size=2, name="up2")
+        self.norm_up2 = InstanceNormalization(eps, name="norm_up2")
+        self.conv_out = ReflectionConv2D(3, 9, name="conv_out")
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 4 or input_shape[-1] != 3:
+            raise ValueError(
+                "TransformNet expects (batch, height, width, 3) RGB inputs. "
+                f"Received shape: {input_shape}"
+            )
+        f1, f2, f3 = self.filters
+        batch = input_shape[0]
+        shape = (batch, None, None, 3)
+        self.conv_in.build(shape)
+        self.norm_in.build((batch, None, None, f1))
+        self.down1.build((batch, None, None, f1))
+        self.norm_down1.build((batch, None, None, f2))
+        self.down2.build((batch, None, None, f2))
+        self.norm_down2.build((batch, None, None, f3))
+        for block in self.residual_blocks:
+            block.build((batch, None, None, f3))
+        self.up1.build((batch, None, None, f3))
+        self.norm_up1.build((batch, None, None, f2))
+        self.up2.build((batch, None, None, f2))
+        self.norm_up2.build((batch, None, None, f1))
+        self.conv_out.build((batch, None, None, f1))
+        self.built = True
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        shape = ops.shape(x)
+        height, width = shape[1], shape[2]
+        pad_h = (SIZE_MULTIPLE - height % SIZE_MULTIPLE) % SIZE_MULTIPLE
+        pad_w = (SIZE_MULTIPLE - width % SIZE_MULTIPLE) % SIZE_MULTIPLE
+        x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
+
+        x = x / 127.5 - 1.0  # [0, 255] -> [-1, 1]
+        x = ops.relu(self.norm_in(self.conv_in(x)))
+        x = ops.relu(self.norm_down1(self.down1(x)))
+        x = ops.relu(self.norm_down2(self.down2(x)))
+        for block in self.residual_blocks:
+            x = block(x)
+        x = ops.relu(self.norm_up1(self.up1(x)))
+        x = ops.relu(self.norm_up2(self.up2(x)))
+        x = self.conv_out(x)
+        x = (ops.tanh(x) + 1.0) * 127.5
+        return x[:, :height, :width, :]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "width": self.width,
+                "num_residual_blocks": self.num_residual_blocks,
+                "epsilon": self.epsilon,
+            }
+        )
+        return config

@@ -1,0 +1,136 @@
+"""Tests of ml.model.TransformNet."""
+
+import keras
+import numpy as np
+import pytest
+
+from ml.model import TransformNet
+
+
+def _photo(shape, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def small_net():
+    net = TransformNet(width=0.25, num_residual_blocks=2)
+    net(_photo((1, 16, 16, 3)))
+    return net
+
+
+@pytest.mark.parametrize("size", [(37, 53), (32, 32), (5, 6), (41, 30)])
+def test_any_size_comes_back_same_size_in_range(small_net, size):
+    y = keras.ops.convert_to_numpy(small_net(_photo((2, *size, 3))))
+    assert y.shape == (2, *size, 3)
+    assert np.isfinite(y).all()
+    assert y.min() >= 0.0 and y.max() <= 255.0
+    assert y.std() > 0.1  # not a constant image
+
+
+def test_constant_photo_gives_constant_output_no_border_artefact(small_net):
+    # Reflection padding everywhere (and for the size padding to a multiple of
+    # 4) keeps a flat photo flat right up to the edges, also at odd sizes.
+    y = keras.ops.convert_to_numpy(small_net(np.full((1, 37, 53, 3), 120.0, "float32")))
+    np.testing.assert_allclose(y, np.broadcast_to(y[:, :1, :1, :], y.shape), atol=1e-3)
+
+
+def test_odd_size_output_matches_the_top_left_of_a_padded_run(small_net):
+    # Images are handled per pixel position: the crop is of the right region.
+    x = _photo((1, 37, 53, 3), seed=3)
+    y = keras.ops.convert_to_numpy(small_net(x))
+    x_big = np.pad(x, [(0, 0), (0, 3), (0, 3), (0, 0)], mode="reflect")
+    y_big = keras.ops.convert_to_numpy(small_net(x_big))
+    np.testing.assert_allclose(y, y_big[:, :37, :53], atol=1e-3)
+
+
+def test_width_scales_every_filter_count():
+    full = TransformNet()
+    half = TransformNet(width=0.5, num_residual_blocks=3)
+    for net in (full, half):
+        net.build((None, None, None, 3))
+    assert full.filters == (32, 64, 128) and half.filters == (16, 32, 64)
+    assert tuple(half.conv_in.kernel.shape) == (9, 9, 3, 16)
+    assert tuple(half.down2.kernel.shape) == (3, 3, 32, 64)
+    assert tuple(half.conv_out.kernel.shape) == (9, 9, 16, 3)
+    assert len(half.residual_blocks) == 3 and len(full.residual_blocks) == 5
+    assert half.count_params() < full.count_params() / 3
+
+
+def test_instance_norm_after_every_conv_but_the_last():
+    net = TransformNet(width=0.25, num_residual_blocks=1)
+    net.build((None, None, None, 3))
+    names = [w.path for w in net.weights]
+    kernels = sum(n.endswith("kernel") for n in names)
+    scales = sum(n.endswith("scale") for n in names)
+    assert kernels == 6 + 2 * 1  # 6 outer convs + 2 per residual block
+    assert scales == kernels - 1
+    assert not any(n.startswith("conv_out") and n.endswith("scale") for n in names)
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="width"):
+        TransformNet(width=0)
+    with pytest.raises(ValueError, match="num_residual_blocks"):
+        TransformNet(num_residual_blocks=-1)
+
+
+def test_get_config_and_from_config_round_trip(small_net):
+    config = small_net.get_config()
+    assert config["width"] == 0.25 and config["num_residual_blocks"] == 2
+    clone = TransformNet.from_config(config)
+    assert clone.get_config() == config
+    clone.build((None, None, None, 3))
+    clone.set_weights(small_net.get_weights())
+    x = _photo((1, 21, 19, 3), seed=1)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(clone(x)), keras.ops.convert_to_numpy(small_net(x)), atol=1e-4
+    )
+
+
+def test_keras_file_round_trip_gives_identical_outputs(small_net, tmp_path):
+    path = tmp_path / "net.keras"
+    small_net.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, TransformNet)
+    assert loaded.get_config() == small_net.get_config()
+    x = _photo((2, 37, 53, 3), seed=2)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(small_net(x))
+    )
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow graph tracing")
+def test_traces_with_unknown_height_and_width(small_net):
+    import tensorflow as tf
+
+    fn = tf.function(small_net, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    for size in [(37, 53), (24, 20)]:
+        assert tuple(fn(_photo((1, *size, 3))).shape) == (1, *size, 3)
+
+
+def test_gradients_reach_every_weight():
+    net = TransformNet(width=0.125, num_residual_blocks=1)
+    x = _photo((1, 12, 12, 3))
+    net(x)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(net(x) - 100.0))
+        grads = [g.numpy() for g in tape.gradient(loss, net.trainable_variables)]
+    elif backend == "jax":
+        import jax
+
+        def loss_fn(values):
+            y, _ = net.stateless_call(values, [], x)
+            return jax.numpy.mean((y - 100.0) ** 2)
+
+        grads = [np.asarray(g) for g in jax.grad(loss_fn)([v.value for v in net.trainable_variables])]
+    else:
+        pytest.skip(f"no gradient helper for {backend}")
+    assert len(grads) == len(net.trainable_variables)
+    assert all(np.isfinite(g).all() for g in grads)
+    # Every kernel gets a signal (biases right before instance norm do not).
+    kernels = [g for g, v in zip(grads, net.trainable_variables) if "kernel" in v.path]
+    assert all(np.abs(g).max() > 0 for g in kernels)
