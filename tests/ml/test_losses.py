@@ -1,0 +1,196 @@
+"""Tests of ml.losses: loss network, Gram matrix, TV and PerceptualLoss."""
+
+import keras
+import keras.src.utils.file_utils as keras_file_utils
+import numpy as np
+import pytest
+
+from ml.losses import (
+    DEFAULT_CONTENT_LAYER,
+    DEFAULT_LOSS_WEIGHTS,
+    DEFAULT_STYLE_LAYERS,
+    LossWeightsUnavailable,
+    PerceptualLoss,
+    VGGPreprocess,
+    build_loss_network,
+    gram_matrix,
+    total_variation,
+)
+
+VGG16_LAYERS = list(DEFAULT_STYLE_LAYERS["vgg16"]) + [DEFAULT_CONTENT_LAYER["vgg16"]]
+
+
+def _image(shape, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+@pytest.fixture(scope="module")
+def vgg16_random():
+    keras.utils.set_random_seed(1)
+    return build_loss_network("vgg16", weights=None)
+
+
+def test_gram_matrix_hand_computed():
+    # One image, 2x2 positions, 2 channels: F = [[1, 2], [3, 4], [5, 6], [7, 8]] (HW x C)
+    features = np.array([[[[1, 2], [3, 4]], [[5, 6], [7, 8]]]], dtype="float32")
+    # F^T F = [[1+9+25+49, 2+12+30+56], [.., 4+16+36+64]] = [[84, 100], [100, 120]], / (H*W*C = 8)
+    expected = np.array([[[84, 100], [100, 120]]], dtype="float32") / 8
+    np.testing.assert_allclose(_np(gram_matrix(features)), expected, rtol=1e-6)
+
+
+def test_gram_matrix_is_per_image_and_size_independent():
+    rng = np.random.default_rng(0)
+    tile = rng.normal(size=(1, 3, 4, 5)).astype("float32")
+    big = np.tile(tile, (1, 2, 3, 1))  # same statistics, 6x larger
+    batch = np.concatenate([tile, 2 * tile])
+    np.testing.assert_allclose(_np(gram_matrix(big)), _np(gram_matrix(tile)), rtol=1e-5)
+    grams = _np(gram_matrix(batch))
+    assert grams.shape == (2, 5, 5)
+    np.testing.assert_allclose(grams[1], 4 * grams[0], rtol=1e-5)
+
+
+def test_total_variation_hand_computed():
+    image = np.zeros((1, 2, 3, 1), dtype="float32")
+    image[0, :, :, 0] = [[0, 1, 3], [2, 2, 2]]
+    # vertical diffs: 2, 1, -1 -> mean of squares 6/3 = 2
+    # horizontal diffs: 1, 2, 0, 0 -> mean of squares 5/4 = 1.25
+    assert float(_np(total_variation(image))) == pytest.approx(3.25)
+    assert float(_np(total_variation(np.full((2, 5, 4, 3), 7.0, "float32")))) == 0.0
+
+
+def test_preprocess_is_caffe_bgr_minus_mean():
+    x = np.array([[[[10.0, 20.0, 30.0]]]], dtype="float32")
+    y = _np(VGGPreprocess()(x))
+    np.testing.assert_allclose(y[0, 0, 0], [30 - 103.939, 20 - 116.779, 10 - 123.68], rtol=1e-6)
+
+
+def test_loss_network_outputs_named_features_of_preprocessed_images(vgg16_random):
+    x = _image((2, 32, 48, 3))
+    features = vgg16_random(x)
+    assert sorted(features) == sorted(set(VGG16_LAYERS))  # block2_conv2 is in both lists
+    assert tuple(features["block1_conv2"].shape) == (2, 32, 48, 64)
+    assert tuple(features["block4_conv3"].shape) == (2, 4, 6, 512)
+    assert not vgg16_random.trainable and not vgg16_random.trainable_weights
+    # Same as keras.applications' own Caffe preprocessing + the bare VGG.
+    vgg = vgg16_random.get_layer("vgg16_features")
+    reference = vgg(keras.applications.vgg16.preprocess_input(x.copy()))
+    for name in set(VGG16_LAYERS):
+        np.testing.assert_allclose(_np(features[name]), _np(reference[name]), rtol=1e-4, atol=1e-3)
+
+
+def test_loss_network_default_layers_vgg19():
+    net = build_loss_network("vgg19", weights=None)
+    assert sorted(net.output) == sorted(
+        ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1", "block4_conv2"]
+    )
+
+
+def test_loss_network_rejects_unknown_layers_and_networks():
+    with pytest.raises(ValueError, match="block9_conv9"):
+        build_loss_network("vgg16", weights=None, layers=["block9_conv9"])
+    with pytest.raises(ValueError, match="network"):
+        build_loss_network("resnet50", weights=None)
+
+
+@pytest.mark.parametrize("network", ["vgg16", "vgg19"])
+def test_failed_imagenet_download_names_the_local_file_option(monkeypatch, network):
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- offline")
+
+    # keras.applications.vgg16/vgg19 download through file_utils.get_file.
+    monkeypatch.setattr(keras_file_utils, "get_file", no_network)
+    with pytest.raises(LossWeightsUnavailable) as info:
+        build_loss_network(network, weights="imagenet")
+    message = str(info.value)
+    assert "Downloading" in message and "failed" in message
+    assert "--loss-weights FILE" in message and "weights=" in message
+    assert "offline" in message  # the cause is kept
+
+
+def test_loss_network_loads_a_local_weights_file(tmp_path):
+    keras.utils.set_random_seed(7)
+    vgg = keras.applications.VGG16(include_top=False, weights=None)
+    path = tmp_path / "vgg16.weights.h5"
+    vgg.save_weights(path)
+    net = build_loss_network("vgg16", weights=str(path), layers=["block3_conv3"])
+    loaded = net.get_layer("vgg16_features").get_layer("block3_conv3")
+    np.testing.assert_array_equal(_np(loaded.kernel), _np(vgg.get_layer("block3_conv3").kernel))
+    with pytest.raises(LossWeightsUnavailable, match="not found"):
+        build_loss_network("vgg16", weights=str(tmp_path / "missing.weights.h5"))
+
+
+@pytest.fixture(scope="module")
+def painting():
+    y, x = np.mgrid[0:48, 0:40]
+    image = np.stack([(x * 6) % 255, (y * 5) % 255, ((x + y) * 9) % 255], axis=-1)
+    return image.astype("float32")
+
+
+def test_perceptual_loss_returns_weighted_finite_scalars(vgg16_random, painting):
+    loss = PerceptualLoss(painting, network="vgg16", loss_network=vgg16_random)
+    assert loss.content_weight == DEFAULT_LOSS_WEIGHTS["vgg16"]["content_weight"]
+    assert set(loss.style_grams) == set(DEFAULT_STYLE_LAYERS["vgg16"])
+    content, stylized = _image((2, 32, 32, 3), 1), _image((2, 32, 32, 3), 2)
+    terms = {k: float(_np(v)) for k, v in loss(content, stylized).items()}
+    assert set(terms) == {"total", "content", "style", "tv"}
+    assert all(np.isfinite(v) and v > 0 for v in terms.values())
+    assert terms["total"] == pytest.approx(terms["content"] + terms["style"] + terms["tv"], rel=1e-5)
+
+    doubled = PerceptualLoss(
+        painting, network="vgg16", loss_network=vgg16_random,
+        content_weight=2.0, style_weight=10.0, tv_weight=1.0,
+    )
+    terms2 = {k: float(_np(v)) for k, v in doubled(content, stylized).items()}
+    assert terms2["content"] == pytest.approx(2 * terms["content"], rel=1e-4)
+    assert terms2["style"] == pytest.approx(2 * terms["style"], rel=1e-4)
+    assert terms2["tv"] == pytest.approx(terms["tv"] / DEFAULT_LOSS_WEIGHTS["vgg16"]["tv_weight"], rel=1e-4)
+
+
+def test_style_term_vanishes_for_the_painting_itself(vgg16_random, painting):
+    loss = PerceptualLoss(painting, network="vgg16", loss_network=vgg16_random)
+    photos = _image((2, 48, 40, 3), 3)
+    as_painting = np.stack([painting, painting])
+    at_painting = float(_np(loss(photos, as_painting)["style"]))
+    elsewhere = float(_np(loss(photos, photos[::-1])["style"]))
+    assert elsewhere > 0
+    assert at_painting < 1e-6 * elsewhere
+    # ... and the content term vanishes when the output is the photo.
+    assert float(_np(loss(photos, photos)["content"])) == 0.0
+
+
+def test_style_size_resizes_the_painting_before_its_grams(vgg16_random, painting):
+    big = np.repeat(np.repeat(painting, 2, axis=0), 2, axis=1)  # 96 x 80
+    loss = PerceptualLoss(big, network="vgg16", loss_network=vgg16_random, style_size=48)
+    reference = PerceptualLoss(
+        _np(keras.ops.image.resize(big, (48, 40), antialias=True)),
+        network="vgg16", loss_network=vgg16_random,
+    )
+    full = PerceptualLoss(big, network="vgg16", loss_network=vgg16_random)
+    for name in loss.style_grams:
+        np.testing.assert_allclose(_np(loss.style_grams[name]), _np(reference.style_grams[name]), rtol=1e-3, atol=1e-3)
+    assert not np.allclose(_np(loss.style_grams["block1_conv2"]), _np(full.style_grams["block1_conv2"]), rtol=1e-3)
+
+
+def test_perceptual_loss_gradient_is_finite(vgg16_random, painting):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("uses tf.GradientTape")
+    import tensorflow as tf
+
+    loss = PerceptualLoss(painting, network="vgg16", loss_network=vgg16_random)
+    stylized = tf.Variable(_image((1, 32, 32, 3), 4))
+    with tf.GradientTape() as tape:
+        total = loss(_image((1, 32, 32, 3), 5), stylized)["total"]
+    grad = tape.gradient(total, stylized).numpy()
+    assert np.isfinite(grad).all() and np.abs(grad).max() > 0
+
+
+def test_default_weights_exist_for_both_networks():
+    for network in ("vgg16", "vgg19"):
+        weights = DEFAULT_LOSS_WEIGHTS[network]
+        assert set(weights) == {"content_weight", "style_weight", "tv_weight"}
+        assert all(v > 0 for v in weights.values())
+        assert 1 <= weights["style_weight"] / weights["content_weight"] <= 100
