@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.evaluate import contact_sheet, evaluate, keras_stylize_fn
+from ml.losses import PerceptualLoss
+
+
+def solid(colour, size=(24, 16)):
+    return np.full((size[1], size[0], 3), colour, dtype=np.uint8)
+
+
+def test_contact_sheet_has_photos_on_top_and_results_below(tmp_path):
+    photos = [solid((255, 0, 0)), solid((0, 255, 0)), solid((0, 0, 255))]
+    results = [solid((10, 10, 10))] * 3
+    path = contact_sheet(photos, results, tmp_path / "sheets" / "sheet.png", thumb=32)
+
+    with Image.open(path) as sheet:
+        assert sheet.format == "PNG"
+        assert sheet.size == (3 * 32, 2 * 32)
+        pixels = np.asarray(sheet.convert("RGB"))
+    assert tuple(pixels[16, 16]) == (255, 0, 0)  # first photo, top row
+    assert tuple(pixels[16, 2 * 32 + 16]) == (0, 0, 255)  # third photo
+    assert tuple(pixels[32 + 16, 32 + 16]) == (10, 10, 10)  # second result, bottom row
+
+
+def test_contact_sheet_rejects_mismatched_lists(tmp_path):
+    with pytest.raises(ValueError):
+        contact_sheet([solid(0)], [], tmp_path / "sheet.png")
+
+
+@pytest.fixture
+def held_out(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "held_out"
+    folder.mkdir()
+    for index, size in enumerate([(40, 32), (36, 44)]):
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"photo{index}.png")
+    painting = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    return folder, painting
+
+
+def test_evaluate_reports_mean_losses_and_quality(held_out):
+    folder, painting = held_out
+    loss = PerceptualLoss(painting, network="vgg16", weights=None)
+
+    identity = evaluate(lambda batch: batch, folder, painting, loss=loss)
+    grey = evaluate(lambda batch: np.full_like(batch, 128), folder, painting, loss=loss)
+
+    assert len(identity.photos) == 2 and len(identity.per_photo) == 2
+    assert identity.losses["content"] == pytest.approx(0.0, abs=1e-3)
+    assert identity.losses["tv"] > 0 and grey.losses["tv"] == 0
+    assert grey.losses["content"] > 0
+    assert grey.losses["total"] == pytest.approx(
+        np.mean([row["total"] for row in grey.per_photo])
+    )
+    assert identity.quality["luminance_correlation"] == pytest.approx(1.0)
+    assert grey.quality["luminance_correlation"] == 0.0
+    assert set(identity.as_dict()) >= {"losses", "quality", "per_photo"}
+
+
+def test_evaluate_runs_a_keras_model_at_each_photo_size(held_out):
+    from ml.model import TransformNet
+
+    folder, painting = held_out
+    model = TransformNet(width=0.25, num_residual_blocks=1)
+    seen_shapes = []
+
+    def stylize(batch):
+        seen_shapes.append(batch.shape)
+        return keras_stylize_fn(model)(batch)
+
+    report = evaluate(stylize, folder, painting, network="vgg16", weights=None, quality=False)
+    assert seen_shapes == [(1, 32, 40, 3), (1, 44, 36, 3)]
+    assert all(np.isfinite(value) for value in report.losses.values())
+    assert report.quality == {}
