@@ -1,0 +1,245 @@
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.train import (
+    DivergenceMonitor,
+    TrainConfig,
+    TrainingDiverged,
+    build_trainer,
+    latest_checkpoint,
+    load_checkpoint,
+    parse_args,
+    save_checkpoint,
+    train,
+)
+
+SIZE = 32
+
+
+@pytest.fixture
+def painting(tmp_path):
+    pixels = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    path = tmp_path / "painting.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def photo_batch(seed=0, batch=2):
+    return np.random.default_rng(seed).uniform(0, 255, (batch, SIZE, SIZE, 3)).astype("float32")
+
+
+def tiny_config(painting, out_dir, **overrides):
+    settings = dict(
+        style_image=str(painting),
+        data_dir=None,
+        out_dir=str(out_dir),
+        steps=4,
+        size=SIZE,
+        batch=2,
+        loss_network="vgg16",
+        loss_weights=None,
+        width=0.25,
+        num_residual_blocks=1,
+        checkpoint_every=2,
+        sample_every=1000,
+        verbose=0,
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def tree_digest(folder):
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_total_loss_falls_on_a_fixed_batch(painting, tmp_path):
+    totals = []
+    config = tiny_config(painting, tmp_path / "run", steps=20, lr=1e-2, checkpoint_every=100)
+    result = train(config, dataset=[photo_batch()], on_progress=lambda p: totals.append(p.losses["total"]))
+
+    assert len(totals) == 20 and result.steps == 20 and result.steps_this_run == 20
+    assert np.mean(totals[-3:]) < 0.7 * totals[0]
+    assert result.final_losses["total"] == pytest.approx(totals[-1])
+    assert result.mean_losses["total"] == pytest.approx(np.mean(totals), rel=1e-5)
+    assert result.model_path.is_file()
+
+
+def test_training_writes_checkpoints_samples_and_the_final_model(painting, tmp_path):
+    import keras
+
+    out = tmp_path / "run"
+    result = train(tiny_config(painting, out, steps=4, sample_every=2, keep_checkpoints=1), dataset=[photo_batch()])
+
+    assert json.loads((out / "checkpoints" / "latest.json").read_text()) == {"step": 4, "dir": "step-00000004"}
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest.json", "step-00000004"]
+    state = json.loads((out / "checkpoints" / "step-00000004" / "state.json").read_text())
+    assert state["step"] == 4 and set(state["losses"]) == {"total", "content", "style", "tv"}
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-00000002.png", "step-00000004.png"]
+    reloaded = keras.saving.load_model(result.model_path)
+    photos = photo_batch()
+    np.testing.assert_allclose(reloaded(photos), result.model(photos), atol=1e-3)
+
+
+def test_resume_continues_from_the_last_checkpoint(painting, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(painting, out, steps=4), dataset=[photo_batch()])
+
+    steps_seen = []
+    resumed = train(
+        tiny_config(painting, out, steps=6, resume=True),
+        dataset=[photo_batch()],
+        on_progress=lambda p: steps_seen.append(p.step),
+    )
+    assert steps_seen == [5, 6]
+    assert (resumed.steps, resumed.steps_this_run) == (6, 2)
+    assert latest_checkpoint(out).name == "step-00000006"
+
+
+def test_load_checkpoint_restores_weights_and_optimizer_state(painting, tmp_path):
+    out = tmp_path / "run"
+    trained = train(tiny_config(painting, out, steps=4), dataset=[photo_batch()])
+
+    fresh = build_trainer(tiny_config(painting, out))
+    assert load_checkpoint(fresh, latest_checkpoint(out)) == 4
+    assert int(fresh.optimizer.iterations.numpy()) == 4
+    for restored, saved in zip(fresh.transform_net.weights, trained.model.weights):
+        np.testing.assert_array_equal(restored.numpy(), saved.numpy())
+
+
+def test_nan_output_stops_training_and_keeps_the_last_good_checkpoint(painting, tmp_path):
+    out = tmp_path / "run"
+    good = photo_batch()
+    poisoned = good.copy()
+    poisoned[0, 0, 0, 0] = np.nan  # instance norm spreads it over the whole image
+    digests = {}
+
+    def remember_checkpoint(progress):
+        if progress.step == 3:
+            digests["before"] = tree_digest(out / "checkpoints")
+
+    with pytest.raises(TrainingDiverged, match="step 4"):
+        train(
+            tiny_config(painting, out, steps=10),
+            dataset=[good, good, good, poisoned],
+            on_progress=remember_checkpoint,
+        )
+    assert latest_checkpoint(out).name == "step-00000002"
+    assert tree_digest(out / "checkpoints") == digests["before"]
+
+
+def test_nan_image_with_finite_losses_is_caught_by_the_image_check(painting, tmp_path, monkeypatch):
+    # On TF's CPU kernels relu turns NaN into 0, so a NaN image can score
+    # finite VGG losses. Simulate that: the loss only ever sees NaN-free pixels.
+    from keras import ops
+
+    import ml.train
+
+    real_builder = ml.train.build_perceptual_loss
+
+    def loss_blind_to_nan(config):
+        real_loss = real_builder(config)
+
+        def loss(content, stylized):
+            return real_loss(content, ops.where(ops.isnan(stylized), 0.0, stylized))
+
+        loss.loss_network = real_loss.loss_network
+        return loss
+
+    monkeypatch.setattr(ml.train, "build_perceptual_loss", loss_blind_to_nan)
+    good = photo_batch()
+    poisoned = good.copy()
+    poisoned[0, 0, 0, 0] = np.nan
+    losses_seen = []
+
+    with pytest.raises(TrainingDiverged, match="output image holds NaN"):
+        train(
+            tiny_config(painting, tmp_path / "run", steps=10),
+            dataset=[good, good, poisoned],
+            on_progress=lambda p: losses_seen.append(p.losses),
+        )
+    assert len(losses_seen) == 2
+    assert latest_checkpoint(tmp_path / "run").name == "step-00000002"
+
+
+def test_checkpoint_with_nan_weights_is_refused_and_latest_kept(painting, tmp_path):
+    out = tmp_path / "run"
+    config = tiny_config(painting, out)
+    trainer = build_trainer(config)
+    trainer.optimizer.build(trainer.trainable_variables)
+    probe = photo_batch()
+    save_checkpoint(trainer, out, 1, {}, probe, DivergenceMonitor())
+    before = tree_digest(out / "checkpoints")
+
+    kernel = trainer.transform_net.trainable_weights[0]
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    with pytest.raises(TrainingDiverged, match="NaN"):
+        save_checkpoint(trainer, out, 2, {}, probe, DivergenceMonitor())
+    assert latest_checkpoint(out).name == "step-00000001"
+    assert tree_digest(out / "checkpoints") == before
+
+
+def test_monitor_accepts_a_normal_run_and_flags_an_exploding_loss():
+    monitor = DivergenceMonitor(explode_factor=100, warmup=10)
+    for step in range(1, 31):
+        monitor.check(step, {"total": 50.0 / step, "content": 1.0}, 120.0, 40.0)
+    with pytest.raises(TrainingDiverged, match="exploded"):
+        monitor.check(31, {"total": 1e4, "content": 1.0}, 120.0, 40.0)
+
+
+@pytest.mark.parametrize(
+    "losses, mean, std, reason",
+    [
+        ({"total": float("nan")}, 120.0, 40.0, "non-finite loss"),
+        ({"total": float("inf")}, 120.0, 40.0, "non-finite loss"),
+        ({"total": 1.0}, float("nan"), float("nan"), "NaN"),
+        ({"total": 1.0}, 0.0, 0.0, "constant"),
+    ],
+)
+def test_monitor_flags_bad_losses_and_dead_images(losses, mean, std, reason):
+    with pytest.raises(TrainingDiverged, match=reason):
+        DivergenceMonitor().check(1, losses, mean, std)
+
+
+def test_trainer_optimises_only_the_transform_net(painting, tmp_path):
+    trainer = build_trainer(tiny_config(painting, tmp_path))
+    assert {id(v) for v in trainer.trainable_variables} == {
+        id(v) for v in trainer.transform_net.trainable_variables
+    }
+    # The frozen VGG is tracked, so stateless backends (jax) pass it explicitly.
+    assert len(trainer.non_trainable_variables) >= len(trainer.loss_network.weights)
+
+
+def test_cli_flags_map_to_the_config():
+    config = parse_args([
+        "--style", "p.jpg", "--data", "coco", "--out", "runs/p", "--steps", "7",
+        "--size", "128", "--batch", "2", "--loss-network", "vgg16", "--loss-weights", "random",
+        "--content-weight", "2", "--style-weight", "30", "--tv-weight", "0.5", "--lr", "0.002",
+        "--width", "0.5", "--resume",
+    ])
+    assert (config.style_image, config.data_dir, config.out_dir) == ("p.jpg", "coco", "runs/p")
+    assert (config.steps, config.size, config.batch) == (7, 128, 2)
+    assert (config.loss_network, config.loss_weights) == ("vgg16", None)
+    assert (config.content_weight, config.style_weight, config.tv_weight) == (2.0, 30.0, 0.5)
+    assert (config.lr, config.width, config.resume) == (0.002, 0.5, True)
+    assert parse_args(["--style", "p", "--data", "d", "--out", "o"]).loss_weights == "imagenet"
+
+
+def test_train_reads_photos_from_a_folder(painting, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(3)
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photos / f"{index}.jpg")
+    (photos / "broken.jpg").write_bytes(b"nope")
+
+    result = train(tiny_config(painting, tmp_path / "run", data_dir=str(photos), steps=2))
+    assert result.steps == 2
+    assert result.skipped_photos == 1
