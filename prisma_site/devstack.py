@@ -146,11 +146,18 @@ def run(args) -> int:
         manage("register_styles", env=env)
         manage("ensure_accounts", env=env)
 
+        celery_worker = [PYTHON, "-m", "celery", "-A", "prisma_site", "worker",
+                         "--loglevel", "INFO"]
         group.start(
             "worker",
-            [PYTHON, "-m", "celery", "-A", "prisma_site", "worker", "--loglevel", "INFO",
-             "--concurrency", str(args.workers), "--queues", "celery,training",
+            [*celery_worker, "--concurrency", str(args.workers), "--queues", "celery",
              "--hostname", f"prisma-{args.port}@%h"],
+            env=env, cwd=BASE_DIR,
+        )
+        group.start(
+            "trainer",
+            [*celery_worker, "--concurrency", "1", "--queues", "training",
+             "--hostname", f"prisma-trainer-{args.port}@%h"],
             env=env, cwd=BASE_DIR,
         )
         url = f"http://{args.host}:{args.port}/"

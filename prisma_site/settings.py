@@ -152,6 +152,20 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Training runs for hours on its own queue, so stylize workers are never blocked by it.
+CELERY_TASK_ROUTES = {"stylize.tasks.train_style": {"queue": "training"}}
+TRAINING_TIME_LIMIT = env.int("TRAINING_TIME_LIMIT", default=48 * 3600)
+
+# --- Training (manage.py train_style and the admin's retrain action) -------------------
+
+TRAINING_DEFAULTS = {
+    "data_dir": env("TRAINING_DATA_DIR", default=str(VAR_DIR / "photos" / "train")),
+    "loss_network": env("TRAINING_LOSS_NETWORK", default="vgg19"),
+    "loss_weights": env("TRAINING_LOSS_WEIGHTS", default="imagenet"),
+    "steps": env.int("TRAINING_STEPS", default=40_000),
+    "size": env.int("TRAINING_SIZE", default=256),
+    "width": env.float("TRAINING_WIDTH", default=1.0),
+}
 
 # --- Model backend -------------------------------------------------------------------
 

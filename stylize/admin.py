@@ -1,7 +1,13 @@
-from django.contrib import admin
+from dataclasses import asdict
+from functools import partial
+
+from django.contrib import admin, messages
+from django.db import transaction
 from django.utils.html import format_html
 
 from .models import Style, StyleJob
+from .tasks import train_style
+from .training import training_options_default
 
 
 def _thumbnail(image_field):
@@ -17,12 +23,25 @@ class StyleAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug", "model_name", "description"]
     prepopulated_fields = {"slug": ["name"], "model_name": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
+    actions = ["retrain"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "description", "style_image", "is_public"]}),
         ("Model", {"fields": ["model_name", "live_version", "status", "status_reason"]}),
         ("Live version", {"fields": ["training_settings", "metrics", "example_image"]}),
         ("Times", {"fields": ["created_at", "updated_at"]}),
     ]
+
+    @admin.action(description="Retrain the selected styles (training queue)")
+    def retrain(self, request, queryset):
+        options = asdict(training_options_default())
+        for style in queryset:
+            transaction.on_commit(partial(train_style.delay, style.pk, options))
+        self.message_user(
+            request,
+            f"Queued training for {queryset.count()} style(s) "
+            f"({options['steps']} steps on {options['data_dir']}).",
+            messages.SUCCESS,
+        )
 
     @admin.display(description="Painting")
     def painting(self, obj):

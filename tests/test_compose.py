@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-APP_SERVICES = ["web", "worker", "beat"]
+APP_SERVICES = ["web", "worker", "trainer", "beat"]
 
 
 def compose():

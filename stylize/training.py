@@ -1,0 +1,181 @@
+"""Train, export and evaluate a style's network; keep TF Serving's model list in step.
+
+The ML work itself lives in ``ml/`` (no Django there); these services wire it to the
+``Style`` row: status while training, the exported version made live, the reason when
+it fails (the live version stays), and ``serving/models.config`` rewritten to list every
+ready style at its live version.
+"""
+
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Style
+from .selectors import style_list_served
+from .services import style_training_fail, style_training_start, style_training_succeed
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingOptions:
+    """What an operator chooses for one training run (the train_style flags)."""
+
+    data_dir: str
+    steps: int = 40_000
+    size: int = 256
+    batch: int = 4
+    loss_network: str = "vgg19"
+    loss_weights: str = "imagenet"
+    content_weight: float | None = None
+    style_weight: float | None = None
+    tv_weight: float | None = None
+    lr: float = 1e-3
+    width: float = 1.0
+    resume: bool = False
+    checkpoint_every: int = 1000
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainingOptions":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known and v is not None})
+
+
+def training_options_default() -> TrainingOptions:
+    return TrainingOptions(**settings.TRAINING_DEFAULTS)
+
+
+def training_dir(style: Style) -> Path:
+    """Checkpoints, TensorBoard logs and samples of one style's training runs."""
+    return settings.VAR_DIR / "training" / style.model_name
+
+
+def model_dir(style: Style) -> Path:
+    return settings.SERVING_DIR / "models" / style.model_name
+
+
+def style_train(*, style: Style, options: TrainingOptions, on_progress=None) -> Style:
+    """Train ``style``'s network, export it as the next version and make it live.
+
+    On any failure the style records why and keeps serving its previous version.
+    """
+    from ml.export import export_savedmodel
+    from ml.train import TrainConfig, train
+
+    style_training_start(style=style)
+    try:
+        work_dir = training_dir(style)
+        painting = _local_copy(style.style_image, work_dir)
+        config = TrainConfig(
+            style_image=str(painting),
+            data_dir=options.data_dir,
+            out_dir=str(work_dir),
+            steps=options.steps,
+            size=options.size,
+            batch=options.batch,
+            loss_network=options.loss_network,
+            loss_weights=options.loss_weights,
+            content_weight=options.content_weight,
+            style_weight=options.style_weight,
+            tv_weight=options.tv_weight,
+            lr=options.lr,
+            width=options.width,
+            resume=options.resume,
+            checkpoint_every=min(options.checkpoint_every, options.steps),
+        )
+        result = train(config, on_progress=on_progress)
+        version, _ = export_savedmodel(result.model, model_dir(style))
+    except Exception as exc:
+        logger.exception("Training %s failed", style.slug)
+        style_training_fail(style=style, reason=f"{type(exc).__name__}: {exc}")
+        raise
+    style_training_succeed(
+        style=style,
+        version=version,
+        training_settings={
+            **asdict(options),
+            "steps_done": result.steps,
+            "seconds": round(result.seconds, 1),
+            "skipped_photos": result.skipped_photos,
+            "trained_at": timezone.now().isoformat(),
+        },
+        metrics={
+            "train": {
+                "final": _rounded(result.final_losses),
+                "mean": _rounded(result.mean_losses),
+            }
+        },
+    )
+    serving_config_write()
+    return style
+
+
+def style_evaluate(*, style: Style, images_dir: Path, sheet_path: Path,
+                   loss_network: str | None = None, loss_weights: str | None = None,
+                   max_side: int | None = 512) -> dict:
+    """Mean content, style and TV loss of the live version on held-out photos.
+
+    Stores them on the style (``metrics["heldout"]``) and writes a contact sheet.
+    """
+    from ml.evaluate import contact_sheet, evaluate, load_photo
+    from ml.export import load_savedmodel_fn
+
+    if style.live_version is None:
+        raise ValueError(f"{style.name} has no trained version to evaluate.")
+    trained = style.training_settings or {}
+    network = loss_network or trained.get("loss_network", "vgg19")
+    weights = loss_weights or trained.get("loss_weights", "imagenet")
+    stylize = load_savedmodel_fn(model_dir(style) / str(style.live_version))
+    painting = _local_copy(style.style_image, training_dir(style))
+
+    started = time.perf_counter()
+    report = evaluate(stylize, str(images_dir), str(painting), network=network,
+                      weights=weights, max_side=max_side)
+    photos = [load_photo(path, max_side) for path in report.photos]
+    contact_sheet(photos, [stylize(photo[None])[0] for photo in photos], sheet_path)
+    heldout = {
+        "version": style.live_version,
+        "loss_network": network,
+        "photos": len(report.photos),
+        "losses": _rounded(report.losses),
+        "quality": _rounded(report.quality),
+        "seconds_per_photo": round(report.seconds_per_photo, 3),
+        "seconds": round(time.perf_counter() - started, 1),
+        "contact_sheet": str(sheet_path),
+    }
+    with transaction.atomic():
+        style = Style.objects.select_for_update().get(pk=style.pk)
+        style.metrics = {**style.metrics, "heldout": heldout}
+        style.save(update_fields=["metrics", "updated_at"])
+    return heldout
+
+
+def serving_config_write() -> Path:
+    """Rewrite ``serving/models.config`` to list every style with a live version."""
+    from ml.export import write_models_config
+
+    base = settings.TFSERVING_MODEL_BASE_PATH.rstrip("/")
+    models = [
+        (style.model_name, f"{base}/{style.model_name}", style.live_version)
+        for style in style_list_served()
+    ]
+    return write_models_config(settings.SERVING_DIR / "models.config", models)
+
+
+def _local_copy(field_file, folder: Path) -> Path:
+    """A file on local disk with the stored file's content (storage may be S3)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"painting{Path(field_file.name).suffix.lower()}"
+    with field_file.open("rb") as source, open(target, "wb") as copy:
+        shutil.copyfileobj(source, copy)
+    return target
+
+
+def _rounded(values: dict) -> dict:
+    return {name: round(float(value), 6) for name, value in values.items()}

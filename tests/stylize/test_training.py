@@ -1,0 +1,130 @@
+"""train_style / evaluate_style on tiny photos with a random-weights VGG16 file."""
+
+import io
+
+import keras
+import numpy as np
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.core.management import CommandError, call_command
+from google.protobuf import text_format
+from PIL import Image
+from tensorflow_serving.config import model_server_config_pb2
+
+from stylize.models import Style
+from tests.factories import StyleFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def vgg16_random_weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vgg") / "vgg16_random.weights.h5"
+    keras.applications.VGG16(include_top=False, weights=None).save_weights(path)
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(6):
+        pixels = rng.integers(0, 256, (48 + i, 56, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"photo{i}.png")
+    return folder
+
+
+@pytest.fixture
+def serving_dir(settings, tmp_path):
+    settings.SERVING_DIR = tmp_path / "serving"
+    settings.VAR_DIR = tmp_path / "var"
+    settings.TFSERVING_MODEL_BASE_PATH = "/models/models"
+    return settings.SERVING_DIR
+
+
+def read_models_config(serving_dir):
+    config = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse((serving_dir / "models.config").read_text(), config)
+    return config.model_config_list.config
+
+
+def train(slug, photos, weights, *extra):
+    out = io.StringIO()
+    call_command(
+        "train_style", slug, "--data", str(photos), "--steps", "3", "--size", "32",
+        "--batch", "2", "--loss-network", "vgg16", "--loss-weights", str(weights),
+        "--width", "0.25", *extra, stdout=out,
+    )
+    return out.getvalue()
+
+
+def test_train_style_exports_a_live_version_and_lists_it_for_serving(
+    serving_dir, photos, vgg16_random_weights
+):
+    style = StyleFactory(slug="starry", model_name="starry", status="draft", live_version=None)
+
+    printed = train("starry", photos, vgg16_random_weights)
+
+    style.refresh_from_db()
+    assert style.status == Style.Status.READY and style.live_version == 1
+    assert "version 1 is live" in printed
+    assert (serving_dir / "models" / "starry" / "1" / "saved_model.pb").is_file()
+    assert style.training_settings["steps_done"] == 3
+    assert style.training_settings["loss_network"] == "vgg16"
+    assert set(style.metrics["train"]["final"]) >= {"content", "style", "tv", "total"}
+    [entry] = read_models_config(serving_dir)
+    assert entry.name == "starry" and entry.base_path == "/models/models/starry"
+    assert list(entry.model_version_policy.specific.versions) == [1]
+
+    # Evaluation of the live version on held-out photos.
+    out = io.StringIO()
+    sheet = serving_dir.parent / "sheet.png"
+    call_command("evaluate_style", "starry", "--images", str(photos), "--sheet", str(sheet),
+                 stdout=out)
+    style.refresh_from_db()
+    heldout = style.metrics["heldout"]
+    assert heldout["photos"] == 6 and heldout["version"] == 1
+    assert all(np.isfinite(heldout["losses"][k]) for k in ("content", "style", "tv"))
+    assert "content" in out.getvalue() and "style" in out.getvalue()
+    width, height = Image.open(sheet).size
+    assert width > height  # photos above, results below, side by side
+
+    # A second run is the next version, and becomes the one served.
+    train("starry", photos, vgg16_random_weights)
+    style.refresh_from_db()
+    assert style.live_version == 2
+    assert list(read_models_config(serving_dir)[0].model_version_policy.specific.versions) == [2]
+
+
+def test_failed_training_says_why_and_keeps_the_live_version(serving_dir, tmp_path,
+                                                             vgg16_random_weights):
+    style = StyleFactory(slug="wave", model_name="wave", live_version=4)
+    empty = tmp_path / "no-photos"
+    empty.mkdir()
+    with pytest.raises(CommandError, match="failed"):
+        train("wave", empty, vgg16_random_weights)
+    style.refresh_from_db()
+    assert style.live_version == 4 and style.status == Style.Status.READY
+    assert style.status_reason
+    assert not (serving_dir / "models" / "wave").exists()
+
+
+def test_unknown_style_is_a_clear_error():
+    with pytest.raises(CommandError, match="No style with slug"):
+        call_command("train_style", "nope", "--data", "/tmp")
+
+
+def test_admin_retrain_queues_on_the_training_queue(admin_client, django_capture_on_commit_callbacks):
+    style = StyleFactory()
+    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    broker.delete("training", "celery")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            "/admin/stylize/style/", {"action": "retrain", "_selected_action": [style.pk]},
+            follow=True,
+        )
+    assert b"Queued training for 1 style" in response.content
+    assert broker.llen("training") == 1 and broker.llen("celery") == 0
+    broker.delete("training")
