@@ -35,6 +35,7 @@ import shutil
 import statistics
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -294,7 +295,6 @@ def save_checkpoint(
 def load_checkpoint(trainer: StyleTrainer, checkpoint: Path) -> int:
     """Restore net weights and optimizer state; returns the checkpoint's step."""
     trainer.transform_net.load_weights(checkpoint / CHECKPOINT_WEIGHTS)
-    trainer.optimizer.build(trainer.trainable_variables)
     with np.load(checkpoint / CHECKPOINT_OPTIMIZER) as store:
         trainer.optimizer.load_own_variables({key: store[key] for key in store.files})
     return int(json.loads((checkpoint / CHECKPOINT_STATE).read_text())["step"])
@@ -358,21 +358,35 @@ def save_samples(net, photos: np.ndarray, path: Path) -> np.ndarray:
 # --------------------------------------------------------------------------- data
 
 
-def endless_batches(dataset) -> Iterable:
+def endless_batches(dataset, prefetch: int = 4) -> Iterable:
     """Batches from a tf.data.Dataset, a PyDataset or any re-iterable, forever."""
     while True:
         produced = False
         if isinstance(dataset, keras.utils.PyDataset):
-            for index in range(len(dataset)):
-                produced = True
-                yield dataset[index]
-            dataset.on_epoch_end()
+            batches = _prefetched(dataset, prefetch)
         else:
-            for batch in dataset:
-                produced = True
-                yield batch
+            batches = iter(dataset)
+        for batch in batches:
+            produced = True
+            yield batch
         if not produced:
             raise ValueError("the training dataset yielded no batch")
+
+
+def _prefetched(dataset: keras.utils.PyDataset, depth: int) -> Iterable:
+    """One epoch of a PyDataset, loading ``depth`` batches ahead in threads.
+
+    Pillow releases the GIL while decoding and resizing, so threads overlap
+    photo loading with the training step.
+    """
+    with ThreadPoolExecutor(max_workers=depth) as pool:
+        pending = deque(pool.submit(dataset.__getitem__, i) for i in range(min(depth, len(dataset))))
+        for index in range(len(dataset)):
+            batch = pending.popleft().result()
+            if index + depth < len(dataset):
+                pending.append(pool.submit(dataset.__getitem__, index + depth))
+            yield batch
+    dataset.on_epoch_end()
 
 
 def default_dataset(config: TrainConfig, seed: int, skips: SkipCounter):
@@ -392,6 +406,9 @@ def build_trainer(config: TrainConfig) -> StyleTrainer:
     trainer = StyleTrainer(net, build_perceptual_loss(config), **({"dtype": dtype} if dtype else {}))
     # A mixed_float16 trainer gets a LossScaleOptimizer from compile().
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=config.lr))
+    # Built here, not inside the first traced step: that would trace it twice,
+    # and load_checkpoint needs the optimizer variables to exist.
+    trainer.optimizer.build(trainer.trainable_variables)
     return trainer
 
 
@@ -409,12 +426,16 @@ def train(
 ) -> TrainResult:
     """Train (or resume) a style; see the module docstring for what is written."""
     out_dir = Path(config.out_dir)
+    checkpoint = latest_checkpoint(out_dir)
+    if checkpoint is not None and not config.resume:
+        raise FileExistsError(
+            f"{out_dir} holds checkpoints of an earlier run (last: {checkpoint.name}); "
+            "pass resume=True (--resume) to continue it, or choose another out_dir"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     trainer = build_trainer(config)
-
     start_step = 0
-    checkpoint = latest_checkpoint(out_dir) if config.resume else None
     if checkpoint is not None:
         start_step = load_checkpoint(trainer, checkpoint)
         # A different seed after a resume, so the data order is not replayed.

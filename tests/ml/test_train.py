@@ -103,6 +103,15 @@ def test_resume_continues_from_the_last_checkpoint(painting, tmp_path):
     assert latest_checkpoint(out).name == "step-00000006"
 
 
+def test_a_fresh_run_refuses_to_overwrite_an_earlier_runs_checkpoints(painting, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(painting, out, steps=2), dataset=[photo_batch()])
+    before = tree_digest(out / "checkpoints")
+    with pytest.raises(FileExistsError, match="resume"):
+        train(tiny_config(painting, out, steps=2), dataset=[photo_batch()])
+    assert tree_digest(out / "checkpoints") == before
+
+
 def test_load_checkpoint_restores_weights_and_optimizer_state(painting, tmp_path):
     out = tmp_path / "run"
     trained = train(tiny_config(painting, out, steps=4), dataset=[photo_batch()])
@@ -173,7 +182,6 @@ def test_checkpoint_with_nan_weights_is_refused_and_latest_kept(painting, tmp_pa
     out = tmp_path / "run"
     config = tiny_config(painting, out)
     trainer = build_trainer(config)
-    trainer.optimizer.build(trainer.trainable_variables)
     probe = photo_batch()
     save_checkpoint(trainer, out, 1, {}, probe, DivergenceMonitor())
     before = tree_digest(out / "checkpoints")
@@ -243,3 +251,18 @@ def test_train_reads_photos_from_a_folder(painting, tmp_path):
     result = train(tiny_config(painting, tmp_path / "run", data_dir=str(photos), steps=2))
     assert result.steps == 2
     assert result.skipped_photos == 1
+
+
+def test_train_takes_a_pydataset_of_photos(painting, tmp_path):
+    from ml.data import PhotoBatches
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(4)
+    for index in range(5):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photos / f"{index}.png")
+    batches = PhotoBatches(photos, size=SIZE, batch=2)
+
+    result = train(tiny_config(painting, tmp_path / "run", steps=5), dataset=batches)
+    assert result.steps == 5
+    assert batches.epoch == 2  # two batches per epoch: epochs 0 and 1 used up
