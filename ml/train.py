@@ -590,7 +590,10 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    result = train(parse_args(argv))
+    try:
+        result = train(parse_args(argv))
+    except (TrainingDiverged, FileExistsError) as error:
+        raise SystemExit(f"error: {error}") from error
     print(
         f"\n{result.steps} steps in {result.seconds:.0f} s; final losses {result.final_losses}; "
         f"{result.skipped_photos} photos skipped; model at {result.model_path}"

@@ -13,6 +13,7 @@ from ml.data import (
     SkipCounter,
     fetch_coco2014,
     list_images,
+    main,
     make_dataset,
 )
 
@@ -175,6 +176,16 @@ def test_fetch_coco2014_downloads_and_unpacks_a_zip(tmp_path, capsys):
     # A second call finds the images and downloads nothing.
     archive.unlink()
     assert fetch_coco2014(dest, url=archive.as_uri()) == images_dir
+
+
+def test_fetch_coco_command_line(tmp_path, capsys):
+    archive = tmp_path / "train2014.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(save_image(tmp_path / "src.jpg", "RGB"), "train2014/a.jpg")
+    main(["fetch-coco", str(tmp_path / "coco"), "--url", archive.as_uri(), "--keep-zip"])
+    assert "1 photos in" in capsys.readouterr().out
+    assert (tmp_path / "coco" / "train2014" / "a.jpg").is_file()
+    assert (tmp_path / "coco" / "train2014.zip").is_file()
 
 
 def test_fetch_coco2014_leaves_no_partial_file_when_the_download_fails(tmp_path):
