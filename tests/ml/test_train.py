@@ -1,4 +1,5 @@
 import hashlib
+import importlib.util
 import json
 
 import numpy as np
@@ -83,6 +84,8 @@ def test_training_writes_checkpoints_samples_and_the_final_model(painting, tmp_p
     state = json.loads((out / "checkpoints" / "step-00000004" / "state.json").read_text())
     assert state["step"] == 4 and set(state["losses"]) == {"total", "content", "style", "tv"}
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-00000002.png", "step-00000004.png"]
+    if importlib.util.find_spec("tensorboard"):
+        assert list((out / "logs").glob("events.out.tfevents.*"))
     reloaded = keras.saving.load_model(result.model_path)
     photos = photo_batch()
     np.testing.assert_allclose(reloaded(photos), result.model(photos), atol=1e-3)
