@@ -104,10 +104,17 @@ def load_savedmodel_fn(path) -> Callable[[np.ndarray], np.ndarray]:
 # --------------------------------------------------------------------------- models.config
 
 
-def render_models_config(models: Iterable[tuple[str, str]]) -> str:
-    """TF Serving ``model_config_list`` text for ``(name, base_path)`` pairs."""
+def render_models_config(models: Iterable[tuple]) -> str:
+    """TF Serving ``model_config_list`` text.
+
+    ``models`` holds ``(name, base_path)`` or ``(name, base_path, version)``
+    tuples. With a version (not None) Serving is pinned to it through
+    ``model_version_policy { specific { versions: N } }``, so exporting a new
+    version does not make it live by itself; without one Serving serves the
+    highest version in ``base_path``. An empty list gives a valid, empty config.
+    """
     lines = ["model_config_list {"]
-    for name, base_path in models:
+    for name, base_path, *version in models:
         if not name or not base_path:
             raise ValueError(f"model name and base_path are required, got {(name, base_path)!r}")
         lines += [
@@ -115,13 +122,15 @@ def render_models_config(models: Iterable[tuple[str, str]]) -> str:
             f"    name: {_text_format_string(name)}",
             f"    base_path: {_text_format_string(str(base_path))}",
             '    model_platform: "tensorflow"',
-            "  }",
         ]
+        if version and version[0] is not None:
+            lines.append(f"    model_version_policy {{ specific {{ versions: {int(version[0])} }} }}")
+        lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def write_models_config(path, models: Iterable[tuple[str, str]]) -> Path:
+def write_models_config(path, models: Iterable[tuple]) -> Path:
     """Write ``render_models_config(models)`` atomically (Serving polls this file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

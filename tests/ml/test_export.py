@@ -79,6 +79,13 @@ def test_models_config_parses_as_tf_serving_config():
     ]
 
 
+def test_models_config_pins_the_live_version_when_given():
+    text = render_models_config([("starry", "/models/starry", 3), ("wave", "/models/wave", None)])
+    starry, wave = parse_models_config(text).model_config_list.config
+    assert list(starry.model_version_policy.specific.versions) == [3]
+    assert not wave.HasField("model_version_policy")
+
+
 def test_empty_models_config_is_still_valid():
     config = parse_models_config(render_models_config([]))
     assert config.HasField("model_config_list")
