@@ -19,6 +19,9 @@ to it, so the last good checkpoint is never replaced by a bad one.
 Training stops with ``TrainingDiverged`` on a non-finite or exploding loss or
 on a NaN or constant (e.g. black) output image.
 
+A fresh (not ``resume``) run first moves an earlier run's ``checkpoints/`` to
+``checkpoints.previous/``.
+
 Outputs in ``out_dir``: ``transform_net.keras`` (final model, config + weights),
 ``logs/`` (TensorBoard, tensorflow backend only), ``samples/step-N.png``.
 """
@@ -300,6 +303,22 @@ def load_checkpoint(trainer: StyleTrainer, checkpoint: Path) -> int:
     return int(json.loads((checkpoint / CHECKPOINT_STATE).read_text())["step"])
 
 
+def set_aside_earlier_checkpoints(out_dir) -> Path | None:
+    """Move an earlier run's checkpoints to ``checkpoints.previous/`` before a fresh run.
+
+    A fresh run must not mix its checkpoints with older ones (pruning and
+    ``latest.json`` would see both), yet the older run stays recoverable until
+    the next fresh run replaces it.
+    """
+    current = Path(out_dir) / "checkpoints"
+    if not current.is_dir():
+        return None
+    previous = current.with_name("checkpoints.previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    current.rename(previous)
+    return previous
+
+
 def _prune_checkpoints(root: Path, keep: int, current: Path) -> None:
     steps = sorted(path for path in root.glob("step-*") if path.is_dir())
     for old in steps[: max(0, len(steps) - keep)]:
@@ -426,12 +445,9 @@ def train(
 ) -> TrainResult:
     """Train (or resume) a style; see the module docstring for what is written."""
     out_dir = Path(config.out_dir)
-    checkpoint = latest_checkpoint(out_dir)
-    if checkpoint is not None and not config.resume:
-        raise FileExistsError(
-            f"{out_dir} holds checkpoints of an earlier run (last: {checkpoint.name}); "
-            "pass resume=True (--resume) to continue it, or choose another out_dir"
-        )
+    if not config.resume:
+        set_aside_earlier_checkpoints(out_dir)
+    checkpoint = latest_checkpoint(out_dir) if config.resume else None
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     trainer = build_trainer(config)
@@ -592,7 +608,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 def main(argv: list[str] | None = None) -> None:
     try:
         result = train(parse_args(argv))
-    except (TrainingDiverged, FileExistsError) as error:
+    except TrainingDiverged as error:
         raise SystemExit(f"error: {error}") from error
     print(
         f"\n{result.steps} steps in {result.seconds:.0f} s; final losses {result.final_losses}; "

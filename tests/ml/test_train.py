@@ -106,13 +106,18 @@ def test_resume_continues_from_the_last_checkpoint(painting, tmp_path):
     assert latest_checkpoint(out).name == "step-00000006"
 
 
-def test_a_fresh_run_refuses_to_overwrite_an_earlier_runs_checkpoints(painting, tmp_path):
+def test_a_fresh_run_sets_the_earlier_runs_checkpoints_aside(painting, tmp_path):
     out = tmp_path / "run"
-    train(tiny_config(painting, out, steps=2), dataset=[photo_batch()])
-    before = tree_digest(out / "checkpoints")
-    with pytest.raises(FileExistsError, match="resume"):
-        train(tiny_config(painting, out, steps=2), dataset=[photo_batch()])
-    assert tree_digest(out / "checkpoints") == before
+    train(tiny_config(painting, out, steps=4), dataset=[photo_batch()])
+    earlier = tree_digest(out / "checkpoints")
+
+    steps_seen = []
+    train(tiny_config(painting, out, steps=2), dataset=[photo_batch()], on_progress=lambda p: steps_seen.append(p.step))
+
+    assert steps_seen == [1, 2]
+    assert latest_checkpoint(out).name == "step-00000002"
+    assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-00000002"]
+    assert tree_digest(out / "checkpoints.previous") == earlier
 
 
 def test_load_checkpoint_restores_weights_and_optimizer_state(painting, tmp_path):
