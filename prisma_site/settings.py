@@ -177,8 +177,9 @@ if MODEL_BACKEND not in {"local", "tfserving"}:
     raise ImproperlyConfigured("MODEL_BACKEND must be 'local' or 'tfserving'.")
 TFSERVING_ADDRESS = env("TFSERVING_ADDRESS", default="127.0.0.1:8500")
 TFSERVING_TIMEOUT = env.float("TFSERVING_TIMEOUT", default=60.0)
-# Where TF Serving finds serving/models/ from its own point of view (a Docker mount).
-TFSERVING_MODEL_BASE_PATH = env("TFSERVING_MODEL_BASE_PATH", default=str(SERVING_DIR / "models"))
+# Where TF Serving finds serving/models/ from its own point of view: docker-compose.yml
+# mounts serving/ at /models, and serving/models.config is written for that.
+TFSERVING_MODEL_BASE_PATH = env("TFSERVING_MODEL_BASE_PATH", default="/models/models")
 
 # --- Security ------------------------------------------------------------------------
 

@@ -118,7 +118,7 @@ def style_train(*, style: Style, options: TrainingOptions, on_progress=None) -> 
 
 def style_evaluate(*, style: Style, images_dir: Path, sheet_path: Path,
                    loss_network: str | None = None, loss_weights: str | None = None,
-                   max_side: int | None = 512) -> dict:
+                   quality_weights: str | None = None, max_side: int | None = 512) -> dict:
     """Mean content, style and TV loss of the live version on held-out photos.
 
     Stores them on the style (``metrics["heldout"]``) and writes a contact sheet.
@@ -136,7 +136,7 @@ def style_evaluate(*, style: Style, images_dir: Path, sheet_path: Path,
 
     started = time.perf_counter()
     report = evaluate(stylize, str(images_dir), str(painting), network=network,
-                      weights=weights, max_side=max_side)
+                      weights=weights, quality_weights=quality_weights, max_side=max_side)
     photos = [load_photo(path, max_side) for path in report.photos]
     contact_sheet(photos, [stylize(photo[None])[0] for photo in photos], sheet_path)
     heldout = {

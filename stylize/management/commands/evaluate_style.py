@@ -21,6 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--loss-network", choices=["vgg19", "vgg16"],
                             help="default: the one the style was trained with")
         parser.add_argument("--loss-weights", help="default: the ones it was trained with")
+        parser.add_argument("--quality-weights",
+                            help="VGG16 weights for the quality measures (default: the loss "
+                                 "weights when the style trained with VGG16, else imagenet)")
         parser.add_argument("--max-side", type=int, default=512,
                             help="shrink photos to this longer side first")
 
@@ -38,7 +41,7 @@ class Command(BaseCommand):
         heldout = style_evaluate(
             style=style, images_dir=options["images"], sheet_path=sheet,
             loss_network=options["loss_network"], loss_weights=options["loss_weights"],
-            max_side=options["max_side"],
+            quality_weights=options["quality_weights"], max_side=options["max_side"],
         )
         losses = heldout["losses"]
         self.stdout.write(
