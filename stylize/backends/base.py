@@ -1,0 +1,56 @@
+"""The interface every model backend implements, and the errors it raises.
+
+A backend turns a uint8 RGB batch ``[N, H, W, 3]`` into a stylized batch of the
+same shape with one exported SavedModel version (``serving_default``: ``images``
+in, ``stylized`` out; see ``ml.export``). Callers name the version explicitly
+(``Style.live_version``), so a retrain goes live without restarting anything.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class BackendError(Exception):
+    """The model could not stylize the images; ``str(error)`` is fit to show a user."""
+
+
+class TransientBackendError(BackendError):
+    """Worth retrying later: the server is down, busy, slow or still loading the model."""
+
+
+class PermanentBackendError(BackendError):
+    """Retrying will not help: bad input, unknown model or version, or a malformed answer."""
+
+
+class ModelBackend:
+    def stylize(self, *, model_name: str, version: int, images: np.ndarray) -> np.ndarray:
+        """uint8 ``[N, H, W, 3]`` in, uint8 of the same shape out."""
+        raise NotImplementedError
+
+    def is_ready(self, *, model_name: str, version: int) -> bool:
+        """Whether ``stylize`` can serve this model version right now."""
+        raise NotImplementedError
+
+
+def check_images(images) -> np.ndarray:
+    """The batch as a uint8 ``[N, H, W, 3]`` array, or PermanentBackendError."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise PermanentBackendError(f"Images must be 8-bit (uint8), got {images.dtype}.")
+    if images.ndim != 4 or images.shape[-1] != 3 or 0 in images.shape:
+        raise PermanentBackendError(
+            f"Images must be a non-empty RGB batch [N, H, W, 3], got shape {images.shape}."
+        )
+    return images
+
+
+def check_stylized(stylized, images: np.ndarray, *, model_name: str, version: int) -> np.ndarray:
+    """The model's answer if it is a uint8 batch shaped like the input."""
+    stylized = np.asarray(stylized)
+    if stylized.dtype != np.uint8 or stylized.shape != images.shape:
+        raise PermanentBackendError(
+            f"Model {model_name} version {version} returned {stylized.dtype} images of shape "
+            f"{stylized.shape} for {images.dtype} images of shape {images.shape}."
+        )
+    return stylized
