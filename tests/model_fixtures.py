@@ -1,0 +1,63 @@
+"""Tiny exported models and a TF Serving stand-in, for any test that needs a model.
+
+Use from a conftest: ``from tests.model_fixtures import *  # noqa: F401,F403``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.tfserving_server import start_tfserving_server
+
+__all__ = [
+    "export_tiny_model",
+    "fake_tfserving",
+    "tfserving_server",
+    "tiny_serving_dir",
+]
+
+TINY_MODEL_NAME = "tiny"
+
+
+def export_tiny_model(models_dir, name: str = TINY_MODEL_NAME, width: float = 0.125, seed: int = 0):
+    """Export a small TransformNet with fixed random weights as the next version of
+    ``<models_dir>/<name>/``; returns ``(version, path)``. Same seed, same pixels."""
+    import keras
+
+    from ml.export import export_savedmodel
+    from ml.model import TransformNet
+
+    keras.utils.set_random_seed(seed)
+    model = TransformNet(width=width, num_residual_blocks=1)
+    model(np.zeros((1, 16, 16, 3), "float32"))
+    return export_savedmodel(model, Path(models_dir) / name)
+
+
+@pytest.fixture(scope="session")
+def tiny_serving_dir(tmp_path_factory) -> Path:
+    """A SERVING_DIR holding ``models/tiny/1`` (shared by the session: do not modify)."""
+    serving_dir = tmp_path_factory.mktemp("serving")
+    export_tiny_model(serving_dir / "models")
+    return serving_dir
+
+
+@pytest.fixture
+def fake_tfserving(tiny_serving_dir):
+    """A running ``FakeTFServing`` over ``tiny_serving_dir``, for tests that stop and
+    start it (same port) or use its hooks (``predict_delay``, ``version_states``)."""
+    server, _ = start_tfserving_server(tiny_serving_dir / "models")
+    yield server
+    server.stop(grace=0)
+
+
+@pytest.fixture
+def tfserving_server(tiny_serving_dir) -> str:
+    """``"127.0.0.1:PORT"`` of a TF Serving stand-in serving ``tiny_serving_dir``.
+
+    Needs only ``tiny_serving_dir`` besides itself, so importing the two is enough."""
+    server, port = start_tfserving_server(tiny_serving_dir / "models")
+    yield f"127.0.0.1:{port}"
+    server.stop(grace=0)
