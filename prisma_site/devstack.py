@@ -150,8 +150,10 @@ def run(args) -> int:
                          "--loglevel", "INFO"]
         group.start(
             "worker",
+            # --beat runs the sweep that re-enqueues stuck jobs, in the same process.
             [*celery_worker, "--concurrency", str(args.workers), "--queues", "celery",
-             "--hostname", f"prisma-{args.port}@%h"],
+             "--hostname", f"prisma-{args.port}@%h",
+             "--beat", "--schedule", str(var_dir / "celerybeat-schedule")],
             env=env, cwd=BASE_DIR,
         )
         group.start(

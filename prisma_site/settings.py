@@ -152,9 +152,30 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stuck-jobs": {
+        "task": "stylize.tasks.requeue_stuck_jobs",
+        "schedule": env.float("JOB_SWEEP_INTERVAL", default=60.0),
+    },
+}
 # Training runs for hours on its own queue, so stylize workers are never blocked by it.
 CELERY_TASK_ROUTES = {"stylize.tasks.train_style": {"queue": "training"}}
 TRAINING_TIME_LIMIT = env.int("TRAINING_TIME_LIMIT", default=48 * 3600)
+
+# --- Jobs ----------------------------------------------------------------------------
+
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
+JOB_RETRY_BACKOFF = env.float("JOB_RETRY_BACKOFF", default=5.0)  # seconds, doubled per try
+# A job queued or running for longer than this is re-enqueued by the sweep (or failed
+# after its last attempt); running must outlast the task's hard time limit.
+JOB_QUEUED_TIMEOUT = env.int("JOB_QUEUED_TIMEOUT", default=600)
+JOB_RUNNING_TIMEOUT = env.int("JOB_RUNNING_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 60)
+# Photos bigger than this (pixels per side) go through the model in overlapping tiles.
+STYLIZE_TILE_SIZE = env.int("STYLIZE_TILE_SIZE", default=1024)
+EMAIL_ATTACHMENT_MAX_BYTES = env.int("EMAIL_ATTACHMENT_MAX_BYTES", default=8 * 1024 * 1024)
+# Absolute links in emails.
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # --- Training (manage.py train_style and the admin's retrain action) -------------------
 
@@ -175,6 +196,9 @@ SERVING_DIR = Path(env("SERVING_DIR", default=str(BASE_DIR / "serving")))
 MODEL_BACKEND = env("MODEL_BACKEND", default="local")
 if MODEL_BACKEND not in {"local", "tfserving"}:
     raise ImproperlyConfigured("MODEL_BACKEND must be 'local' or 'tfserving'.")
+# TensorFlow threads per worker process for the local backend (0: TF's default); set
+# it to cores / worker processes so several workers don't fight over the CPU.
+MODEL_THREADS = env.int("MODEL_THREADS", default=0)
 TFSERVING_ADDRESS = env("TFSERVING_ADDRESS", default="127.0.0.1:8500")
 TFSERVING_TIMEOUT = env.float("TFSERVING_TIMEOUT", default=60.0)
 # Where TF Serving finds serving/models/ from its own point of view: docker-compose.yml

@@ -54,6 +54,8 @@ class StyleJobAdmin(admin.ModelAdmin):
     list_filter = ["status", "style", "preserve_colors"]
     search_fields = ["id", "owner__username", "owner__email", "style__name", "error"]
     list_select_related = ["owner", "style"]
-    readonly_fields = ["id", "created_at", "started_at", "finished_at", "emailed_at", "attempts"]
+    readonly_fields = [
+        "id", "created_at", "enqueued_at", "started_at", "finished_at", "emailed_at", "attempts",
+    ]
     date_hierarchy = "created_at"
     raw_id_fields = ["owner"]

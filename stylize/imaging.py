@@ -218,30 +218,46 @@ def _blend_rows(photo, run, row_starts, col_starts, span, reference) -> np.ndarr
 
 
 def _slide(band: np.ndarray, rows: int) -> None:
-    if rows:
-        band[:-rows] = band[rows:].copy()
-        band[-rows:] = 0
+    """Move the band up by ``rows`` in place, in chunks that never overlap their source."""
+    if not rows:
+        return
+    for start in range(0, len(band) - rows, rows):
+        stop = min(start + rows, len(band) - rows)
+        band[start:stop] = band[start + rows : stop + rows]
+    band[-rows:] = 0
 
 
-def _write_rows(output, top, accumulated, weight_sum) -> None:
-    rows = accumulated / weight_sum[:, :, None]
-    output[top : top + len(rows)] = _round_to_uint8(rows)
+def _write_rows(output, top, accumulated, weight_sum, chunk: int = 64) -> None:
+    for start in range(0, len(accumulated), chunk):
+        rows = accumulated[start : start + chunk] / weight_sum[start : start + chunk, :, None]
+        output[top + start : top + start + len(rows)] = _round_to_uint8(rows)
 
 
 def _round_to_uint8(values: np.ndarray) -> np.ndarray:
-    return np.floor(np.clip(values, 0, 255) + 0.5).astype(np.uint8)
+    """Round half up, clipped to 0..255 (reuses ``values``' memory when it is float)."""
+    if values.dtype.kind != "f":
+        values = values.astype(np.float64)
+    np.clip(values, 0, 255, out=values)
+    values += 0.5
+    return np.floor(values, out=values).astype(np.uint8)
 
 
 def _block_mean(image: np.ndarray, factor: int) -> np.ndarray:
     """Mean over factor×factor blocks; the last row/column of blocks may be partial."""
     if factor == 1:
         return image.astype(np.float64)
-    rows = np.arange(0, image.shape[0], factor)
-    cols = np.arange(0, image.shape[1], factor)
-    sums = np.add.reduceat(np.add.reduceat(image.astype(np.float64), rows, axis=0), cols, axis=1)
-    row_counts = np.diff(np.append(rows, image.shape[0]))
-    col_counts = np.diff(np.append(cols, image.shape[1]))
-    return sums / (row_counts[:, None, None] * col_counts[None, :, None])
+    height, width = image.shape[:2]
+    cols = np.arange(0, width, factor)
+    col_counts = np.diff(np.append(cols, width))
+    strip = factor * max(1, 64 // factor)  # converted to float a strip at a time
+    means = []
+    for top in range(0, height, strip):
+        part = image[top : top + strip].astype(np.float64)
+        rows = np.arange(0, len(part), factor)
+        sums = np.add.reduceat(np.add.reduceat(part, rows, axis=0), cols, axis=1)
+        row_counts = np.diff(np.append(rows, len(part)))
+        means.append(sums / (row_counts[:, None, None] * col_counts[None, :, None]))
+    return np.concatenate(means)
 
 
 class _ToneReference:

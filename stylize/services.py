@@ -6,8 +6,10 @@ task delivered twice, or a sweep racing a worker, changes nothing the second tim
 
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files import File
 from django.db import transaction
 from django.db.models import F
@@ -130,18 +132,33 @@ def job_create(
     preserve_colors: bool = False,
     max_side: int | None = None,
 ) -> StyleJob:
+    """Store the photo, create the job and put it on the queue once the row is committed."""
     job = StyleJob(
         owner=owner,
         style=style,
         strength=strength,
         preserve_colors=preserve_colors,
+        enqueued_at=timezone.now(),
     )
     if max_side is not None:
         job.max_side = max_side
     job.full_clean(exclude=["input_image"])
     job.input_image.save(Path(input_image.name).name, input_image, save=False)
     job.save()
+    _enqueue_on_commit(job.pk)
     return job
+
+
+def _enqueue_on_commit(job_id, countdown: float = 0):
+    from .tasks import stylize_job
+
+    transaction.on_commit(lambda: stylize_job.apply_async((str(job_id),), countdown=countdown))
+
+
+def _email_on_commit(job_id):
+    from .tasks import send_job_email
+
+    transaction.on_commit(lambda: send_job_email.delay(str(job_id)))
 
 
 def job_start(*, job_id) -> bool:
@@ -155,18 +172,23 @@ def job_start(*, job_id) -> bool:
     )
 
 
-def job_requeue(*, job_id) -> bool:
-    """running → queued, for a retry. False if the job was not running."""
-    return bool(
-        StyleJob.objects.filter(pk=job_id, status=StyleJob.Status.RUNNING).update(
-            status=StyleJob.Status.QUEUED
-        )
+@transaction.atomic
+def job_requeue(*, job_id, countdown: float = 0) -> bool:
+    """running → queued and back on the queue, for a retry. False if it was not running."""
+    requeued = StyleJob.objects.filter(pk=job_id, status=StyleJob.Status.RUNNING).update(
+        status=StyleJob.Status.QUEUED, enqueued_at=timezone.now()
     )
+    if requeued:
+        _enqueue_on_commit(job_id, countdown)
+    return bool(requeued)
 
 
 @transaction.atomic
 def job_succeed(*, job_id, result_name: str, result_file) -> bool:
-    """running → succeeded with the result stored. False if the job was not running."""
+    """running → succeeded with the result stored, and the owner emailed.
+
+    False (and nothing stored) if the job was not running.
+    """
     job = StyleJob.objects.select_for_update().get(pk=job_id)
     if job.status != StyleJob.Status.RUNNING:
         return False
@@ -175,12 +197,17 @@ def job_succeed(*, job_id, result_name: str, result_file) -> bool:
     job.error = ""
     job.finished_at = timezone.now()
     job.save(update_fields=["result_image", "status", "error", "finished_at"])
+    _email_on_commit(job_id)
     return True
 
 
+@transaction.atomic
 def job_fail(*, job_id, error: str) -> bool:
-    """queued or running → failed with a readable reason. False if already finished."""
-    return bool(
+    """queued or running → failed with a readable reason, and the owner told.
+
+    False if the job had already finished.
+    """
+    failed = (
         StyleJob.objects.filter(pk=job_id)
         .exclude(status__in=StyleJob.FINISHED)
         .update(
@@ -189,3 +216,64 @@ def job_fail(*, job_id, error: str) -> bool:
             finished_at=timezone.now(),
         )
     )
+    if failed:
+        _email_on_commit(job_id)
+    return bool(failed)
+
+
+def job_mark_emailed(*, job_id) -> bool:
+    return bool(
+        StyleJob.objects.filter(pk=job_id, emailed_at__isnull=True).update(
+            emailed_at=timezone.now()
+        )
+    )
+
+
+def jobs_requeue_stuck(*, now=None) -> dict[str, int]:
+    """Put back on the queue every job left queued or running past its deadline.
+
+    A job whose message was lost (Redis flushed, a worker killed mid-job) would wait
+    forever; after its last attempt it fails with a reason instead. Finished jobs
+    whose email never went out get it sent again.
+    """
+    now = now or timezone.now()
+    counts = {"requeued": 0, "failed": 0, "emails": 0}
+    stale_running = StyleJob.objects.filter(
+        status=StyleJob.Status.RUNNING,
+        started_at__lt=now - timedelta(seconds=settings.JOB_RUNNING_TIMEOUT),
+    )
+    stale_queued = StyleJob.objects.filter(
+        status=StyleJob.Status.QUEUED,
+        enqueued_at__lt=now - timedelta(seconds=settings.JOB_QUEUED_TIMEOUT),
+    )
+    for status, stale in ((StyleJob.Status.RUNNING, stale_running),
+                          (StyleJob.Status.QUEUED, stale_queued)):
+        for job_id, attempts in stale.values_list("pk", "attempts"):
+            if attempts >= settings.JOB_MAX_ATTEMPTS:
+                counts["failed"] += job_fail(
+                    job_id=job_id,
+                    error=f"The job did not finish after {attempts} attempts. "
+                          "Please try again later.",
+                )
+            else:
+                counts["requeued"] += _job_requeue_stale(job_id=job_id, status=status, now=now)
+    unsent = StyleJob.objects.filter(
+        status__in=StyleJob.FINISHED,
+        emailed_at__isnull=True,
+        finished_at__lt=now - timedelta(seconds=settings.JOB_QUEUED_TIMEOUT),
+        finished_at__gt=now - timedelta(days=1),
+    ).exclude(owner__email="")
+    for job_id in unsent.values_list("pk", flat=True):
+        _email_on_commit(job_id)
+        counts["emails"] += 1
+    return counts
+
+
+@transaction.atomic
+def _job_requeue_stale(*, job_id, status, now) -> bool:
+    requeued = StyleJob.objects.filter(pk=job_id, status=status).update(
+        status=StyleJob.Status.QUEUED, enqueued_at=now
+    )
+    if requeued:
+        _enqueue_on_commit(job_id)
+    return bool(requeued)

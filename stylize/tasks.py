@@ -1,10 +1,45 @@
 """Celery tasks: load by id, call a service, nothing else."""
 
+import logging
+import smtplib
+
 from celery import shared_task
 from django.conf import settings
 
+from .emails import job_email_send
 from .models import Style
+from .services import jobs_requeue_stuck
+from .stylizing import JobRetry, job_run
 from .training import TrainingOptions, style_train
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="stylize.tasks.stylize_job", acks_late=True, reject_on_worker_lost=True)
+def stylize_job(job_id: str) -> None:
+    try:
+        job_run(job_id=job_id)
+    except JobRetry as retry:
+        # job_run already put the job back on the queue with its backoff.
+        logger.warning("%s", retry)
+
+
+@shared_task(
+    name="stylize.tasks.send_job_email",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(smtplib.SMTPException, OSError),
+    retry_backoff=10,
+    retry_backoff_max=600,
+    max_retries=8,
+)
+def send_job_email(job_id: str) -> None:
+    job_email_send(job_id=job_id)
+
+
+@shared_task(name="stylize.tasks.requeue_stuck_jobs")
+def requeue_stuck_jobs() -> dict:
+    return jobs_requeue_stuck()
 
 
 @shared_task(

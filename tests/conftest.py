@@ -21,3 +21,26 @@ def png_bytes(size=(32, 24), color=(200, 80, 40)) -> bytes:
 @pytest.fixture
 def photo_upload():
     return SimpleUploadedFile("photo.png", png_bytes(), content_type="image/png")
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory):
+    """A file-backed test database, so worker processes started by tests share it."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        test_db = tmp_path_factory.mktemp("db") / "test.sqlite3"
+        settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(test_db)
+
+
+@pytest.fixture
+def celery_worker_thread(transactional_db):
+    """A real Celery worker (in a thread of this process) on the test Redis broker."""
+    from celery.contrib.testing.worker import start_worker
+
+    from prisma_site.celery import app
+
+    app.control.purge()
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30,
+                      queues=["celery"]) as worker:
+        yield worker

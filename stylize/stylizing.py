@@ -1,0 +1,94 @@
+"""Run one job: photo → model backend → result, ending succeeded, retried or failed.
+
+Every way out of ``job_run`` leaves the job in a known state: succeeded (result
+stored), back on the queue for another attempt (a transient backend error), or failed
+with a reason the owner can read. Both finished states email the owner.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.files.base import ContentFile
+from PIL import UnidentifiedImageError
+
+from .backends import get_backend
+from .backends.base import PermanentBackendError, TransientBackendError
+from .imaging import encode_image, load_photo, postprocess, stylize_tiled
+from .models import Style, StyleJob
+from .services import job_fail, job_requeue, job_start, job_succeed
+
+logger = logging.getLogger(__name__)
+
+UNEXPECTED_ERROR = "Something went wrong on our side while painting your photo. Please try again."
+
+
+class JobRetry(Exception):
+    """The job is back on the queue; the caller may log it, nothing else to do."""
+
+    def __init__(self, job_id, countdown: float, reason: str):
+        super().__init__(f"Job {job_id} retries in {countdown:.0f} s: {reason}")
+        self.countdown = countdown
+
+
+@dataclass
+class StylizeOptions:
+    strength: float = 1.0
+    preserve_colors: bool = False
+    max_side: int = 1024
+
+
+def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
+                  preserve_colors: bool = False) -> np.ndarray:
+    """A photo (uint8 RGB) painted in ``style``'s live version, with the job's options."""
+    if style.live_version is None:
+        raise PermanentBackendError(f"The style {style.name} has no trained model yet.")
+    backend = get_backend()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return backend.stylize(
+            model_name=style.model_name, version=style.live_version, images=batch
+        )
+
+    result = stylize_tiled(photo, run, tile=settings.STYLIZE_TILE_SIZE)
+    return postprocess(photo, result, strength=strength, preserve_colors=preserve_colors)
+
+
+def job_run(*, job_id) -> bool:
+    """Process one queued job. False if it was not queued (a duplicate delivery).
+
+    Raises JobRetry when a transient error put the job back on the queue.
+    """
+    if not job_start(job_id=job_id):
+        logger.info("Job %s is not queued; nothing to do.", job_id)
+        return False
+    job = StyleJob.objects.select_related("style").get(pk=job_id)
+    try:
+        with job.input_image.open("rb") as upload:
+            photo = load_photo(upload, max_side=job.max_side)
+        result = photo_stylize(photo=photo, style=job.style, strength=job.strength,
+                               preserve_colors=job.preserve_colors)
+        data = encode_image(result, format="JPEG")
+    except (TransientBackendError, SoftTimeLimitExceeded) as exc:
+        reason = str(exc) or "The job took too long."
+        if job.attempts >= settings.JOB_MAX_ATTEMPTS:
+            job_fail(job_id=job_id, error=f"{reason} (gave up after {job.attempts} attempts)")
+            return True
+        countdown = settings.JOB_RETRY_BACKOFF * 2 ** (job.attempts - 1)
+        job_requeue(job_id=job_id, countdown=countdown)
+        raise JobRetry(job_id, countdown, reason) from exc
+    except PermanentBackendError as exc:
+        job_fail(job_id=job_id, error=str(exc))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        logger.warning("Job %s: unreadable photo: %s", job_id, exc)
+        job_fail(job_id=job_id, error="Your photo could not be read as an image.")
+    except Exception:
+        logger.exception("Job %s failed unexpectedly", job_id)
+        job_fail(job_id=job_id, error=UNEXPECTED_ERROR)
+    else:
+        name = f"{Path(job.input_image.name).stem}-{job.style.slug}.jpg"
+        job_succeed(job_id=job_id, result_name=name, result_file=ContentFile(data))
+    return True

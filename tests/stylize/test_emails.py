@@ -1,0 +1,121 @@
+"""Result and failure emails through a real SMTP server (aiosmtpd)."""
+
+import email
+import io
+import time
+
+import pytest
+from aiosmtpd.controller import Controller
+from django.core.files.base import ContentFile
+from PIL import Image
+
+from prisma_site.devstack import free_port
+from stylize.emails import job_email_send
+from stylize.models import StyleJob
+from tests.conftest import png_bytes
+from tests.factories import StyleJobFactory, UserFactory
+
+
+class Mailbox:
+    """An SMTP handler that keeps what it receives and can refuse for a while."""
+
+    def __init__(self):
+        self.messages = []
+        self.refuse = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.refuse:
+            self.refuse -= 1
+            return "451 Try again later"
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp(settings):
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    yield mailbox
+    controller.stop()
+
+
+def jpeg_bytes(size=(40, 30)):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (30, 60, 200)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def succeeded_job(**kwargs):
+    job = StyleJobFactory(status="running", owner=UserFactory(email="carol@example.com"),
+                          **kwargs)
+    job.result_image.save("result.jpg", ContentFile(jpeg_bytes()), save=False)
+    job.status = StyleJob.Status.SUCCEEDED
+    job.save()
+    return job
+
+
+@pytest.mark.django_db
+def test_the_result_arrives_as_an_attachment_over_smtp(smtp):
+    job = succeeded_job()
+    assert job_email_send(job_id=job.pk) is True
+    [message] = smtp.messages
+    assert message["To"] == "carol@example.com"
+    [attachment] = [part for part in message.walk() if part.get_filename()]
+    assert attachment.get_content_type() == "image/jpeg"
+    assert Image.open(io.BytesIO(attachment.get_payload(decode=True))).size == (40, 30)
+    job.refresh_from_db()
+    assert job.emailed_at is not None
+    assert job_email_send(job_id=job.pk) is False  # never twice
+    assert len(smtp.messages) == 1
+
+
+@pytest.mark.django_db
+def test_a_large_result_is_linked_instead(smtp, settings):
+    settings.EMAIL_ATTACHMENT_MAX_BYTES = 100
+    settings.SITE_URL = "https://prisma.example.com"
+    job = succeeded_job()
+    job_email_send(job_id=job.pk)
+    [message] = smtp.messages
+    assert not [part for part in message.walk() if part.get_filename()]
+    assert f"https://prisma.example.com{job.result_image.url}" in message.get_payload()
+
+
+@pytest.mark.django_db
+def test_a_failed_job_emails_the_reason(smtp):
+    job = StyleJobFactory(status="failed", error="The model server is down.",
+                          owner=UserFactory(email="dan@example.com"))
+    job_email_send(job_id=job.pk)
+    [message] = smtp.messages
+    assert "could not be made" in message["Subject"]
+    assert "The model server is down." in message.get_payload()
+
+
+@pytest.mark.django_db
+def test_a_refused_email_is_not_marked_sent(smtp):
+    smtp.refuse = 1
+    job = succeeded_job()
+    with pytest.raises(Exception):
+        job_email_send(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.emailed_at is None
+    assert job_email_send(job_id=job.pk) is True
+
+
+@pytest.mark.slow
+def test_the_email_task_retries_until_the_server_takes_it(smtp, celery_worker_thread):
+    from stylize.tasks import send_job_email
+
+    smtp.refuse = 1
+    job = succeeded_job()
+    send_job_email.delay(str(job.pk))
+    deadline = time.monotonic() + 60
+    while not smtp.messages and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(smtp.messages) == 1
+    job.refresh_from_db()
+    assert job.emailed_at is not None
