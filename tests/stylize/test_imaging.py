@@ -202,11 +202,12 @@ def test_tiled_result_has_no_column_that_stands_out_as_a_seam():
     photo = textured_photo(120, 500)
     naive = naive_tiles(photo, instance_norm_like, 128)
     ours = imaging.stylize_tiled(photo, instance_norm_like, tile=128, overlap=32)
+    feathered_only = imaging.stylize_tiled(photo, instance_norm_like, tile=128, overlap=32, match_tone=False)
     whole = instance_norm_like(photo[None])[0]
 
     assert worst_column_step(naive) > 2.5
-    assert worst_column_step(ours) < 1.25
     assert worst_column_step(ours) < worst_column_step(whole) + 0.1
+    assert worst_column_step(feathered_only) < worst_column_step(whole) + 0.1
 
 
 def test_tiles_must_leave_a_stride():
