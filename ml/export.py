@@ -107,11 +107,12 @@ def load_savedmodel_fn(path) -> Callable[[np.ndarray], np.ndarray]:
 def render_models_config(models: Iterable[tuple]) -> str:
     """TF Serving ``model_config_list`` text.
 
-    ``models`` holds ``(name, base_path)`` or ``(name, base_path, version)``
-    tuples. With a version (not None) Serving is pinned to it through
-    ``model_version_policy { specific { versions: N } }``, so exporting a new
-    version does not make it live by itself; without one Serving serves the
-    highest version in ``base_path``. An empty list gives a valid, empty config.
+    ``models`` holds ``(name, base_path)`` or ``(name, base_path, versions)``
+    tuples, ``versions`` an int or a list of ints. With versions Serving is pinned
+    to them through ``model_version_policy { specific { versions: N } }``, so
+    exporting a new version does not make it live by itself; without them Serving
+    serves the highest version in ``base_path``. An empty list gives a valid, empty
+    config.
     """
     lines = ["model_config_list {"]
     for name, base_path, *version in models:
@@ -123,8 +124,11 @@ def render_models_config(models: Iterable[tuple]) -> str:
             f"    base_path: {_text_format_string(str(base_path))}",
             '    model_platform: "tensorflow"',
         ]
-        if version and version[0] is not None:
-            lines.append(f"    model_version_policy {{ specific {{ versions: {int(version[0])} }} }}")
+        pinned = version[0] if version else None
+        if pinned is not None:
+            pinned = [pinned] if isinstance(pinned, int) else sorted(set(pinned))
+            listed = " ".join(f"versions: {int(v)}" for v in pinned)
+            lines.append(f"    model_version_policy {{ specific {{ {listed} }} }}")
         lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"

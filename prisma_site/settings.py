@@ -205,6 +205,8 @@ if MODEL_BACKEND not in {"local", "tfserving"}:
 MODEL_THREADS = env.int("MODEL_THREADS", default=0)
 TFSERVING_ADDRESS = env("TFSERVING_ADDRESS", default="127.0.0.1:8500")
 TFSERVING_TIMEOUT = env.float("TFSERVING_TIMEOUT", default=60.0)
+# How long a retrain waits for Serving to load the new version (it polls models.config).
+TFSERVING_LOAD_TIMEOUT = env.int("TFSERVING_LOAD_TIMEOUT", default=300)
 # Where TF Serving finds serving/models/ from its own point of view: docker-compose.yml
 # mounts serving/ at /models, and serving/models.config is written for that.
 TFSERVING_MODEL_BASE_PATH = env("TFSERVING_MODEL_BASE_PATH", default="/models/models")

@@ -91,6 +91,7 @@ def style_train(*, style: Style, options: TrainingOptions, on_progress=None) -> 
         )
         result = train(config, on_progress=on_progress)
         version, _ = export_savedmodel(result.model, model_dir(style))
+        serving_version_preload(style=style, version=version)
     except Exception as exc:
         logger.exception("Training %s failed", style.slug)
         style_training_fail(style=style, reason=f"{type(exc).__name__}: {exc}")
@@ -156,16 +157,42 @@ def style_evaluate(*, style: Style, images_dir: Path, sheet_path: Path,
     return heldout
 
 
-def serving_config_write() -> Path:
-    """Rewrite ``serving/models.config`` to list every style with a live version."""
+def serving_config_write(*, preload: dict[str, int] | None = None) -> Path:
+    """Rewrite ``serving/models.config`` to list every style with a live version.
+
+    ``preload`` adds a not-yet-live version of a model beside its live one.
+    """
     from ml.export import write_models_config
 
+    versions = {style.model_name: {style.live_version} for style in style_list_served()}
+    for name, version in (preload or {}).items():
+        versions.setdefault(name, set()).add(version)
     base = settings.TFSERVING_MODEL_BASE_PATH.rstrip("/")
-    models = [
-        (style.model_name, f"{base}/{style.model_name}", style.live_version)
-        for style in style_list_served()
-    ]
+    models = [(name, f"{base}/{name}", sorted(versions[name])) for name in sorted(versions)]
     return write_models_config(settings.SERVING_DIR / "models.config", models)
+
+
+def serving_version_preload(*, style: Style, version: int) -> None:
+    """With TF Serving, have it load a new version before any job asks for it.
+
+    Serving only loads what models.config lists, and a job for a version it has not
+    loaded would fail; so the new version is listed beside the live one until
+    Serving reports it available. The local backend loads on demand: nothing to do.
+    """
+    if settings.MODEL_BACKEND != "tfserving":
+        return
+    from .backends import get_backend
+
+    serving_config_write(preload={style.model_name: version})
+    backend = get_backend()
+    deadline = time.monotonic() + settings.TFSERVING_LOAD_TIMEOUT
+    while not backend.is_ready(model_name=style.model_name, version=version):
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"TF Serving did not load version {version} within "
+                f"{settings.TFSERVING_LOAD_TIMEOUT} s; the live version is unchanged."
+            )
+        time.sleep(2)
 
 
 def _local_copy(field_file, folder: Path) -> Path:

@@ -128,3 +128,17 @@ def test_admin_retrain_queues_on_the_training_queue(admin_client, django_capture
     assert b"Queued training for 1 style" in response.content
     assert broker.llen("training") == 1 and broker.llen("celery") == 0
     broker.delete("training")
+
+
+def test_a_new_version_is_listed_beside_the_live_one_until_serving_has_it(serving_dir):
+    from stylize.training import serving_config_write
+
+    StyleFactory(model_name="starry", live_version=1)
+    serving_config_write(preload={"starry": 2, "brand_new": 1})
+    entries = {entry.name: entry for entry in read_models_config(serving_dir)}
+    assert list(entries["starry"].model_version_policy.specific.versions) == [1, 2]
+    assert list(entries["brand_new"].model_version_policy.specific.versions) == [1]
+
+    serving_config_write()
+    [entry] = read_models_config(serving_dir)
+    assert list(entry.model_version_policy.specific.versions) == [1]
