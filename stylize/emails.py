@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.mail import EmailMessage
 
-from .models import StyleJob
+from .models import Profile, StyleJob
 from .services import job_mark_emailed
 
 
@@ -15,6 +15,8 @@ def job_email_send(*, job_id) -> bool:
     """
     job = StyleJob.objects.select_related("owner", "style").get(pk=job_id)
     if not job.is_finished or job.emailed_at is not None or not job.owner.email:
+        return False
+    if Profile.objects.filter(user=job.owner_id, email_results=False).exists():
         return False
     message = _job_message(job)
     message.send(fail_silently=False)

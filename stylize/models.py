@@ -125,3 +125,24 @@ class StyleJob(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class Profile(models.Model):
+    """A user's preferences; made on demand by ``Profile.for_user``."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="prisma_profile"
+    )
+    email_results = models.BooleanField(
+        "email me my results",
+        default=True,
+        help_text="Send the finished painting (or why it failed) to your account's address.",
+    )
+
+    def __str__(self):
+        return f"Profile of {self.user}"
+
+    @classmethod
+    def for_user(cls, user) -> "Profile":
+        profile, _ = cls.objects.get_or_create(user=user)
+        return profile
