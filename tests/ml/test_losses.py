@@ -140,14 +140,16 @@ def test_perceptual_loss_returns_weighted_finite_scalars(vgg16_random, painting)
     assert all(np.isfinite(v) and v > 0 for v in terms.values())
     assert terms["total"] == pytest.approx(terms["content"] + terms["style"] + terms["tv"], rel=1e-5)
 
+    defaults = DEFAULT_LOSS_WEIGHTS["vgg16"]
     doubled = PerceptualLoss(
         painting, network="vgg16", loss_network=vgg16_random,
-        content_weight=2.0, style_weight=10.0, tv_weight=1.0,
+        content_weight=2 * defaults["content_weight"], style_weight=2 * defaults["style_weight"],
+        tv_weight=1.0,
     )
     terms2 = {k: float(_np(v)) for k, v in doubled(content, stylized).items()}
     assert terms2["content"] == pytest.approx(2 * terms["content"], rel=1e-4)
     assert terms2["style"] == pytest.approx(2 * terms["style"], rel=1e-4)
-    assert terms2["tv"] == pytest.approx(terms["tv"] / DEFAULT_LOSS_WEIGHTS["vgg16"]["tv_weight"], rel=1e-4)
+    assert terms2["tv"] == pytest.approx(terms["tv"] / defaults["tv_weight"], rel=1e-4)
 
 
 def test_style_term_vanishes_for_the_painting_itself(vgg16_random, painting):
