@@ -1,9 +1,88 @@
-from django.urls import path
+from django.contrib.auth import views as auth_views
+from django.urls import path, reverse_lazy
 
 from . import views
+from .forms import LoginForm
 
 app_name = "stylize"
 
+# Django's auth views, namespaced here with their redirects spelled out, so nothing
+# depends on LOGIN_URL / LOGIN_REDIRECT_URL / LOGOUT_REDIRECT_URL. Templates are named
+# explicitly: django.contrib.admin ships registration/password_*.html and is listed first.
+account_urlpatterns = [
+    path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/profile/", views.profile, name="profile"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(
+            authentication_form=LoginForm,
+            next_page=reverse_lazy("stylize:upload"),
+            redirect_authenticated_user=True,
+        ),
+        name="login",
+    ),
+    path(
+        "accounts/logout/",
+        auth_views.LogoutView.as_view(next_page=reverse_lazy("stylize:home")),
+        name="logout",
+    ),
+    path(
+        "accounts/password_change/",
+        auth_views.PasswordChangeView.as_view(
+            template_name="registration/prisma_password_change_form.html",
+            success_url=reverse_lazy("stylize:password_change_done")
+        ),
+        name="password_change",
+    ),
+    path(
+        "accounts/password_change/done/",
+        auth_views.PasswordChangeDoneView.as_view(
+            template_name="registration/prisma_password_change_done.html"
+        ),
+        name="password_change_done",
+    ),
+    path(
+        "accounts/password_reset/",
+        auth_views.PasswordResetView.as_view(
+            template_name="registration/prisma_password_reset_form.html",
+            success_url=reverse_lazy("stylize:password_reset_done"),
+            email_template_name="registration/password_reset_email.txt",
+            subject_template_name="registration/password_reset_subject.txt",
+        ),
+        name="password_reset",
+    ),
+    path(
+        "accounts/password_reset/done/",
+        auth_views.PasswordResetDoneView.as_view(
+            template_name="registration/prisma_password_reset_done.html"
+        ),
+        name="password_reset_done",
+    ),
+    path(
+        "accounts/reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(
+            template_name="registration/prisma_password_reset_confirm.html",
+            success_url=reverse_lazy("stylize:password_reset_complete")
+        ),
+        name="password_reset_confirm",
+    ),
+    path(
+        "accounts/reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(
+            template_name="registration/prisma_password_reset_complete.html"
+        ),
+        name="password_reset_complete",
+    ),
+]
+
 urlpatterns = [
     path("", views.home, name="home"),
+    path("upload/", views.upload, name="upload"),
+    path("jobs/", views.job_list, name="job_list"),
+    path("jobs/<uuid:pk>/", views.job_detail, name="job"),
+    path("jobs/<uuid:pk>/status.json", views.job_status, name="job_status"),
+    path("jobs/<uuid:pk>/delete/", views.job_delete, name="job_delete"),
+    path("jobs/<uuid:pk>/photo/", views.job_image, {"which": "photo"}, name="job_photo"),
+    path("jobs/<uuid:pk>/result/", views.job_image, {"which": "result"}, name="job_result"),
+    *account_urlpatterns,
 ]

@@ -1,0 +1,80 @@
+// Upload page: drag-and-drop onto the file input, a preview, the strength value, and a
+// size/type check before sending. The form works without this; the server checks anyway.
+(function () {
+  "use strict";
+  var form = document.querySelector(".upload-form");
+  if (!form) return;
+  var input = form.querySelector("input[type=file]");
+  var zone = document.getElementById("drop-zone");
+  var check = document.getElementById("image-check");
+  var preview = document.getElementById("image-preview");
+  var maxBytes = parseInt(input.dataset.maxBytes, 10) || 0;
+  var allowed = (input.getAttribute("accept") || "").split(",");
+
+  function megabytes(bytes) { return (bytes / (1024 * 1024)).toFixed(1) + " MB"; }
+
+  function problemWith(file) {
+    if (!file) return "Please choose a photo.";
+    if (file.size === 0) return "This file is empty.";
+    if (allowed.length && allowed.indexOf(file.type) === -1)
+      return "This is not a JPEG, PNG or WebP photo.";
+    if (maxBytes && file.size > maxBytes)
+      return "This photo is " + megabytes(file.size) + "; the limit is " + megabytes(maxBytes) + ".";
+    return "";
+  }
+
+  function checkFile() {
+    var file = input.files && input.files[0];
+    var problem = file ? problemWith(file) : "";
+    input.setCustomValidity(problem);
+    input.setAttribute("aria-invalid", problem ? "true" : "false");
+    check.textContent = problem || (file ? file.name + " (" + megabytes(file.size) + ") is ready." : "");
+    check.className = "check" + (problem ? " bad" : "");
+    if (file && !problem && window.URL) {
+      preview.src = URL.createObjectURL(file);
+      preview.hidden = false;
+    } else {
+      preview.hidden = true;
+    }
+    return problem;
+  }
+
+  input.addEventListener("change", checkFile);
+  ["dragenter", "dragover"].forEach(function (name) {
+    zone.addEventListener(name, function (event) {
+      event.preventDefault();
+      zone.classList.add("dragging");
+    });
+  });
+  ["dragleave", "drop"].forEach(function (name) {
+    zone.addEventListener(name, function () { zone.classList.remove("dragging"); });
+  });
+  zone.addEventListener("drop", function (event) {
+    event.preventDefault();
+    if (event.dataTransfer && event.dataTransfer.files.length) {
+      input.files = event.dataTransfer.files;
+      checkFile();
+    }
+  });
+
+  form.addEventListener("submit", function (event) {
+    var problem = problemWith(input.files && input.files[0]);
+    if (problem) {
+      event.preventDefault();
+      input.setCustomValidity(problem);
+      check.textContent = problem;
+      check.className = "check bad";
+      input.focus();
+      return;
+    }
+    var button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    button.textContent = "Uploading…";
+  });
+
+  var strength = form.querySelector("input[type=range]");
+  var output = document.getElementById("strength-value");
+  if (strength && output) {
+    strength.addEventListener("input", function () { output.textContent = strength.value; });
+  }
+})();

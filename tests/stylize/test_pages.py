@@ -1,0 +1,290 @@
+"""The web pages: gallery, upload, job page and its status JSON, "my jobs" and delete."""
+
+import re
+from unittest import mock
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from stylize.models import Style, StyleJob
+from tests.conftest import png_bytes
+from tests.factories import StyleFactory, StyleJobFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_queue():
+    """The pages only create jobs; the pipeline tests run them on a real worker."""
+    with mock.patch("stylize.tasks.stylize_job.apply_async") as apply_async:
+        yield apply_async
+
+
+@pytest.fixture
+def user(client):
+    user = UserFactory(email="ada@example.com")
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def styles():
+    return {
+        "ready": StyleFactory(name="Starry Night", slug="starry-night"),
+        "draft": StyleFactory(name="Unfinished Sketch", slug="sketch", status=Style.Status.DRAFT,
+                              live_version=None),
+        "private": StyleFactory(name="Secret Wave", slug="secret", is_public=False),
+    }
+
+
+def upload_data(style="starry-night", image=None, **extra):
+    image = image or SimpleUploadedFile("photo.png", png_bytes((64, 48)), "image/png")
+    return {"image": image, "style": style, "strength": "0.8", "max_side": "512", **extra}
+
+
+# --- Home and the styles offered ------------------------------------------------------
+
+
+def test_home_lists_only_ready_public_styles(client, styles):
+    page = client.get(reverse("stylize:home")).content.decode()
+    assert "Starry Night" in page and styles["ready"].style_image.url in page
+    assert "Unfinished Sketch" not in page and "Secret Wave" not in page
+
+
+def test_the_upload_form_offers_only_ready_public_styles(client, user, styles):
+    response = client.get(reverse("stylize:upload"))
+    offered = re.findall(r'name="style" value="([^"]+)"', response.content.decode())
+    assert offered == ["starry-night"]
+
+
+@pytest.mark.parametrize("slug", ["sketch", "secret", "no-such-style"])
+def test_posting_a_style_that_is_not_offered_is_refused(client, user, styles, slug):
+    response = client.post(reverse("stylize:upload"), upload_data(style=slug))
+    assert response.status_code == 400
+    assert "That style is not available" in response.content.decode()
+    assert not StyleJob.objects.exists()
+
+
+# --- Upload ---------------------------------------------------------------------------
+
+
+def test_upload_requires_login(client, styles):
+    url = reverse("stylize:upload")
+    response = client.get(url)
+    assert response.status_code == 302 and response.url.startswith(reverse("stylize:login"))
+    response = client.post(url, upload_data())
+    assert response.status_code == 302 and not StyleJob.objects.exists()
+
+
+def test_a_valid_upload_creates_a_job_and_redirects_to_its_page(
+    client, user, styles, _no_queue, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("stylize:upload"), upload_data(preserve_colors="on")
+        )
+
+    job = StyleJob.objects.get()
+    assert response.status_code == 302 and response.url == reverse("stylize:job", args=[job.pk])
+    assert job.owner == user and job.style == styles["ready"]
+    assert (job.strength, job.preserve_colors, job.max_side) == (0.8, True, 512)
+    assert job.status == StyleJob.Status.QUEUED
+    with job.input_image.open("rb") as stored:
+        assert stored.read() == png_bytes((64, 48))
+    _no_queue.assert_called_once_with((str(job.pk),), countdown=0)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        SimpleUploadedFile("notes.jpg", b"this is plain text, not a photo", "image/jpeg"),
+        SimpleUploadedFile("empty.png", b"", "image/png"),
+    ],
+    ids=["text-named-jpg", "zero-bytes"],
+)
+def test_an_invalid_upload_shows_the_error_inline_and_creates_nothing(client, user, styles, image):
+    response = client.post(reverse("stylize:upload"), upload_data(image=image))
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    errors = re.search(r'<div class="errors" id="image-errors" role="alert">(.*?)</div>', page, re.S)
+    assert errors and "errorlist" in errors.group(1)
+    assert 'aria-invalid="true"' in page
+    assert not StyleJob.objects.exists()
+
+
+def test_a_missing_photo_is_an_inline_error(client, user, styles):
+    data = upload_data()
+    del data["image"]
+    response = client.post(reverse("stylize:upload"), data)
+    assert response.status_code == 400 and 'id="image-errors"' in response.content.decode()
+    assert not StyleJob.objects.exists()
+
+
+@pytest.mark.parametrize("field,value", [("strength", "1.5"), ("max_side", "99999")])
+def test_out_of_range_settings_are_refused(client, user, styles, field, value):
+    response = client.post(reverse("stylize:upload"), upload_data(**{field: value}))
+    assert response.status_code == 400 and not StyleJob.objects.exists()
+
+
+# --- Job page, status JSON and images -------------------------------------------------
+
+
+def test_job_page_shows_the_photo_and_polls_its_status(client, user):
+    job = StyleJobFactory(owner=user)
+    page = client.get(reverse("stylize:job", args=[job.pk])).content.decode()
+    assert reverse("stylize:job_photo", args=[job.pk]) in page
+    assert f'data-status-url="{reverse("stylize:job_status", args=[job.pk])}"' in page
+    assert "stylize/job.js" in page and "Queued" in page
+    assert "Download" not in page
+
+
+def test_a_finished_job_shows_the_result_with_a_download_link(client, user):
+    job = StyleJobFactory(owner=user, status=StyleJob.Status.SUCCEEDED,
+                          result_image=ContentFile(png_bytes(color=(1, 2, 3)), name="out.jpg"))
+    page = client.get(reverse("stylize:job", args=[job.pk])).content.decode()
+    result_url = reverse("stylize:job_result", args=[job.pk])
+    assert f'src="{result_url}"' in page and f'href="{result_url}?download=1"' in page
+    assert "stylize/job.js" not in page  # nothing left to poll
+
+    download = client.get(result_url + "?download=1")
+    assert download.status_code == 200
+    assert download["Content-Disposition"].startswith("attachment")
+    assert b"".join(download.streaming_content) == png_bytes(color=(1, 2, 3))
+
+
+def test_a_failed_job_shows_a_readable_reason(client, user):
+    job = StyleJobFactory(owner=user, status=StyleJob.Status.FAILED,
+                          error="Your photo could not be read as an image.")
+    page = client.get(reverse("stylize:job", args=[job.pk])).content.decode()
+    assert "We could not repaint this photo." in page
+    assert "Your photo could not be read as an image." in page
+
+
+def test_status_json_tracks_the_job(client, user):
+    job = StyleJobFactory(owner=user)
+    url = reverse("stylize:job_status", args=[job.pk])
+
+    queued = client.get(url).json()
+    assert queued == {"id": str(job.pk), "status": "queued", "status_display": "Queued",
+                      "finished": False, "error": "", "result_url": None}
+
+    job.result_image.save("out.jpg", ContentFile(png_bytes()), save=False)
+    job.status = StyleJob.Status.SUCCEEDED
+    job.save()
+    done = client.get(url).json()
+    assert done["status"] == "succeeded" and done["finished"] is True
+    assert done["result_url"] == reverse("stylize:job_result", args=[job.pk])
+
+
+@pytest.mark.parametrize("name", ["job", "job_status", "job_photo", "job_result"])
+def test_another_users_job_is_a_404_everywhere(client, user, name):
+    theirs = StyleJobFactory(status=StyleJob.Status.SUCCEEDED,
+                             result_image=ContentFile(png_bytes(), name="out.jpg"))
+    assert client.get(reverse(f"stylize:{name}", args=[theirs.pk])).status_code == 404
+    mine = StyleJobFactory(owner=user, status=StyleJob.Status.SUCCEEDED,
+                           result_image=ContentFile(png_bytes(), name="out.jpg"))
+    assert client.get(reverse(f"stylize:{name}", args=[mine.pk])).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["job", "job_status", "job_photo"])
+def test_job_pages_need_login(client, name):
+    job = StyleJobFactory()
+    response = client.get(reverse(f"stylize:{name}", args=[job.pk]))
+    assert response.status_code == 302 and response.url.startswith(reverse("stylize:login"))
+
+
+# --- My jobs and delete ---------------------------------------------------------------
+
+
+def test_my_jobs_lists_only_my_own(client, user):
+    mine = StyleJobFactory(owner=user, style__name="Mine Style")
+    theirs = StyleJobFactory(style__name="Their Style")
+    page = client.get(reverse("stylize:job_list")).content.decode()
+    assert reverse("stylize:job", args=[mine.pk]) in page and "Mine Style" in page
+    assert str(theirs.pk) not in page and "Their Style" not in page
+    assert f'action="{reverse("stylize:job_delete", args=[mine.pk])}"' in page
+    assert "csrfmiddlewaretoken" in page
+
+
+def test_delete_removes_my_job_and_its_files(client, user, django_capture_on_commit_callbacks):
+    job = StyleJobFactory(owner=user, status=StyleJob.Status.SUCCEEDED,
+                          result_image=ContentFile(png_bytes(), name="out.jpg"))
+    storage, files = job.input_image.storage, [job.input_image.name, job.result_image.name]
+    assert all(storage.exists(name) for name in files)
+
+    assert client.get(reverse("stylize:job_delete", args=[job.pk])).status_code == 405
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("stylize:job_delete", args=[job.pk]))
+
+    assert response.status_code == 302 and response.url == reverse("stylize:job_list")
+    assert not StyleJob.objects.filter(pk=job.pk).exists()
+    assert not any(storage.exists(name) for name in files)
+
+
+def test_delete_of_another_users_job_is_a_404_and_keeps_it(
+    client, user, django_capture_on_commit_callbacks
+):
+    theirs = StyleJobFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("stylize:job_delete", args=[theirs.pk]))
+    assert response.status_code == 404
+    assert StyleJob.objects.filter(pk=theirs.pk).exists()
+    assert theirs.input_image.storage.exists(theirs.input_image.name)
+
+
+def test_delete_needs_the_csrf_token(user):
+    from django.test import Client
+
+    job = StyleJobFactory(owner=user)
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(user)
+    assert strict.post(reverse("stylize:job_delete", args=[job.pk])).status_code == 403
+    assert StyleJob.objects.filter(pk=job.pk).exists()
+
+
+# --- Every page: labels, no outside assets --------------------------------------------
+
+PAGES = ["home", "upload", "job_list", "job", "signup", "login", "profile", "password_reset",
+         "password_change"]
+
+
+def _render_all(client, user, styles):
+    job = StyleJobFactory(owner=user, style=styles["ready"])
+    pages = {}
+    for name in PAGES:
+        args = [job.pk] if name == "job" else []
+        if name in ("signup", "login", "password_reset"):
+            client.logout()
+        response = client.get(reverse(f"stylize:{name}", args=args))
+        assert response.status_code == 200, name
+        pages[name] = response.content.decode()
+        client.force_login(user)
+    return pages
+
+
+def test_every_control_has_a_label(client, user, styles):
+    for name, page in _render_all(client, user, styles).items():
+        labelled = set(re.findall(r'<label[^>]*\sfor="([^"]+)"', page))
+        for control in re.finditer(r"<(input|select|textarea)\b([^>]*)>", page):
+            attrs = control.group(2)
+            kind = re.search(r'type="([^"]+)"', attrs)
+            if kind and kind.group(1) in ("hidden", "submit"):
+                continue
+            if re.search(r'name="style"', attrs) and 'type="radio"' in attrs:
+                continue  # wrapped in its <label class="style-choice">, checked below
+            control_id = re.search(r'id="([^"]+)"', attrs)
+            assert control_id and control_id.group(1) in labelled, (name, control.group(0))
+        for choice in re.findall(r'<label class="style-choice">(.*?)</label>', page, re.S):
+            assert 'type="radio"' in choice and re.search(r"<span>\S", choice)
+
+
+def test_no_page_loads_anything_from_another_site(client, user, styles):
+    for name, page in _render_all(client, user, styles).items():
+        outside = re.findall(r'(?:src|href|action)="((?:https?:)?//[^"]*)"', page)
+        assert outside == [], name
+        assert "<script" not in page or re.findall(r"<script[^>]*>", page) == [
+            tag for tag in re.findall(r"<script[^>]*>", page) if 'src="/static/' in tag
+        ], name
