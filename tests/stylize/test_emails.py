@@ -12,7 +12,6 @@ from PIL import Image
 from prisma_site.devstack import free_port
 from stylize.emails import job_email_send
 from stylize.models import StyleJob
-from tests.conftest import png_bytes
 from tests.factories import StyleJobFactory, UserFactory
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from stylize.models import Style
+from stylize.management.lookups import style_or_command_error
 from stylize.training import style_evaluate
 
 
@@ -28,10 +28,7 @@ class Command(BaseCommand):
                             help="shrink photos to this longer side first")
 
     def handle(self, *args, **options):
-        try:
-            style = Style.objects.get(slug=options["slug"])
-        except Style.DoesNotExist:
-            raise CommandError(f"No style with slug {options['slug']!r}.")
+        style = style_or_command_error(options["slug"])
         if style.live_version is None:
             raise CommandError(f"{style.name} has no trained version yet.")
         sheet = options["sheet"] or (

@@ -6,7 +6,8 @@ from PIL import UnidentifiedImageError
 
 from stylize.backends.base import BackendError
 from stylize.imaging import encode_image, load_photo
-from stylize.models import DEFAULT_MAX_SIDE, MAX_MAX_SIDE, MIN_MAX_SIDE, Style
+from stylize.management.lookups import style_or_command_error
+from stylize.models import DEFAULT_MAX_SIDE, MAX_MAX_SIDE, MIN_MAX_SIDE
 from stylize.stylizing import photo_stylize
 
 
@@ -31,10 +32,7 @@ class Command(BaseCommand):
             raise CommandError("--strength must be between 0 and 1.")
         if not MIN_MAX_SIDE <= options["max_side"] <= MAX_MAX_SIDE:
             raise CommandError(f"--max-side must be between {MIN_MAX_SIDE} and {MAX_MAX_SIDE}.")
-        try:
-            style = Style.objects.get(slug=options["style"])
-        except Style.DoesNotExist:
-            raise CommandError(f"No style with slug {options['style']!r}.")
+        style = style_or_command_error(options["style"])
         photo_path = options["photo"]
         output = options["output"] or photo_path.with_name(f"{photo_path.stem}-{style.slug}.jpg")
         try:

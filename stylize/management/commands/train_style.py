@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from stylize.models import Style
+from stylize.management.lookups import style_or_command_error
 from stylize.training import TrainingOptions, style_train, training_options_default
 
 
@@ -36,10 +36,7 @@ class Command(BaseCommand):
                             help="continue from the last checkpoint of this style")
 
     def handle(self, *args, **options):
-        try:
-            style = Style.objects.get(slug=options["slug"])
-        except Style.DoesNotExist:
-            raise CommandError(f"No style with slug {options['slug']!r}.")
+        style = style_or_command_error(options["slug"])
         training = TrainingOptions.from_dict(
             {**options, "data_dir": options["data"]}
         )
