@@ -37,6 +37,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "stylize",
 ]
 
@@ -227,12 +229,42 @@ if env.bool("BEHIND_TLS_PROXY", default=not DEBUG):
 
 LOGIN_URL = "admin:login"
 
+# --- Uploads and the API ---------------------------------------------------------------
+
+# stylize.validators refuses photos bigger than this (bytes) or with more pixels.
+UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=20 * 1024 * 1024)
+UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {
+        # Jobs a user may create (API); counted per user in the default cache.
+        "job_create": env("API_JOB_CREATE_RATE", default="30/hour"),
+        # Username/password tries at POST /api/v1/auth/token/, per client address.
+        "auth_token": env("API_AUTH_TOKEN_RATE", default="20/minute"),
+    },
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Prisma API",
+    "DESCRIPTION": (
+        "Repaint photos in the style of a painting. List the styles, upload a photo as a "
+        "job, poll the job until it has succeeded, then download `result_url`. "
+        "Authenticate with `Authorization: Token <key>` (POST /api/v1/auth/token/)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # multipart request bodies with a binary `image`, separate from the response shape
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI's files come from drf-spectacular-sidecar through our static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

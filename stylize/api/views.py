@@ -1,0 +1,105 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+
+from .. import services
+from ..models import StyleJob
+from ..selectors import job_list_for_owner, style_list_offered
+from .serializers import JobCreateSerializer, JobSerializer, StyleSerializer
+from .throttles import AuthTokenThrottle, JobCreateThrottle
+
+
+class JobPagination(PageNumberPagination):
+    page_size = 20
+
+
+@extend_schema_view(
+    list=extend_schema(summary="The styles you can use", auth=[]),
+    retrieve=extend_schema(summary="One style", auth=[]),
+)
+class StyleViewSet(viewsets.ReadOnlyModelViewSet):
+    """Public styles with a trained model; anyone may read them."""
+
+    serializer_class = StyleSerializer
+    permission_classes = [AllowAny]
+    lookup_field = "slug"
+
+    def get_queryset(self):
+        return style_list_offered()
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Your jobs, newest first"),
+    retrieve=extend_schema(summary="One of your jobs (poll it until it has finished)"),
+    create=extend_schema(
+        summary="Upload a photo to repaint",
+        request={"multipart/form-data": JobCreateSerializer},
+        responses={201: JobSerializer, 400: OpenApiResponse(description="Invalid input"),
+                   429: OpenApiResponse(description="Too many jobs; try later")},
+    ),
+    destroy=extend_schema(summary="Delete one of your jobs and its images"),
+)
+class JobViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The user's own jobs; anyone else's job is a 404."""
+
+    serializer_class = JobSerializer
+    permission_classes = [IsAuthenticated]
+    pagination_class = JobPagination
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return StyleJob.objects.none()
+        return job_list_for_owner(owner=self.request.user)
+
+    def get_serializer_class(self):
+        return JobCreateSerializer if self.action == "create" else JobSerializer
+
+    def get_throttles(self):
+        return [JobCreateThrottle()] if self.action == "create" else []
+
+    def create(self, request, *args, **kwargs):
+        form = JobCreateSerializer(data=request.data, context=self.get_serializer_context())
+        form.is_valid(raise_exception=True)
+        try:
+            job = services.job_create(owner=request.user, **form.validated_data)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(
+                exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+            ) from exc
+        data = JobSerializer(job, context=self.get_serializer_context()).data
+        location = request.build_absolute_uri(f"{request.path.rstrip('/')}/{job.pk}/")
+        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+    def perform_destroy(self, instance):
+        _job_delete(job=instance)
+
+
+@transaction.atomic
+def _job_delete(*, job: StyleJob) -> None:
+    """Delete the row, then its files once that is committed.
+
+    Same as stylize.views._job_delete; both belong in services.job_delete.
+    """
+    files = [(f.storage, f.name) for f in (job.input_image, job.result_image) if f]
+    job.delete()
+    transaction.on_commit(lambda: [storage.delete(name) for storage, name in files])
+
+
+class TokenView(ObtainAuthToken):
+    """Trade a username and password for an API token (the same token every time)."""
+
+    authentication_classes = ()  # the username and password are the credentials
+    throttle_classes = [AuthTokenThrottle]
