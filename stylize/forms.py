@@ -1,32 +1,20 @@
 """Forms of the web pages: sign-up, log-in, profile and the photo upload."""
 
 from django import forms
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
 from .models import DEFAULT_MAX_SIDE, Profile
 from .selectors import style_list_offered
+from .validators import ALLOWED_FORMATS, upload_max_bytes, validate_photo_upload
 
-ALLOWED_CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp")
+ALLOWED_CONTENT_TYPES = tuple(dict.fromkeys(t for t, _ in ALLOWED_FORMATS.values()))
 MAX_SIDE_CHOICES = [
     (512, "Small (512 px)"),
     (1024, "Medium (1024 px)"),
     (2048, "Large (2048 px)"),
     (4096, "Huge (4096 px, slow)"),
 ]
-
-
-def upload_max_bytes() -> int:
-    """The byte limit the server enforces, for the browser-side check."""
-    return int(getattr(settings, "UPLOAD_MAX_BYTES", 20 * 1024 * 1024))
-
-
-def validate_photo(uploaded_file):
-    """The shared upload validator (stylize/validators.py), used by the form and the API."""
-    from .validators import validate_photo_upload
-
-    validate_photo_upload(uploaded_file)
 
 
 class SignupForm(UserCreationForm):
@@ -80,7 +68,7 @@ class StyleChoiceField(forms.ModelChoiceField):
 class UploadForm(forms.Form):
     image = forms.FileField(
         label="Your photo",
-        validators=[validate_photo],
+        validators=[validate_photo_upload],  # shared with the API
         help_text="JPEG, PNG or WebP.",
         widget=forms.FileInput(
             attrs={"accept": ",".join(ALLOWED_CONTENT_TYPES), "class": "file-input"}

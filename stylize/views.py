@@ -13,9 +13,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from . import services
-from .forms import ALLOWED_CONTENT_TYPES, ProfileForm, SignupForm, UploadForm, upload_max_bytes
+from .forms import ALLOWED_CONTENT_TYPES, ProfileForm, SignupForm, UploadForm
 from .models import Profile, StyleJob
 from .selectors import job_list_for_owner, style_list_offered
+from .validators import upload_max_bytes
 
 LOGIN_URL = "stylize:login"
 POLL_INTERVAL_MS = 1500
@@ -84,7 +85,7 @@ def upload(request):
         {
             "form": form,
             "max_bytes": upload_max_bytes(),
-            "max_mb": upload_max_bytes() // (1024 * 1024),
+            "max_mb": upload_max_bytes() / (1024 * 1024),
             "allowed_types": ",".join(ALLOWED_CONTENT_TYPES),
         },
         status=status,

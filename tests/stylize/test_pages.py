@@ -97,20 +97,24 @@ def test_a_valid_upload_creates_a_job_and_redirects_to_its_page(
 
 
 @pytest.mark.parametrize(
-    "image",
+    "image,message",
     [
-        SimpleUploadedFile("notes.jpg", b"this is plain text, not a photo", "image/jpeg"),
-        SimpleUploadedFile("empty.png", b"", "image/png"),
+        (SimpleUploadedFile("notes.jpg", b"this is plain text, not a photo", "image/jpeg"),
+         "Upload a JPEG, PNG or WebP image."),
+        (SimpleUploadedFile("empty.png", b"", "image/png"), "empty"),
+        (SimpleUploadedFile("tiny.png", png_bytes((4, 4)), "image/png"), "at least 16 pixels"),
     ],
-    ids=["text-named-jpg", "zero-bytes"],
+    ids=["text-named-jpg", "zero-bytes", "too-small"],
 )
-def test_an_invalid_upload_shows_the_error_inline_and_creates_nothing(client, user, styles, image):
+def test_an_invalid_upload_shows_the_error_inline_and_creates_nothing(
+    client, user, styles, image, message
+):
     response = client.post(reverse("stylize:upload"), upload_data(image=image))
 
     assert response.status_code == 400
     page = response.content.decode()
     errors = re.search(r'<div class="errors" id="image-errors" role="alert">(.*?)</div>', page, re.S)
-    assert errors and "errorlist" in errors.group(1)
+    assert errors and "errorlist" in errors.group(1) and message in errors.group(1)
     assert 'aria-invalid="true"' in page
     assert not StyleJob.objects.exists()
 

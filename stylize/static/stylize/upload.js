@@ -11,7 +11,10 @@
   var maxBytes = parseInt(input.dataset.maxBytes, 10) || 0;
   var allowed = (input.getAttribute("accept") || "").split(",");
 
-  function megabytes(bytes) { return (bytes / (1024 * 1024)).toFixed(1) + " MB"; }
+  function megabytes(bytes) {
+    if (bytes < 1024 * 1024) return Math.max(1, Math.round(bytes / 1024)) + " KB";
+    return (bytes / (1024 * 1024)).toFixed(1) + " MB";
+  }
 
   function problemWith(file) {
     if (!file) return "Please choose a photo.";

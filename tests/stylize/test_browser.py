@@ -1,0 +1,127 @@
+"""A person's whole visit in a real browser: sign up, upload a photo, watch the job
+succeed on a real Celery worker, see the result. Headless Debian chromium driven by
+Playwright (its own browser download is not needed: ``apt-get install chromium``)."""
+
+import io
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stylize.backends import get_backend
+from stylize.models import StyleJob
+from tests.factories import StyleFactory
+from tests.model_fixtures import tiny_serving_dir  # noqa: F401 (fixture)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM),
+        reason=f"{CHROMIUM} is missing: `apt-get install chromium` for the browser test",
+    ),
+]
+
+
+def gradient_photo(path: Path, size=(160, 120)) -> Path:
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    pixels = np.stack([x * 255 // size[0], y * 255 // size[1], (x + y) % 256], axis=-1)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+@pytest.fixture
+def local_backend(settings, tiny_serving_dir):  # noqa: F811
+    settings.MODEL_BACKEND = "local"
+    settings.SERVING_DIR = tiny_serving_dir
+    get_backend.cache_clear()
+    yield
+    get_backend.cache_clear()
+
+
+def test_sign_up_upload_and_see_the_result(
+    live_server, transactional_db, local_backend, celery_worker_thread, tmp_path, monkeypatch
+):
+    from playwright.sync_api import expect, sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls below are
+    # made while it is idle, which Django cannot tell.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    StyleFactory(name="Tiny Test Style", slug="tiny", model_name="tiny", live_version=1)
+    photo = gradient_photo(tmp_path / "holiday.png")
+    shot = tmp_path / "job-succeeded.png"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 800})
+            page.set_default_timeout(30_000)
+            console_errors = []
+            page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
+
+            page.goto(f"{live_server.url}/accounts/signup/")
+            page.get_by_label(re.compile(r"^Email:?$")).fill("ada@example.com")
+            page.get_by_label(re.compile(r"^Password:?$")).fill("correct horse battery staple")
+            page.get_by_label("Password confirmation").fill("correct horse battery staple")
+            page.get_by_role("button", name="Sign up").click()
+            page.wait_for_url(f"{live_server.url}/upload/")
+
+            # Checked in the browser before sending: not a photo, so nothing is sent.
+            page.get_by_label("Your photo").set_input_files(
+                {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a photo"}
+            )
+            expect(page.locator("#image-check")).to_have_text(
+                "This is not a JPEG, PNG or WebP photo."
+            )
+            page.get_by_role("button", name="Repaint my photo").click()
+            assert page.url == f"{live_server.url}/upload/"
+            assert page.evaluate("document.activeElement.type") == "file"
+
+            page.get_by_label("Your photo").set_input_files(str(photo))
+            expect(page.locator("#image-check")).to_contain_text("holiday.png")
+            page.get_by_label("Tiny Test Style").check()
+            page.get_by_label("Size of the result").select_option("512")
+            page.set_viewport_size({"width": 390, "height": 844})  # a phone
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            page.screenshot(path=str(tmp_path / "upload-phone.png"), full_page=True)
+            page.set_viewport_size({"width": 1000, "height": 800})
+            page.get_by_role("button", name="Repaint my photo").click()
+            page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}/$"))
+
+            result = page.locator("#result-image")
+            expect(result).to_be_visible(timeout=120_000)  # polled, then shown
+            expect(page.locator("#job-status-text")).to_have_text("Succeeded")
+            assert result.evaluate("img => img.complete && img.naturalWidth") == 160
+            expect(page.get_by_role("link", name="Download the result")).to_be_visible()
+            page.screenshot(path=str(shot), full_page=True)
+            assert console_errors == []
+        finally:
+            browser.close()
+
+    job = StyleJob.objects.get()
+    assert job.owner.email == "ada@example.com" and job.status == StyleJob.Status.SUCCEEDED
+    assert Image.open(shot).size[0] == 1000
+    try:  # a copy to look at; the test does not depend on var/
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        for name in (shot.name, "upload-phone.png"):
+            shutil.copy(tmp_path / name, SCREENSHOT_DIR / name)
+    except OSError:
+        pass
