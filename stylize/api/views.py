@@ -74,7 +74,14 @@ class JobViewSet(
         form = JobCreateSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
         try:
-            job = services.job_create(owner=request.user, **form.validated_data)
+            job = services.job_create(
+                owner=request.user,
+                style=form.validated_data["style"],
+                input_image=form.validated_data["image"],
+                strength=form.validated_data["strength"],
+                preserve_colors=form.validated_data["preserve_colors"],
+                max_side=form.validated_data["max_side"],
+            )
         except DjangoValidationError as exc:
             raise serializers.ValidationError(
                 exc.message_dict if hasattr(exc, "error_dict") else exc.messages

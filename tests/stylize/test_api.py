@@ -1,0 +1,510 @@
+"""The REST API under /api/v1/: every endpoint, with and without auth, own and others'."""
+
+import re
+from io import StringIO
+
+import pytest
+from django.core.cache import cache
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from stylize.models import Style, StyleJob
+from tests.conftest import png_bytes
+from tests.factories import StyleFactory, StyleJobFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+JOB_FIELDS = {
+    "id", "status", "error", "result_url", "style", "strength", "preserve_colors",
+    "max_side", "created_at", "started_at", "finished_at",
+}
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    """Throttle counters live in the cache; every test starts with none."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def user():
+    return UserFactory()
+
+
+@pytest.fixture
+def client():
+    return APIClient()
+
+
+@pytest.fixture
+def auth_client(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def style():
+    return StyleFactory(
+        slug="starry-night",
+        name="Starry Night",
+        description="Swirls.",
+        example_image=ContentFile(png_bytes(), name="sample.png"),
+    )
+
+
+def upload(name="photo.png", data=None, content_type="image/png"):
+    return SimpleUploadedFile(name, data if data is not None else png_bytes(), content_type)
+
+
+def succeeded(job):
+    job.result_image.save("result.jpg", ContentFile(b"jpeg"), save=False)
+    job.status = StyleJob.Status.SUCCEEDED
+    job.started_at = job.finished_at = timezone.now()
+    job.save()
+    return job
+
+
+# --- Styles --------------------------------------------------------------------------
+
+
+def test_styles_list_is_public_and_only_offered_styles(client, style):
+    StyleFactory(slug="draft", status=Style.Status.DRAFT, live_version=None)
+    StyleFactory(slug="private", is_public=False)
+    StyleFactory(slug="failed", status=Style.Status.FAILED, live_version=None)
+
+    response = client.get("/api/v1/styles/")
+
+    assert response.status_code == 200
+    assert [s["slug"] for s in response.json()] == ["starry-night"]
+    body = response.json()[0]
+    assert set(body) == {"slug", "name", "description", "painting", "sample"}
+    assert body["name"] == "Starry Night"
+    assert body["description"] == "Swirls."
+    assert body["painting"].startswith("http://testserver/media/styles/paintings/")
+    assert body["sample"].startswith("http://testserver/media/styles/examples/")
+
+
+def test_style_without_sample_has_null_sample(client):
+    StyleFactory(slug="plain")
+    assert client.get("/api/v1/styles/plain/").json()["sample"] is None
+
+
+def test_style_detail_by_slug(client, auth_client, style):
+    for c in (client, auth_client):
+        response = c.get("/api/v1/styles/starry-night/")
+        assert response.status_code == 200
+        assert response.json()["slug"] == "starry-night"
+
+
+@pytest.mark.parametrize("slug", ["draft", "private", "nope"])
+def test_style_detail_of_a_style_not_offered_is_404(client, slug):
+    StyleFactory(slug="draft", status=Style.Status.DRAFT, live_version=None)
+    StyleFactory(slug="private", is_public=False)
+    response = client.get(f"/api/v1/styles/{slug}/")
+    assert response.status_code == 404
+    assert response.json()["detail"]
+
+
+def test_styles_are_read_only(auth_client, style):
+    assert auth_client.post("/api/v1/styles/", {"slug": "x"}).status_code == 405
+    assert auth_client.delete("/api/v1/styles/starry-night/").status_code == 405
+
+
+# --- Jobs: without auth ----------------------------------------------------------------
+
+
+def test_jobs_need_auth(client, style, user):
+    job = StyleJobFactory(owner=user, style=style)
+    for method, url in [
+        ("get", "/api/v1/jobs/"),
+        ("post", "/api/v1/jobs/"),
+        ("get", f"/api/v1/jobs/{job.pk}/"),
+        ("delete", f"/api/v1/jobs/{job.pk}/"),
+    ]:
+        response = getattr(client, method)(url)
+        assert response.status_code == 401, (method, url)
+        assert response.json()["detail"]
+    assert StyleJob.objects.filter(pk=job.pk).exists()
+
+
+def test_a_bad_token_is_401(client, style):
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert client.get("/api/v1/jobs/").status_code == 401
+    # A public endpoint still refuses a wrong token rather than ignoring it.
+    assert client.get("/api/v1/styles/").status_code == 401
+
+
+# --- Jobs: create ----------------------------------------------------------------------
+
+
+def test_create_job(auth_client, user, style):
+    response = auth_client.post(
+        "/api/v1/jobs/",
+        {"image": upload(), "style": "starry-night", "strength": "0.5",
+         "preserve_colors": "true", "max_side": "512"},
+        format="multipart",
+    )
+
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert set(body) == JOB_FIELDS
+    job = StyleJob.objects.get(pk=body["id"])
+    assert job.owner == user
+    assert job.style == style
+    assert (job.strength, job.preserve_colors, job.max_side) == (0.5, True, 512)
+    assert body["status"] == "queued"
+    assert body["style"] == "starry-night"
+    assert body["result_url"] is None
+    assert body["started_at"] is None and body["finished_at"] is None
+    assert response["Location"] == f"http://testserver/api/v1/jobs/{job.pk}/"
+    assert job.input_image.read() == png_bytes()
+
+
+def test_create_job_defaults(auth_client, style):
+    response = auth_client.post(
+        "/api/v1/jobs/", {"image": upload(), "style": "starry-night"}, format="multipart"
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["strength"], body["preserve_colors"], body["max_side"]) == (1.0, False, 1024)
+
+
+def test_create_job_enqueues_on_commit(auth_client, style, django_capture_on_commit_callbacks,
+                                       monkeypatch):
+    sent = []
+    monkeypatch.setattr("stylize.tasks.stylize_job.apply_async",
+                        lambda args, countdown=0: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = auth_client.post(
+            "/api/v1/jobs/", {"image": upload(), "style": "starry-night"}, format="multipart"
+        )
+    assert sent == [(response.json()["id"],)]
+
+
+def test_create_job_with_a_token(client, user, style):
+    token = Token.objects.create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    response = client.post(
+        "/api/v1/jobs/", {"image": upload(), "style": "starry-night"}, format="multipart"
+    )
+    assert response.status_code == 201
+    assert StyleJob.objects.get().owner == user
+
+
+def test_session_auth_needs_csrf(user, style):
+    """The pages use the session; an unsafe request from them must carry the CSRF token."""
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(user)
+    response = client.post(
+        "/api/v1/jobs/", {"image": upload(), "style": "starry-night"}, format="multipart"
+    )
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["detail"]
+    assert client.get("/api/v1/jobs/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "data, field, message",
+    [
+        ({"style": "starry-night"}, "image", "No file was submitted."),
+        ({"image": "not a file", "style": "starry-night"}, "image", "not a file"),
+        ({"image": True}, "style", "This field is required."),
+        ({"image": True, "style": "nope"}, "style", "There is no style “nope” to use."),
+        ({"image": True, "style": "draft"}, "style", "There is no style “draft” to use."),
+        ({"image": True, "style": "starry-night", "strength": "1.5"}, "strength",
+         "less than or equal to 1"),
+        ({"image": True, "style": "starry-night", "strength": "-0.1"}, "strength",
+         "greater than or equal to 0"),
+        ({"image": True, "style": "starry-night", "strength": "strong"}, "strength",
+         "A valid number is required."),
+        ({"image": True, "style": "starry-night", "strength": "nan"}, "strength", "number"),
+        ({"image": True, "style": "starry-night", "max_side": "63"}, "max_side",
+         "greater than or equal to 64"),
+        ({"image": True, "style": "starry-night", "max_side": "4097"}, "max_side",
+         "less than or equal to 4096"),
+        ({"image": True, "style": "starry-night", "max_side": "1e3"}, "max_side",
+         "A valid integer is required."),
+        ({"image": True, "style": "starry-night", "preserve_colors": "perhaps"},
+         "preserve_colors", "Must be a valid boolean."),
+    ],
+)
+def test_create_job_bad_input_is_400_with_a_message(auth_client, style, data, field, message):
+    StyleFactory(slug="draft", status=Style.Status.DRAFT, live_version=None)
+    if data.get("image") is True:
+        data = {**data, "image": upload()}
+    response = auth_client.post("/api/v1/jobs/", data, format="multipart")
+    assert response.status_code == 400
+    assert message in " ".join(response.json()[field])
+    assert not StyleJob.objects.exists()
+
+
+def test_create_job_with_json_is_415(auth_client, style):
+    response = auth_client.post(
+        "/api/v1/jobs/", {"style": "starry-night"}, format="json"
+    )
+    assert response.status_code == 415
+    assert "application/json" in response.json()["detail"]
+
+
+def test_create_job_with_a_broken_body_is_400(auth_client, style):
+    response = auth_client.generic(
+        "POST", "/api/v1/jobs/", b"--xyz\r\nnot really multipart",
+        content_type="multipart/form-data; boundary=xyz",
+    )
+    assert 400 <= response.status_code < 500
+    response = auth_client.generic(
+        "POST", "/api/v1/jobs/", b"garbage", content_type="multipart/form-data"
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"]
+
+
+def test_broken_json_to_the_token_endpoint_is_400(client):
+    response = client.generic(
+        "POST", "/api/v1/auth/token/", b"{not json", content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert "JSON parse error" in response.json()["detail"]
+
+
+# --- Jobs: list, detail, delete --------------------------------------------------------
+
+
+def test_list_shows_only_own_jobs_newest_first(auth_client, user, style):
+    older = StyleJobFactory(owner=user, style=style)
+    newer = StyleJobFactory(owner=user, style=style)
+    StyleJobFactory(style=style)  # someone else's
+    StyleJob.objects.filter(pk=older.pk).update(created_at=timezone.now() - timezone.timedelta(1))
+
+    response = auth_client.get("/api/v1/jobs/")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["count"] == 2
+    assert [j["id"] for j in body["results"]] == [str(newer.pk), str(older.pk)]
+    assert set(body["results"][0]) == JOB_FIELDS
+
+
+def test_list_is_paginated_by_20(auth_client, user, style):
+    for _ in range(23):
+        StyleJobFactory(owner=user, style=style)
+
+    first = auth_client.get("/api/v1/jobs/").json()
+    second = auth_client.get(first["next"]).json()
+
+    assert first["count"] == 23
+    assert len(first["results"]) == 20
+    assert first["previous"] is None
+    assert first["next"] == "http://testserver/api/v1/jobs/?page=2"
+    assert len(second["results"]) == 3 and second["next"] is None
+    ids = {j["id"] for j in first["results"]} | {j["id"] for j in second["results"]}
+    assert len(ids) == 23
+    assert auth_client.get("/api/v1/jobs/?page=9").status_code == 404
+
+
+def test_detail_of_own_job(auth_client, user, style):
+    job = StyleJobFactory(owner=user, style=style, strength=0.25, max_side=2048)
+
+    body = auth_client.get(f"/api/v1/jobs/{job.pk}/").json()
+
+    assert set(body) == JOB_FIELDS
+    assert body["id"] == str(job.pk)
+    assert body["status"] == "queued"
+    assert body["style"] == "starry-night"
+    assert (body["strength"], body["max_side"]) == (0.25, 2048)
+    assert body["result_url"] is None
+    assert body["error"] == ""
+
+
+def test_detail_of_a_succeeded_job_has_an_absolute_result_url(auth_client, user, style):
+    job = succeeded(StyleJobFactory(owner=user, style=style))
+    body = auth_client.get(f"/api/v1/jobs/{job.pk}/").json()
+    assert body["status"] == "succeeded"
+    assert body["result_url"] == f"http://testserver/media/{job.result_image.name}"
+    assert body["finished_at"] is not None
+
+
+def test_detail_of_a_failed_job_has_its_error(auth_client, user, style):
+    job = StyleJobFactory(owner=user, style=style, status=StyleJob.Status.FAILED,
+                          error="The photo could not be read.", finished_at=timezone.now())
+    body = auth_client.get(f"/api/v1/jobs/{job.pk}/").json()
+    assert (body["status"], body["error"], body["result_url"]) == (
+        "failed", "The photo could not be read.", None)
+
+
+def test_another_users_job_is_404(auth_client, style):
+    other = succeeded(StyleJobFactory(style=style))
+    assert auth_client.get(f"/api/v1/jobs/{other.pk}/").status_code == 404
+    response = auth_client.delete(f"/api/v1/jobs/{other.pk}/")
+    assert response.status_code == 404
+    assert response.json()["detail"]
+    assert StyleJob.objects.filter(pk=other.pk).exists()
+    assert other.result_image.storage.exists(other.result_image.name)
+
+
+@pytest.mark.parametrize("job_id", ["00000000-0000-0000-0000-000000000000", "not-a-uuid"])
+def test_unknown_job_is_404(auth_client, job_id):
+    assert auth_client.get(f"/api/v1/jobs/{job_id}/").status_code == 404
+
+
+def test_delete_own_job_deletes_its_files(auth_client, user, style,
+                                          django_capture_on_commit_callbacks):
+    job = succeeded(StyleJobFactory(owner=user, style=style))
+    storage = job.input_image.storage
+    names = [job.input_image.name, job.result_image.name]
+    assert all(storage.exists(n) for n in names)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = auth_client.delete(f"/api/v1/jobs/{job.pk}/")
+
+    assert response.status_code == 204
+    assert not StyleJob.objects.filter(pk=job.pk).exists()
+    assert not any(storage.exists(n) for n in names)
+
+
+def test_jobs_cannot_be_edited(auth_client, user, style):
+    job = StyleJobFactory(owner=user, style=style)
+    assert auth_client.patch(f"/api/v1/jobs/{job.pk}/", {"strength": 0}).status_code == 405
+    assert auth_client.put(f"/api/v1/jobs/{job.pk}/", {}).status_code == 405
+
+
+# --- Throttling ------------------------------------------------------------------------
+
+
+def test_job_creation_is_throttled_per_user(settings, style):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "job_create": "2/hour"},
+    }
+    alice, bob = APIClient(), APIClient()
+    alice.force_authenticate(UserFactory())
+    bob.force_authenticate(UserFactory())
+
+    def create(c):
+        return c.post("/api/v1/jobs/", {"image": upload(), "style": "starry-night"},
+                      format="multipart")
+
+    assert [create(alice).status_code for _ in range(2)] == [201, 201]
+    refused = create(alice)
+    assert refused.status_code == 429
+    assert "throttled" in refused.json()["detail"]
+    assert int(refused["Retry-After"]) > 0
+    assert StyleJob.objects.count() == 2
+    # Reading is not throttled, and another user has a counter of their own.
+    assert alice.get("/api/v1/jobs/").status_code == 200
+    assert create(bob).status_code == 201
+
+
+def test_default_job_create_rate_is_set():
+    from django.conf import settings
+
+    assert settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["job_create"] == "30/hour"
+
+
+# --- Tokens ----------------------------------------------------------------------------
+
+
+def test_token_for_username_and_password(client):
+    user = UserFactory(username="ada")
+    response = client.post("/api/v1/auth/token/",
+                           {"username": "ada", "password": "correct horse battery staple"})
+    assert response.status_code == 200
+    token = response.json()["token"]
+    assert token == Token.objects.get(user=user).key
+    # JSON works too, and gives the same token.
+    again = client.post("/api/v1/auth/token/",
+                        {"username": "ada", "password": "correct horse battery staple"},
+                        format="json")
+    assert again.json() == {"token": token}
+
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.get("/api/v1/jobs/").status_code == 200
+
+
+@pytest.mark.parametrize("data", [
+    {"username": "ada", "password": "wrong"},
+    {"username": "nobody", "password": "correct horse battery staple"},
+    {"username": "ada"},
+    {},
+])
+def test_token_refused_without_the_right_password(client, data):
+    UserFactory(username="ada")
+    response = client.post("/api/v1/auth/token/", data)
+    assert response.status_code == 400
+    assert response.json()  # a message per field or non_field_errors
+    assert not Token.objects.exists()
+
+
+def test_token_endpoint_is_throttled(settings, client):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "auth_token": "3/minute"},
+    }
+    UserFactory(username="ada")
+    codes = [client.post("/api/v1/auth/token/", {"username": "ada", "password": "x"}).status_code
+             for _ in range(4)]
+    assert codes == [400, 400, 400, 429]
+
+
+def test_drf_create_token_command_keeps_working(client):
+    user = UserFactory(username="grace")
+    out = StringIO()
+    call_command("drf_create_token", "grace", stdout=out)
+    key = Token.objects.get(user=user).key
+    assert key in out.getvalue()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert client.get("/api/v1/jobs/").status_code == 200
+
+
+# --- Schema and docs -------------------------------------------------------------------
+
+
+def test_schema_validates_without_warnings(tmp_path):
+    schema = tmp_path / "schema.yml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(schema))
+    text = schema.read_text()
+    for path in ["/api/v1/styles/", "/api/v1/styles/{slug}/", "/api/v1/jobs/",
+                 "/api/v1/jobs/{id}/", "/api/v1/auth/token/"]:
+        assert f"  {path}:" in text
+    assert "multipart/form-data" in text
+    assert "result_url" in text
+
+
+def test_schema_is_served(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    assert "/api/v1/jobs/" in response.json()["paths"]
+
+
+def test_swagger_ui_renders_without_a_cdn(client):
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger-ui" in html.lower()
+    assets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html)
+    assert any("swagger-ui" in a for a in assets), assets
+    external = [a for a in assets if re.match(r"(?:https?:)?//", a)]
+    assert external == []
+    assert not re.search(r"https?://(?!testserver)", html), "an external URL in the page"
+    assert "/api/schema/" in html
+    # The assets it names are really served from our static files.
+    from django.contrib.staticfiles import finders
+
+    local = [a for a in assets if a.startswith("/static/")]
+    assert local
+    for asset in local:
+        assert finders.find(asset.removeprefix("/static/").split("?")[0]), asset
