@@ -12,6 +12,7 @@ app_name = "stylize"
 account_urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/profile/", views.profile, name="profile"),
+    path("accounts/token/", views.api_token_create, name="api_token"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(

@@ -11,6 +11,7 @@ from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from rest_framework.authtoken.models import Token
 
 from . import services
 from .forms import ALLOWED_CONTENT_TYPES, ProfileForm, SignupForm, UploadForm
@@ -50,7 +51,19 @@ def profile(request):
         form.save()
         messages.success(request, "Your settings are saved.")
         return redirect("stylize:profile")
-    return render(request, "registration/profile.html", {"form": form})
+    token = Token.objects.filter(user=request.user).first()
+    return render(request, "registration/profile.html", {"form": form, "token": token})
+
+
+@require_POST
+@login_required(login_url=LOGIN_URL)
+def api_token_create(request):
+    """A new API token for programs; the old one, if any, stops working."""
+    with transaction.atomic():
+        Token.objects.filter(user=request.user).delete()
+        Token.objects.create(user=request.user)
+    messages.success(request, "Your new API token is below. The old one no longer works.")
+    return redirect(reverse("stylize:profile") + "#api-token")
 
 
 # --- Jobs ----------------------------------------------------------------------------

@@ -141,3 +141,26 @@ def test_job_email_is_skipped_when_the_owner_turned_email_off(settings):
 
     assert sent == {"quiet@example.com": False, "loud@example.com": True}
     assert [m.to for m in mail.outbox] == [["loud@example.com"]]
+
+
+def test_the_profile_page_makes_and_replaces_an_api_token_that_the_api_accepts(client):
+    from rest_framework.authtoken.models import Token
+
+    user = UserFactory()
+    url = reverse("stylize:api_token")
+    assert client.post(url).status_code == 302 and not Token.objects.exists()  # login first
+    client.force_login(user)
+    assert client.get(url).status_code == 405
+
+    client.post(url)
+    first = Token.objects.get(user=user).key
+    assert first in client.get(reverse("stylize:profile")).content.decode()
+    client.post(url)
+    second = Token.objects.get(user=user).key
+    assert second != first
+
+    client.logout()
+    api = "/api/v1/jobs/"
+    assert client.get(api, HTTP_AUTHORIZATION=f"Token {second}").status_code == 200
+    assert client.get(api, HTTP_AUTHORIZATION=f"Token {first}").status_code == 401
+

@@ -95,6 +95,19 @@ def test_sign_up_upload_and_see_the_result(
             assert page.url == f"{live_server.url}/upload/"
             assert page.evaluate("document.activeElement.type") == "file"
 
+            # Dropping photos on the drop zone fills the file input with the first one.
+            dropped = page.evaluate("""() => {
+                const files = new DataTransfer();
+                files.items.add(new File(["x".repeat(2048)], "dropped.png", {type: "image/png"}));
+                files.items.add(new File(["y"], "second.png", {type: "image/png"}));
+                document.getElementById("drop-zone").dispatchEvent(new DragEvent(
+                    "drop", {dataTransfer: files, bubbles: true, cancelable: true}));
+                const input = document.querySelector("input[type=file]");
+                return [input.files.length, input.files[0].name];
+            }""")
+            assert dropped == [1, "dropped.png"]
+            expect(page.locator("#image-check")).to_have_text("dropped.png (2 KB) is ready.")
+
             page.get_by_label("Your photo").set_input_files(str(photo))
             expect(page.locator("#image-check")).to_contain_text("holiday.png")
             page.get_by_label("Tiny Test Style").check()

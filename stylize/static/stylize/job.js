@@ -11,10 +11,15 @@
   function poll() {
     fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (response) {
+        if (response.status === 404 || response.status === 403) {
+          text.textContent = "This job no longer exists, or you are no longer logged in.";
+          return null;
+        }
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.json();
       })
       .then(function (job) {
+        if (!job) return;
         failures = 0;
         text.textContent = job.status_display;
         if (job.finished) {

@@ -54,8 +54,11 @@
   });
   zone.addEventListener("drop", function (event) {
     event.preventDefault();
-    if (event.dataTransfer && event.dataTransfer.files.length) {
-      input.files = event.dataTransfer.files;
+    var dropped = event.dataTransfer && event.dataTransfer.files;
+    if (dropped && dropped.length) {
+      var one = new DataTransfer();  // the form sends one photo: keep the first
+      one.items.add(dropped[0]);
+      input.files = one.files;
       checkFile();
     }
   });
