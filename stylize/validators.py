@@ -69,7 +69,7 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyErr
 
 MESSAGES = {
     "empty": "The file is empty.",
-    "file_too_large": "The file is {size_mb:.1f} MB; photos may be at most {limit_mb:g} MB.",
+    "file_too_large": "The file is {size}; photos may be at most {limit}.",
     "unsupported_format": "{what} is not a supported photo. Upload a JPEG, PNG or WebP image.",
     "too_many_pixels": (
         "The image is too large{dims}: photos may have at most {limit_mp:g} megapixels."
@@ -119,6 +119,13 @@ def validate_photo_upload(uploaded_file) -> ValidatedPhoto:
         uploaded_file.seek(0)
 
 
+def _human_bytes(n: int) -> str:
+    for unit, factor in (("MB", 2**20), ("KB", 2**10)):
+        if n >= factor:
+            return f"{n / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
 def _file_size(uploaded_file) -> int:
     size = getattr(uploaded_file, "size", None)
     if size is None:
@@ -133,7 +140,7 @@ def _validate(uploaded_file) -> ValidatedPhoto:
         _refuse("empty")
     max_bytes = upload_max_bytes()
     if size > max_bytes:
-        _refuse("file_too_large", size_mb=size / 2**20, limit_mb=round(max_bytes / 2**20, 1))
+        _refuse("file_too_large", size=_human_bytes(size), limit=_human_bytes(max_bytes))
 
     max_pixels = upload_max_pixels()
     uploaded_file.seek(0)
