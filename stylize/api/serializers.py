@@ -1,4 +1,5 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -48,10 +49,10 @@ class JobSerializer(serializers.ModelSerializer):
 
     @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
     def get_result_url(self, job):
-        """Where to download the result; null until the job has succeeded."""
+        """Where the owner downloads the result (with the same auth); null until succeeded."""
         if job.status != StyleJob.Status.SUCCEEDED or not job.result_image:
             return None
-        return _absolute(self.context.get("request"), job.result_image.url)
+        return _absolute(self.context.get("request"), reverse("api:job-result", args=[job.pk]))
 
 
 @extend_schema_field(OpenApiTypes.STR)

@@ -1,7 +1,12 @@
+import mimetypes
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -92,6 +97,35 @@ class JobViewSet(
 
     def perform_destroy(self, instance):
         _job_delete(job=instance)
+
+    @extend_schema(
+        summary="Download the result of one of your jobs",
+        responses={
+            (200, "image/jpeg"): OpenApiTypes.BINARY,
+            404: OpenApiResponse(description="Not your job, or no result yet"),
+        },
+    )
+    @action(detail=True, methods=["get"], url_path="result")
+    def result(self, request, pk=None):
+        """The repainted image (``result_url`` points here), for its owner only."""
+        job = self.get_object()
+        if job.status != StyleJob.Status.SUCCEEDED or not job.result_image:
+            raise Http404("This job has no result yet.")
+        content_type = mimetypes.guess_type(job.result_image.name)[0]
+        if not (content_type or "").startswith("image/"):
+            content_type = "application/octet-stream"
+        response = FileResponse(
+            job.result_image.open("rb"),
+            content_type=content_type,
+            filename=f"prisma-{job.style.slug}-{str(job.pk)[:8]}"
+            f"{mimetypes.guess_extension(content_type) or ''}",
+        )
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+    def perform_content_negotiation(self, request, force=False):
+        # A client asking for image/* gets the file; errors still come back as JSON.
+        return super().perform_content_negotiation(request, force=force or self.action == "result")
 
 
 @transaction.atomic

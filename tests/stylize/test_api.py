@@ -68,8 +68,11 @@ def upload(name="photo.png", data=None, content_type="image/png"):
     return SimpleUploadedFile(name, data if data is not None else png_bytes(), content_type)
 
 
+RESULT = b"\xff\xd8 a JPEG result"
+
+
 def succeeded(job):
-    job.result_image.save("result.jpg", ContentFile(b"jpeg"), save=False)
+    job.result_image.save("result.jpg", ContentFile(RESULT), save=False)
     job.status = StyleJob.Status.SUCCEEDED
     job.started_at = job.finished_at = timezone.now()
     job.save()
@@ -132,6 +135,7 @@ def test_jobs_need_auth(client, style, user):
         ("post", "/api/v1/jobs/"),
         ("get", f"/api/v1/jobs/{job.pk}/"),
         ("delete", f"/api/v1/jobs/{job.pk}/"),
+        ("get", f"/api/v1/jobs/{job.pk}/result/"),
     ]:
         response = getattr(client, method)(url)
         assert response.status_code == 401, (method, url)
@@ -332,8 +336,36 @@ def test_detail_of_a_succeeded_job_has_an_absolute_result_url(auth_client, user,
     job = succeeded(StyleJobFactory(owner=user, style=style))
     body = auth_client.get(f"/api/v1/jobs/{job.pk}/").json()
     assert body["status"] == "succeeded"
-    assert body["result_url"] == f"http://testserver/media/{job.result_image.name}"
+    assert body["result_url"] == f"http://testserver/api/v1/jobs/{job.pk}/result/"
     assert body["finished_at"] is not None
+
+
+@pytest.mark.parametrize("accept", [None, "image/jpeg", "*/*", "application/json"])
+def test_result_download_for_the_owner(client, user, style, accept):
+    job = succeeded(StyleJobFactory(owner=user, style=style))
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    url = client.get(f"/api/v1/jobs/{job.pk}/").json()["result_url"]
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+
+    response = client.get(url, **headers)
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/jpeg"
+    assert b"".join(response.streaming_content) == RESULT
+    assert f'filename="prisma-starry-night-{str(job.pk)[:8]}.jpg"' in (
+        response["Content-Disposition"])
+    assert response["Cache-Control"] == "private, max-age=3600"
+
+
+def test_result_download_refused_to_others_and_before_success(client, auth_client, user, style):
+    other = succeeded(StyleJobFactory(style=style))
+    unfinished = StyleJobFactory(owner=user, style=style)
+    assert client.get(f"/api/v1/jobs/{other.pk}/result/").status_code == 401
+    for job in (other, unfinished):
+        response = auth_client.get(f"/api/v1/jobs/{job.pk}/result/", HTTP_ACCEPT="image/jpeg")
+        assert response.status_code == 404
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["detail"]
 
 
 def test_detail_of_a_failed_job_has_its_error(auth_client, user, style):
@@ -478,7 +510,7 @@ def test_schema_validates_without_warnings(tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(schema))
     text = schema.read_text()
     for path in ["/api/v1/styles/", "/api/v1/styles/{slug}/", "/api/v1/jobs/",
-                 "/api/v1/jobs/{id}/", "/api/v1/auth/token/"]:
+                 "/api/v1/jobs/{id}/", "/api/v1/jobs/{id}/result/", "/api/v1/auth/token/"]:
         assert f"  {path}:" in text
     assert "multipart/form-data" in text
     assert "result_url" in text
