@@ -125,6 +125,13 @@ def test_sign_up_upload_and_see_the_result(
             assert result.evaluate("img => img.complete && img.naturalWidth") == 160
             expect(page.get_by_role("link", name="Download the result")).to_be_visible()
             page.screenshot(path=str(shot), full_page=True)
+
+            page.get_by_role("link", name="All my jobs").click()
+            card = page.locator(".job-card")
+            expect(card).to_have_count(1)
+            expect(card.locator(".job-status")).to_have_text("Succeeded")
+            assert card.locator("img").evaluate("img => img.naturalWidth") > 0
+            page.screenshot(path=str(tmp_path / "my-jobs.png"), full_page=True)
             assert console_errors == []
         finally:
             browser.close()
@@ -134,7 +141,7 @@ def test_sign_up_upload_and_see_the_result(
     assert Image.open(shot).size[0] == 1000
     try:  # a copy to look at; the test does not depend on var/
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-        for name in (shot.name, "upload-phone.png"):
+        for name in (shot.name, "upload-phone.png", "my-jobs.png"):
             shutil.copy(tmp_path / name, SCREENSHOT_DIR / name)
     except OSError:
         pass
