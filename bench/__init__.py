@@ -1,0 +1,1 @@
+"""Benchmarks for Prisma (``python -m bench.stylize_bench``)."""

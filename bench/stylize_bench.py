@@ -1,0 +1,705 @@
+"""Stylize benchmark: latency and peak memory per photo size, end-to-end job latency,
+and jobs per minute with one and two Celery worker processes.
+
+    python -m bench.stylize_bench [--sizes 256,512,1024,2048,4096] [--width 0.5,1.0]
+                                  [--quick] [--skip-jobs] [--out var/bench/results.md]
+
+Everything runs on this machine against a TransformNet exported with random weights
+(``keras.utils.set_random_seed(0)``) into a temporary serving dir (models/bench/1/):
+
+1. per size, (a) the local backend in a fresh subprocess through ``photo_stylize``
+   (stylize_tiled + backend + postprocess, what a job runs), (b) the same through
+   ``MODEL_BACKEND=tfserving`` over real gRPC to ``tests.tfserving_server`` in its own
+   process. Latency is the median of a few runs after a warm-up; memory is VmHWM (the
+   whole process's peak RSS) of each fresh process. Plus the bare model: the
+   SavedModel signature called directly on a 1×1024×1024×3 batch.
+2. end-to-end job latency at 1024² (``services.job_create`` → succeeded) with real
+   Redis, a real prefork Celery worker and a temp SQLite DB, against the bare model.
+3. jobs per minute, one worker process vs two, on N jobs at 512².
+
+Every process started here is in its own session and is stopped in ``finally``.
+Internal subcommands (``_export``, ``_photo``, ``_profile``, ``_jobs``) run in child
+processes so the parent never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+MODEL_NAME = "bench"
+RESULT_PREFIX = "BENCH-RESULT "
+
+TARGET_PEAK_BYTES = 4 * 1000**3  # "under 4 GB"
+TARGET_E2E_RATIO = 1.2
+TARGET_SCALING = 1.8
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def vm_hwm(pid: int | str = "self") -> int:
+    """Peak resident set size (VmHWM) of a process, in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def make_photo(size: int, seed: int = 0):
+    """A deterministic photo-like ``size``×``size`` RGB uint8 image (smooth + texture)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
+    base = np.stack([
+        128 + 90 * np.sin(6.0 * x + 1.0) * np.cos(4.0 * y),
+        128 + 90 * np.cos(5.0 * x * y + 0.5),
+        128 + 90 * np.sin(3.0 * (x + y)),
+    ], axis=-1)
+    noise = rng.normal(0, 12, size=(size, size, 3)).astype(np.float32)
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+def photo_jpeg(size: int, seed: int = 0) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(make_photo(size, seed)).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def emit(result: dict) -> None:
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def run_child(args: list[str], env: dict, timeout: float, log: Path) -> dict:
+    """Run ``python -m bench.stylize_bench <args>`` in its own session; its result dict."""
+    with open(log, "ab") as log_file:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "bench.stylize_bench", *args], cwd=BASE_DIR, env=env,
+            stdout=subprocess.PIPE, stderr=log_file, start_new_session=True,
+        )
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            raise RuntimeError(f"{args[0]} timed out after {timeout:.0f} s (log: {log})")
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+    results = [line[len(RESULT_PREFIX):] for line in out.decode().splitlines()
+               if line.startswith(RESULT_PREFIX)]
+    if proc.returncode != 0 or not results:
+        raise RuntimeError(f"{' '.join(args)} failed with status {proc.returncode} (log: {log})")
+    return json.loads(results[-1])
+
+
+def base_env(serving_dir: Path, var_dir: Path, **extra) -> dict:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="prisma_site.settings",
+        PYTHONPATH=str(BASE_DIR),
+        SERVING_DIR=str(serving_dir),
+        PRISMA_VAR_DIR=str(var_dir),
+        MEDIA_ROOT=str(var_dir / "media"),
+        DATABASE_URL=f"sqlite:///{var_dir / 'db.sqlite3'}",
+        EMAIL_URL="consolemail://",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        TFSERVING_TIMEOUT="900",
+    )
+    env.pop("MODEL_THREADS", None)
+    env.update({key: str(value) for key, value in extra.items()})
+    return env
+
+
+def load_avg() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def fmt_s(seconds) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def fmt_mb(num_bytes) -> str:
+    return "–" if num_bytes is None else f"{num_bytes / 1e6:,.0f} MB"
+
+
+def md_table(headers: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- children
+
+
+def child_export(args) -> None:
+    import keras
+    import numpy as np
+
+    from ml.export import export_savedmodel
+    from ml.model import TransformNet
+
+    keras.utils.set_random_seed(0)
+    model = TransformNet(width=args.width)
+    model(np.zeros((1, 16, 16, 3), "float32"))
+    version, path = export_savedmodel(model, Path(args.models_dir) / MODEL_NAME)
+    emit({"version": version, "path": str(path)})
+
+
+def _django():
+    import django
+
+    django.setup()
+
+
+def child_photo(args) -> None:
+    """One size through photo_stylize (local or tfserving backend), in a fresh process."""
+    _django()
+    import numpy as np  # noqa: F401
+
+    from stylize.models import Style
+    from stylize.stylizing import photo_stylize
+
+    style = Style(name="Bench", slug="bench", model_name=MODEL_NAME, live_version=1)
+    photo = make_photo(args.size)
+    # Warm-up: one pass at (at most) tile size loads the model and allocates.
+    warm = photo if args.size <= 1024 else make_photo(1024)
+    start = time.perf_counter()
+    photo_stylize(photo=warm, style=style)
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        out = photo_stylize(photo=photo, style=style)
+        times.append(time.perf_counter() - start)
+        del out
+    result = {"size": args.size, "first_s": first, "times": times,
+              "median_s": statistics.median(times), "peak_bytes": vm_hwm()}
+    if args.bare:
+        import tensorflow as tf
+
+        from ml.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
+
+        signature = tf.saved_model.load(
+            str(Path(os.environ["SERVING_DIR"]) / "models" / MODEL_NAME / "1")
+        ).signatures[SIGNATURE_NAME]
+        batch = tf.constant(make_photo(1024)[None])
+        signature(**{INPUT_NAME: batch})[OUTPUT_NAME].numpy()  # warm-up
+        bare = []
+        for _ in range(max(3, args.runs)):
+            start = time.perf_counter()
+            signature(**{INPUT_NAME: batch})[OUTPUT_NAME].numpy()
+            bare.append(time.perf_counter() - start)
+        result["bare_times"] = bare
+        result["bare_median_s"] = statistics.median(bare)
+    emit(result)
+
+
+def child_profile(args) -> None:
+    """job_run's stages on a 1024² JPEG, in-process, no Celery/DB: where the time goes."""
+    _django()
+    from stylize.backends import get_backend
+    from stylize.imaging import encode_image, load_photo, postprocess, stylize_tiled
+    from django.conf import settings
+
+    data = photo_jpeg(args.size)
+    backend = get_backend()
+
+    def run(batch):
+        return backend.stylize(model_name=MODEL_NAME, version=1, images=batch)
+
+    stages: dict[str, list[float]] = {}
+
+    def timed(name, fn):
+        start = time.perf_counter()
+        value = fn()
+        stages.setdefault(name, []).append(time.perf_counter() - start)
+        return value
+
+    for i in range(args.runs + 1):
+        photo = timed("load_photo (JPEG decode)", lambda: load_photo(io.BytesIO(data), max_side=args.size))
+        result = timed("stylize_tiled (model)", lambda: stylize_tiled(photo, run, tile=settings.STYLIZE_TILE_SIZE))
+        final = timed("postprocess (strength 1.0)", lambda: postprocess(photo, result, strength=1.0, preserve_colors=False))
+        timed("encode_image (JPEG q92 optimize progressive)", lambda: encode_image(final, format="JPEG"))
+        timed("encode_image alt: JPEG q92 no optimize/progressive", lambda: _plain_jpeg(final))
+        if i == 0:  # warm-up
+            stages = {}
+    emit({"size": args.size, "stages": {k: statistics.median(v) for k, v in stages.items()}})
+
+
+def _plain_jpeg(array) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def child_jobs(args) -> None:
+    """Create jobs through services.job_create and wait until they all succeed."""
+    _django()
+    from django.contrib.auth import get_user_model
+    from django.core.files.base import ContentFile
+    from django.db import transaction
+
+    from stylize import services
+    from stylize.models import Style, StyleJob
+
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench", defaults={"email": "bench@example.com"}
+    )
+    style, _ = Style.objects.get_or_create(
+        slug="bench",
+        defaults=dict(name="Bench", model_name=MODEL_NAME, live_version=1,
+                      status=Style.Status.READY),
+    )
+    data = photo_jpeg(args.size)
+
+    def submit(count):
+        ids = []
+        for i in range(count):
+            with transaction.atomic():
+                job = services.job_create(
+                    owner=user, style=style, input_image=ContentFile(data, name=f"p{i}.jpg"),
+                    max_side=max(64, args.size),
+                )
+            ids.append(job.pk)
+        return ids
+
+    def wait(ids):
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            jobs = list(StyleJob.objects.filter(pk__in=ids))
+            if all(job.status in StyleJob.FINISHED for job in jobs):
+                failed = [job.error for job in jobs if job.status != StyleJob.Status.SUCCEEDED]
+                if failed:
+                    raise RuntimeError(f"jobs failed: {failed[:3]}")
+                return jobs
+            time.sleep(0.05)
+        raise RuntimeError(f"jobs not finished after {args.timeout} s")
+
+    wait(submit(args.warmup))  # loads the model in every worker child
+    result = {"size": args.size}
+    if args.mode == "sequential":
+        # The bare model is timed here too, between the jobs, with the workers' thread
+        # setting, so both see the same machine load (other work shares this machine).
+        bare_model = _BareModel(args.size)
+        e2e, run_s, queue_s, bare = [], [], [], []
+        for _ in range(args.count):
+            bare += bare_model.times(2)
+            (job,) = wait(submit(1))
+            e2e.append((job.finished_at - job.enqueued_at).total_seconds())
+            run_s.append((job.finished_at - job.started_at).total_seconds())
+            queue_s.append((job.started_at - job.enqueued_at).total_seconds())
+        bare += bare_model.times(2)
+        result.update(e2e=e2e, e2e_median_s=statistics.median(e2e),
+                      run_median_s=statistics.median(run_s),
+                      queue_median_s=statistics.median(queue_s),
+                      bare=bare, bare_median_s=statistics.median(bare))
+    else:
+        pgids = [int(x) for x in os.environ.get("BENCH_WORKER_PGIDS", "").split(",") if x]
+        cpu_before, machine_before = _group_cpu_seconds(pgids), _machine_cpu()
+        start = time.perf_counter()
+        jobs = wait(submit(args.count))
+        cpu_used = _group_cpu_seconds(pgids) - cpu_before
+        machine_after = _machine_cpu()
+        busy = machine_after[0] - machine_before[0]
+        total = machine_after[1] - machine_before[1]
+        result.update(worker_cpu_s_per_job=cpu_used / args.count,
+                      machine_busy=busy / total if total else None)
+        first = min(job.enqueued_at for job in jobs)
+        last = max(job.finished_at for job in jobs)
+        makespan = (last - first).total_seconds()
+        result.update(count=args.count, makespan_s=makespan, wall_s=time.perf_counter() - start,
+                      jobs_per_min=60 * args.count / makespan,
+                      run_median_s=statistics.median(
+                          (j.finished_at - j.started_at).total_seconds() for j in jobs))
+    emit(result)
+
+
+class _BareModel:
+    """The SavedModel signature on a 1×size×size×3 batch, nothing else."""
+
+    def __init__(self, size: int):
+        import tensorflow as tf
+
+        from ml.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
+        from stylize.backends.local import limit_tf_threads
+
+        limit_tf_threads()  # MODEL_THREADS, as the worker applies it
+        path = Path(os.environ["SERVING_DIR"]) / "models" / MODEL_NAME / "1"
+        signature = tf.saved_model.load(str(path)).signatures[SIGNATURE_NAME]
+        batch = tf.constant(make_photo(size)[None])
+        self.call = lambda: signature(**{INPUT_NAME: batch})[OUTPUT_NAME].numpy()
+        self.call()  # warm-up
+
+    def times(self, runs: int) -> list[float]:
+        out = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.call()
+            out.append(time.perf_counter() - start)
+        return out
+
+
+def _group_cpu_seconds(pgids: list[int]) -> float:
+    """user+system CPU seconds of every live process in these process groups."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in pgids:  # field 5 (pgrp), counted after the comm field
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def _machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies over all CPUs since boot."""
+    with open("/proc/stat") as stat:
+        values = [int(x) for x in stat.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+# --------------------------------------------------------------------------- parent
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="prisma-bench-"))
+        self.log = self.tmp / "bench.log"
+        self.sections: list[str] = []
+        self.verdicts: list[tuple[str, str, str]] = []
+
+    def say(self, text: str) -> None:
+        print(text, flush=True)
+
+    def export(self, width: float) -> Path:
+        serving_dir = self.tmp / f"serving-w{width}"
+        env = base_env(serving_dir, self.tmp / "var")
+        run_child(["_export", "--models-dir", str(serving_dir / "models"), "--width", str(width)],
+                  env, timeout=300, log=self.log)
+        return serving_dir
+
+    # ---- 1. per size
+    def sizes(self, width: float, serving_dir: Path) -> None:
+        from prisma_site.devstack import ProcessGroup, free_port, wait_until
+
+        args = self.args
+        rows = []
+        bare = None
+        peak_4096 = {}
+        for size in args.sizes:
+            runs = args.runs if size <= 1024 else (2 if size <= 2048 and not args.quick else 1)
+            load = load_avg()
+            env = base_env(serving_dir, self.tmp / "var", MODEL_BACKEND="local")
+            child = ["_photo", "--size", str(size), "--runs", str(runs)]
+            local = run_child(child + (["--bare"] if size == 1024 else []), env, 900, self.log)
+            if "bare_median_s" in local:
+                bare = local["bare_median_s"]
+            self.say(f"  w{width} {size}² local: {fmt_s(local['median_s'])}, "
+                     f"peak {fmt_mb(local['peak_bytes'])} (load {load})")
+            grpc_res, server_peak = None, None
+            if not args.skip_grpc and not (args.quick and size > 1024):
+                group = ProcessGroup()
+                try:
+                    port = free_port()
+                    with open(self.log, "ab") as log_file:
+                        server = group.start(
+                            "tfserving",
+                            [PYTHON, "-m", "tests.tfserving_server", "--models",
+                             str(serving_dir / "models"), "--port", str(port)],
+                            cwd=BASE_DIR, env=env, stdout=log_file, stderr=log_file,
+                        )
+                    wait_until(lambda: _port_open(port), timeout=120, what="TF Serving stand-in",
+                               procs=[server])
+                    genv = base_env(serving_dir, self.tmp / "var", MODEL_BACKEND="tfserving",
+                                    TFSERVING_ADDRESS=f"127.0.0.1:{port}")
+                    grpc_res = run_child(child, genv, 900, self.log)
+                    server_peak = vm_hwm(server.pid)
+                finally:
+                    group.stop()
+                self.say(f"  w{width} {size}² gRPC: {fmt_s(grpc_res['median_s'])}, client peak "
+                         f"{fmt_mb(grpc_res['peak_bytes'])}, server peak {fmt_mb(server_peak)}")
+            if size == 4096:
+                peak_4096 = {"local": local["peak_bytes"]}
+                if grpc_res:
+                    peak_4096["gRPC client"] = grpc_res["peak_bytes"]
+                    peak_4096["gRPC server"] = server_peak
+            rows.append([
+                f"{size}²", runs, fmt_s(local["median_s"]), fmt_mb(local["peak_bytes"]),
+                fmt_s(grpc_res["median_s"]) if grpc_res else "–",
+                fmt_mb(grpc_res["peak_bytes"]) if grpc_res else "–", fmt_mb(server_peak),
+                fmt_s(local["first_s"]), load,
+            ])
+        if bare is None and not args.skip_bare:
+            env = base_env(serving_dir, self.tmp / "var", MODEL_BACKEND="local")
+            bare = run_child(["_photo", "--size", "256", "--runs", "1", "--bare"], env, 900,
+                             self.log)["bare_median_s"]
+        self.bare[width] = bare
+        table = md_table(
+            ["photo", "runs", "local median", "local peak (VmHWM)", "gRPC median",
+             "gRPC client peak", "gRPC server peak", "local warm-up (1st call, ≤1024²)",
+             "load avg 1/5/15 min before"], rows)
+        text = (f"### Per-image latency and peak memory, width {width}\n\n{table}\n\n"
+                f"Bare model (SavedModel signature on a 1×1024×1024×3 batch, no tiling/pre/post): "
+                f"**{fmt_s(bare)}** median.\n")
+        self.sections.append(text)
+        self.say(text)
+        for where, peak in peak_4096.items():
+            ok = peak < TARGET_PEAK_BYTES
+            self.verdicts.append((f"4096² peak < 4 GB, w{width}, {where}",
+                                  f"{fmt_mb(peak)}", "PASS" if ok else "FAIL"))
+
+    # ---- 2 & 3. jobs through Celery
+    def jobs(self, width: float, serving_dir: Path) -> None:
+        args = self.args
+        cores = os.cpu_count() or 1
+        seq = self.job_stack(width, serving_dir, workers=1, threads=cores, mode="sequential",
+                             size=1024, count=args.e2e_jobs, warmup=1)
+        bare = seq["bare_median_s"]
+        ratio = seq["e2e_median_s"] / bare
+        ratio_min = min(seq["e2e"]) / min(seq["bare"])
+        text = (f"### End-to-end job latency at 1024², width {width}\n\n" + md_table(
+            ["e2e median (enqueued→finished)", "of which queue wait", "of which task run",
+             "bare model (same window)", "e2e / bare (medians)", "e2e / bare (fastest of each)",
+             "bare model (section 1)", "jobs",
+             "load avg before"],
+            [[fmt_s(seq["e2e_median_s"]), fmt_s(seq["queue_median_s"]),
+              fmt_s(seq["run_median_s"]), fmt_s(bare), f"{ratio:.2f}", f"{ratio_min:.2f}",
+              fmt_s(self.bare.get(width)), args.e2e_jobs, seq["load"]]])
+            + "\n\nThe bare model is timed in the driver between the jobs (MODEL_THREADS as "
+              "the worker's), so both see the same load; the fastest-of-each ratio is the "
+              f"least disturbed by other work. e2e samples: "
+              f"{', '.join(fmt_s(x) for x in seq['e2e'])}; bare samples: "
+              f"{', '.join(fmt_s(x) for x in seq['bare'])}.\n")
+        self.sections.append(text)
+        self.say(text)
+        self.verdicts.append((f"e2e ≤ {TARGET_E2E_RATIO}× bare at 1024², w{width}",
+                              f"{ratio:.2f}× (medians; fastest of each {ratio_min:.2f}×)",
+                              "PASS" if ratio <= TARGET_E2E_RATIO else "FAIL"))
+        if args.profile or ratio > TARGET_E2E_RATIO:
+            env = base_env(serving_dir, self.tmp / "var", MODEL_BACKEND="local")
+            prof = run_child(["_profile", "--size", "1024", "--runs", "3"], env, 600, self.log)
+            rows = [[name, fmt_s(seconds)] for name, seconds in prof["stages"].items()]
+            text = (f"### Where a 1024² job's time goes (in-process, width {width}, "
+                    f"median of 3, load {load_avg()})\n\n" + md_table(["stage", "median"], rows)
+                    + "\n")
+            self.sections.append(text)
+            self.say(text)
+
+        half = max(1, cores // 2)
+        # A B C A: the one-worker baseline is run twice to show drift; C (one worker,
+        # MODEL_THREADS=cores/2) separates process scaling from TensorFlow's own threading.
+        plan = [(1, cores), (2, half), (1, half)] + ([] if args.quick else [(1, cores)])
+        runs = [(workers, threads, self.job_stack(
+                    width, serving_dir, workers=workers, threads=threads, mode="batch",
+                    size=512, count=args.jobs, warmup=2 * workers))
+                for workers, threads in plan]
+        one = statistics.mean(r["jobs_per_min"] for w, t, r in runs if w == 1 and t == cores)
+        one_half = statistics.mean(r["jobs_per_min"] for w, t, r in runs if w == 1 and t == half)
+        two = statistics.mean(r["jobs_per_min"] for w, _, r in runs if w == 2)
+        scaling = two / one
+        rows = [[f"{w} worker process{'es' if w > 1 else ''} (--concurrency 1 each), "
+                 f"MODEL_THREADS={t}", r["count"], fmt_s(r["makespan_s"]),
+                 f"{r['jobs_per_min']:.1f}", fmt_s(r["run_median_s"]),
+                 f"{r['worker_cpu_s_per_job']:.2f} s",
+                 f"{100 * r['machine_busy']:.0f} %" if r["machine_busy"] is not None else "–",
+                 r["load"]] for w, t, r in runs]
+        text = (f"### Throughput at 512², width {width} ({cores} CPU cores)\n\n" + md_table(
+            ["workers", "jobs", "makespan", "jobs/min", "task run median",
+             "worker CPU per job", "machine CPU busy during run", "load avg before"], rows)
+            + f"\n\nTwo workers / one (MODEL_THREADS={cores}): **{scaling:.2f}×** (one-worker "
+              f"rate averaged over its runs); two workers / one at the same MODEL_THREADS={half}: "
+              f"{two / one_half:.2f}×; one worker, {cores} threads / {half}: "
+              f"{one / one_half:.2f}× (TensorFlow's own speed-up from more threads, which "
+              f"bounds the first ratio by {cores}/that). Worker CPU per job counts every process of the workers (pool children "
+              f"included); machine busy is all CPUs, other work included.\n")
+        self.sections.append(text)
+        self.say(text)
+        self.verdicts.append((f"2 workers ≥ {TARGET_SCALING}× 1 worker, w{width}",
+                              f"{scaling:.2f}×", "PASS" if scaling >= TARGET_SCALING else "FAIL"))
+
+    def job_stack(self, width, serving_dir, *, workers, threads, mode, size, count, warmup):
+        from prisma_site.devstack import ProcessGroup, free_port, start_redis
+
+        var_dir = Path(tempfile.mkdtemp(
+            prefix=f"jobs-{mode}-{workers}w-{threads}t-w{width}-", dir=self.tmp))
+        env = base_env(serving_dir, var_dir, MODEL_BACKEND="local", MODEL_THREADS=threads)
+        subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE_DIR,
+                       env=env, check=True)
+        group = ProcessGroup()
+        try:
+            env["REDIS_URL"] = start_redis(group, port=free_port(), data_dir=None)
+            for i in range(workers):
+                log = open(var_dir / f"worker{i}.log", "wb")
+                group.start(
+                    f"worker{i}",
+                    [PYTHON, "-m", "celery", "-A", "prisma_site", "worker", "--pool", "prefork",
+                     "--concurrency", "1", "-Q", "celery", "--loglevel", "INFO",
+                     "--hostname", f"bench{i}-{os.getpid()}@%h", "--without-heartbeat",
+                     "--without-gossip", "--without-mingle"],
+                    cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+                )
+                log.close()
+            env["BENCH_WORKER_PGIDS"] = ",".join(str(proc.pid) for name, proc in group.procs
+                                                 if name.startswith("worker"))
+            load = load_avg()
+            result = run_child(
+                ["_jobs", "--mode", mode, "--size", str(size), "--count", str(count),
+                 "--warmup", str(warmup), "--timeout", "600"],
+                env, 900, self.log)
+            exited = group.first_exited()
+            if exited:
+                raise RuntimeError(f"{exited[0]} exited with {exited[1]}")
+        finally:
+            group.stop()
+        result["load"] = load
+        logs = "".join((var_dir / f"worker{i}.log").read_text(errors="replace")
+                       for i in range(workers))
+        if "MODEL_THREADS" in logs and "ignored" in logs:
+            self.say("  WARNING: a worker logged that MODEL_THREADS was ignored")
+        self.say(f"  jobs {mode} {workers}w threads={threads}: {json.dumps(result)}")
+        return result
+
+    def run(self) -> int:
+        args = self.args
+        self.bare: dict[float, float] = {}
+        started = time.monotonic()
+        header = (f"# Stylize benchmark\n\n{time.strftime('%Y-%m-%d %H:%M:%S %Z')}, "
+                  f"{os.cpu_count()} CPU cores, load average at start {load_avg()} "
+                  f"(other work on this machine inflates and jitters the numbers). "
+                  f"TransformNet with random weights (seed 0), STYLIZE_TILE_SIZE "
+                  f"{os.environ.get('STYLIZE_TILE_SIZE', '1024 (default)')}. Options: {' '.join(sys.argv[1:]) or '(defaults)'}\n")
+        self.say(header)
+        try:
+            for width in args.widths:
+                serving_dir = self.export(width)
+                if args.sizes:
+                    self.sizes(width, serving_dir)
+                if not args.skip_jobs and width in args.job_widths:
+                    self.jobs(width, serving_dir)
+        finally:
+            elapsed = time.monotonic() - started
+            verdicts = md_table(["target", "measured", "result"],
+                                [list(v) for v in self.verdicts]) if self.verdicts else "(none)"
+            report = "\n".join([header, *self.sections, "### Targets\n", verdicts,
+                                f"\nLoad average at end {load_avg()}; bench took "
+                                f"{elapsed:.0f} s.\n"])
+            out = Path(args.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(report)
+            self.say("### Targets\n\n" + verdicts)
+            self.say(f"\nWrote {out} ({elapsed:.0f} s). Logs: {self.log}")
+            if not args.keep:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+        return 0
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("_"):
+        sub = argparse.ArgumentParser()
+        sub.add_argument("command")
+        sub.add_argument("--models-dir")
+        sub.add_argument("--width", type=float)
+        sub.add_argument("--size", type=int)
+        sub.add_argument("--runs", type=int, default=3)
+        sub.add_argument("--bare", action="store_true")
+        sub.add_argument("--mode")
+        sub.add_argument("--count", type=int)
+        sub.add_argument("--warmup", type=int, default=1)
+        sub.add_argument("--timeout", type=float, default=600)
+        child = sub.parse_args(argv)
+        {"_export": child_export, "_photo": child_photo, "_profile": child_profile,
+         "_jobs": child_jobs}[child.command](child)
+        return 0
+
+    parser = argparse.ArgumentParser(prog="python -m bench.stylize_bench",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=_ints, default=None,
+                        help="photo sides, default 256,512,1024,2048,4096 (--quick: 1024,4096, gRPC only ≤1024²)")
+    parser.add_argument("--width", dest="widths", type=_floats, default=None,
+                        help="TransformNet widths, comma-separated (default 0.5; 0.5,1.0 takes ~3x longer)")
+    parser.add_argument("--job-width", dest="job_widths", type=_floats, default=None,
+                        help="widths to run the Celery job benchmarks for (default: the first)")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs per size ≤1024²")
+    parser.add_argument("--jobs", type=int, default=None, help="jobs for the throughput test")
+    parser.add_argument("--e2e-jobs", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="fewer sizes, widths and runs")
+    parser.add_argument("--skip-jobs", action="store_true")
+    parser.add_argument("--skip-grpc", action="store_true")
+    parser.add_argument("--skip-bare", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="always profile a job's stages (default: only when e2e misses)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir and logs")
+    parser.add_argument("--out", default=str(BASE_DIR / "var" / "bench" / "results.md"))
+    args = parser.parse_args(argv)
+    if args.sizes is None:
+        args.sizes = [1024, 4096] if args.quick else [256, 512, 1024, 2048, 4096]
+    if args.widths is None:
+        args.widths = [0.5]
+    if args.job_widths is None:
+        args.job_widths = args.widths[:1]
+    if args.runs is None:
+        args.runs = 2 if args.quick else 3
+    if args.jobs is None:
+        args.jobs = 6 if args.quick else 12
+    if args.e2e_jobs is None:
+        args.e2e_jobs = 3 if args.quick else 5
+    # SIGTERM (and SIGINT, which background jobs ignore) unwind through the finally
+    # blocks, so every process started here is stopped.
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+    return Bench(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
