@@ -252,5 +252,5 @@ def _load_fully(image: Image.Image) -> None:
 
 def _safe_name(name: str | None, extension: str) -> str:
     stem = Path(name or "").stem if name else ""
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-_")[:80] or "photo"
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-_")[:40] or "photo"
     return f"{stem}.{extension}"

@@ -3,6 +3,7 @@ import mimetypes
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.http import FileResponse, Http404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -92,7 +93,7 @@ class JobViewSet(
                 exc.message_dict if hasattr(exc, "error_dict") else exc.messages
             ) from exc
         data = JobSerializer(job, context=self.get_serializer_context()).data
-        location = request.build_absolute_uri(f"{request.path.rstrip('/')}/{job.pk}/")
+        location = request.build_absolute_uri(reverse("api:job-detail", args=[job.pk]))
         return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
 
     def perform_destroy(self, instance):

@@ -413,8 +413,40 @@ def test_api_stores_a_polyglot_under_an_image_name(api):
         assert not job.input_image.name.endswith((".html", ".zip"))
 
 
+def test_api_accepts_a_very_long_name(api):
+    job = stored(post(api, png(), "a" * 300 + ".png", "image/png"))
+    assert len(job.input_image.name) <= 100
+    assert Path(job.input_image.name).name == "a" * 40 + ".png"
+
+
 def test_api_refuses_an_image_field_that_is_not_a_file(api):
     response = api.post("/api/v1/jobs/", {"image": "x" * 1000, "style": "starry-night"},
                         format="multipart")
     assert response.status_code == 400
     assert response.json()["image"]
+
+
+def test_api_never_answers_5xx_to_mangled_photos(api, settings):
+    """Seeded fuzzing: flipped bytes, cut files and junk are 201 or 400, never a crash."""
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "job_create": "1000/hour"},
+    }
+    rng = random.Random(5)
+    originals = [jpeg((120, 80)), png((120, 80)), encode(photo((120, 80)), "WEBP"),
+                 exif_rotated_jpeg()]
+    cases = []
+    for data in originals:
+        for _ in range(10):
+            mangled = bytearray(data)
+            for _ in range(rng.randint(1, 8)):
+                mangled[rng.randrange(len(mangled))] = rng.randrange(256)
+            cases.append(bytes(mangled))
+        cases.append(data[: rng.randrange(1, len(data))])
+    cases += [rng.randbytes(rng.randint(1, 3000)) for _ in range(5)]
+    for data in cases:
+        response = post(api, data)
+        assert response.status_code in (201, 400), response.content
+        if response.status_code == 400:
+            assert response.json()["image"]
