@@ -101,6 +101,10 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Throttle counters and other shared state: in-process by default; set CACHE_URL
+# (e.g. redis://redis:6379/1) so every web process counts together.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
 # --- Files ---------------------------------------------------------------------------
 
 STATIC_URL = "static/"
