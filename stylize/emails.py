@@ -13,7 +13,9 @@ def job_email_send(*, job_id) -> bool:
     Sending errors propagate so the caller can retry; the job is marked emailed only
     after the server took the message.
     """
-    job = StyleJob.objects.select_related("owner", "style").get(pk=job_id)
+    job = StyleJob.objects.select_related("owner", "style").filter(pk=job_id).first()
+    if job is None:  # deleted by its owner meanwhile
+        return False
     if not job.is_finished or job.emailed_at is not None or not job.owner.email:
         return False
     if Profile.objects.filter(user=job.owner_id, email_results=False).exists():

@@ -161,6 +161,14 @@ def _email_on_commit(job_id):
     transaction.on_commit(lambda: send_job_email.delay(str(job_id)))
 
 
+@transaction.atomic
+def job_delete(*, job: StyleJob) -> None:
+    """Delete the job, then its photo and result once that is committed."""
+    files = [(f.storage, f.name) for f in (job.input_image, job.result_image) if f]
+    job.delete()
+    transaction.on_commit(lambda: [storage.delete(name) for storage, name in files])
+
+
 def job_start(*, job_id) -> bool:
     """queued → running, counting the attempt. False if the job was not queued."""
     return bool(
@@ -262,7 +270,7 @@ def jobs_requeue_stuck(*, now=None) -> dict[str, int]:
         emailed_at__isnull=True,
         finished_at__lt=now - timedelta(seconds=settings.JOB_QUEUED_TIMEOUT),
         finished_at__gt=now - timedelta(days=1),
-    ).exclude(owner__email="")
+    ).exclude(owner__email="").exclude(owner__prisma_profile__email_results=False)
     for job_id in unsent.values_list("pk", flat=True):
         _email_on_commit(job_id)
         counts["emails"] += 1

@@ -7,7 +7,7 @@ from celery import shared_task
 from django.conf import settings
 
 from .emails import job_email_send
-from .models import Style
+from .models import Style, StyleJob
 from .services import jobs_requeue_stuck
 from .stylizing import JobRetry, job_run
 from .training import TrainingOptions, style_train
@@ -22,6 +22,8 @@ def stylize_job(job_id: str) -> None:
     except JobRetry as retry:
         # job_run already put the job back on the queue with its backoff.
         logger.warning("%s", retry)
+    except StyleJob.DoesNotExist:
+        logger.info("Job %s was deleted while it ran.", job_id)
 
 
 @shared_task(

@@ -170,14 +170,7 @@ def job_list(request):
 @login_required(login_url=LOGIN_URL)
 def job_delete(request, pk):
     job = _own_job(request, pk)
-    _job_delete(job=job)
+    services.job_delete(job=job)
     messages.success(request, f"The {job.style.name} job and its images are deleted.")
     return redirect("stylize:job_list")
 
-
-@transaction.atomic
-def _job_delete(*, job: StyleJob) -> None:
-    """Delete the row, then its files once that is committed."""
-    files = [(f.storage, f.name) for f in (job.input_image, job.result_image) if f]
-    job.delete()
-    transaction.on_commit(lambda: [storage.delete(name) for storage, name in files])

@@ -1,7 +1,6 @@
 import mimetypes
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from django.http import FileResponse, Http404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -97,7 +96,7 @@ class JobViewSet(
         return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
 
     def perform_destroy(self, instance):
-        _job_delete(job=instance)
+        services.job_delete(job=instance)
 
     @extend_schema(
         summary="Download the result of one of your jobs",
@@ -128,16 +127,6 @@ class JobViewSet(
         # A client asking for image/* gets the file; errors still come back as JSON.
         return super().perform_content_negotiation(request, force=force or self.action == "result")
 
-
-@transaction.atomic
-def _job_delete(*, job: StyleJob) -> None:
-    """Delete the row, then its files once that is committed.
-
-    Same as stylize.views._job_delete; both belong in services.job_delete.
-    """
-    files = [(f.storage, f.name) for f in (job.input_image, job.result_image) if f]
-    job.delete()
-    transaction.on_commit(lambda: [storage.delete(name) for storage, name in files])
 
 
 class TokenView(ObtainAuthToken):
