@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 REDIS_PORT ?= 6379
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 VGG16_WEIGHTS := var/vgg16_imagenet_notop.weights.h5
 
@@ -15,6 +16,7 @@ VGG16_WEIGHTS := var/vgg16_imagenet_notop.weights.h5
 help:
 	@echo "make run    - install, migrate, load styles, start Redis + worker + web on http://127.0.0.1:$(PORT)/"
 	@echo "make test   - install, start a throwaway Redis, run the whole test suite"
+	@echo "make bench  - stylizing latency, peak memory and throughput (BENCH_ARGS=--quick)"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' || \
@@ -40,6 +42,10 @@ run: $(VENV)/.installed-runtime
 
 test: $(VENV)/.installed-dev chromium
 	$(PY) -m prisma_site.devstack with-redis -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# Latency, peak memory and throughput of stylizing (not part of `make test`).
+bench: $(VENV)/.installed-dev
+	$(PY) -m bench.stylize_bench $(BENCH_ARGS)
 
 # The browser tests drive Debian's chromium through playwright (playwright's own
 # browser download is not used).

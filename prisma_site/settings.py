@@ -182,7 +182,8 @@ JOB_RETRY_BACKOFF = env.float("JOB_RETRY_BACKOFF", default=5.0)  # seconds, doub
 JOB_QUEUED_TIMEOUT = env.int("JOB_QUEUED_TIMEOUT", default=600)
 JOB_RUNNING_TIMEOUT = env.int("JOB_RUNNING_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 60)
 # Photos bigger than this (pixels per side) go through the model in overlapping tiles.
-STYLIZE_TILE_SIZE = env.int("STYLIZE_TILE_SIZE", default=1024)
+# 1088 = 1024 + the 64 px overlap: 2048 px then needs 2 tiles a side instead of 3.
+STYLIZE_TILE_SIZE = env.int("STYLIZE_TILE_SIZE", default=1088)
 EMAIL_ATTACHMENT_MAX_BYTES = env.int("EMAIL_ATTACHMENT_MAX_BYTES", default=8 * 1024 * 1024)
 # Absolute links in emails.
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
