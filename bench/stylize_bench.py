@@ -596,7 +596,7 @@ class Bench:
                   f"{os.cpu_count()} CPU cores, load average at start {load_avg()} "
                   f"(other work on this machine inflates and jitters the numbers). "
                   f"TransformNet with random weights (seed 0), STYLIZE_TILE_SIZE "
-                  f"{os.environ.get('STYLIZE_TILE_SIZE', '1024 (default)')}. Options: {' '.join(sys.argv[1:]) or '(defaults)'}\n")
+                  f"{os.environ.get('STYLIZE_TILE_SIZE', 'from settings (default 1088)')}. Options: {' '.join(sys.argv[1:]) or '(defaults)'}\n")
         self.say(header)
         try:
             for width in args.widths:
