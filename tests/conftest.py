@@ -4,6 +4,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
+pytest_plugins = ["tests.model_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _media_in_tmp(request, tmp_path):

@@ -1,6 +1,6 @@
 """Tiny exported models and a TF Serving stand-in, for any test that needs a model.
 
-Use from a conftest: ``from tests.model_fixtures import *  # noqa: F401,F403``.
+Registered for every test by ``pytest_plugins`` in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from tests.tfserving_server import start_tfserving_server
 __all__ = [
     "export_tiny_model",
     "fake_tfserving",
+    "use_local_backend",
     "tfserving_server",
     "tiny_serving_dir",
 ]
@@ -61,3 +62,15 @@ def tfserving_server(tiny_serving_dir) -> str:
     server, port = start_tfserving_server(tiny_serving_dir / "models")
     yield f"127.0.0.1:{port}"
     server.stop(grace=0)
+
+
+@pytest.fixture
+def use_local_backend(settings, tiny_serving_dir):
+    """MODEL_BACKEND=local over the tiny model, with a fresh backend before and after."""
+    from stylize.backends import get_backend
+
+    settings.MODEL_BACKEND = "local"
+    settings.SERVING_DIR = tiny_serving_dir
+    get_backend.cache_clear()
+    yield
+    get_backend.cache_clear()

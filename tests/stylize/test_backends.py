@@ -20,7 +20,6 @@ from stylize.backends import (
 )
 from stylize.backends.local import LocalBackend
 from stylize.backends.tfserving import TFServingBackend
-from tests.model_fixtures import *  # noqa: F401,F403 (fixtures)
 from tests.model_fixtures import export_tiny_model
 from tests.tfserving_server import start_tfserving_server
 

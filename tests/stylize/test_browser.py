@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylize.backends import get_backend
 from stylize.models import StyleJob
 from tests.factories import StyleFactory
-from tests.model_fixtures import tiny_serving_dir  # noqa: F401 (fixture)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -46,17 +44,8 @@ def gradient_photo(path: Path, size=(160, 120)) -> Path:
     return path
 
 
-@pytest.fixture
-def local_backend(settings, tiny_serving_dir):  # noqa: F811
-    settings.MODEL_BACKEND = "local"
-    settings.SERVING_DIR = tiny_serving_dir
-    get_backend.cache_clear()
-    yield
-    get_backend.cache_clear()
-
-
 def test_sign_up_upload_and_see_the_result(
-    live_server, transactional_db, local_backend, celery_worker_thread, tmp_path, monkeypatch
+    live_server, transactional_db, use_local_backend, celery_worker_thread, tmp_path, monkeypatch
 ):
     from playwright.sync_api import expect, sync_playwright
 

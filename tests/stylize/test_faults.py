@@ -20,7 +20,6 @@ from stylize import services
 from stylize.backends import get_backend
 from stylize.models import StyleJob
 from tests.factories import StyleFactory, UserFactory
-from tests.model_fixtures import fake_tfserving, tiny_serving_dir  # noqa: F401 (fixtures)
 from tests.stylize.test_pipeline import photo_upload
 
 pytestmark = pytest.mark.slow
@@ -43,7 +42,7 @@ def assert_none_left_waiting():
 
 
 @pytest.fixture
-def grpc_backend(settings, fake_tfserving):  # noqa: F811
+def grpc_backend(settings, fake_tfserving):
     settings.MODEL_BACKEND = "tfserving"
     settings.TFSERVING_ADDRESS = fake_tfserving.address
     settings.TFSERVING_TIMEOUT = 3
@@ -75,7 +74,7 @@ def test_model_server_down_for_a_while_then_back(settings, grpc_backend, tiny_st
     assert_none_left_waiting()
 
 
-def test_redis_flushed_with_jobs_in_flight(settings, tiny_style, tiny_serving_dir):  # noqa: F811
+def test_redis_flushed_with_jobs_in_flight(settings, tiny_style, tiny_serving_dir):
     import redis
     from celery.contrib.testing.worker import start_worker
 

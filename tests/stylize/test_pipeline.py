@@ -17,7 +17,6 @@ from stylize.backends import get_backend
 from stylize.models import StyleJob
 from stylize.stylizing import job_run
 from tests.factories import StyleFactory, UserFactory
-from tests.model_fixtures import tfserving_server, tiny_serving_dir  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -29,15 +28,6 @@ def photo_upload(size=(160, 120), name="photo.png", fmt="PNG"):
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format=fmt)
     return SimpleUploadedFile(name, buffer.getvalue(), content_type=f"image/{fmt.lower()}")
-
-
-@pytest.fixture
-def local_backend(settings, tiny_serving_dir):  # noqa: F811
-    settings.MODEL_BACKEND = "local"
-    settings.SERVING_DIR = tiny_serving_dir
-    get_backend.cache_clear()
-    yield
-    get_backend.cache_clear()
 
 
 @pytest.fixture
@@ -56,7 +46,7 @@ def wait_for_finish(job_id, timeout=90):
 
 
 def test_a_job_goes_from_upload_to_emailed_result_on_a_real_worker(
-    local_backend, tiny_style, celery_worker_thread
+    use_local_backend, tiny_style, celery_worker_thread
 ):
     owner = UserFactory(email="alice@example.com")
     job = services.job_create(owner=owner, style=tiny_style, input_image=photo_upload(),
@@ -73,7 +63,7 @@ def test_a_job_goes_from_upload_to_emailed_result_on_a_real_worker(
     assert mimetype == "image/jpeg" and Image.open(io.BytesIO(content)).size == (100, 75)
 
 
-def test_strength_zero_gives_back_the_photo(local_backend, tiny_style):
+def test_strength_zero_gives_back_the_photo(use_local_backend, tiny_style):
     job = services.job_create(owner=UserFactory(), style=tiny_style,
                               input_image=photo_upload(fmt="PNG"), strength=0.0)
     job_run(job_id=job.pk)
@@ -83,7 +73,7 @@ def test_strength_zero_gives_back_the_photo(local_backend, tiny_style):
     assert np.abs(original - result).mean() < 4  # only JPEG's loss
 
 
-def test_a_duplicate_delivery_does_nothing(local_backend, tiny_style):
+def test_a_duplicate_delivery_does_nothing(use_local_backend, tiny_style):
     job = services.job_create(owner=UserFactory(), style=tiny_style, input_image=photo_upload())
     assert job_run(job_id=job.pk) is True
     first = StyleJob.objects.get(pk=job.pk)
@@ -93,7 +83,7 @@ def test_a_duplicate_delivery_does_nothing(local_backend, tiny_style):
 
 
 def test_a_style_whose_model_is_missing_fails_with_a_reason_and_an_email(
-    local_backend, transactional_db, celery_worker_thread
+    use_local_backend, transactional_db, celery_worker_thread
 ):
     style = StyleFactory(model_name="never_exported", live_version=3)
     job = services.job_create(owner=UserFactory(email="bob@example.com"), style=style,
@@ -105,7 +95,7 @@ def test_a_style_whose_model_is_missing_fails_with_a_reason_and_an_email(
     assert "could not be made" in message.subject and job.error in message.body
 
 
-def test_an_unreadable_photo_fails_cleanly(local_backend, tiny_style):
+def test_an_unreadable_photo_fails_cleanly(use_local_backend, tiny_style):
     job = services.job_create(owner=UserFactory(), style=tiny_style, input_image=photo_upload())
     with open(job.input_image.path, "wb") as broken:
         broken.write(b"not an image at all")
@@ -137,7 +127,7 @@ def test_transient_errors_retry_with_backoff_then_fail_after_the_last_attempt(
 
 
 def test_the_tfserving_backend_runs_jobs_over_grpc(
-    settings, tiny_style, tfserving_server, celery_worker_thread  # noqa: F811
+    settings, tiny_style, tfserving_server, celery_worker_thread
 ):
     settings.MODEL_BACKEND = "tfserving"
     settings.TFSERVING_ADDRESS = tfserving_server
@@ -153,7 +143,7 @@ def test_the_tfserving_backend_runs_jobs_over_grpc(
 
 
 def test_the_sweep_requeues_stuck_jobs_and_fails_those_out_of_attempts(
-    settings, local_backend, tiny_style, celery_worker_thread
+    settings, use_local_backend, tiny_style, celery_worker_thread
 ):
     settings.JOB_MAX_ATTEMPTS = 2
     long_ago = timezone.now() - timedelta(hours=2)
@@ -181,7 +171,7 @@ def test_the_sweep_requeues_stuck_jobs_and_fails_those_out_of_attempts(
     assert "did not finish after 2 attempts" in exhausted.error
 
 
-def test_stylize_command_paints_one_photo_without_the_queue(local_backend, tiny_style, tmp_path):
+def test_stylize_command_paints_one_photo_without_the_queue(use_local_backend, tiny_style, tmp_path):
     photo = tmp_path / "in.png"
     photo.write_bytes(photo_upload(size=(90, 60)).read())
     out = io.StringIO()
