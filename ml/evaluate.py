@@ -33,6 +33,9 @@ class EvaluationReport:
     per_photo: list[dict] = field(default_factory=list)
     photos: list[str] = field(default_factory=list)
     seconds_per_photo: float = 0.0
+    # The photos as evaluated and their results (uint8 HxWx3), e.g. for a contact sheet.
+    originals: list = field(default_factory=list, repr=False)
+    results: list = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict:
         return {
@@ -123,6 +126,8 @@ def evaluate(
         per_photo=per_photo,
         photos=paths,
         seconds_per_photo=stylize_seconds / len(paths),
+        originals=originals,
+        results=results,
     )
 
 

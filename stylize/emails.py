@@ -43,7 +43,7 @@ def _job_message(job: StyleJob) -> EmailMessage:
     size = job.result_image.size
     if size <= settings.EMAIL_ATTACHMENT_MAX_BYTES:
         with job.result_image.open("rb") as result:
-            message.attach(_attachment_name(job), result.read(), "image/jpeg")
+            message.attach(job.result_download_name, result.read(), "image/jpeg")
         where = "It is attached to this email."
     else:
         where = f"It is too large to attach; download it here:\n\n    {_absolute(job.result_image.url)}"
@@ -52,10 +52,6 @@ def _job_message(job: StyleJob) -> EmailMessage:
         "— Prisma\n"
     )
     return message
-
-
-def _attachment_name(job: StyleJob) -> str:
-    return f"prisma-{job.style.slug}-{str(job.pk)[:8]}.jpg"
 
 
 def _absolute(url: str) -> str:

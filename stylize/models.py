@@ -1,4 +1,5 @@
 import uuid
+from pathlib import Path
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -125,6 +126,12 @@ class StyleJob(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    @property
+    def result_download_name(self) -> str:
+        """What the result is called when it is downloaded or attached to an email."""
+        suffix = Path(self.result_image.name).suffix.lower() or ".jpg"
+        return f"prisma-{self.style.slug}-{str(self.pk)[:8]}{suffix}"
 
 
 class Profile(models.Model):

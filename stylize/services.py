@@ -55,11 +55,12 @@ def style_training_fail(*, style: Style, reason: str) -> Style:
 
 def shipped_versions(model_dir: Path) -> list[int]:
     """Version directories of one model under serving/models/ that hold a SavedModel."""
-    return sorted(
-        int(child.name)
-        for child in model_dir.iterdir()
-        if child.is_dir() and child.name.isdigit() and (child / "saved_model.pb").is_file()
-    )
+    from ml.export import existing_versions
+
+    return [
+        version for version in existing_versions(model_dir)
+        if (model_dir / str(version) / "saved_model.pb").is_file()
+    ]
 
 
 def styles_register_shipped(*, serving_dir: Path) -> list[Style]:

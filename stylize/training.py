@@ -124,7 +124,7 @@ def style_evaluate(*, style: Style, images_dir: Path, sheet_path: Path,
 
     Stores them on the style (``metrics["heldout"]``) and writes a contact sheet.
     """
-    from ml.evaluate import contact_sheet, evaluate, load_photo
+    from ml.evaluate import contact_sheet, evaluate
     from ml.export import load_savedmodel_fn
 
     if style.live_version is None:
@@ -138,8 +138,7 @@ def style_evaluate(*, style: Style, images_dir: Path, sheet_path: Path,
     started = time.perf_counter()
     report = evaluate(stylize, str(images_dir), str(painting), network=network,
                       weights=weights, quality_weights=quality_weights, max_side=max_side)
-    photos = [load_photo(path, max_side) for path in report.photos]
-    contact_sheet(photos, [stylize(photo[None])[0] for photo in photos], sheet_path)
+    contact_sheet(report.originals, report.results, sheet_path)
     heldout = {
         "version": style.live_version,
         "loss_network": network,

@@ -150,7 +150,7 @@ def job_image(request, pk, which):
     if not field:
         raise Http404("No such image.")
     if which == "result":
-        filename = f"prisma-{job.style.slug}-{str(job.pk)[:8]}.jpg"
+        filename = job.result_download_name
     else:
         filename = Path(field.name).name
     response = FileResponse(

@@ -117,8 +117,7 @@ class JobViewSet(
         response = FileResponse(
             job.result_image.open("rb"),
             content_type=content_type,
-            filename=f"prisma-{job.style.slug}-{str(job.pk)[:8]}"
-            f"{mimetypes.guess_extension(content_type) or ''}",
+            filename=job.result_download_name,
         )
         response["Cache-Control"] = "private, max-age=3600"
         return response
