@@ -85,12 +85,16 @@ class TrainConfig:
     log_every: int = 10
     resume: bool = False
     mixed_precision: bool | None = None  # None: only when a GPU is present
+    output_kernel_size: int = 9
+    max_seconds: float | None = None  # stop (with a checkpoint) after this much training time
     verbose: int = 1
 
     def __post_init__(self):
         for name in ("steps", "size", "batch", "checkpoint_every", "sample_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
         if self.loss_network not in ("vgg19", "vgg16"):
             raise ValueError(f"loss_network must be vgg19 or vgg16, got {self.loss_network!r}")
 
@@ -158,7 +162,12 @@ def build_transform_net(config: TrainConfig, dtype=None) -> keras.Model:
     from ml.model import TransformNet
 
     kwargs = {"dtype": dtype} if dtype else {}
-    net = TransformNet(width=config.width, num_residual_blocks=config.num_residual_blocks, **kwargs)
+    net = TransformNet(
+        width=config.width,
+        num_residual_blocks=config.num_residual_blocks,
+        output_kernel_size=config.output_kernel_size,
+        **kwargs,
+    )
     net(np.zeros((1, config.size, config.size, 3), "float32"))
     return net
 
@@ -516,10 +525,13 @@ class _TrainingLoop:
             self.seconds = time.perf_counter() - started
             progress.update(step, [(name, losses[name]) for name in LOSS_NAMES])
             self._log(step, losses, sample_photos)
-            if step % config.checkpoint_every == 0 or step == config.steps:
+            out_of_time = config.max_seconds is not None and self.seconds >= config.max_seconds
+            if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
                 self._checkpoint(step, losses, sample_photos)
             if self.on_progress is not None:
                 self.on_progress(TrainProgress(step, config.steps, self.seconds, losses))
+            if out_of_time:
+                break
 
     def _train_step(self, step: int, images) -> dict[str, float]:
         self.trainer.reset_metrics()
@@ -578,6 +590,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--style-size", type=int)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--residual-blocks", type=int, default=5)
+    parser.add_argument("--output-kernel", type=int, default=9, help="kernel of the last conv")
+    parser.add_argument(
+        "--max-seconds", type=float,
+        help="stop after this much training time, with a checkpoint (the steps are a ceiling)",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--checkpoint-every", type=int, default=1000)
     parser.add_argument("--sample-every", type=int, default=500)
@@ -598,6 +616,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         style_size=args.style_size,
         lr=args.lr,
         width=args.width,
+        num_residual_blocks=args.residual_blocks,
+        output_kernel_size=args.output_kernel,
+        max_seconds=args.max_seconds,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         sample_every=args.sample_every,
