@@ -11,7 +11,7 @@
 Each run trains in its own process into ``OUT/<name>/`` (the ``ml.train`` layout:
 ``transform_net.keras``, checkpoints, samples) and logs to ``OUT/<name>/train.log``.
 Small networks leave a big GPU mostly idle, so several processes share it; on JAX
-each process allocates GPU memory as it needs it instead of taking most of the card.
+each process takes a fixed share (90% / ``--parallel``) of the card's memory.
 ``--max-seconds`` caps every run's training time (it stops with a checkpoint), so a
 whole plan fits a fixed time budget. Prints one summary line per run and exits
 non-zero if any run failed.
@@ -33,6 +33,7 @@ RESULT_PREFIX = "TRAIN-RESULT "
 
 def load_plan(path) -> list[dict]:
     """The runs of a plan file, each a complete ``TrainConfig`` dict plus its name."""
+    from ml.model import TransformNet
     from ml.train import TrainConfig
 
     plan = json.loads(Path(path).read_text())
@@ -42,22 +43,27 @@ def load_plan(path) -> list[dict]:
     for entry in plan["runs"]:
         run = {**defaults, **entry}
         name = run.pop("name", None)
-        if not name or "/" in name or name in names:
+        if not isinstance(name, str) or not name or "/" in name or name in names:
             raise ValueError(f"every run needs a unique name without '/': {entry}")
         names.add(name)
         unknown = set(run) - fields
         if unknown:
             raise ValueError(f"run {name}: unknown settings {sorted(unknown)}")
         run.setdefault("out_dir", "")  # filled in by main()
-        TrainConfig(**run)  # fail early, before any process starts
+        config = TrainConfig(**run)  # fail early, before any process starts
+        TransformNet(width=config.width, num_residual_blocks=config.num_residual_blocks,
+                     output_kernel_size=config.output_kernel_size)
         runs.append({"name": name, **run})
     return runs
 
 
-def child_env() -> dict[str, str]:
+def child_env(parallel: int) -> dict[str, str]:
     env = dict(os.environ)
-    # JAX would otherwise preallocate 75% of the GPU in the first process.
-    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # JAX would otherwise preallocate 75% of the GPU in the first process; growing on
+    # demand instead ran 16 processes out of an H200's memory (cuDNN autotuning takes
+    # what it finds), so each process gets a fixed share of the card.
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "true")
+    env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 / max(1, parallel):.3f}")
     env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
@@ -86,6 +92,17 @@ def run_all(runs: list[dict], out: Path, parallel: int) -> list[dict]:
     pending = list(runs)
     active: list[tuple[dict, subprocess.Popen, Path, float]] = []
     summaries = []
+    try:
+        _run_loop(pending, active, summaries, out, parallel)
+    finally:  # an interrupted plan leaves no training process behind on the GPU
+        for _, process, _, _ in active:
+            process.terminate()
+        for _, process, _, _ in active:
+            process.wait()
+    return summaries
+
+
+def _run_loop(pending, active, summaries, out: Path, parallel: int) -> None:
     while pending or active:
         while pending and len(active) < parallel:
             run = pending.pop(0)
@@ -96,7 +113,7 @@ def run_all(runs: list[dict], out: Path, parallel: int) -> list[dict]:
             with open(log, "w") as stream:
                 process = subprocess.Popen(
                     [sys.executable, "-m", "ml.train_styles", "--one", json.dumps(run)],
-                    stdout=stream, stderr=subprocess.STDOUT, env=child_env(),
+                    stdout=stream, stderr=subprocess.STDOUT, env=child_env(parallel),
                 )
             active.append((run, process, log, time.monotonic()))
         time.sleep(1.0)
@@ -107,7 +124,6 @@ def run_all(runs: list[dict], out: Path, parallel: int) -> list[dict]:
             active.remove(item)
             summaries.append(_summary(run["name"], process.returncode, log, time.monotonic() - started))
             print(json.dumps(summaries[-1]), flush=True)
-    return summaries
 
 
 def _summary(name: str, returncode: int, log: Path, wall: float) -> dict:
@@ -133,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.plan or not args.out:
         parser.error("PLAN and --out are required")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        parser.error("--max-seconds must be > 0")
     runs = load_plan(args.plan)
     if args.max_seconds is not None:
         runs = [{**run, "max_seconds": args.max_seconds} for run in runs]

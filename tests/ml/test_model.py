@@ -134,3 +134,43 @@ def test_gradients_reach_every_weight():
     # Every kernel gets a signal (biases right before instance norm do not).
     kernels = [g for g, v in zip(grads, net.trainable_variables) if "kernel" in v.path]
     assert all(np.abs(g).max() > 0 for g in kernels)
+
+
+def test_output_kernel_size_defaults_to_9_and_sets_the_last_conv():
+    default = TransformNet(width=0.125, num_residual_blocks=0)
+    small = TransformNet(width=0.125, num_residual_blocks=0, output_kernel_size=3)
+    for net in (default, small):
+        net.build((None, None, None, 3))
+    assert default.output_kernel_size == 9 and default.get_config()["output_kernel_size"] == 9
+    assert tuple(default.conv_out.kernel.shape) == (9, 9, 4, 3)
+    assert tuple(small.conv_out.kernel.shape) == (3, 3, 4, 3)
+    assert tuple(small.conv_in.kernel.shape) == (9, 9, 3, 4)  # only the last conv changes
+    assert default.count_params() - small.count_params() == (81 - 9) * 4 * 3
+    y = keras.ops.convert_to_numpy(small(_photo((1, 13, 11, 3))))
+    assert y.shape == (1, 13, 11, 3) and np.isfinite(y).all()
+
+
+def test_output_kernel_size_survives_from_config_and_a_keras_file(tmp_path):
+    net = TransformNet(width=0.125, num_residual_blocks=1, output_kernel_size=5)
+    x = _photo((1, 17, 19, 3), seed=4)
+    expected = keras.ops.convert_to_numpy(net(x))
+    config = net.get_config()
+    assert config["output_kernel_size"] == 5
+
+    clone = TransformNet.from_config(config)
+    clone.build((None, None, None, 3))
+    assert clone.output_kernel_size == 5
+    assert tuple(clone.conv_out.kernel.shape) == (5, 5, 4, 3)
+
+    path = tmp_path / "net.keras"
+    net.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.output_kernel_size == 5
+    assert tuple(loaded.conv_out.kernel.shape) == (5, 5, 4, 3)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)), expected)
+
+
+@pytest.mark.parametrize("kernel", [0, -3, 2, 4, True, 3.0, "3", None])
+def test_rejects_an_output_kernel_that_is_not_a_positive_odd_int(kernel):
+    with pytest.raises(ValueError, match="output_kernel_size"):
+        TransformNet(output_kernel_size=kernel)

@@ -274,3 +274,100 @@ def test_train_takes_a_pydataset_of_photos(painting, tmp_path):
     result = train(tiny_config(painting, tmp_path / "run", steps=5), dataset=batches)
     assert result.steps == 5
     assert batches.epoch == 2  # two batches per epoch: epochs 0 and 1 used up
+
+
+def test_max_seconds_stops_early_with_a_checkpoint_at_that_step(painting, tmp_path):
+    out = tmp_path / "run"
+    steps_seen = []
+    result = train(
+        tiny_config(painting, out, steps=1000, max_seconds=0.001, checkpoint_every=100),
+        dataset=[photo_batch()],
+        on_progress=lambda p: steps_seen.append(p.step),
+    )
+    assert steps_seen == [1]
+    assert (result.steps, result.steps_this_run) == (1, 1)
+    assert result.seconds >= 0.001
+    assert json.loads((out / "checkpoints" / "latest.json").read_text()) == {"step": 1, "dir": "step-00000001"}
+    assert result.last_checkpoint == out / "checkpoints" / "step-00000001"
+    assert json.loads((result.last_checkpoint / "state.json").read_text())["step"] == 1
+    assert result.model_path.is_file()
+
+
+@pytest.mark.parametrize("max_seconds", [0, 0.0, -5, float("nan")])
+def test_config_rejects_a_max_seconds_that_is_not_positive(painting, tmp_path, max_seconds):
+    with pytest.raises(ValueError, match="max_seconds"):
+        tiny_config(painting, tmp_path, max_seconds=max_seconds)
+
+
+@pytest.fixture
+def source_net(painting, tmp_path):
+    """A transform net of the tiny architecture whose weights differ from a seeded fresh one."""
+    import keras
+
+    from ml.train import build_transform_net
+
+    config = tiny_config(painting, tmp_path / "source")
+    keras.utils.set_random_seed(12345)
+    net = build_transform_net(config)
+    net.save(tmp_path / "source.keras")
+    net.save_weights(tmp_path / "source.weights.h5")
+    # train() seeds with config.seed before building its net: that start must differ,
+    # or starting "from the source" would prove nothing.
+    keras.utils.set_random_seed(config.seed)
+    seeded = build_transform_net(config)
+    assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(seeded.weights, net.weights))
+    return net
+
+
+@pytest.mark.parametrize("file_name", ["source.keras", "source.weights.h5"])
+def test_init_weights_starts_a_fresh_run_from_another_net(painting, tmp_path, source_net, file_name):
+    # lr=0: Adam leaves every weight where it started, so the final net is the start.
+    result = train(
+        tiny_config(painting, tmp_path / "run", steps=1, lr=0.0, init_weights=str(tmp_path / file_name)),
+        dataset=[photo_batch()],
+    )
+    trained = [v.numpy() for v in result.model.weights]
+    source = [v.numpy() for v in source_net.weights]
+    assert len(trained) == len(source)
+    for got, want in zip(trained, source):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_resume_ignores_init_weights_and_keeps_the_checkpoint(painting, tmp_path, source_net):
+    out = tmp_path / "run"
+    first = train(tiny_config(painting, out, steps=1), dataset=[photo_batch()])
+    checkpointed = [v.numpy() for v in first.model.weights]
+
+    resumed = train(
+        tiny_config(painting, out, steps=1, resume=True, init_weights=str(tmp_path / "source.keras")),
+        dataset=[photo_batch()],
+    )
+    assert resumed.steps_this_run == 0
+    for got, want in zip(resumed.model.weights, checkpointed):
+        np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_cli_maps_the_time_budget_architecture_and_init_weights_flags():
+    config = parse_args([
+        "--style", "p.jpg", "--data", "coco", "--out", "runs/p", "--max-seconds", "400.5",
+        "--init-weights", "runs/q/transform_net.keras", "--residual-blocks", "3",
+        "--output-kernel", "3",
+    ])
+    assert config.max_seconds == 400.5
+    assert config.init_weights == "runs/q/transform_net.keras"
+    assert (config.num_residual_blocks, config.output_kernel_size) == (3, 3)
+
+    defaults = parse_args(["--style", "p", "--data", "d", "--out", "o"])
+    assert (defaults.max_seconds, defaults.init_weights) == (None, None)
+    assert (defaults.num_residual_blocks, defaults.output_kernel_size) == (5, 9)
+    with pytest.raises(ValueError, match="max_seconds"):
+        parse_args(["--style", "p", "--data", "d", "--out", "o", "--max-seconds", "0"])
+
+
+def test_config_output_kernel_and_residual_blocks_shape_the_net(painting, tmp_path):
+    from ml.train import build_transform_net
+
+    net = build_transform_net(tiny_config(painting, tmp_path, output_kernel_size=3, num_residual_blocks=2))
+    assert net.output_kernel_size == 3 and len(net.residual_blocks) == 2
+    assert tuple(net.conv_out.kernel.shape)[:2] == (3, 3)
+    assert tiny_config(painting, tmp_path).output_kernel_size == 9
