@@ -1,11 +1,25 @@
-"""Stylize benchmark: latency and peak memory per photo size, end-to-end job latency,
-and jobs per minute with one and two Celery worker processes.
+"""Stylize benchmark: latency of the shipped styles at 1024², latency and peak memory
+per photo size, end-to-end job latency, and jobs per minute with one and two Celery
+worker processes.
 
     python -m bench.stylize_bench [--sizes 256,512,1024,2048,4096] [--width 0.5,1.0]
-                                  [--quick] [--skip-jobs] [--out var/bench/results.md]
+                                  [--blocks 3] [--output-kernel 3] [--quick]
+                                  [--skip-shipped | --shipped-only] [--skip-jobs]
+                                  [--out var/bench/results.md]
 
-Everything runs on this machine against a TransformNet exported with random weights
-(``keras.utils.set_random_seed(0)``) into a temporary serving dir (models/bench/1/):
+Everything runs on this machine.
+
+0. Shipped styles at 1024² (first, also in --quick): every model under the repository's
+   ``serving/models/<name>/<latest version>/`` (read-only; the versions
+   ``stylize.services.shipped_versions`` accepts: a numbered folder with a
+   ``saved_model.pb``), a 1024² photo through the local backend with ``photo_stylize``
+   in a fresh subprocess (warm-up, median of --runs) plus the bare SavedModel call;
+   pass/fail against TARGET_SHIPPED_1024_S per style.
+
+The other sections use a TransformNet exported with random weights
+(``keras.utils.set_random_seed(0)``) into a temporary serving dir (models/bench/1/), by
+default the shipped architecture: ``TransformNet(width=0.5, num_residual_blocks=3,
+output_kernel_size=3)`` (--width, --blocks, --output-kernel):
 
 1. per size, (a) the local backend in a fresh subprocess through ``photo_stylize``
    (stylize_tiled + backend + postprocess, what a job runs), (b) the same through
@@ -41,6 +55,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 MODEL_NAME = "bench"
 RESULT_PREFIX = "BENCH-RESULT "
+SERVING_DIR = BASE_DIR / "serving"  # the shipped styles (read-only here)
+
+TARGET_SHIPPED_1024_S = 0.6  # a shipped style, 1024² photo, local backend, median
 
 TARGET_PEAK_BYTES = 4 * 1000**3  # "under 4 GB"
 TARGET_E2E_RATIO = 1.2
@@ -128,6 +145,27 @@ def base_env(serving_dir: Path, var_dir: Path, **extra) -> dict:
     return env
 
 
+def shipped_models(serving_dir: Path) -> list[tuple[str, int]]:
+    """(model name, latest version) of every model under ``serving_dir/models/``.
+
+    The check of ``stylize.services.shipped_versions`` (a numbered folder holding a
+    ``saved_model.pb``), repeated here so the parent imports neither Django nor
+    TensorFlow.
+    """
+    models_dir = serving_dir / "models"
+    if not models_dir.is_dir():
+        return []
+    shipped = []
+    for model_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()):
+        versions = sorted(
+            int(path.name) for path in model_dir.iterdir()
+            if path.name.isdigit() and (path / "saved_model.pb").is_file()
+        )
+        if versions:
+            shipped.append((model_dir.name, versions[-1]))
+    return shipped
+
+
 def load_avg() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -159,7 +197,8 @@ def child_export(args) -> None:
     from ml.model import TransformNet
 
     keras.utils.set_random_seed(0)
-    model = TransformNet(width=args.width)
+    model = TransformNet(width=args.width, num_residual_blocks=args.blocks,
+                         output_kernel_size=args.output_kernel)
     model(np.zeros((1, 16, 16, 3), "float32"))
     version, path = export_savedmodel(model, Path(args.models_dir) / MODEL_NAME)
     emit({"version": version, "path": str(path)})
@@ -172,14 +211,19 @@ def _django():
 
 
 def child_photo(args) -> None:
-    """One size through photo_stylize (local or tfserving backend), in a fresh process."""
+    """One size through photo_stylize (local or tfserving backend), in a fresh process.
+
+    The model is ``SERVING_DIR/models/<--model>/<--version>/`` (default: the random-weights
+    ``bench/1`` export; the shipped-styles section points SERVING_DIR at serving/).
+    """
     _django()
     import numpy as np  # noqa: F401
 
     from stylize.models import Style
     from stylize.stylizing import photo_stylize
 
-    style = Style(name="Bench", slug="bench", model_name=MODEL_NAME, live_version=1)
+    style = Style(name=args.model, slug="bench", model_name=args.model,
+                  live_version=args.version)
     photo = make_photo(args.size)
     # Warm-up: one pass at (at most) tile size loads the model and allocates.
     warm = photo if args.size <= 1024 else make_photo(1024)
@@ -200,7 +244,7 @@ def child_photo(args) -> None:
         from ml.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 
         signature = tf.saved_model.load(
-            str(Path(os.environ["SERVING_DIR"]) / "models" / MODEL_NAME / "1")
+            str(Path(os.environ["SERVING_DIR"]) / "models" / args.model / str(args.version))
         ).signatures[SIGNATURE_NAME]
         batch = tf.constant(make_photo(1024)[None])
         signature(**{INPUT_NAME: batch})[OUTPUT_NAME].numpy()  # warm-up
@@ -225,7 +269,7 @@ def child_profile(args) -> None:
     backend = get_backend()
 
     def run(batch):
-        return backend.stylize(model_name=MODEL_NAME, version=1, images=batch)
+        return backend.stylize(model_name=args.model, version=args.version, images=batch)
 
     stages: dict[str, list[float]] = {}
 
@@ -403,9 +447,63 @@ class Bench:
     def export(self, width: float) -> Path:
         serving_dir = self.tmp / f"serving-w{width}"
         env = base_env(serving_dir, self.tmp / "var")
-        run_child(["_export", "--models-dir", str(serving_dir / "models"), "--width", str(width)],
+        run_child(["_export", "--models-dir", str(serving_dir / "models"), "--width", str(width),
+                   "--blocks", str(self.args.blocks),
+                   "--output-kernel", str(self.args.output_kernel)],
                   env, timeout=300, log=self.log)
         return serving_dir
+
+    def arch(self, width: float) -> str:
+        return (f"width {width}, {self.args.blocks} residual blocks, "
+                f"{self.args.output_kernel}×{self.args.output_kernel} output conv")
+
+    # ---- 0. shipped styles
+    def shipped(self) -> None:
+        """Every shipped style's latest version at 1024², local backend and bare model."""
+        args = self.args
+        serving_dir = Path(args.serving_dir).resolve()
+        models = shipped_models(serving_dir)
+        title = f"### Shipped styles at 1024² ({serving_dir / 'models'})\n\n"
+        if not models:
+            text = title + "No shipped styles (no `<name>/<version>/saved_model.pb`).\n"
+            self.sections.append(text)
+            self.say(text)
+            self.verdicts.append((f"shipped styles ≤ {TARGET_SHIPPED_1024_S} s at 1024² "
+                                  "(local backend)", "no shipped styles", "–"))
+            return
+        rows = []
+        for name, version in models:
+            load = load_avg()
+            env = base_env(serving_dir, self.tmp / "var", MODEL_BACKEND="local")
+            child = ["_photo", "--size", "1024", "--runs", str(args.runs), "--bare",
+                     "--model", name, "--version", str(version)]
+            label = f"{name} v{version}"
+            verdict = f"{label}: 1024² local ≤ {TARGET_SHIPPED_1024_S} s"
+            try:
+                res = run_child(child, env, 900, self.log)
+            except RuntimeError as error:
+                self.say(f"  shipped {label}: {error}")
+                rows.append([label, "error", "–", "–", "–", load])
+                self.verdicts.append((verdict, f"error: {error}", "FAIL"))
+                continue
+            ok = res["median_s"] <= TARGET_SHIPPED_1024_S
+            self.say(f"  shipped {label} 1024² local: {fmt_s(res['median_s'])}, bare "
+                     f"{fmt_s(res['bare_median_s'])}, peak {fmt_mb(res['peak_bytes'])} "
+                     f"(load {load})")
+            rows.append([label, f"{res['median_s']:.3f}", f"{res['bare_median_s']:.3f}",
+                         f"{res['peak_bytes'] / 1e6:,.0f}", "PASS" if ok else "FAIL", load])
+            self.verdicts.append((verdict, fmt_s(res["median_s"]), "PASS" if ok else "FAIL"))
+        text = (title + md_table(
+            ["style", "local median (s)", "bare median (s)", "peak MB (VmHWM, local)",
+             f"≤ {TARGET_SHIPPED_1024_S} s", "load avg 1/5/15 min before"], rows)
+            + f"\n\nA 1024×1024 photo through `photo_stylize` with the local backend (tiling, "
+              f"backend, postprocess) in a fresh process per style: one warm-up, then the "
+              f"median of {args.runs} runs; bare = the SavedModel signature called directly on "
+              f"a 1×1024×1024×3 batch (median of {max(3, args.runs)}). Peak is the process's "
+              f"VmHWM before the bare model is loaded. Target: local median ≤ "
+              f"{TARGET_SHIPPED_1024_S} s.\n")
+        self.sections.append(text)
+        self.say(text)
 
     # ---- 1. per size
     def sizes(self, width: float, serving_dir: Path) -> None:
@@ -467,7 +565,8 @@ class Bench:
             ["photo", "runs", "local median", "local peak (VmHWM)", "gRPC median",
              "gRPC client peak", "gRPC server peak", "local warm-up (1st call, ≤1024²)",
              "load avg 1/5/15 min before"], rows)
-        text = (f"### Per-image latency and peak memory, width {width}\n\n{table}\n\n"
+        text = (f"### Per-image latency and peak memory, random weights, {self.arch(width)}"
+                f"\n\n{table}\n\n"
                 f"Bare model (SavedModel signature on a 1×1024×1024×3 batch, no tiling/pre/post): "
                 f"**{fmt_s(bare)}** median.\n")
         self.sections.append(text)
@@ -486,7 +585,7 @@ class Bench:
         bare = seq["bare_median_s"]
         ratio = seq["e2e_median_s"] / bare
         ratio_min = min(seq["e2e"]) / min(seq["bare"])
-        text = (f"### End-to-end job latency at 1024², width {width}\n\n" + md_table(
+        text = (f"### End-to-end job latency at 1024², random weights, {self.arch(width)}\n\n" + md_table(
             ["e2e median (enqueued→finished)", "of which queue wait", "of which task run",
              "bare model (same window)", "e2e / bare (medians)", "e2e / bare (fastest of each)",
              "bare model (section 1)", "jobs",
@@ -532,7 +631,7 @@ class Bench:
                  f"{r['worker_cpu_s_per_job']:.2f} s",
                  f"{100 * r['machine_busy']:.0f} %" if r["machine_busy"] is not None else "–",
                  r["load"]] for w, t, r in runs]
-        text = (f"### Throughput at 512², width {width} ({cores} CPU cores)\n\n" + md_table(
+        text = (f"### Throughput at 512², random weights, {self.arch(width)} ({cores} CPU cores)\n\n" + md_table(
             ["workers", "jobs", "makespan", "jobs/min", "task run median",
              "worker CPU per job", "machine CPU busy during run", "load avg before"], rows)
             + f"\n\nTwo workers / one (MODEL_THREADS={cores}): **{scaling:.2f}×** (one-worker "
@@ -595,11 +694,20 @@ class Bench:
         header = (f"# Stylize benchmark\n\n{time.strftime('%Y-%m-%d %H:%M:%S %Z')}, "
                   f"{os.cpu_count()} CPU cores, load average at start {load_avg()} "
                   f"(other work on this machine inflates and jitters the numbers). "
-                  f"TransformNet with random weights (seed 0), STYLIZE_TILE_SIZE "
+                  + ("" if args.skip_shipped else
+                     f"Shipped styles: the latest version of each model in "
+                     f"{Path(args.serving_dir).resolve() / 'models'}. ")
+                  + ("" if args.shipped_only else
+                     f"Other sections: TransformNet with random weights (seed 0), "
+                     f"{args.blocks} residual blocks, {args.output_kernel}×{args.output_kernel} "
+                     f"output conv, width {','.join(str(w) for w in args.widths)}. ")
+                  + f"STYLIZE_TILE_SIZE "
                   f"{os.environ.get('STYLIZE_TILE_SIZE', 'from settings (default 1088)')}. Options: {' '.join(sys.argv[1:]) or '(defaults)'}\n")
         self.say(header)
         try:
-            for width in args.widths:
+            if not args.skip_shipped:
+                self.shipped()
+            for width in ([] if args.shipped_only else args.widths):
                 serving_dir = self.export(width)
                 if args.sizes:
                     self.sizes(width, serving_dir)
@@ -647,6 +755,10 @@ def main(argv=None) -> int:
         sub.add_argument("command")
         sub.add_argument("--models-dir")
         sub.add_argument("--width", type=float)
+        sub.add_argument("--blocks", type=int, default=3)
+        sub.add_argument("--output-kernel", type=int, default=3)
+        sub.add_argument("--model", default=MODEL_NAME)
+        sub.add_argument("--version", type=int, default=1)
         sub.add_argument("--size", type=int)
         sub.add_argument("--runs", type=int, default=3)
         sub.add_argument("--bare", action="store_true")
@@ -664,10 +776,23 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=_ints, default=None,
                         help="photo sides, default 256,512,1024,2048,4096 (--quick: 1024,4096, gRPC only ≤1024²)")
     parser.add_argument("--width", dest="widths", type=_floats, default=None,
-                        help="TransformNet widths, comma-separated (default 0.5; 0.5,1.0 takes ~3x longer)")
+                        help="TransformNet widths of the random-weights model, comma-separated "
+                             "(default 0.5; 0.5,1.0 takes ~3x longer)")
+    parser.add_argument("--blocks", type=int, default=3,
+                        help="residual blocks of the random-weights model (default 3, as shipped)")
+    parser.add_argument("--output-kernel", type=int, default=3,
+                        help="output conv kernel of the random-weights model (default 3, as shipped)")
+    shipped = parser.add_mutually_exclusive_group()
+    shipped.add_argument("--skip-shipped", action="store_true",
+                         help="skip the shipped-styles-at-1024² section")
+    shipped.add_argument("--shipped-only", action="store_true",
+                         help="run only the shipped-styles-at-1024² section")
+    parser.add_argument("--serving-dir", default=str(SERVING_DIR),
+                        help="where the shipped styles are (default: the repository's serving/)")
     parser.add_argument("--job-width", dest="job_widths", type=_floats, default=None,
                         help="widths to run the Celery job benchmarks for (default: the first)")
-    parser.add_argument("--runs", type=int, default=None, help="timed runs per size ≤1024²")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="timed runs per size ≤1024² and per shipped style")
     parser.add_argument("--jobs", type=int, default=None, help="jobs for the throughput test")
     parser.add_argument("--e2e-jobs", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="fewer sizes, widths and runs")
