@@ -51,6 +51,47 @@ def _conv_out(size, kernel_size, strides):
     return (size + 2 * pad - kernel_size) // strides + 1
 
 
+# Padding helpers built from slices and concatenations. They give exactly the
+# values of ``ops.pad`` in "reflect" / "symmetric" mode, but on the TensorFlow
+# backend the CPU MirrorPad kernel behind ``ops.pad`` is much slower than the
+# plain copies of a concatenation (measured ~80 vs ~50 ms at 1024x1024x16).
+
+
+def _reflect_pad_axis(x, axis, before, after):
+    """Reflect ``x`` (edge pixel not repeated) by ``before``/``after`` along ``axis``."""
+    if not before and not after:
+        return x
+    size = x.shape[axis]
+    if size is not None and size <= max(before, after):
+        # Too small to reflect from slices: let ops.pad raise (or, on backends
+        # that allow it, reflect repeatedly) as it always did.
+        pad_width = [[0, 0]] * 4
+        pad_width[axis] = [before, after]
+        return ops.pad(x, pad_width, mode="reflect")
+    index = [slice(None)] * 4
+    parts = []
+    if before:
+        index[axis] = slice(1, before + 1)
+        parts.append(ops.flip(x[tuple(index)], axis=axis) if before > 1 else x[tuple(index)])
+    parts.append(x)
+    if after:
+        index[axis] = slice(-after - 1, -1)
+        parts.append(ops.flip(x[tuple(index)], axis=axis) if after > 1 else x[tuple(index)])
+    return ops.concatenate(parts, axis=axis)
+
+
+def _reflect_pad(x, top, bottom, left, right):
+    """``ops.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]], mode="reflect")``."""
+    x = _reflect_pad_axis(x, 1, top, bottom)
+    return _reflect_pad_axis(x, 2, left, right)
+
+
+def _edge_pad_1(x):
+    """Pad height and width by one pixel that repeats the edge pixel."""
+    x = ops.concatenate([x[:, :1], x, x[:, -1:]], axis=1)
+    return ops.concatenate([x[:, :, :1], x, x[:, :, -1:]], axis=2)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ReflectionConv2D(keras.layers.Layer):
     """Reflection padding followed by a ``VALID`` 2D convolution.
@@ -114,7 +155,7 @@ class ReflectionConv2D(keras.layers.Layer):
         x = inputs
         if self.pad:
             p = self.pad
-            x = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+            x = _reflect_pad(x, p, p, p, p)
         x = ops.conv(x, self.kernel, strides=self.strides, padding="valid")
         if self.bias is not None:
             x = x + self.bias
@@ -175,8 +216,16 @@ class InstanceNormalization(keras.layers.Layer):
 
     def call(self, inputs):
         mean, variance = ops.moments(inputs, axes=[1, 2], keepdims=True)
-        x = (inputs - mean) * ops.rsqrt(variance + self.epsilon)
-        return x * self.scale + self.offset
+        if keras.backend.standardize_dtype(inputs.dtype) in ("float16", "bfloat16"):
+            # Half precision (mixed-precision training): centre first, as a
+            # folded shift could cancel badly against x * scale.
+            x = (inputs - mean) * ops.rsqrt(variance + self.epsilon)
+            return x * self.scale + self.offset
+        # Same map with the normalisation and the affine folded into one
+        # per-image, per-channel multiply-add: two passes over the full-size
+        # tensor instead of four (the statistics still come from ops.moments).
+        multiplier = ops.rsqrt(variance + self.epsilon) * self.scale
+        return inputs * multiplier + (self.offset - mean * multiplier)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -275,11 +324,50 @@ class UpsampleConv2D(keras.layers.Layer):
         return (input_shape[0], up(input_shape[1]), up(input_shape[2]), input_shape[3])
 
     def call(self, inputs):
+        if self.size == 2 and self.kernel_size == 3:
+            return self._subpixel_call(inputs)
         x = inputs
         if self.size > 1:
             x = ops.repeat(x, self.size, axis=1)
             x = ops.repeat(x, self.size, axis=2)
         return self.conv(x)
+
+    def _subpixel_call(self, inputs):
+        """``conv(reflect_pad(repeat2(x)))`` computed at the input resolution.
+
+        Along one axis, with ``k0, k1, k2`` the kernel taps and ``u`` the
+        upsampled signal (``u[2i] = u[2i+1] = x[i]``), reflection of ``u`` by
+        one pixel repeats ``x``'s edge pixel, and output pixels ``2j-1`` and
+        ``2j`` only read ``x[j-1]`` and ``x[j]``::
+
+            out[2j-1] = (k0 + k1) * x[j-1] + k2 * x[j]
+            out[2j]   = k0 * x[j-1] + (k1 + k2) * x[j]
+
+        So one 2x2 convolution of ``x`` edge-padded by one pixel, with the four
+        (row, column) phase kernels stacked as ``4 * filters`` channels, then a
+        depth-to-space and a one-pixel crop give the same result with 16 instead
+        of 36 multiply-adds per output value and no full-size upsampled copy.
+        """
+        kernel = self.conv.kernel
+
+        def fold(k, axis):
+            # Plain indexing, not ops.take: its TensorFlow gradient is sparse.
+            k0, k1, k2 = (k[(slice(None),) * axis + (i,)] for i in range(3))
+            return (
+                ops.stack([k0 + k1, k2], axis=axis),  # odd output pixel 2j-1
+                ops.stack([k0, k1 + k2], axis=axis),  # even output pixel 2j
+            )
+
+        phases = []
+        for rows in fold(kernel, 0):
+            phases.extend(fold(rows, 1))
+        kernel = ops.concatenate(phases, axis=-1)  # (2, 2, in, 4 * filters)
+
+        x = ops.conv(_edge_pad_1(inputs), kernel, padding="valid")
+        if self.conv.bias is not None:
+            x = x + ops.tile(self.conv.bias, [4])
+        x = ops.depth_to_space(x, 2)
+        return x[:, 1:-1, 1:-1]
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(self._upsampled_shape(input_shape))

@@ -141,3 +141,220 @@ def test_upsample_doubles_odd_sizes():
     y = UpsampleConv2D(6)(_random((2, 5, 7, 3)))
     assert tuple(y.shape) == (2, 10, 14, 6)
     assert len(UpsampleConv2D(6).weights) == 0  # weights only appear in build()
+
+
+# ----------------------------------------------------------------------------------------
+# The layers use faster formulations (concatenation padding, a folded instance-norm
+# affine, a sub-pixel upsampling convolution); each must equal the straightforward one.
+
+
+def _reference_upsample_conv(x, kernel, bias, size):
+    """Nearest-neighbour repeat, reflect pad and VALID conv, in numpy."""
+    up = x.repeat(size, axis=1).repeat(size, axis=2)
+    return _reference_reflect_conv(up, kernel, bias, strides=1)
+
+
+def _reference_instance_norm(x, scale, offset, epsilon):
+    """Moments, normalise, then the per-channel affine map, in float64 numpy."""
+    x = x.astype("float64")
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    variance = x.var(axis=(1, 2), keepdims=True)
+    return (x - mean) / np.sqrt(variance + epsilon) * scale + offset
+
+
+def _keras_reference_upsample_conv(x, kernel, bias, size):
+    """The former UpsampleConv2D.call with keras ops: repeat, ops.pad reflect, conv."""
+    ops = keras.ops
+    y = ops.repeat(ops.repeat(x, size, axis=1), size, axis=2)
+    p = kernel.shape[0] // 2
+    y = ops.pad(y, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+    return keras.ops.convert_to_numpy(ops.conv(y, kernel, padding="valid") + bias)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (2, 2, 2, 3),
+        (1, 1, 1, 2),
+        (1, 1, 4, 3),
+        (2, 3, 2, 4),
+        (1, 5, 7, 3),
+        (2, 6, 4, 5),
+        (1, 9, 8, 2),
+    ],
+)
+def test_upsample_conv_matches_repeat_reflect_conv_reference(shape):
+    layer = UpsampleConv2D(6, kernel_size=3, size=2)
+    layer.build(shape)
+    x = _random(shape, seed=3)
+    kernel = _random((3, 3, shape[-1], 6), seed=7)
+    bias = _random((6,), seed=8)
+    layer.set_weights([kernel, bias])
+    got = keras.ops.convert_to_numpy(layer(x))
+    expected = _reference_upsample_conv(x, kernel, bias, 2)
+    assert got.shape == expected.shape == (shape[0], 2 * shape[1], 2 * shape[2], 6)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    keras_reference = _keras_reference_upsample_conv(x, kernel, bias, 2)
+    np.testing.assert_allclose(got, keras_reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_size, size", [(3, 3), (5, 2), (1, 2), (3, 1)])
+def test_upsample_conv_other_kernels_and_factors_match_reference(kernel_size, size):
+    shape = (2, 5, 4, 3)
+    layer = UpsampleConv2D(4, kernel_size=kernel_size, size=size)
+    layer.build(shape)
+    x = _random(shape, seed=4)
+    kernel = _random((kernel_size, kernel_size, 3, 4), seed=9)
+    bias = _random((4,), seed=10)
+    layer.set_weights([kernel, bias])
+    got = keras.ops.convert_to_numpy(layer(x))
+    expected = _reference_upsample_conv(x, kernel, bias, size)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow graph tracing")
+def test_upsample_conv_matches_reference_with_unknown_sizes_in_a_graph():
+    import tensorflow as tf
+
+    layer = UpsampleConv2D(5, kernel_size=3, size=2)
+    layer.build((None, None, None, 3))
+    kernel, bias = _random((3, 3, 3, 5), seed=11), _random((5,), seed=12)
+    layer.set_weights([kernel, bias])
+    fn = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    for shape in [(1, 2, 2, 3), (2, 7, 4, 3), (1, 6, 9, 3)]:
+        x = _random(shape, seed=shape[1])
+        expected = _reference_upsample_conv(x, kernel, bias, 2)
+        np.testing.assert_allclose(fn(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kernel_size, strides, size",
+    [
+        (3, 1, (2, 2)),
+        (3, 1, (2, 5)),
+        (3, 2, (3, 2)),
+        (5, 1, (3, 4)),
+        (5, 2, (6, 7)),
+        (9, 1, (5, 8)),
+        (9, 1, (12, 9)),
+    ],
+)
+def test_reflection_conv_matches_numpy_reference_for_all_paddings(kernel_size, strides, size):
+    # Smallest sizes reflection allows (kernel_size // 2 + 1) included.
+    layer = ReflectionConv2D(3, kernel_size, strides=strides)
+    x = _random((2, *size, 2), seed=13)
+    layer.build(x.shape)
+    kernel, bias = _random((kernel_size, kernel_size, 2, 3), seed=14), _random((3,), seed=15)
+    layer.set_weights([kernel, bias])
+    got = keras.ops.convert_to_numpy(layer(x))
+    expected = _reference_reflect_conv(x, kernel, bias, strides)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("pads", [(1, 1, 1, 1), (4, 4, 4, 4), (2, 0, 0, 3), (0, 1, 2, 0)])
+def test_reflect_pad_helper_equals_ops_pad(pads):
+    from ml.layers import _edge_pad_1, _reflect_pad
+
+    x = _random((2, 7, 6, 3), seed=16)
+    top, bottom, left, right = pads
+    expected = np.pad(x, [(0, 0), (top, bottom), (left, right), (0, 0)], mode="reflect")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(_reflect_pad(x, *pads)), expected)
+    edge = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="edge")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(_edge_pad_1(x)), edge)
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 5, 3), (1, 8, 6, 4), (3, 1, 2, 2), (1, 16, 16, 5)])
+@pytest.mark.parametrize("mean, std", [(0.0, 1.0), (40.0, 0.5), (-3.0, 20.0)])
+def test_instance_norm_matches_normalise_then_affine_reference(shape, mean, std):
+    epsilon = 1e-5
+    layer = InstanceNormalization(epsilon=epsilon)
+    layer.build(shape)
+    channels = shape[-1]
+    scale = _random((channels,), seed=17, low=-2.0, high=2.0)
+    offset = _random((channels,), seed=18, low=-1.0, high=1.0)
+    layer.set_weights([scale, offset])
+    x = (np.random.default_rng(19).normal(mean, std, shape)).astype("float32")
+    got = keras.ops.convert_to_numpy(layer(x))
+    expected = _reference_instance_norm(x, scale, offset, epsilon)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_instance_norm_of_a_flat_image_is_the_offset():
+    layer = InstanceNormalization()
+    layer.build((1, 5, 6, 2))
+    layer.set_weights([np.array([3.0, -2.0], "float32"), np.array([0.5, 7.0], "float32")])
+    # Zero variance: the normalised value is (x - mean) / sqrt(epsilon), so any
+    # rounding of the mean is multiplied by ~300 * scale (on every backend).
+    for value in (0.75, -2.5):
+        x = np.full((1, 5, 6, 2), value, dtype="float32")
+        y = keras.ops.convert_to_numpy(layer(x))
+        np.testing.assert_allclose(y, np.broadcast_to([0.5, 7.0], y.shape), atol=1e-3)
+
+
+def test_layers_match_references_under_mixed_float16():
+    shape = (2, 6, 5, 4)
+    x = _random(shape, seed=20)
+    up = UpsampleConv2D(3, kernel_size=3, size=2, dtype="mixed_float16")
+    up.build(shape)
+    kernel, bias = _random((3, 3, 4, 3), seed=21), _random((3,), seed=22)
+    up.set_weights([kernel, bias])
+    y = up(x)
+    assert keras.backend.standardize_dtype(y.dtype) == "float16"
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(y).astype("float32"),
+        _reference_upsample_conv(x, kernel, bias, 2),
+        rtol=2e-2,
+        atol=2e-2,
+    )
+
+    norm = InstanceNormalization(dtype="mixed_float16")
+    norm.build(shape)
+    scale, offset = _random((4,), seed=23), _random((4,), seed=24)
+    norm.set_weights([scale, offset])
+    x = (np.random.default_rng(25).normal(30.0, 0.5, shape)).astype("float32")
+    y = norm(x)
+    assert keras.backend.standardize_dtype(y.dtype) == "float16"
+    expected = _reference_instance_norm(x.astype("float16").astype("float32"), scale, offset, 1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(y).astype("float32"), expected, atol=5e-2)
+
+
+def test_upsample_conv_kernel_gradient_matches_reference():
+    # Training goes through the sub-pixel form too: its gradients must be the
+    # reference ones, and dense (no IndexedSlices on TensorFlow).
+    shape = (2, 5, 4, 3)
+    x = _random(shape, seed=26)
+    weights = _random((2, 10, 8, 4), seed=27)
+    layer = UpsampleConv2D(4, kernel_size=3, size=2)
+    layer.build(shape)
+    layer.set_weights([_random((3, 3, 3, 4), seed=28), _random((4,), seed=29)])
+    ops = keras.ops
+
+    def reference(kernel, bias):
+        y = ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2)
+        y = ops.pad(y, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+        return ops.sum((ops.conv(y, kernel, padding="valid") + bias) * weights)
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape(persistent=True) as tape:
+            loss = ops.sum(layer(x) * weights)
+            expected_loss = reference(layer.conv.kernel, layer.conv.bias)
+        variables = [layer.conv.kernel.value, layer.conv.bias.value]
+        grads = [g.numpy() for g in tape.gradient(loss, variables)]
+        expected = [g.numpy() for g in tape.gradient(expected_loss, variables)]
+    elif backend == "jax":
+        import jax
+
+        def loss_fn(values):
+            y, _ = layer.stateless_call(values, [], x)
+            return ops.sum(y * weights)
+
+        values = [v.value for v in layer.trainable_variables]
+        grads = [np.asarray(g) for g in jax.grad(loss_fn)(values)]
+        expected = [np.asarray(g) for g in jax.grad(lambda v: reference(*v))(values)]
+    else:
+        pytest.skip(f"no gradient helper for {backend}")
+    for got, want in zip(grads, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
