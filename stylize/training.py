@@ -37,7 +37,14 @@ class TrainingOptions:
     style_weight: float | None = None
     tv_weight: float | None = None
     lr: float = 1e-3
-    width: float = 1.0
+    # Architecture; the defaults are the shipped styles' TransformNet.
+    width: float = 0.5
+    residual_blocks: int = 3
+    output_kernel: int = 3
+    # A transform net of the same architecture to start from (fine-tune another style).
+    init_weights: str | None = None
+    # Stop (with a checkpoint) after this much training time; steps stay the ceiling.
+    max_seconds: float | None = None
     resume: bool = False
     checkpoint_every: int = 1000
 
@@ -86,6 +93,10 @@ def style_train(*, style: Style, options: TrainingOptions, on_progress=None) -> 
             tv_weight=options.tv_weight,
             lr=options.lr,
             width=options.width,
+            num_residual_blocks=options.residual_blocks,
+            output_kernel_size=options.output_kernel,
+            init_weights=options.init_weights,
+            max_seconds=options.max_seconds,
             resume=options.resume,
             checkpoint_every=min(options.checkpoint_every, options.steps),
         )

@@ -1,6 +1,9 @@
 """train_style / evaluate_style on tiny photos with a random-weights VGG16 file."""
 
 import io
+import json
+import re
+from dataclasses import asdict
 
 import keras
 import numpy as np
@@ -42,6 +45,31 @@ def serving_dir(settings, tmp_path):
     settings.VAR_DIR = tmp_path / "var"
     settings.TFSERVING_MODEL_BASE_PATH = "/models/models"
     return settings.SERVING_DIR
+
+
+class TrainingCaptured(Exception):
+    """Raised by the fake ml.train.train once it holds the TrainConfig."""
+
+
+@pytest.fixture
+def captured_configs(monkeypatch, serving_dir):
+    """The TrainConfigs that style_train builds; each run stops there (and fails)."""
+    configs = []
+
+    def fake_train(config, **kwargs):
+        configs.append(config)
+        raise TrainingCaptured("stopped by the test")
+
+    monkeypatch.setattr("ml.train.train", fake_train)
+    return configs
+
+
+def architecture(config):
+    return (config.width, config.num_residual_blocks, config.output_kernel_size,
+            config.init_weights, config.max_seconds)
+
+
+SHIPPED = (0.5, 3, 3, None, None)  # TransformNet(width=0.5, 3 blocks, 3x3 output conv)
 
 
 def read_models_config(serving_dir):
@@ -142,3 +170,57 @@ def test_a_new_version_is_listed_beside_the_live_one_until_serving_has_it(servin
     serving_config_write()
     [entry] = read_models_config(serving_dir)
     assert list(entry.model_version_policy.specific.versions) == [1]
+
+
+def test_admin_retrain_trains_the_shipped_architecture_by_default(captured_configs):
+    from stylize.tasks import train_style as train_task
+    from stylize.training import training_options_default
+
+    style = StyleFactory()
+    # What the "Retrain" action queues, after Celery's JSON round trip.
+    options = json.loads(json.dumps(asdict(training_options_default())))
+    with pytest.raises(TrainingCaptured):
+        train_task(style.pk, options)
+    [config] = captured_configs
+    assert architecture(config) == SHIPPED
+
+
+def test_train_style_architecture_comes_from_settings_or_flags(captured_configs, settings,
+                                                               tmp_path):
+    StyleFactory(slug="starry")
+    start = tmp_path / "wave.weights.h5"
+    start.write_bytes(b"")
+
+    def run(*flags):
+        with pytest.raises(CommandError, match="stopped by the test"):
+            call_command("train_style", "starry", "--data", str(tmp_path), *flags)
+        return architecture(captured_configs[-1])
+
+    assert run() == SHIPPED
+    chosen = run("--width", "1", "--residual-blocks", "5", "--output-kernel", "9",
+                 "--init-weights", str(start), "--max-seconds", "90")
+    assert chosen == (1.0, 5, 9, str(start), 90.0)
+    settings.TRAINING_DEFAULTS = {
+        **settings.TRAINING_DEFAULTS, "width": 0.25, "residual_blocks": 1, "output_kernel": 5,
+    }
+    assert run() == (0.25, 1, 5, None, None)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--output-kernel", "4", "--output-kernel: must be an odd whole number"),
+    ("--output-kernel", "0", "--output-kernel: must be an odd whole number"),
+    ("--output-kernel", "x", "--output-kernel: must be an odd whole number"),
+    ("--residual-blocks", "-1", "--residual-blocks: must be a whole number >= 0"),
+    ("--width", "0", "--width: must be a number > 0"),
+    ("--max-seconds", "0", "--max-seconds: must be a number > 0"),
+    ("--init-weights", "/no/such/net.weights.h5", "--init-weights: no such file"),
+])
+def test_bad_training_flags_are_a_usage_error_before_the_style_is_touched(
+    captured_configs, flag, value, message
+):
+    style = StyleFactory(slug="wave")
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command("train_style", "wave", flag, value)
+    assert captured_configs == []
+    style.refresh_from_db()
+    assert style.status == Style.Status.READY and style.status_reason == ""

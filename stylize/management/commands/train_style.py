@@ -1,3 +1,6 @@
+from argparse import ArgumentTypeError
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 
 from stylize.management.lookups import style_or_command_error
@@ -29,8 +32,23 @@ class Command(BaseCommand):
         parser.add_argument("--style-weight", type=float)
         parser.add_argument("--tv-weight", type=float)
         parser.add_argument("--lr", type=float, default=defaults.lr)
-        parser.add_argument("--width", type=float, default=defaults.width,
-                            help="filter multiplier, e.g. 0.5 for the half-width network")
+        parser.add_argument("--width", type=positive_float, default=defaults.width,
+                            help="filter multiplier: 0.5 is the half-width network "
+                                 f"(default {defaults.width})")
+        parser.add_argument("--residual-blocks", metavar="N", type=non_negative_int,
+                            default=defaults.residual_blocks,
+                            help="residual blocks at the bottleneck "
+                                 f"(default {defaults.residual_blocks})")
+        parser.add_argument("--output-kernel", metavar="K", type=odd_int,
+                            default=defaults.output_kernel,
+                            help="kernel size of the last convolution, odd; Johnson et al. "
+                                 f"use 9 (default {defaults.output_kernel})")
+        parser.add_argument("--init-weights", metavar="FILE", type=existing_file,
+                            help="start from this transform net (.keras or .weights.h5) "
+                                 "of the same architecture, e.g. another style's")
+        parser.add_argument("--max-seconds", metavar="S", type=positive_float,
+                            help="stop after this much training time, with a checkpoint; "
+                                 "--steps stays the ceiling")
         parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
         parser.add_argument("--resume", action="store_true",
                             help="continue from the last checkpoint of this style")
@@ -49,3 +67,35 @@ class Command(BaseCommand):
             f"{style.name}: version {style.live_version} is live "
             f"({done['steps_done']} steps in {done['seconds']} s)."
         ))
+
+
+# Argument types: a bad value is a usage error (a CommandError from call_command)
+# before the style is touched, not a failed training run.
+
+
+def _number(value: str, kind, acceptable, requirement: str):
+    try:
+        number = kind(value)
+    except ValueError:
+        number = None
+    if number is None or not acceptable(number):
+        raise ArgumentTypeError(f"must be {requirement}, got {value!r}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    return _number(value, float, lambda x: x > 0, "a number > 0")
+
+
+def non_negative_int(value: str) -> int:
+    return _number(value, int, lambda n: n >= 0, "a whole number >= 0")
+
+
+def odd_int(value: str) -> int:
+    return _number(value, int, lambda n: n > 0 and n % 2 == 1, "an odd whole number (1, 3, 5, ...)")
+
+
+def existing_file(value: str) -> str:
+    if not Path(value).is_file():
+        raise ArgumentTypeError(f"no such file: {value!r}")
+    return str(Path(value).resolve())
