@@ -10,10 +10,10 @@ worker processes.
 Everything runs on this machine.
 
 0. Shipped styles at 1024² (first, also in --quick): every model under the repository's
-   ``serving/models/<name>/<latest version>/`` (read-only; the versions
-   ``stylize.services.shipped_versions`` accepts: a numbered folder with a
-   ``saved_model.pb``), a 1024² photo through the local backend with ``photo_stylize``
-   in a fresh subprocess (warm-up, median of --runs) plus the bare SavedModel call;
+   ``serving/models/<name>/<latest version>/`` (read-only; a numbered folder with a
+   ``saved_model.pb``, ``ml.export.exported_versions``), a 1024² photo through the local
+   backend with ``photo_stylize`` in a fresh subprocess (warm-up, median of --runs) plus
+   the bare SavedModel call;
    pass/fail against TARGET_SHIPPED_1024_S per style.
 
 The other sections use a TransformNet exported with random weights
@@ -146,21 +146,15 @@ def base_env(serving_dir: Path, var_dir: Path, **extra) -> dict:
 
 
 def shipped_models(serving_dir: Path) -> list[tuple[str, int]]:
-    """(model name, latest version) of every model under ``serving_dir/models/``.
+    """(model name, latest version) of every model under ``serving_dir/models/``."""
+    from ml.export import exported_versions  # no TensorFlow, no Django
 
-    The check of ``stylize.services.shipped_versions`` (a numbered folder holding a
-    ``saved_model.pb``), repeated here so the parent imports neither Django nor
-    TensorFlow.
-    """
     models_dir = serving_dir / "models"
     if not models_dir.is_dir():
         return []
     shipped = []
     for model_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()):
-        versions = sorted(
-            int(path.name) for path in model_dir.iterdir()
-            if path.name.isdigit() and (path / "saved_model.pb").is_file()
-        )
+        versions = exported_versions(model_dir)
         if versions:
             shipped.append((model_dir.name, versions[-1]))
     return shipped

@@ -38,6 +38,15 @@ def existing_versions(base_dir) -> list[int]:
     return sorted(int(path.name) for path in base_dir.iterdir() if path.name.isdigit())
 
 
+def exported_versions(base_dir) -> list[int]:
+    """The version folders under ``base_dir`` that hold a complete SavedModel."""
+    base_dir = Path(base_dir)
+    return [
+        version for version in existing_versions(base_dir)
+        if (base_dir / str(version) / "saved_model.pb").is_file()
+    ]
+
+
 def next_version(base_dir) -> int:
     return max(existing_versions(base_dir), default=0) + 1
 

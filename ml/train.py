@@ -466,11 +466,10 @@ def train(
     start_step = 0
     if checkpoint is not None:
         start_step = load_checkpoint(trainer, checkpoint)
-    elif config.init_weights:
-        trainer.transform_net.load_weights(config.init_weights)
-    if checkpoint is not None:
         # A different seed after a resume, so the data order is not replayed.
         keras.utils.set_random_seed(config.seed + start_step)
+    elif config.init_weights:
+        trainer.transform_net.load_weights(config.init_weights)
 
     skips = SkipCounter()
     if dataset is None:

@@ -55,12 +55,9 @@ def style_training_fail(*, style: Style, reason: str) -> Style:
 
 def shipped_versions(model_dir: Path) -> list[int]:
     """Version directories of one model under serving/models/ that hold a SavedModel."""
-    from ml.export import existing_versions
+    from ml.export import exported_versions
 
-    return [
-        version for version in existing_versions(model_dir)
-        if (model_dir / str(version) / "saved_model.pb").is_file()
-    ]
+    return exported_versions(model_dir)
 
 
 def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
