@@ -135,3 +135,14 @@ def test_the_checkerboard_measure_tells_a_grid_from_brush_texture():
     grid[1::2, 1::2] += 20
     assert _checker_share(np.clip(grid, 0, 255)) > 0.8
     assert _checker_share(photo) < 0.6
+
+
+def test_each_shipped_style_has_a_contact_sheet_and_the_readme_shows_the_gallery():
+    docs = SERVING_DIR.parent / "docs"
+    for name in SHIPPED:
+        slug = json.loads((SERVING_DIR / "styles" / name / "style.json").read_text())["slug"]
+        with Image.open(docs / f"contact-sheet-{slug}.jpg") as sheet:
+            assert sheet.width >= 8 * 200  # eight held-out photos side by side
+    assert "](docs/gallery.jpg)" in (SERVING_DIR.parent / "README.md").read_text()
+    with Image.open(docs / "gallery.jpg") as gallery:
+        assert gallery.width > gallery.height
