@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_CONTENT_LAYER",
     "DEFAULT_LOSS_WEIGHTS",
     "DEFAULT_STYLE_LAYERS",
+    "DEFAULT_STYLE_LAYER_WEIGHTS",
     "LossWeightsUnavailable",
     "PerceptualLoss",
     "VGGPreprocess",
@@ -49,37 +50,33 @@ DEFAULT_STYLE_LAYERS = {
     "vgg19": ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"),
     "vgg16": ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3"),
 }
-#: Content layer per network: VGG19 conv4_2 (the thesis), VGG16 relu2_2
-#: (Johnson; ``"block3_conv3"`` is the other choice the paper shows).
-DEFAULT_CONTENT_LAYER = {"vgg19": "block4_conv2", "vgg16": "block2_conv2"}
+#: Content layer per network: VGG19 conv4_2 (the thesis), VGG16 relu3_3 (Johnson's
+#: code default, Magenta, Fritz, Turi). relu2_2 at a high weight pins the photo: the
+#: first styles trained that way looked like colour filters (BRIEF.md §2b).
+DEFAULT_CONTENT_LAYER = {"vgg19": "block4_conv2", "vgg16": "block3_conv3"}
 
-#: Default term weights for the normalisation described in the module
-#: docstring, for training at 256 px.
+#: Relative weight of each style layer, shallow to deep. VGG16: 1 : 4 : 16 : 64 is
+#: C^2 of each layer divided by 64^2, i.e. what Magenta and Fritz get by dividing the
+#: Gram by H*W only where we divide by C*H*W: the shallow layers mostly carry colour,
+#: the deep ones strokes and motifs. VGG19 keeps the thesis's equal weights.
+DEFAULT_STYLE_LAYER_WEIGHTS = {
+    "vgg19": (1.0, 1.0, 1.0, 1.0, 1.0),
+    "vgg16": (1.0, 4.0, 16.0, 64.0),
+}
+
+#: Default term weights for the normalisation described in the module docstring.
 #:
 #: * VGG19: the defaults of lengstrom/fast-style-transfer (content 7.5, style 100,
 #:   TV 200), which use exactly these layers, this normalisation and the same
-#:   Caffe-trained weights, and are known to train well at 256 px.
-#: * VGG16: Johnson et al.'s defaults (content 1, style 5 with mean-squared
-#:   content and Gram terms, Gram divided by C*H*W, as here). Their TV strength
-#:   1e-6 applies to an unnormalised sum of squares over a batch of four
-#:   256 px images; on this per-element mean that is about 0.5.
-#:   Measured with the ImageNet VGG16 on six scikit-image photos at 256 px and
-#:   four of our paintings (unweighted terms): an untrained TransformNet gives
-#:   content ~8.6e5, style ~8e6, TV ~4e3; the photo itself as the output gives
-#:   style ~0.5e6-1e6, TV ~400. With these weights style starts ~45x content
-#:   (under two orders of magnitude) and TV stays well under 1% of the total.
-#:   A direct (Gatys-style) optimisation of a 160 px photo towards Starry Night
-#:   with these weights (150 Adam steps) gives a clearly painted image whose
-#:   subject stays recognisable (style distance ratio 0.035, luminance
-#:   correlation 0.89, edge correlation 0.74).
-#:   Training the feed-forward net for 200 steps at 128 px on the offline photos
-#:   (Starry Night, 8 held-out photos at 512 px) showed content 1 is too weak for a
-#:   short run: style ratio 0.11 but luminance/edge correlation 0.45/0.31 and the
-#:   subjects dissolve. Content 3 gave 0.10 / 0.73 / 0.52, content 8 gave
-#:   0.14 / 0.84 / 0.65; content 5 sits between the two.
+#:   Caffe-trained weights.
+#: * VGG16 (content on relu3_3, style layers weighted 1:4:16:64): chosen so that a
+#:   200-step run at 128 px paints (held-out style ratio <= 0.13) while keeping the
+#:   photo's layout, and so that over a longer run the weighted content term ends
+#:   about 1-2x the weighted style term with TV a few per cent of the total.
+#:   The sweep behind these numbers: docs/design/training.md.
 DEFAULT_LOSS_WEIGHTS = {
     "vgg19": {"content_weight": 7.5, "style_weight": 100.0, "tv_weight": 200.0},
-    "vgg16": {"content_weight": 5.0, "style_weight": 5.0, "tv_weight": 0.5},
+    "vgg16": {"content_weight": 1.0, "style_weight": 1.0, "tv_weight": 0.5},
 }
 
 #: ImageNet mean pixel in BGR order (Caffe VGG preprocessing).
@@ -134,7 +131,7 @@ def _vgg(network, weights):
     return model
 
 
-def build_loss_network(network="vgg19", weights="imagenet", layers=None):
+def build_loss_network(network="vgg19", weights="imagenet", layers=None, dtype=None):
     """Frozen VGG mapping RGB images in [0, 255] to a dict of feature maps.
 
     Args:
@@ -146,6 +143,9 @@ def build_loss_network(network="vgg19", weights="imagenet", layers=None):
             or a legacy ``.h5``).
         layers: names of the VGG layers to output; default: the network's style
             layers plus its content layer.
+        dtype: a Keras dtype policy for the VGG, e.g. ``"mixed_bfloat16"`` (its
+            features then come out in bfloat16; :class:`PerceptualLoss` casts them
+            to float32 before taking any loss term). Default: the global policy.
 
     Returns:
         A non-trainable ``keras.Model`` taking ``(batch, height, width, 3)``
@@ -157,6 +157,18 @@ def build_loss_network(network="vgg19", weights="imagenet", layers=None):
     layers = list(dict.fromkeys(layers))
     if not layers:
         raise ValueError("`layers` must name at least one VGG layer.")
+    if dtype is None:
+        return _build_loss_network(network, weights, layers)
+    # keras.applications models take no dtype argument: build under the policy.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        return _build_loss_network(network, weights, layers)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build_loss_network(network, weights, layers):
     vgg = _vgg(network, weights)
     known = {layer.name for layer in vgg.layers}
     unknown = [name for name in layers if name not in known]
@@ -249,6 +261,9 @@ class PerceptualLoss:
             :data:`DEFAULT_CONTENT_LAYER` of the network.
         style_layers: VGG layers of the style term; default
             :data:`DEFAULT_STYLE_LAYERS` of the network.
+        style_layer_weights: relative weight of each style layer (same order);
+            default :data:`DEFAULT_STYLE_LAYER_WEIGHTS` for the default layers,
+            equal weights for other layers.
         content_weight, style_weight, tv_weight: term weights; ``None`` takes
             :data:`DEFAULT_LOSS_WEIGHTS` of the network.
         style_size: if given, the painting is resized (aspect kept) so that its
@@ -265,6 +280,7 @@ class PerceptualLoss:
         weights="imagenet",
         content_layer=None,
         style_layers=None,
+        style_layer_weights=None,
         content_weight=None,
         style_weight=None,
         tv_weight=None,
@@ -275,6 +291,21 @@ class PerceptualLoss:
         self.network = network
         self.content_layer = content_layer or DEFAULT_CONTENT_LAYER[network]
         self.style_layers = tuple(style_layers or DEFAULT_STYLE_LAYERS[network])
+        if style_layer_weights is None:
+            default_layers = self.style_layers == DEFAULT_STYLE_LAYERS[network]
+            style_layer_weights = (
+                DEFAULT_STYLE_LAYER_WEIGHTS[network] if default_layers
+                else (1.0,) * len(self.style_layers)
+            )
+        style_layer_weights = tuple(float(w) for w in style_layer_weights)
+        if len(style_layer_weights) != len(self.style_layers) or not all(
+            w >= 0 for w in style_layer_weights
+        ):
+            raise ValueError(
+                f"`style_layer_weights` needs one weight >= 0 per style layer "
+                f"{self.style_layers}. Received: {style_layer_weights}"
+            )
+        self.style_layer_weights = dict(zip(self.style_layers, style_layer_weights))
         defaults = DEFAULT_LOSS_WEIGHTS[network]
         self.content_weight = float(
             defaults["content_weight"] if content_weight is None else content_weight
@@ -306,10 +337,16 @@ class PerceptualLoss:
             )
             style = ops.clip(style, 0.0, 255.0)
         features = self.loss_network(style, training=False)
-        #: Painting Gram matrices, ``{layer: (1, C, C)}``.
+        #: Painting Gram matrices, ``{layer: (1, C, C)}``, float32.
         self.style_grams = {
-            name: ops.stop_gradient(gram_matrix(features[name])) for name in self.style_layers
+            name: ops.stop_gradient(gram_matrix(ops.cast(features[name], "float32")))
+            for name in self.style_layers
         }
+
+    @property
+    def term_names(self) -> tuple[str, ...]:
+        """The keys :meth:`loss` returns: totals, then one ``style_<layer>`` each."""
+        return ("total", "content", "style", "tv", *(f"style_{n}" for n in self.style_layers))
 
     def loss(self, content_batch, stylized_batch):
         """Weighted loss terms.
@@ -319,8 +356,10 @@ class PerceptualLoss:
             stylized_batch: the network outputs for them, same shape.
 
         Returns:
-            ``{"total", "content", "style", "tv"}`` scalar tensors; the last
-            three already multiplied by their weights, ``total`` their sum.
+            float32 scalar tensors, every one already multiplied by its weights:
+            ``content``, ``tv``, ``style`` (the sum of the per-layer terms),
+            ``style_<layer>`` for each style layer, and ``total`` =
+            content + style + tv. (See :attr:`term_names`.)
         """
         content_batch = ops.cast(content_batch, "float32")
         stylized_batch = ops.cast(stylized_batch, "float32")
@@ -328,18 +367,21 @@ class PerceptualLoss:
         features = self.loss_network(
             ops.concatenate([content_batch, stylized_batch], axis=0), training=False
         )
+        # Every term in float32, whatever precision the VGG runs in.
+        features = {name: ops.cast(value, "float32") for name, value in features.items()}
         target = ops.stop_gradient(features[self.content_layer][:batch])
         content = ops.mean(ops.square(features[self.content_layer][batch:] - target))
+        terms = {"content": self.content_weight * content}
         style = 0.0
         for name in self.style_layers:
             gram = gram_matrix(features[name][batch:])
-            style = style + ops.mean(ops.square(gram - self.style_grams[name]))
-        tv = total_variation(stylized_batch)
-        terms = {
-            "content": self.content_weight * content,
-            "style": self.style_weight * style,
-            "tv": self.tv_weight * tv,
-        }
+            layer = self.style_weight * self.style_layer_weights[name] * ops.mean(
+                ops.square(gram - self.style_grams[name])
+            )
+            terms[f"style_{name}"] = layer
+            style = style + layer
+        terms["style"] = style
+        terms["tv"] = self.tv_weight * total_variation(stylized_batch)
         terms["total"] = terms["content"] + terms["style"] + terms["tv"]
         return terms
 

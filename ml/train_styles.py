@@ -20,7 +20,6 @@ non-zero if any run failed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -33,12 +32,12 @@ RESULT_PREFIX = "TRAIN-RESULT "
 
 def load_plan(path) -> list[dict]:
     """The runs of a plan file, each a complete ``TrainConfig`` dict plus its name."""
+    from ml.config import FIELD_NAMES, TrainConfig
     from ml.model import TransformNet
-    from ml.train import TrainConfig
 
     plan = json.loads(Path(path).read_text())
     defaults = plan.get("defaults", {})
-    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    fields = FIELD_NAMES
     runs, names = [], set()
     for entry in plan["runs"]:
         run = {**defaults, **entry}
@@ -49,8 +48,10 @@ def load_plan(path) -> list[dict]:
         unknown = set(run) - fields
         if unknown:
             raise ValueError(f"run {name}: unknown settings {sorted(unknown)}")
+        if not run.get("style_image"):
+            raise ValueError(f"run {name}: style_image (the painting) is required")
         run.setdefault("out_dir", "")  # filled in by main()
-        config = TrainConfig(**run)  # fail early, before any process starts
+        config = TrainConfig.from_preset(**run)  # fail early, before any process starts
         TransformNet(width=config.width, num_residual_blocks=config.num_residual_blocks,
                      output_kernel_size=config.output_kernel_size)
         runs.append({"name": name, **run})
@@ -71,9 +72,10 @@ def child_env(parallel: int) -> dict[str, str]:
 
 def train_one(run: dict, log_every: int = 250) -> None:
     """Child process: one run, a progress line every ``log_every`` steps, a result line."""
-    from ml.train import TrainConfig, train
+    from ml.config import TrainConfig
+    from ml.train import train
 
-    config = TrainConfig(**{key: value for key, value in run.items() if key != "name"})
+    config = TrainConfig.from_preset(**{key: value for key, value in run.items() if key != "name"})
 
     def report(progress):
         if progress.step % log_every == 0:

@@ -190,18 +190,21 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # --- Training (manage.py train_style and the admin's retrain action) -------------------
 
-TRAINING_DEFAULTS = {
+# Overrides of ml.config.TrainConfig for staff retraining (train_style, the admin's
+# "Retrain"); a variable left unset keeps the preset's value. The preset and every
+# other setting are documented in ml/config.py; flags of train_style override these.
+_TRAINING_ENV = {
+    "preset": env("TRAINING_PRESET", default=None),
     "data_dir": env("TRAINING_DATA_DIR", default=str(VAR_DIR / "photos" / "train")),
-    "loss_network": env("TRAINING_LOSS_NETWORK", default="vgg19"),
-    "loss_weights": env("TRAINING_LOSS_WEIGHTS", default="imagenet"),
-    "steps": env.int("TRAINING_STEPS", default=40_000),
-    "size": env.int("TRAINING_SIZE", default=256),
-    # The architecture of the shipped styles: TransformNet(width=0.5,
-    # num_residual_blocks=3, output_kernel_size=3), fast enough for 1024² on a CPU.
-    "width": env.float("TRAINING_WIDTH", default=0.5),
-    "residual_blocks": env.int("TRAINING_RESIDUAL_BLOCKS", default=3),
-    "output_kernel": env.int("TRAINING_OUTPUT_KERNEL", default=3),
+    "loss_network": env("TRAINING_LOSS_NETWORK", default=None),
+    "loss_weights": env("TRAINING_LOSS_WEIGHTS", default=None),
+    "steps": env.int("TRAINING_STEPS", default=None),
+    "size": env.int("TRAINING_SIZE", default=None),
+    "width": env.float("TRAINING_WIDTH", default=None),
+    "num_residual_blocks": env.int("TRAINING_RESIDUAL_BLOCKS", default=None),
+    "output_kernel_size": env.int("TRAINING_OUTPUT_KERNEL", default=None),
 }
+TRAINING_OVERRIDES = {name: value for name, value in _TRAINING_ENV.items() if value is not None}
 
 # --- Model backend -------------------------------------------------------------------
 

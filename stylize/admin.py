@@ -1,4 +1,3 @@
-from dataclasses import asdict
 from functools import partial
 
 from django.contrib import admin, messages
@@ -7,7 +6,7 @@ from django.utils.html import format_html
 
 from .models import Style, StyleJob
 from .tasks import train_style
-from .training import training_options_default
+from .training import training_config
 
 
 def _thumbnail(image_field):
@@ -33,13 +32,14 @@ class StyleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retrain the selected styles (training queue)")
     def retrain(self, request, queryset):
-        options = asdict(training_options_default())
+        # The task builds the config from the settings in force where it runs.
+        config = training_config()
         for style in queryset:
-            transaction.on_commit(partial(train_style.delay, style.pk, options))
+            transaction.on_commit(partial(train_style.delay, style.pk, {}))
         self.message_user(
             request,
             f"Queued training for {queryset.count()} style(s) "
-            f"({options['steps']} steps on {options['data_dir']}).",
+            f"({config.preset} preset, {config.steps} steps on {config.data_dir}).",
             messages.SUCCESS,
         )
 

@@ -10,7 +10,7 @@ from .emails import job_email_send
 from .models import Style, StyleJob
 from .services import jobs_requeue_stuck
 from .stylizing import JobRetry, job_run
-from .training import TrainingOptions, style_train
+from .training import style_train
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def requeue_stuck_jobs() -> dict:
     soft_time_limit=settings.TRAINING_TIME_LIMIT,
     time_limit=settings.TRAINING_TIME_LIMIT + 60,
 )
-def train_style(style_id: int, options: dict) -> int:
+def train_style(style_id: int, overrides: dict) -> int:
+    """Train a style; ``overrides`` are ``ml.config.TrainConfig`` fields (JSON)."""
     style = Style.objects.get(pk=style_id)
-    style = style_train(style=style, options=TrainingOptions.from_dict(options))
+    style = style_train(style=style, overrides=overrides)
     return style.live_version

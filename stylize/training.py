@@ -9,7 +9,6 @@ ready style at its live version.
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from django.conf import settings
@@ -23,39 +22,18 @@ from .services import style_training_fail, style_training_start, style_training_
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainingOptions:
-    """What an operator chooses for one training run (the train_style flags)."""
+def training_config(*, overrides: dict | None = None, **paths) -> "TrainConfig":
+    """The ``ml.config.TrainConfig`` staff training uses.
 
-    data_dir: str
-    steps: int = 40_000
-    size: int = 256
-    batch: int = 4
-    loss_network: str = "vgg19"
-    loss_weights: str = "imagenet"
-    content_weight: float | None = None
-    style_weight: float | None = None
-    tv_weight: float | None = None
-    lr: float = 1e-3
-    # Architecture; the defaults are the shipped styles' TransformNet.
-    width: float = 0.5
-    residual_blocks: int = 3
-    output_kernel: int = 3
-    # A transform net of the same architecture to start from (fine-tune another style).
-    init_weights: str | None = None
-    # Stop (with a checkpoint) after this much training time; steps stay the ceiling.
-    max_seconds: float | None = None
-    resume: bool = False
-    checkpoint_every: int = 1000
+    ``settings.TRAINING_OVERRIDES`` over the preset, then ``overrides`` (the
+    command's flags, or what the admin queued), then ``paths`` (the painting and run
+    folder of the style being trained). One config drives ``manage.py train_style``,
+    the admin's "Retrain" and ``python -m ml.train``.
+    """
+    from ml.config import TrainConfig
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainingOptions":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known and v is not None})
-
-
-def training_options_default() -> TrainingOptions:
-    return TrainingOptions(**settings.TRAINING_DEFAULTS)
+    values = {**settings.TRAINING_OVERRIDES, **(overrides or {}), **paths}
+    return TrainConfig.from_preset(values.pop("preset", None), **values)
 
 
 def training_dir(style: Style) -> Path:
@@ -67,39 +45,23 @@ def model_dir(style: Style) -> Path:
     return settings.SERVING_DIR / "models" / style.model_name
 
 
-def style_train(*, style: Style, options: TrainingOptions, on_progress=None) -> Style:
+def style_train(*, style: Style, overrides: dict | None = None, on_progress=None) -> Style:
     """Train ``style``'s network, export it as the next version and make it live.
 
-    On any failure the style records why and keeps serving its previous version.
+    ``overrides``: ``TrainConfig`` fields over ``settings.TRAINING_OVERRIDES`` (see
+    :func:`training_config`). On any failure the style records why and keeps serving
+    its previous version.
     """
     from ml.export import export_savedmodel
-    from ml.train import TrainConfig, train
+    from ml.train import train
 
     style_training_start(style=style)
     try:
         work_dir = training_dir(style)
         painting = _local_copy(style.style_image, work_dir)
-        config = TrainConfig(
-            style_image=str(painting),
-            data_dir=options.data_dir,
-            out_dir=str(work_dir),
-            steps=options.steps,
-            size=options.size,
-            batch=options.batch,
-            loss_network=options.loss_network,
-            loss_weights=options.loss_weights,
-            content_weight=options.content_weight,
-            style_weight=options.style_weight,
-            tv_weight=options.tv_weight,
-            lr=options.lr,
-            width=options.width,
-            num_residual_blocks=options.residual_blocks,
-            output_kernel_size=options.output_kernel,
-            init_weights=options.init_weights,
-            max_seconds=options.max_seconds,
-            resume=options.resume,
-            checkpoint_every=min(options.checkpoint_every, options.steps),
-        )
+        config = training_config(overrides=overrides, style_image=str(painting),
+                                 out_dir=str(work_dir))
+        config = config.replace(checkpoint_every=min(config.checkpoint_every, config.steps))
         result = train(config, on_progress=on_progress)
         version, _ = export_savedmodel(result.model, model_dir(style))
         serving_version_preload(style=style, version=version)
@@ -111,7 +73,9 @@ def style_train(*, style: Style, options: TrainingOptions, on_progress=None) -> 
         style=style,
         version=version,
         training_settings={
-            **asdict(options),
+            **{k: v for k, v in config.as_dict().items() if k not in ("style_image", "out_dir")},
+            "painting_size": config.painting_size,
+            "precision": result.precision,
             "steps_done": result.steps,
             "seconds": round(result.seconds, 1),
             "skipped_photos": result.skipped_photos,

@@ -43,7 +43,7 @@ print(json.dumps({
     "CSRF_COOKIE_SECURE": settings.CSRF_COOKIE_SECURE,
     "HSTS": settings.SECURE_HSTS_SECONDS,
     "STORAGE": settings.STORAGES["default"]["BACKEND"],
-    "TRAINING": settings.TRAINING_DEFAULTS,
+    "TRAINING": settings.TRAINING_OVERRIDES,
 }))
 """
 
@@ -94,18 +94,18 @@ def test_production_environment_switches_on_the_real_parts():
     assert loaded["STORAGE"] == "storages.backends.s3.S3Storage"
 
 
-def test_training_defaults_are_the_shipped_architecture_unless_the_environment_says():
+def test_training_overrides_come_only_from_the_environment():
     env = {k: v for k, v in clean_env().items() if not k.startswith("TRAINING_")}
     training = load_settings(env)["TRAINING"]
-    assert (training["width"], training["residual_blocks"], training["output_kernel"]) == (
-        0.5, 3, 3
-    )
+    # Unset variables leave the preset's values (ml.config.TrainConfig) alone.
+    assert set(training) == {"data_dir"}
 
-    env.update(TRAINING_WIDTH="0.25", TRAINING_RESIDUAL_BLOCKS="5", TRAINING_OUTPUT_KERNEL="9")
+    env.update(TRAINING_PRESET="balanced", TRAINING_WIDTH="0.25", TRAINING_RESIDUAL_BLOCKS="5",
+               TRAINING_OUTPUT_KERNEL="9", TRAINING_STEPS="300")
     training = load_settings(env)["TRAINING"]
-    assert training["width"] == 0.25
-    assert training["residual_blocks"] == 5 and type(training["residual_blocks"]) is int
-    assert training["output_kernel"] == 9 and type(training["output_kernel"]) is int
+    assert training["preset"] == "balanced" and training["width"] == 0.25
+    assert training["num_residual_blocks"] == 5 and type(training["num_residual_blocks"]) is int
+    assert training["output_kernel_size"] == 9 and training["steps"] == 300
 
 
 def test_check_deploy_passes_under_the_production_environment():

@@ -8,6 +8,7 @@ import pytest
 from ml.losses import (
     DEFAULT_CONTENT_LAYER,
     DEFAULT_LOSS_WEIGHTS,
+    DEFAULT_STYLE_LAYER_WEIGHTS,
     DEFAULT_STYLE_LAYERS,
     LossWeightsUnavailable,
     PerceptualLoss,
@@ -136,9 +137,11 @@ def test_perceptual_loss_returns_weighted_finite_scalars(vgg16_random, painting)
     assert set(loss.style_grams) == set(DEFAULT_STYLE_LAYERS["vgg16"])
     content, stylized = _image((2, 32, 32, 3), 1), _image((2, 32, 32, 3), 2)
     terms = {k: float(_np(v)) for k, v in loss(content, stylized).items()}
-    assert set(terms) == {"total", "content", "style", "tv"}
+    per_layer = {f"style_{name}" for name in DEFAULT_STYLE_LAYERS["vgg16"]}
+    assert set(terms) == {"total", "content", "style", "tv", *per_layer} == set(loss.term_names)
     assert all(np.isfinite(v) and v > 0 for v in terms.values())
     assert terms["total"] == pytest.approx(terms["content"] + terms["style"] + terms["tv"], rel=1e-5)
+    assert terms["style"] == pytest.approx(sum(terms[name] for name in per_layer), rel=1e-5)
 
     defaults = DEFAULT_LOSS_WEIGHTS["vgg16"]
     doubled = PerceptualLoss(
@@ -150,6 +153,44 @@ def test_perceptual_loss_returns_weighted_finite_scalars(vgg16_random, painting)
     assert terms2["content"] == pytest.approx(2 * terms["content"], rel=1e-4)
     assert terms2["style"] == pytest.approx(2 * terms["style"], rel=1e-4)
     assert terms2["tv"] == pytest.approx(terms["tv"] / defaults["tv_weight"], rel=1e-4)
+
+
+def test_content_is_on_relu3_3_for_vgg16_and_conv4_2_for_vgg19():
+    assert DEFAULT_CONTENT_LAYER == {"vgg16": "block3_conv3", "vgg19": "block4_conv2"}
+
+
+def test_style_layer_weights_scale_each_layer(vgg16_random, painting):
+    content, stylized = _image((2, 32, 32, 3), 1), _image((2, 32, 32, 3), 2)
+    layers = DEFAULT_STYLE_LAYERS["vgg16"]
+    equal = PerceptualLoss(painting, network="vgg16", loss_network=vgg16_random,
+                           style_layer_weights=(1, 1, 1, 1))
+    weighted = PerceptualLoss(painting, network="vgg16", loss_network=vgg16_random,
+                              style_layer_weights=(0, 1, 2, 10))
+    default = PerceptualLoss(painting, network="vgg16", loss_network=vgg16_random)
+    assert tuple(default.style_layer_weights.values()) == DEFAULT_STYLE_LAYER_WEIGHTS["vgg16"]
+    # The deep layers weigh most by default (C^2 of each layer, relative to relu1_2).
+    assert DEFAULT_STYLE_LAYER_WEIGHTS["vgg16"] == (1.0, 4.0, 16.0, 64.0)
+    one = {k: float(_np(v)) for k, v in equal(content, stylized).items()}
+    other = {k: float(_np(v)) for k, v in weighted(content, stylized).items()}
+    for name, factor in zip(layers, (0, 1, 2, 10)):
+        assert other[f"style_{name}"] == pytest.approx(factor * one[f"style_{name}"], rel=1e-4)
+    with pytest.raises(ValueError, match="one weight >= 0 per style layer"):
+        PerceptualLoss(painting, network="vgg16", loss_network=vgg16_random,
+                       style_layer_weights=(1, 2))
+
+
+def test_a_bfloat16_loss_network_gives_float32_terms_close_to_float32(painting):
+    content, stylized = _image((2, 32, 32, 3), 1), _image((2, 32, 32, 3), 2)
+    keras.utils.set_random_seed(3)
+    full = build_loss_network("vgg16", None, VGG16_LAYERS)
+    half = build_loss_network("vgg16", None, VGG16_LAYERS, dtype="mixed_bfloat16")
+    half.set_weights(full.get_weights())
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    terms = PerceptualLoss(painting, network="vgg16", loss_network=full)(content, stylized)
+    half_terms = PerceptualLoss(painting, network="vgg16", loss_network=half)(content, stylized)
+    for name, value in half_terms.items():
+        assert keras.backend.standardize_dtype(value.dtype) == "float32"
+        assert float(_np(value)) == pytest.approx(float(_np(terms[name])), rel=0.1)
 
 
 def test_style_term_vanishes_for_the_painting_itself(vgg16_random, painting):
@@ -202,4 +243,4 @@ def test_default_weights_exist_for_both_networks():
         weights = DEFAULT_LOSS_WEIGHTS[network]
         assert set(weights) == {"content_weight", "style_weight", "tv_weight"}
         assert all(v > 0 for v in weights.values())
-        assert 1 <= weights["style_weight"] / weights["content_weight"] <= 100
+        assert 0.1 <= weights["style_weight"] / weights["content_weight"] <= 100

@@ -136,7 +136,7 @@ def test_load_plan_rejects_invalid_train_config_values(tmp_path, setting, match)
 
 def test_load_plan_rejects_a_run_without_a_style_image(tmp_path):
     path = write_plan(tmp_path, {"defaults": {"data_dir": "d"}, "runs": [{"name": "a"}]})
-    with pytest.raises(TypeError, match="style_image"):
+    with pytest.raises(ValueError, match="style_image"):
         load_plan(path)
 
 
@@ -161,7 +161,7 @@ def test_main_trains_every_run_in_its_own_folder(tmp_path, tiny_defaults, child_
     assert set(summaries) == {"first", "second"}
     for name, summary in summaries.items():
         assert summary["ok"] is True and summary["steps"] == 1, summary
-        assert set(summary["final_losses"]) == {"total", "content", "style", "tv"}
+        assert set(summary["final_losses"]) >= {"total", "content", "style", "tv", "style_block4_conv3"}
         run_dir = out / name
         assert (run_dir / "transform_net.keras").is_file()
         assert json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"] == 1

@@ -1,9 +1,7 @@
 """train_style / evaluate_style on tiny photos with a random-weights VGG16 file."""
 
 import io
-import json
 import re
-from dataclasses import asdict
 
 import keras
 import numpy as np
@@ -174,15 +172,13 @@ def test_a_new_version_is_listed_beside_the_live_one_until_serving_has_it(servin
 
 def test_admin_retrain_trains_the_shipped_architecture_by_default(captured_configs):
     from stylize.tasks import train_style as train_task
-    from stylize.training import training_options_default
 
     style = StyleFactory()
-    # What the "Retrain" action queues, after Celery's JSON round trip.
-    options = json.loads(json.dumps(asdict(training_options_default())))
     with pytest.raises(TrainingCaptured):
-        train_task(style.pk, options)
+        train_task(style.pk, {})  # what the "Retrain" action queues
     [config] = captured_configs
     assert architecture(config) == SHIPPED
+    assert config.preset == "fast" and config.loss_network == "vgg16"
 
 
 def test_train_style_architecture_comes_from_settings_or_flags(captured_configs, settings,
@@ -200,10 +196,53 @@ def test_train_style_architecture_comes_from_settings_or_flags(captured_configs,
     chosen = run("--width", "1", "--residual-blocks", "5", "--output-kernel", "9",
                  "--init-weights", str(start), "--max-seconds", "90")
     assert chosen == (1.0, 5, 9, str(start), 90.0)
-    settings.TRAINING_DEFAULTS = {
-        **settings.TRAINING_DEFAULTS, "width": 0.25, "residual_blocks": 1, "output_kernel": 5,
+    assert run("--preset", "balanced") == (0.5, 5, 9, None, None)
+    settings.TRAINING_OVERRIDES = {
+        **settings.TRAINING_OVERRIDES, "width": 0.25, "num_residual_blocks": 1,
+        "output_kernel_size": 5,
     }
     assert run() == (0.25, 1, 5, None, None)
+
+
+def test_one_config_drives_both_command_lines_and_the_admin(captured_configs, settings, tmp_path):
+    """A setting changed in one place (settings or a flag) reaches all three front ends."""
+    from ml.train import parse_args
+    from stylize.tasks import train_style as train_task
+
+    style = StyleFactory(slug="starry")
+    settings.TRAINING_OVERRIDES = {"data_dir": str(tmp_path), "content_weight": 2.5,
+                                   "preset": "balanced"}
+    flags = ["--style-layer-weights", "1,1,2,2", "--size", "96", "--tv-weight", "0.1"]
+
+    with pytest.raises(CommandError, match="stopped by the test"):
+        call_command("train_style", "starry", *flags)
+    with pytest.raises(TrainingCaptured):
+        train_task(style.pk, {})
+    from_command, from_admin = captured_configs
+    from_cli = parse_args(["--style", from_command.style_image, "--out", from_command.out_dir,
+                           "--data", str(tmp_path), "--preset", "balanced",
+                           "--content-weight", "2.5", *flags])
+
+    # Same settings everywhere: the flags' changes where flags were given ...
+    assert from_cli == from_command
+    # ... and the settings' values under the admin's retrain.
+    assert from_admin.content_weight == from_command.content_weight == 2.5
+    assert from_admin.preset == "balanced" and from_admin.num_residual_blocks == 5
+    assert from_admin.style_layer_weights is None and from_command.style_layer_weights == (1, 1, 2, 2)
+
+
+def test_train_style_has_a_flag_for_every_training_setting():
+    from django.core.management import load_command_class
+
+    from ml.config import FLAG_FIELDS
+
+    parser = load_command_class("stylize", "train_style").create_parser("manage.py", "train_style")
+    actions = {action.dest: action for action in parser._actions}
+    for spec in FLAG_FIELDS:
+        if spec.name in ("style_image", "out_dir"):  # the style's painting and run folder
+            assert spec.name not in actions
+            continue
+        assert spec.metadata["flag"] in actions[spec.name].option_strings
 
 
 @pytest.mark.parametrize("flag, value, message", [

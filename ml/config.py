@@ -1,0 +1,299 @@
+"""The one training configuration: ``TrainConfig``, its named presets and its flags.
+
+Every way of training a style builds a :class:`TrainConfig` here, so they all train
+the same network with the same recipe:
+
+* ``python -m ml.train`` (``ml.train.parse_args``),
+* ``manage.py train_style`` and the admin's "Retrain" (``stylize.training``, which
+  passes ``settings.TRAINING_OVERRIDES`` and the command's flags as overrides),
+* ``python -m ml.train_styles PLAN.json`` (each run is a dict of fields).
+
+Precedence, lowest first: the dataclass defaults, the chosen preset
+(:data:`PRESETS`), the caller's overrides (e.g. settings), the command-line flags
+given. :func:`add_arguments` derives one flag per field from the field's metadata,
+so a new field is a new flag on both command lines at once.
+
+Why the defaults are what they are (measurements): ``docs/design/training.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ml.data import DEFAULT_SEED
+
+__all__ = [
+    "DEFAULT_PRESET",
+    "PRESETS",
+    "PRECISIONS",
+    "TrainConfig",
+    "add_arguments",
+    "config_from_args",
+]
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+LOSS_NETWORKS = ("vgg16", "vgg19")
+
+# --------------------------------------------------------------------------- flag types
+# A bad value is a usage error naming the flag, before anything is trained.
+
+
+def _number(value: str, kind, acceptable, requirement: str):
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not acceptable(number):
+        raise argparse.ArgumentTypeError(f"must be {requirement}, got {value!r}")
+    return number
+
+
+def positive_int(value: str) -> int:
+    return _number(value, int, lambda n: n >= 1, "a whole number >= 1")
+
+
+def non_negative_int(value: str) -> int:
+    return _number(value, int, lambda n: n >= 0, "a whole number >= 0")
+
+
+def positive_float(value: str) -> float:
+    return _number(value, float, lambda x: x > 0, "a number > 0")
+
+
+def non_negative_float(value: str) -> float:
+    return _number(value, float, lambda x: x >= 0, "a number >= 0")
+
+
+def odd_int(value: str) -> int:
+    return _number(value, int, lambda n: n > 0 and n % 2 == 1, "an odd whole number (1, 3, 5, ...)")
+
+
+def existing_file(value: str) -> str:
+    if not Path(value).is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {value!r}")
+    return str(Path(value).resolve())
+
+
+def loss_weights_arg(value: str) -> str | None:
+    """``imagenet``, a weights file, or ``random`` (None: random VGG, for tests)."""
+    return None if value == "random" else value
+
+
+def layer_weights_arg(value: str) -> tuple[float, ...]:
+    """``1,4,16,64``: one weight per style layer, shallow to deep."""
+    try:
+        weights = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        weights = ()
+    if not weights or any(not (w >= 0 and math.isfinite(w)) for w in weights):
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated numbers >= 0 (one per style layer), got {value!r}"
+        )
+    return weights
+
+
+def _flag(flag: str, help: str, type=None, **extra) -> dict:
+    return {"flag": flag, "help": help, "type": type, **extra}
+
+
+# --------------------------------------------------------------------------- the config
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs. Validated on creation (``ValueError``).
+
+    ``content_weight``, ``style_weight``, ``tv_weight`` and ``style_layer_weights``
+    left at ``None`` take ``ml.losses.DEFAULT_LOSS_WEIGHTS`` of the loss network;
+    ``style_size`` left at ``None`` is :attr:`style_size_factor` x ``size``.
+    """
+
+    style_image: str = field(default="", metadata=_flag("--style", "the painting to learn"))
+    data_dir: str | None = field(default=None, metadata=_flag(
+        "--data", "folder of training photos (make photos, or COCO train2014)"))
+    out_dir: str = field(default="", metadata=_flag(
+        "--out", "run folder: checkpoints, TensorBoard logs, samples, the final model"))
+    steps: int = field(default=40_000, metadata=_flag("--steps", "training steps", positive_int))
+    size: int = field(default=256, metadata=_flag(
+        "--size", "training crop size in pixels", positive_int))
+    batch: int = field(default=4, metadata=_flag("--batch", "photos per step", positive_int))
+    loss_network: str = field(default="vgg16", metadata=_flag(
+        "--loss-network", "VGG of the perceptual loss", choices=LOSS_NETWORKS))
+    loss_weights: str | None = field(default="imagenet", metadata=_flag(
+        "--loss-weights", '"imagenet" (downloaded by Keras), a local VGG weights file '
+        '(python -m ml.weights vgg16-from-onnx) or "random" (tests only)', loss_weights_arg))
+    content_weight: float | None = field(default=None, metadata=_flag(
+        "--content-weight", "weight of the content term", non_negative_float))
+    style_weight: float | None = field(default=None, metadata=_flag(
+        "--style-weight", "weight of the style term", non_negative_float))
+    style_layer_weights: tuple[float, ...] | None = field(default=None, metadata=_flag(
+        "--style-layer-weights", "relative weight of each style layer, shallow to deep, "
+        "e.g. 1,4,16,64", layer_weights_arg))
+    tv_weight: float | None = field(default=None, metadata=_flag(
+        "--tv-weight", "weight of the total-variation term", non_negative_float))
+    style_size: int | None = field(default=None, metadata=_flag(
+        "--style-size", "longer side of the painting for its Gram matrices, in pixels "
+        "(default: style_size_factor x size)", positive_int))
+    style_size_factor: float = field(default=1.5, metadata=_flag(
+        "--style-size-factor", "painting size for the Gram as a multiple of the crop size "
+        "when --style-size is not given", positive_float))
+    lr: float = field(default=1e-3, metadata=_flag("--lr", "Adam learning rate", non_negative_float))
+    clipnorm: float | None = field(default=None, metadata=_flag(
+        "--clipnorm", "clip each step's global gradient norm to this", positive_float))
+    width: float = field(default=0.5, metadata=_flag(
+        "--width", "filter multiplier: 0.5 is the half-width network", positive_float))
+    num_residual_blocks: int = field(default=3, metadata=_flag(
+        "--residual-blocks", "residual blocks at the bottleneck", non_negative_int, metavar="N"))
+    output_kernel_size: int = field(default=3, metadata=_flag(
+        "--output-kernel", "kernel size of the last convolution, odd (Johnson et al.: 9)",
+        odd_int, metavar="K"))
+    augment: bool = field(default=True, metadata=_flag(
+        "--augment", "random scale, crop, flip, small rotation and colour jitter",
+        action=argparse.BooleanOptionalAction))
+    precision: str = field(default="auto", metadata=_flag(
+        "--precision", "auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with "
+        "AVX512-BF16/AMX (tensorflow backend), else float32; loss terms stay float32",
+        choices=PRECISIONS))
+    seed: int = field(default=DEFAULT_SEED, metadata=_flag("--seed", "random seed", int))
+    checkpoint_every: int = field(default=1000, metadata=_flag(
+        "--checkpoint-every", "steps between checkpoints", positive_int))
+    keep_checkpoints: int = field(default=2, metadata=_flag(
+        "--keep-checkpoints", "checkpoints kept on disk", positive_int))
+    sample_every: int = field(default=500, metadata=_flag(
+        "--sample-every", "steps between sample images", positive_int))
+    log_every: int = field(default=10, metadata=_flag(
+        "--log-every", "steps between TensorBoard scalars", positive_int))
+    max_seconds: float | None = field(default=None, metadata=_flag(
+        "--max-seconds", "stop after this much training time, with a checkpoint "
+        "(--steps stays the ceiling)", positive_float, metavar="S"))
+    init_weights: str | None = field(default=None, metadata=_flag(
+        "--init-weights", "start from this transform net (.keras or .weights.h5) of the "
+        "same architecture, e.g. another style's", existing_file, metavar="FILE"))
+    resume: bool = field(default=False, metadata=_flag(
+        "--resume", "continue from the last checkpoint in the run folder", action="store_true"))
+    preset: str = field(default="", metadata={"help": "the preset this config started from"})
+    verbose: int = field(default=1, metadata={"help": "0: silent, 1: progress bar"})
+
+    def __post_init__(self):
+        if self.style_layer_weights is not None:
+            self.style_layer_weights = tuple(float(w) for w in self.style_layer_weights)
+        for name in ("steps", "size", "batch", "checkpoint_every", "sample_every",
+                     "log_every", "keep_checkpoints"):
+            if not getattr(self, name) >= 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_seconds", "width", "style_size_factor", "clipnorm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        for name in ("content_weight", "style_weight", "tv_weight", "lr"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        if self.num_residual_blocks < 0:
+            raise ValueError(f"num_residual_blocks must be >= 0, got {self.num_residual_blocks}")
+        if self.output_kernel_size < 1 or self.output_kernel_size % 2 == 0:
+            raise ValueError(f"output_kernel_size must be odd, got {self.output_kernel_size}")
+        if self.loss_network not in LOSS_NETWORKS:
+            raise ValueError(f"loss_network must be vgg19 or vgg16, got {self.loss_network!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.style_size is not None and self.style_size < 16:
+            raise ValueError(f"style_size must be >= 16, got {self.style_size}")
+
+    @property
+    def painting_size(self) -> int:
+        """The painting's longer side for its Gram matrices."""
+        return self.style_size or max(16, round(self.style_size_factor * self.size))
+
+    @classmethod
+    def from_preset(cls, preset: str | None = None, **overrides) -> "TrainConfig":
+        """A config from a named preset (default :data:`DEFAULT_PRESET`) and overrides."""
+        name = preset or overrides.pop("preset", None) or DEFAULT_PRESET
+        overrides.pop("preset", None)
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        unknown = set(overrides) - FIELD_NAMES
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}")
+        return cls(**{**PRESETS[name], **overrides, "preset": name})
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        if values["style_layer_weights"] is not None:
+            values["style_layer_weights"] = list(values["style_layer_weights"])
+        return values
+
+
+FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+
+#: Named starting points. Every preset uses the same loss recipe (VGG16, content on
+#: relu3_3, deep-weighted style layers, painting at 1.5x the crop for its Gram); they
+#: differ in the network's size. Measured speeds and quality: docs/design/training.md.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The shipped styles' network: half width, 3 residual blocks, 3x3 output conv.
+    "fast": {"width": 0.5, "num_residual_blocks": 3, "output_kernel_size": 3},
+    # Half width with Johnson's depth and 9x9 output: 109 px receptive field.
+    "balanced": {"width": 0.5, "num_residual_blocks": 5, "output_kernel_size": 9},
+    # Johnson et al.'s full network.
+    "johnson": {"width": 1.0, "num_residual_blocks": 5, "output_kernel_size": 9},
+}
+DEFAULT_PRESET = "fast"
+
+#: Fields that have a command-line flag (the rest are set in code).
+FLAG_FIELDS = tuple(f for f in dataclasses.fields(TrainConfig) if "flag" in f.metadata)
+
+
+# --------------------------------------------------------------------------- command lines
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, base: TrainConfig | None = None,
+                  skip: tuple[str, ...] = ()) -> None:
+    """One flag per :class:`TrainConfig` field, plus ``--preset``.
+
+    Flags default to "not given" (``argparse.SUPPRESS``) so :func:`config_from_args`
+    can tell a flag given from a default and layer them over the preset. ``base``
+    only supplies the defaults shown in ``--help``; ``skip`` leaves fields out (the
+    Django command takes the painting and folders from the style).
+    """
+    base = base or TrainConfig.from_preset()
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=argparse.SUPPRESS,
+                        help=f"starting point for every setting (default {base.preset or DEFAULT_PRESET})")
+    for spec in FLAG_FIELDS:
+        if spec.name in skip:
+            continue
+        meta = spec.metadata
+        kwargs: dict[str, Any] = {"dest": spec.name, "default": argparse.SUPPRESS}
+        default = getattr(base, spec.name)
+        shown = "" if default in (None, "", False) or "action" in meta else f" (default {default})"
+        kwargs["help"] = meta["help"] + shown
+        if "action" in meta:
+            kwargs["action"] = meta["action"]
+        else:
+            if meta.get("type") is not None:
+                kwargs["type"] = meta["type"]
+            for key in ("choices", "metavar"):
+                if key in meta:
+                    kwargs[key] = meta[key]
+        parser.add_argument(meta["flag"], **kwargs)
+
+
+def given_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields (and ``preset``) that were given on the command line."""
+    return {key: value for key, value in vars(args).items()
+            if key in FIELD_NAMES or key == "preset"}
+
+
+def config_from_args(args: argparse.Namespace, **base_overrides) -> TrainConfig:
+    """The config a command line asks for: preset, then ``base_overrides``, then flags."""
+    flags = given_flags(args)
+    preset = flags.pop("preset", None) or base_overrides.pop("preset", None)
+    base_overrides.pop("preset", None)
+    return TrainConfig.from_preset(preset, **{**base_overrides, **flags})
