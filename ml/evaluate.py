@@ -3,16 +3,18 @@
 ``evaluate`` runs a stylise function over a folder of photos at their own
 size (the blob artefacts of a net trained at 256 px show only at the sizes
 users upload) and reports the mean weighted content, style and TV terms of
-``ml.losses.PerceptualLoss`` plus the ``ml.quality`` acceptance measures.
+``ml.losses.PerceptualLoss`` there, plus the quality measure of
+``ml.quality.evaluate_style`` (photos at 384 px, painting at 256 px: the same
+numbers as ``make bench-quality`` and every other report of a style).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -29,7 +31,7 @@ StylizeFn = Callable[[np.ndarray], np.ndarray]
 @dataclass
 class EvaluationReport:
     losses: dict[str, float]  # mean over photos of each weighted loss term
-    quality: dict[str, float]  # ml.quality.quality_report over all photos
+    quality: dict[str, float]  # ml.quality.evaluate_style's SCORE_NAMES over all photos
     per_photo: list[dict] = field(default_factory=list)
     photos: list[str] = field(default_factory=list)
     seconds_per_photo: float = 0.0
@@ -89,8 +91,11 @@ def evaluate(
         painting: the style image (path or HxWx3 array in [0, 255]).
         loss: a ready ``PerceptualLoss``; otherwise one is built from
             ``network``, ``weights`` and ``loss_kwargs`` (term weights, layers).
-        max_side: shrink photos whose longer side exceeds this first.
-        quality: also compute ``ml.quality.quality_report`` (it works on VGG16).
+        max_side: shrink photos whose longer side exceeds this first (for the
+            losses and ``originals``/``results``; the quality measure always
+            works at its own sizes).
+        quality: also score with ``ml.quality.evaluate_style`` (on VGG16): it
+            runs ``stylize`` once more per photo, at 384 px.
         quality_network: a VGG16 ``build_loss_network`` outputting
             ``ml.quality.QUALITY_LAYERS``. By default the loss's own network
             when that is VGG16 with those layers, else one built with
@@ -115,11 +120,12 @@ def evaluate(
 
     scores = {}
     if quality:
-        from ml.quality import quality_report
+        from ml.quality import SCORE_NAMES, evaluate_style
 
         network = quality_network or _quality_network(loss, weights, quality_weights)
-        report = quality_report(originals, results, _painting_array(painting), network)
-        scores = {name: float(value) for name, value in report.items() if name != "num_images"}
+        report = evaluate_style(paths, painting, network,
+                                stylize=lambda photo: _as_uint8(stylize(photo[None]))[0])
+        scores = {name: float(report[name]) for name in SCORE_NAMES}
     return EvaluationReport(
         losses={name: float(np.mean([row[name] for row in per_photo])) for name in LOSS_NAMES},
         quality=scores,
@@ -159,12 +165,6 @@ def _photo_paths(photos) -> list[str]:
     if not paths:
         raise ValueError(f"no photos to evaluate in {photos}")
     return paths
-
-
-def _painting_array(painting) -> np.ndarray:
-    if isinstance(painting, (str, os.PathLike)):
-        return load_photo(painting)
-    return _as_uint8(painting)
 
 
 def _as_uint8(images) -> np.ndarray:

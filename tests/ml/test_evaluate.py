@@ -75,3 +75,23 @@ def test_evaluate_runs_a_keras_model_at_each_photo_size(held_out):
     assert seen_shapes == [(1, 32, 40, 3), (1, 44, 36, 3)]
     assert all(np.isfinite(value) for value in report.losses.values())
     assert report.quality == {}
+
+
+def test_evaluate_reports_the_one_quality_measure_of_ml_quality(held_out):
+    """The same numbers as ml.quality.evaluate_style (384 px photos, 256 px painting),
+    whatever max_side the losses are computed at."""
+    from ml.quality import SCORE_NAMES, evaluate_style
+
+    folder, painting = held_out
+    loss = PerceptualLoss(painting, network="vgg16", weights=None)
+
+    def darker(batch):
+        return (np.asarray(batch, np.float32) * 0.5 + 30).astype(np.uint8)
+
+    report = evaluate(darker, folder, painting, loss=loss, max_side=24)
+    direct = evaluate_style(str(folder), painting, loss.loss_network,
+                            stylize=lambda photo: darker(photo[None])[0])
+    assert set(report.quality) == set(SCORE_NAMES)
+    for name in SCORE_NAMES:
+        assert report.quality[name] == pytest.approx(direct[name], rel=1e-6), name
+    assert report.quality["style_distance_ratio"] != pytest.approx(1.0, abs=1e-3)

@@ -3,13 +3,18 @@
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
-from ml.losses import build_loss_network
+from ml.losses import build_loss_network, gram_matrix
 from ml.quality import (
+    PAINTING_SIZE,
+    PHOTO_SIZE,
     QUALITY_LAYERS,
+    SCORE_NAMES,
     edge_correlation,
+    evaluate_style,
+    fit_longer_side,
     luminance_correlation,
-    quality_report,
     style_distance,
 )
 
@@ -93,20 +98,141 @@ def test_style_distance_needs_the_quality_layers():
         style_distance(_scene(), _stripes(), net)
 
 
-def test_quality_report(vgg16_quality):
+def _photos():
+    return [_scene(seed=1), _scene(48, 72, seed=2)]
+
+
+# Small working sizes keep these tests fast; the defaults are checked on their own.
+SMALL = {"photo_size": 64, "painting_size": 48}
+
+
+def test_the_defaults_are_384_px_photos_and_a_256_px_painting():
+    assert (PHOTO_SIZE, PAINTING_SIZE) == (384, 256)
+
+
+def test_the_photo_itself_scores_ratio_1_and_shapes_1(vgg16_quality):
+    score = evaluate_style(_photos(), _stripes(), vgg16_quality, stylize=lambda photo: photo,
+                           **SMALL)
+    assert score["num_images"] == 2 and len(score["per_photo"]) == 2
+    assert score["style_distance_ratio"] == pytest.approx(1.0)
+    assert score["luminance_correlation"] == pytest.approx(1.0)
+    assert score["edge_correlation"] == pytest.approx(1.0)
+    assert score["photo_style_distance"] > 0
+    assert set(SCORE_NAMES) <= set(score)
+    assert all(isinstance(score[name], float) for name in SCORE_NAMES)
+
+
+def test_the_painting_itself_as_result_scores_a_ratio_below_1(vgg16_quality):
+    painting = _stripes()  # the photos' 4:5 aspect
     photos = [_scene(seed=1), _scene(seed=2)]
-    painting = _stripes()
-    same = quality_report(photos, photos, painting, vgg16_quality)
-    assert same["num_images"] == 2
-    assert same["style_distance_ratio"] == pytest.approx(1.0)
-    assert same["luminance_correlation"] == pytest.approx(1.0)
-    assert same["edge_correlation"] == pytest.approx(1.0)
+    score = evaluate_style(photos, painting, vgg16_quality, stylize=lambda photo: painting, **SMALL)
+    assert score["style_distance_ratio"] < 0.5
+    assert score["result_style_distance"] < score["photo_style_distance"]
 
-    painted = quality_report(photos, [painting, painting], painting, vgg16_quality)
-    assert painted["result_style_distance"] < 1e-6 * painted["photo_style_distance"]
-    assert painted["style_distance_ratio"] < 1e-6
-    assert painted["luminance_correlation"] < 0.5
-    assert set(painted) == set(same)
 
+def test_a_flat_image_scores_shapes_0(vgg16_quality):
+    score = evaluate_style(_photos(), _stripes(), vgg16_quality,
+                           stylize=lambda photo: np.full_like(photo, 128), **SMALL)
+    assert score["luminance_correlation"] == 0.0
+    assert score["edge_correlation"] == 0.0
+
+
+def test_photos_are_stylised_at_384_px_on_their_longer_side(vgg16_quality):
+    seen = []
+
+    def identity(photo):
+        seen.append((photo.shape, photo.dtype))
+        return photo
+
+    small_painting = _stripes(24, 30)  # one cheap painting pass at 256 px
+    evaluate_style([_scene(64, 80), _scene(90, 45)], small_painting, vgg16_quality,
+                   stylize=identity)
+    assert seen == [((307, 384, 3), np.uint8), ((384, 192, 3), np.uint8)]
+
+
+def test_photos_and_painting_are_scored_at_the_working_sizes_whatever_their_own(vgg16_quality):
+    big_photo, big_painting = _scene(128, 160), _stripes(96, 120)
+    at_size = evaluate_style([fit_longer_side(big_photo, 64)], fit_longer_side(big_painting, 48),
+                             vgg16_quality, stylize=lambda photo: photo, **SMALL)
+    raw = evaluate_style([big_photo], big_painting, vgg16_quality,
+                         stylize=lambda photo: photo, **SMALL)
+    assert raw["photo_style_distance"] == pytest.approx(at_size["photo_style_distance"], rel=1e-6)
+    # ... and the sizes do matter: not resizing the painting would give another number.
+    unscaled = evaluate_style([big_photo], big_painting, vgg16_quality,
+                              stylize=lambda photo: photo, photo_size=64, painting_size=120)
+    assert unscaled["photo_style_distance"] != pytest.approx(raw["photo_style_distance"], rel=1e-3)
+
+
+def test_the_style_distance_is_the_mean_over_photos_of_summed_gram_errors(vgg16_quality):
+    """Gram / (C·H·W) as ml.losses.gram_matrix, squared error averaged per layer, summed."""
+    photos, painting = _photos(), _stripes()
+
+    def grams(image):
+        features = vgg16_quality(image[None].astype("float32"))
+        out = {}
+        for name in QUALITY_LAYERS:
+            f = np.asarray(features[name], dtype="float64")[0]
+            h, w, c = f.shape
+            flat = f.reshape(h * w, c)
+            out[name] = flat.T @ flat / (c * h * w)
+        return out
+
+    target = grams(fit_longer_side(painting, 48))
+    expected = np.mean([
+        sum(np.mean((grams(fit_longer_side(p, 64))[n] - target[n]) ** 2) for n in QUALITY_LAYERS)
+        for p in photos
+    ])
+    score = evaluate_style(photos, painting, vgg16_quality, stylize=lambda photo: photo, **SMALL)
+    assert score["photo_style_distance"] == pytest.approx(expected, rel=1e-4)
+    assert np.allclose(np.asarray(gram_matrix(np.ones((1, 2, 2, 3), "float32")))[0], 1 / 3)
+
+
+def test_precomputed_results_score_the_same_as_a_stylise_function(vgg16_quality, tmp_path):
+    photo_dir, result_dir = tmp_path / "photos", tmp_path / "results"
+    photo_dir.mkdir(), result_dir.mkdir()
+    photos = _photos()
+    for index, photo in enumerate(photos):
+        Image.fromarray(photo).save(photo_dir / f"p{index}.png")
+
+    def paint(photo):
+        return np.clip(photo.astype("float32") * 0.6 + _stripes(*photo.shape[:2]) * 0.4, 0, 255)
+
+    painted = []
+    from_function = evaluate_style(
+        photo_dir, _stripes(), vgg16_quality,
+        stylize=lambda photo: painted.append(paint(photo).round().astype("uint8")) or painted[-1],
+        **SMALL,
+    )
+    as_list = evaluate_style(photo_dir, _stripes(), vgg16_quality, results=painted, **SMALL)
+    for index, result in enumerate(painted):
+        Image.fromarray(result).save(result_dir / f"p{index}.png")
+    from_folder = evaluate_style(photo_dir, _stripes(), vgg16_quality, results=result_dir, **SMALL)
+    for name in SCORE_NAMES:
+        assert from_folder[name] == pytest.approx(from_function[name], rel=1e-6)
+        assert as_list[name] == pytest.approx(from_function[name], rel=1e-6)
+    assert from_folder["style_distance_ratio"] != pytest.approx(1.0, abs=0.01)  # really scored
+    assert [row["photo"] for row in from_folder["per_photo"]] == [
+        str(photo_dir / "p0.png"), str(photo_dir / "p1.png")]
+
+    # A result made at the photo's own size is brought to the working size.
+    bigger = evaluate_style(photo_dir, _stripes(), vgg16_quality,
+                            results=[paint(photo) for photo in photos], **SMALL)
+    assert bigger["luminance_correlation"] == pytest.approx(
+        from_folder["luminance_correlation"], abs=0.02)
+
+    (result_dir / "p1.png").unlink()
+    with pytest.raises(FileNotFoundError, match="p1"):
+        evaluate_style(photo_dir, _stripes(), vgg16_quality, results=result_dir, **SMALL)
+
+
+def test_evaluate_style_refuses_mismatched_results(vgg16_quality):
+    photos = _photos()
+    with pytest.raises(ValueError, match="exactly one"):
+        evaluate_style(photos, _stripes(), vgg16_quality, **SMALL)
+    with pytest.raises(ValueError, match="exactly one"):
+        evaluate_style(photos, _stripes(), vgg16_quality, stylize=lambda p: p, results=photos)
     with pytest.raises(ValueError, match="as many results"):
-        quality_report(photos, photos[:1], painting, vgg16_quality)
+        evaluate_style(photos, _stripes(), vgg16_quality, results=photos[:1], **SMALL)
+    with pytest.raises(ValueError, match="another photo"):
+        evaluate_style(photos, _stripes(), vgg16_quality,
+                       results=[photos[0], photos[0].transpose(1, 0, 2)], **SMALL)

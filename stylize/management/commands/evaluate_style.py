@@ -46,6 +46,9 @@ class Command(BaseCommand):
             f"  content {losses['content']:.4g}  style {losses['style']:.4g}  "
             f"tv {losses['tv']:.4g}  total {losses['total']:.4g}"
         )
+        self.stdout.write(
+            "  quality (ml.quality.evaluate_style: photos at 384 px, painting at 256 px):"
+        )
         for name, value in heldout["quality"].items():
             self.stdout.write(f"  {name} {value:.4g}")
         self.stdout.write(f"Contact sheet: {sheet}")

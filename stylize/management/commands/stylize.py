@@ -1,8 +1,19 @@
+"""``manage.py stylize``: paint photos in a style without the queue.
+
+One photo: ``manage.py stylize photo.jpg --style starry-night [-o out.jpg]``. Several
+photos or folders: ``manage.py stylize a.jpg b.png photos/ --style starry-night
+--out-dir painted/`` writes ``painted/<photo name>.png`` for each. Every photo goes
+through the product's own path (``stylize.stylizing.photo_stylize``: tiling, the
+configured backend, post-processing) in this one process, the model loaded once.
+A photo that cannot be read or painted is reported and skipped; the command then
+exits non-zero once the others are done.
+"""
+
 import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from stylize.backends.base import BackendError
 from stylize.imaging import encode_image, load_photo
@@ -10,18 +21,26 @@ from stylize.management.lookups import style_or_command_error
 from stylize.models import DEFAULT_MAX_SIDE, MAX_MAX_SIDE, MIN_MAX_SIDE
 from stylize.stylizing import photo_stylize
 
+#: Files of a folder that are taken as photos (named files are always tried).
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
 
 class Command(BaseCommand):
     help = (
-        "Repaint one photo in a style through the configured model backend, without the "
-        "queue (the same pre- and post-processing as a job)."
+        "Repaint photos in a style through the configured model backend, without the "
+        "queue (the same pre- and post-processing as a job). One photo, or several "
+        "photos and folders with --out-dir (one PNG per photo, named after it)."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("photo", type=Path)
+        parser.add_argument("photos", nargs="+", type=Path,
+                            help="photo files and/or folders of photos (not recursive)")
         parser.add_argument("--style", required=True, help="the style's slug")
         parser.add_argument("-o", "--output", type=Path,
-                            help="where to write the JPEG/PNG (default PHOTO-SLUG.jpg)")
+                            help="one photo only: where to write the JPEG/PNG "
+                                 "(default PHOTO-SLUG.jpg beside the photo)")
+        parser.add_argument("--out-dir", type=Path,
+                            help="write DIR/<photo name>.png for every photo (created if missing)")
         parser.add_argument("--strength", type=float, default=1.0, help="0 = photo, 1 = painting")
         parser.add_argument("--preserve-colors", action="store_true",
                             help="keep the photo's colours, take the painting's strokes")
@@ -32,21 +51,83 @@ class Command(BaseCommand):
             raise CommandError("--strength must be between 0 and 1.")
         if not MIN_MAX_SIDE <= options["max_side"] <= MAX_MAX_SIDE:
             raise CommandError(f"--max-side must be between {MIN_MAX_SIDE} and {MAX_MAX_SIDE}.")
+        out_dir, output = options["out_dir"], options["output"]
+        if out_dir and output:
+            raise CommandError("Give either -o/--output (one photo) or --out-dir, not both.")
+        photos = _photo_list(options["photos"])
+        single = len(photos) == 1 and not options["photos"][0].is_dir()
+        if not single and out_dir is None:
+            raise CommandError("Several photos or a folder need --out-dir DIR.")
+        if out_dir is not None:
+            _check_unique_names(photos)
+            if out_dir.exists() and not out_dir.is_dir():
+                raise CommandError(f"--out-dir {out_dir} is not a folder.")
+            out_dir.mkdir(parents=True, exist_ok=True)
         style = style_or_command_error(options["style"])
-        photo_path = options["photo"]
-        output = options["output"] or photo_path.with_name(f"{photo_path.stem}-{style.slug}.jpg")
+        if style.live_version is None:
+            raise CommandError(f"The style {style.name} has no trained model yet.")
+
+        failures, started_all = [], time.perf_counter()
+        for photo_path in photos:
+            if out_dir is not None:
+                target = out_dir / f"{photo_path.stem}.png"
+            else:
+                target = output or photo_path.with_name(f"{photo_path.stem}-{style.slug}.jpg")
+            try:
+                self._paint_one(photo_path, target, style, options)
+            except CommandError as error:
+                if single:
+                    raise
+                failures.append(photo_path)
+                self.stderr.write(f"Skipped {photo_path}: {error}")
+        if failures:
+            raise CommandError(
+                f"{len(failures)} of {len(photos)} photos could not be painted: "
+                + ", ".join(str(path) for path in failures)
+            )
+        if not single:
+            self.stdout.write(f"{len(photos)} photos painted in "
+                              f"{time.perf_counter() - started_all:.1f} s into {out_dir}")
+
+    def _paint_one(self, photo_path: Path, output: Path, style, options) -> None:
         try:
             photo = load_photo(photo_path, max_side=options["max_side"])
-        except (OSError, UnidentifiedImageError) as exc:
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             raise CommandError(f"Cannot read {photo_path} as an image: {exc}")
         started = time.perf_counter()
         try:
             result = photo_stylize(photo=photo, style=style, strength=options["strength"],
                                    preserve_colors=options["preserve_colors"])
         except BackendError as exc:
-            raise CommandError(str(exc))
+            raise CommandError(f"Cannot paint {photo_path}: {exc}")
         seconds = time.perf_counter() - started
         fmt = "PNG" if output.suffix.lower() == ".png" else "JPEG"
-        output.write_bytes(encode_image(result, format=fmt))
+        try:
+            output.write_bytes(encode_image(result, format=fmt))
+        except OSError as exc:
+            raise CommandError(f"Cannot write {output}: {exc}")
         height, width = result.shape[:2]
         self.stdout.write(f"{output} ({width}×{height}, {seconds:.2f} s)")
+
+
+def _photo_list(paths: list[Path]) -> list[Path]:
+    """Named files as given (even unreadable ones: they are reported), folders expanded."""
+    photos = []
+    for path in paths:
+        if path.is_dir():
+            photos += sorted(child for child in path.iterdir()
+                             if child.is_file() and child.suffix.lower() in PHOTO_SUFFIXES
+                             and not child.name.startswith("."))
+        else:
+            photos.append(path)
+    if not photos:
+        raise CommandError(f"No photos in {', '.join(str(path) for path in paths)}.")
+    return photos
+
+
+def _check_unique_names(photos: list[Path]) -> None:
+    seen: dict[str, Path] = {}
+    for photo in photos:
+        other = seen.setdefault(photo.stem, photo)
+        if other != photo:
+            raise CommandError(f"{other} and {photo} would both be written as {photo.stem}.png.")
