@@ -101,7 +101,7 @@ class LatestValue(keras.metrics.Metric):
         self.value.assign(ops.cast(value, "float32"))
 
     def result(self):
-        return self.value
+        return ops.convert_to_tensor(self.value)  # a tensor, not the variable (jax jit)
 
     def reset_state(self):
         self.value.assign(0.0)

@@ -390,3 +390,111 @@ def test_config_output_kernel_and_residual_blocks_shape_the_net(painting, tmp_pa
     net = build_transform_net(tiny_config(painting, tmp_path, output_kernel_size=3, num_residual_blocks=2))
     assert net.output_kernel_size == 3 and len(net.residual_blocks) == 2
     assert tuple(net.conv_out.kernel.shape)[:2] == (3, 3)
+
+
+def test_divergence_names_the_last_good_checkpoint(painting, tmp_path):
+    out = tmp_path / "run"
+    good = photo_batch()
+    poisoned = good.copy()
+    poisoned[0, 0, 0, 0] = np.nan
+    with pytest.raises(TrainingDiverged, match="last good checkpoint is .*step-00000002") as caught:
+        train(tiny_config(painting, out, steps=10), dataset=[good, good, poisoned])
+    assert caught.value.last_checkpoint == out / "checkpoints" / "step-00000002"
+    assert not (out / "transform_net.keras").exists()  # no final model from a diverged run
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_default_recipe_trains_without_diverging_over_seeds(painting, tmp_path, seed):
+    # The default weights and learning rate (no overrides), on tiny photos.
+    rng = np.random.default_rng(seed)
+    batches = [rng.uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32") for _ in range(3)]
+    totals = []
+    result = train(
+        tiny_config(painting, tmp_path / "run", steps=30, seed=seed, checkpoint_every=10),
+        dataset=batches, on_progress=lambda p: totals.append(p.losses["total"]),
+    )
+    assert result.steps == 30 and all(np.isfinite(totals))
+    assert np.mean(totals[-5:]) < np.mean(totals[:5])
+
+
+def test_cpu_bfloat16_is_read_from_the_cpu_flags():
+    from ml.train import cpu_has_bf16
+
+    assert cpu_has_bf16("processor: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
+    assert cpu_has_bf16("flags : fpu amx_bf16 amx_tile\n")
+    assert not cpu_has_bf16("flags : fpu sse avx2 avx512f\n")
+    assert not cpu_has_bf16("")
+
+
+def test_auto_precision_is_bfloat16_on_a_bf16_cpu_float16_on_a_gpu(painting, tmp_path, monkeypatch):
+    import keras
+
+    import ml.train
+    from ml.train import resolve_precision
+
+    config = tiny_config(painting, tmp_path, precision="auto")
+    monkeypatch.setattr(ml.train, "gpu_available", lambda: True)
+    assert resolve_precision(config) == "mixed_float16"
+    monkeypatch.setattr(ml.train, "gpu_available", lambda: False)
+    monkeypatch.setattr(ml.train, "cpu_has_bf16", lambda: True)
+    expected = "mixed_bfloat16" if keras.backend.backend() == "tensorflow" else "float32"
+    assert resolve_precision(config) == expected
+    monkeypatch.setattr(ml.train, "cpu_has_bf16", lambda: False)
+    assert resolve_precision(config) == "float32"
+    assert resolve_precision(tiny_config(painting, tmp_path, precision="mixed_bfloat16")) == "mixed_bfloat16"
+
+
+def test_a_bfloat16_run_learns_and_hands_back_a_float32_model(painting, tmp_path):
+    import keras
+
+    totals = []
+    result = train(
+        tiny_config(painting, tmp_path / "run", steps=20, lr=1e-2, precision="mixed_bfloat16",
+                    checkpoint_every=100),
+        dataset=[photo_batch()], on_progress=lambda p: totals.append(p.losses["total"]),
+    )
+    assert result.precision == "mixed_bfloat16"
+    assert np.mean(totals[-3:]) < 0.7 * totals[0]
+    assert result.model.dtype_policy.name == "float32"
+    reloaded = keras.saving.load_model(result.model_path)
+    assert reloaded.dtype_policy.name == "float32"
+    assert all(w.dtype == "float32" for w in reloaded.weights)
+    np.testing.assert_allclose(reloaded(photo_batch()), result.model(photo_batch()), atol=1e-3)
+
+
+JAX_SCRIPT = """
+import json, sys
+import numpy as np
+from PIL import Image
+from ml.config import TrainConfig
+from ml.train import train
+painting, out = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(0)
+batch = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+totals = []
+config = TrainConfig(style_image=painting, out_dir=out, steps=15, size=32, batch=2,
+                     loss_weights=None, width=0.25, num_residual_blocks=1, lr=1e-2,
+                     checkpoint_every=5, sample_every=100, verbose=0)
+result = train(config, dataset=[batch], on_progress=lambda p: totals.append(p.losses["total"]))
+print(json.dumps({"totals": totals, "steps": result.steps, "precision": result.precision}))
+"""
+
+
+@pytest.mark.slow
+def test_fit_trains_on_the_jax_backend_too(painting, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed (the GPU machine trains with Keras on JAX)")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", JAX_SCRIPT, str(painting), str(tmp_path / "run")],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["steps"] == 15 and report["precision"] == "float32"
+    assert np.mean(report["totals"][-3:]) < 0.7 * report["totals"][0]
+    assert latest_checkpoint(tmp_path / "run").name == "step-00000015"
