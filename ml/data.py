@@ -2,7 +2,11 @@
 
 Two pipelines give the same augmentation (shorter side resized to
 ``size x random scale``, random ``size x size`` crop, random horizontal flip,
-float32 RGB in [0, 255]):
+float32 RGB in [0, 255]) and, unless ``augment=False``, a small random rotation
+(up to ``max_rotation`` degrees, about the crop's centre, the crop taken from a
+reflect-padded image so no corner is ever empty) and a mild colour jitter
+(brightness, contrast and saturation each scaled by up to ``1 +/- colour_jitter``).
+With ``augment=False`` the output is exactly the scale/crop/flip one:
 
 - ``make_dataset``: a ``tf.data`` pipeline for the TensorFlow backend;
 - ``PhotoBatches``: a ``keras.utils.PyDataset`` using only Pillow and NumPy,
@@ -38,6 +42,9 @@ TF_DECODABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
 COCO_2014_TRAIN_URL = "http://images.cocodataset.org/zips/train2014.zip"
 DEFAULT_SEED = 1337
 DEFAULT_SCALE_RANGE = (1.0, 1.3)
+DEFAULT_MAX_ROTATION = 3.0  # degrees, either way
+DEFAULT_COLOUR_JITTER = 0.05  # brightness, contrast and saturation factors in 1 +/- this
+LUMA = (0.299, 0.587, 0.114)
 
 
 # --------------------------------------------------------------------------- listing
@@ -141,6 +148,10 @@ def make_dataset(
     repeat: bool = True,
     validate: bool = True,
     skips: SkipCounter | None = None,
+    *,
+    augment: bool = True,
+    max_rotation: float = DEFAULT_MAX_ROTATION,
+    colour_jitter: float = DEFAULT_COLOUR_JITTER,
 ):
     """A ``tf.data.Dataset`` of float32 [0, 255] RGB batches ``(batch, size, size, 3)``.
 
@@ -163,18 +174,30 @@ def make_dataset(
     # One stateless seed pair per element keeps augmentation reproducible
     # under parallel map.
     element_seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    augment = _tf_augmenter(size, scale_range, skips)
+    augmenter = _tf_augmenter(size, scale_range, skips,
+                              max_rotation if augment else 0.0, colour_jitter if augment else 0.0)
     images = tf.data.Dataset.zip((files, element_seeds)).map(
-        augment, num_parallel_calls=tf.data.AUTOTUNE
+        augmenter, num_parallel_calls=tf.data.AUTOTUNE
     )
     images = images.ignore_errors()
     return images.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def _tf_augmenter(size: int, scale_range: tuple[float, float], skips: SkipCounter):
+def rotation_margin(size: int, max_rotation: float) -> int:
+    """Pixels to add around a ``size`` crop so that rotating it by up to
+    ``max_rotation`` degrees leaves no corner outside (plus one for bilinear)."""
+    if not max_rotation:
+        return 0
+    angle = np.radians(min(abs(max_rotation), 45.0))
+    return int(np.ceil(size * (np.cos(angle) + np.sin(angle) - 1) / 2)) + 1
+
+
+def _tf_augmenter(size: int, scale_range: tuple[float, float], skips: SkipCounter,
+                  max_rotation: float = 0.0, colour_jitter: float = 0.0):
     import tensorflow as tf
 
     low, high = scale_range
+    margin = rotation_margin(size, max_rotation)
 
     def augment(path, seed):
         seed = tf.cast(seed % (2**31 - 1), tf.int32)
@@ -189,11 +212,54 @@ def _tf_augmenter(size: int, scale_range: tuple[float, float], skips: SkipCounte
             image = tf.cast(image, tf.float32)
         scale = tf.random.stateless_uniform([], seed, low, high)
         image = _tf_resize_shorter_side(image, tf.math.ceil(size * scale))
-        image = tf.image.stateless_random_crop(image, (size, size, 3), seed + 1)
+        if margin:
+            # A (size + 2 margin) patch of the reflect-padded image has the same offsets
+            # as a size crop of the image; rotated about its centre, its middle is full.
+            padded = tf.pad(image, [[margin, margin], [margin, margin], [0, 0]], "REFLECT")
+            patch = tf.image.stateless_random_crop(
+                padded, (size + 2 * margin, size + 2 * margin, 3), seed + 1)
+            angle = tf.random.stateless_uniform(
+                [], seed + 3, -max_rotation, max_rotation) * (np.pi / 180)
+            image = _tf_rotate(patch, angle)[margin:margin + size, margin:margin + size]
+        else:
+            image = tf.image.stateless_random_crop(image, (size, size, 3), seed + 1)
         image = tf.image.stateless_random_flip_left_right(image, seed + 2)
+        if colour_jitter:
+            factors = tf.random.stateless_uniform(
+                [3], seed + 4, 1.0 - colour_jitter, 1.0 + colour_jitter)
+            image = _tf_colour_jitter(image, factors[0], factors[1], factors[2])
         return tf.ensure_shape(tf.clip_by_value(image, 0.0, 255.0), (size, size, 3))
 
     return augment
+
+
+def _tf_rotate(image, angle):
+    """``image`` (H, W, C) rotated by ``angle`` radians about its centre, bilinear."""
+    import tensorflow as tf
+
+    height = tf.cast(tf.shape(image)[0], tf.float32)
+    width = tf.cast(tf.shape(image)[1], tf.float32)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    # Output pixel (x, y) reads input (cos dx - sin dy + cx, sin dx + cos dy + cy).
+    transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy,
+                          sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0])[None]
+    rotated = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=transform,
+        output_shape=tf.shape(image)[:2], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="REFLECT")
+    return rotated[0]
+
+
+def _tf_colour_jitter(image, brightness, contrast, saturation):
+    import tensorflow as tf
+
+    luma = tf.constant(LUMA, tf.float32)
+    image = image * brightness
+    mean = tf.reduce_mean(tf.tensordot(image, luma, 1))
+    image = (image - mean) * contrast + mean
+    grey = tf.tensordot(image, luma, 1)[..., None]
+    return grey + (image - grey) * saturation
 
 
 def _tf_resize_shorter_side(image, target):
@@ -215,8 +281,17 @@ def augment_photo(
     size: int,
     rng: np.random.Generator,
     scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE,
+    *,
+    augment: bool = True,
+    max_rotation: float = DEFAULT_MAX_ROTATION,
+    colour_jitter: float = DEFAULT_COLOUR_JITTER,
 ) -> np.ndarray:
-    """The ``make_dataset`` augmentation with Pillow: float32 (size, size, 3)."""
+    """The ``make_dataset`` augmentation with Pillow: float32 (size, size, 3).
+
+    Scale, crop and flip draw the same random numbers with ``augment`` on or off
+    (rotation and jitter draw theirs after), so switching it off gives exactly the
+    scale/crop/flip result for the same ``rng``.
+    """
     image = image.convert("RGB")
     target = int(np.ceil(size * rng.uniform(*scale_range)))
     ratio = target / min(image.size)
@@ -225,10 +300,40 @@ def augment_photo(
     image = image.resize(new_size, Image.Resampling.BILINEAR, reducing_gap=None)
     left = int(rng.integers(0, image.width - size + 1))
     top = int(rng.integers(0, image.height - size + 1))
-    image = image.crop((left, top, left + size, top + size))
-    if rng.random() < 0.5:
+    flip = rng.random() < 0.5
+    margin = rotation_margin(size, max_rotation) if augment else 0
+    if margin:
+        # The crop plus a margin, reflect-padded where it leaves the image, rotated
+        # about its centre: the middle size x size is then full, corners included.
+        pixels = np.asarray(image)
+        padded = np.pad(pixels, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
+        patch = Image.fromarray(padded[top:top + size + 2 * margin,
+                                       left:left + size + 2 * margin])
+        angle = float(rng.uniform(-max_rotation, max_rotation))
+        patch = patch.rotate(angle, resample=Image.Resampling.BILINEAR)
+        image = patch.crop((margin, margin, margin + size, margin + size))
+    else:
+        image = image.crop((left, top, left + size, top + size))
+    if flip:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return np.asarray(image, dtype=np.float32)
+    pixels = np.asarray(image, dtype=np.float32)
+    if augment and colour_jitter:
+        brightness, contrast, saturation = rng.uniform(1 - colour_jitter, 1 + colour_jitter, 3)
+        pixels = colour_jitter_array(pixels, brightness, contrast, saturation)
+    return pixels
+
+
+def colour_jitter_array(pixels: np.ndarray, brightness: float, contrast: float,
+                        saturation: float) -> np.ndarray:
+    """Brightness (scale), contrast (about the mean grey) and saturation (about each
+    pixel's grey) of float RGB ``pixels``, clipped to [0, 255]."""
+    luma = np.asarray(LUMA, np.float32)
+    pixels = pixels * np.float32(brightness)
+    mean = (pixels @ luma).mean()
+    pixels = (pixels - mean) * np.float32(contrast) + mean
+    grey = (pixels @ luma)[..., None]
+    pixels = grey + (pixels - grey) * np.float32(saturation)
+    return np.clip(pixels, 0.0, 255.0).astype(np.float32)
 
 
 class PhotoBatches(keras.utils.PyDataset):
@@ -238,7 +343,8 @@ class PhotoBatches(keras.utils.PyDataset):
     order is reshuffled every epoch; augmentation depends only on
     (seed, epoch, index), so parallel workers give reproducible batches. A
     file that fails to load is replaced by another photo and counted in
-    ``skips``.
+    ``skips``. ``augment``, ``max_rotation`` and ``colour_jitter`` are those of
+    ``augment_photo``.
     """
 
     def __init__(
@@ -251,6 +357,9 @@ class PhotoBatches(keras.utils.PyDataset):
         shuffle: bool = True,
         validate: bool = True,
         skips: SkipCounter | None = None,
+        augment: bool = True,
+        max_rotation: float = DEFAULT_MAX_ROTATION,
+        colour_jitter: float = DEFAULT_COLOUR_JITTER,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -263,6 +372,9 @@ class PhotoBatches(keras.utils.PyDataset):
         self.seed = seed
         self.scale_range = scale_range
         self.shuffle = shuffle
+        self.augment = augment
+        self.max_rotation = max_rotation
+        self.colour_jitter = colour_jitter
         self.epoch = 0
         self._order = self._epoch_order()
 
@@ -290,7 +402,9 @@ class PhotoBatches(keras.utils.PyDataset):
             path = self.paths[position]
             try:
                 with Image.open(path) as image:
-                    return augment_photo(image, self.size, rng, self.scale_range)
+                    return augment_photo(image, self.size, rng, self.scale_range,
+                                         augment=self.augment, max_rotation=self.max_rotation,
+                                         colour_jitter=self.colour_jitter)
             except Exception as error:  # any unreadable file is skipped, not fatal
                 self.skips.skip(path, f"{type(error).__name__}: {error}")
                 position = int(rng.integers(0, len(self.paths)))

@@ -11,6 +11,8 @@ from PIL import Image
 from ml.data import (
     PhotoBatches,
     SkipCounter,
+    augment_photo,
+    colour_jitter_array,
     fetch_coco2014,
     list_images,
     main,
@@ -193,3 +195,144 @@ def test_fetch_coco2014_leaves_no_partial_file_when_the_download_fails(tmp_path)
     with pytest.raises(OSError):
         fetch_coco2014(dest, url=(tmp_path / "missing.zip").as_uri())
     assert not list(dest.glob("*"))
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def smooth_photo(size=(64, 64), seed=0) -> Image.Image:
+    """Smooth colour shapes (interpolation-friendly) with a little noise."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+    base = np.asarray(coarse.resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
+    return Image.fromarray(np.clip(base + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8))
+
+
+def test_augment_photo_changes_the_image_and_keeps_shape_dtype_and_range():
+    image = smooth_photo((80, 60), seed=1)
+    plain = augment_photo(image, 48, np.random.default_rng(3), augment=False)
+    augmented = augment_photo(image, 48, np.random.default_rng(3))  # on by default
+    assert augmented.shape == plain.shape == (48, 48, 3)
+    assert augmented.dtype == np.float32
+    assert 0.0 <= augmented.min() and augmented.max() <= 255.0
+    assert np.abs(augmented - plain).mean() > 1.0
+    # Still the same photo: mild changes only.
+    assert np.abs(augmented - plain).mean() < 25.0
+
+
+def test_augment_off_is_exactly_scale_crop_and_flip():
+    # A photo of exactly the crop size at scale 1 comes back as itself or its mirror.
+    image = smooth_photo((32, 32), seed=2)
+    pixels = np.asarray(image, dtype=np.float32)
+    mirrored = pixels[:, ::-1]
+    flips = 0
+    for seed in range(8):
+        out = augment_photo(image, 32, np.random.default_rng(seed), (1.0, 1.0), augment=False)
+        assert np.array_equal(out, pixels) or np.array_equal(out, mirrored)
+        flips += np.array_equal(out, mirrored)
+        on = augment_photo(image, 32, np.random.default_rng(seed), (1.0, 1.0))
+        assert not (np.array_equal(on, pixels) or np.array_equal(on, mirrored))
+    assert 0 < flips < 8
+
+
+def test_rotation_leaves_no_empty_corners():
+    image = Image.new("RGB", (50, 40), (200, 180, 160))
+    for seed in range(6):
+        out = augment_photo(image, 40, np.random.default_rng(seed), (1.0, 1.2),
+                            max_rotation=10.0, colour_jitter=0.0)
+        np.testing.assert_allclose(out, np.broadcast_to([200, 180, 160], out.shape), atol=1.0)
+
+
+def test_rotation_turns_the_crop_by_a_few_degrees():
+    # A vertical edge leans by at most tan(max_rotation) across the crop.
+    pixels = np.zeros((64, 64, 3), np.uint8)
+    pixels[:, 32:] = 255
+    image = Image.fromarray(pixels)
+
+    def edge(row):  # column where the row crosses from one side to the other
+        return int(np.argmax(np.abs(np.diff(row[:, 0])) > 60))
+
+    leans = []
+    for seed in range(8):
+        out = augment_photo(image, 64, np.random.default_rng(seed), (1.0, 1.0),
+                            max_rotation=8.0, colour_jitter=0.0)
+        leans.append(abs(edge(out[4]) - edge(out[59])))
+    assert max(leans) >= 3  # rotated
+    assert max(leans) <= int(np.ceil(np.tan(np.radians(8.0)) * 55)) + 1  # a few degrees only
+
+
+def test_colour_jitter_scales_brightness_contrast_and_saturation():
+    pixels = np.asarray(smooth_photo((16, 16), seed=3), dtype=np.float32)
+    np.testing.assert_allclose(colour_jitter_array(pixels, 1, 1, 1), pixels, atol=1e-3)
+    brighter = colour_jitter_array(pixels, 1.05, 1, 1)
+    assert brighter.mean() == pytest.approx(np.clip(pixels * 1.05, 0, 255).mean(), rel=1e-4)
+    grey = colour_jitter_array(pixels, 1, 1, 0)
+    np.testing.assert_allclose(grey[..., 0], grey[..., 2], atol=1e-3)
+    flat = colour_jitter_array(pixels, 1, 0, 1)
+    assert flat.std() < pixels.std() / 2
+    assert colour_jitter_array(pixels * 0 + 250, 1.1, 1.1, 1.1).max() <= 255.0
+
+
+def test_photo_batches_augment_by_default_and_can_switch_it_off(photo_tree):
+    on = PhotoBatches(photo_tree, size=32, batch=2, seed=5)
+    off = PhotoBatches(photo_tree, size=32, batch=2, seed=5, augment=False)
+    assert on.augment and not off.augment
+    assert not np.array_equal(on[0], off[0])
+    assert 0.0 <= on[0].min() and on[0].max() <= 255.0
+
+
+def single_photo_folder(folder: Path, image: Image.Image) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    image.save(folder / "photo.png")
+    return folder
+
+
+def test_make_dataset_augment_off_is_exactly_scale_crop_and_flip(tmp_path):
+    image = smooth_photo((32, 32), seed=4)
+    pixels = np.asarray(image, dtype=np.float32)
+    root = single_photo_folder(tmp_path / "one", image)
+    plain = make_dataset(root, size=32, batch=1, scale_range=(1.0, 1.0), augment=False)
+    for batch in plain.take(6).as_numpy_iterator():
+        assert np.array_equal(batch[0], pixels) or np.array_equal(batch[0], pixels[:, ::-1])
+    augmented = make_dataset(root, size=32, batch=1, scale_range=(1.0, 1.0))
+    for batch in augmented.take(6).as_numpy_iterator():
+        out = batch[0]
+        assert out.shape == (32, 32, 3) and 0.0 <= out.min() and out.max() <= 255.0
+        assert not (np.array_equal(out, pixels) or np.array_equal(out, pixels[:, ::-1]))
+        assert np.abs(out - pixels).mean() < 40.0 or np.abs(out - pixels[:, ::-1]).mean() < 40.0
+
+
+def test_make_dataset_rotation_leaves_no_empty_corners(tmp_path):
+    root = single_photo_folder(tmp_path / "flat", Image.new("RGB", (50, 40), (200, 180, 160)))
+    dataset = make_dataset(root, size=40, batch=1, scale_range=(1.0, 1.2),
+                           max_rotation=10.0, colour_jitter=0.0)
+    for batch in dataset.take(6).as_numpy_iterator():
+        np.testing.assert_allclose(batch[0], np.broadcast_to([200, 180, 160], batch[0].shape),
+                                   atol=1.0)
+
+
+def test_make_dataset_colour_jitter_changes_colours_within_range(tmp_path):
+    root = single_photo_folder(tmp_path / "one", smooth_photo((32, 32), seed=6))
+    base = make_dataset(root, size=32, batch=1, seed=2, scale_range=(1.0, 1.0),
+                        max_rotation=0.0, colour_jitter=0.0)
+    jittered = make_dataset(root, size=32, batch=1, seed=2, scale_range=(1.0, 1.0),
+                            max_rotation=0.0, colour_jitter=0.2)
+    for a, b in zip(base.take(4).as_numpy_iterator(), jittered.take(4).as_numpy_iterator()):
+        assert not np.allclose(a, b, atol=0.5)
+        assert 0.0 <= b.min() and b.max() <= 255.0
+
+
+def test_make_dataset_rotation_turns_the_crop_by_a_few_degrees(tmp_path):
+    pixels = np.zeros((64, 64, 3), np.uint8)
+    pixels[:, 32:] = 255
+    root = single_photo_folder(tmp_path / "edge", Image.fromarray(pixels))
+    dataset = make_dataset(root, size=64, batch=1, scale_range=(1.0, 1.0),
+                           max_rotation=8.0, colour_jitter=0.0)
+
+    def edge(row):
+        return int(np.argmax(np.abs(np.diff(row[:, 0])) > 60))
+
+    leans = [abs(edge(batch[0][4]) - edge(batch[0][59]))
+             for batch in dataset.take(8).as_numpy_iterator()]
+    assert max(leans) >= 3
+    assert max(leans) <= int(np.ceil(np.tan(np.radians(8.0)) * 55)) + 1
