@@ -38,6 +38,7 @@ __all__ = [
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 LOSS_NETWORKS = ("vgg16", "vgg19")
+LR_SCHEDULES = ("constant", "cosine")
 
 # --------------------------------------------------------------------------- flag types
 # A bad value is a usage error naming the flag, before anything is trained.
@@ -71,6 +72,10 @@ def non_negative_float(value: str) -> float:
 
 def odd_int(value: str) -> int:
     return _number(value, int, lambda n: n > 0 and n % 2 == 1, "an odd whole number (1, 3, 5, ...)")
+
+
+def _fraction(value: str) -> float:
+    return _number(value, float, lambda x: 0 <= x <= 1, "a number from 0 to 1")
 
 
 def existing_file(value: str) -> str:
@@ -133,7 +138,7 @@ class TrainConfig:
         "--style-weight", "weight of the style term", non_negative_float))
     style_layer_weights: tuple[float, ...] | None = field(default=None, metadata=_flag(
         "--style-layer-weights", "relative weight of each style layer, shallow to deep, "
-        "e.g. 1,4,16,64", layer_weights_arg))
+        "e.g. 1,2,4,8", layer_weights_arg))
     tv_weight: float | None = field(default=None, metadata=_flag(
         "--tv-weight", "weight of the total-variation term", non_negative_float))
     style_size: int | None = field(default=None, metadata=_flag(
@@ -142,7 +147,14 @@ class TrainConfig:
     style_size_factor: float = field(default=1.5, metadata=_flag(
         "--style-size-factor", "painting size for the Gram as a multiple of the crop size "
         "when --style-size is not given", positive_float))
-    lr: float = field(default=1e-3, metadata=_flag("--lr", "Adam learning rate", non_negative_float))
+    lr: float = field(default=3e-3, metadata=_flag(
+        "--lr", "Adam learning rate (the start of the schedule)", non_negative_float))
+    lr_schedule: str = field(default="constant", metadata=_flag(
+        "--lr-schedule", "constant, or cosine: decays from --lr to a tenth of it over --steps",
+        choices=LR_SCHEDULES))
+    style_warmup: float = field(default=0.1, metadata=_flag(
+        "--style-warmup", "fraction of --steps over which the style weight ramps up from 0: "
+        "the net first learns to keep the photo's light and dark, then paints", _fraction))
     clipnorm: float | None = field(default=None, metadata=_flag(
         "--clipnorm", "clip each step's global gradient norm to this", positive_float))
     width: float = field(default=0.5, metadata=_flag(
@@ -152,6 +164,9 @@ class TrainConfig:
     output_kernel_size: int = field(default=3, metadata=_flag(
         "--output-kernel", "kernel size of the last convolution, odd (Johnson et al.: 9)",
         odd_int, metavar="K"))
+    max_scale: float = field(default=3.0, metadata=_flag(
+        "--max-scale", "each photo's shorter side is resized to size x U(1, max-scale) "
+        "before the crop; larger values show the net bigger, flatter regions", positive_float))
     augment: bool = field(default=True, metadata=_flag(
         "--augment", "random scale, crop, flip, small rotation and colour jitter",
         action=argparse.BooleanOptionalAction))
@@ -186,6 +201,10 @@ class TrainConfig:
                      "log_every", "keep_checkpoints"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.style_warmup <= 1:
+            raise ValueError(f"style_warmup must be between 0 and 1, got {self.style_warmup}")
+        if self.max_scale < 1:
+            raise ValueError(f"max_scale must be >= 1, got {self.max_scale}")
         for name in ("max_seconds", "width", "style_size_factor", "clipnorm"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -200,6 +219,8 @@ class TrainConfig:
             raise ValueError(f"output_kernel_size must be odd, got {self.output_kernel_size}")
         if self.loss_network not in LOSS_NETWORKS:
             raise ValueError(f"loss_network must be vgg19 or vgg16, got {self.loss_network!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.style_size is not None and self.style_size < 16:
@@ -209,6 +230,10 @@ class TrainConfig:
     def painting_size(self) -> int:
         """The painting's longer side for its Gram matrices."""
         return self.style_size or max(16, round(self.style_size_factor * self.size))
+
+    @property
+    def style_warmup_steps(self) -> int:
+        return round(self.style_warmup * self.steps)
 
     @classmethod
     def from_preset(cls, preset: str | None = None, **overrides) -> "TrainConfig":

@@ -135,8 +135,10 @@ class StyleTrainer(keras.Model):
         return self.transform_net(images, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """``y`` is the style scale of each example (the warm-up ramp; see ``fit_input``)."""
         stylized = ops.cast(y_pred, "float32")
-        terms = self.perceptual_loss(ops.cast(x, "float32"), stylized)
+        style_scale = 1.0 if y is None else ops.mean(ops.cast(y, "float32"))
+        terms = self.perceptual_loss(ops.cast(x, "float32"), stylized, style_scale=style_scale)
         for name in self.term_names:
             self.trackers[name].update_state(terms[name])
         self.trackers["output_mean"].update_state(ops.mean(stylized))
@@ -267,7 +269,8 @@ def _prefetched(dataset: keras.utils.PyDataset, depth: int) -> Iterable:
 def default_dataset(config: TrainConfig, seed: int, skips: SkipCounter):
     if config.data_dir is None:
         raise ValueError("TrainConfig.data_dir is required when no dataset is given")
-    options = dict(size=config.size, batch=config.batch, seed=seed, skips=skips)
+    options = dict(size=config.size, batch=config.batch, seed=seed, skips=skips,
+                   scale_range=(1.0, config.max_scale))
     if config.augment is False:
         options["augment"] = False
     if keras.backend.backend() == "tensorflow":
@@ -275,22 +278,43 @@ def default_dataset(config: TrainConfig, seed: int, skips: SkipCounter):
     return PhotoBatches(config.data_dir, **options)
 
 
-def fit_input(dataset):
-    """``(first batch, what fit iterates)``: a tf.data pipeline repeats; anything else
-    (a PyDataset, a list of batches) becomes an endless generator."""
+def style_scale(step: int, warmup_steps: int) -> float:
+    """The style weight's multiplier at global ``step`` (1-based): 0 -> 1 over warm-up."""
+    if warmup_steps <= 0:
+        return 1.0
+    return min(1.0, (step - 1) / warmup_steps)
+
+
+def fit_input(dataset, *, start_step: int = 0, warmup_steps: int = 0):
+    """``(first photo batch, what fit iterates)``.
+
+    ``fit`` gets ``(photos, style_scale)`` pairs, the scale (one per photo) following
+    :func:`style_scale` from the global step ``start_step + 1`` on, so a resumed run
+    continues the ramp. A tf.data pipeline repeats; anything else (a PyDataset, a list
+    of batches) becomes an endless generator.
+    """
     if _is_tf_dataset(dataset):
+        import tensorflow as tf
+
         repeated = dataset.repeat()
-        first = next(iter(repeated.take(1)))
-        return np.asarray(first, dtype=np.float32), repeated
+        first = np.asarray(next(iter(repeated.take(1))), dtype=np.float32)
+        steps = tf.data.Dataset.counter(start=start_step + 1)
+
+        def with_scale(images, step):
+            scale = 1.0 if warmup_steps <= 0 else tf.minimum(
+                1.0, tf.cast(step - 1, tf.float32) / warmup_steps)
+            return images, tf.fill(tf.shape(images)[:1], tf.cast(scale, tf.float32))
+
+        return first, tf.data.Dataset.zip((repeated, steps)).map(with_scale)
     batches = endless_batches(dataset)
     first = next(batches)
-    return first, _generator(itertools.chain([first], batches))
+    return first, _generator(itertools.chain([first], batches), start_step, warmup_steps)
 
 
-def _generator(iterable):
-    # fit takes generators (not other iterators) of (inputs,) tuples.
-    for batch in iterable:
-        yield (batch,)
+def _generator(batches, start_step, warmup_steps):
+    # fit takes generators (not other iterators) of (inputs, targets) tuples.
+    for step, batch in enumerate(batches, start=start_step + 1):
+        yield batch, np.full((len(batch),), style_scale(step, warmup_steps), np.float32)
 
 
 def _is_tf_dataset(dataset) -> bool:
@@ -312,12 +336,23 @@ def build_trainer(config: TrainConfig) -> StyleTrainer:
                            **({"dtype": dtype} if dtype else {}))
     # A mixed_float16 trainer gets a LossScaleOptimizer from compile().
     trainer.compile(optimizer=keras.optimizers.Adam(
-        learning_rate=config.lr, global_clipnorm=config.clipnorm))
+        learning_rate=learning_rate(config), global_clipnorm=config.clipnorm))
     # Built here, not inside the first traced step: that would trace it twice,
     # and load_checkpoint needs the optimizer variables to exist.
     trainer.optimizer.build(trainer.trainable_variables)
     trainer.precision = policy
     return trainer
+
+
+def learning_rate(config: TrainConfig):
+    """``config.lr``, or a cosine decay from it to a tenth of it over ``config.steps``.
+
+    The schedule runs on the optimizer's iteration count, which checkpoints keep, so a
+    resumed run continues where it left off.
+    """
+    if config.lr_schedule == "constant":
+        return config.lr
+    return keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=config.steps, alpha=0.1)
 
 
 def train(
@@ -354,7 +389,8 @@ def train(
 
     state = RunState(start_step=start_step, steps=config.steps, term_names=trainer.term_names)
     if config.steps > start_step:
-        sample_photos, batches = fit_input(dataset)
+        sample_photos, batches = fit_input(dataset, start_step=start_step,
+                                           warmup_steps=config.style_warmup_steps)
         trainer.fit(
             batches,
             epochs=1,

@@ -10,6 +10,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -18,6 +19,9 @@ from django.utils import timezone
 from .models import Style
 from .selectors import style_list_served
 from .services import style_training_fail, style_training_start, style_training_succeed
+
+if TYPE_CHECKING:
+    from ml.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -85,6 +85,8 @@ def test_painting_size_defaults_to_a_multiple_of_the_crop():
     (["--precision", "float8"], "invalid choice"),
     (["--preset", "huge"], "invalid choice"),
     (["--width", "-1"], "--width: must be a number > 0"),
+    (["--style-warmup", "1.5"], "--style-warmup: must be a number from 0 to 1"),
+    (["--max-scale", "0"], "--max-scale: must be a number > 0"),
 ])
 def test_bad_flags_are_usage_errors(flags, message, capsys):
     with pytest.raises(SystemExit):

@@ -168,8 +168,8 @@ def test_style_layer_weights_scale_each_layer(vgg16_random, painting):
                               style_layer_weights=(0, 1, 2, 10))
     default = PerceptualLoss(painting, network="vgg16", loss_network=vgg16_random)
     assert tuple(default.style_layer_weights.values()) == DEFAULT_STYLE_LAYER_WEIGHTS["vgg16"]
-    # The deep layers weigh most by default (C^2 of each layer, relative to relu1_2).
-    assert DEFAULT_STYLE_LAYER_WEIGHTS["vgg16"] == (1.0, 4.0, 16.0, 64.0)
+    # The deep layers weigh most by default.
+    assert DEFAULT_STYLE_LAYER_WEIGHTS["vgg16"] == (1.0, 2.0, 4.0, 8.0)
     one = {k: float(_np(v)) for k, v in equal(content, stylized).items()}
     other = {k: float(_np(v)) for k, v in weighted(content, stylized).items()}
     for name, factor in zip(layers, (0, 1, 2, 10)):

@@ -49,6 +49,7 @@ def tiny_config(painting, out_dir, **overrides):
         sample_every=1000,
         verbose=0,
         precision="float32",
+        style_warmup=0.0,
     )
     settings.update(overrides)
     return TrainConfig(**settings)
@@ -179,8 +180,8 @@ def test_nan_image_with_finite_losses_is_caught_by_the_image_check(painting, tmp
     def loss_blind_to_nan(config, dtype=None):
         real_loss = real_builder(config, dtype=dtype)
 
-        def loss(content, stylized):
-            return real_loss(content, ops.where(ops.isnan(stylized), 0.0, stylized))
+        def loss(content, stylized, **kwargs):
+            return real_loss(content, ops.where(ops.isnan(stylized), 0.0, stylized), **kwargs)
 
         loss.loss_network = real_loss.loss_network
         loss.term_names = real_loss.term_names
@@ -498,3 +499,67 @@ def test_fit_trains_on_the_jax_backend_too(painting, tmp_path):
     assert report["steps"] == 15 and report["precision"] == "float32"
     assert np.mean(report["totals"][-3:]) < 0.7 * report["totals"][0]
     assert latest_checkpoint(tmp_path / "run").name == "step-00000015"
+
+
+def test_cosine_schedule_decays_to_a_tenth_over_the_steps_and_resumes_in_place(painting, tmp_path):
+    from ml.train import learning_rate
+
+    config = tiny_config(painting, tmp_path / "run", steps=4, lr=1e-2, lr_schedule="cosine")
+    schedule = learning_rate(config)
+    assert float(schedule(0)) == pytest.approx(1e-2)
+    assert float(schedule(2)) == pytest.approx(0.55e-2, rel=1e-3)
+    assert float(schedule(4)) == pytest.approx(1e-3)
+    assert learning_rate(tiny_config(painting, tmp_path, lr=1e-2)) == 1e-2  # constant
+
+    train(config, dataset=[photo_batch()])
+    resumed = build_trainer(config.replace(steps=8, resume=True))
+    load_checkpoint(resumed, latest_checkpoint(tmp_path / "run"))
+    # The schedule reads the restored iteration count.
+    assert int(resumed.optimizer.iterations.numpy()) == 4
+    assert float(resumed.optimizer.learning_rate.numpy()) == pytest.approx(
+        float(learning_rate(config.replace(steps=8))(4)), rel=1e-5)
+
+
+def test_the_photo_pipeline_gets_the_configs_scale_range_and_augmentation(painting, tmp_path, monkeypatch):
+    import ml.train
+    from ml.data import SkipCounter
+
+    seen = {}
+    monkeypatch.setattr(ml.train, "make_dataset", lambda folder, **kw: seen.update(kw) or "tf")
+    monkeypatch.setattr(ml.train, "PhotoBatches", lambda folder, **kw: seen.update(kw) or "py")
+    config = tiny_config(painting, tmp_path, data_dir=str(tmp_path), max_scale=3.0, augment=False)
+    ml.train.default_dataset(config, seed=5, skips=SkipCounter())
+    assert seen["scale_range"] == (1.0, 3.0) and seen["augment"] is False
+    assert (seen["size"], seen["batch"], seen["seed"]) == (SIZE, 2, 5)
+
+
+def test_style_warmup_ramps_the_style_term_from_zero(painting, tmp_path):
+    from ml.train import style_scale
+
+    assert [style_scale(step, 4) for step in (1, 2, 3, 5, 9)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert style_scale(1, 0) == 1.0
+    styles = []
+    config = tiny_config(painting, tmp_path / "run", steps=8, style_warmup=0.5)
+    assert config.style_warmup_steps == 4
+    train(config, dataset=[photo_batch()], on_progress=lambda p: styles.append(p.losses["style"]))
+    assert styles[0] == 0.0 and all(value > 0 for value in styles[1:])
+
+
+@pytest.mark.parametrize("as_tf_data", [False, True])
+def test_the_warmup_ramp_continues_from_the_resumed_step(as_tf_data):
+    from ml.train import fit_input
+
+    batches = [photo_batch(seed) for seed in range(3)]
+    if as_tf_data:
+        import tensorflow as tf
+
+        dataset = tf.data.Dataset.from_tensor_slices(np.stack(batches))
+    else:
+        dataset = batches
+    first, pairs = fit_input(dataset, start_step=4, warmup_steps=6)
+    np.testing.assert_array_equal(first, batches[0])
+    scales = []
+    for _, (images, scale) in zip(range(4), pairs):
+        assert np.asarray(images).shape == (2, SIZE, SIZE, 3) and np.asarray(scale).shape == (2,)
+        scales.append(float(np.asarray(scale)[0]))
+    assert scales == pytest.approx([4 / 6, 5 / 6, 1.0, 1.0])
