@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +53,7 @@ from bench.stylize_bench import (
     make_photo,
     md_table,
     run_child,
+    run_for_result,
     shipped_models,
 )
 
@@ -94,22 +94,15 @@ def run_peer(peer_python: Path, job: dict, tmp: Path, timeout: float) -> dict:
     job_file = tmp / "peer-job.json"
     job_file.write_text(json.dumps(job))
     log = tmp / "peer.log"
-    with open(log, "wb") as log_file:
-        proc = subprocess.Popen([str(peer_python), str(PEER_SCRIPT), str(job_file)],
-                                cwd=tmp, stdout=subprocess.PIPE, stderr=log_file,
-                                start_new_session=True, env=_peer_env())
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-            raise SystemExit(f"The peer run timed out after {timeout:.0f} s (log: {log})")
-    lines = [line[len(PEER_RESULT_PREFIX):] for line in out.decode().splitlines()
-             if line.startswith(PEER_RESULT_PREFIX)]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"The peer run failed (status {proc.returncode}):\n"
-                         f"{log.read_text()[-3000:]}")
-    return json.loads(lines[-1])
+    try:
+        status, result = run_for_result(
+            [str(peer_python), str(PEER_SCRIPT), str(job_file)], cwd=tmp, env=_peer_env(),
+            timeout=timeout, log=log, prefix=PEER_RESULT_PREFIX, log_mode="wb")
+    except TimeoutError:
+        raise SystemExit(f"The peer run timed out after {timeout:.0f} s (log: {log})") from None
+    if status != 0 or result is None:
+        raise SystemExit(f"The peer run failed (status {status}):\n{log.read_text()[-3000:]}")
+    return result
 
 
 def _peer_env() -> dict:

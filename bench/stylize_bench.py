@@ -103,28 +103,41 @@ def emit(result: dict) -> None:
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
-def run_child(args: list[str], env: dict, timeout: float, log: Path) -> dict:
-    """Run ``python -m bench.stylize_bench <args>`` in its own session; its result dict."""
-    with open(log, "ab") as log_file:
-        proc = subprocess.Popen(
-            [PYTHON, "-m", "bench.stylize_bench", *args], cwd=BASE_DIR, env=env,
-            stdout=subprocess.PIPE, stderr=log_file, start_new_session=True,
-        )
+def run_for_result(command: list[str], *, cwd, env: dict, timeout: float, log: Path,
+                   prefix: str, log_mode: str = "ab") -> tuple[int, dict | None]:
+    """Run ``command`` in its own session (stderr to ``log``) and read its result line.
+
+    Returns the exit status and the JSON after the last stdout line starting with
+    ``prefix`` (None if there is none). On a timeout the whole process group is
+    killed and ``TimeoutError`` raised.
+    """
+    with open(log, log_mode) as log_file:
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=log_file, start_new_session=True)
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait()
-            raise RuntimeError(f"{args[0]} timed out after {timeout:.0f} s (log: {log})")
+            raise TimeoutError(f"{command[0]} timed out after {timeout:.0f} s") from None
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, 9)
                 proc.wait()
-    results = [line[len(RESULT_PREFIX):] for line in out.decode().splitlines()
-               if line.startswith(RESULT_PREFIX)]
-    if proc.returncode != 0 or not results:
-        raise RuntimeError(f"{' '.join(args)} failed with status {proc.returncode} (log: {log})")
-    return json.loads(results[-1])
+    results = [line[len(prefix):] for line in out.decode().splitlines() if line.startswith(prefix)]
+    return proc.returncode, (json.loads(results[-1]) if results else None)
+
+
+def run_child(args: list[str], env: dict, timeout: float, log: Path) -> dict:
+    """Run ``python -m bench.stylize_bench <args>`` in its own session; its result dict."""
+    try:
+        status, result = run_for_result([PYTHON, "-m", "bench.stylize_bench", *args], cwd=BASE_DIR,
+                                        env=env, timeout=timeout, log=log, prefix=RESULT_PREFIX)
+    except TimeoutError:
+        raise RuntimeError(f"{args[0]} timed out after {timeout:.0f} s (log: {log})") from None
+    if status != 0 or result is None:
+        raise RuntimeError(f"{' '.join(args)} failed with status {status} (log: {log})")
+    return result
 
 
 def base_env(serving_dir: Path, var_dir: Path, **extra) -> dict:

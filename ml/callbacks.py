@@ -225,7 +225,7 @@ class SampleImages(keras.callbacks.Callback):
         self.writer = None
 
     def on_train_begin(self, logs=None):
-        if importlib.util.find_spec("tensorflow") and importlib.util.find_spec("tensorboard"):
+        if tensorboard_available():
             import tensorflow as tf
 
             self.tf = tf

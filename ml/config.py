@@ -238,8 +238,7 @@ class TrainConfig:
     @classmethod
     def from_preset(cls, preset: str | None = None, **overrides) -> "TrainConfig":
         """A config from a named preset (default :data:`DEFAULT_PRESET`) and overrides."""
-        name = preset or overrides.pop("preset", None) or DEFAULT_PRESET
-        overrides.pop("preset", None)
+        name = preset or DEFAULT_PRESET
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         unknown = set(overrides) - FIELD_NAMES
@@ -251,10 +250,7 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)
-        if values["style_layer_weights"] is not None:
-            values["style_layer_weights"] = list(values["style_layer_weights"])
-        return values
+        return dataclasses.asdict(self)
 
 
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(TrainConfig))
@@ -310,15 +306,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, base: TrainConfig | None =
         parser.add_argument(meta["flag"], **kwargs)
 
 
-def given_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The config fields (and ``preset``) that were given on the command line."""
-    return {key: value for key, value in vars(args).items()
-            if key in FIELD_NAMES or key == "preset"}
+def given_flags(options) -> dict[str, Any]:
+    """The config fields (``preset`` among them) in ``options``: a parsed
+    ``argparse.Namespace`` or a dict of them (a Django command's options)."""
+    values = vars(options) if isinstance(options, argparse.Namespace) else options
+    return {key: value for key, value in values.items() if key in FIELD_NAMES}
 
 
 def config_from_args(args: argparse.Namespace, **base_overrides) -> TrainConfig:
     """The config a command line asks for: preset, then ``base_overrides``, then flags."""
-    flags = given_flags(args)
-    preset = flags.pop("preset", None) or base_overrides.pop("preset", None)
-    base_overrides.pop("preset", None)
-    return TrainConfig.from_preset(preset, **{**base_overrides, **flags})
+    return TrainConfig.from_preset(**{**base_overrides, **given_flags(args)})

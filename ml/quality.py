@@ -88,18 +88,6 @@ def _images(images, name="images"):
     return [_image(image, name) for image in images]
 
 
-def _resize_max_side(image, size):
-    if size is None:
-        return image
-    height, width = image.shape[:2]
-    scale = size / max(height, width)
-    new = (max(1, round(width * scale)), max(1, round(height * scale)))
-    channels = [
-        np.asarray(Image.fromarray(image[..., c]).resize(new, Image.BILINEAR)) for c in range(3)
-    ]
-    return np.stack(channels, axis=-1)
-
-
 def _grams(image, loss_network, layers):
     from keras import ops
 
@@ -113,7 +101,7 @@ def _grams(image, loss_network, layers):
     return {name: ops.convert_to_numpy(gram_matrix(features[name]))[0] for name in layers}
 
 
-def style_distance(images, painting, loss_network, layers=QUALITY_LAYERS, size=None):
+def style_distance(images, painting, loss_network, layers=QUALITY_LAYERS):
     """Mean Gram distance of ``images`` to ``painting``.
 
     For each image: sum over ``layers`` of the mean squared difference between
@@ -128,17 +116,15 @@ def style_distance(images, painting, loss_network, layers=QUALITY_LAYERS, size=N
             ``layers`` (by default VGG16 ``block1_conv2``, ``block2_conv2``,
             ``block3_conv3``, ``block4_conv3``).
         layers: VGG layers to compare on.
-        size: if given, every image and the painting is first resized so that
-            its longer side is ``size`` pixels.
 
     Returns:
         A float.
     """
     layers = tuple(layers)
-    images = [_resize_max_side(image, size) for image in _images(images)]
+    images = _images(images)
     if not images:
         raise ValueError("`images` is empty.")
-    target = _grams(_resize_max_side(_image(painting, "painting"), size), loss_network, layers)
+    target = _grams(_image(painting, "painting"), loss_network, layers)
     return float(np.mean([_distance(image, target, loss_network, layers) for image in images]))
 
 

@@ -46,7 +46,7 @@ from ml.callbacks import (
     tensorboard_available,
 )
 from ml.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
-from ml.config import TrainConfig, add_arguments, config_from_args
+from ml.config import FLAG_FIELDS, TrainConfig, add_arguments, config_from_args
 from ml.data import PhotoBatches, SkipCounter, make_dataset
 
 __all__ = [
@@ -161,10 +161,9 @@ def build_transform_net(config: TrainConfig, dtype=None) -> keras.Model:
 
 
 def build_perceptual_loss(config: TrainConfig, dtype=None):
-    from ml.losses import PerceptualLoss, build_loss_network, DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
+    from ml.losses import PerceptualLoss, build_loss_network
 
     network = config.loss_network
-    layers = [*DEFAULT_STYLE_LAYERS[network], DEFAULT_CONTENT_LAYER[network]]
     weights = {
         name: getattr(config, name)
         for name in ("content_weight", "style_weight", "tv_weight", "style_layer_weights")
@@ -174,7 +173,8 @@ def build_perceptual_loss(config: TrainConfig, dtype=None):
         config.style_image,
         network=network,
         style_size=config.painting_size,
-        loss_network=build_loss_network(network, config.loss_weights, layers, dtype=dtype),
+        # Its default layers: the network's style layers and content layer.
+        loss_network=build_loss_network(network, config.loss_weights, dtype=dtype),
         **weights,
     )
 
@@ -270,9 +270,7 @@ def default_dataset(config: TrainConfig, seed: int, skips: SkipCounter):
     if config.data_dir is None:
         raise ValueError("TrainConfig.data_dir is required when no dataset is given")
     options = dict(size=config.size, batch=config.batch, seed=seed, skips=skips,
-                   scale_range=(1.0, config.max_scale))
-    if config.augment is False:
-        options["augment"] = False
+                   scale_range=(1.0, config.max_scale), augment=config.augment)
     if keras.backend.backend() == "tensorflow":
         return make_dataset(config.data_dir, **options)
     return PhotoBatches(config.data_dir, **options)
@@ -298,23 +296,26 @@ def fit_input(dataset, *, start_step: int = 0, warmup_steps: int = 0):
 
         repeated = dataset.repeat()
         first = np.asarray(next(iter(repeated.take(1))), dtype=np.float32)
-        steps = tf.data.Dataset.counter(start=start_step + 1)
-
-        def with_scale(images, step):
-            scale = 1.0 if warmup_steps <= 0 else tf.minimum(
-                1.0, tf.cast(step - 1, tf.float32) / warmup_steps)
-            return images, tf.fill(tf.shape(images)[:1], tf.cast(scale, tf.float32))
-
-        return first, tf.data.Dataset.zip((repeated, steps)).map(with_scale)
+        scales = tf.data.Dataset.from_generator(
+            lambda: _scales(start_step, warmup_steps), output_signature=tf.TensorSpec((), tf.float32))
+        pairs = tf.data.Dataset.zip((repeated, scales)).map(
+            lambda images, scale: (images, tf.fill(tf.shape(images)[:1], scale)))
+        return first, pairs
     batches = endless_batches(dataset)
     first = next(batches)
     return first, _generator(itertools.chain([first], batches), start_step, warmup_steps)
 
 
+def _scales(start_step, warmup_steps):
+    """The style scale of every step from ``start_step + 1`` on, forever."""
+    for step in itertools.count(start_step + 1):
+        yield np.float32(style_scale(step, warmup_steps))
+
+
 def _generator(batches, start_step, warmup_steps):
     # fit takes generators (not other iterators) of (inputs, targets) tuples.
-    for step, batch in enumerate(batches, start=start_step + 1):
-        yield batch, np.full((len(batch),), style_scale(step, warmup_steps), np.float32)
+    for batch, scale in zip(batches, _scales(start_step, warmup_steps)):
+        yield batch, np.full((len(batch),), scale, np.float32)
 
 
 def _is_tf_dataset(dataset) -> bool:
@@ -460,10 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for required in ("style_image", "data_dir", "out_dir"):
-        if required not in vars(args):
-            flag = {"style_image": "--style", "data_dir": "--data", "out_dir": "--out"}[required]
-            parser.error(f"the following arguments are required: {flag}")
+    missing = [spec.metadata["flag"] for spec in FLAG_FIELDS
+               if spec.name in ("style_image", "data_dir", "out_dir") and spec.name not in vars(args)]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
     return config_from_args(args)
 
 

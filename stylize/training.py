@@ -36,8 +36,7 @@ def training_config(*, overrides: dict | None = None, **paths) -> "TrainConfig":
     """
     from ml.config import TrainConfig
 
-    values = {**settings.TRAINING_OVERRIDES, **(overrides or {}), **paths}
-    return TrainConfig.from_preset(values.pop("preset", None), **values)
+    return TrainConfig.from_preset(**{**settings.TRAINING_OVERRIDES, **(overrides or {}), **paths})
 
 
 def training_dir(style: Style) -> Path:

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from ml.config import FIELD_NAMES, add_arguments
+from ml.config import add_arguments, given_flags
 from stylize.management.lookups import style_or_command_error
 from stylize.training import style_train, training_config
 
@@ -19,12 +19,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         style = style_or_command_error(options["slug"])
-        overrides = {
-            name: value for name, value in options.items()
-            if (name in FIELD_NAMES or name == "preset") and name not in ("verbose",)
-        }
         try:
-            style = style_train(style=style, overrides=overrides)
+            style = style_train(style=style, overrides=given_flags(options))
         except Exception as exc:
             raise CommandError(f"Training {style.name} failed: {exc}") from exc
         done = style.training_settings
