@@ -236,7 +236,7 @@ class SampleImages(keras.callbacks.Callback):
         if step % self.every:
             return
         path = self.out_dir / "samples" / f"step-{step:08d}.png"
-        stylized = save_samples(self.model.transform_net, self.photos, path)
+        stylized = save_samples(self.model.preview, self.photos, path)
         if self.writer is not None:
             with self.writer.as_default(step=step):
                 self.tf.summary.image("stylized", stylized, max_outputs=len(stylized))
@@ -247,12 +247,11 @@ class SampleImages(keras.callbacks.Callback):
             self.writer.close()
 
 
-def save_samples(net, photos: np.ndarray, path: Path) -> np.ndarray:
-    from keras import ops
-
+def save_samples(stylize, photos: np.ndarray, path: Path) -> np.ndarray:
+    """Write a contact sheet of ``photos`` and ``stylize(photos)`` (a trainer's ``preview``)."""
     from ml.evaluate import contact_sheet
 
-    stylized = np.clip(np.round(ops.convert_to_numpy(net(photos))), 0, 255).astype(np.uint8)
+    stylized = np.clip(np.round(stylize(photos)), 0, 255).astype(np.uint8)
     contact_sheet(photos.astype(np.uint8), stylized, path, thumb=photos.shape[1])
     return stylized
 

@@ -40,10 +40,9 @@ def latest_checkpoint(out_dir) -> Path | None:
     return pointer.parent / json.loads(pointer.read_text())["dir"]
 
 
-def output_stats(net, images) -> tuple[float, float]:
-    from keras import ops
-
-    stylized = np.asarray(ops.convert_to_numpy(net(images)), dtype=np.float32)
+def output_stats(stylize, images) -> tuple[float, float]:
+    """Mean and std of ``stylize(images)`` (a trainer's ``preview``)."""
+    stylized = np.asarray(stylize(images), dtype=np.float32)
     return float(stylized.mean()), float(stylized.std())
 
 
@@ -55,7 +54,7 @@ def save_checkpoint(trainer, out_dir, step: int, state: dict, probe_images, moni
                     keep: int = 2) -> Path:
     """Write a checkpoint atomically after checking that the weights are healthy.
 
-    ``trainer`` has ``transform_net`` and ``optimizer``; ``monitor`` gives the
+    ``trainer`` has ``transform_net``, ``optimizer`` and ``preview``; ``monitor`` gives the
     smallest output standard deviation that still counts as a live image.
     Raises ``TrainingDiverged`` (and writes nothing) when they are not healthy.
     """
@@ -64,7 +63,7 @@ def save_checkpoint(trainer, out_dir, step: int, state: dict, probe_images, moni
     net = trainer.transform_net
     if not weights_finite(net):
         raise TrainingDiverged(f"step {step}: the weights hold NaN/inf; checkpoint not written")
-    mean, std = output_stats(net, probe_images)
+    mean, std = output_stats(trainer.preview, probe_images)
     if not (math.isfinite(std) and std >= monitor.min_output_std):
         raise TrainingDiverged(
             f"step {step}: the output image is NaN or constant (mean {mean}, std {std}); "

@@ -102,6 +102,11 @@ def layer_weights_arg(value: str) -> tuple[float, ...]:
     return weights
 
 
+def existing_files(value: str) -> tuple[str, ...]:
+    """``a.jpg,b.jpg``: comma-separated existing files."""
+    return tuple(existing_file(part) for part in value.split(",") if part)
+
+
 def _flag(flag: str, help: str, type=None, **extra) -> dict:
     return {"flag": flag, "help": help, "type": type, **extra}
 
@@ -119,6 +124,14 @@ class TrainConfig:
     """
 
     style_image: str = field(default="", metadata=_flag("--style", "the painting to learn"))
+    paintings: tuple[str, ...] = field(default=(), metadata=_flag(
+        "--paintings", "train a bank: one conditional network for these paintings (comma-"
+        "separated) at slots 1, 2, ... with slot 0 the photo itself; replaces --style",
+        existing_files, metavar="FILE,FILE,..."))
+    train_slot: int | None = field(default=None, metadata=_flag(
+        "--train-slot", "fine-tune only this slot of the bank given as --init-weights to "
+        "--style (the next free slot adds a style); every other weight stays as it was",
+        positive_int, metavar="N"))
     data_dir: str | None = field(default=None, metadata=_flag(
         "--data", "folder of training photos (make photos, or COCO train2014)"))
     out_dir: str = field(default="", metadata=_flag(
@@ -195,6 +208,11 @@ class TrainConfig:
     verbose: int = field(default=1, metadata={"help": "0: silent, 1: progress bar"})
 
     def __post_init__(self):
+        self.paintings = tuple(str(p) for p in self.paintings)
+        if self.paintings and self.train_slot is not None:
+            raise ValueError("give either paintings (train a bank) or train_slot (fine-tune one)")
+        if self.train_slot is not None and (self.train_slot < 1 or not self.init_weights):
+            raise ValueError("train_slot must be >= 1 and needs init_weights (the bank)")
         if self.style_layer_weights is not None:
             self.style_layer_weights = tuple(float(w) for w in self.style_layer_weights)
         for name in ("steps", "size", "batch", "checkpoint_every", "sample_every",
@@ -230,6 +248,11 @@ class TrainConfig:
     def painting_size(self) -> int:
         """The painting's longer side for its Gram matrices."""
         return self.style_size or max(16, round(self.style_size_factor * self.size))
+
+    @property
+    def is_bank(self) -> bool:
+        """Whether this run trains a conditional network (all of it, or one slot)."""
+        return bool(self.paintings) or self.train_slot is not None
 
     @property
     def style_warmup_steps(self) -> int:

@@ -4,8 +4,15 @@ SavedModel signature ``serving_default`` (the gRPC client relies on these names)
 
 - input ``images``: uint8 ``[batch, height, width, 3]``, RGB, any height and
   width (at least 5 px);
+- input ``style_weights`` (banks only): float32 ``[batch, S]``, each image's mix
+  of the bank's S slots (slot 0 is the photo itself; a one-hot row is one style);
 - output ``stylized``: uint8 ``[batch, height, width, 3]``, RGB, same size
   (the network's [0, 255] floats rounded and clipped inside the signature).
+
+A bank's version folder also holds ``slots.json`` (``{"num_styles": S, "slots":
+[{"slot": 0, ...}, ...]}``: which style each slot paints, its painting and how it
+was trained) and ``transform_net.keras`` (the Keras model, so a later run can
+fine-tune one slot of exactly this version). Serving ignores both.
 
 Versions live in ``<base_dir>/<integer>/`` as TF Serving expects; a new
 version is written to a hidden temporary folder and renamed into place, so
@@ -15,6 +22,7 @@ Exporting needs the tensorflow backend.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -25,7 +33,10 @@ import numpy as np
 
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "images"
+WEIGHTS_INPUT_NAME = "style_weights"
 OUTPUT_NAME = "stylized"
+SLOTS_FILE = "slots.json"
+BANK_MODEL_FILE = "transform_net.keras"
 
 
 # --------------------------------------------------------------------------- SavedModel
@@ -51,13 +62,26 @@ def next_version(base_dir) -> int:
     return max(existing_versions(base_dir), default=0) + 1
 
 
-def export_savedmodel(model, base_dir, attempts: int = 5) -> tuple[int, Path]:
-    """Write ``model`` as the next version under ``base_dir``; returns (version, path)."""
+def export_savedmodel(model, base_dir, *, slots: list[dict] | None = None,
+                      attempts: int = 5) -> tuple[int, Path]:
+    """Write ``model`` as the next version under ``base_dir``; returns (version, path).
+
+    A bank needs ``slots``: one dict per slot (``slot`` is added), written to
+    ``slots.json`` with the Keras model beside the SavedModel.
+    """
     base_dir = Path(base_dir)
+    num_styles = getattr(model, "num_styles", 1)
+    if num_styles > 1 and (slots is None or len(slots) != num_styles):
+        raise ValueError(f"a bank of {num_styles} slots needs {num_styles} slot descriptions")
     base_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=base_dir))
     try:
         build_export_archive(model).write_out(str(staging / "model"), verbose=False)
+        if num_styles > 1:
+            model.save(staging / "model" / BANK_MODEL_FILE)
+            described = [{**slot, "slot": index} for index, slot in enumerate(slots)]
+            (staging / "model" / SLOTS_FILE).write_text(
+                json.dumps({"num_styles": num_styles, "slots": described}, indent=2, default=str))
         for _ in range(attempts):
             version = next_version(base_dir)
             target = base_dir / str(version)
@@ -79,35 +103,75 @@ def build_export_archive(model):
 
     archive = keras.export.ExportArchive()
     archive.track(model)
+    num_styles = getattr(model, "num_styles", 1)
 
-    def serve(images):
-        stylized = tf.cast(model(tf.cast(images, tf.float32), training=False), tf.float32)
-        stylized = tf.clip_by_value(tf.round(stylized), 0.0, 255.0)
+    def to_uint8(stylized):
+        stylized = tf.clip_by_value(tf.round(tf.cast(stylized, tf.float32)), 0.0, 255.0)
         return {OUTPUT_NAME: tf.cast(stylized, tf.uint8)}
 
-    archive.add_endpoint(
-        name=SIGNATURE_NAME,
-        fn=serve,
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)],
-    )
+    images_spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)
+    if num_styles == 1:
+        def serve(images):
+            return to_uint8(model(tf.cast(images, tf.float32), training=False))
+
+        signature = [images_spec]
+    else:
+        def serve(images, style_weights):
+            return to_uint8(model(tf.cast(images, tf.float32), style_weights, training=False))
+
+        signature = [images_spec,
+                     tf.TensorSpec([None, num_styles], tf.float32, name=WEIGHTS_INPUT_NAME)]
+    archive.add_endpoint(name=SIGNATURE_NAME, fn=serve, input_signature=signature)
     return archive
 
 
-def load_savedmodel_fn(path) -> Callable[[np.ndarray], np.ndarray]:
-    """A numpy uint8 batch -> uint8 batch function over an exported version folder."""
+def read_slots(version_dir) -> dict | None:
+    """A bank version's ``slots.json``, or None for a single-style model."""
+    path = Path(version_dir) / SLOTS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_savedmodel_fn(path) -> Callable[..., np.ndarray]:
+    """``stylize(images, style_weights=None)`` over an exported version folder: a numpy
+    uint8 batch (and for a bank float32 ``[batch, S]`` weights, or one ``[S]`` row for
+    every image) -> uint8 batch. ``stylize.num_styles`` is S (1: single style)."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
     signature = loaded.signatures[SIGNATURE_NAME]
+    weights_spec = signature.structured_input_signature[1].get(WEIGHTS_INPUT_NAME)
+    num_styles = 1 if weights_spec is None else int(weights_spec.shape[-1])
 
-    def stylize(images: np.ndarray) -> np.ndarray:
+    def stylize(images: np.ndarray, style_weights: np.ndarray | None = None) -> np.ndarray:
         images = np.asarray(images, dtype=np.uint8)
         if images.ndim == 3:
             images = images[None]
-        return signature(**{INPUT_NAME: tf.constant(images)})[OUTPUT_NAME].numpy()
+        inputs = {INPUT_NAME: tf.constant(images)}
+        if num_styles > 1:
+            if style_weights is None:
+                raise ValueError(f"{path} is a bank of {num_styles} slots: give style_weights")
+            inputs[WEIGHTS_INPUT_NAME] = tf.constant(
+                batch_weights(style_weights, len(images), num_styles))
+        elif style_weights is not None:
+            raise ValueError(f"{path} is a single-style model: it takes no style_weights")
+        return signature(**inputs)[OUTPUT_NAME].numpy()
+
+    stylize.num_styles = num_styles
 
     stylize.saved_model = loaded  # keeps the loaded graph alive with the function
     return stylize
+
+
+def batch_weights(style_weights, batch: int, num_styles: int) -> np.ndarray:
+    """float32 ``[batch, S]`` from one ``[S]`` row or a ``[batch, S]`` array."""
+    weights = np.asarray(style_weights, dtype=np.float32)
+    if weights.ndim == 1:
+        weights = np.broadcast_to(weights, (batch, len(weights)))
+    if weights.shape != (batch, num_styles) or not np.isfinite(weights).all():
+        raise ValueError(
+            f"style_weights must be finite numbers of shape ({batch}, {num_styles}), "
+            f"got shape {weights.shape}")
+    return np.ascontiguousarray(weights)
 
 
 # --------------------------------------------------------------------------- models.config

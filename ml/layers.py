@@ -17,6 +17,7 @@ from keras import ops
 __all__ = [
     "ReflectionConv2D",
     "InstanceNormalization",
+    "ConditionalInstanceNormalization",
     "ResidualBlock",
     "UpsampleConv2D",
 ]
@@ -237,6 +238,81 @@ class InstanceNormalization(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class ConditionalInstanceNormalization(keras.layers.Layer):
+    """Instance normalisation with one affine map per style (Dumoulin et al. 2017).
+
+    Keeps ``scale`` and ``offset`` of shape ``(num_styles, channels)``. Called with
+    the feature maps and ``style_weights`` ``(batch, num_styles)``, it normalises
+    each image like :class:`InstanceNormalization` and applies the per-image mix of
+    the styles' maps::
+
+        y = (x - mean_hw(x)) / sqrt(var_hw(x) + epsilon) * (w @ scale) + (w @ offset)
+
+    One-hot weights give that style exactly; weights summing to 1 interpolate
+    between styles; with ``num_styles=1`` and weights 1 it is
+    :class:`InstanceNormalization`.
+
+    Args:
+        num_styles: how many styles (slots) the layer keeps maps for.
+        epsilon: added to the variance.
+    """
+
+    def __init__(self, num_styles, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.num_styles = _positive_int("num_styles", num_styles)
+        epsilon = float(epsilon)
+        if not epsilon > 0:
+            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon}")
+        self.epsilon = epsilon
+
+    def build(self, inputs_shape, style_weights_shape=None):
+        _check_rank4(self, inputs_shape)
+        if style_weights_shape is not None and style_weights_shape[-1] not in (None, self.num_styles):
+            raise ValueError(
+                f"ConditionalInstanceNormalization(num_styles={self.num_styles}) needs "
+                f"style_weights of shape (batch, {self.num_styles}). "
+                f"Received shape: {tuple(style_weights_shape)}"
+            )
+        shape = (self.num_styles, inputs_shape[-1])
+        self.scale = self.add_weight(name="scale", shape=shape, initializer="ones")
+        self.offset = self.add_weight(name="offset", shape=shape, initializer="zeros")
+
+    def call(self, inputs, style_weights):
+        weights = ops.cast(style_weights, self.compute_dtype)
+        # (batch, styles) @ (styles, channels) -> (batch, 1, 1, channels)
+        scale = ops.matmul(weights, ops.cast(self.scale, self.compute_dtype))[:, None, None, :]
+        offset = ops.matmul(weights, ops.cast(self.offset, self.compute_dtype))[:, None, None, :]
+        mean, variance = ops.moments(inputs, axes=[1, 2], keepdims=True)
+        if keras.backend.standardize_dtype(inputs.dtype) in ("float16", "bfloat16"):
+            x = (inputs - mean) * ops.rsqrt(variance + self.epsilon)
+            return x * scale + offset
+        multiplier = ops.rsqrt(variance + self.epsilon) * scale
+        return inputs * multiplier + (offset - mean * multiplier)
+
+    def compute_output_shape(self, inputs_shape, style_weights_shape=None):
+        return tuple(inputs_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_styles": self.num_styles, "epsilon": self.epsilon})
+        return config
+
+
+def instance_norm(num_styles, epsilon, name):
+    """:class:`InstanceNormalization` for one style, else the conditional layer."""
+    if num_styles == 1:
+        return InstanceNormalization(epsilon, name=name)
+    return ConditionalInstanceNormalization(num_styles, epsilon, name=name)
+
+
+def apply_norm(norm, x, style_weights):
+    """Call a norm made by :func:`instance_norm` (the plain one takes no weights)."""
+    if isinstance(norm, ConditionalInstanceNormalization):
+        return norm(x, style_weights)
+    return norm(x)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class ResidualBlock(keras.layers.Layer):
     """Johnson-style residual block with an identity skip.
 
@@ -248,46 +324,52 @@ class ResidualBlock(keras.layers.Layer):
         filters: channels of the input, of both convolutions and of the output.
         kernel_size: side of both convolution kernels.
         epsilon: epsilon of both instance normalisations.
+        num_styles: above 1, both normalisations are
+            :class:`ConditionalInstanceNormalization` and the block is called
+            with ``style_weights`` ``(batch, num_styles)`` as second argument.
     """
 
-    def __init__(self, filters, kernel_size=3, epsilon=1e-5, **kwargs):
+    def __init__(self, filters, kernel_size=3, epsilon=1e-5, num_styles=1, **kwargs):
         super().__init__(**kwargs)
         self.filters = _positive_int("filters", filters)
         self.kernel_size = _positive_int("kernel_size", kernel_size)
         self.epsilon = float(epsilon)
+        self.num_styles = _positive_int("num_styles", num_styles)
         self.conv1 = ReflectionConv2D(self.filters, self.kernel_size, name="conv1")
-        self.norm1 = InstanceNormalization(self.epsilon, name="norm1")
+        self.norm1 = instance_norm(self.num_styles, self.epsilon, "norm1")
         self.conv2 = ReflectionConv2D(self.filters, self.kernel_size, name="conv2")
-        self.norm2 = InstanceNormalization(self.epsilon, name="norm2")
+        self.norm2 = instance_norm(self.num_styles, self.epsilon, "norm2")
 
-    def build(self, input_shape):
-        _check_rank4(self, input_shape)
-        if input_shape[-1] != self.filters:
+    def build(self, inputs_shape, style_weights_shape=None):
+        _check_rank4(self, inputs_shape)
+        if inputs_shape[-1] != self.filters:
             raise ValueError(
                 f"ResidualBlock(filters={self.filters}) needs an input with "
                 f"{self.filters} channels for its identity skip. "
-                f"Received shape: {tuple(input_shape)}"
+                f"Received shape: {tuple(inputs_shape)}"
             )
-        shape = tuple(input_shape)
+        shape = tuple(inputs_shape)
         self.conv1.build(shape)
         self.norm1.build(shape)
         self.conv2.build(shape)
         self.norm2.build(shape)
 
-    def call(self, inputs):
+    def call(self, inputs, style_weights=None):
         x = self.conv1(inputs)
-        x = ops.relu(self.norm1(x))
-        x = self.norm2(self.conv2(x))
+        x = ops.relu(apply_norm(self.norm1, x, style_weights))
+        x = apply_norm(self.norm2, self.conv2(x), style_weights)
         return inputs + x
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
+    def compute_output_shape(self, inputs_shape, style_weights_shape=None):
+        return tuple(inputs_shape)
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {"filters": self.filters, "kernel_size": self.kernel_size, "epsilon": self.epsilon}
         )
+        if self.num_styles != 1:
+            config["num_styles"] = self.num_styles
         return config
 
 

@@ -246,9 +246,10 @@ def _as_image_batch(image):
 
 
 class PerceptualLoss:
-    """Content + style + total-variation loss against one painting.
+    """Content + style + total-variation loss against one painting, or several.
 
-    The painting's Gram matrices are computed once, here. Call
+    The paintings' Gram matrices are computed once, here. With several paintings
+    (a bank), :meth:`loss` takes each example's painting as ``style_index``. Call
     :meth:`loss` (or the object itself) with a batch of content photos and the
     network's stylised versions of them, both ``(batch, height, width, 3)``
     RGB in [0, 255]. Uses ``keras.ops`` only, so it works in a custom training
@@ -256,7 +257,7 @@ class PerceptualLoss:
 
     Args:
         style_image: the painting: ``HxWx3`` (or ``1xHxWx3``) array in [0, 255],
-            or a path to an image file.
+            or a path to an image file; or a list of them (a bank's paintings).
         network: ``"vgg19"`` or ``"vgg16"``.
         weights: loss network weights, as in :func:`build_loss_network`.
         content_layer: VGG layer of the content term; default
@@ -329,18 +330,28 @@ class PerceptualLoss:
             raise ValueError(f"`loss_network` does not output the layers {missing}.")
         self.loss_network = loss_network
 
-        style = _as_image_batch(style_image)
-        if style_size is not None:
+        paintings = style_image if isinstance(style_image, (list, tuple)) else [style_image]
+        if not paintings:
+            raise ValueError("At least one style image is needed.")
+        grams = [self._painting_grams(painting) for painting in paintings]
+        #: Painting Gram matrices, ``{layer: (paintings, C, C)}``, float32.
+        self.style_grams = {
+            name: ops.concatenate([g[name] for g in grams], axis=0) for name in self.style_layers
+        }
+        self.num_paintings = len(paintings)
+
+    def _painting_grams(self, painting) -> dict:
+        style = _as_image_batch(painting)
+        if self.style_size is not None:
             height, width = style.shape[1:3]
-            scale = style_size / max(height, width)
+            scale = self.style_size / max(height, width)
             new_size = (max(1, round(height * scale)), max(1, round(width * scale)))
             style = ops.image.resize(
                 style, new_size, interpolation="bilinear", antialias=True
             )
             style = ops.clip(style, 0.0, 255.0)
         features = self.loss_network(style, training=False)
-        #: Painting Gram matrices, ``{layer: (1, C, C)}``, float32.
-        self.style_grams = {
+        return {
             name: ops.stop_gradient(gram_matrix(ops.cast(features[name], "float32")))
             for name in self.style_layers
         }
@@ -350,14 +361,17 @@ class PerceptualLoss:
         """The keys :meth:`loss` returns: totals, then one ``style_<layer>`` each."""
         return ("total", "content", "style", "tv", *(f"style_{n}" for n in self.style_layers))
 
-    def loss(self, content_batch, stylized_batch, style_scale=1.0):
+    def loss(self, content_batch, stylized_batch, style_scale=1.0, style_index=None):
         """Weighted loss terms.
 
         Args:
             content_batch: photos, ``(batch, H, W, 3)`` in [0, 255].
             stylized_batch: the network outputs for them, same shape.
-            style_scale: multiplies every style term (a scalar, or a scalar
-                tensor: the training warm-up ramps it from 0 to 1).
+            style_scale: multiplies every style term: a scalar (the training
+                warm-up ramps it from 0 to 1) or one value per example (0 for a
+                bank's identity examples, which get the content loss only).
+            style_index: which painting each example is compared with, int
+                ``(batch,)``; default: the first (the only one of a single style).
 
         Returns:
             float32 scalar tensors, every one already multiplied by its weights:
@@ -377,11 +391,13 @@ class PerceptualLoss:
         content = ops.mean(ops.square(features[self.content_layer][batch:] - target))
         terms = {"content": self.content_weight * content}
         style = 0.0
+        scale = ops.reshape(ops.cast(style_scale, "float32"), (-1,))  # (1,) or (batch,)
         for name in self.style_layers:
             gram = gram_matrix(features[name][batch:])
-            layer = style_scale * self.style_weight * self.style_layer_weights[name] * ops.mean(
-                ops.square(gram - self.style_grams[name])
-            )
+            target = self.style_grams[name]
+            target = target[:1] if style_index is None else ops.take(target, style_index, axis=0)
+            per_example = ops.mean(ops.square(gram - target), axis=(1, 2))
+            layer = self.style_weight * self.style_layer_weights[name] * ops.mean(scale * per_example)
             terms[f"style_{name}"] = layer
             style = style + layer
         terms["style"] = style

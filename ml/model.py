@@ -9,6 +9,14 @@ All convolutions are reflection padded; instance normalisation and ReLU
 follow every convolution but the last; the last is mapped to [0, 255] with
 ``(tanh(x) + 1) * 127.5``.
 
+With ``num_styles=S > 1`` it is a *bank*: every instance normalisation is
+conditional (one scale and offset per style, Dumoulin et al. 2017) and the net is
+called with ``style_weights`` ``(batch, S)`` that mix them; all convolutions are
+shared. Slot 0 of a bank is trained as the identity (the photo itself), so
+weights ``(1 - s) * onehot(0) + s * onehot(k)`` give style ``k`` at strength
+``s``. ``num_styles=1`` is the plain single-style network, called with images
+only.
+
 Inputs are float32 NHWC RGB images in [0, 255] of any height and width. The
 two stride-2 convolutions need sizes that are multiples of 4 to come back to
 the same size, so the network pads the input by reflection on the bottom and
@@ -24,10 +32,11 @@ import keras
 from keras import ops
 
 from ml.layers import (
-    InstanceNormalization,
     ReflectionConv2D,
     ResidualBlock,
     UpsampleConv2D,
+    apply_norm,
+    instance_norm,
 )
 
 __all__ = ["TransformNet"]
@@ -51,13 +60,16 @@ class TransformNet(keras.Model):
             on a CPU a 9x9 convolution with three output channels is the slowest
             layer of the half-width network (about a fifth of its time at
             1024x1024), so the fast shipped styles use 3.
+        num_styles: styles (slots) of a bank; 1 is a single-style network.
 
     Call it on a float tensor ``(batch, height, width, 3)`` with RGB values in
-    [0, 255]; it returns a tensor of the same shape with values in [0, 255].
+    [0, 255] (and, for a bank, ``style_weights`` ``(batch, num_styles)``); it
+    returns a tensor of the same shape with values in [0, 255].
     """
 
     def __init__(
-        self, width=1.0, num_residual_blocks=5, epsilon=1e-5, output_kernel_size=9, **kwargs
+        self, width=1.0, num_residual_blocks=5, epsilon=1e-5, output_kernel_size=9,
+        num_styles=1, **kwargs
     ):
         super().__init__(**kwargs)
         width = float(width)
@@ -86,29 +98,37 @@ class TransformNet(keras.Model):
                 f"Received: output_kernel_size={output_kernel_size!r}"
             )
         self.output_kernel_size = output_kernel_size
+        if isinstance(num_styles, bool) or not isinstance(num_styles, int) or num_styles < 1:
+            raise ValueError(
+                f"`num_styles` must be a positive integer. Received: num_styles={num_styles!r}"
+            )
+        self.num_styles = num_styles
 
         f1, f2, f3 = (max(1, int(round(f * width))) for f in BASE_FILTERS)
         self.filters = (f1, f2, f3)
         eps = self.epsilon
-        # (layer, norm) pairs; norm is None for the last convolution.
+
+        def norm(name):
+            return instance_norm(num_styles, eps, name)
+
         self.conv_in = ReflectionConv2D(f1, 9, name="conv_in")
-        self.norm_in = InstanceNormalization(eps, name="norm_in")
+        self.norm_in = norm("norm_in")
         self.down1 = ReflectionConv2D(f2, 3, strides=2, name="down1")
-        self.norm_down1 = InstanceNormalization(eps, name="norm_down1")
+        self.norm_down1 = norm("norm_down1")
         self.down2 = ReflectionConv2D(f3, 3, strides=2, name="down2")
-        self.norm_down2 = InstanceNormalization(eps, name="norm_down2")
+        self.norm_down2 = norm("norm_down2")
         self.residual_blocks = [
-            ResidualBlock(f3, 3, epsilon=eps, name=f"residual_{i + 1}")
+            ResidualBlock(f3, 3, epsilon=eps, num_styles=num_styles, name=f"residual_{i + 1}")
             for i in range(num_residual_blocks)
         ]
         self.up1 = UpsampleConv2D(f2, 3, size=2, name="up1")
-        self.norm_up1 = InstanceNormalization(eps, name="norm_up1")
+        self.norm_up1 = norm("norm_up1")
         self.up2 = UpsampleConv2D(f1, 3, size=2, name="up2")
-        self.norm_up2 = InstanceNormalization(eps, name="norm_up2")
+        self.norm_up2 = norm("norm_up2")
         self.conv_out = ReflectionConv2D(3, output_kernel_size, name="conv_out")
 
-    def build(self, input_shape):
-        input_shape = tuple(input_shape)
+    def build(self, inputs_shape, style_weights_shape=None):
+        input_shape = tuple(inputs_shape)
         if len(input_shape) != 4 or input_shape[-1] != 3:
             raise ValueError(
                 "TransformNet expects (batch, height, width, 3) RGB inputs. "
@@ -132,7 +152,13 @@ class TransformNet(keras.Model):
         self.conv_out.build((batch, None, None, f1))
         self.built = True
 
-    def call(self, inputs):
+    def call(self, inputs, style_weights=None):
+        if self.num_styles > 1 and style_weights is None:
+            raise ValueError(
+                f"This TransformNet is a bank of {self.num_styles} styles: call it with "
+                "images and style_weights of shape (batch, num_styles)."
+            )
+        w = style_weights
         x = ops.cast(inputs, self.compute_dtype)
         shape = ops.shape(x)
         height, width = shape[1], shape[2]
@@ -141,19 +167,28 @@ class TransformNet(keras.Model):
         x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
 
         x = x / 127.5 - 1.0  # [0, 255] -> [-1, 1]
-        x = ops.relu(self.norm_in(self.conv_in(x)))
-        x = ops.relu(self.norm_down1(self.down1(x)))
-        x = ops.relu(self.norm_down2(self.down2(x)))
+        x = ops.relu(apply_norm(self.norm_in, self.conv_in(x), w))
+        x = ops.relu(apply_norm(self.norm_down1, self.down1(x), w))
+        x = ops.relu(apply_norm(self.norm_down2, self.down2(x), w))
         for block in self.residual_blocks:
-            x = block(x)
-        x = ops.relu(self.norm_up1(self.up1(x)))
-        x = ops.relu(self.norm_up2(self.up2(x)))
+            x = block(x) if self.num_styles == 1 else block(x, w)
+        x = ops.relu(apply_norm(self.norm_up1, self.up1(x), w))
+        x = ops.relu(apply_norm(self.norm_up2, self.up2(x), w))
         x = self.conv_out(x)
         x = (ops.tanh(x) + 1.0) * 127.5
         return x[:, :height, :width, :]
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
+    def compute_output_shape(self, inputs_shape, style_weights_shape=None):
+        return tuple(inputs_shape)
+
+    @property
+    def _default_save_signature(self):
+        # Keras' TensorFlow backend traces a one-input default signature while a
+        # SavedModel is written; a bank takes two inputs, and ml.export defines the
+        # serving signature itself.
+        if self.num_styles > 1:
+            return None
+        return super()._default_save_signature
 
     def get_config(self):
         config = super().get_config()
@@ -165,4 +200,6 @@ class TransformNet(keras.Model):
                 "output_kernel_size": self.output_kernel_size,
             }
         )
+        if self.num_styles != 1:
+            config["num_styles"] = self.num_styles
         return config

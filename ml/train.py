@@ -1,7 +1,15 @@
-"""Train a TransformNet for one style with ``Model.fit``, from Python or the command line.
+"""Train a TransformNet for one style, or a bank of styles, with ``Model.fit``.
 
     python -m ml.train --style PAINTING --data var/photos/train --out runs/starry \\
         [--preset fast|balanced|johnson] [any TrainConfig flag]
+    python -m ml.train --paintings A,B,C --data ... --out runs/bank      # a bank
+    python -m ml.train --init-weights runs/bank/transform_net.keras \\
+        --train-slot 4 --style D --data ... --out runs/bank-d         # one slot of it
+
+A bank (``ml.bank``) is trained jointly: every example gets a random slot, slot 0
+(the identity) with the content loss only, slot ``i`` against painting ``i``. A slot
+fine-tune trains only that slot's conditional-norm rows, everything else frozen, and
+the saved net takes every other weight from ``--init-weights`` unchanged.
 
 ``StyleTrainer`` is a small ``keras.Model`` whose ``compute_loss`` is the perceptual
 loss, so Keras' own ``fit`` trains it on the tensorflow, jax and torch backends. The
@@ -30,7 +38,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ml import checkpoints
+from ml import bank, checkpoints
 from ml.callbacks import (
     AtomicCheckpoint,
     DivergenceMonitor,
@@ -113,12 +121,18 @@ class StyleTrainer(keras.Model):
     Its metrics are every weighted loss term (``perceptual_loss.term_names``) and the
     output image's mean and standard deviation: on TF's CPU kernels a NaN image can
     still give finite VGG losses, so the image itself must be watched.
+
+    For a bank, ``painting_of_slot`` maps each slot to its painting in the loss
+    (``-1``: the identity slot, content loss only), and ``fit`` feeds
+    ``((photos, slots), style_scale)``; otherwise it feeds ``(photos, style_scale)``.
     """
 
-    def __init__(self, transform_net, perceptual_loss, **kwargs):
+    def __init__(self, transform_net, perceptual_loss, painting_of_slot=None, **kwargs):
         super().__init__(**kwargs)
         self.transform_net = transform_net
         self.perceptual_loss = perceptual_loss
+        self.painting_of_slot = (
+            None if painting_of_slot is None else np.asarray(painting_of_slot, np.int32))
         # Tracked as an attribute so its (frozen) VGG variables are part of the
         # model state that the jax backend passes through its stateless step.
         self.loss_network = perceptual_loss.loss_network
@@ -131,22 +145,53 @@ class StyleTrainer(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
-    def call(self, images, training=False):
-        return self.transform_net(images, training=training)
+    @property
+    def is_bank(self) -> bool:
+        return self.painting_of_slot is not None
+
+    def call(self, inputs, training=False):
+        if not self.is_bank:
+            return self.transform_net(inputs, training=training)
+        images, slots = inputs
+        weights = ops.one_hot(slots, self.transform_net.num_styles)
+        return self.transform_net(images, weights, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """``y`` is the style scale of each example (the warm-up ramp; see ``fit_input``)."""
         stylized = ops.cast(y_pred, "float32")
-        style_scale = 1.0 if y is None else ops.mean(ops.cast(y, "float32"))
-        terms = self.perceptual_loss(ops.cast(x, "float32"), stylized, style_scale=style_scale)
+        if self.is_bank:
+            photos, slots = x
+            painting = ops.take(ops.convert_to_tensor(self.painting_of_slot), slots)
+            # Identity examples (painting -1) get no style term: content only.
+            scale = ops.cast(y, "float32") * ops.cast(painting >= 0, "float32")
+            terms = self.perceptual_loss(ops.cast(photos, "float32"), stylized,
+                                         style_scale=scale, style_index=ops.maximum(painting, 0))
+        else:
+            style_scale = 1.0 if y is None else ops.mean(ops.cast(y, "float32"))
+            terms = self.perceptual_loss(ops.cast(x, "float32"), stylized, style_scale=style_scale)
         for name in self.term_names:
             self.trackers[name].update_state(terms[name])
         self.trackers["output_mean"].update_state(ops.mean(stylized))
         self.trackers["output_std"].update_state(ops.std(stylized))
         return terms["total"]
 
+    @property
+    def painted_slots(self) -> list[int]:
+        """The slots this run paints (with a painting in the loss)."""
+        return [int(s) for s in np.flatnonzero(self.painting_of_slot >= 0)]
 
-def build_transform_net(config: TrainConfig, dtype=None) -> keras.Model:
+    def preview(self, photos) -> np.ndarray:
+        """The net's output for ``photos`` (float32); a bank paints photo ``i`` in its
+        ``i``-th painted slot, cycling, so samples and checks see every style."""
+        if not self.is_bank:
+            return np.asarray(ops.convert_to_numpy(self.transform_net(photos)), np.float32)
+        painted = self.painted_slots
+        slots = [painted[i % len(painted)] for i in range(len(photos))]
+        weights = bank.one_hot(slots, self.transform_net.num_styles)
+        return np.asarray(ops.convert_to_numpy(self.transform_net(photos, weights)), np.float32)
+
+
+def build_transform_net(config: TrainConfig, dtype=None, num_styles: int = 1) -> keras.Model:
     from ml.model import TransformNet
 
     kwargs = {"dtype": dtype} if dtype else {}
@@ -154,10 +199,56 @@ def build_transform_net(config: TrainConfig, dtype=None) -> keras.Model:
         width=config.width,
         num_residual_blocks=config.num_residual_blocks,
         output_kernel_size=config.output_kernel_size,
+        num_styles=num_styles,
         **kwargs,
     )
-    net(np.zeros((1, config.size, config.size, 3), "float32"))
+    net.build((None, None, None, 3))
     return net
+
+
+@dataclass
+class BankPlan:
+    """What a bank run trains: how many slots, which slot has which painting, and
+    for a slot fine-tune the (grown) starting weights everything else keeps."""
+
+    num_styles: int
+    painting_of_slot: list[int]
+    base_weights: list[np.ndarray] | None = None  # fine-tune: the bank it starts from
+    architecture: dict | None = None  # fine-tune: the bank's width and depth
+
+    def applied_to(self, config: TrainConfig) -> TrainConfig:
+        """``config`` with the network shape of the bank being fine-tuned."""
+        return config.replace(**self.architecture) if self.architecture else config
+
+    @property
+    def choices(self) -> list[int]:
+        """The slots examples are drawn from."""
+        if self.base_weights is None:
+            return list(range(self.num_styles))
+        return [slot for slot, painting in enumerate(self.painting_of_slot) if painting >= 0]
+
+
+def bank_plan(config: TrainConfig) -> BankPlan | None:
+    """The bank ``config`` trains, or None for a single-style run."""
+    if config.paintings:
+        return BankPlan(len(config.paintings) + 1, [-1, *range(len(config.paintings))])
+    if config.train_slot is None:
+        return None
+    start = keras.saving.load_model(config.init_weights, compile=False)
+    if getattr(start, "num_styles", 1) < 2:
+        raise ValueError(f"{config.init_weights} is a single-style network, not a bank")
+    slot = config.train_slot
+    if slot > start.num_styles:
+        raise ValueError(f"the bank has {start.num_styles} slots: --train-slot may be at "
+                         f"most {start.num_styles} (the next free one), got {slot}")
+    if slot == start.num_styles:
+        start = bank.grow(start, slot + 1)
+    painting_of_slot = [-1] * start.num_styles
+    painting_of_slot[slot] = 0
+    shape = ("width", "num_residual_blocks", "output_kernel_size")
+    return BankPlan(start.num_styles, painting_of_slot,
+                    [np.asarray(w, np.float32) for w in start.get_weights()],
+                    {name: getattr(start, name) for name in shape})
 
 
 def build_perceptual_loss(config: TrainConfig, dtype=None):
@@ -170,7 +261,7 @@ def build_perceptual_loss(config: TrainConfig, dtype=None):
         if getattr(config, name) is not None
     }
     return PerceptualLoss(
-        config.style_image,
+        list(config.paintings) or config.style_image,
         network=network,
         style_size=config.painting_size,
         # Its default layers: the network's style layers and content layer.
@@ -283,27 +374,56 @@ def style_scale(step: int, warmup_steps: int) -> float:
     return min(1.0, (step - 1) / warmup_steps)
 
 
-def fit_input(dataset, *, start_step: int = 0, warmup_steps: int = 0):
+class SlotSampler:
+    """A bank run's random slot per example: ``sampler(step, n)`` -> int32 ``(n,)``,
+    the same for the same seed and global step (so a resume does not replay)."""
+
+    def __init__(self, choices, seed: int):
+        self.choices = np.asarray(choices, np.int32)
+        self.seed = int(seed)
+
+    def __call__(self, step: int, n: int) -> np.ndarray:
+        rng = np.random.default_rng((self.seed, step))
+        return rng.choice(self.choices, size=n).astype(np.int32)
+
+
+def fit_input(dataset, *, start_step: int = 0, warmup_steps: int = 0,
+              slots: SlotSampler | None = None, batch: int | None = None):
     """``(first photo batch, what fit iterates)``.
 
     ``fit`` gets ``(photos, style_scale)`` pairs, the scale (one per photo) following
     :func:`style_scale` from the global step ``start_step + 1`` on, so a resumed run
-    continues the ramp. A tf.data pipeline repeats; anything else (a PyDataset, a list
-    of batches) becomes an endless generator.
+    continues the ramp; with ``slots`` (a bank) ``((photos, slots), style_scale)``,
+    ``batch`` then being the largest batch the dataset yields. A tf.data pipeline
+    repeats; anything else (a PyDataset, a list of batches) becomes an endless
+    generator.
     """
     if _is_tf_dataset(dataset):
         import tensorflow as tf
 
         repeated = dataset.repeat()
         first = np.asarray(next(iter(repeated.take(1))), dtype=np.float32)
-        scales = tf.data.Dataset.from_generator(
-            lambda: _scales(start_step, warmup_steps), output_signature=tf.TensorSpec((), tf.float32))
-        pairs = tf.data.Dataset.zip((repeated, scales)).map(
-            lambda images, scale: (images, tf.fill(tf.shape(images)[:1], scale)))
-        return first, pairs
+        if slots is None:
+            scales = tf.data.Dataset.from_generator(
+                lambda: _scales(start_step, warmup_steps),
+                output_signature=tf.TensorSpec((), tf.float32))
+            pairs = tf.data.Dataset.zip((repeated, scales)).map(
+                lambda images, scale: (images, tf.fill(tf.shape(images)[:1], scale)))
+            return first, pairs
+        if batch is None:
+            raise ValueError("a bank's tf.data input needs the batch size")
+        targets = tf.data.Dataset.from_generator(
+            lambda: _bank_targets(start_step, warmup_steps, slots, batch),
+            output_signature=(tf.TensorSpec((), tf.float32), tf.TensorSpec((batch,), tf.int32)))
+
+        def pair(images, target):
+            n = tf.shape(images)[0]
+            return (images, target[1][:n]), tf.fill([n], target[0])
+
+        return first, tf.data.Dataset.zip((repeated, targets)).map(pair)
     batches = endless_batches(dataset)
     first = next(batches)
-    return first, _generator(itertools.chain([first], batches), start_step, warmup_steps)
+    return first, _generator(itertools.chain([first], batches), start_step, warmup_steps, slots)
 
 
 def _scales(start_step, warmup_steps):
@@ -312,10 +432,17 @@ def _scales(start_step, warmup_steps):
         yield np.float32(style_scale(step, warmup_steps))
 
 
-def _generator(batches, start_step, warmup_steps):
+def _bank_targets(start_step, warmup_steps, slots, batch):
+    for step, scale in zip(itertools.count(start_step + 1), _scales(start_step, warmup_steps)):
+        yield scale, slots(step, batch)
+
+
+def _generator(batches, start_step, warmup_steps, slots=None):
     # fit takes generators (not other iterators) of (inputs, targets) tuples.
-    for batch, scale in zip(batches, _scales(start_step, warmup_steps)):
-        yield batch, np.full((len(batch),), scale, np.float32)
+    steps = itertools.count(start_step + 1)
+    for batch, scale, step in zip(batches, _scales(start_step, warmup_steps), steps):
+        scales = np.full((len(batch),), scale, np.float32)
+        yield (batch if slots is None else (batch, slots(step, len(batch)))), scales
 
 
 def _is_tf_dataset(dataset) -> bool:
@@ -329,11 +456,19 @@ def _is_tf_dataset(dataset) -> bool:
 # --------------------------------------------------------------------------- training
 
 
-def build_trainer(config: TrainConfig) -> StyleTrainer:
+def build_trainer(config: TrainConfig, plan: BankPlan | None = None) -> StyleTrainer:
+    """The compiled trainer of ``config``; ``plan`` is its :func:`bank_plan` if known."""
     policy = resolve_precision(config)
     dtype = None if policy == "float32" else policy
-    net = build_transform_net(config, dtype=dtype)
+    plan = plan or bank_plan(config)
+    if plan is not None:
+        config = plan.applied_to(config)
+    net = build_transform_net(config, dtype=dtype, num_styles=plan.num_styles if plan else 1)
+    if plan is not None and plan.base_weights is not None:
+        net.set_weights(plan.base_weights)
+        bank.freeze_all_but_style_norms(net)
     trainer = StyleTrainer(net, build_perceptual_loss(config, dtype=dtype),
+                           painting_of_slot=plan.painting_of_slot if plan else None,
                            **({"dtype": dtype} if dtype else {}))
     # A mixed_float16 trainer gets a LossScaleOptimizer from compile().
     trainer.compile(optimizer=keras.optimizers.Adam(
@@ -374,13 +509,16 @@ def train(
     checkpoint = latest_checkpoint(out_dir) if config.resume else None
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
-    trainer = build_trainer(config)
+    plan = bank_plan(config)
+    if plan is not None:
+        config = plan.applied_to(config)
+    trainer = build_trainer(config, plan)
     start_step = 0
     if checkpoint is not None:
         start_step = load_checkpoint(trainer, checkpoint)
         # A different seed after a resume, so the data order is not replayed.
         keras.utils.set_random_seed(config.seed + start_step)
-    elif config.init_weights:
+    elif config.init_weights and config.train_slot is None:
         trainer.transform_net.load_weights(config.init_weights)
 
     skips = SkipCounter()
@@ -390,8 +528,10 @@ def train(
 
     state = RunState(start_step=start_step, steps=config.steps, term_names=trainer.term_names)
     if config.steps > start_step:
+        sampler = SlotSampler(plan.choices, config.seed) if plan else None
         sample_photos, batches = fit_input(dataset, start_step=start_step,
-                                           warmup_steps=config.style_warmup_steps)
+                                           warmup_steps=config.style_warmup_steps,
+                                           slots=sampler, batch=config.batch)
         trainer.fit(
             batches,
             epochs=1,
@@ -403,6 +543,9 @@ def train(
 
     model_path = out_dir / FINAL_MODEL_NAME
     final = float32_copy(config, trainer.transform_net)
+    if plan is not None and plan.base_weights is not None:
+        # Only the fine-tuned slot changes; every other weight is the bank's own.
+        final.set_weights(bank.splice_slot(plan.base_weights, final, config.train_slot))
     final.save(model_path)
     return TrainResult(
         steps=state.step,
@@ -444,7 +587,7 @@ def float32_copy(config: TrainConfig, net: keras.Model) -> keras.Model:
     """The trained net as a float32 model (what is exported and served)."""
     if net.dtype_policy.name == "float32":
         return net
-    copy = build_transform_net(config)
+    copy = build_transform_net(config, num_styles=net.num_styles)
     copy.set_weights([np.asarray(w, dtype=np.float32) for w in net.get_weights()])
     return copy
 
@@ -461,8 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser = build_parser()
     args = parser.parse_args(argv)
+    needed = ("data_dir", "out_dir") if "paintings" in vars(args) else (
+        "style_image", "data_dir", "out_dir")
     missing = [spec.metadata["flag"] for spec in FLAG_FIELDS
-               if spec.name in ("style_image", "data_dir", "out_dir") and spec.name not in vars(args)]
+               if spec.name in needed and spec.name not in vars(args)]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
     return config_from_args(args)

@@ -25,7 +25,20 @@ class Style(models.Model):
     description = models.TextField(blank=True)
     style_image = models.ImageField("painting", upload_to="styles/paintings/")
     model_name = models.SlugField(
-        max_length=100, unique=True, help_text="The name TF Serving knows the model by."
+        max_length=100,
+        help_text="The name TF Serving knows the model by: the style's own network, or "
+        "the bank (one conditional network) it shares with other styles.",
+    )
+    bank_index = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="The style's slot in its bank's network (slot 0 is the photo itself); "
+        "empty for a single-style model.",
+    )
+    bank_slots = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="How many slots (identity included) the bank's live version has.",
     )
     live_version = models.PositiveIntegerField(
         null=True, blank=True, help_text="Model version users get; empty until trained."
@@ -50,14 +63,42 @@ class Style(models.Model):
                 condition=~Q(status="ready") | Q(live_version__isnull=False),
                 name="style_ready_has_live_version",
             ),
+            models.UniqueConstraint(
+                fields=["model_name"],
+                condition=Q(bank_index__isnull=True),
+                name="style_single_model_name_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["model_name", "bank_index"], name="style_bank_slot_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(bank_index__isnull=True) | Q(bank_index__gte=1),
+                name="style_bank_index_not_identity",
+            ),
         ]
 
     def __str__(self):
         return self.name
 
     @property
+    def in_bank(self) -> bool:
+        """Whether the style is one slot of a conditional network shared with others."""
+        return self.bank_index is not None
+
+    @property
     def is_ready(self) -> bool:
         return self.status == self.Status.READY and self.live_version is not None
+
+
+class Stroke(models.TextChoices):
+    """How big the brush strokes are: the size the network paints at (see imaging)."""
+
+    FINE = "fine", "Fine"
+    MEDIUM = "medium", "Medium"
+    BOLD = "bold", "Bold"
+
+
+DEFAULT_STROKE = Stroke.MEDIUM
 
 
 class StyleJob(models.Model):
@@ -81,6 +122,20 @@ class StyleJob(models.Model):
     strength = models.FloatField(
         default=1.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
+    blend_with = models.ForeignKey(
+        Style,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="blended_jobs",
+        help_text="A second style of the same bank mixed into the first.",
+    )
+    blend = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="The second style's share of the mix, 0 to 1.",
+    )
+    stroke = models.CharField(max_length=8, choices=Stroke.choices, default=DEFAULT_STROKE)
     preserve_colors = models.BooleanField(default=False)
     max_side = models.PositiveIntegerField(
         default=DEFAULT_MAX_SIDE,
@@ -109,6 +164,10 @@ class StyleJob(models.Model):
             models.CheckConstraint(
                 condition=Q(max_side__gte=MIN_MAX_SIDE) & Q(max_side__lte=MAX_MAX_SIDE),
                 name="job_max_side_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(blend__gte=0.0) & Q(blend__lte=1.0),
+                name="job_blend_between_0_and_1",
             ),
             models.CheckConstraint(
                 condition=Q(status__in=["succeeded", "failed"]) | Q(finished_at__isnull=True),

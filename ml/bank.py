@@ -1,0 +1,119 @@
+"""Banks: many styles in one conditional TransformNet, and the operations on them.
+
+A bank is a :class:`ml.model.TransformNet` with ``num_styles = S > 1``. Slot 0
+(:data:`IDENTITY_SLOT`) is trained on the content loss only, so it gives the photo
+back; slots ``1 … S-1`` are paintings. Every convolution is shared; each slot owns
+one row of every :class:`ml.layers.ConditionalInstanceNormalization`'s ``scale``
+and ``offset``.
+
+- :func:`mix_weights` builds the ``style_weights`` row of a job (strength and blend);
+- :func:`grow` adds empty slots (a new style joins a trained bank);
+- :func:`freeze_all_but_style_norms` leaves only the per-style rows trainable;
+- :func:`splice_slot` takes one slot from a fine-tuned copy and everything else from
+  the original, so the other slots' outputs stay bit-identical.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ml.layers import ConditionalInstanceNormalization
+
+__all__ = [
+    "IDENTITY_SLOT",
+    "freeze_all_but_style_norms",
+    "grow",
+    "mix_weights",
+    "one_hot",
+    "splice_slot",
+    "style_norms",
+]
+
+IDENTITY_SLOT = 0
+
+
+def one_hot(slots, num_styles: int) -> np.ndarray:
+    """float32 ``(len(slots), num_styles)`` with a 1 at each slot."""
+    slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+    if slots.size and (slots.min() < 0 or slots.max() >= num_styles):
+        raise ValueError(f"slots must be in 0..{num_styles - 1}, got {slots.tolist()}")
+    return np.eye(num_styles, dtype=np.float32)[slots]
+
+
+def mix_weights(num_styles: int, slot: int, *, strength: float = 1.0,
+                blend_slot: int | None = None, blend: float = 0.0) -> np.ndarray:
+    """The ``style_weights`` row that paints ``slot`` at ``strength``, mixed with
+    ``blend_slot`` at share ``blend``: ``(1 - strength)`` on the identity slot, the rest
+    split between the two styles. float32 ``(num_styles,)``, summing to 1."""
+    if not 0.0 <= strength <= 1.0 or not 0.0 <= blend <= 1.0:
+        raise ValueError(f"strength and blend must be within [0, 1], got {strength}, {blend}")
+    if blend and blend_slot is None:
+        raise ValueError("a blend needs a second slot")
+    for index in (slot, blend_slot):
+        if index is not None and not IDENTITY_SLOT < index < num_styles:
+            raise ValueError(f"style slots are 1..{num_styles - 1}, got {index}")
+    weights = np.zeros(num_styles, dtype=np.float32)
+    weights[IDENTITY_SLOT] = 1.0 - strength
+    weights[slot] += strength * (1.0 - blend)
+    if blend_slot is not None:
+        weights[blend_slot] += strength * blend
+    return weights
+
+
+def style_norms(net) -> list[ConditionalInstanceNormalization]:
+    """Every conditional normalisation of ``net``, in a fixed order."""
+    return [layer for layer in net._flatten_layers(include_self=False)
+            if isinstance(layer, ConditionalInstanceNormalization)]
+
+
+def _check_bank(net) -> None:
+    if getattr(net, "num_styles", 1) < 2:
+        raise ValueError("expected a bank (a TransformNet with num_styles > 1)")
+
+
+def grow(net, num_styles: int):
+    """A built copy of bank ``net`` with ``num_styles`` slots (at least as many).
+
+    Existing slots keep their maps; each new slot starts as the mean of the painted
+    slots (``1 …``), a painting-like start that fine-tuning moves to its own style.
+    """
+    from ml.model import TransformNet
+
+    _check_bank(net)
+    if num_styles < net.num_styles:
+        raise ValueError(f"cannot shrink a bank of {net.num_styles} slots to {num_styles}")
+    config = {**net.get_config(), "num_styles": num_styles}
+    config.pop("name", None)
+    grown = TransformNet.from_config(config)
+    grown.build((None, None, None, 3))
+    for target, source in zip(grown.weights, net.weights):
+        value = np.asarray(source.numpy())
+        if target.shape != value.shape:  # a conditional norm's (slots, channels) map
+            extra = value[1:].mean(axis=0, keepdims=True)
+            value = np.concatenate([value, np.repeat(extra, num_styles - len(value), axis=0)])
+        target.assign(value)
+    return grown
+
+
+def freeze_all_but_style_norms(net) -> None:
+    """Make every layer of ``net`` untrainable except its conditional norms."""
+    _check_bank(net)
+    for layer in net._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, ConditionalInstanceNormalization):
+            layer.trainable = True
+        elif not layer._layers:  # a leaf layer that owns variables (a convolution)
+            layer.trainable = False
+
+
+def splice_slot(original_weights: list[np.ndarray], tuned_net, slot: int) -> list[np.ndarray]:
+    """``original_weights`` (of a net shaped like ``tuned_net``) with row ``slot`` of
+    every conditional norm taken from ``tuned_net``: only that slot changes."""
+    _check_bank(tuned_net)
+    norm_paths = {variable.path for layer in style_norms(tuned_net) for variable in layer.weights}
+    spliced = []
+    for original, variable in zip(original_weights, tuned_net.weights):
+        value = np.array(original, copy=True)
+        if variable.path in norm_paths:
+            value[slot] = np.asarray(variable.numpy(), dtype=value.dtype)[slot]
+        spliced.append(value)
+    return spliced

@@ -1,0 +1,282 @@
+"""Banks: conditional instance norm, joint training, slot fine-tunes, bank export."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml import bank
+from ml.export import (
+    BANK_MODEL_FILE,
+    SLOTS_FILE,
+    export_savedmodel,
+    load_savedmodel_fn,
+    read_slots,
+)
+from ml.layers import ConditionalInstanceNormalization, InstanceNormalization, ResidualBlock
+from ml.model import TransformNet
+from ml.train import SlotSampler, TrainConfig, train
+
+SIZE = 32
+
+
+def features(seed=0, shape=(3, 7, 9, 5)):
+    return np.random.default_rng(seed).normal(2.0, 3.0, shape).astype("float32")
+
+
+def randomised(layer, seed=1):
+    rng = np.random.default_rng(seed)
+    layer.set_weights([rng.normal(0, 1, w.shape).astype("float32") for w in layer.get_weights()])
+    return layer
+
+
+# --------------------------------------------------------------------------- the layer
+
+
+def test_conditional_norm_config_round_trip():
+    layer = ConditionalInstanceNormalization(4, epsilon=1e-3, name="cin")
+    clone = ConditionalInstanceNormalization.from_config(layer.get_config())
+    assert (clone.num_styles, clone.epsilon, clone.name) == (4, 1e-3, "cin")
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert isinstance(restored, ConditionalInstanceNormalization) and restored.num_styles == 4
+
+
+def test_one_hot_weights_give_that_style_and_a_mix_gives_the_mean_map():
+    x = features()
+    layer = randomised(ConditionalInstanceNormalization(3))
+    layer(x, bank.one_hot([0, 0, 0], 3))  # build
+    layer = randomised(layer)
+    scale, offset = (np.asarray(w) for w in layer.get_weights())
+    normalised = (x - x.mean(axis=(1, 2), keepdims=True)) / np.sqrt(
+        x.var(axis=(1, 2), keepdims=True) + 1e-5)
+
+    styled = np.asarray(layer(x, bank.one_hot([0, 1, 2], 3)))
+    for image, slot in enumerate((0, 1, 2)):
+        np.testing.assert_allclose(styled[image], normalised[image] * scale[slot] + offset[slot],
+                                   rtol=1e-4, atol=1e-4)
+
+    half = np.tile(np.array([[0.5, 0.5, 0.0]], "float32"), (3, 1))
+    mixed = np.asarray(layer(x, half))
+    expected = normalised * (scale[0] + scale[1]) / 2 + (offset[0] + offset[1]) / 2
+    np.testing.assert_allclose(mixed, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_one_style_equals_instance_normalization():
+    x = features(2)
+    plain = InstanceNormalization()
+    plain(x)
+    randomised(plain)
+    conditional = ConditionalInstanceNormalization(1)
+    conditional(x, np.ones((3, 1), "float32"))
+    scale, offset = plain.get_weights()
+    conditional.set_weights([scale[None], offset[None]])
+    np.testing.assert_allclose(np.asarray(conditional(x, np.ones((3, 1), "float32"))),
+                               np.asarray(plain(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_wrong_number_of_style_weights_is_refused():
+    layer = ConditionalInstanceNormalization(3)
+    with pytest.raises(ValueError, match="style_weights of shape"):
+        layer(features(), np.ones((3, 2), "float32"))
+
+
+def test_residual_block_keeps_num_styles_in_its_config():
+    block = ResidualBlock(8, num_styles=3)
+    assert ResidualBlock.from_config(block.get_config()).num_styles == 3
+    assert "num_styles" not in ResidualBlock(8).get_config()  # single style: as before
+
+
+# --------------------------------------------------------------------------- the network
+
+
+def tiny_bank(num_styles=3, seed=0):
+    keras.utils.set_random_seed(seed)
+    net = TransformNet(width=0.125, num_residual_blocks=1, num_styles=num_styles)
+    net.build((None, None, None, 3))
+    rng = np.random.default_rng(seed)
+    for layer in bank.style_norms(net):  # distinct slots, as after training
+        layer.set_weights([rng.normal(1, 0.5, w.shape).astype("float32") for w in layer.get_weights()])
+    return net
+
+
+def photos(n=2, size=20, seed=3):
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
+
+
+def test_a_bank_paints_each_slot_differently_and_a_mix_lies_between():
+    net = tiny_bank()
+    x = photos(1)
+    one, two = (np.asarray(net(x, bank.one_hot([s], 3))) for s in (1, 2))
+    mix = np.asarray(net(x, np.array([[0, 0.5, 0.5]], "float32")))
+    assert np.abs(one - two).mean() > 1.0
+    assert np.abs(mix - one).mean() > 0.2 and np.abs(mix - two).mean() > 0.2
+
+
+def test_a_bank_needs_style_weights_and_saves_with_its_slots(tmp_path):
+    net = tiny_bank()
+    with pytest.raises(ValueError, match="bank of 3 styles"):
+        net(photos(1))
+    net.save(tmp_path / "bank.keras")
+    loaded = keras.saving.load_model(tmp_path / "bank.keras")
+    weights = bank.one_hot([1, 2], 3)
+    assert loaded.num_styles == 3
+    np.testing.assert_array_equal(np.asarray(loaded(photos(), weights)), np.asarray(net(photos(), weights)))
+
+
+def test_single_style_network_is_unchanged_by_num_styles():
+    keras.utils.set_random_seed(4)
+    net = TransformNet(width=0.125, num_residual_blocks=1)
+    net(photos(1))
+    assert "num_styles" not in net.get_config()
+    assert not bank.style_norms(net)
+    assert all(isinstance(getattr(net, name), InstanceNormalization) for name in ("norm_in", "norm_up2"))
+
+
+def test_mix_weights():
+    np.testing.assert_allclose(bank.mix_weights(4, 2), [0, 0, 1, 0])
+    np.testing.assert_allclose(bank.mix_weights(4, 2, strength=0.25), [0.75, 0, 0.25, 0])
+    np.testing.assert_allclose(bank.mix_weights(4, 1, strength=0.5, blend_slot=3, blend=0.4),
+                               [0.5, 0.3, 0, 0.2], rtol=1e-6)
+    with pytest.raises(ValueError):
+        bank.mix_weights(4, 0)  # the identity is not a style
+    with pytest.raises(ValueError):
+        bank.mix_weights(4, 1, blend=0.5)  # a blend without a second style
+
+
+def test_grow_keeps_every_slot_and_starts_the_new_one_from_the_paintings_mean():
+    net = tiny_bank(3)
+    grown = bank.grow(net, 4)
+    x = photos(1)
+    for slot in (0, 1, 2):
+        np.testing.assert_array_equal(np.asarray(grown(x, bank.one_hot([slot], 4))),
+                                      np.asarray(net(x, bank.one_hot([slot], 3))))
+    norm = bank.style_norms(grown)[0]
+    scale = np.asarray(norm.scale)
+    np.testing.assert_allclose(scale[3], scale[1:3].mean(axis=0), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- training
+
+
+@pytest.fixture
+def paintings(tmp_path):
+    paths = []
+    for seed, colour in ((1, (200, 40, 30)), (2, (20, 60, 210))):
+        rng = np.random.default_rng(seed)
+        stripes = (np.indices((48, 48)).sum(axis=0) // (3 + seed) % 2)[..., None]
+        pixels = np.clip(stripes * np.array(colour) + rng.integers(0, 40, (48, 48, 3)), 0, 255)
+        path = tmp_path / f"painting-{seed}.png"
+        Image.fromarray(pixels.astype(np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def bank_config(out_dir, **overrides):
+    settings = dict(
+        data_dir=None, out_dir=str(out_dir), steps=4, size=SIZE, batch=4, loss_network="vgg16",
+        loss_weights=None, width=0.125, num_residual_blocks=1, checkpoint_every=100,
+        sample_every=1000, verbose=0, precision="float32", style_warmup=0.0,
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def photo_batches(count=3, batch=4):
+    rng = np.random.default_rng(0)
+    return [rng.uniform(0, 255, (batch, SIZE, SIZE, 3)).astype("float32") for _ in range(count)]
+
+
+def test_joint_training_of_a_tiny_bank_lowers_the_loss(paintings, tmp_path):
+    totals = []
+    config = bank_config(tmp_path / "bank", paintings=tuple(paintings), steps=30, lr=1e-2)
+    result = train(config, dataset=photo_batches(1),
+                   on_progress=lambda p: totals.append(p.losses["total"]))
+    assert result.model.num_styles == 3
+    assert np.mean(totals[-5:]) < 0.7 * np.mean(totals[:5])
+
+
+def test_slot_sampler_is_seeded_per_step():
+    sampler = SlotSampler([0, 1, 2], seed=5)
+    assert np.array_equal(sampler(7, 16), sampler(7, 16))
+    assert not np.array_equal(sampler(7, 16), sampler(8, 16))
+    assert set(sampler(1, 200)) == {0, 1, 2}
+
+
+def test_fine_tuning_one_slot_leaves_every_other_slot_bit_identical(paintings, tmp_path):
+    start = tiny_bank(3)
+    start.save(tmp_path / "bank.keras")
+    x = photos(2)
+    before = {slot: np.asarray(start(x, bank.one_hot([slot] * 2, 3))) for slot in range(3)}
+
+    config = bank_config(tmp_path / "tune", style_image=paintings[1], train_slot=2,
+                         init_weights=str(tmp_path / "bank.keras"), steps=3, lr=1e-2)
+    tuned = train(config, dataset=photo_batches(1)).model
+
+    after = {slot: np.asarray(tuned(x, bank.one_hot([slot] * 2, 3))) for slot in range(3)}
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
+    assert np.abs(after[2] - before[2]).mean() > 0.01  # the tuned slot did learn
+
+
+def test_fine_tuning_the_next_slot_adds_a_style(paintings, tmp_path):
+    start = tiny_bank(3)
+    start.save(tmp_path / "bank.keras")
+    config = bank_config(tmp_path / "add", style_image=paintings[0], train_slot=3,
+                         init_weights=str(tmp_path / "bank.keras"), steps=2)
+    added = train(config, dataset=photo_batches(1)).model
+    assert added.num_styles == 4
+    x = photos(1)
+    np.testing.assert_array_equal(np.asarray(added(x, bank.one_hot([1], 4))),
+                                  np.asarray(start(x, bank.one_hot([1], 3))))
+    with pytest.raises(ValueError, match="at most 3"):
+        train(config.replace(train_slot=5, out_dir=str(tmp_path / "gap")), dataset=photo_batches(1))
+
+
+def test_train_slot_needs_a_bank_to_start_from(paintings):
+    with pytest.raises(ValueError, match="needs init_weights"):
+        bank_config("out", style_image=paintings[0], train_slot=1)
+    with pytest.raises(ValueError, match="either paintings"):
+        bank_config("out", paintings=tuple(paintings), train_slot=1, init_weights=paintings[0])
+
+
+# --------------------------------------------------------------------------- export
+
+
+def test_bank_export_takes_style_weights_and_lists_its_slots(tmp_path):
+    net = tiny_bank(3)
+    slots = [{"slug": None, "identity": True}, {"slug": "red"}, {"slug": "blue"}]
+    version, path = export_savedmodel(net, tmp_path / "bank", slots=slots)
+    assert version == 1
+    assert (path / BANK_MODEL_FILE).is_file()
+    listed = read_slots(path)
+    assert listed["num_styles"] == 3 and [s["slot"] for s in listed["slots"]] == [0, 1, 2]
+    assert listed["slots"][2]["slug"] == "blue"
+    assert json.loads((path / SLOTS_FILE).read_text()) == listed
+
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    specs = signature.structured_input_signature[1]
+    assert specs["images"].dtype == tf.uint8 and specs["style_weights"].dtype == tf.float32
+    assert specs["style_weights"].shape.as_list() == [None, 3]
+    assert signature.structured_outputs["stylized"].dtype == tf.uint8
+
+    stylize = load_savedmodel_fn(path)
+    images = photos(2).astype(np.uint8)
+    weights = bank.one_hot([1, 2], 3)
+    out = stylize(images, weights)
+    expected = np.clip(np.round(np.asarray(net(images.astype("float32"), weights))), 0, 255)
+    assert out.dtype == np.uint8 and out.shape == images.shape
+    assert np.abs(out.astype(int) - expected).max() <= 1
+    np.testing.assert_array_equal(stylize(images[1:], weights[1]), out[1:])  # one row for all
+    with pytest.raises(ValueError, match="give style_weights"):
+        stylize(images)
+    with pytest.raises(ValueError, match="shape"):
+        stylize(images, np.ones((2, 4), "float32"))
+
+
+def test_a_bank_export_needs_one_description_per_slot(tmp_path):
+    with pytest.raises(ValueError, match="3 slot descriptions"):
+        export_savedmodel(tiny_bank(3), tmp_path / "bank", slots=[{}, {}])
