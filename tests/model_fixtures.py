@@ -13,6 +13,9 @@ import pytest
 from tests.tfserving_server import start_tfserving_server
 
 __all__ = [
+    "TINY_BANK_NAME",
+    "TINY_BANK_SLOTS",
+    "export_tiny_bank",
     "export_tiny_model",
     "fake_tfserving",
     "use_local_backend",
@@ -21,6 +24,8 @@ __all__ = [
 ]
 
 TINY_MODEL_NAME = "tiny"
+TINY_BANK_NAME = "tinybank"
+TINY_BANK_SLOTS = 3  # the identity and two styles
 
 
 def export_tiny_model(models_dir, name: str = TINY_MODEL_NAME, width: float = 0.125, seed: int = 0):
@@ -37,11 +42,36 @@ def export_tiny_model(models_dir, name: str = TINY_MODEL_NAME, width: float = 0.
     return export_savedmodel(model, Path(models_dir) / name)
 
 
+def export_tiny_bank(models_dir, name: str = TINY_BANK_NAME, num_styles: int = TINY_BANK_SLOTS,
+                     width: float = 0.125, seed: int = 0, slugs=None):
+    """Export a small bank (``TransformNet(num_styles=...)``) with fixed random weights,
+    every slot's norm maps distinct, as the next version of ``<models_dir>/<name>/``;
+    returns ``(version, path)``. ``slugs`` names slots 1.. in ``slots.json``."""
+    import keras
+
+    from ml.bank import style_norms
+    from ml.export import export_savedmodel
+    from ml.model import TransformNet
+
+    keras.utils.set_random_seed(seed)
+    model = TransformNet(width=width, num_residual_blocks=1, num_styles=num_styles)
+    model.build((None, None, None, 3))
+    rng = np.random.default_rng(seed)
+    for norm in style_norms(model):
+        norm.set_weights([rng.normal(1.0, 0.6, w.shape).astype("float32")
+                          for w in norm.get_weights()])
+    slugs = list(slugs or [f"{name}-style-{i}" for i in range(1, num_styles)])
+    slots = [{"slug": None, "identity": True}] + [{"slug": slug} for slug in slugs]
+    return export_savedmodel(model, Path(models_dir) / name, slots=slots)
+
+
 @pytest.fixture(scope="session")
 def tiny_serving_dir(tmp_path_factory) -> Path:
-    """A SERVING_DIR holding ``models/tiny/1`` (shared by the session: do not modify)."""
+    """A SERVING_DIR holding ``models/tiny/1`` and the bank ``models/tinybank/1``
+    (shared by the session: do not modify)."""
     serving_dir = tmp_path_factory.mktemp("serving")
     export_tiny_model(serving_dir / "models")
+    export_tiny_bank(serving_dir / "models")
     return serving_dir
 
 

@@ -2,7 +2,8 @@
 
 A backend turns a uint8 RGB batch ``[N, H, W, 3]`` into a stylized batch of the
 same shape with one exported SavedModel version (``serving_default``: ``images``
-in, ``stylized`` out; see ``ml.export``). Callers name the version explicitly
+in, ``stylized`` out; see ``ml.export``). A bank's version also takes
+``style_weights``, float32 ``[N, S]``: each image's mix of the bank's S slots. Callers name the version explicitly
 (``Style.live_version``), so a retrain goes live without restarting anything.
 """
 
@@ -24,8 +25,10 @@ class PermanentBackendError(BackendError):
 
 
 class ModelBackend:
-    def stylize(self, *, model_name: str, version: int, images: np.ndarray) -> np.ndarray:
-        """uint8 ``[N, H, W, 3]`` in, uint8 of the same shape out."""
+    def stylize(self, *, model_name: str, version: int, images: np.ndarray,
+                style_weights: np.ndarray | None = None) -> np.ndarray:
+        """uint8 ``[N, H, W, 3]`` in, uint8 of the same shape out; ``style_weights``
+        float32 ``[N, S]`` for a bank, None for a single-style model."""
         raise NotImplementedError
 
     def is_ready(self, *, model_name: str, version: int) -> bool:
@@ -43,6 +46,21 @@ def check_images(images) -> np.ndarray:
             f"Images must be a non-empty RGB batch [N, H, W, 3], got shape {images.shape}."
         )
     return images
+
+
+def check_style_weights(style_weights, images: np.ndarray) -> np.ndarray | None:
+    """The weights as a finite float32 ``[N, S]`` array (N images), or PermanentBackendError."""
+    if style_weights is None:
+        return None
+    weights = np.asarray(style_weights, dtype=np.float32)
+    if weights.ndim != 2 or weights.shape[0] != len(images) or weights.shape[1] < 2:
+        raise PermanentBackendError(
+            f"Style weights must be one row of S >= 2 numbers per image [{len(images)}, S], "
+            f"got shape {weights.shape}."
+        )
+    if not np.isfinite(weights).all():
+        raise PermanentBackendError("Style weights must be finite numbers.")
+    return np.ascontiguousarray(weights)
 
 
 def check_stylized(stylized, images: np.ndarray, *, model_name: str, version: int) -> np.ndarray:

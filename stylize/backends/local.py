@@ -17,6 +17,7 @@ from stylize.backends.base import (
     PermanentBackendError,
     TransientBackendError,
     check_images,
+    check_style_weights,
     check_stylized,
 )
 
@@ -44,11 +45,13 @@ class LocalBackend(ModelBackend):
         self._lock = threading.Lock()
         self.load_count = 0
 
-    def stylize(self, *, model_name: str, version: int, images: np.ndarray) -> np.ndarray:
+    def stylize(self, *, model_name: str, version: int, images: np.ndarray,
+                style_weights: np.ndarray | None = None) -> np.ndarray:
         images = check_images(images)
+        style_weights = check_style_weights(style_weights, images)
         model = self._model(model_name, version)
         try:
-            stylized = model.fn(images)
+            stylized = model.fn(images) if style_weights is None else model.fn(images, style_weights)
         except Exception as error:
             raise _backend_error(error, model_name, version) from error
         return check_stylized(stylized, images, model_name=model_name, version=version)

@@ -16,13 +16,14 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from ml.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
+from ml.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME, WEIGHTS_INPUT_NAME
 from stylize.backends.base import (
     BackendError,
     ModelBackend,
     PermanentBackendError,
     TransientBackendError,
     check_images,
+    check_style_weights,
     check_stylized,
 )
 
@@ -59,13 +60,18 @@ class TFServingBackend(ModelBackend):
         self._channel_pid = None
         self._lock = threading.Lock()
 
-    def stylize(self, *, model_name: str, version: int, images: np.ndarray) -> np.ndarray:
+    def stylize(self, *, model_name: str, version: int, images: np.ndarray,
+                style_weights: np.ndarray | None = None) -> np.ndarray:
         images = check_images(images)
+        style_weights = check_style_weights(style_weights, images)
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model_name
         request.model_spec.version.value = int(version)
         request.model_spec.signature_name = SIGNATURE_NAME
-        request.inputs[INPUT_NAME].CopyFrom(uint8_tensor_proto(images))
+        request.inputs[INPUT_NAME].CopyFrom(tensor_proto(images, types_pb2.DT_UINT8))
+        if style_weights is not None:
+            request.inputs[WEIGHTS_INPUT_NAME].CopyFrom(
+                tensor_proto(style_weights, types_pb2.DT_FLOAT))
         request.output_filter.append(OUTPUT_NAME)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel())
         try:
@@ -160,9 +166,10 @@ class TFServingBackend(ModelBackend):
         )
 
 
-def uint8_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+def tensor_proto(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:
+    """A TensorProto of ``array`` (already of ``dtype``: uint8 or float32) as raw bytes."""
     return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_UINT8,
+        dtype=dtype,
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
             dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]
         ),

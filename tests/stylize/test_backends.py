@@ -69,6 +69,46 @@ def test_both_backends_give_identical_pixels(local_backend, tfserving_backend, s
     assert not np.array_equal(local, images)
 
 
+def test_both_backends_paint_a_bank_with_its_style_weights(local_backend, tfserving_backend):
+    images = photos((2, 24, 40, 3), seed=3)
+    one_hot = np.array([[0, 1, 0], [0, 0, 1]], "float32")
+    mixed = np.array([[0, 0.5, 0.5], [0, 0.5, 0.5]], "float32")
+    results = {}
+    for name, weights in (("one_hot", one_hot), ("mixed", mixed)):
+        local = local_backend.stylize(model_name="tinybank", version=1, images=images,
+                                      style_weights=weights)
+        served = tfserving_backend.stylize(model_name="tinybank", version=1, images=images,
+                                           style_weights=weights)
+        assert local.dtype == np.uint8 and local.shape == images.shape
+        np.testing.assert_array_equal(local, served)
+        results[name] = local
+    # Image 0 in slot 1 and image 1 in slot 2 differ from both in the 50/50 mix.
+    assert np.abs(results["one_hot"].astype(int) - results["mixed"]).mean() > 1
+    swapped = local_backend.stylize(model_name="tinybank", version=1, images=images,
+                                    style_weights=one_hot[::-1])
+    assert not np.array_equal(swapped, results["one_hot"])
+
+
+@pytest.mark.parametrize("backend_fixture", ["local_backend", "tfserving_backend"])
+def test_a_bank_without_or_with_wrong_style_weights_is_permanent(request, backend_fixture):
+    backend = request.getfixturevalue(backend_fixture)
+    images = photos((1, 16, 16, 3))
+    with pytest.raises(PermanentBackendError):
+        backend.stylize(model_name="tinybank", version=1, images=images)
+    with pytest.raises(PermanentBackendError):  # the bank has 3 slots
+        backend.stylize(model_name="tinybank", version=1, images=images,
+                        style_weights=np.ones((1, 4), "float32") / 4)
+    with pytest.raises(PermanentBackendError, match="one row"):
+        backend.stylize(model_name="tinybank", version=1, images=images,
+                        style_weights=np.ones((2, 3), "float32") / 3)
+    with pytest.raises(PermanentBackendError, match="finite"):
+        backend.stylize(model_name="tinybank", version=1, images=images,
+                        style_weights=np.full((1, 3), np.nan, "float32"))
+    with pytest.raises(PermanentBackendError):  # a single-style model takes no weights
+        backend.stylize(model_name="tiny", version=1, images=images,
+                        style_weights=np.ones((1, 3), "float32") / 3)
+
+
 @pytest.mark.parametrize("model_name, version", [("tiny", 99), ("no-such-model", 1)])
 @pytest.mark.parametrize("backend_fixture", ["local_backend", "tfserving_backend"])
 def test_unknown_model_or_version_is_permanent(request, backend_fixture, model_name, version):
