@@ -205,6 +205,10 @@ _TRAINING_ENV = {
     "output_kernel_size": env.int("TRAINING_OUTPUT_KERNEL", default=None),
 }
 TRAINING_OVERRIDES = {name: value for name, value in _TRAINING_ENV.items() if value is not None}
+# The bank (one conditional network, ml.bank) a new style joins when it is trained:
+# `manage.py train_style` / the admin's "Retrain" add it as the bank's next slot.
+# While that bank has no live version, new styles get a single-style network.
+DEFAULT_BANK = env("DEFAULT_BANK", default="paintings")
 
 # --- Model backend -------------------------------------------------------------------
 

@@ -1,9 +1,15 @@
-"""Train, export and evaluate a style's network; keep TF Serving's model list in step.
+"""Train, export and evaluate styles' networks; keep TF Serving's model list in step.
 
 The ML work itself lives in ``ml/`` (no Django there); these services wire it to the
-``Style`` row: status while training, the exported version made live, the reason when
+``Style`` rows: status while training, the exported version made live, the reason when
 it fails (the live version stays), and ``serving/models.config`` rewritten to list every
 ready style at its live version.
+
+Two kinds of network: a single-style model, and a *bank* (one conditional network,
+``ml.bank``) whose slots are styles. :func:`bank_train` trains a bank jointly;
+:func:`style_train` retrains one style: a bank style by fine-tuning only its slot, a
+new style by joining ``settings.DEFAULT_BANK`` when that bank exists, else as a
+single-style model.
 """
 
 import logging
@@ -41,6 +47,8 @@ def training_config(*, overrides: dict | None = None, **paths) -> "TrainConfig":
 
 def training_dir(style: Style) -> Path:
     """Checkpoints, TensorBoard logs and samples of one style's training runs."""
+    if style.in_bank:
+        return settings.VAR_DIR / "training" / style.model_name / style.slug
     return settings.VAR_DIR / "training" / style.model_name
 
 
@@ -48,13 +56,39 @@ def model_dir(style: Style) -> Path:
     return settings.SERVING_DIR / "models" / style.model_name
 
 
-def style_train(*, style: Style, overrides: dict | None = None, on_progress=None) -> Style:
-    """Train ``style``'s network, export it as the next version and make it live.
+def bank_members(model_name: str) -> list[Style]:
+    """The styles of a bank, by slot."""
+    return list(Style.objects.filter(model_name=model_name, bank_index__isnull=False)
+                .order_by("bank_index"))
 
+
+def bank_live_dir(model_name: str) -> Path | None:
+    """The version folder of a bank's live version (its members share it), if any."""
+    from ml.export import BANK_MODEL_FILE
+
+    versions = {s.live_version for s in bank_members(model_name) if s.live_version is not None}
+    if not versions:
+        return None
+    path = settings.SERVING_DIR / "models" / model_name / str(max(versions))
+    return path if (path / BANK_MODEL_FILE).is_file() else None
+
+
+def style_train(*, style: Style, overrides: dict | None = None, on_progress=None) -> Style:
+    """Retrain ``style`` and make the new version live.
+
+    A style in a bank fine-tunes its own slot (every other style's output stays
+    bit-identical); a style in no bank joins ``settings.DEFAULT_BANK`` as a new slot
+    when that bank has a live version; otherwise it trains a single-style network.
     ``overrides``: ``TrainConfig`` fields over ``settings.TRAINING_OVERRIDES`` (see
     :func:`training_config`). On any failure the style records why and keeps serving
     its previous version.
     """
+    if style.in_bank or (settings.DEFAULT_BANK and bank_live_dir(settings.DEFAULT_BANK)):
+        return _slot_train(style=style, overrides=overrides, on_progress=on_progress)
+    return _single_train(style=style, overrides=overrides, on_progress=on_progress)
+
+
+def _single_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
     from ml.export import export_savedmodel
     from ml.train import train
 
@@ -67,7 +101,7 @@ def style_train(*, style: Style, overrides: dict | None = None, on_progress=None
         config = config.replace(checkpoint_every=min(config.checkpoint_every, config.steps))
         result = train(config, on_progress=on_progress)
         version, _ = export_savedmodel(result.model, model_dir(style))
-        serving_version_preload(style=style, version=version)
+        serving_version_preload(model_name=style.model_name, version=version)
     except Exception as exc:
         logger.exception("Training %s failed", style.slug)
         style_training_fail(style=style, reason=f"{type(exc).__name__}: {exc}")
@@ -75,24 +109,153 @@ def style_train(*, style: Style, overrides: dict | None = None, on_progress=None
     style_training_succeed(
         style=style,
         version=version,
-        training_settings={
-            **{k: v for k, v in config.as_dict().items() if k not in ("style_image", "out_dir")},
-            "painting_size": config.painting_size,
-            "precision": result.precision,
-            "steps_done": result.steps,
-            "seconds": round(result.seconds, 1),
-            "skipped_photos": result.skipped_photos,
-            "trained_at": timezone.now().isoformat(),
-        },
-        metrics={
-            "train": {
-                "final": _rounded(result.final_losses),
-                "mean": _rounded(result.mean_losses),
-            }
-        },
+        training_settings=_settings_record(config, result),
+        metrics=_metrics_record(result),
     )
     serving_config_write()
     return style
+
+
+def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None = None,
+               on_progress=None) -> list[Style]:
+    """Train bank ``model_name`` jointly on its members plus ``styles``, export the
+    next version and make it live for all of them.
+
+    Members keep their slots; styles new to the bank take the next ones in the order
+    given. A style of another bank is refused (``ValueError``). On failure every
+    style records why and keeps what it served.
+    """
+    from ml.export import export_savedmodel
+    from ml.train import train
+
+    members = bank_members(model_name)
+    for style in styles:
+        if style.in_bank and style.model_name != model_name:
+            raise ValueError(f"{style.name} is in the bank {style.model_name}, not {model_name}.")
+    newcomers = [s for s in styles if s.pk not in {m.pk for m in members}]
+    lineup = members + newcomers
+    if not lineup:
+        raise ValueError("A bank needs at least one style.")
+    slot_of = {style.pk: style.bank_index for style in members}
+    next_slot = max(slot_of.values(), default=0) + 1
+    for offset, style in enumerate(newcomers):
+        slot_of[style.pk] = next_slot + offset
+    num_styles = max(slot_of.values()) + 1
+    by_slot = {slot_of[s.pk]: s for s in lineup}
+    if sorted(by_slot) != list(range(1, num_styles)):
+        raise ValueError(f"The bank {model_name}'s slots have gaps: {sorted(by_slot)}.")
+
+    for style in lineup:
+        style_training_start(style=style)
+    try:
+        work_dir = settings.VAR_DIR / "training" / model_name
+        paintings = [_local_copy(by_slot[slot].style_image, work_dir / "paintings",
+                                 stem=by_slot[slot].slug) for slot in range(1, num_styles)]
+        config = training_config(overrides=overrides, paintings=tuple(str(p) for p in paintings),
+                                 style_image="", out_dir=str(work_dir))
+        config = config.replace(checkpoint_every=min(config.checkpoint_every, config.steps))
+        result = train(config, on_progress=on_progress)
+        record = _settings_record(config, result)
+        slots = [_identity_slot()] + [_slot_record(by_slot[slot], record)
+                                      for slot in range(1, num_styles)]
+        version, _ = export_savedmodel(result.model, settings.SERVING_DIR / "models" / model_name,
+                                       slots=slots)
+        serving_version_preload(model_name=model_name, version=version)
+    except Exception as exc:
+        logger.exception("Training the bank %s failed", model_name)
+        for style in lineup:
+            style_training_fail(style=style, reason=f"{type(exc).__name__}: {exc}")
+        raise
+    trained = _bank_make_live(model_name=model_name, version=version, num_styles=num_styles,
+                              slot_of=slot_of, trained=lineup, record=record,
+                              metrics=_metrics_record(result))
+    serving_config_write()
+    return trained
+
+
+def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
+    """Fine-tune ``style``'s slot of its bank (or a new slot of the default bank)."""
+    from ml.export import BANK_MODEL_FILE, export_savedmodel, read_slots
+    from ml.train import train
+
+    model_name = style.model_name if style.in_bank else settings.DEFAULT_BANK
+    style_training_start(style=style)
+    try:
+        live = bank_live_dir(model_name)
+        if live is None:
+            raise ValueError(f"The bank {model_name} has no live version to fine-tune.")
+        described = read_slots(live)["slots"]
+        slot = style.bank_index if style.in_bank else len(described)
+        work_dir = settings.VAR_DIR / "training" / model_name / style.slug
+        painting = _local_copy(style.style_image, work_dir)
+        config = training_config(overrides=overrides, style_image=str(painting),
+                                 out_dir=str(work_dir), train_slot=slot,
+                                 init_weights=str(live / BANK_MODEL_FILE))
+        config = config.replace(checkpoint_every=min(config.checkpoint_every, config.steps))
+        result = train(config, on_progress=on_progress)
+        record = _settings_record(config, result)
+        slots = [*described[:slot], _slot_record(style, record), *described[slot + 1:]]
+        slots = [{k: v for k, v in entry.items() if k != "slot"} for entry in slots]
+        version, _ = export_savedmodel(result.model, settings.SERVING_DIR / "models" / model_name,
+                                       slots=slots)
+        serving_version_preload(model_name=model_name, version=version)
+    except Exception as exc:
+        logger.exception("Training %s failed", style.slug)
+        style_training_fail(style=style, reason=f"{type(exc).__name__}: {exc}")
+        raise
+    slot_of = {s.pk: s.bank_index for s in bank_members(model_name)}
+    slot_of[style.pk] = slot
+    [style] = _bank_make_live(model_name=model_name, version=version, num_styles=len(slots),
+                              slot_of=slot_of, trained=[style], record=record,
+                              metrics=_metrics_record(result))
+    serving_config_write()
+    return style
+
+
+@transaction.atomic
+def _bank_make_live(*, model_name: str, version: int, num_styles: int, slot_of: dict,
+                    trained: list[Style], record: dict, metrics: dict) -> list[Style]:
+    """Point every style of the bank at ``version``; the ``trained`` ones also record
+    how they were trained. Returns the trained styles, fresh from the database."""
+    rows = Style.objects.select_for_update().filter(pk__in=slot_of)
+    for style in rows:
+        style.model_name = model_name
+        style.bank_index = slot_of[style.pk]
+        style.bank_slots = num_styles
+        style.save(update_fields=["model_name", "bank_index", "bank_slots", "updated_at"])
+    for style in Style.objects.filter(pk__in=slot_of).exclude(pk__in=[s.pk for s in trained]):
+        # Their outputs are unchanged in the new version: move them with it.
+        style.live_version = version
+        style.save(update_fields=["live_version", "updated_at"])
+    return [style_training_succeed(style=Style.objects.get(pk=s.pk), version=version,
+                                   training_settings=record, metrics=metrics) for s in trained]
+
+
+def _identity_slot() -> dict:
+    return {"slug": None, "name": "The photo itself", "identity": True}
+
+
+def _slot_record(style: Style, record: dict) -> dict:
+    return {"slug": style.slug, "name": style.name, "painting": Path(style.style_image.name).name,
+            "settings": record}
+
+
+def _settings_record(config, result) -> dict:
+    """How a version was trained, as stored on the style and in slots.json."""
+    return {
+        **{k: v for k, v in config.as_dict().items()
+           if k not in ("style_image", "out_dir", "paintings", "init_weights")},
+        "painting_size": config.painting_size,
+        "precision": result.precision,
+        "steps_done": result.steps,
+        "seconds": round(result.seconds, 1),
+        "skipped_photos": result.skipped_photos,
+        "trained_at": timezone.now().isoformat(),
+    }
+
+
+def _metrics_record(result) -> dict:
+    return {"train": {"final": _rounded(result.final_losses), "mean": _rounded(result.mean_losses)}}
 
 
 def style_evaluate(*, style: Style, images_dir: Path, sheet_path: Path,
@@ -149,7 +312,7 @@ def serving_config_write(*, preload: dict[str, int] | None = None) -> Path:
     return write_models_config(settings.SERVING_DIR / "models.config", models)
 
 
-def serving_version_preload(*, style: Style, version: int) -> None:
+def serving_version_preload(*, model_name: str, version: int) -> None:
     """With TF Serving, have it load a new version before any job asks for it.
 
     Serving only loads what models.config lists, and a job for a version it has not
@@ -160,10 +323,10 @@ def serving_version_preload(*, style: Style, version: int) -> None:
         return
     from .backends import get_backend
 
-    serving_config_write(preload={style.model_name: version})
+    serving_config_write(preload={model_name: version})
     backend = get_backend()
     deadline = time.monotonic() + settings.TFSERVING_LOAD_TIMEOUT
-    while not backend.is_ready(model_name=style.model_name, version=version):
+    while not backend.is_ready(model_name=model_name, version=version):
         if time.monotonic() > deadline:
             raise RuntimeError(
                 f"TF Serving did not load version {version} within "
@@ -172,10 +335,10 @@ def serving_version_preload(*, style: Style, version: int) -> None:
         time.sleep(2)
 
 
-def _local_copy(field_file, folder: Path) -> Path:
+def _local_copy(field_file, folder: Path, stem: str = "painting") -> Path:
     """A file on local disk with the stored file's content (storage may be S3)."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"painting{Path(field_file.name).suffix.lower()}"
+    target = folder / f"{stem}{Path(field_file.name).suffix.lower()}"
     with field_file.open("rb") as source, open(target, "wb") as copy:
         shutil.copyfileobj(source, copy)
     return target

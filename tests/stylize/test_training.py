@@ -3,63 +3,18 @@
 import io
 import re
 
-import keras
 import numpy as np
 import pytest
 import redis
 from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
-from google.protobuf import text_format
 from PIL import Image
-from tensorflow_serving.config import model_server_config_pb2
 
 from stylize.models import Style
 from tests.factories import StyleFactory
+from tests.helpers import TrainingCaptured, read_models_config
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def vgg16_random_weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("vgg") / "vgg16_random.weights.h5"
-    keras.applications.VGG16(include_top=False, weights=None).save_weights(path)
-    return path
-
-
-@pytest.fixture
-def photos(tmp_path):
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(6):
-        pixels = rng.integers(0, 256, (48 + i, 56, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"photo{i}.png")
-    return folder
-
-
-@pytest.fixture
-def serving_dir(settings, tmp_path):
-    settings.SERVING_DIR = tmp_path / "serving"
-    settings.VAR_DIR = tmp_path / "var"
-    settings.TFSERVING_MODEL_BASE_PATH = "/models/models"
-    return settings.SERVING_DIR
-
-
-class TrainingCaptured(Exception):
-    """Raised by the fake ml.train.train once it holds the TrainConfig."""
-
-
-@pytest.fixture
-def captured_configs(monkeypatch, serving_dir):
-    """The TrainConfigs that style_train builds; each run stops there (and fails)."""
-    configs = []
-
-    def fake_train(config, **kwargs):
-        configs.append(config)
-        raise TrainingCaptured("stopped by the test")
-
-    monkeypatch.setattr("ml.train.train", fake_train)
-    return configs
 
 
 def architecture(config):
@@ -68,12 +23,6 @@ def architecture(config):
 
 
 SHIPPED = (0.5, 3, 3, None, None)  # TransformNet(width=0.5, 3 blocks, 3x3 output conv)
-
-
-def read_models_config(serving_dir):
-    config = model_server_config_pb2.ModelServerConfig()
-    text_format.Parse((serving_dir / "models.config").read_text(), config)
-    return config.model_config_list.config
 
 
 def train(slug, photos, weights, *extra):
@@ -239,7 +188,8 @@ def test_train_style_has_a_flag_for_every_training_setting():
     parser = load_command_class("stylize", "train_style").create_parser("manage.py", "train_style")
     actions = {action.dest: action for action in parser._actions}
     for spec in FLAG_FIELDS:
-        if spec.name in ("style_image", "out_dir"):  # the style's painting and run folder
+        # The style's painting, run folder and bank slot.
+        if spec.name in ("style_image", "out_dir", "paintings", "train_slot"):
             assert spec.name not in actions
             continue
         assert spec.metadata["flag"] in actions[spec.name].option_strings

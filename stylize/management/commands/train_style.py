@@ -7,15 +7,18 @@ from stylize.training import style_train, training_config
 
 class Command(BaseCommand):
     help = (
-        "Train a style's transform network on a folder of photos, export it as the next "
-        "version under serving/models/ and make it live. Every ml.config.TrainConfig "
-        "setting is a flag; unset flags come from settings.TRAINING_OVERRIDES, then the preset."
+        "Train a style on a folder of photos, export the next version under serving/models/ "
+        "and make it live. A style in a bank fine-tunes only its slot (the other styles' "
+        "outputs stay the same); a new style joins settings.DEFAULT_BANK when that bank "
+        "is live, else gets its own network. Every ml.config.TrainConfig setting is a "
+        "flag; unset flags come from settings.TRAINING_OVERRIDES, then the preset."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("slug", help="the style to train")
-        # The painting and the run folder come from the style.
-        add_arguments(parser, base=training_config(), skip=("style_image", "out_dir"))
+        # The painting, the run folder and any bank slot come from the style.
+        add_arguments(parser, base=training_config(),
+                      skip=("style_image", "out_dir", "paintings", "train_slot"))
 
     def handle(self, *args, **options):
         style = style_or_command_error(options["slug"])

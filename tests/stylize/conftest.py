@@ -1,0 +1,49 @@
+"""Fixtures of the training tests (train_style, train_bank, the admin's Retrain)."""
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import TrainingCaptured
+
+
+@pytest.fixture(scope="session")
+def vgg16_random_weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vgg") / "vgg16_random.weights.h5"
+    keras.applications.VGG16(include_top=False, weights=None).save_weights(path)
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(6):
+        pixels = rng.integers(0, 256, (48 + i, 56, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"photo{i}.png")
+    return folder
+
+
+@pytest.fixture
+def serving_dir(settings, tmp_path):
+    settings.SERVING_DIR = tmp_path / "serving"
+    settings.VAR_DIR = tmp_path / "var"
+    settings.TFSERVING_MODEL_BASE_PATH = "/models/models"
+    return settings.SERVING_DIR
+
+
+@pytest.fixture
+def captured_configs(monkeypatch, serving_dir):
+    """The TrainConfigs that style_train builds; each run stops there (and fails)."""
+    configs = []
+
+    def fake_train(config, **kwargs):
+        configs.append(config)
+        raise TrainingCaptured("stopped by the test")
+
+    monkeypatch.setattr("ml.train.train", fake_train)
+    return configs
+
+
