@@ -1,10 +1,11 @@
-"""Stylize benchmark: latency of the shipped styles at 1024², latency and peak memory
-per photo size, end-to-end job latency, and jobs per minute with one and two Celery
-worker processes.
+"""Stylize benchmark: latency of the shipped styles and of the stroke options at 1024²,
+latency and peak memory per photo size, end-to-end job latency, and jobs per minute with
+one and two Celery worker processes.
 
     python -m bench.stylize_bench [--sizes 256,512,1024,2048,4096] [--width 0.5,1.0]
                                   [--blocks 3] [--output-kernel 3] [--quick]
-                                  [--skip-shipped | --shipped-only] [--skip-jobs]
+                                  [--skip-shipped | --shipped-only | --stroke-only]
+                                  [--skip-stroke] [--skip-jobs]
                                   [--out var/bench/results.md]
 
 Everything runs on this machine.
@@ -15,6 +16,12 @@ Everything runs on this machine.
    backend with ``photo_stylize`` in a fresh subprocess (warm-up, median of --runs) plus
    the bare SavedModel call;
    pass/fail against TARGET_SHIPPED_1024_S per style.
+0b. Stroke size at 1024² (with the shipped styles, or alone with --stroke-only): one
+   shipped style (``STROKE_STYLE`` if shipped, else the first) through ``photo_stylize``
+   with each ``stroke`` (fine / medium / bold, ``stylize.imaging.STROKE_WORKING_SIDES``)
+   in one fresh subprocess, local backend, a warm-up per stroke, then the strokes taken
+   in turn (so they share the machine's load) and the median of max(5, --runs) each;
+   pass/fail on bold / fine against TARGET_STROKE_BOLD_RATIO.
 
 The other sections use a TransformNet exported with random weights
 (``keras.utils.set_random_seed(0)``) into a temporary serving dir (models/bench/1/), by
@@ -58,6 +65,8 @@ RESULT_PREFIX = "BENCH-RESULT "
 SERVING_DIR = BASE_DIR / "serving"  # the shipped styles (read-only here)
 
 TARGET_SHIPPED_1024_S = 0.6  # a shipped style, 1024² photo, local backend, median
+TARGET_STROKE_BOLD_RATIO = 0.5  # bold / fine at 1024², local backend, medians
+STROKE_STYLE = "starry_night"  # the shipped style the stroke section times
 
 TARGET_PEAK_BYTES = 4 * 1000**3  # "under 4 GB"
 TARGET_E2E_RATIO = 1.2
@@ -263,6 +272,29 @@ def child_photo(args) -> None:
         result["bare_times"] = bare
         result["bare_median_s"] = statistics.median(bare)
     emit(result)
+
+
+def child_stroke(args) -> None:
+    """A 1024² photo through photo_stylize at every stroke option, in one fresh process."""
+    _django()
+    from stylize.imaging import STROKE_WORKING_SIDES
+    from stylize.models import Style
+    from stylize.stylizing import photo_stylize
+
+    style = Style(name=args.model, slug="bench", model_name=args.model,
+                  live_version=args.version)
+    photo = make_photo(args.size)
+    times: dict[str, list[float]] = {stroke: [] for stroke in STROKE_WORKING_SIDES}
+    for stroke in times:  # warm-up: loads the model and meets each working size once
+        photo_stylize(photo=photo, style=style, stroke=stroke)
+    for _ in range(args.runs):
+        for stroke in times:  # in turn, so that every stroke sees the same load
+            start = time.perf_counter()
+            photo_stylize(photo=photo, style=style, stroke=stroke)
+            times[stroke].append(time.perf_counter() - start)
+    emit({"size": args.size, "working_sides": STROKE_WORKING_SIDES, "times": times,
+          "median_s": {stroke: statistics.median(t) for stroke, t in times.items()},
+          "peak_bytes": vm_hwm()})
 
 
 def child_profile(args) -> None:
@@ -512,6 +544,54 @@ class Bench:
         self.sections.append(text)
         self.say(text)
 
+    # ---- 0b. stroke size
+    def strokes(self) -> None:
+        """photo_stylize at 1024² with each stroke option, one shipped style, local backend."""
+        args = self.args
+        serving_dir = Path(args.serving_dir).resolve()
+        models = dict(shipped_models(serving_dir))
+        title = "### Stroke size at 1024² (local backend)\n\n"
+        verdict = f"bold ≤ {TARGET_STROKE_BOLD_RATIO}× fine at 1024² (local backend)"
+        if not models:
+            text = title + "No shipped styles to time.\n"
+            self.sections.append(text)
+            self.say(text)
+            self.verdicts.append((verdict, "no shipped styles", "–"))
+            return
+        name = STROKE_STYLE if STROKE_STYLE in models else sorted(models)[0]
+        runs = max(5, args.runs)
+        load = load_avg()
+        env = base_env(serving_dir, self.tmp / "var", MODEL_BACKEND="local")
+        try:
+            res = run_child(["_stroke", "--size", "1024", "--runs", str(runs), "--model", name,
+                             "--version", str(models[name])], env, 900, self.log)
+        except RuntimeError as error:
+            self.say(f"  stroke {name}: {error}")
+            self.sections.append(title + f"Failed: {error}\n")
+            self.verdicts.append((verdict, f"error: {error}", "FAIL"))
+            return
+        medians = res["median_s"]
+        fine = medians["fine"]
+        rows = [[stroke, f"{side} px", f"{medians[stroke]:.3f}",
+                 ", ".join(f"{t:.3f}" for t in res["times"][stroke]),
+                 f"{medians[stroke] / fine:.2f}"]
+                for stroke, side in res["working_sides"].items()]
+        ratio = medians["bold"] / fine
+        fastest = min(res["times"]["bold"]) / min(res["times"]["fine"])
+        text = (title + md_table(["stroke", "working side", "median (s)", "runs (s)",
+                                  "/ fine"], rows)
+                + f"\n\n{name} v{models[name]}, a 1024×1024 photo through `photo_stylize(..., "
+                  f"stroke=...)` (working size, tiling, backend, guided upsampling, "
+                  f"postprocess) in one fresh process: a warm-up per stroke, then the strokes "
+                  f"in turn, median of {runs} each. Peak {fmt_mb(res['peak_bytes'])} "
+                  f"(VmHWM); load avg before {load}. Bold / fine: **{ratio:.2f}×** (target ≤ "
+                  f"{TARGET_STROKE_BOLD_RATIO}×); fastest of each {fastest:.2f}×, the least "
+                  f"disturbed by other work.\n")
+        self.sections.append(text)
+        self.say(text)
+        self.verdicts.append((verdict, f"{ratio:.2f}× ({fmt_s(medians['bold'])} / {fmt_s(fine)})",
+                              "PASS" if ratio <= TARGET_STROKE_BOLD_RATIO else "FAIL"))
+
     # ---- 1. per size
     def sizes(self, width: float, serving_dir: Path) -> None:
         from prisma_site.devstack import ProcessGroup, free_port, wait_until
@@ -701,10 +781,10 @@ class Bench:
         header = (f"# Stylize benchmark\n\n{time.strftime('%Y-%m-%d %H:%M:%S %Z')}, "
                   f"{os.cpu_count()} CPU cores, load average at start {load_avg()} "
                   f"(other work on this machine inflates and jitters the numbers). "
-                  + ("" if args.skip_shipped else
+                  + ("" if args.skip_shipped or args.stroke_only else
                      f"Shipped styles: the latest version of each model in "
                      f"{Path(args.serving_dir).resolve() / 'models'}. ")
-                  + ("" if args.shipped_only else
+                  + ("" if args.shipped_only or args.stroke_only else
                      f"Other sections: TransformNet with random weights (seed 0), "
                      f"{args.blocks} residual blocks, {args.output_kernel}×{args.output_kernel} "
                      f"output conv, width {','.join(str(w) for w in args.widths)}. ")
@@ -712,9 +792,11 @@ class Bench:
                   f"{os.environ.get('STYLIZE_TILE_SIZE', 'from settings (default 1088)')}. Options: {' '.join(sys.argv[1:]) or '(defaults)'}\n")
         self.say(header)
         try:
-            if not args.skip_shipped:
+            if not (args.skip_shipped or args.stroke_only):
                 self.shipped()
-            for width in ([] if args.shipped_only else args.widths):
+            if not (args.skip_shipped or args.skip_stroke):
+                self.strokes()
+            for width in ([] if args.shipped_only or args.stroke_only else args.widths):
                 serving_dir = self.export(width)
                 if args.sizes:
                     self.sizes(width, serving_dir)
@@ -775,7 +857,7 @@ def main(argv=None) -> int:
         sub.add_argument("--timeout", type=float, default=600)
         child = sub.parse_args(argv)
         {"_export": child_export, "_photo": child_photo, "_profile": child_profile,
-         "_jobs": child_jobs}[child.command](child)
+         "_jobs": child_jobs, "_stroke": child_stroke}[child.command](child)
         return 0
 
     parser = argparse.ArgumentParser(prog="python -m bench.stylize_bench",
@@ -793,7 +875,11 @@ def main(argv=None) -> int:
     shipped.add_argument("--skip-shipped", action="store_true",
                          help="skip the shipped-styles-at-1024² section")
     shipped.add_argument("--shipped-only", action="store_true",
-                         help="run only the shipped-styles-at-1024² section")
+                         help="run only the shipped-styles-at-1024² section (and stroke size)")
+    shipped.add_argument("--stroke-only", action="store_true",
+                         help="run only the stroke-size-at-1024² section")
+    parser.add_argument("--skip-stroke", action="store_true",
+                        help="skip the stroke-size section")
     parser.add_argument("--serving-dir", default=str(SERVING_DIR),
                         help="where the shipped styles are (default: the repository's serving/)")
     parser.add_argument("--job-width", dest="job_widths", type=_floats, default=None,

@@ -301,6 +301,149 @@ class _ToneReference:
         stylised += offset.astype(np.float32)
 
 
+# --------------------------------------------------------------------------- stroke size
+
+# Longer side (px) the network paints at for each stroke option: the network's brush
+# strokes have a fixed size in pixels, so a smaller working size gives bigger strokes
+# on the photo. Bold is the default: the most painted look that still keeps the
+# subject's outlines, at a third of fine's time (docs/design/stroke.md).
+STROKE_WORKING_SIDES = {"fine": 1024, "medium": 768, "bold": 512}
+DEFAULT_STROKE = "bold"
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601, as preserve_colors
+_STRIP_PIXELS = 1 << 18  # full-size pixels per strip in guided_upsample
+
+
+def stylize_at_working_size(photo: np.ndarray, run: RunFn, *, working_side: int | None, tile: int) -> np.ndarray:
+    """``photo`` stylised at a working size, returned at the photo's size.
+
+    With ``working_side`` None, or a photo whose longer side is at most
+    ``working_side``, this is ``stylize_tiled(photo, run, tile=tile)``. Otherwise the
+    photo is downscaled (LANCZOS, aspect kept) to a longer side of ``working_side``,
+    stylised with ``stylize_tiled`` and brought back with ``guided_upsample``.
+    """
+    photo = _as_rgb_uint8(photo)
+    if working_side is not None and working_side < 1:
+        raise ValueError(f"working_side must be positive or None, got {working_side}")
+    height, width = photo.shape[:2]
+    if working_side is None or max(height, width) <= working_side:
+        return stylize_tiled(photo, run, tile=tile)
+    size = _fitted_size((width, height), working_side)
+    small = Image.fromarray(photo, "RGB").resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    small_photo = np.asarray(small, dtype=np.uint8)
+    return guided_upsample(photo, small_photo, stylize_tiled(small_photo, run, tile=tile))
+
+
+def guided_upsample(
+    photo: np.ndarray,
+    small_photo: np.ndarray,
+    small_result: np.ndarray,
+    *,
+    radius: int = 2,
+    eps: float = 1e-3,
+    guide: str = "luma",
+) -> np.ndarray:
+    """``small_result`` brought up to ``photo``'s size, sharpened by the photo's edges.
+
+    ``small_photo`` is ``photo`` downscaled to ``small_result``'s size. On the small
+    images a local linear model ``result ≈ A·guide + b`` is fitted per channel over
+    (2·``radius``+1)² windows, ``eps`` regularising ``A`` (guide in [0, 1] units), and
+    ``A`` averaged over the windows (the guided filter); ``A`` and ``b`` are upsampled
+    bilinearly and applied to the full-size photo (the fast guided filter, He & Sun
+    2015). ``b`` is taken so that the model gives back ``small_result`` exactly at the
+    small size: what the photo does not explain (the brush strokes) is upsampled
+    bilinearly instead of being averaged away. ``guide`` is ``"luma"`` (the photo's
+    BT.601 luminance, one gain per channel) or ``"rgb"`` (a 3×3 matrix per pixel).
+    When ``small_result`` is ``small_photo`` the result is close to ``photo``.
+
+    Memory: the full-size side is done in strips of a quarter megapixel (float32), so
+    besides the ``uint8`` output it takes tens of MB whatever the photo's size.
+    """
+    photo, small_photo, small_result = (_as_rgb_uint8(a) for a in (photo, small_photo, small_result))
+    if small_photo.shape != small_result.shape:
+        raise ValueError(f"small_photo {small_photo.shape} and small_result {small_result.shape} differ in size")
+    if radius < 0 or not eps > 0:
+        raise ValueError(f"radius must be non-negative and eps positive, got {radius} and {eps}")
+    if guide not in ("luma", "rgb"):
+        raise ValueError(f"guide must be 'luma' or 'rgb', got {guide!r}")
+    small_guide = _guide(small_photo, guide) / np.float32(255)
+    small_values = small_result.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+    gains, offsets = _fit_linear(small_guide, small_values, radius, eps)
+    channels, small_h, small_w = small_guide.shape
+    maps = [Image.fromarray(m, "F") for m in (*gains.reshape(3 * channels, small_h, small_w), *(offsets * 255))]
+    height, width = photo.shape[:2]
+    output = np.empty_like(photo)
+    rows = max(1, _STRIP_PIXELS // width)
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        box = (0, top * small_h / height, small_w, bottom * small_h / height)
+        up = [np.asarray(m.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box)) for m in maps]
+        strip_guide = _guide(photo[top:bottom], guide)
+        strip = np.empty((bottom - top, width, 3), dtype=np.float32)
+        for c in range(3):
+            value = up[3 * channels + c] + up[c] * strip_guide[0]
+            for k in range(1, channels):
+                value += up[3 * k + c] * strip_guide[k]
+            strip[..., c] = value
+        output[top:bottom] = _round_to_uint8(strip)
+    return output
+
+
+def _guide(photo: np.ndarray, guide: str) -> np.ndarray:
+    """float32 (1, H, W) luminance or (3, H, W) RGB, in 0..255."""
+    if guide == "luma":
+        return (photo.astype(np.float32) @ _LUMA)[None]
+    return photo.astype(np.float32).transpose(2, 0, 1)
+
+
+def _fit_linear(guide: np.ndarray, result: np.ndarray, radius: int, eps: float):
+    """Window-averaged gains ``A`` (G, 3, h, w) and offsets ``b`` (3, h, w), float32.
+
+    ``guide`` is (G, h, w), ``result`` (3, h, w). ``b = result - A·guide``, so that
+    ``A·guide + b`` is ``result`` on the small grid.
+    """
+    channels, height, width = guide.shape
+    pairs = [(i, j) for i in range(channels) for j in range(i, channels)]
+    terms = [*guide, *result, *(guide[i] * guide[j] for i, j in pairs), *(g * r for g in guide for r in result)]
+    means = _box_mean(np.stack(terms), radius)
+    mean_guide, mean_result = means[:channels], means[channels : channels + 3]
+    second = means[channels + 3 : channels + 3 + len(pairs)]
+    cross = means[channels + 3 + len(pairs) :].reshape(channels, 3, height, width)
+    cross -= mean_guide[:, None] * mean_result[None]
+    if channels == 1:
+        gains = cross / (second[0] - mean_guide[0] ** 2 + np.float32(eps))
+    else:
+        covariance = np.empty((height, width, channels, channels), dtype=np.float32)
+        for (i, j), moment in zip(pairs, second):
+            covariance[..., i, j] = covariance[..., j, i] = moment - mean_guide[i] * mean_guide[j]
+        covariance += np.float32(eps) * np.eye(channels, dtype=np.float32)
+        gains = np.linalg.solve(covariance, cross.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
+    gains = _box_mean(gains.reshape(3 * channels, height, width), radius).reshape(channels, 3, height, width)
+    offsets = result - np.einsum("khw,kchw->chw", guide, gains)
+    return gains.astype(np.float32, copy=False), offsets.astype(np.float32, copy=False)
+
+
+def _box_mean(values: np.ndarray, radius: int) -> np.ndarray:
+    """Mean of ``values`` (C, h, w) over (2·radius+1)² windows clipped to the image.
+
+    Sums of shifted slices rather than cumulative sums: float32 cumulative sums lose
+    the few 1e-5 of precision that ``E[g²] - E[g]²`` needs.
+    """
+    for axis in (1, 2):
+        length = values.shape[axis]
+        total = values.copy()
+        for shift in range(1, min(radius, length - 1) + 1):
+            lead = (slice(None),) * axis + (slice(shift, None),)
+            lag = (slice(None),) * axis + (slice(None, -shift),)
+            total[lead] += values[lag]
+            total[lag] += values[lead]
+        index = np.arange(length)
+        counts = np.minimum(index + radius, length - 1) - np.maximum(index - radius, 0) + 1
+        total /= counts.astype(np.float32).reshape((-1, 1) if axis == 1 else (-1,))
+        values = total
+    return values
+
+
 # --------------------------------------------------------------------------- post-processing
 
 

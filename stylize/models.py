@@ -6,6 +6,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from . import imaging
+
 MIN_MAX_SIDE = 64
 MAX_MAX_SIDE = 4096
 DEFAULT_MAX_SIDE = 1024
@@ -91,14 +93,15 @@ class Style(models.Model):
 
 
 class Stroke(models.TextChoices):
-    """How big the brush strokes are: the size the network paints at (see imaging)."""
+    """How big the brush strokes are: the size the network paints at
+    (``imaging.STROKE_WORKING_SIDES``)."""
 
     FINE = "fine", "Fine"
     MEDIUM = "medium", "Medium"
     BOLD = "bold", "Bold"
 
 
-DEFAULT_STROKE = Stroke.MEDIUM
+DEFAULT_STROKE = Stroke(imaging.DEFAULT_STROKE)
 
 
 class StyleJob(models.Model):

@@ -266,14 +266,13 @@ def style_evaluate(*, style: Style, images_dir: Path, sheet_path: Path,
     Stores them on the style (``metrics["heldout"]``) and writes a contact sheet.
     """
     from ml.evaluate import contact_sheet, evaluate
-    from ml.export import load_savedmodel_fn
 
     if style.live_version is None:
         raise ValueError(f"{style.name} has no trained version to evaluate.")
     trained = style.training_settings or {}
     network = loss_network or trained.get("loss_network", "vgg19")
     weights = loss_weights or trained.get("loss_weights", "imagenet")
-    stylize = load_savedmodel_fn(model_dir(style) / str(style.live_version))
+    stylize = style_stylize_fn(style)
     painting = _local_copy(style.style_image, training_dir(style))
 
     started = time.perf_counter()
@@ -295,6 +294,19 @@ def style_evaluate(*, style: Style, images_dir: Path, sheet_path: Path,
         style.metrics = {**style.metrics, "heldout": heldout}
         style.save(update_fields=["metrics", "updated_at"])
     return heldout
+
+
+def style_stylize_fn(style: Style):
+    """uint8 batch -> uint8 batch through ``style``'s live version, in this process
+    (a bank style at full strength in its own slot)."""
+    from ml.bank import mix_weights
+    from ml.export import load_savedmodel_fn
+
+    stylize = load_savedmodel_fn(model_dir(style) / str(style.live_version))
+    if not style.in_bank:
+        return stylize
+    weights = mix_weights(stylize.num_styles, style.bank_index)
+    return lambda images: stylize(images, weights)
 
 
 def serving_config_write(*, preload: dict[str, int] | None = None) -> Path:

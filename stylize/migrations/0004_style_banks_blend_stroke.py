@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='stylejob',
             name='stroke',
-            field=models.CharField(choices=[('fine', 'Fine'), ('medium', 'Medium'), ('bold', 'Bold')], default='medium', max_length=8),
+            field=models.CharField(choices=[('fine', 'Fine'), ('medium', 'Medium'), ('bold', 'Bold')], default='bold', max_length=8),
         ),
         migrations.AlterField(
             model_name='style',
