@@ -45,7 +45,9 @@ def mix_weights(num_styles: int, slot: int, *, strength: float = 1.0,
     """The ``style_weights`` row that paints ``slot`` at ``strength``, mixed with
     ``blend_slot`` at share ``blend``: ``(1 - strength)`` on the identity slot, the rest
     split between the two styles. float32 ``(num_styles,)``, summing to 1."""
-    if not 0.0 <= strength <= 1.0 or not 0.0 <= blend <= 1.0:
+    if num_styles < 2:
+        raise ValueError(f"a bank has the identity slot and at least one style, not {num_styles}")
+    if not 0.0 <= strength <= 1.0 or not 0.0 <= blend <= 1.0:  # NaN fails too
         raise ValueError(f"strength and blend must be within [0, 1], got {strength}, {blend}")
     if blend and blend_slot is None:
         raise ValueError("a blend needs a second slot")

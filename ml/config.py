@@ -128,6 +128,10 @@ class TrainConfig:
         "--paintings", "train a bank: one conditional network for these paintings (comma-"
         "separated) at slots 1, 2, ... with slot 0 the photo itself; replaces --style",
         existing_files, metavar="FILE,FILE,..."))
+    identity_weight: float = field(default=200.0, metadata=_flag(
+        "--identity-weight", "a bank's slot 0 (the photo itself, for in-network strength): "
+        "weight of its per-pixel squared error against the photo, beside the content loss",
+        non_negative_float))
     train_slot: int | None = field(default=None, metadata=_flag(
         "--train-slot", "fine-tune only this slot of the bank given as --init-weights to "
         "--style (the next free slot adds a style); every other weight stays as it was",
@@ -227,7 +231,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
-        for name in ("content_weight", "style_weight", "tv_weight", "lr"):
+        for name in ("content_weight", "style_weight", "tv_weight", "lr", "identity_weight"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")

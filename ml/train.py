@@ -123,20 +123,26 @@ class StyleTrainer(keras.Model):
     still give finite VGG losses, so the image itself must be watched.
 
     For a bank, ``painting_of_slot`` maps each slot to its painting in the loss
-    (``-1``: the identity slot, content loss only), and ``fit`` feeds
-    ``((photos, slots), style_scale)``; otherwise it feeds ``(photos, style_scale)``.
+    (``-1``: the identity slot: no style term, and the ``identity`` term, its mean
+    squared pixel error against the photo times ``identity_weight``), and ``fit``
+    feeds ``((photos, slots), style_scale)``; otherwise it feeds
+    ``(photos, style_scale)``.
     """
 
-    def __init__(self, transform_net, perceptual_loss, painting_of_slot=None, **kwargs):
+    def __init__(self, transform_net, perceptual_loss, painting_of_slot=None,
+                 identity_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self.transform_net = transform_net
         self.perceptual_loss = perceptual_loss
         self.painting_of_slot = (
             None if painting_of_slot is None else np.asarray(painting_of_slot, np.int32))
+        self.identity_weight = float(identity_weight)
         # Tracked as an attribute so its (frozen) VGG variables are part of the
         # model state that the jax backend passes through its stateless step.
         self.loss_network = perceptual_loss.loss_network
         self.term_names = tuple(getattr(perceptual_loss, "term_names", LOSS_NAMES))
+        if self.is_bank:
+            self.term_names += ("identity",)
         self.trackers = {
             name: LatestValue(name=name) for name in (*self.term_names, "output_mean", "output_std")
         }
@@ -164,8 +170,15 @@ class StyleTrainer(keras.Model):
             painting = ops.take(ops.convert_to_tensor(self.painting_of_slot), slots)
             # Identity examples (painting -1) get no style term: content only.
             scale = ops.cast(y, "float32") * ops.cast(painting >= 0, "float32")
-            terms = self.perceptual_loss(ops.cast(photos, "float32"), stylized,
-                                         style_scale=scale, style_index=ops.maximum(painting, 0))
+            photos = ops.cast(photos, "float32")
+            terms = self.perceptual_loss(photos, stylized, style_scale=scale,
+                                         style_index=ops.maximum(painting, 0))
+            # Slot 0 must give the photo back (strength interpolates towards it): the
+            # content loss alone leaves its colours free (docs/design/banks.md).
+            identity = ops.cast(painting < 0, "float32")
+            pixel_error = ops.mean(ops.square(stylized - photos), axis=(1, 2, 3))
+            terms["identity"] = self.identity_weight * ops.mean(identity * pixel_error)
+            terms["total"] = terms["total"] + terms["identity"]
         else:
             style_scale = 1.0 if y is None else ops.mean(ops.cast(y, "float32"))
             terms = self.perceptual_loss(ops.cast(x, "float32"), stylized, style_scale=style_scale)
@@ -469,6 +482,7 @@ def build_trainer(config: TrainConfig, plan: BankPlan | None = None) -> StyleTra
         bank.freeze_all_but_style_norms(net)
     trainer = StyleTrainer(net, build_perceptual_loss(config, dtype=dtype),
                            painting_of_slot=plan.painting_of_slot if plan else None,
+                           identity_weight=config.identity_weight,
                            **({"dtype": dtype} if dtype else {}))
     # A mixed_float16 trainer gets a LossScaleOptimizer from compile().
     trainer.compile(optimizer=keras.optimizers.Adam(

@@ -48,8 +48,9 @@ def load_plan(path) -> list[dict]:
         unknown = set(run) - fields
         if unknown:
             raise ValueError(f"run {name}: unknown settings {sorted(unknown)}")
-        if not run.get("style_image"):
-            raise ValueError(f"run {name}: style_image (the painting) is required")
+        if not run.get("style_image") and not run.get("paintings"):
+            raise ValueError(f"run {name}: style_image (the painting) or paintings (a bank) "
+                             "is required")
         run.setdefault("out_dir", "")  # filled in by main()
         config = TrainConfig.from_preset(**run)  # fail early, before any process starts
         TransformNet(width=config.width, num_residual_blocks=config.num_residual_blocks,

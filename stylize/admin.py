@@ -17,20 +17,24 @@ def _thumbnail(image_field):
 
 @admin.register(Style)
 class StyleAdmin(admin.ModelAdmin):
-    list_display = ["name", "painting", "status", "live_version", "is_public", "updated_at"]
-    list_filter = ["status", "is_public"]
+    list_display = ["name", "painting", "status", "model_name", "bank_index", "live_version",
+                    "is_public", "updated_at"]
+    list_filter = ["status", "is_public", "model_name"]
     search_fields = ["name", "slug", "model_name", "description"]
     prepopulated_fields = {"slug": ["name"], "model_name": ["name"]}
-    readonly_fields = ["created_at", "updated_at"]
+    # Bank slots change only by training (manage.py train_bank / train_style, Retrain).
+    readonly_fields = ["bank_index", "bank_slots", "created_at", "updated_at"]
     actions = ["retrain"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "description", "style_image", "is_public"]}),
-        ("Model", {"fields": ["model_name", "live_version", "status", "status_reason"]}),
+        ("Model", {"fields": ["model_name", "bank_index", "bank_slots", "live_version", "status",
+                              "status_reason"]}),
         ("Live version", {"fields": ["training_settings", "metrics", "example_image"]}),
         ("Times", {"fields": ["created_at", "updated_at"]}),
     ]
 
-    @admin.action(description="Retrain the selected styles (training queue)")
+    @admin.action(description="Retrain the selected styles (training queue; a bank style "
+                              "retrains only its own slot)")
     def retrain(self, request, queryset):
         # The task builds the config from the settings in force where it runs.
         config = training_config()
@@ -50,8 +54,9 @@ class StyleAdmin(admin.ModelAdmin):
 
 @admin.register(StyleJob)
 class StyleJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "owner", "style", "status", "attempts", "created_at", "finished_at"]
-    list_filter = ["status", "style", "preserve_colors"]
+    list_display = ["id", "owner", "style", "blend_with", "stroke", "status", "attempts",
+                    "created_at", "finished_at"]
+    list_filter = ["status", "style", "stroke", "preserve_colors"]
     search_fields = ["id", "owner__username", "owner__email", "style__name", "error"]
     list_select_related = ["owner", "style"]
     readonly_fields = [

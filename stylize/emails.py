@@ -13,7 +13,8 @@ def job_email_send(*, job_id) -> bool:
     Sending errors propagate so the caller can retry; the job is marked emailed only
     after the server took the message.
     """
-    job = StyleJob.objects.select_related("owner", "style").filter(pk=job_id).first()
+    jobs = StyleJob.objects.select_related("owner", "style", "blend_with")
+    job = jobs.filter(pk=job_id).first()
     if job is None:  # deleted by its owner meanwhile
         return False
     if not job.is_finished or job.emailed_at is not None or not job.owner.email:
@@ -25,21 +26,33 @@ def job_email_send(*, job_id) -> bool:
     return job_mark_emailed(job_id=job_id)
 
 
+def _styles_text(job: StyleJob) -> str:
+    """"Starry Night", or "Starry Night mixed with The Great Wave (30 %)"."""
+    if job.blend_with is None:
+        return job.style.name
+    return f"{job.style.name} mixed with {job.blend_with.name} ({round(job.blend * 100)} %)"
+
+
+def _stroke_text(job: StyleJob) -> str:
+    return f"{job.get_stroke_display().lower()} brush strokes"
+
+
 def _job_message(job: StyleJob) -> EmailMessage:
     name = job.owner.get_short_name() or job.owner.get_username()
+    styles = _styles_text(job)
     if job.status == StyleJob.Status.FAILED:
         return EmailMessage(
             subject=f"Your {job.style.name} painting could not be made",
             body=(
-                f"Hello {name},\n\nWe could not repaint your photo as {job.style.name}:\n\n"
+                f"Hello {name},\n\nWe could not repaint your photo as {styles}:\n\n"
                 f"    {job.error}\n\nYou can try again at {settings.SITE_URL}/.\n\n— Prisma\n"
             ),
             to=[job.owner.email],
         )
-    message = EmailMessage(
-        subject=f"Your photo as {job.style.name}",
-        to=[job.owner.email],
-    )
+    subject = f"Your photo as {job.style.name}"
+    if job.blend_with is not None:
+        subject += f" and {job.blend_with.name}"
+    message = EmailMessage(subject=subject, to=[job.owner.email])
     size = job.result_image.size
     if size <= settings.EMAIL_ATTACHMENT_MAX_BYTES:
         with job.result_image.open("rb") as result:
@@ -48,8 +61,8 @@ def _job_message(job: StyleJob) -> EmailMessage:
     else:
         where = f"It is too large to attach; download it here:\n\n    {_absolute(job.result_image.url)}"
     message.body = (
-        f"Hello {name},\n\nYour photo has been repainted as {job.style.name}. {where}\n\n"
-        "— Prisma\n"
+        f"Hello {name},\n\nYour photo has been repainted as {styles}, with "
+        f"{_stroke_text(job)}. {where}\n\n— Prisma\n"
     )
     return message
 

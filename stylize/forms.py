@@ -3,9 +3,12 @@
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.core.exceptions import ValidationError
 
-from .models import DEFAULT_MAX_SIDE, Profile
+from .imaging import STROKE_WORKING_SIDES
+from .models import DEFAULT_MAX_SIDE, DEFAULT_STROKE, Profile, Stroke
 from .selectors import style_list_offered
+from .services import DEFAULT_BLEND, job_mix_clean
 from .validators import ALLOWED_FORMATS, upload_max_bytes, validate_photo_upload
 
 ALLOWED_CONTENT_TYPES = tuple(dict.fromkeys(t for t, _ in ALLOWED_FORMATS.values()))
@@ -65,6 +68,26 @@ class StyleChoiceField(forms.ModelChoiceField):
         return obj.name
 
 
+STROKE_HINTS = {
+    Stroke.FINE: "small, detailed strokes",
+    Stroke.MEDIUM: "balanced",
+    Stroke.BOLD: "big, broad strokes",
+}
+STROKE_CHOICES = [
+    (value, f"{label} ({STROKE_HINTS[value]}; painted at {STROKE_WORKING_SIDES[value]} px)")
+    for value, label in Stroke.choices
+]
+
+
+def mixable_styles():
+    """Offered styles that share a bank with at least one other offered style."""
+    in_banks = list(style_list_offered().filter(bank_index__isnull=False))
+    per_bank = {}
+    for style in in_banks:
+        per_bank[style.model_name] = per_bank.get(style.model_name, 0) + 1
+    return [style for style in in_banks if per_bank[style.model_name] > 1]
+
+
 class UploadForm(forms.Form):
     image = forms.FileField(
         label="Your photo",
@@ -100,9 +123,55 @@ class UploadForm(forms.Form):
         initial=DEFAULT_MAX_SIDE,
         help_text="The longer side, in pixels. Larger photos take longer.",
     )
+    # The mix and the strokes are checked by services.job_mix_clean, as in the API.
+    blend_with = forms.CharField(
+        label="Mix in a second style",
+        required=False,
+        widget=forms.Select,
+        help_text="Only styles that share a network with the first can be mixed.",
+    )
+    blend = forms.FloatField(
+        label="Share of the second style",
+        required=False,
+        initial=DEFAULT_BLEND,
+        help_text="0 is only the first style, 1 only the second. Used when a second style "
+        "is chosen.",
+        widget=forms.NumberInput(attrs={"type": "range", "step": "0.05", "min": "0", "max": "1"}),
+    )
+    stroke = forms.CharField(
+        label="Brush strokes",
+        required=False,
+        initial=DEFAULT_STROKE,
+        widget=forms.RadioSelect(choices=STROKE_CHOICES),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # A fresh queryset per form, so a style made ready a moment ago is offered.
         self.fields["style"].queryset = style_list_offered()
         self.fields["image"].widget.attrs["data-max-bytes"] = upload_max_bytes()
+        self.mixable_styles = mixable_styles()
+        self.fields["blend_with"].widget.choices = [("", "None")] + [
+            (style.slug, style.name) for style in self.mixable_styles
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        style = cleaned.get("style")
+        if style is None:  # its own error is shown
+            return cleaned
+        blend_with = cleaned.get("blend_with") or None
+        try:
+            mix = job_mix_clean(
+                style=style,
+                blend_with=blend_with,
+                # The slider always sends a value; without a second style it means nothing.
+                blend=cleaned.get("blend") if blend_with else None,
+                stroke=cleaned.get("stroke") or None,
+            )
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field, messages)
+            return cleaned
+        cleaned.update(blend_with=mix.blend_with, blend=mix.blend, stroke=mix.stroke)
+        return cleaned

@@ -6,16 +6,20 @@ task delivered twice, or a sweep racing a worker, changes nothing the second tim
 
 import json
 import logging
+import math
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .models import Style, StyleJob
+from .models import DEFAULT_STROKE, Stroke, Style, StyleJob
+from .selectors import style_list_offered
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +124,94 @@ def _style_register_one(*, model_name: str, version: int, meta: dict, meta_dir: 
 # --- Jobs ----------------------------------------------------------------------------
 
 
+#: A blend's share when a second style is given without one: an even mix.
+DEFAULT_BLEND = 0.5
+
+
+@dataclass(frozen=True)
+class JobMix:
+    """How a job paints, once checked: the second style (or None), its share, the strokes."""
+
+    blend_with: Style | None
+    blend: float
+    stroke: str
+
+
+def style_mix_partners(style: Style) -> list[Style]:
+    """The offered styles ``style`` can be mixed with: the other slots of its bank."""
+    if not style.in_bank:
+        return []
+    return list(
+        style_list_offered().filter(model_name=style.model_name, bank_index__isnull=False)
+        .exclude(pk=style.pk).order_by("name")
+    )
+
+
+def _mixable_with_text(style: Style) -> str:
+    partners = style_mix_partners(style)
+    if not partners:
+        return f"{style.name} cannot be mixed with any other style."
+    names = ", ".join(f"{partner.name} ({partner.slug})" for partner in partners)
+    return f"{style.name} can be mixed with: {names}."
+
+
+def job_mix_clean(*, style: Style, blend_with=None, blend=None, stroke=None) -> JobMix:
+    """The one check of a job's mix and strokes, for the API, the upload page, the CLI
+    and ``job_create``; raises ``ValidationError`` keyed by ``blend_with``, ``blend``
+    and ``stroke`` with messages fit to show a user.
+
+    ``blend_with`` is a style's slug or a ``Style``: it must be an offered style (not a
+    draft, private or unknown one), not ``style`` itself, and a slot of the same bank
+    (one network) as ``style``. ``blend`` is its share of the mix, from 0 to 1; left
+    out (None) it is an even mix (``DEFAULT_BLEND``) with a second style and 0 without.
+    A share above 0 without a second style is refused. ``stroke`` is one of ``Stroke``
+    (None: ``DEFAULT_STROKE``).
+    """
+    errors: dict[str, list[str]] = {}
+    if stroke is None:
+        stroke = DEFAULT_STROKE
+    if stroke not in Stroke.values:
+        errors["stroke"] = [
+            f"Brush strokes must be one of {', '.join(Stroke.values)}, not “{stroke}”."
+        ]
+    if blend is not None:
+        try:
+            blend = float(blend)
+        except (TypeError, ValueError):
+            blend = math.nan
+        if not (math.isfinite(blend) and 0.0 <= blend <= 1.0):
+            errors["blend"] = ["The mix must be a number from 0 to 1."]
+    if blend_with in ("", None):
+        blend_with = None
+        if blend is not None and "blend" not in errors and blend > 0.0:
+            errors["blend"] = [
+                "A mix needs a second style: choose the style to mix in, or leave the mix out."
+            ]
+    else:
+        slug = blend_with.slug if isinstance(blend_with, Style) else str(blend_with)
+        offered = style_list_offered().filter(slug=slug).first()
+        if offered is None:
+            errors["blend_with"] = [
+                f"There is no style “{slug}” to mix in. {_mixable_with_text(style)}"
+            ]
+        elif offered.pk == style.pk:
+            errors["blend_with"] = [
+                f"Choose a second style other than {style.name} to mix in. "
+                f"{_mixable_with_text(style)}"
+            ]
+        elif not (style.in_bank and offered.in_bank and offered.model_name == style.model_name):
+            errors["blend_with"] = [
+                f"{style.name} and {offered.name} cannot be mixed: only styles that share one "
+                f"network can. {_mixable_with_text(style)}"
+            ]
+        blend_with = offered
+    if errors:
+        raise ValidationError(errors)
+    if blend is None:
+        blend = DEFAULT_BLEND if blend_with is not None else 0.0
+    return JobMix(blend_with=blend_with, blend=blend, stroke=str(stroke))
+
+
 @transaction.atomic
 def job_create(
     *,
@@ -129,13 +221,24 @@ def job_create(
     strength: float = 1.0,
     preserve_colors: bool = False,
     max_side: int | None = None,
+    blend_with: Style | None = None,
+    blend: float | None = None,
+    stroke: str | None = None,
 ) -> StyleJob:
-    """Store the photo, create the job and put it on the queue once the row is committed."""
+    """Store the photo, create the job and put it on the queue once the row is committed.
+
+    ``blend_with``, ``blend`` and ``stroke`` go through ``job_mix_clean`` (``blend``
+    None: an even mix with a second style, none without).
+    """
+    mix = job_mix_clean(style=style, blend_with=blend_with, blend=blend, stroke=stroke)
     job = StyleJob(
         owner=owner,
         style=style,
         strength=strength,
         preserve_colors=preserve_colors,
+        blend_with=mix.blend_with,
+        blend=mix.blend,
+        stroke=mix.stroke,
         enqueued_at=timezone.now(),
     )
     if max_side is not None:

@@ -6,7 +6,6 @@ with a reason the owner can read. Both finished states email the owner.
 """
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,18 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from PIL import UnidentifiedImageError
 
+from ml.bank import mix_weights
+
 from .backends import get_backend
 from .backends.base import PermanentBackendError, TransientBackendError
-from .imaging import encode_image, load_photo, postprocess, stylize_tiled
-from .models import Style, StyleJob
+from .imaging import (
+    STROKE_WORKING_SIDES,
+    encode_image,
+    load_photo,
+    postprocess,
+    stylize_at_working_size,
+)
+from .models import DEFAULT_STROKE, Style, StyleJob
 from .services import job_fail, job_requeue, job_start, job_succeed
 
 logger = logging.getLogger(__name__)
@@ -34,27 +41,66 @@ class JobRetry(Exception):
         self.countdown = countdown
 
 
-@dataclass
-class StylizeOptions:
-    strength: float = 1.0
-    preserve_colors: bool = False
-    max_side: int = 1024
+def _style_weights(style: Style, *, strength: float, blend_with: Style | None,
+                   blend: float) -> np.ndarray | None:
+    """The weights row for ``style`` (None for a single-style model), or a readable error."""
+    if not style.in_bank:
+        if blend_with is not None:
+            raise PermanentBackendError(
+                f"The style {style.name} cannot be mixed with another style."
+            )
+        return None
+    if blend_with is not None and (
+        not blend_with.in_bank or blend_with.model_name != style.model_name
+    ):
+        raise PermanentBackendError(
+            f"The styles {style.name} and {blend_with.name} cannot be mixed."
+        )
+    try:
+        return mix_weights(
+            style.bank_slots or 0,
+            style.bank_index,
+            strength=strength,
+            blend_slot=blend_with.bank_index if blend_with is not None else None,
+            blend=blend if blend_with is not None else 0.0,
+        )
+    except ValueError as error:
+        raise PermanentBackendError(
+            f"The style {style.name} cannot be painted with these settings ({error})."
+        ) from error
 
 
 def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
-                  preserve_colors: bool = False) -> np.ndarray:
-    """A photo (uint8 RGB) painted in ``style``'s live version, with the job's options."""
+                  preserve_colors: bool = False, stroke: str = DEFAULT_STROKE,
+                  blend_with: Style | None = None, blend: float = 0.0) -> np.ndarray:
+    """A photo (uint8 RGB) painted in ``style``'s live version, with the job's options.
+
+    ``stroke`` picks the size the network paints at (``STROKE_WORKING_SIDES``). For a
+    style of a bank, ``strength`` and the mix with ``blend_with`` (``blend`` is its
+    share) are style weights inside the network; for a single-style model strength
+    blends the painting with the photo afterwards. ``preserve_colors`` is always a
+    pixel post-process.
+    """
     if style.live_version is None:
         raise PermanentBackendError(f"The style {style.name} has no trained model yet.")
+    if stroke not in STROKE_WORKING_SIDES:
+        raise PermanentBackendError(
+            f"Brush strokes must be one of {', '.join(STROKE_WORKING_SIDES)}, not {stroke!r}."
+        )
+    weights = _style_weights(style, strength=strength, blend_with=blend_with, blend=blend)
     backend = get_backend()
 
     def run(batch: np.ndarray) -> np.ndarray:
         return backend.stylize(
-            model_name=style.model_name, version=style.live_version, images=batch
+            model_name=style.model_name, version=style.live_version, images=batch,
+            # One row per image for a bank; a single-style model takes none.
+            style_weights=None if weights is None else np.repeat(weights[None], len(batch), 0),
         )
 
-    result = stylize_tiled(photo, run, tile=settings.STYLIZE_TILE_SIZE)
-    return postprocess(photo, result, strength=strength, preserve_colors=preserve_colors)
+    result = stylize_at_working_size(photo, run, working_side=STROKE_WORKING_SIDES[stroke],
+                                     tile=settings.STYLIZE_TILE_SIZE)
+    pixel_strength = strength if weights is None else 1.0  # a bank did it in the network
+    return postprocess(photo, result, strength=pixel_strength, preserve_colors=preserve_colors)
 
 
 def job_run(*, job_id) -> bool:
@@ -65,12 +111,13 @@ def job_run(*, job_id) -> bool:
     if not job_start(job_id=job_id):
         logger.info("Job %s is not queued; nothing to do.", job_id)
         return False
-    job = StyleJob.objects.select_related("style").get(pk=job_id)
+    job = StyleJob.objects.select_related("style", "blend_with").get(pk=job_id)
     try:
         with job.input_image.open("rb") as upload:
             photo = load_photo(upload, max_side=job.max_side)
         result = photo_stylize(photo=photo, style=job.style, strength=job.strength,
-                               preserve_colors=job.preserve_colors)
+                               preserve_colors=job.preserve_colors, stroke=job.stroke,
+                               blend_with=job.blend_with, blend=job.blend)
         data = encode_image(result, format="JPEG")
     except (TransientBackendError, SoftTimeLimitExceeded) as exc:
         reason = str(exc) or "The job took too long."

@@ -83,6 +83,9 @@ def upload(request):
                 strength=form.cleaned_data["strength"],
                 preserve_colors=form.cleaned_data["preserve_colors"],
                 max_side=form.cleaned_data["max_side"],
+                blend_with=form.cleaned_data["blend_with"],
+                blend=form.cleaned_data["blend"],
+                stroke=form.cleaned_data["stroke"],
             )
             return redirect("stylize:job", pk=job.pk)
         status = 400
@@ -162,7 +165,8 @@ def job_image(request, pk, which):
 
 @login_required(login_url=LOGIN_URL)
 def job_list(request):
-    page = Paginator(job_list_for_owner(owner=request.user), 24).get_page(request.GET.get("page"))
+    jobs = job_list_for_owner(owner=request.user).select_related("blend_with")
+    page = Paginator(jobs, 24).get_page(request.GET.get("page"))
     return render(request, "stylize/job_list.html", {"page": page, "jobs": page.object_list})
 
 

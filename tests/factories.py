@@ -35,3 +35,12 @@ class StyleJobFactory(factory.django.DjangoModelFactory):
     owner = factory.SubFactory(UserFactory)
     style = factory.SubFactory(StyleFactory)
     input_image = factory.LazyFunction(lambda: ContentFile(png_bytes(), name="photo.png"))
+
+
+class BankStyleFactory(StyleFactory):
+    """One slot of a bank: a conditional network shared by several styles (slot 0 is
+    the photo itself). Give each style of one bank its own ``bank_index``."""
+
+    model_name = "bank"
+    bank_index = 1
+    bank_slots = 3

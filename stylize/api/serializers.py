@@ -4,8 +4,18 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..models import DEFAULT_MAX_SIDE, MAX_MAX_SIDE, MIN_MAX_SIDE, Style, StyleJob
+from ..imaging import STROKE_WORKING_SIDES
+from ..models import (
+    DEFAULT_MAX_SIDE,
+    DEFAULT_STROKE,
+    MAX_MAX_SIDE,
+    MIN_MAX_SIDE,
+    Stroke,
+    Style,
+    StyleJob,
+)
 from ..selectors import style_list_offered
+from ..services import DEFAULT_BLEND, job_mix_clean, style_mix_partners
 from ..validators import validate_photo_upload
 
 
@@ -18,11 +28,26 @@ def _absolute(request, url):
 class StyleSerializer(serializers.ModelSerializer):
     painting = serializers.SerializerMethodField()
     sample = serializers.SerializerMethodField()
+    bank = serializers.SerializerMethodField(
+        help_text="The network (bank) the style shares with others; styles of one bank can "
+        "be mixed. Null for a style with a network of its own."
+    )
+    mixes_with = serializers.SerializerMethodField(
+        help_text="Slugs of the styles this one can be mixed with (a job's `blend_with`)."
+    )
 
     class Meta:
         model = Style
-        fields = ["slug", "name", "description", "painting", "sample"]
+        fields = ["slug", "name", "description", "painting", "sample", "bank", "mixes_with"]
         read_only_fields = fields
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_bank(self, style):
+        return style.model_name if style.in_bank else None
+
+    @extend_schema_field({"type": "array", "items": {"type": "string"}})
+    def get_mixes_with(self, style):
+        return [partner.slug for partner in style_mix_partners(style)]
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_painting(self, style) -> str:
@@ -37,13 +62,18 @@ class StyleSerializer(serializers.ModelSerializer):
 
 class JobSerializer(serializers.ModelSerializer):
     style = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    blend_with = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True,
+        help_text="The second style mixed in, or null.",
+    )
     result_url = serializers.SerializerMethodField()
 
     class Meta:
         model = StyleJob
         fields = [
-            "id", "status", "error", "result_url", "style", "strength", "preserve_colors",
-            "max_side", "created_at", "started_at", "finished_at",
+            "id", "status", "error", "result_url", "style", "blend_with", "blend", "stroke",
+            "strength", "preserve_colors", "max_side", "created_at", "started_at",
+            "finished_at",
         ]
         read_only_fields = fields
 
@@ -68,6 +98,19 @@ class OfferedStyleField(serializers.SlugRelatedField):
         return style_list_offered()
 
 
+_STROKE_SIDES = ", ".join(
+    f"{stroke} ({STROKE_WORKING_SIDES[stroke]} px)" for stroke in Stroke.values
+)
+
+
+class StrokeField(serializers.ChoiceField):
+    """Documented with its choices, but checked by ``services.job_mix_clean`` (the one
+    rule for the API, the upload page and the CLI), so the message is the same."""
+
+    def to_internal_value(self, data):
+        return str(data)
+
+
 class JobCreateSerializer(serializers.Serializer):
     image = serializers.FileField(
         allow_empty_file=True,  # the shared validator says "The file is empty."
@@ -85,11 +128,37 @@ class JobCreateSerializer(serializers.Serializer):
         required=False, default=DEFAULT_MAX_SIDE, min_value=MIN_MAX_SIDE,
         max_value=MAX_MAX_SIDE, help_text="The result's longer side in pixels, at most.",
     )
+    # Checked together, by services.job_mix_clean (the same rule as the page and the CLI).
+    blend_with = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, default=None,
+        help_text="The slug of a second style to mix in. It must be one of the style's "
+        "`mixes_with` (GET /api/v1/styles/): only styles of one bank can be mixed. "
+        "Leave it out for one style.",
+    )
+    blend = serializers.FloatField(
+        required=False, allow_null=True, default=None,
+        help_text="The second style's share of the mix, from 0 (only `style`) to 1 (only "
+        f"`blend_with`). Left out, it is {DEFAULT_BLEND:g} (an even mix) when `blend_with` "
+        "is given, and 0 otherwise; above 0 it needs `blend_with`.",
+    )
+    stroke = StrokeField(
+        choices=Stroke.choices, required=False, default=DEFAULT_STROKE,
+        help_text="How big the brush strokes are, by the size the network paints at "
+        f"(the longer side): {_STROKE_SIDES}. Photos smaller than that are painted as they are.",
+    )
 
     def validate_strength(self, value):
         if value != value or value in (float("inf"), float("-inf")):  # NaN, ±inf
             raise serializers.ValidationError("Strength must be a number from 0 to 1.")
         return value
+
+    def validate(self, attrs):
+        try:
+            mix = job_mix_clean(style=attrs["style"], blend_with=attrs.get("blend_with"),
+                                blend=attrs.get("blend"), stroke=attrs.get("stroke"))
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return {**attrs, "blend_with": mix.blend_with, "blend": mix.blend, "stroke": mix.stroke}
 
     def validate_image(self, image):
         try:

@@ -86,6 +86,9 @@ class JobViewSet(
                 strength=form.validated_data["strength"],
                 preserve_colors=form.validated_data["preserve_colors"],
                 max_side=form.validated_data["max_side"],
+                blend_with=form.validated_data["blend_with"],
+                blend=form.validated_data["blend"],
+                stroke=form.validated_data["stroke"],
             )
         except DjangoValidationError as exc:
             raise serializers.ValidationError(

@@ -255,3 +255,13 @@ def test_an_interrupted_plan_stops_its_training_processes(tmp_path, tiny_default
         train_styles.run_all(runs, tmp_path / "runs", parallel=2)
     assert len(started) == 2
     assert all(process.poll() is not None for process in started)
+
+
+def test_load_plan_takes_a_bank_run_and_needs_a_painting_or_paintings(tmp_path):
+    path = write_plan(tmp_path, {"defaults": {"data_dir": "d"}, "runs": [
+        {"name": "bank", "paintings": ["a.jpg", "b.jpg"]}]})
+    [run] = load_plan(path)
+    assert run["paintings"] == ["a.jpg", "b.jpg"]
+    path = write_plan(tmp_path, {"defaults": {"data_dir": "d"}, "runs": [{"name": "none"}]})
+    with pytest.raises(ValueError, match="or paintings"):
+        load_plan(path)

@@ -12,15 +12,15 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from stylize.models import Style, StyleJob
+from stylize.models import DEFAULT_STROKE, Style, StyleJob
 from tests.conftest import png_bytes
-from tests.factories import StyleFactory, StyleJobFactory, UserFactory
+from tests.factories import BankStyleFactory, StyleFactory, StyleJobFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 JOB_FIELDS = {
-    "id", "status", "error", "result_url", "style", "strength", "preserve_colors",
-    "max_side", "created_at", "started_at", "finished_at",
+    "id", "status", "error", "result_url", "style", "blend_with", "blend", "stroke", "strength",
+    "preserve_colors", "max_side", "created_at", "started_at", "finished_at",
 }
 
 
@@ -92,7 +92,9 @@ def test_styles_list_is_public_and_only_offered_styles(client, style):
     assert response.status_code == 200
     assert [s["slug"] for s in response.json()] == ["starry-night"]
     body = response.json()[0]
-    assert set(body) == {"slug", "name", "description", "painting", "sample"}
+    assert set(body) == {"slug", "name", "description", "painting", "sample", "bank",
+                         "mixes_with"}
+    assert body["bank"] is None and body["mixes_with"] == []  # a network of its own
     assert body["name"] == "Starry Night"
     assert body["description"] == "Swirls."
     assert body["painting"].startswith("http://testserver/media/styles/paintings/")
@@ -183,6 +185,7 @@ def test_create_job_defaults(auth_client, style):
     assert response.status_code == 201
     body = response.json()
     assert (body["strength"], body["preserve_colors"], body["max_side"]) == (1.0, False, 1024)
+    assert (body["blend_with"], body["blend"], body["stroke"]) == (None, 0.0, DEFAULT_STROKE)
 
 
 def test_create_job_enqueues_on_commit(auth_client, style, django_capture_on_commit_callbacks,
@@ -252,6 +255,105 @@ def test_create_job_bad_input_is_400_with_a_message(auth_client, style, data, fi
     assert response.status_code == 400
     assert message in " ".join(response.json()[field])
     assert not StyleJob.objects.exists()
+
+
+# --- Jobs: mixing two styles of a bank, brush strokes ------------------------------------
+
+
+@pytest.fixture
+def bank():
+    """Two offered slots of one bank, a draft and a private one, and a slot of another."""
+    return {
+        "alpha": BankStyleFactory(name="Alpha", slug="alpha", bank_index=1, bank_slots=5),
+        "beta": BankStyleFactory(name="Beta", slug="beta", bank_index=2, bank_slots=5),
+        "draft": BankStyleFactory(slug="draft-slot", bank_index=3, bank_slots=5,
+                                  status=Style.Status.DRAFT, live_version=None),
+        "private": BankStyleFactory(slug="private-slot", bank_index=4, bank_slots=5,
+                                    is_public=False),
+        "elsewhere": BankStyleFactory(name="Elsewhere", slug="elsewhere",
+                                      model_name="other_bank", bank_index=1),
+    }
+
+
+def test_create_a_mixed_job(auth_client, bank):
+    response = auth_client.post(
+        "/api/v1/jobs/",
+        {"image": upload(), "style": "alpha", "blend_with": "beta", "blend": "0.3",
+         "stroke": "bold"},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert (body["style"], body["blend_with"], body["blend"], body["stroke"]) == (
+        "alpha", "beta", 0.3, "bold")
+    job = StyleJob.objects.get(pk=body["id"])
+    assert (job.blend_with, job.blend, job.stroke) == (bank["beta"], 0.3, "bold")
+    assert auth_client.get(f"/api/v1/jobs/{job.pk}/").json()["blend_with"] == "beta"
+
+
+def test_a_second_style_without_a_share_is_an_even_mix(auth_client, bank):
+    response = auth_client.post(
+        "/api/v1/jobs/", {"image": upload(), "style": "beta", "blend_with": "alpha"},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.json()
+    assert (response.json()["blend_with"], response.json()["blend"]) == ("alpha", 0.5)
+
+
+@pytest.mark.parametrize("stroke", ["fine", "medium", "bold"])
+def test_every_stroke_can_be_chosen(auth_client, style, stroke):
+    response = auth_client.post(
+        "/api/v1/jobs/", {"image": upload(), "style": "starry-night", "stroke": stroke},
+        format="multipart",
+    )
+    assert response.status_code == 201 and response.json()["stroke"] == stroke
+
+
+MIXABLE = "Alpha can be mixed with: Beta (beta)."
+
+
+@pytest.mark.parametrize(
+    "data, field, messages",
+    [
+        ({"blend_with": "nope"}, "blend_with",
+         ["There is no style “nope” to mix in.", MIXABLE]),
+        ({"blend_with": "draft-slot"}, "blend_with", ["no style “draft-slot” to mix in"]),
+        ({"blend_with": "private-slot"}, "blend_with", ["no style “private-slot” to mix in"]),
+        ({"blend": "0.5"}, "blend", ["A mix needs a second style"]),
+        ({"blend_with": "", "blend": "1"}, "blend", ["A mix needs a second style"]),
+        ({"blend_with": "alpha"}, "blend_with", ["other than Alpha", MIXABLE]),
+        ({"blend_with": "elsewhere"}, "blend_with",
+         ["Alpha and Elsewhere cannot be mixed", MIXABLE]),
+        ({"style": "starry-night", "blend_with": "alpha"}, "blend_with",
+         ["Starry Night and Alpha cannot be mixed",
+          "Starry Night cannot be mixed with any other style."]),
+        ({"blend_with": "beta", "blend": "1.5"}, "blend", ["a number from 0 to 1"]),
+        ({"blend_with": "beta", "blend": "-0.1"}, "blend", ["a number from 0 to 1"]),
+        ({"blend_with": "beta", "blend": "nan"}, "blend", ["number"]),
+        ({"blend_with": "beta", "blend": "inf"}, "blend", ["number"]),
+        ({"blend_with": "beta", "blend": "lots"}, "blend", ["A valid number is required."]),
+        ({"stroke": "huge"}, "stroke", ["Brush strokes must be one of fine, medium, bold"]),
+    ],
+)
+def test_a_bad_mix_or_stroke_is_400_with_a_message(auth_client, style, bank, data, field,
+                                                   messages):
+    data = {"image": upload(), "style": "alpha", **data}
+    response = auth_client.post("/api/v1/jobs/", data, format="multipart")
+    assert response.status_code == 400, response.json()
+    errors = response.json()[field]
+    assert isinstance(errors, list) and all(isinstance(error, str) for error in errors)
+    for message in messages:
+        assert message in " ".join(errors)
+    assert not StyleJob.objects.exists()
+
+
+def test_the_styles_say_which_can_be_mixed(client, style, bank):
+    styles = {s["slug"]: s for s in client.get("/api/v1/styles/").json()}
+    assert set(styles) == {"starry-night", "alpha", "beta", "elsewhere"}
+    assert (styles["alpha"]["bank"], styles["alpha"]["mixes_with"]) == ("bank", ["beta"])
+    assert (styles["beta"]["bank"], styles["beta"]["mixes_with"]) == ("bank", ["alpha"])
+    assert (styles["elsewhere"]["bank"], styles["elsewhere"]["mixes_with"]) == ("other_bank", [])
+    assert (styles["starry-night"]["bank"], styles["starry-night"]["mixes_with"]) == (None, [])
 
 
 def test_create_job_with_json_is_415(auth_client, style):
@@ -514,6 +616,25 @@ def test_schema_validates_without_warnings(tmp_path):
         assert f"  {path}:" in text
     assert "multipart/form-data" in text
     assert "result_url" in text
+
+
+def test_schema_documents_the_mix_and_the_stroke(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    components = schema["components"]["schemas"]
+    create = schema["paths"]["/api/v1/jobs/"]["post"]["requestBody"]["content"]
+    request = create["multipart/form-data"]["schema"]
+    request = components[request["$ref"].rsplit("/", 1)[-1]]["properties"]
+    [stroke_enum] = request["stroke"]["allOf"]
+    assert components[stroke_enum["$ref"].rsplit("/", 1)[-1]]["enum"] == ["fine", "medium", "bold"]
+    assert request["stroke"]["default"] == DEFAULT_STROKE
+    assert "bold (512 px)" in request["stroke"]["description"]
+    assert "0.5" in request["blend"]["description"]
+    assert "even mix" in request["blend"]["description"]
+    assert "mixes_with" in request["blend_with"]["description"]
+    job = components["Job"]["properties"]
+    assert {"blend_with", "blend", "stroke"} <= set(job)
+    style = components["Style"]["properties"]
+    assert style["mixes_with"]["type"] == "array" and style["bank"]["nullable"] is True
 
 
 def test_schema_is_served(client):

@@ -1,5 +1,9 @@
 import io
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,10 +11,11 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
 from PIL import Image
 
+from stylize import stylizing
 from stylize.backends import get_backend
 from stylize.imaging import load_photo
 from stylize.stylizing import photo_stylize
-from tests.factories import StyleFactory
+from tests.factories import BankStyleFactory, StyleFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -135,6 +140,119 @@ def test_stylize_usage_errors_come_before_any_painting(tiny_style, tmp_path):
         run_stylize(empty, "--out-dir", tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     assert get_backend().load_count == 0
+
+
+class RecordingBackend:
+    """Paints the negative of the photo and remembers what it was asked."""
+
+    def __init__(self):
+        self.calls = []
+
+    def stylize(self, *, model_name, version, images, **kwargs):
+        self.calls.append({"model_name": model_name, "shape": images.shape, **kwargs})
+        return 255 - images
+
+
+@pytest.fixture
+def bank_styles():
+    return {
+        "alpha": BankStyleFactory(name="Alpha", slug="alpha", bank_index=1),
+        "beta": BankStyleFactory(name="Beta", slug="beta", bank_index=2),
+        "elsewhere": BankStyleFactory(name="Elsewhere", slug="elsewhere",
+                                      model_name="other_bank", bank_index=1),
+    }
+
+
+def test_stylize_stroke_and_blend_flags_reach_the_model(bank_styles, monkeypatch, tmp_path):
+    recorder = RecordingBackend()
+    monkeypatch.setattr(stylizing, "get_backend", lambda: recorder)
+    photo = _photo_file(tmp_path / "wide.png", (900, 600))
+    out = io.StringIO()
+    call_command("stylize", str(photo), "--style", "alpha", "--blend-with", "beta",
+                 "--blend", "0.25", "--strength", "0.8", "--stroke", "bold",
+                 "-o", str(tmp_path / "out.png"), stdout=out)
+    assert Image.open(tmp_path / "out.png").size == (900, 600)
+    assert {call["model_name"] for call in recorder.calls} == {"bank"}
+    np.testing.assert_allclose(recorder.calls[0]["style_weights"], [[0.2, 0.6, 0.2]], rtol=1e-6)
+    assert max(max(call["shape"][1:3]) for call in recorder.calls) == 512  # bold
+
+    recorder.calls.clear()
+    call_command("stylize", str(photo), "--style", "beta", "--blend-with", "alpha",
+                 "--stroke", "fine", "-o", str(tmp_path / "even.png"), stdout=out)
+    np.testing.assert_allclose(recorder.calls[0]["style_weights"], [[0, 0.5, 0.5]])
+    assert max(max(call["shape"][1:3]) for call in recorder.calls) == 900  # fine: as it is
+
+
+def test_stylize_mixes_two_styles_of_the_real_tiny_bank(use_local_backend, tmp_path):
+    from tests.model_fixtures import TINY_BANK_NAME
+
+    first, second = (
+        BankStyleFactory(slug=f"slot-{index}", model_name=TINY_BANK_NAME, bank_index=index,
+                         live_version=1)
+        for index in (1, 2)
+    )
+    photo = _photo_file(tmp_path / "in.png", (64, 48))
+    run_args = [str(photo), "--style", "slot-1", "--stroke", "fine"]
+    call_command("stylize", *run_args, "-o", str(tmp_path / "one.png"), stdout=io.StringIO())
+    call_command("stylize", *run_args, "--blend-with", "slot-2", "--blend", "0.4",
+                 "-o", str(tmp_path / "mixed.png"), stdout=io.StringIO())
+
+    one, mixed = (np.asarray(Image.open(tmp_path / name)) for name in ("one.png", "mixed.png"))
+    assert not np.array_equal(one, mixed)
+    expected = photo_stylize(photo=load_photo(photo, max_side=1024), style=first,
+                             stroke="fine", blend_with=second, blend=0.4)
+    np.testing.assert_array_equal(mixed, expected)  # what a job with that mix would return
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--style", "nope"], "No style with slug 'nope'."),
+        (["--style", "alpha", "--blend", "0.5"], "--blend: A mix needs a second style"),
+        (["--style", "alpha", "--blend-with", "elsewhere"],
+         "--blend-with: Alpha and Elsewhere cannot be mixed: only styles that share one "
+         "network can. Alpha can be mixed with: Beta (beta)."),
+        (["--style", "alpha", "--blend-with", "nope"],
+         "--blend-with: There is no style “nope” to mix in."),
+        (["--style", "alpha", "--blend-with", "beta", "--blend", "2"],
+         "--blend: The mix must be a number from 0 to 1."),
+        (["--style", "alpha", "--stroke", "huge"],
+         "--stroke: Brush strokes must be one of fine, medium, bold, not “huge”."),
+    ],
+)
+def test_stylize_refuses_an_unknown_style_or_a_bad_mix(bank_styles, tmp_path, flags, message):
+    photo = _photo_file(tmp_path / "in.png")
+    with pytest.raises(CommandError) as refused:
+        call_command("stylize", str(photo), *flags, stdout=io.StringIO())
+    assert message in str(refused.value)
+    assert not list(tmp_path.glob("in-*"))
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--style", "nope"], "No style with slug 'nope'."),
+        (["--style", "alpha", "--blend", "0.5"], "--blend: A mix needs a second style"),
+    ],
+)
+def test_manage_py_stylize_exits_non_zero_with_the_message(
+    transactional_db, settings, tmp_path, flags, message
+):
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.sqlite3":
+        pytest.skip("the command's process reads the test database through a sqlite URL")
+    BankStyleFactory(name="Alpha", slug="alpha", bank_index=1)
+    photo = _photo_file(tmp_path / "in.png")
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database['NAME']}",
+           "MEDIA_ROOT": str(settings.MEDIA_ROOT)}
+    finished = subprocess.run(
+        [sys.executable, "manage.py", "stylize", str(photo), *flags],
+        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 1, finished.stderr
+    assert f"CommandError: {message}" in finished.stderr
+    assert not list(tmp_path.glob("in-*"))
 
 
 # --------------------------------------------------------------------------- evaluate_style

@@ -12,7 +12,7 @@ from PIL import Image
 from prisma_site.devstack import free_port
 from stylize.emails import job_email_send
 from stylize.models import StyleJob
-from tests.factories import StyleJobFactory, UserFactory
+from tests.factories import BankStyleFactory, StyleJobFactory, UserFactory
 
 
 class Mailbox:
@@ -92,6 +92,39 @@ def test_a_failed_job_emails_the_reason(smtp):
     [message] = smtp.messages
     assert "could not be made" in message["Subject"]
     assert "The model server is down." in message.get_payload()
+
+
+@pytest.mark.django_db
+def test_the_result_email_names_the_styles_the_mix_and_the_stroke(smtp):
+    alpha = BankStyleFactory(name="Alpha", bank_index=1)
+    beta = BankStyleFactory(name="Beta", bank_index=2)
+    mixed = succeeded_job(style=alpha, blend_with=beta, blend=0.3, stroke="bold")
+    plain = succeeded_job(style=beta, stroke="fine")
+    job_email_send(job_id=mixed.pk)
+    job_email_send(job_id=plain.pk)
+    bodies = [
+        (message["Subject"], next(part for part in message.walk()
+                                  if part.get_content_type() == "text/plain").get_payload())
+        for message in smtp.messages
+    ]
+    assert bodies[0][0] == "Your photo as Alpha and Beta"
+    assert ("Your photo has been repainted as Alpha mixed with Beta (30 %), with bold brush "
+            "strokes. It is attached") in " ".join(bodies[0][1].split())
+    assert bodies[1][0] == "Your photo as Beta"
+    assert ("Your photo has been repainted as Beta, with fine brush strokes."
+            in " ".join(bodies[1][1].split()))
+
+
+@pytest.mark.django_db
+def test_a_failed_mixed_job_names_both_styles(smtp):
+    job = StyleJobFactory(status="failed", error="The model server is down.",
+                          owner=UserFactory(email="erin@example.com"),
+                          style=BankStyleFactory(name="Alpha", bank_index=1),
+                          blend_with=BankStyleFactory(name="Beta", bank_index=2), blend=0.75)
+    job_email_send(job_id=job.pk)
+    [message] = smtp.messages
+    assert ("We could not repaint your photo as Alpha mixed with Beta (75 %):"
+            in message.get_payload())
 
 
 @pytest.mark.django_db

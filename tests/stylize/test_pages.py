@@ -8,9 +8,9 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from stylize.models import Style, StyleJob
+from stylize.models import DEFAULT_STROKE, Stroke, Style, StyleJob
 from tests.conftest import png_bytes
-from tests.factories import StyleFactory, StyleJobFactory, UserFactory
+from tests.factories import BankStyleFactory, StyleFactory, StyleJobFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -131,6 +131,116 @@ def test_a_missing_photo_is_an_inline_error(client, user, styles):
 def test_out_of_range_settings_are_refused(client, user, styles, field, value):
     response = client.post(reverse("stylize:upload"), upload_data(**{field: value}))
     assert response.status_code == 400 and not StyleJob.objects.exists()
+
+
+# --- Mixing two styles, brush strokes ------------------------------------------------
+
+
+@pytest.fixture
+def bank(styles):
+    """Two offered slots of one bank, a draft and a private slot, and a lone other bank."""
+    return {
+        "alpha": BankStyleFactory(name="Alpha", slug="alpha", bank_index=1),
+        "beta": BankStyleFactory(name="Beta", slug="beta", bank_index=2),
+        "draft": BankStyleFactory(name="Draft Slot", slug="draft-slot", bank_index=3,
+                                  bank_slots=5, status=Style.Status.DRAFT, live_version=None),
+        "private": BankStyleFactory(name="Private Slot", slug="private-slot", bank_index=4,
+                                    bank_slots=5, is_public=False),
+        "elsewhere": BankStyleFactory(name="Elsewhere", slug="elsewhere",
+                                      model_name="other_bank", bank_index=1),
+    }
+
+
+def test_the_upload_form_offers_only_styles_that_can_be_mixed(client, user, bank):
+    page = client.get(reverse("stylize:upload")).content.decode()
+    select = re.search(r'<select name="blend_with" id="id_blend_with"[^>]*>(.*?)</select>',
+                       page, re.S)
+    assert select, "no second-style select"
+    options = re.findall(r'<option value="([^"]*)"(?: data-bank="([^"]*)")?', select.group(1))
+    assert options == [("", ""), ("alpha", "bank"), ("beta", "bank")]
+    assert re.search(r'value="alpha" required data-bank="bank"', page)  # for upload.js
+    assert re.search(r'<input type="range" name="blend" id="id_blend"\s+value="0.5"', page)
+    assert '<output id="blend-value" for="id_blend">0.5</output>' in page
+    strokes = re.findall(r'<input type="radio" name="stroke" value="(\w+)" id="(id_stroke_\d)"'
+                         r'\s*(checked)?', page)
+    assert [(value, checked) for value, _, checked in strokes] == [
+        (value, "checked" if value == DEFAULT_STROKE else "") for value in Stroke.values]
+    for _, radio_id, _ in strokes:
+        assert re.search(rf'<label for="{radio_id}">\w+ \(', page)
+    assert_every_control_is_labelled(page)
+
+
+def test_without_styles_to_mix_there_is_no_second_style_select(client, user, styles):
+    page = client.get(reverse("stylize:upload")).content.decode()
+    assert 'name="blend_with"' not in page and 'name="blend"' not in page
+    assert 'name="stroke"' in page
+
+
+def test_a_mixed_upload_creates_a_mixed_job(client, user, bank):
+    response = client.post(reverse("stylize:upload"), upload_data(
+        style="beta", blend_with="alpha", blend="0.25", stroke="fine"))
+    job = StyleJob.objects.get()
+    assert response.status_code == 302 and response.url == reverse("stylize:job", args=[job.pk])
+    assert (job.style, job.blend_with, job.blend, job.stroke) == (
+        bank["beta"], bank["alpha"], 0.25, "fine")
+
+
+def test_the_mix_slider_means_nothing_without_a_second_style(client, user, bank):
+    """The slider always sends its value; with "None" chosen there is no mix."""
+    response = client.post(reverse("stylize:upload"), upload_data(
+        style="alpha", blend_with="", blend="0.5", stroke="bold"))
+    assert response.status_code == 302
+    job = StyleJob.objects.get()
+    assert (job.blend_with, job.blend, job.stroke) == (None, 0.0, "bold")
+
+
+@pytest.mark.parametrize(
+    "data, field, message",
+    [
+        ({"blend_with": "no-such-style"}, "blend-with",
+         "There is no style “no-such-style” to mix in. Alpha can be mixed with: Beta (beta)."),
+        ({"blend_with": "draft-slot"}, "blend-with",
+         "There is no style “draft-slot” to mix in."),
+        ({"blend_with": "private-slot"}, "blend-with",
+         "There is no style “private-slot” to mix in."),
+        ({"blend_with": "elsewhere"}, "blend-with",
+         "Alpha and Elsewhere cannot be mixed: only styles that share one network can. "
+         "Alpha can be mixed with: Beta (beta)."),
+        ({"style": "starry-night", "blend_with": "alpha"}, "blend-with",
+         "Starry Night and Alpha cannot be mixed"),
+        ({"blend_with": "alpha"}, "blend-with", "Choose a second style other than Alpha"),
+        ({"blend_with": "beta", "blend": "1.5"}, "blend", "The mix must be a number from 0 to 1."),
+        ({"blend_with": "beta", "blend": "-1"}, "blend", "The mix must be a number from 0 to 1."),
+        ({"blend_with": "beta", "blend": "nan"}, "blend", "Enter a number."),
+        ({"stroke": "huge"}, "stroke", "Brush strokes must be one of fine, medium, bold"),
+    ],
+)
+def test_a_bad_mix_or_stroke_is_an_inline_error(client, user, bank, data, field, message):
+    response = client.post(reverse("stylize:upload"), upload_data(**{"style": "alpha", **data}))
+    assert response.status_code == 400
+    page = response.content.decode()
+    errors = re.search(rf'<div class="errors" id="{field}-errors" role="alert">(.*?)</div>',
+                       page, re.S)
+    assert errors and message in errors.group(1), page
+    assert not StyleJob.objects.exists()
+    assert_every_control_is_labelled(page)
+
+
+def test_the_job_page_and_my_jobs_show_the_mix_and_the_stroke(client, user, bank):
+    mixed = StyleJobFactory(owner=user, style=bank["alpha"], blend_with=bank["beta"], blend=0.3,
+                            stroke="bold")
+    plain = StyleJobFactory(owner=user, style=bank["alpha"], stroke="fine")
+
+    page = client.get(reverse("stylize:job", args=[mixed.pk])).content.decode()
+    assert "<h1>Your photo as Alpha mixed with Beta</h1>" in page
+    assert "Mixed with Beta at 30 %. Bold brush strokes, strength 1.0" in page
+    page = client.get(reverse("stylize:job", args=[plain.pk])).content.decode()
+    assert "<h1>Your photo as Alpha</h1>" in page
+    assert "Mixed with" not in page and "Fine brush strokes, strength 1.0" in page
+
+    listing = client.get(reverse("stylize:job_list")).content.decode()
+    assert "Alpha + Beta (30 %)" in listing
+    assert "Bold brush strokes" in listing and "Fine brush strokes" in listing
 
 
 # --- Job page, status JSON and images -------------------------------------------------
@@ -269,20 +379,24 @@ def _render_all(client, user, styles):
     return pages
 
 
+def assert_every_control_is_labelled(page, name="page"):
+    labelled = set(re.findall(r'<label[^>]*\sfor="([^"]+)"', page))
+    for control in re.finditer(r"<(input|select|textarea)\b([^>]*)>", page):
+        attrs = control.group(2)
+        kind = re.search(r'type="([^"]+)"', attrs)
+        if kind and kind.group(1) in ("hidden", "submit"):
+            continue
+        if re.search(r'name="style"', attrs) and 'type="radio"' in attrs:
+            continue  # wrapped in its <label class="style-choice">, checked below
+        control_id = re.search(r'id="([^"]+)"', attrs)
+        assert control_id and control_id.group(1) in labelled, (name, control.group(0))
+    for choice in re.findall(r'<label class="style-choice">(.*?)</label>', page, re.S):
+        assert 'type="radio"' in choice and re.search(r"<span>\S", choice)
+
+
 def test_every_control_has_a_label(client, user, styles):
     for name, page in _render_all(client, user, styles).items():
-        labelled = set(re.findall(r'<label[^>]*\sfor="([^"]+)"', page))
-        for control in re.finditer(r"<(input|select|textarea)\b([^>]*)>", page):
-            attrs = control.group(2)
-            kind = re.search(r'type="([^"]+)"', attrs)
-            if kind and kind.group(1) in ("hidden", "submit"):
-                continue
-            if re.search(r'name="style"', attrs) and 'type="radio"' in attrs:
-                continue  # wrapped in its <label class="style-choice">, checked below
-            control_id = re.search(r'id="([^"]+)"', attrs)
-            assert control_id and control_id.group(1) in labelled, (name, control.group(0))
-        for choice in re.findall(r'<label class="style-choice">(.*?)</label>', page, re.S):
-            assert 'type="radio"' in choice and re.search(r"<span>\S", choice)
+        assert_every_control_is_labelled(page, name)
 
 
 def test_no_page_loads_anything_from_another_site(client, user, styles):

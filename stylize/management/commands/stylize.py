@@ -7,18 +7,24 @@ through the product's own path (``stylize.stylizing.photo_stylize``: tiling, the
 configured backend, post-processing) in this one process, the model loaded once.
 A photo that cannot be read or painted is reported and skipped; the command then
 exits non-zero once the others are done.
+
+``--stroke fine|medium|bold`` picks the brush-stroke size; ``--blend-with SLUG`` mixes
+in a second style of the same bank, ``--blend`` being its share (0.5 when left out).
+Both go through the same check as a job (``stylize.services.job_mix_clean``).
 """
 
 import time
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from PIL import Image, UnidentifiedImageError
 
 from stylize.backends.base import BackendError
 from stylize.imaging import encode_image, load_photo
 from stylize.management.lookups import style_or_command_error
-from stylize.models import DEFAULT_MAX_SIDE, MAX_MAX_SIDE, MIN_MAX_SIDE
+from stylize.models import DEFAULT_MAX_SIDE, DEFAULT_STROKE, MAX_MAX_SIDE, MIN_MAX_SIDE, Stroke
+from stylize.services import job_mix_clean
 from stylize.stylizing import photo_stylize
 
 #: Files of a folder that are taken as photos (named files are always tried).
@@ -45,6 +51,14 @@ class Command(BaseCommand):
         parser.add_argument("--preserve-colors", action="store_true",
                             help="keep the photo's colours, take the painting's strokes")
         parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE)
+        parser.add_argument("--stroke", default=DEFAULT_STROKE,
+                            help=f"brush strokes: {', '.join(Stroke.values)} "
+                                 f"(default {DEFAULT_STROKE})")
+        parser.add_argument("--blend-with", metavar="SLUG",
+                            help="a second style of the same bank to mix in")
+        parser.add_argument("--blend", type=float,
+                            help="the second style's share, 0 to 1 (default 0.5 with "
+                                 "--blend-with)")
 
     def handle(self, *args, **options):
         if not 0.0 <= options["strength"] <= 1.0:
@@ -66,6 +80,14 @@ class Command(BaseCommand):
         style = style_or_command_error(options["style"])
         if style.live_version is None:
             raise CommandError(f"The style {style.name} has no trained model yet.")
+        try:
+            mix = job_mix_clean(style=style, blend_with=options["blend_with"],
+                                blend=options["blend"], stroke=options["stroke"])
+        except ValidationError as error:
+            raise CommandError(" ".join(
+                f"--{field.replace('_', '-')}: {message}"
+                for field, messages in error.message_dict.items() for message in messages
+            )) from None
 
         failures, started_all = [], time.perf_counter()
         for photo_path in photos:
@@ -74,7 +96,7 @@ class Command(BaseCommand):
             else:
                 target = output or photo_path.with_name(f"{photo_path.stem}-{style.slug}.jpg")
             try:
-                self._paint_one(photo_path, target, style, options)
+                self._paint_one(photo_path, target, style, mix, options)
             except CommandError as error:
                 if single:
                     raise
@@ -89,7 +111,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{len(photos)} photos painted in "
                               f"{time.perf_counter() - started_all:.1f} s into {out_dir}")
 
-    def _paint_one(self, photo_path: Path, output: Path, style, options) -> None:
+    def _paint_one(self, photo_path: Path, output: Path, style, mix, options) -> None:
         try:
             photo = load_photo(photo_path, max_side=options["max_side"])
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
@@ -97,7 +119,8 @@ class Command(BaseCommand):
         started = time.perf_counter()
         try:
             result = photo_stylize(photo=photo, style=style, strength=options["strength"],
-                                   preserve_colors=options["preserve_colors"])
+                                   preserve_colors=options["preserve_colors"],
+                                   stroke=mix.stroke, blend_with=mix.blend_with, blend=mix.blend)
         except BackendError as exc:
             raise CommandError(f"Cannot paint {photo_path}: {exc}")
         seconds = time.perf_counter() - started

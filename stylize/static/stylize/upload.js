@@ -1,5 +1,6 @@
-// Upload page: drag-and-drop onto the file input, a preview, the strength value, and a
-// size/type check before sending. The form works without this; the server checks anyway.
+// Upload page: drag-and-drop onto the file input, a preview, the strength and mix values,
+// a size/type check before sending, and only the second styles that can be mixed with
+// the chosen style. The form works without this; the server checks anyway.
 (function () {
   "use strict";
   var form = document.querySelector(".upload-form");
@@ -78,9 +79,39 @@
     button.textContent = "Uploading…";
   });
 
-  var strength = form.querySelector("input[type=range]");
-  var output = document.getElementById("strength-value");
-  if (strength && output) {
-    strength.addEventListener("input", function () { output.textContent = strength.value; });
+  function showValue(rangeId, outputId) {
+    var range = document.getElementById(rangeId);
+    var output = document.getElementById(outputId);
+    if (range && output) {
+      range.addEventListener("input", function () { output.textContent = range.value; });
+    }
+  }
+  showValue("id_strength", "strength-value");
+  showValue("id_blend", "blend-value");
+
+  // A second style must share the first one's bank (one network): offer only those.
+  var second = document.getElementById("id_blend_with");
+  var share = document.getElementById("id_blend");
+  if (second) {
+    var styles = form.querySelectorAll("input[name=style]");
+    var updateMix = function () {
+      var chosen = form.querySelector("input[name=style]:checked");
+      var bank = chosen ? chosen.dataset.bank || "" : "";
+      var available = 0;
+      Array.prototype.forEach.call(second.options, function (option) {
+        if (!option.value) return;
+        var ok = bank !== "" && option.dataset.bank === bank && option.value !== chosen.value;
+        option.hidden = option.disabled = !ok;
+        if (ok) available += 1;
+        if (!ok && option.selected) second.value = "";
+      });
+      second.disabled = available === 0;
+      if (share) share.disabled = second.disabled || !second.value;
+    };
+    Array.prototype.forEach.call(styles, function (radio) {
+      radio.addEventListener("change", updateMix);
+    });
+    second.addEventListener("change", updateMix);
+    updateMix();
   }
 })();
