@@ -96,12 +96,18 @@ def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
 
 @transaction.atomic
 def _style_register_one(*, model_name: str, version: int, meta: dict, meta_dir: Path) -> Style:
-    style = Style.objects.select_for_update().filter(model_name=model_name).first()
+    style = Style.objects.select_for_update().filter(
+        model_name=model_name, bank_index__isnull=True).first()
+    slug = meta.get("slug", model_name)
     if style is None:
+        moved = Style.objects.filter(slug=slug).first()
+        if moved is not None:
+            # Retrained into a bank (or renamed by staff): it no longer uses this model.
+            return moved
         style = Style(
             model_name=model_name,
             name=meta["name"],
-            slug=meta.get("slug", model_name),
+            slug=slug,
             description=meta.get("description", ""),
             training_settings=meta.get("training", {}),
             metrics=meta.get("metrics", {}),

@@ -147,3 +147,15 @@ def test_register_again_keeps_staff_edits_and_takes_newer_versions(tmp_path):
     services.styles_register_shipped(serving_dir=tmp_path)
     style = Style.objects.get()
     assert style.live_version == 2 and style.description == "Edited by staff"
+
+
+def test_a_shipped_style_retrained_into_a_bank_stays_there(tmp_path):
+    _ship_model(tmp_path, "starry_night", 1)
+    services.styles_register_shipped(serving_dir=tmp_path)
+    # Staff retrained it while the default bank was live: it is slot 3 of that bank now.
+    Style.objects.update(model_name="paintings", bank_index=3, bank_slots=4, live_version=7)
+
+    [style] = services.styles_register_shipped(serving_dir=tmp_path)  # the next `make run`
+
+    assert Style.objects.count() == 1
+    assert (style.model_name, style.bank_index, style.live_version) == ("paintings", 3, 7)
