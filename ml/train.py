@@ -247,7 +247,11 @@ def bank_plan(config: TrainConfig) -> BankPlan | None:
         return BankPlan(len(config.paintings) + 1, [-1, *range(len(config.paintings))])
     if config.train_slot is None:
         return None
+    from ml.model import TransformNet  # registers the class load_model looks up
+
     start = keras.saving.load_model(config.init_weights, compile=False)
+    if not isinstance(start, TransformNet):
+        raise ValueError(f"{config.init_weights} is not a TransformNet")
     if getattr(start, "num_styles", 1) < 2:
         raise ValueError(f"{config.init_weights} is a single-style network, not a bank")
     slot = config.train_slot

@@ -336,3 +336,23 @@ def test_bank_export_takes_style_weights_and_lists_its_slots(tmp_path):
 def test_a_bank_export_needs_one_description_per_slot(tmp_path):
     with pytest.raises(ValueError, match="3 slot descriptions"):
         export_savedmodel(tiny_bank(3), tmp_path / "bank", slots=[{}, {}])
+
+
+def test_the_command_line_adds_a_slot_to_a_saved_bank_in_a_fresh_process(paintings, tmp_path):
+    import subprocess
+    import sys
+
+    tiny_bank(3).save(tmp_path / "bank.keras")
+    photo_dir = tmp_path / "photos"
+    photo_dir.mkdir()
+    for i in range(2):
+        Image.fromarray(photos(1, 40, seed=i)[0].astype(np.uint8)).save(photo_dir / f"{i}.png")
+    done = subprocess.run(
+        [sys.executable, "-m", "ml.train", "--init-weights", str(tmp_path / "bank.keras"),
+         "--train-slot", "3", "--style", paintings[0], "--data", str(photo_dir),
+         "--out", str(tmp_path / "run"), "--steps", "1", "--size", "32", "--batch", "2",
+         "--loss-weights", "random", "--precision", "float32"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert keras.saving.load_model(tmp_path / "run" / "transform_net.keras").num_styles == 4
