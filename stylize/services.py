@@ -14,7 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -67,10 +67,14 @@ def shipped_versions(model_dir: Path) -> list[int]:
 def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
     """Create a ready public style for every model under ``serving_dir/models/``.
 
-    The painting, sample and description come from ``serving_dir/styles/<model>/style.json``.
-    Styles already in the database keep what staff changed; only a newer shipped
-    version is made live.
+    The painting, sample and description come from ``serving_dir/styles/<model>/style.json``;
+    for a bank (a version with ``slots.json``), from ``serving_dir/styles/<bank>/<slug>/``
+    for each of its slots. Styles already in the database keep what staff changed; only
+    a newer shipped version is made live, and a style that a shipped bank now paints
+    moves into it (its old jobs keep their results).
     """
+    from ml.export import read_slots
+
     registered = []
     models_dir = serving_dir / "models"
     if not models_dir.is_dir():
@@ -78,6 +82,11 @@ def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
     for model_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()):
         versions = shipped_versions(model_dir)
         if not versions:
+            continue
+        slots = read_slots(model_dir / str(versions[-1]))
+        if slots is not None:
+            registered += _bank_register(bank=model_dir.name, version=versions[-1], slots=slots,
+                                         meta_root=serving_dir / "styles" / model_dir.name)
             continue
         meta_dir = serving_dir / "styles" / model_dir.name
         meta_file = meta_dir / "style.json"
@@ -94,6 +103,64 @@ def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
     return registered
 
 
+def _bank_register(*, bank: str, version: int, slots: dict, meta_root: Path) -> list[Style]:
+    """Every painted slot of a shipped bank version, as a ready style of that bank."""
+    registered = []
+    for slot in slots["slots"][1:]:
+        meta_file = meta_root / str(slot.get("slug")) / "style.json"
+        if not meta_file.is_file():
+            logger.warning("Skipping slot %s of bank %s: %s is missing.",
+                           slot.get("slot"), bank, meta_file)
+            continue
+        try:
+            style = _style_register_slot(
+                bank=bank, version=version, index=slot["slot"], num_styles=slots["num_styles"],
+                meta={**json.loads(meta_file.read_text()), "slug": slot["slug"]},
+                meta_dir=meta_file.parent)
+        except IntegrityError as error:  # e.g. a style trained here holds that slot
+            logger.warning("Skipping slot %s of bank %s: %s", slot["slot"], bank, error)
+            continue
+        registered.append(style)
+    return registered
+
+
+@transaction.atomic
+def _style_register_slot(*, bank: str, version: int, index: int, num_styles: int, meta: dict,
+                         meta_dir: Path) -> Style:
+    style = Style.objects.select_for_update().filter(slug=meta["slug"]).first()
+    if style is None:
+        style = _style_from_meta(model_name=bank, meta=meta, meta_dir=meta_dir)
+    elif style.model_name == bank and style.live_version is not None and style.live_version >= version:
+        return style  # trained here since, or already registered
+    style.model_name = bank
+    style.bank_index = index
+    style.bank_slots = num_styles
+    style.live_version = version
+    style.status = Style.Status.READY
+    style.status_reason = ""
+    style.save()
+    return style
+
+
+def _style_from_meta(*, model_name: str, meta: dict, meta_dir: Path) -> Style:
+    """A new (unsaved) style with the shipped painting, sample and description."""
+    style = Style(
+        model_name=model_name,
+        name=meta["name"],
+        slug=meta.get("slug", model_name),
+        description=meta.get("description", ""),
+        training_settings=meta.get("training", {}),
+        metrics=meta.get("metrics", {}),
+        is_public=meta.get("is_public", True),
+    )
+    with open(meta_dir / meta["painting"], "rb") as painting:
+        style.style_image.save(Path(meta["painting"]).name, File(painting), save=False)
+    if meta.get("example"):
+        with open(meta_dir / meta["example"], "rb") as example:
+            style.example_image.save(Path(meta["example"]).name, File(example), save=False)
+    return style
+
+
 @transaction.atomic
 def _style_register_one(*, model_name: str, version: int, meta: dict, meta_dir: Path) -> Style:
     style = Style.objects.select_for_update().filter(
@@ -104,20 +171,8 @@ def _style_register_one(*, model_name: str, version: int, meta: dict, meta_dir: 
         if moved is not None:
             # Retrained into a bank (or renamed by staff): it no longer uses this model.
             return moved
-        style = Style(
-            model_name=model_name,
-            name=meta["name"],
-            slug=slug,
-            description=meta.get("description", ""),
-            training_settings=meta.get("training", {}),
-            metrics=meta.get("metrics", {}),
-            is_public=meta.get("is_public", True),
-        )
-        with open(meta_dir / meta["painting"], "rb") as painting:
-            style.style_image.save(Path(meta["painting"]).name, File(painting), save=False)
-        if meta.get("example"):
-            with open(meta_dir / meta["example"], "rb") as example:
-                style.example_image.save(Path(meta["example"]).name, File(example), save=False)
+        style = _style_from_meta(model_name=model_name, meta={**meta, "slug": slug},
+                                 meta_dir=meta_dir)
     elif style.live_version is not None and style.live_version >= version:
         return style
     style.live_version = version

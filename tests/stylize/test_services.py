@@ -159,3 +159,43 @@ def test_a_shipped_style_retrained_into_a_bank_stays_there(tmp_path):
 
     assert Style.objects.count() == 1
     assert (style.model_name, style.bank_index, style.live_version) == ("paintings", 3, 7)
+
+
+def _ship_bank(serving_dir, bank, version, slugs):
+    version_dir = serving_dir / "models" / bank / str(version)
+    version_dir.mkdir(parents=True)
+    (version_dir / "saved_model.pb").write_bytes(b"")
+    slots = [{"slot": 0, "slug": None, "identity": True}] + [
+        {"slot": i, "slug": slug} for i, slug in enumerate(slugs, start=1)]
+    (version_dir / "slots.json").write_text(json.dumps({"num_styles": len(slots), "slots": slots}))
+    for slug in slugs:
+        meta_dir = serving_dir / "styles" / bank / slug
+        meta_dir.mkdir(parents=True, exist_ok=True)
+        (meta_dir / "painting.png").write_bytes(png_bytes(color=(200, 20, 20)))
+        (meta_dir / "style.json").write_text(json.dumps({
+            "name": slug.replace("-", " ").title(), "painting": "painting.png"}))
+
+
+def test_a_shipped_bank_registers_every_slot_and_takes_over_single_style_rows(tmp_path):
+    _ship_model(tmp_path, "starry_night", 1)
+    services.styles_register_shipped(serving_dir=tmp_path)
+    _ship_bank(tmp_path, "paintings", 1, ["starry_night", "great-wave", "no-meta"])
+    shutil.rmtree(tmp_path / "styles" / "paintings" / "no-meta")
+    shutil.rmtree(tmp_path / "models" / "starry_night")  # replaced by the bank
+
+    registered = services.styles_register_shipped(serving_dir=tmp_path)
+
+    assert sorted(s.slug for s in registered) == ["great-wave", "starry_night"]
+    starry = Style.objects.get(slug="starry_night")
+    assert (starry.model_name, starry.bank_index, starry.bank_slots, starry.live_version) == (
+        "paintings", 1, 4, 1)
+    assert starry.description == "Swirls."  # the row moved; what it had stays
+    wave = Style.objects.get(slug="great-wave")
+    assert (wave.model_name, wave.bank_index, wave.is_ready) == ("paintings", 2, True)
+    assert wave.style_image.read() == png_bytes(color=(200, 20, 20))
+    assert not Style.objects.filter(slug="no-meta").exists()
+
+    Style.objects.filter(slug="great-wave").update(live_version=3)  # retrained here since
+    services.styles_register_shipped(serving_dir=tmp_path)
+    assert Style.objects.get(slug="great-wave").live_version == 3
+    assert Style.objects.count() == 2
