@@ -158,6 +158,8 @@ class TransformNet(keras.Model):
                 f"This TransformNet is a bank of {self.num_styles} styles: call it with "
                 "images and style_weights of shape (batch, num_styles)."
             )
+        if self.num_styles == 1 and style_weights is not None:
+            raise ValueError("A single-style TransformNet takes no style_weights.")
         w = style_weights
         x = ops.cast(inputs, self.compute_dtype)
         shape = ops.shape(x)
@@ -171,7 +173,7 @@ class TransformNet(keras.Model):
         x = ops.relu(apply_norm(self.norm_down1, self.down1(x), w))
         x = ops.relu(apply_norm(self.norm_down2, self.down2(x), w))
         for block in self.residual_blocks:
-            x = block(x) if self.num_styles == 1 else block(x, w)
+            x = block(x, w)
         x = ops.relu(apply_norm(self.norm_up1, self.up1(x), w))
         x = ops.relu(apply_norm(self.norm_up2, self.up2(x), w))
         x = self.conv_out(x)

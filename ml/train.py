@@ -89,6 +89,7 @@ class TrainResult:
     precision: str = "float32"
     skipped_photos: int = 0
     last_checkpoint: Path | None = None
+    config: TrainConfig | None = None  # what was trained (a slot fine-tune: the bank's shape)
 
 
 # --------------------------------------------------------------------------- model
@@ -168,8 +169,11 @@ class StyleTrainer(keras.Model):
         if self.is_bank:
             photos, slots = x
             painting = ops.take(ops.convert_to_tensor(self.painting_of_slot), slots)
-            # Identity examples (painting -1) get no style term: content only.
-            scale = ops.cast(y, "float32") * ops.cast(painting >= 0, "float32")
+            # Identity examples (painting -1) get no style term, and the painted ones
+            # share the batch's style weight, as in a single-style run of their own.
+            painted = ops.cast(painting >= 0, "float32")
+            share = ops.cast(ops.shape(painted)[0], "float32") / ops.maximum(ops.sum(painted), 1.0)
+            scale = ops.cast(y, "float32") * painted * share
             photos = ops.cast(photos, "float32")
             terms = self.perceptual_loss(photos, stylized, style_scale=scale,
                                          style_index=ops.maximum(painting, 0))
@@ -576,6 +580,7 @@ def train(
         precision=trainer.precision,
         skipped_photos=skips.count,
         last_checkpoint=latest_checkpoint(out_dir),
+        config=config,
     )
 
 

@@ -24,6 +24,12 @@ class StyleAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"], "model_name": ["name"]}
     # Bank slots change only by training (manage.py train_bank / train_style, Retrain).
     readonly_fields = ["bank_index", "bank_slots", "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.in_bank:
+            fields.append("model_name")  # the bank's: moving one slot out would break it
+        return fields
     actions = ["retrain"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "description", "style_image", "is_public"]}),

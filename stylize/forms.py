@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 
 from .imaging import STROKE_WORKING_SIDES
 from .models import DEFAULT_MAX_SIDE, DEFAULT_STROKE, Profile, Stroke
-from .selectors import style_list_offered
+from .selectors import style_list_mixable, style_list_offered
 from .services import DEFAULT_BLEND, job_mix_clean
 from .validators import ALLOWED_FORMATS, upload_max_bytes, validate_photo_upload
 
@@ -79,15 +79,6 @@ STROKE_CHOICES = [
 ]
 
 
-def mixable_styles():
-    """Offered styles that share a bank with at least one other offered style."""
-    in_banks = list(style_list_offered().filter(bank_index__isnull=False))
-    per_bank = {}
-    for style in in_banks:
-        per_bank[style.model_name] = per_bank.get(style.model_name, 0) + 1
-    return [style for style in in_banks if per_bank[style.model_name] > 1]
-
-
 class UploadForm(forms.Form):
     image = forms.FileField(
         label="Your photo",
@@ -150,10 +141,7 @@ class UploadForm(forms.Form):
         # A fresh queryset per form, so a style made ready a moment ago is offered.
         self.fields["style"].queryset = style_list_offered()
         self.fields["image"].widget.attrs["data-max-bytes"] = upload_max_bytes()
-        self.mixable_styles = mixable_styles()
-        self.fields["blend_with"].widget.choices = [("", "None")] + [
-            (style.slug, style.name) for style in self.mixable_styles
-        ]
+        self.mixable_styles = style_list_mixable()
 
     def clean(self):
         cleaned = super().clean()

@@ -4,7 +4,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from . import imaging
 
@@ -76,6 +76,11 @@ class Style(models.Model):
             models.CheckConstraint(
                 condition=Q(bank_index__isnull=True) | Q(bank_index__gte=1),
                 name="style_bank_index_not_identity",
+            ),
+            models.CheckConstraint(
+                condition=Q(bank_index__isnull=True, bank_slots__isnull=True)
+                | Q(bank_index__isnull=False, bank_slots__gt=F("bank_index")),
+                name="style_bank_slots_hold_its_slot",
             ),
         ]
 

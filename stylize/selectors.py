@@ -1,5 +1,7 @@
 """Read queries: what each kind of person may see."""
 
+from collections import Counter
+
 from django.db.models import QuerySet
 
 from .models import Style, StyleJob
@@ -12,6 +14,13 @@ def style_list_offered() -> QuerySet[Style]:
         status__in=[Style.Status.READY, Style.Status.TRAINING],
         live_version__isnull=False,
     )
+
+
+def style_list_mixable() -> list[Style]:
+    """Offered styles that share a bank with at least one other offered style."""
+    in_banks = list(style_list_offered().filter(bank_index__isnull=False))
+    per_bank = Counter(style.model_name for style in in_banks)
+    return [style for style in in_banks if per_bank[style.model_name] > 1]
 
 
 def style_list_served() -> QuerySet[Style]:

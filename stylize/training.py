@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .models import Style
@@ -48,8 +49,13 @@ def training_config(*, overrides: dict | None = None, **paths) -> "TrainConfig":
 def training_dir(style: Style) -> Path:
     """Checkpoints, TensorBoard logs and samples of one style's training runs."""
     if style.in_bank:
-        return settings.VAR_DIR / "training" / style.model_name / style.slug
+        return _slot_dir(style.model_name, style)
     return settings.VAR_DIR / "training" / style.model_name
+
+
+def _slot_dir(model_name: str, style: Style) -> Path:
+    """Where one slot's fine-tunes run, apart from the bank's joint run folder."""
+    return settings.VAR_DIR / "training" / model_name / "slots" / style.slug
 
 
 def model_dir(style: Style) -> Path:
@@ -62,28 +68,46 @@ def bank_members(model_name: str) -> list[Style]:
                 .order_by("bank_index"))
 
 
+def bank_live_version(model_name: str) -> int | None:
+    """The bank's live version (its members share it), if it has one."""
+    return max((s.live_version for s in bank_members(model_name) if s.live_version is not None),
+               default=None)
+
+
 def bank_live_dir(model_name: str) -> Path | None:
-    """The version folder of a bank's live version (its members share it), if any."""
+    """The version folder of a bank's live version, if it can be fine-tuned."""
     from ml.export import BANK_MODEL_FILE
 
-    versions = {s.live_version for s in bank_members(model_name) if s.live_version is not None}
-    if not versions:
+    version = bank_live_version(model_name)
+    if version is None:
         return None
-    path = settings.SERVING_DIR / "models" / model_name / str(max(versions))
+    path = settings.SERVING_DIR / "models" / model_name / str(version)
     return path if (path / BANK_MODEL_FILE).is_file() else None
+
+
+def _check_bank_name(model_name: str, lineup: list[Style]) -> None:
+    """A bank must not share its name (its Serving model) with another single-style model."""
+    clash = (Style.objects.filter(model_name=model_name, bank_index__isnull=True)
+             .exclude(pk__in=[s.pk for s in lineup]).first())
+    if clash is not None:
+        raise ValueError(f"{model_name} is the model of the single-style {clash.name}; "
+                         "choose another bank name.")
 
 
 def style_train(*, style: Style, overrides: dict | None = None, on_progress=None) -> Style:
     """Retrain ``style`` and make the new version live.
 
     A style in a bank fine-tunes its own slot (every other style's output stays
-    bit-identical); a style in no bank joins ``settings.DEFAULT_BANK`` as a new slot
-    when that bank has a live version; otherwise it trains a single-style network.
+    bit-identical); a new style (never trained) joins ``settings.DEFAULT_BANK`` as a new
+    slot when that bank has a live version; otherwise (and for a trained single-style
+    style) it trains a single-style network.
     ``overrides``: ``TrainConfig`` fields over ``settings.TRAINING_OVERRIDES`` (see
     :func:`training_config`). On any failure the style records why and keeps serving
     its previous version.
     """
-    if style.in_bank or (settings.DEFAULT_BANK and bank_live_dir(settings.DEFAULT_BANK)):
+    joins_default_bank = (style.live_version is None and settings.DEFAULT_BANK
+                          and bank_live_dir(settings.DEFAULT_BANK) is not None)
+    if style.in_bank or joins_default_bank:
         return _slot_train(style=style, overrides=overrides, on_progress=on_progress)
     return _single_train(style=style, overrides=overrides, on_progress=on_progress)
 
@@ -109,7 +133,7 @@ def _single_train(*, style: Style, overrides: dict | None, on_progress) -> Style
     style_training_succeed(
         style=style,
         version=version,
-        training_settings=_settings_record(config, result),
+        training_settings=_settings_record(result),
         metrics=_metrics_record(result),
     )
     serving_config_write()
@@ -144,6 +168,8 @@ def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None =
     by_slot = {slot_of[s.pk]: s for s in lineup}
     if sorted(by_slot) != list(range(1, num_styles)):
         raise ValueError(f"The bank {model_name}'s slots have gaps: {sorted(by_slot)}.")
+    _check_bank_name(model_name, lineup)
+    started_from = bank_live_version(model_name)
 
     for style in lineup:
         style_training_start(style=style)
@@ -155,20 +181,20 @@ def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None =
                                  style_image="", out_dir=str(work_dir))
         config = config.replace(checkpoint_every=min(config.checkpoint_every, config.steps))
         result = train(config, on_progress=on_progress)
-        record = _settings_record(config, result)
+        record = _settings_record(result)
         slots = [_identity_slot()] + [_slot_record(by_slot[slot], record)
                                       for slot in range(1, num_styles)]
         version, _ = export_savedmodel(result.model, settings.SERVING_DIR / "models" / model_name,
                                        slots=slots)
         serving_version_preload(model_name=model_name, version=version)
+        trained = _bank_make_live(model_name=model_name, version=version, num_styles=num_styles,
+                                  slot_of=slot_of, trained=lineup, record=record,
+                                  metrics=_metrics_record(result), started_from=started_from)
     except Exception as exc:
         logger.exception("Training the bank %s failed", model_name)
         for style in lineup:
             style_training_fail(style=style, reason=f"{type(exc).__name__}: {exc}")
         raise
-    trained = _bank_make_live(model_name=model_name, version=version, num_styles=num_styles,
-                              slot_of=slot_of, trained=lineup, record=record,
-                              metrics=_metrics_record(result))
     serving_config_write()
     return trained
 
@@ -179,6 +205,7 @@ def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
     from ml.train import train
 
     model_name = style.model_name if style.in_bank else settings.DEFAULT_BANK
+    started_from = bank_live_version(model_name)
     style_training_start(style=style)
     try:
         live = bank_live_dir(model_name)
@@ -186,38 +213,56 @@ def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
             raise ValueError(f"The bank {model_name} has no live version to fine-tune.")
         described = read_slots(live)["slots"]
         slot = style.bank_index if style.in_bank else len(described)
-        work_dir = settings.VAR_DIR / "training" / model_name / style.slug
+        work_dir = _slot_dir(model_name, style)
         painting = _local_copy(style.style_image, work_dir)
         config = training_config(overrides=overrides, style_image=str(painting),
                                  out_dir=str(work_dir), train_slot=slot,
                                  init_weights=str(live / BANK_MODEL_FILE))
         config = config.replace(checkpoint_every=min(config.checkpoint_every, config.steps))
         result = train(config, on_progress=on_progress)
-        record = _settings_record(config, result)
+        record = _settings_record(result)
         slots = [*described[:slot], _slot_record(style, record), *described[slot + 1:]]
         slots = [{k: v for k, v in entry.items() if k != "slot"} for entry in slots]
         version, _ = export_savedmodel(result.model, settings.SERVING_DIR / "models" / model_name,
                                        slots=slots)
         serving_version_preload(model_name=model_name, version=version)
+        slot_of = {s.pk: s.bank_index for s in bank_members(model_name)}
+        slot_of[style.pk] = slot
+        [style] = _bank_make_live(model_name=model_name, version=version, num_styles=len(slots),
+                                  slot_of=slot_of, trained=[style], record=record,
+                                  metrics=_metrics_record(result), started_from=started_from)
     except Exception as exc:
         logger.exception("Training %s failed", style.slug)
         style_training_fail(style=style, reason=f"{type(exc).__name__}: {exc}")
         raise
-    slot_of = {s.pk: s.bank_index for s in bank_members(model_name)}
-    slot_of[style.pk] = slot
-    [style] = _bank_make_live(model_name=model_name, version=version, num_styles=len(slots),
-                              slot_of=slot_of, trained=[style], record=record,
-                              metrics=_metrics_record(result))
     serving_config_write()
     return style
 
 
+class BankChanged(RuntimeError):
+    """Another training of the same bank went live while this one ran."""
+
+
 @transaction.atomic
 def _bank_make_live(*, model_name: str, version: int, num_styles: int, slot_of: dict,
-                    trained: list[Style], record: dict, metrics: dict) -> list[Style]:
+                    trained: list[Style], record: dict, metrics: dict,
+                    started_from: int | None) -> list[Style]:
     """Point every style of the bank at ``version``; the ``trained`` ones also record
-    how they were trained. Returns the trained styles, fresh from the database."""
-    rows = Style.objects.select_for_update().filter(pk__in=slot_of)
+    how they were trained. Returns the trained styles, fresh from the database.
+
+    Raises :class:`BankChanged` (nothing changed) if the bank's live version is no
+    longer ``started_from``, the one this run started from: going live would undo the
+    other run's work."""
+    rows = list(Style.objects.select_for_update().filter(
+        Q(pk__in=slot_of) | Q(model_name=model_name, bank_index__isnull=False)))
+    now_live = max((s.live_version for s in rows
+                    if s.model_name == model_name and s.in_bank and s.live_version is not None),
+                   default=None)
+    if now_live != started_from:
+        raise BankChanged(
+            f"The bank {model_name} went from version {started_from} to {now_live} while this "
+            f"run trained; version {version} was exported but not made live. Train again.")
+    rows = [s for s in rows if s.pk in slot_of]
     for style in rows:
         style.model_name = model_name
         style.bank_index = slot_of[style.pk]
@@ -240,8 +285,10 @@ def _slot_record(style: Style, record: dict) -> dict:
             "settings": record}
 
 
-def _settings_record(config, result) -> dict:
-    """How a version was trained, as stored on the style and in slots.json."""
+def _settings_record(result) -> dict:
+    """How a version was trained (``result.config``: the settings as trained), as stored
+    on the style and in slots.json."""
+    config = result.config
     return {
         **{k: v for k, v in config.as_dict().items()
            if k not in ("style_image", "out_dir", "paintings", "init_weights")},
@@ -316,7 +363,9 @@ def serving_config_write(*, preload: dict[str, int] | None = None) -> Path:
     """
     from ml.export import write_models_config
 
-    versions = {style.model_name: {style.live_version} for style in style_list_served()}
+    versions: dict[str, set[int]] = {}
+    for style in style_list_served():
+        versions.setdefault(style.model_name, set()).add(style.live_version)
     for name, version in (preload or {}).items():
         versions.setdefault(name, set()).add(version)
     base = settings.TFSERVING_MODEL_BASE_PATH.rstrip("/")

@@ -271,6 +271,12 @@ def test_fine_tuning_one_slot_leaves_every_other_slot_bit_identical(paintings, t
     tuned = train(config, dataset=photo_batches(1)).model
 
     after = {slot: np.asarray(tuned(x, bank.one_hot([slot] * 2, 3))) for slot in range(3)}
+    from ml.train import build_trainer
+
+    trainer = build_trainer(config)
+    norms = {v.path for layer in bank.style_norms(trainer.transform_net) for v in layer.weights}
+    assert trainer.transform_net.trainable_variables  # the norms train ...
+    assert {v.path for v in trainer.transform_net.trainable_variables} == norms  # ... only
     np.testing.assert_array_equal(after[0], before[0])
     np.testing.assert_array_equal(after[1], before[1])
     assert np.abs(after[2] - before[2]).mean() > 0.01  # the tuned slot did learn
@@ -356,3 +362,20 @@ def test_the_command_line_adds_a_slot_to_a_saved_bank_in_a_fresh_process(paintin
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert keras.saving.load_model(tmp_path / "run" / "transform_net.keras").num_styles == 4
+
+
+def test_identity_examples_do_not_dilute_the_style_term(paintings, tmp_path):
+    from ml.train import build_trainer
+
+    config = bank_config(tmp_path / "b", paintings=tuple(paintings))
+    trainer = build_trainer(config)
+    images = photos(2, SIZE)
+    stylized = np.asarray(trainer((images, np.array([1, 0], np.int32))))
+    trainer.compute_loss(x=(images, np.array([1, 0], np.int32)), y=np.ones(2, "float32"),
+                         y_pred=stylized)
+    mixed = float(trainer.trackers["style"].result())
+    assert float(trainer.trackers["identity"].result()) > 0
+    trainer.compute_loss(x=(images[:1], np.array([1], np.int32)), y=np.ones(1, "float32"),
+                         y_pred=stylized[:1])
+    alone = float(trainer.trackers["style"].result())
+    assert mixed == pytest.approx(alone, rel=1e-4)

@@ -130,3 +130,47 @@ def test_admin_retrain_of_a_bank_style_fine_tunes_its_slot(bank_of_two, captured
     blue.refresh_from_db()
     assert blue.live_version == 1 and blue.status == Style.Status.READY  # unchanged on failure
     assert "stopped by the test" in blue.status_reason
+
+
+def test_a_trained_single_style_style_is_not_moved_into_the_default_bank(
+    bank_of_two, captured_configs, settings
+):
+    from stylize.tasks import train_style as train_task
+
+    settings.DEFAULT_BANK = "duo"
+    shipped = StyleFactory(slug="shipped", model_name="shipped", live_version=3)
+    with pytest.raises(TrainingCaptured):
+        train_task(shipped.pk, {})
+    [config] = captured_configs
+    assert config.train_slot is None and not config.paintings  # its own network, as before
+
+
+def test_a_bank_cannot_take_the_name_of_a_single_style_model(serving_dir):
+    StyleFactory(slug="starry", model_name="starry", live_version=1)
+    StyleFactory(slug="wave", model_name="wave", status="draft", live_version=None)
+    with pytest.raises(CommandError, match="single-style"):
+        call_command("train_bank", "starry", "--styles", "wave")
+    with pytest.raises(CommandError, match="is a slug"):
+        call_command("train_bank", "../outside", "--styles", "wave")
+
+
+def test_a_slot_retrain_does_not_go_live_over_a_newer_bank_version(
+    bank_of_two, monkeypatch, photos, vgg16_random_weights
+):
+    import ml.train
+
+    red, blue = bank_of_two
+    real_train = ml.train.train
+
+    def train_while_another_run_goes_live(config, **kwargs):
+        result = real_train(config, **kwargs)
+        Style.objects.filter(model_name="duo").update(live_version=7)  # the other run
+        return result
+
+    monkeypatch.setattr("ml.train.train", train_while_another_run_goes_live)
+    with pytest.raises(CommandError, match="went from version 1 to 7"):
+        run("train_style", "blue", photos=photos, weights=vgg16_random_weights)
+    blue.refresh_from_db()
+    red.refresh_from_db()
+    assert blue.live_version == red.live_version == 7  # the other run's version stands
+    assert blue.status == Style.Status.READY and "Train again" in blue.status_reason

@@ -126,8 +126,8 @@ def test_impossible_settings_are_a_permanent_backend_error(backend, style, kwarg
 
 @pytest.mark.django_db
 def test_job_run_passes_the_jobs_mix_and_stroke(backend):
-    first = BankStyleFactory(bank_index=1)
-    second = BankStyleFactory(bank_index=2)
+    first = BankStyleFactory(bank_index=1, bank_slots=3)
+    second = BankStyleFactory(bank_index=2, bank_slots=3)
     job = StyleJobFactory(style=first, blend_with=second, blend=0.4, strength=0.5, stroke="bold",
                           max_side=1024)
     job.input_image.save("big.png", _png(gradient(600, 800)), save=True)

@@ -1,4 +1,6 @@
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_slug
 
 from ml.config import add_arguments, given_flags
 from stylize.management.lookups import style_or_command_error
@@ -22,6 +24,11 @@ class Command(BaseCommand):
                       skip=("style_image", "out_dir", "paintings", "train_slot", "init_weights"))
 
     def handle(self, *args, **options):
+        try:
+            validate_slug(options["bank"])
+        except ValidationError:
+            raise CommandError(f"A bank's name is a slug (letters, digits, - and _), "
+                               f"not {options['bank']!r}.") from None
         styles = [style_or_command_error(slug.strip())
                   for slug in options["styles"].split(",") if slug.strip()]
         try:
