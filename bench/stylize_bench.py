@@ -5,19 +5,22 @@ one and two Celery worker processes.
     python -m bench.stylize_bench [--sizes 256,512,1024,2048,4096] [--width 0.5,1.0]
                                   [--blocks 3] [--output-kernel 3] [--quick]
                                   [--skip-shipped | --shipped-only | --stroke-only]
-                                  [--skip-stroke] [--skip-jobs]
+                                  [--every-slot] [--skip-stroke] [--skip-jobs]
                                   [--out var/bench/results.md]
 
 Everything runs on this machine.
 
-0. Shipped styles at 1024² (first, also in --quick): every model under the repository's
-   ``serving/models/<name>/<latest version>/`` (read-only; a numbered folder with a
-   ``saved_model.pb``, ``ml.export.exported_versions``), a 1024² photo through the local
-   backend with ``photo_stylize`` in a fresh subprocess (warm-up, median of --runs) plus
-   the bare SavedModel call;
-   pass/fail against TARGET_SHIPPED_1024_S per style.
+0. Shipped styles at 1024² (first, also in --quick): every shipped style as
+   ``ml.shipped.shipped_styles`` lists them from the repository's ``serving/`` (read-only;
+   the latest version of each model, a numbered folder with a ``saved_model.pb``), a 1024²
+   photo through the local backend with ``photo_stylize`` in a fresh subprocess (warm-up,
+   median of --runs) plus the bare SavedModel call; pass/fail against
+   TARGET_SHIPPED_1024_S per style. A bank is timed through its first painted slot (its
+   one-hot ``style_weights``; every slot runs the same network), or through every slot
+   with --every-slot.
 0b. Stroke size at 1024² (with the shipped styles, or alone with --stroke-only): one
-   shipped style (``STROKE_STYLE`` if shipped, else the first) through ``photo_stylize``
+   shipped style (``STROKE_STYLE``, by model name or slug, if shipped, else the first; a
+   bank slot with its weights) through ``photo_stylize``
    with each ``stroke`` (fine / medium / bold, ``stylize.imaging.STROKE_WORKING_SIDES``)
    in one fresh subprocess, local backend, a warm-up per stroke, then the strokes taken
    in turn (so they share the machine's load) and the median of max(5, --runs) each;
@@ -66,7 +69,8 @@ SERVING_DIR = BASE_DIR / "serving"  # the shipped styles (read-only here)
 
 TARGET_SHIPPED_1024_S = 0.6  # a shipped style, 1024² photo, local backend, median
 TARGET_STROKE_BOLD_RATIO = 0.5  # bold / fine at 1024², local backend, medians
-STROKE_STYLE = "starry_night"  # the shipped style the stroke section times
+# The shipped style the stroke section times: a single-style model's name or a slug.
+STROKE_STYLE = ("starry_night", "starry-night")
 
 TARGET_PEAK_BYTES = 4 * 1000**3  # "under 4 GB"
 TARGET_E2E_RATIO = 1.2
@@ -167,19 +171,12 @@ def base_env(serving_dir: Path, var_dir: Path, **extra) -> dict:
     return env
 
 
-def shipped_models(serving_dir: Path) -> list[tuple[str, int]]:
-    """(model name, latest version) of every model under ``serving_dir/models/``."""
-    from ml.export import exported_versions  # no TensorFlow, no Django
-
-    models_dir = serving_dir / "models"
-    if not models_dir.is_dir():
-        return []
-    shipped = []
-    for model_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()):
-        versions = exported_versions(model_dir)
-        if versions:
-            shipped.append((model_dir.name, versions[-1]))
-    return shipped
+def style_args(style) -> list[str]:
+    """The child options (``--model`` …) that name an ``ml.shipped.ShippedStyle``."""
+    args = ["--model", style.model, "--version", str(style.version)]
+    if style.in_bank:
+        args += ["--slot", str(style.slot), "--num-styles", str(style.num_styles)]
+    return args
 
 
 def load_avg() -> str:
@@ -226,20 +223,29 @@ def _django():
     django.setup()
 
 
+def _child_style(args):
+    """The unsaved Style row photo_stylize paints with: ``--model``/``--version``, and for
+    a bank slot ``--slot``/``--num-styles`` (photo_stylize then passes its weights)."""
+    from stylize.models import Style
+
+    return Style(name=args.model, slug="bench", model_name=args.model,
+                 live_version=args.version, bank_index=args.slot,
+                 bank_slots=args.num_styles if args.slot is not None else None)
+
+
 def child_photo(args) -> None:
     """One size through photo_stylize (local or tfserving backend), in a fresh process.
 
     The model is ``SERVING_DIR/models/<--model>/<--version>/`` (default: the random-weights
-    ``bench/1`` export; the shipped-styles section points SERVING_DIR at serving/).
+    ``bench/1`` export; the shipped-styles section points SERVING_DIR at serving/), for a
+    bank its slot ``--slot`` of ``--num-styles``.
     """
     _django()
-    import numpy as np  # noqa: F401
+    import numpy as np
 
-    from stylize.models import Style
     from stylize.stylizing import photo_stylize
 
-    style = Style(name=args.model, slug="bench", model_name=args.model,
-                  live_version=args.version)
+    style = _child_style(args)
     photo = make_photo(args.size)
     # Warm-up: one pass at (at most) tile size loads the model and allocates.
     warm = photo if args.size <= 1024 else make_photo(1024)
@@ -257,17 +263,22 @@ def child_photo(args) -> None:
     if args.bare:
         import tensorflow as tf
 
-        from ml.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
+        from ml.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME, WEIGHTS_INPUT_NAME
 
         signature = tf.saved_model.load(
             str(Path(os.environ["SERVING_DIR"]) / "models" / args.model / str(args.version))
         ).signatures[SIGNATURE_NAME]
-        batch = tf.constant(make_photo(1024)[None])
-        signature(**{INPUT_NAME: batch})[OUTPUT_NAME].numpy()  # warm-up
+        inputs = {INPUT_NAME: tf.constant(make_photo(1024)[None])}
+        if args.slot is not None:
+            from ml.bank import mix_weights
+
+            inputs[WEIGHTS_INPUT_NAME] = tf.constant(
+                mix_weights(args.num_styles, args.slot)[None].astype(np.float32))
+        signature(**inputs)[OUTPUT_NAME].numpy()  # warm-up
         bare = []
         for _ in range(max(3, args.runs)):
             start = time.perf_counter()
-            signature(**{INPUT_NAME: batch})[OUTPUT_NAME].numpy()
+            signature(**inputs)[OUTPUT_NAME].numpy()
             bare.append(time.perf_counter() - start)
         result["bare_times"] = bare
         result["bare_median_s"] = statistics.median(bare)
@@ -278,11 +289,9 @@ def child_stroke(args) -> None:
     """A 1024² photo through photo_stylize at every stroke option, in one fresh process."""
     _django()
     from stylize.imaging import STROKE_WORKING_SIDES
-    from stylize.models import Style
     from stylize.stylizing import photo_stylize
 
-    style = Style(name=args.model, slug="bench", model_name=args.model,
-                  live_version=args.version)
+    style = _child_style(args)
     photo = make_photo(args.size)
     times: dict[str, list[float]] = {stroke: [] for stroke in STROKE_WORKING_SIDES}
     for stroke in times:  # warm-up: loads the model and meets each working size once
@@ -499,24 +508,35 @@ class Bench:
     # ---- 0. shipped styles
     def shipped(self) -> None:
         """Every shipped style's latest version at 1024², local backend and bare model."""
+        from ml.shipped import shipped_styles  # no TensorFlow, no Django
+
         args = self.args
         serving_dir = Path(args.serving_dir).resolve()
-        models = shipped_models(serving_dir)
+        styles = shipped_styles(serving_dir)
         title = f"### Shipped styles at 1024² ({serving_dir / 'models'})\n\n"
-        if not models:
+        if not styles:
             text = title + "No shipped styles (no `<name>/<version>/saved_model.pb`).\n"
             self.sections.append(text)
             self.say(text)
             self.verdicts.append((f"shipped styles ≤ {TARGET_SHIPPED_1024_S} s at 1024² "
                                   "(local backend)", "no shipped styles", "–"))
             return
+        timed, banks = [], {}
+        for style in styles:
+            if style.in_bank:
+                banks.setdefault((style.model, style.version), []).append(style)
+                if not args.every_slot and len(banks[style.model, style.version]) > 1:
+                    continue  # one slot stands for the bank: the same network, other weights
+            timed.append(style)
         rows = []
-        for name, version in models:
+        for style in timed:
             load = load_avg()
             env = base_env(serving_dir, self.tmp / "var", MODEL_BACKEND="local")
             child = ["_photo", "--size", "1024", "--runs", str(args.runs), "--bare",
-                     "--model", name, "--version", str(version)]
-            label = f"{name} v{version}"
+                     *style_args(style)]
+            label = style.label
+            if style.in_bank and not args.every_slot:
+                label += f", for its {len(banks[style.model, style.version])} styles"
             verdict = f"{label}: 1024² local ≤ {TARGET_SHIPPED_1024_S} s"
             try:
                 res = run_child(child, env, 900, self.log)
@@ -540,31 +560,46 @@ class Bench:
               f"median of {args.runs} runs; bare = the SavedModel signature called directly on "
               f"a 1×1024×1024×3 batch (median of {max(3, args.runs)}). Peak is the process's "
               f"VmHWM before the bare model is loaded. Target: local median ≤ "
-              f"{TARGET_SHIPPED_1024_S} s.\n")
+              f"{TARGET_SHIPPED_1024_S} s."
+            + (f" A bank is timed through "
+               f"{'every painted slot' if args.every_slot else 'its first painted slot'} "
+               f"(`style_weights` one-hot on the slot, `ml.bank.mix_weights`, in "
+               f"`photo_stylize` and in the bare call); every slot runs the same network"
+               f"{'' if args.every_slot else ' (--every-slot times each)'}."
+               if banks else "") + "\n")
         self.sections.append(text)
         self.say(text)
 
     # ---- 0b. stroke size
     def strokes(self) -> None:
         """photo_stylize at 1024² with each stroke option, one shipped style, local backend."""
+        from ml.shipped import select_styles, shipped_styles
+
         args = self.args
         serving_dir = Path(args.serving_dir).resolve()
-        models = dict(shipped_models(serving_dir))
+        styles = shipped_styles(serving_dir)
         title = "### Stroke size at 1024² (local backend)\n\n"
         verdict = f"bold ≤ {TARGET_STROKE_BOLD_RATIO}× fine at 1024² (local backend)"
-        if not models:
+        if not styles:
             text = title + "No shipped styles to time.\n"
             self.sections.append(text)
             self.say(text)
             self.verdicts.append((verdict, "no shipped styles", "–"))
             return
-        name = STROKE_STYLE if STROKE_STYLE in models else sorted(models)[0]
+        style = styles[0]
+        for wanted in STROKE_STYLE:
+            try:
+                style = select_styles(styles, [wanted])[0]
+                break
+            except KeyError:
+                continue
+        name = style.label
         runs = max(5, args.runs)
         load = load_avg()
         env = base_env(serving_dir, self.tmp / "var", MODEL_BACKEND="local")
         try:
-            res = run_child(["_stroke", "--size", "1024", "--runs", str(runs), "--model", name,
-                             "--version", str(models[name])], env, 900, self.log)
+            res = run_child(["_stroke", "--size", "1024", "--runs", str(runs),
+                             *style_args(style)], env, 900, self.log)
         except RuntimeError as error:
             self.say(f"  stroke {name}: {error}")
             self.sections.append(title + f"Failed: {error}\n")
@@ -580,7 +615,7 @@ class Bench:
         fastest = min(res["times"]["bold"]) / min(res["times"]["fine"])
         text = (title + md_table(["stroke", "working side", "median (s)", "runs (s)",
                                   "/ fine"], rows)
-                + f"\n\n{name} v{models[name]}, a 1024×1024 photo through `photo_stylize(..., "
+                + f"\n\n{name}, a 1024×1024 photo through `photo_stylize(..., "
                   f"stroke=...)` (working size, tiling, backend, guided upsampling, "
                   f"postprocess) in one fresh process: a warm-up per stroke, then the strokes "
                   f"in turn, median of {runs} each. Peak {fmt_mb(res['peak_bytes'])} "
@@ -848,6 +883,8 @@ def main(argv=None) -> int:
         sub.add_argument("--output-kernel", type=int, default=3)
         sub.add_argument("--model", default=MODEL_NAME)
         sub.add_argument("--version", type=int, default=1)
+        sub.add_argument("--slot", type=int, default=None)
+        sub.add_argument("--num-styles", type=int, default=None)
         sub.add_argument("--size", type=int)
         sub.add_argument("--runs", type=int, default=3)
         sub.add_argument("--bare", action="store_true")
@@ -880,6 +917,8 @@ def main(argv=None) -> int:
                          help="run only the stroke-size-at-1024² section")
     parser.add_argument("--skip-stroke", action="store_true",
                         help="skip the stroke-size section")
+    parser.add_argument("--every-slot", action="store_true",
+                        help="time every slot of a shipped bank (default: its first slot)")
     parser.add_argument("--serving-dir", default=str(SERVING_DIR),
                         help="where the shipped styles are (default: the repository's serving/)")
     parser.add_argument("--job-width", dest="job_widths", type=_floats, default=None,

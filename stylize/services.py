@@ -4,7 +4,6 @@ Job transitions are guarded updates (``UPDATE … WHERE status = <expected>``), 
 task delivered twice, or a sweep racing a worker, changes nothing the second time.
 """
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -65,60 +64,34 @@ def shipped_versions(model_dir: Path) -> list[int]:
 
 
 def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
-    """Create a ready public style for every model under ``serving_dir/models/``.
+    """Create a ready public style for every style shipped under ``serving_dir``
+    (``ml.shipped.shipped_styles``: a single-style model, or each slot of a bank).
 
-    The painting, sample and description come from ``serving_dir/styles/<model>/style.json``;
-    for a bank (a version with ``slots.json``), from ``serving_dir/styles/<bank>/<slug>/``
-    for each of its slots. Styles already in the database keep what staff changed; only
-    a newer shipped version is made live, and a style that a shipped bank now paints
-    moves into it (its old jobs keep their results).
+    The painting, sample and description come from the style's ``style.json``. Styles
+    already in the database keep what staff changed; only a newer shipped version is
+    made live, and a style that a shipped bank now paints moves into it (its old jobs
+    keep their results). A style whose metadata is missing, or whose slot is taken, is
+    skipped with a warning.
     """
-    from ml.export import read_slots
+    from ml.shipped import shipped_styles
 
     registered = []
-    models_dir = serving_dir / "models"
-    if not models_dir.is_dir():
-        return registered
-    for model_dir in sorted(p for p in models_dir.iterdir() if p.is_dir()):
-        versions = shipped_versions(model_dir)
-        if not versions:
+    for shipped in shipped_styles(serving_dir):
+        if shipped.painting is None:
+            logger.warning("Skipping %s: %s is missing or names no painting.",
+                           shipped.key, shipped.meta_file)
             continue
-        slots = read_slots(model_dir / str(versions[-1]))
-        if slots is not None:
-            registered += _bank_register(bank=model_dir.name, version=versions[-1], slots=slots,
-                                         meta_root=serving_dir / "styles" / model_dir.name)
-            continue
-        meta_dir = serving_dir / "styles" / model_dir.name
-        meta_file = meta_dir / "style.json"
-        if not meta_file.is_file():
-            logger.warning("Skipping model %s: %s is missing.", model_dir.name, meta_file)
-            continue
-        style = _style_register_one(
-            model_name=model_dir.name,
-            version=versions[-1],
-            meta=json.loads(meta_file.read_text()),
-            meta_dir=meta_dir,
-        )
-        registered.append(style)
-    return registered
-
-
-def _bank_register(*, bank: str, version: int, slots: dict, meta_root: Path) -> list[Style]:
-    """Every painted slot of a shipped bank version, as a ready style of that bank."""
-    registered = []
-    for slot in slots["slots"][1:]:
-        meta_file = meta_root / str(slot.get("slug")) / "style.json"
-        if not meta_file.is_file():
-            logger.warning("Skipping slot %s of bank %s: %s is missing.",
-                           slot.get("slot"), bank, meta_file)
-            continue
+        meta, meta_dir = {**shipped.meta, "slug": shipped.slug}, shipped.meta_file.parent
         try:
-            style = _style_register_slot(
-                bank=bank, version=version, index=slot["slot"], num_styles=slots["num_styles"],
-                meta={**json.loads(meta_file.read_text()), "slug": slot["slug"]},
-                meta_dir=meta_file.parent)
+            if shipped.in_bank:
+                style = _style_register_slot(
+                    bank=shipped.model, version=shipped.version, index=shipped.slot,
+                    num_styles=shipped.num_styles, meta=meta, meta_dir=meta_dir)
+            else:
+                style = _style_register_one(model_name=shipped.model, version=shipped.version,
+                                            meta=meta, meta_dir=meta_dir)
         except IntegrityError as error:  # e.g. a style trained here holds that slot
-            logger.warning("Skipping slot %s of bank %s: %s", slot["slot"], bank, error)
+            logger.warning("Skipping %s: %s", shipped.key, error)
             continue
         registered.append(style)
     return registered

@@ -1,4 +1,9 @@
-"""The styles shipped under serving/ work out of the box (what `make run` registers)."""
+"""The styles shipped under serving/ work out of the box (what `make run` registers).
+
+Every check runs on every shipped style as ``ml.shipped.shipped_styles`` lists them (the
+benches use the same listing): a single-style model, or each painted slot of a bank,
+painted with its one-hot ``style_weights``.
+"""
 
 import json
 from pathlib import Path
@@ -10,15 +15,14 @@ from PIL import Image
 from tensorflow_serving.config import model_server_config_pb2
 
 from ml.quality import edge_correlation, luminance_correlation
+from ml.shipped import shipped_styles
 from stylize import services
 from stylize.backends.local import LocalBackend
 from stylize.models import Style
 
 SERVING_DIR = Path(__file__).resolve().parents[2] / "serving"
-SHIPPED = sorted(
-    path.name for path in (SERVING_DIR / "models").iterdir()
-    if path.is_dir() and services.shipped_versions(path)
-)
+SHIPPED = shipped_styles(SERVING_DIR)  # one entry per style (a bank: one per painted slot)
+SHIPPED_MODELS = sorted({style.model for style in SHIPPED})  # a bank counts once
 
 # A held-out photo (scikit-image's "chelsea", never used in training).
 HELD_OUT_PHOTO = Path(__file__).resolve().parents[1] / "data" / "chelsea.jpg"
@@ -26,14 +30,40 @@ HELD_OUT_PHOTO = Path(__file__).resolve().parents[1] / "data" / "chelsea.jpg"
 MAX_STYLE_RATIO, MIN_LUMINANCE_CORR, MIN_EDGE_CORR = 0.2, 0.7, 0.5
 
 
+def _ids(style):
+    return style.key
+
+
+def _paint(backend, style, images):
+    """``images`` through the local backend, as a job paints ``style`` at full strength."""
+    weights = style.style_weights()
+    return backend.stylize(
+        model_name=style.model, version=style.version, images=images,
+        style_weights=None if weights is None else np.repeat(weights[None], len(images), 0))
+
+
+def test_shipped_models_are_all_listed():
+    """The listing covers every model folder with an exported version, a bank slot by slot."""
+    exported = sorted(path.name for path in (SERVING_DIR / "models").iterdir()
+                      if path.is_dir() and services.shipped_versions(path))
+    assert SHIPPED_MODELS == exported
+    for style in SHIPPED:
+        assert style.version == services.shipped_versions(SERVING_DIR / "models" / style.model)[-1]
+    assert len({style.key for style in SHIPPED}) == len({style.slug for style in SHIPPED}) == len(
+        SHIPPED)
+
+
 def test_at_least_six_styles_ship_including_starry_night_and_the_great_wave():
     assert len(SHIPPED) >= 6
-    assert {"starry_night", "great_wave"} <= set(SHIPPED)
+    # A single-style model by its name, a bank slot by its slug.
+    names = {style.model if style.slot is None else style.slug.replace("-", "_")
+             for style in SHIPPED}
+    assert {"starry_night", "great_wave"} <= names
 
 
-@pytest.mark.parametrize("name", SHIPPED)
-def test_each_shipped_style_records_settings_and_held_out_numbers_that_meet_the_bar(name):
-    meta = json.loads((SERVING_DIR / "styles" / name / "style.json").read_text())
+@pytest.mark.parametrize("style", SHIPPED, ids=_ids)
+def test_each_shipped_style_records_settings_and_held_out_numbers_that_meet_the_bar(style):
+    meta = json.loads(style.meta_file.read_text())
     training = meta["training"]
     for setting in ("steps", "size", "batch", "width", "content_weight", "style_weight", "where"):
         assert setting in training
@@ -43,11 +73,15 @@ def test_each_shipped_style_records_settings_and_held_out_numbers_that_meet_the_
     assert quality["style_distance_ratio"] <= MAX_STYLE_RATIO
     assert quality["luminance_correlation"] >= MIN_LUMINANCE_CORR
     assert quality["edge_correlation"] >= MIN_EDGE_CORR
-    assert name in (SERVING_DIR / "STYLES.md").read_text()
+    assert style.painting is not None and Image.open(style.painting).size[0] >= 256
+    styles_md = (SERVING_DIR / "STYLES.md").read_text()
+    assert style.model in styles_md
+    if style.in_bank:
+        assert style.slug in styles_md
 
 
 def test_shipped_models_are_small():
-    for name in SHIPPED:
+    for name in SHIPPED_MODELS:
         version_dir = SERVING_DIR / "models" / name / str(services.shipped_versions(
             SERVING_DIR / "models" / name)[-1])
         size = sum(path.stat().st_size for path in version_dir.rglob("*") if path.is_file())
@@ -60,7 +94,10 @@ pytestmark = pytest.mark.skipif(not SHIPPED, reason="no styles shipped yet")
 @pytest.mark.django_db
 def test_every_shipped_model_registers_as_a_ready_public_style():
     styles = services.styles_register_shipped(serving_dir=SERVING_DIR)
-    assert sorted(style.model_name for style in styles) == SHIPPED
+    assert sorted(style.model_name for style in styles) == sorted(s.model for s in SHIPPED)
+    assert sorted((style.slug, style.model_name, style.bank_index, style.live_version)
+                  for style in styles) == sorted(
+        (s.slug, s.model, s.slot, s.version) for s in SHIPPED)
     for style in Style.objects.all():
         assert style.is_ready and style.is_public and style.description
         assert Image.open(style.style_image).size[0] >= 256
@@ -71,32 +108,30 @@ def test_models_config_lists_every_shipped_model_for_serving():
     config = model_server_config_pb2.ModelServerConfig()
     text_format.Parse((SERVING_DIR / "models.config").read_text(), config)
     listed = {entry.name: entry for entry in config.model_config_list.config}
-    assert sorted(listed) == SHIPPED
+    assert sorted(listed) == SHIPPED_MODELS
     for name, entry in listed.items():
         assert entry.base_path == f"/models/models/{name}"
         versions = list(entry.model_version_policy.specific.versions)
         assert versions == [services.shipped_versions(SERVING_DIR / "models" / name)[-1]]
 
 
-@pytest.mark.parametrize("name", SHIPPED)
-def test_each_shipped_model_paints_a_photo(name):
+@pytest.mark.parametrize("style", SHIPPED, ids=_ids)
+def test_each_shipped_model_paints_a_photo(style):
     backend = LocalBackend(serving_dir=SERVING_DIR)
-    version = services.shipped_versions(SERVING_DIR / "models" / name)[-1]
     y, x = np.mgrid[0:65, 0:97]
     photo = np.stack([x * 2, y * 3, (x + y) % 256], axis=-1).astype(np.uint8)[None]
-    result = backend.stylize(model_name=name, version=version, images=photo)
+    result = _paint(backend, style, photo)
     assert result.shape == photo.shape and result.dtype == np.uint8
     assert np.abs(result.astype(int) - photo).mean() > 10  # it really repaints
 
 
-@pytest.mark.parametrize("name", SHIPPED)
-def test_each_shipped_style_repaints_a_held_out_photo_keeping_it_recognisable(name):
+@pytest.mark.parametrize("style", SHIPPED, ids=_ids)
+def test_each_shipped_style_repaints_a_held_out_photo_keeping_it_recognisable(style):
     """At upload size (the photo doubled to 902x600): subject kept, no white blobs."""
     backend = LocalBackend(serving_dir=SERVING_DIR)
-    version = services.shipped_versions(SERVING_DIR / "models" / name)[-1]
     with Image.open(HELD_OUT_PHOTO) as image:
         photo = np.asarray(image.convert("RGB").resize((902, 600), Image.Resampling.BICUBIC))
-    result = backend.stylize(model_name=name, version=version, images=photo[None])[0]
+    result = _paint(backend, style, photo[None])[0]
     assert np.abs(result.astype(int) - photo).mean() > 8  # visibly repainted
     assert luminance_correlation(photo, result) >= MIN_LUMINANCE_CORR
     assert edge_correlation(photo, result) >= MIN_EDGE_CORR
@@ -139,8 +174,10 @@ def test_the_checkerboard_measure_tells_a_grid_from_brush_texture():
 
 def test_each_shipped_style_has_a_contact_sheet_and_the_readme_shows_the_gallery():
     docs = SERVING_DIR.parent / "docs"
-    for name in SHIPPED:
-        slug = json.loads((SERVING_DIR / "styles" / name / "style.json").read_text())["slug"]
+    for style in SHIPPED:
+        meta = json.loads(style.meta_file.read_text())
+        # A single-style model's slug is its style.json's; a bank slot's, its slots.json's.
+        slug = meta["slug"] if style.slot is None else style.slug
         with Image.open(docs / f"contact-sheet-{slug}.jpg") as sheet:
             assert sheet.width >= 8 * 200  # eight held-out photos side by side
     assert "](docs/gallery.jpg)" in (SERVING_DIR.parent / "README.md").read_text()
