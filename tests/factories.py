@@ -43,4 +43,4 @@ class BankStyleFactory(StyleFactory):
 
     model_name = "bank"
     bank_index = 1
-    bank_slots = 4
+    bank_slots = 3

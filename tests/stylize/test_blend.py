@@ -164,7 +164,8 @@ def test_a_second_style_alone_is_an_even_mix_and_none_is_no_mix():
 def test_the_check_names_the_styles_that_can_be_mixed():
     first = BankStyleFactory(name="Alpha", slug="alpha", bank_index=1)
     BankStyleFactory(name="Beta", slug="beta", bank_index=2)
-    BankStyleFactory(name="Hidden", slug="hidden", bank_index=3, is_public=False)
+    BankStyleFactory(name="Hidden", slug="hidden", bank_index=3, bank_slots=4,
+                     is_public=False)
     other = BankStyleFactory(name="Elsewhere", model_name="other_bank", bank_index=1)
     with pytest.raises(ValidationError) as refused:
         services.job_mix_clean(style=first, blend_with=other.slug)
