@@ -25,6 +25,7 @@ and :meth:`ShippedStyle.load_stylize`, ``stylize(images)`` on the exported Saved
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ import numpy as np
 from ml.export import exported_versions, read_slots
 
 __all__ = ["ShippedStyle", "shipped_models", "shipped_styles", "select_styles"]
+
+logger = logging.getLogger(__name__)
 
 META_FILE = "style.json"
 DEFAULT_PAINTING = "painting.jpg"
@@ -126,13 +129,20 @@ def shipped_models(serving_dir) -> list[tuple[str, int]]:
 
 
 def shipped_styles(serving_dir) -> list[ShippedStyle]:
-    """Every shipped style under ``serving_dir``, sorted by model, then slot."""
+    """Every shipped style under ``serving_dir``, sorted by model, then slot.
+
+    A model whose ``slots.json`` cannot be read is left out with a warning; a
+    ``style.json`` that cannot be read counts as missing (``meta`` empty)."""
     serving_dir = Path(serving_dir)
     styles = []
     for model, version in shipped_models(serving_dir):
         version_dir = serving_dir / "models" / model / str(version)
         meta_root = serving_dir / "styles" / model
-        slots = read_slots(version_dir)
+        try:
+            slots = read_slots(version_dir)
+        except (OSError, ValueError) as error:  # unreadable or not JSON
+            logger.warning("Leaving out %s: its slots.json cannot be read (%s).", model, error)
+            continue
         if slots is None:
             meta_file = meta_root / META_FILE
             meta = _read_meta(meta_file)
@@ -142,8 +152,12 @@ def shipped_styles(serving_dir) -> list[ShippedStyle]:
                 version_dir=version_dir, meta_file=meta_file, meta=meta,
                 painting=_painting(meta_file, meta)))
             continue
-        num_styles = int(slots["num_styles"])
-        for position, slot in enumerate(slots["slots"]):
+        try:
+            num_styles, listed = int(slots["num_styles"]), list(slots["slots"])
+        except (KeyError, TypeError, ValueError) as error:
+            logger.warning("Leaving out %s: its slots.json lists no slots (%s).", model, error)
+            continue
+        for position, slot in enumerate(listed):
             index = int(slot.get("slot", position))
             if index == 0 or slot.get("identity"):
                 continue
@@ -176,7 +190,12 @@ def select_styles(styles: Iterable[ShippedStyle], wanted: Iterable[str]) -> list
 
 
 def _read_meta(meta_file: Path) -> dict:
-    return json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    try:
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    except (OSError, ValueError) as error:
+        logger.warning("Ignoring %s: it cannot be read (%s).", meta_file, error)
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _painting(meta_file: Path, meta: dict) -> Path | None:

@@ -28,8 +28,10 @@ class Style(models.Model):
     style_image = models.ImageField("painting", upload_to="styles/paintings/")
     model_name = models.SlugField(
         max_length=100,
+        blank=True,
         help_text="The name TF Serving knows the model by: the style's own network, or "
-        "the bank (one conditional network) it shares with other styles.",
+        "the bank (one conditional network) it shares with other styles. Left empty, "
+        "the slug.",
     )
     bank_index = models.PositiveSmallIntegerField(
         null=True,
@@ -65,6 +67,7 @@ class Style(models.Model):
                 condition=~Q(status="ready") | Q(live_version__isnull=False),
                 name="style_ready_has_live_version",
             ),
+            models.CheckConstraint(condition=~Q(model_name=""), name="style_has_model_name"),
             models.UniqueConstraint(
                 fields=["model_name"],
                 condition=Q(bank_index__isnull=True),
@@ -86,6 +89,13 @@ class Style(models.Model):
 
     def __str__(self):
         return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.model_name:  # e.g. made in the shell: the slug names its network
+            self.model_name = self.slug
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "model_name"}
+        super().save(*args, **kwargs)
 
     @property
     def in_bank(self) -> bool:

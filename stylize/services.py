@@ -82,6 +82,9 @@ def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
                            shipped.key, shipped.meta_file)
             continue
         meta, meta_dir = {**shipped.meta, "slug": shipped.slug}, shipped.meta_file.parent
+        if not meta.get("name"):
+            logger.warning("Skipping %s: %s gives no name.", shipped.key, shipped.meta_file)
+            continue
         try:
             if shipped.in_bank:
                 style = _style_register_slot(
@@ -90,7 +93,9 @@ def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
             else:
                 style = _style_register_one(model_name=shipped.model, version=shipped.version,
                                             meta=meta, meta_dir=meta_dir)
-        except IntegrityError as error:  # e.g. a style trained here holds that slot
+        except (IntegrityError, OSError, ValueError) as error:
+            # A slot held by a style trained here, a painting that cannot be read, a
+            # bad value: this style is skipped, the others still register.
             logger.warning("Skipping %s: %s", shipped.key, error)
             continue
         registered.append(style)

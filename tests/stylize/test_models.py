@@ -42,3 +42,25 @@ def test_job_defaults():
     assert job.strength == 1.0 and job.preserve_colors is False and job.max_side == 1024
     assert job.attempts == 0 and not job.is_finished
     assert len(str(job.pk)) == 36  # a UUID, not a guessable integer
+
+
+@pytest.mark.django_db
+def test_a_style_made_without_a_model_name_takes_its_slug():
+    from django.core.files.base import ContentFile
+
+    style = Style(name="By Hand", slug="by-hand")
+    style.style_image.save("p.png", ContentFile(b"x"), save=False)
+    style.save()
+    assert Style.objects.get(pk=style.pk).model_name == "by-hand"
+    style.model_name = ""
+    style.save(update_fields=["model_name"])
+    assert Style.objects.get(pk=style.pk).model_name == "by-hand"
+
+
+@pytest.mark.django_db
+def test_the_database_refuses_a_style_without_a_model_name():
+    from django.db import IntegrityError, transaction
+
+    style = StyleFactory()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Style.objects.filter(pk=style.pk).update(model_name="")

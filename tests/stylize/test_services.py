@@ -199,3 +199,20 @@ def test_a_shipped_bank_registers_every_slot_and_takes_over_single_style_rows(tm
     services.styles_register_shipped(serving_dir=tmp_path)
     assert Style.objects.get(slug="great-wave").live_version == 3
     assert Style.objects.count() == 2
+
+
+def test_a_broken_shipped_folder_does_not_stop_the_others_registering(tmp_path):
+    _ship_model(tmp_path, "starry_night", 1)
+    _ship_model(tmp_path, "bad_json", 1)
+    (tmp_path / "styles" / "bad_json" / "style.json").write_text("{not json")
+    _ship_model(tmp_path, "no_painting", 1)
+    (tmp_path / "styles" / "no_painting" / "painting.png").unlink()
+    _ship_model(tmp_path, "nameless", 1)
+    (tmp_path / "styles" / "nameless" / "style.json").write_text('{"painting": "painting.png"}')
+    _ship_bank(tmp_path, "broken_bank", 1, ["a"])
+    (tmp_path / "models" / "broken_bank" / "1" / "slots.json").write_text('{"slots": 3}')
+
+    registered = services.styles_register_shipped(serving_dir=tmp_path)
+
+    assert [s.model_name for s in registered] == ["starry_night"]
+    assert list(Style.objects.values_list("model_name", flat=True)) == ["starry_night"]

@@ -1,0 +1,40 @@
+"""The data steps of migrations, run on a database at the migration before them."""
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def migrate(to):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate([("stylize", to)])
+    return executor.loader.project_state([("stylize", to)]).apps
+
+
+@pytest.fixture(autouse=True)
+def back_to_the_latest_migration():
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_old_jobs_count_as_fine_strokes_and_unnamed_styles_take_their_slug():
+    apps = migrate("0004_style_banks_blend_stroke")
+    User = apps.get_model("auth", "User")
+    Style = apps.get_model("stylize", "Style")
+    StyleJob = apps.get_model("stylize", "StyleJob")
+    owner = User.objects.create(username="old")
+    unnamed = Style.objects.create(name="Unnamed", slug="unnamed", model_name="",
+                                   style_image="p.png")
+    Style.objects.create(name="Taken", slug="taken", model_name="unnamed", style_image="p.png")
+    job = StyleJob.objects.create(owner=owner, style=unnamed, input_image="in.png")
+    assert job.stroke == "bold"  # what 0004 gave every row
+
+    apps = migrate("0006_style_model_name_required")
+    StyleJob = apps.get_model("stylize", "StyleJob")
+    Style = apps.get_model("stylize", "Style")
+    assert StyleJob.objects.get(pk=job.pk).stroke == "fine"
+    assert Style.objects.get(pk=unnamed.pk).model_name == "unnamed-2"  # "unnamed" is taken
