@@ -55,7 +55,7 @@ from ml.callbacks import (
 )
 from ml.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from ml.config import FLAG_FIELDS, TrainConfig, add_arguments, config_from_args
-from ml.data import PhotoBatches, SkipCounter, make_dataset
+from ml.data import PhotoBatches, SkipCounter, list_images, make_dataset
 
 __all__ = [
     "DivergenceMonitor",
@@ -63,7 +63,9 @@ __all__ = [
     "TrainConfig",
     "TrainProgress",
     "TrainResult",
+    "CannotTrain",
     "TrainingDiverged",
+    "check_can_train",
     "build_trainer",
     "latest_checkpoint",
     "load_checkpoint",
@@ -513,6 +515,53 @@ def learning_rate(config: TrainConfig):
     return keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=config.steps, alpha=0.1)
 
 
+class CannotTrain(ValueError):
+    """Something a run needs is missing or unreadable; found before any training."""
+
+
+def check_can_train(config: TrainConfig, *, needs_photos: bool = True) -> None:
+    """Raise :class:`CannotTrain` naming what is wrong, in seconds, before a run starts:
+    every painting readable, photos in ``data_dir``, the loss weights, the starting
+    network and the run folder writable."""
+    problems = []
+    for painting in config.paintings or (config.style_image,):
+        why = "no painting given" if not painting else _unreadable(painting)
+        if why:
+            problems.append(f"the painting {painting or '(none)'} cannot be read ({why})")
+    if needs_photos:
+        try:
+            if not config.data_dir or not list_images(config.data_dir):
+                problems.append(f"there are no JPEG or PNG photos in {config.data_dir}")
+        except FileNotFoundError:
+            problems.append(f"the photo folder {config.data_dir} does not exist")
+    for name in ("loss_weights", "init_weights"):
+        value = getattr(config, name)
+        if value not in (None, "imagenet") and not Path(value).is_file():
+            problems.append(f"{name} {value} is not a file")
+    try:
+        Path(config.out_dir).mkdir(parents=True, exist_ok=True)
+        probe = Path(config.out_dir) / ".write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        problems.append(f"the run folder {config.out_dir} is not writable ({error})")
+    if problems:
+        raise CannotTrain("Cannot train: " + "; ".join(problems) + ".")
+
+
+def _unreadable(path) -> str | None:
+    """Why Pillow cannot decode the image at ``path``, or None (the loss reads paintings
+    with Pillow, so any format it reads will do)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception as error:  # Pillow raises many types for bad files
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
 def train(
     config: TrainConfig,
     *,
@@ -523,8 +572,11 @@ def train(
 
     ``dataset``: a ``tf.data.Dataset``, a ``keras.utils.PyDataset`` or a list of
     float (batch, H, W, 3) arrays in [0, 255]; default: ``config.data_dir``'s photos.
-    Raises ``TrainingDiverged`` (naming the last good checkpoint) on divergence.
+    Raises ``CannotTrain`` before anything runs when an input is missing (see
+    :func:`check_can_train`), ``TrainingDiverged`` (naming the last good checkpoint)
+    on divergence.
     """
+    check_can_train(config, needs_photos=dataset is None)
     out_dir = Path(config.out_dir)
     if not config.resume:
         checkpoints.set_aside_earlier_checkpoints(out_dir)
@@ -639,7 +691,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 def main(argv: list[str] | None = None) -> None:
     try:
         result = train(parse_args(argv))
-    except TrainingDiverged as error:
+    except (TrainingDiverged, CannotTrain) as error:
         raise SystemExit(f"error: {error}") from error
     print(
         f"\n{result.steps} steps in {result.seconds:.0f} s ({result.precision}); final losses "

@@ -563,3 +563,25 @@ def test_the_warmup_ramp_continues_from_the_resumed_step(as_tf_data):
         assert np.asarray(images).shape == (2, SIZE, SIZE, 3) and np.asarray(scale).shape == (2,)
         scales.append(float(np.asarray(scale)[0]))
     assert scales == pytest.approx([4 / 6, 5 / 6, 1.0, 1.0])
+
+
+def test_a_run_missing_what_it_needs_fails_at_once_naming_each_thing(tmp_path, painting):
+    from ml.train import CannotTrain
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    empty = tmp_path / "no-photos"
+    empty.mkdir()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    config = tiny_config(broken, blocked / "run", data_dir=str(empty),
+                         loss_weights=str(tmp_path / "missing.weights.h5"))
+    with pytest.raises(CannotTrain) as failed:
+        train(config)
+    message = str(failed.value)
+    assert "the painting" in message and "broken.png" in message
+    assert f"no JPEG or PNG photos in {empty}" in message
+    assert "missing.weights.h5 is not a file" in message
+    assert "is not writable" in message
+    with pytest.raises(CannotTrain, match="does not exist"):
+        train(tiny_config(painting, tmp_path / "ok", data_dir=str(tmp_path / "nowhere")))

@@ -213,3 +213,18 @@ def test_bad_training_flags_are_a_usage_error_before_the_style_is_touched(
     assert captured_configs == []
     style.refresh_from_db()
     assert style.status == Style.Status.READY and style.status_reason == ""
+
+
+def test_train_style_checks_its_inputs_before_training(serving_dir, photos, vgg16_random_weights,
+                                                       monkeypatch):
+    from django.core.files.base import ContentFile
+
+    style = StyleFactory(slug="broken", model_name="broken", status="draft", live_version=None)
+    style.style_image.save("broken.png", ContentFile(b"not an image"))
+    built = []
+    monkeypatch.setattr("ml.train.build_trainer", lambda *a, **k: built.append(1))
+    with pytest.raises(CommandError, match="cannot be read"):
+        train("broken", photos, vgg16_random_weights)
+    style.refresh_from_db()
+    assert style.status == Style.Status.FAILED and "cannot be read" in style.status_reason
+    assert not built  # nothing was built, let alone trained
