@@ -254,11 +254,6 @@ class TrainConfig:
         return self.style_size or max(16, round(self.style_size_factor * self.size))
 
     @property
-    def is_bank(self) -> bool:
-        """Whether this run trains a conditional network (all of it, or one slot)."""
-        return bool(self.paintings) or self.train_slot is not None
-
-    @property
     def style_warmup_steps(self) -> int:
         return round(self.style_warmup * self.steps)
 

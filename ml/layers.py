@@ -185,6 +185,29 @@ class ReflectionConv2D(keras.layers.Layer):
         return config
 
 
+def _positive_epsilon(value) -> float:
+    epsilon = float(value)
+    if not epsilon > 0:
+        raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon}")
+    return epsilon
+
+
+def _instance_normalize(inputs, scale, offset, epsilon):
+    """``(x - mean_hw) / sqrt(var_hw + epsilon) * scale + offset``; ``scale`` and
+    ``offset`` per channel ``(C,)`` or per image and channel ``(B, 1, 1, C)``."""
+    mean, variance = ops.moments(inputs, axes=[1, 2], keepdims=True)
+    if keras.backend.standardize_dtype(inputs.dtype) in ("float16", "bfloat16"):
+        # Half precision (mixed-precision training): centre first, as a
+        # folded shift could cancel badly against x * scale.
+        x = (inputs - mean) * ops.rsqrt(variance + epsilon)
+        return x * scale + offset
+    # Same map with the normalisation and the affine folded into one
+    # per-image, per-channel multiply-add: two passes over the full-size
+    # tensor instead of four (the statistics still come from ops.moments).
+    multiplier = ops.rsqrt(variance + epsilon) * scale
+    return inputs * multiplier + (offset - mean * multiplier)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class InstanceNormalization(keras.layers.Layer):
     """Instance normalisation (Ulyanov et al. 2016) with a learned affine map.
@@ -204,10 +227,7 @@ class InstanceNormalization(keras.layers.Layer):
 
     def __init__(self, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
-        epsilon = float(epsilon)
-        if not epsilon > 0:
-            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon}")
-        self.epsilon = epsilon
+        self.epsilon = _positive_epsilon(epsilon)
 
     def build(self, input_shape):
         _check_rank4(self, input_shape)
@@ -216,17 +236,7 @@ class InstanceNormalization(keras.layers.Layer):
         self.offset = self.add_weight(name="offset", shape=(channels,), initializer="zeros")
 
     def call(self, inputs):
-        mean, variance = ops.moments(inputs, axes=[1, 2], keepdims=True)
-        if keras.backend.standardize_dtype(inputs.dtype) in ("float16", "bfloat16"):
-            # Half precision (mixed-precision training): centre first, as a
-            # folded shift could cancel badly against x * scale.
-            x = (inputs - mean) * ops.rsqrt(variance + self.epsilon)
-            return x * self.scale + self.offset
-        # Same map with the normalisation and the affine folded into one
-        # per-image, per-channel multiply-add: two passes over the full-size
-        # tensor instead of four (the statistics still come from ops.moments).
-        multiplier = ops.rsqrt(variance + self.epsilon) * self.scale
-        return inputs * multiplier + (self.offset - mean * multiplier)
+        return _instance_normalize(inputs, self.scale, self.offset, self.epsilon)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -260,10 +270,7 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
     def __init__(self, num_styles, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.num_styles = _positive_int("num_styles", num_styles)
-        epsilon = float(epsilon)
-        if not epsilon > 0:
-            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon}")
-        self.epsilon = epsilon
+        self.epsilon = _positive_epsilon(epsilon)
 
     def build(self, inputs_shape, style_weights_shape=None):
         _check_rank4(self, inputs_shape)
@@ -282,12 +289,7 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
         # (batch, styles) @ (styles, channels) -> (batch, 1, 1, channels)
         scale = ops.matmul(weights, ops.cast(self.scale, self.compute_dtype))[:, None, None, :]
         offset = ops.matmul(weights, ops.cast(self.offset, self.compute_dtype))[:, None, None, :]
-        mean, variance = ops.moments(inputs, axes=[1, 2], keepdims=True)
-        if keras.backend.standardize_dtype(inputs.dtype) in ("float16", "bfloat16"):
-            x = (inputs - mean) * ops.rsqrt(variance + self.epsilon)
-            return x * scale + offset
-        multiplier = ops.rsqrt(variance + self.epsilon) * scale
-        return inputs * multiplier + (offset - mean * multiplier)
+        return _instance_normalize(inputs, scale, offset, self.epsilon)
 
     def compute_output_shape(self, inputs_shape, style_weights_shape=None):
         return tuple(inputs_shape)

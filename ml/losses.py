@@ -338,7 +338,6 @@ class PerceptualLoss:
         self.style_grams = {
             name: ops.concatenate([g[name] for g in grams], axis=0) for name in self.style_layers
         }
-        self.num_paintings = len(paintings)
 
     def _painting_grams(self, painting) -> dict:
         style = _as_image_batch(painting)

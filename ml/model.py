@@ -35,6 +35,7 @@ from ml.layers import (
     ReflectionConv2D,
     ResidualBlock,
     UpsampleConv2D,
+    _positive_int,
     apply_norm,
     instance_norm,
 )
@@ -98,11 +99,7 @@ class TransformNet(keras.Model):
                 f"Received: output_kernel_size={output_kernel_size!r}"
             )
         self.output_kernel_size = output_kernel_size
-        if isinstance(num_styles, bool) or not isinstance(num_styles, int) or num_styles < 1:
-            raise ValueError(
-                f"`num_styles` must be a positive integer. Received: num_styles={num_styles!r}"
-            )
-        self.num_styles = num_styles
+        self.num_styles = _positive_int("num_styles", num_styles)
 
         f1, f2, f3 = (max(1, int(round(f * width))) for f in BASE_FILTERS)
         self.filters = (f1, f2, f3)

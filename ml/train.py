@@ -480,12 +480,13 @@ def _is_tf_dataset(dataset) -> bool:
 
 
 def build_trainer(config: TrainConfig, plan: BankPlan | None = None) -> StyleTrainer:
-    """The compiled trainer of ``config``; ``plan`` is its :func:`bank_plan` if known."""
+    """The compiled trainer of ``config``; ``plan`` is its :func:`bank_plan` if known
+    (then ``config`` must already carry its shape: ``plan.applied_to(config)``)."""
     policy = resolve_precision(config)
     dtype = None if policy == "float32" else policy
-    plan = plan or bank_plan(config)
-    if plan is not None:
-        config = plan.applied_to(config)
+    if plan is None:
+        plan = bank_plan(config)
+        config = plan.applied_to(config) if plan is not None else config
     net = build_transform_net(config, dtype=dtype, num_styles=plan.num_styles if plan else 1)
     if plan is not None and plan.base_weights is not None:
         net.set_weights(plan.base_weights)
