@@ -53,6 +53,7 @@ from bench.stylize_bench import (
     BASE_DIR,
     SERVING_DIR,
     base_env,
+    bench_style,
     load_avg,
     make_photo,
     md_table,
@@ -116,12 +117,10 @@ def _peer_env() -> dict:
 def _our_stylize_fn(style: ShippedStyle):
     """photo (uint8 HxWx3) -> result through photo_stylize with the local backend (a bank
     slot as its registered Style row would be: bank_index, bank_slots)."""
-    from stylize.models import Style
     from stylize.stylizing import photo_stylize
 
-    model = Style(name=style.name, slug=style.slug, model_name=style.model,
-                  live_version=style.version, bank_index=style.slot,
-                  bank_slots=style.num_styles if style.in_bank else None)
+    model = bench_style(model=style.model, version=style.version, slot=style.slot,
+                        num_styles=style.num_styles, name=style.name, slug=style.slug)
     return lambda photo: photo_stylize(photo=photo, style=model)
 
 

@@ -223,14 +223,20 @@ def _django():
     django.setup()
 
 
-def _child_style(args):
-    """The unsaved Style row photo_stylize paints with: ``--model``/``--version``, and for
-    a bank slot ``--slot``/``--num-styles`` (photo_stylize then passes its weights)."""
+def bench_style(*, model: str, version: int, slot: int | None, num_styles: int,
+                name: str, slug: str):
+    """The unsaved Style row photo_stylize paints with, as registered: a single-style
+    model, or a bank slot (``bank_index``, ``bank_slots``: photo_stylize passes weights)."""
     from stylize.models import Style
 
-    return Style(name=args.model, slug="bench", model_name=args.model,
-                 live_version=args.version, bank_index=args.slot,
-                 bank_slots=args.num_styles if args.slot is not None else None)
+    return Style(name=name, slug=slug, model_name=model, live_version=version,
+                 bank_index=slot, bank_slots=num_styles if slot is not None else None)
+
+
+def _child_style(args):
+    """``bench_style`` of ``--model``/``--version`` and, for a bank, ``--slot``/``--num-styles``."""
+    return bench_style(model=args.model, version=args.version, slot=args.slot,
+                       num_styles=args.num_styles, name=args.model, slug="bench")
 
 
 def child_photo(args) -> None:
