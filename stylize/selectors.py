@@ -29,4 +29,4 @@ def style_list_served() -> QuerySet[Style]:
 
 
 def job_list_for_owner(*, owner) -> QuerySet[StyleJob]:
-    return StyleJob.objects.filter(owner=owner).select_related("style")
+    return StyleJob.objects.filter(owner=owner).select_related("style", "blend_with")

@@ -81,18 +81,12 @@ def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
             logger.warning("Skipping %s: %s is missing or names no painting.",
                            shipped.key, shipped.meta_file)
             continue
-        meta, meta_dir = {**shipped.meta, "slug": shipped.slug}, shipped.meta_file.parent
-        if not meta.get("name"):
+        if not shipped.meta.get("name"):
             logger.warning("Skipping %s: %s gives no name.", shipped.key, shipped.meta_file)
             continue
         try:
-            if shipped.in_bank:
-                style = _style_register_slot(
-                    bank=shipped.model, version=shipped.version, index=shipped.slot,
-                    num_styles=shipped.num_styles, meta=meta, meta_dir=meta_dir)
-            else:
-                style = _style_register_one(model_name=shipped.model, version=shipped.version,
-                                            meta=meta, meta_dir=meta_dir)
+            register = _style_register_slot if shipped.in_bank else _style_register_one
+            style = register(shipped=shipped)
         except (IntegrityError, OSError, ValueError) as error:
             # A slot held by a style trained here, a painting that cannot be read, a
             # bad value: this style is skipped, the others still register.
@@ -103,16 +97,37 @@ def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
 
 
 @transaction.atomic
-def _style_register_slot(*, bank: str, version: int, index: int, num_styles: int, meta: dict,
-                         meta_dir: Path) -> Style:
-    style = Style.objects.select_for_update().filter(slug=meta["slug"]).first()
+def _style_register_slot(*, shipped) -> Style:
+    """A shipped bank's slot: its style row (made, or moved in from anywhere) goes live."""
+    style = Style.objects.select_for_update().filter(slug=shipped.slug).first()
     if style is None:
-        style = _style_from_meta(model_name=bank, meta=meta, meta_dir=meta_dir)
-    elif style.model_name == bank and style.live_version is not None and style.live_version >= version:
+        style = _style_from_shipped(shipped)
+    elif (style.model_name == shipped.model and style.live_version is not None
+          and style.live_version >= shipped.version):
         return style  # trained here since, or already registered
-    style.model_name = bank
-    style.bank_index = index
-    style.bank_slots = num_styles
+    style.model_name = shipped.model
+    style.bank_index = shipped.slot
+    style.bank_slots = shipped.num_styles
+    return _style_go_live(style, shipped.version)
+
+
+@transaction.atomic
+def _style_register_one(*, shipped) -> Style:
+    """A shipped single-style model: its style row is made, or its newer version goes live."""
+    style = Style.objects.select_for_update().filter(
+        model_name=shipped.model, bank_index__isnull=True).first()
+    if style is None:
+        moved = Style.objects.filter(slug=shipped.slug).first()
+        if moved is not None:
+            # Retrained into a bank (or renamed by staff): it no longer uses this model.
+            return moved
+        style = _style_from_shipped(shipped)
+    elif style.live_version is not None and style.live_version >= shipped.version:
+        return style
+    return _style_go_live(style, shipped.version)
+
+
+def _style_go_live(style: Style, version: int) -> Style:
     style.live_version = version
     style.status = Style.Status.READY
     style.status_reason = ""
@@ -120,43 +135,24 @@ def _style_register_slot(*, bank: str, version: int, index: int, num_styles: int
     return style
 
 
-def _style_from_meta(*, model_name: str, meta: dict, meta_dir: Path) -> Style:
+def _style_from_shipped(shipped) -> Style:
     """A new (unsaved) style with the shipped painting, sample and description."""
+    meta = shipped.meta
     style = Style(
-        model_name=model_name,
+        model_name=shipped.model,
         name=meta["name"],
-        slug=meta.get("slug", model_name),
+        slug=shipped.slug,
         description=meta.get("description", ""),
         training_settings=meta.get("training", {}),
         metrics=meta.get("metrics", {}),
         is_public=meta.get("is_public", True),
     )
-    with open(meta_dir / meta["painting"], "rb") as painting:
-        style.style_image.save(Path(meta["painting"]).name, File(painting), save=False)
+    with open(shipped.painting, "rb") as painting:
+        style.style_image.save(shipped.painting.name, File(painting), save=False)
     if meta.get("example"):
-        with open(meta_dir / meta["example"], "rb") as example:
+        example_path = shipped.meta_file.parent / meta["example"]
+        with open(example_path, "rb") as example:
             style.example_image.save(Path(meta["example"]).name, File(example), save=False)
-    return style
-
-
-@transaction.atomic
-def _style_register_one(*, model_name: str, version: int, meta: dict, meta_dir: Path) -> Style:
-    style = Style.objects.select_for_update().filter(
-        model_name=model_name, bank_index__isnull=True).first()
-    slug = meta.get("slug", model_name)
-    if style is None:
-        moved = Style.objects.filter(slug=slug).first()
-        if moved is not None:
-            # Retrained into a bank (or renamed by staff): it no longer uses this model.
-            return moved
-        style = _style_from_meta(model_name=model_name, meta={**meta, "slug": slug},
-                                 meta_dir=meta_dir)
-    elif style.live_version is not None and style.live_version >= version:
-        return style
-    style.live_version = version
-    style.status = Style.Status.READY
-    style.status_reason = ""
-    style.save()
     return style
 
 

@@ -70,15 +70,18 @@ def bank_members(model_name: str) -> list[Style]:
 
 def bank_live_version(model_name: str) -> int | None:
     """The bank's live version (its members share it), if it has one."""
-    return max((s.live_version for s in bank_members(model_name) if s.live_version is not None),
-               default=None)
+    return _live_version(bank_members(model_name))
 
 
-def bank_live_dir(model_name: str) -> Path | None:
-    """The version folder of a bank's live version, if it can be fine-tuned."""
+def _live_version(members) -> int | None:
+    return max((s.live_version for s in members if s.live_version is not None), default=None)
+
+
+def bank_live_dir(model_name: str, version: int | None = None) -> Path | None:
+    """The folder of the bank's live version (or of ``version``), if it can be fine-tuned."""
     from ml.export import BANK_MODEL_FILE
 
-    version = bank_live_version(model_name)
+    version = bank_live_version(model_name) if version is None else version
     if version is None:
         return None
     path = settings.SERVING_DIR / "models" / model_name / str(version)
@@ -169,7 +172,7 @@ def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None =
     if sorted(by_slot) != list(range(1, num_styles)):
         raise ValueError(f"The bank {model_name}'s slots have gaps: {sorted(by_slot)}.")
     _check_bank_name(model_name, lineup)
-    started_from = bank_live_version(model_name)
+    started_from = _live_version(members)
 
     for style in lineup:
         style_training_start(style=style)
@@ -208,7 +211,7 @@ def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
     started_from = bank_live_version(model_name)
     style_training_start(style=style)
     try:
-        live = bank_live_dir(model_name)
+        live = None if started_from is None else bank_live_dir(model_name, started_from)
         if live is None:
             raise ValueError(f"The bank {model_name} has no live version to fine-tune.")
         described = read_slots(live)["slots"]
@@ -255,25 +258,26 @@ def _bank_make_live(*, model_name: str, version: int, num_styles: int, slot_of: 
     other run's work."""
     rows = list(Style.objects.select_for_update().filter(
         Q(pk__in=slot_of) | Q(model_name=model_name, bank_index__isnull=False)))
-    now_live = max((s.live_version for s in rows
-                    if s.model_name == model_name and s.in_bank and s.live_version is not None),
-                   default=None)
+    now_live = _live_version(s for s in rows if s.model_name == model_name and s.in_bank)
     if now_live != started_from:
         raise BankChanged(
             f"The bank {model_name} went from version {started_from} to {now_live} while this "
             f"run trained; version {version} was exported but not made live. Train again.")
-    rows = [s for s in rows if s.pk in slot_of]
-    for style in rows:
+    trained_pks = {s.pk for s in trained}
+    done = []
+    for style in (s for s in rows if s.pk in slot_of):
         style.model_name = model_name
         style.bank_index = slot_of[style.pk]
         style.bank_slots = num_styles
-        style.save(update_fields=["model_name", "bank_index", "bank_slots", "updated_at"])
-    for style in Style.objects.filter(pk__in=slot_of).exclude(pk__in=[s.pk for s in trained]):
-        # Their outputs are unchanged in the new version: move them with it.
-        style.live_version = version
-        style.save(update_fields=["live_version", "updated_at"])
-    return [style_training_succeed(style=Style.objects.get(pk=s.pk), version=version,
-                                   training_settings=record, metrics=metrics) for s in trained]
+        if style.pk in trained_pks:
+            done.append(style_training_succeed(style=style, version=version,
+                                               training_settings=record, metrics=metrics))
+        else:
+            # Its output is unchanged in the new version: it moves with it.
+            style.live_version = version
+            style.save(update_fields=["model_name", "bank_index", "bank_slots", "live_version",
+                                      "updated_at"])
+    return sorted(done, key=lambda style: style.bank_index)
 
 
 def _identity_slot() -> dict:

@@ -165,7 +165,7 @@ def job_image(request, pk, which):
 
 @login_required(login_url=LOGIN_URL)
 def job_list(request):
-    jobs = job_list_for_owner(owner=request.user).select_related("blend_with")
+    jobs = job_list_for_owner(owner=request.user)
     page = Paginator(jobs, 24).get_page(request.GET.get("page"))
     return render(request, "stylize/job_list.html", {"page": page, "jobs": page.object_list})
 

@@ -216,3 +216,12 @@ def test_a_broken_shipped_folder_does_not_stop_the_others_registering(tmp_path):
 
     assert [s.model_name for s in registered] == ["starry_night"]
     assert list(Style.objects.values_list("model_name", flat=True)) == ["starry_night"]
+
+
+def test_a_shipped_style_with_the_default_painting_name_registers(tmp_path):
+    _ship_model(tmp_path, "plain", 1)
+    meta_dir = tmp_path / "styles" / "plain"
+    (meta_dir / "painting.png").rename(meta_dir / "painting.jpg")  # ml.shipped's default name
+    (meta_dir / "style.json").write_text(json.dumps({"name": "Plain"}))
+    [style] = services.styles_register_shipped(serving_dir=tmp_path)
+    assert style.name == "Plain" and style.style_image.name.endswith(".jpg")
