@@ -537,8 +537,12 @@ def check_can_train(config: TrainConfig, *, needs_photos: bool = True) -> None:
             problems.append(f"the photo folder {config.data_dir} does not exist")
     for name in ("loss_weights", "init_weights"):
         value = getattr(config, name)
-        if value not in (None, "imagenet") and not Path(value).is_file():
+        if value in (None, "imagenet"):
+            continue
+        if not Path(value).is_file():
             problems.append(f"{name} {value} is not a file")
+        elif why := _unloadable_weights(value):
+            problems.append(f"{name} {value} cannot be loaded ({why})")
     try:
         Path(config.out_dir).mkdir(parents=True, exist_ok=True)
         probe = Path(config.out_dir) / ".write-check"
@@ -548,6 +552,34 @@ def check_can_train(config: TrainConfig, *, needs_photos: bool = True) -> None:
         problems.append(f"the run folder {config.out_dir} is not writable ({error})")
     if problems:
         raise CannotTrain("Cannot train: " + "; ".join(problems) + ".")
+
+
+def _unloadable_weights(path) -> str | None:
+    """Why Keras could not load weights from ``path``, or None: a ``.keras`` file must
+    be a readable zip holding its config and weights, anything else a readable HDF5
+    file (``.weights.h5``, ``.h5``) with at least one array in it."""
+    import zipfile
+
+    try:
+        if str(path).endswith(".keras"):
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+                if "config.json" not in names or not any(n.startswith("model.weights") for n in names):
+                    return "not a Keras model archive"
+                if archive.testzip() is not None:
+                    return "the archive is damaged"
+            return None
+        import h5py
+
+        with h5py.File(path, "r") as weights:
+            arrays = []
+            weights.visititems(lambda name, item: arrays.append(name)
+                               if isinstance(item, h5py.Dataset) else None)
+            if not arrays:
+                return "the file holds no weights"
+    except (OSError, zipfile.BadZipFile) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def _unreadable(path) -> str | None:

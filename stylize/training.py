@@ -13,6 +13,7 @@ single-style model.
 """
 
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -363,18 +364,41 @@ def style_stylize_fn(style: Style):
 def serving_config_write(*, preload: dict[str, int] | None = None) -> Path:
     """Rewrite ``serving/models.config`` to list every style with a live version.
 
-    ``preload`` adds a not-yet-live version of a model beside its live one.
+    ``preload`` adds a not-yet-live version of a model beside its live one. A version
+    whose folder under ``SERVING_DIR/models`` holds no readable SavedModel is left out
+    with a warning (TF Serving would refuse to start on it), so one bad row or folder
+    never stops the others being served.
     """
     from ml.export import write_models_config
 
     versions: dict[str, set[int]] = {}
-    for style in style_list_served():
-        versions.setdefault(style.model_name, set()).add(style.live_version)
-    for name, version in (preload or {}).items():
+    wanted = [(style.model_name, style.live_version,
+               f"{style.model_name} version {style.live_version} ({style.name})")
+              for style in style_list_served()]
+    wanted += [(name, version, f"{name} version {version} (not live yet)")
+               for name, version in (preload or {}).items()]
+    for name, version, what in wanted:
+        if problem := _unservable(name, version):
+            logger.warning("models.config leaves out %s: %s", what, problem)
+            continue
         versions.setdefault(name, set()).add(version)
     base = settings.TFSERVING_MODEL_BASE_PATH.rstrip("/")
     models = [(name, f"{base}/{name}", sorted(versions[name])) for name in sorted(versions)]
     return write_models_config(settings.SERVING_DIR / "models.config", models)
+
+
+def _unservable(model_name: str, version) -> str | None:
+    """Why Serving could not load ``version`` of ``model_name`` from ``SERVING_DIR``."""
+    if not model_name:
+        return "it has no model name"
+    if not isinstance(version, int) or version < 1:
+        return f"{version!r} is not a version number"
+    saved_model = settings.SERVING_DIR / "models" / model_name / str(version) / "saved_model.pb"
+    if not saved_model.is_file():
+        return f"{saved_model} does not exist"
+    if not os.access(saved_model, os.R_OK):
+        return f"{saved_model} cannot be read"
+    return None
 
 
 def serving_version_preload(*, model_name: str, version: int) -> None:

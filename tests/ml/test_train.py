@@ -1,6 +1,7 @@
 import hashlib
 import importlib.util
 import json
+import re
 
 import numpy as np
 import pytest
@@ -585,3 +586,41 @@ def test_a_run_missing_what_it_needs_fails_at_once_naming_each_thing(tmp_path, p
     assert "is not writable" in message
     with pytest.raises(CannotTrain, match="does not exist"):
         train(tiny_config(painting, tmp_path / "ok", data_dir=str(tmp_path / "nowhere")))
+
+
+def _one_photo(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir(exist_ok=True)
+    Image.new("RGB", (40, 40), (90, 120, 30)).save(folder / "one.png")
+    return folder
+
+
+@pytest.mark.parametrize("name, content, why", [
+    ("vgg.weights.h5", b"not hdf5 at all", "cannot be loaded (OSError"),
+    ("net.keras", b"PK\x03\x04 a broken zip", "cannot be loaded (BadZipFile"),
+])
+def test_weights_that_cannot_be_loaded_stop_a_run_at_once(tmp_path, painting, name, content,
+                                                          why):
+    from ml.train import CannotTrain
+
+    weights = tmp_path / name
+    weights.write_bytes(content)
+    field = "loss_weights" if name.endswith(".h5") else "init_weights"
+    config = tiny_config(painting, tmp_path / "run", data_dir=str(_one_photo(tmp_path)),
+                         **{field: str(weights)})
+    with pytest.raises(CannotTrain, match=re.escape(f"{field} {weights} {why}")):
+        train(config)
+
+
+def test_an_empty_hdf5_file_is_not_loss_weights(tmp_path, painting):
+    import h5py
+
+    from ml.train import CannotTrain
+
+    empty = tmp_path / "empty.weights.h5"
+    with h5py.File(empty, "w") as handle:
+        handle.create_group("layers")
+    config = tiny_config(painting, tmp_path / "run", data_dir=str(_one_photo(tmp_path)),
+                         loss_weights=str(empty))
+    with pytest.raises(CannotTrain, match="the file holds no weights"):
+        train(config)

@@ -105,9 +105,18 @@ def test_admin_retrain_queues_on_the_training_queue(admin_client, django_capture
     broker.delete("training")
 
 
+def _fake_export(serving_dir, name, version):
+    folder = serving_dir / "models" / name / str(version)
+    folder.mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"\x08\x01")
+    return folder
+
+
 def test_a_new_version_is_listed_beside_the_live_one_until_serving_has_it(serving_dir):
     from stylize.training import serving_config_write
 
+    for name, version in [("starry", 1), ("starry", 2), ("brand_new", 1)]:
+        _fake_export(serving_dir, name, version)
     StyleFactory(model_name="starry", live_version=1)
     serving_config_write(preload={"starry": 2, "brand_new": 1})
     entries = {entry.name: entry for entry in read_models_config(serving_dir)}
@@ -117,6 +126,37 @@ def test_a_new_version_is_listed_beside_the_live_one_until_serving_has_it(servin
     serving_config_write()
     [entry] = read_models_config(serving_dir)
     assert list(entry.model_version_policy.specific.versions) == [1]
+
+
+def test_models_config_leaves_out_what_serving_could_not_load_and_lists_the_rest(
+    serving_dir, caplog
+):
+    from stylize.training import serving_config_write
+
+    _fake_export(serving_dir, "starry", 1)
+    StyleFactory(slug="starry", model_name="starry", live_version=1)
+    StyleFactory(slug="gone", model_name="gone", live_version=2)  # folder deleted
+    _fake_export(serving_dir, "half", 1)
+    (serving_dir / "models" / "half" / "1" / "saved_model.pb").unlink()  # export cut short
+    StyleFactory(slug="half", model_name="half", live_version=1)
+
+    serving_config_write(preload={"starry": 5})
+
+    assert [entry.name for entry in read_models_config(serving_dir)] == ["starry"]
+    [entry] = read_models_config(serving_dir)
+    assert list(entry.model_version_policy.specific.versions) == [1]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("leaves out gone version 2" in w and "does not exist" in w for w in warnings)
+    assert any("leaves out half version 1" in w for w in warnings)
+    assert any("leaves out starry version 5 (not live yet)" in w for w in warnings)
+
+
+def test_register_styles_starts_despite_a_row_whose_model_is_gone(serving_dir):
+    from django.core.management import call_command
+
+    StyleFactory(slug="orphan", model_name="orphan", live_version=3)
+    call_command("register_styles")  # raised before: make run did not start
+    assert list(read_models_config(serving_dir)) == []
 
 
 def test_admin_retrain_trains_the_shipped_architecture_by_default(captured_configs):
