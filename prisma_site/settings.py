@@ -17,7 +17,9 @@ env = environ.Env()
 
 VAR_DIR = Path(env("PRISMA_VAR_DIR", default=str(BASE_DIR / "var")))
 
-DEBUG = env.bool("DEBUG", default=True)
+# Off unless the environment turns it on: `make run` and `make test` do
+# (prisma_site/devstack.py), so a forgotten variable never shows a debug page.
+DEBUG = env.bool("DEBUG", default=False)
 
 _DEV_SECRET_KEY = "insecure-dev-key-only-for-DEBUG-mode"
 SECRET_KEY = env("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else None)
@@ -39,18 +41,27 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
+    "axes",
     "stylize",
 ]
 
 MIDDLEWARE = [
+    # Permissions-Policy and no Server banner, on every response (the 413 below too).
+    "prisma_site.middleware.SecurityHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads the body: over REQUEST_BODY_MAX_BYTES is a 413 unread.
+    "prisma_site.middleware.RequestBodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a lockout into the lockout page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "prisma_site.urls"
@@ -111,6 +122,8 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", default=str(VAR_DIR / "static")))
 MEDIA_URL = env("MEDIA_URL", default="/media/")
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+# Users' photos and results, outside MEDIA_ROOT so that nothing serving media serves them.
+PRIVATE_MEDIA_ROOT = Path(env("PRIVATE_MEDIA_ROOT", default=str(VAR_DIR / "private")))
 
 S3_BUCKET = env("S3_BUCKET", default="")
 if S3_BUCKET:
@@ -126,10 +139,27 @@ if S3_BUCKET:
             "file_overwrite": False,
         },
     }
+    # Users' photos and results: private objects under their own prefix, read through
+    # the owner-checked views (which stream them), never a public or lasting URL.
+    _private_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            **_media_storage["OPTIONS"],
+            "location": env("S3_PRIVATE_PREFIX", default="private"),
+            "default_acl": "private",
+            "querystring_expire": 300,
+        },
+    }
 else:
     _media_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    _private_storage = {
+        "BACKEND": "stylize.storage.PrivateFileSystemStorage",  # at PRIVATE_MEDIA_ROOT
+    }
 STORAGES = {
+    # Public files: paintings and samples of styles.
     "default": _media_storage,
+    # Users' photos and results (stylize.storage): no URL route serves them.
+    "private": _private_storage,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
@@ -168,6 +198,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "stylize.tasks.requeue_stuck_jobs",
         "schedule": env.float("JOB_SWEEP_INTERVAL", default=60.0),
     },
+    "delete-expired-jobs": {
+        "task": "stylize.tasks.delete_expired_jobs",
+        "schedule": env.float("JOB_RETENTION_SWEEP_INTERVAL", default=3600.0),
+    },
 }
 # Training runs for hours on its own queue, so stylize workers are never blocked by it.
 CELERY_TASK_ROUTES = {"stylize.tasks.train_style": {"queue": "training"}}
@@ -175,6 +209,8 @@ TRAINING_TIME_LIMIT = env.int("TRAINING_TIME_LIMIT", default=48 * 3600)
 
 # --- Jobs ----------------------------------------------------------------------------
 
+# Jobs, with their photos and results, are deleted this many days after they were made.
+JOB_RETENTION_DAYS = env.int("JOB_RETENTION_DAYS", default=30)
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
 JOB_RETRY_BACKOFF = env.float("JOB_RETRY_BACKOFF", default=5.0)  # seconds, doubled per try
 # A job queued or running for longer than this is re-enqueued by the sweep (or failed
@@ -185,6 +221,10 @@ JOB_RUNNING_TIMEOUT = env.int("JOB_RUNNING_TIMEOUT", default=CELERY_TASK_TIME_LI
 # 1088 = 1024 + the 64 px overlap: 2048 px then needs 2 tiles a side instead of 3.
 STYLIZE_TILE_SIZE = env.int("STYLIZE_TILE_SIZE", default=1088)
 EMAIL_ATTACHMENT_MAX_BYTES = env.int("EMAIL_ATTACHMENT_MAX_BYTES", default=8 * 1024 * 1024)
+# How long the link that confirms a signed-up address works, and the least time
+# between two account mails (the link again, a "someone tried" note) to one account.
+EMAIL_CONFIRMATION_TIMEOUT = env.int("EMAIL_CONFIRMATION_TIMEOUT", default=3 * 24 * 3600)
+EMAIL_CONFIRMATION_RESEND_SECONDS = env.int("EMAIL_CONFIRMATION_RESEND_SECONDS", default=60)
 # Absolute links in emails.
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
@@ -243,6 +283,58 @@ X_FRAME_OPTIONS = "DENY"
 if env.bool("BEHIND_TLS_PROXY", default=not DEBUG):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# How many reverse proxies we run in front of the web server, each appending the address
+# it saw to X-Forwarded-For. 0: the client's address is REMOTE_ADDR and X-Forwarded-For
+# is ignored (a client can write anything there). docker-compose.yml sets 1 (Caddy).
+# Every throttle and lockout counts by prisma_site.middleware.client_ip, and DRF's
+# throttles by the same rule (REST_FRAMEWORK["NUM_PROXIES"] below).
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+
+# Content-Security-Policy (django-csp): scripts and styles only from our own files, no
+# inline <script>, style="" or on…="" anywhere (the templates have none, the admin has
+# none, /api/docs/ is SpectacularSwaggerSplitView with our template). Images also from
+# data: (Swagger UI's icons) and blob: (the upload page's preview of the chosen photo),
+# and from S3 when public media live there.
+_CSP_IMG_SRC = ["'self'", "data:", "blob:", *env.list("CSP_EXTRA_IMG_SRC", default=[])]
+if S3_BUCKET:
+    _s3_endpoint, _s3_region = env("S3_ENDPOINT_URL", default=""), env("S3_REGION", default="")
+    _CSP_IMG_SRC += [_s3_endpoint] if _s3_endpoint else [
+        f"https://{S3_BUCKET}.s3.amazonaws.com",
+        *([f"https://{S3_BUCKET}.s3.{_s3_region}.amazonaws.com"] if _s3_region else []),
+    ]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": _CSP_IMG_SRC,
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# Log-in lockout (django-axes), for /accounts/login/, /admin/login/ and the API's token
+# endpoint alike (they all go through authenticate()): after AXES_FAILURE_LIMIT wrong
+# passwords from one client address, or for one username, further tries are refused
+# (the right password too) for AXES_COOLOFF_MINUTES, with a readable page and a 429.
+AUTHENTICATION_BACKENDS = [
+    "prisma_site.auth_backends.LockoutBackend",  # django-axes' check, then the password
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.int("AXES_COOLOFF_MINUTES", default=15) / 60  # hours, a float
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+# Failed tries are kept only until their cool-off ends; successful log-ins are not
+# recorded at all (no history of who logged in from where).
+AXES_DISABLE_ACCESS_LOG = True
+AXES_CLIENT_IP_CALLABLE = "prisma_site.middleware.client_ip"
+AXES_LOCKOUT_CALLABLE = "stylize.views.login_locked_out"
+
 LOGIN_URL = "stylize:login"
 LOGIN_REDIRECT_URL = "stylize:upload"
 LOGOUT_REDIRECT_URL = "stylize:home"
@@ -252,6 +344,15 @@ LOGOUT_REDIRECT_URL = "stylize:home"
 # stylize.validators refuses photos bigger than this (bytes) or with more pixels.
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=20 * 1024 * 1024)
 UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)
+# The longest request body accepted (prisma_site.middleware.RequestBodyLimitMiddleware
+# answers 413 to a longer one before reading it): a photo at the limit plus 256 KB for
+# the multipart envelope and the other fields. docker-compose.yml's Caddy uses it too.
+REQUEST_BODY_MAX_BYTES = env.int(
+    "REQUEST_BODY_MAX_BYTES", default=UPLOAD_MAX_BYTES + 256 * 1024
+)
+# Form fields other than files, and non-multipart bodies (JSON, urlencoded): Django's
+# 2.5 MB, said explicitly; nothing the site takes is near it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
 
 REST_FRAMEWORK = {
     # Token first: an anonymous request gets 401 with "WWW-Authenticate: Token".
@@ -261,11 +362,17 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # DRF's default (None) believes X-Forwarded-For from anyone: a throttle a client
+    # resets by sending a new address each time. Same rule as client_ip (NUM_PROXIES).
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_THROTTLE_RATES": {
         # Jobs a user may create (API); counted per user in the default cache.
         "job_create": env("API_JOB_CREATE_RATE", default="30/hour"),
         # Username/password tries at POST /api/v1/auth/token/, per client address.
         "auth_token": env("API_AUTH_TOKEN_RATE", default="20/minute"),
+        # Password reset requests (the page), per address asked for and per client address.
+        "password_reset_email": env("PASSWORD_RESET_EMAIL_RATE", default="3/hour"),
+        "password_reset_client": env("PASSWORD_RESET_CLIENT_RATE", default="10/hour"),
     },
 }
 

@@ -65,8 +65,23 @@ class StyleJobAdmin(admin.ModelAdmin):
     list_filter = ["status", "style", "stroke", "preserve_colors"]
     search_fields = ["id", "owner__username", "owner__email", "style__name", "error"]
     list_select_related = ["owner", "style"]
+    # Users' photos and results are private (stylize.storage): staff see that they
+    # exist, not what they show, and cannot replace them.
+    exclude = ["input_image", "result_image"]
     readonly_fields = [
-        "id", "created_at", "enqueued_at", "started_at", "finished_at", "emailed_at", "attempts",
+        "id", "photo", "input_filename", "result", "created_at", "enqueued_at", "started_at",
+        "finished_at", "emailed_at", "attempts",
     ]
     date_hierarchy = "created_at"
     raw_id_fields = ["owner"]
+
+    def has_add_permission(self, request):
+        return False  # a job starts from a user's upload
+
+    @admin.display(description="Photo")
+    def photo(self, obj):
+        return "stored (private)" if obj.input_image else "—"
+
+    @admin.display(description="Result")
+    def result(self, obj):
+        return "stored (private)" if obj.result_image else "—"

@@ -5,3 +5,15 @@ class StylizeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "stylize"
     verbose_name = "Style transfer"
+
+    def ready(self):
+        from django.conf import settings
+        from django.db.models.signals import post_save, pre_save
+
+        from . import signals
+
+        # A password change, however it is made, replaces the API token (stylize.signals).
+        pre_save.connect(signals.user_pre_save, sender=settings.AUTH_USER_MODEL,
+                         dispatch_uid="stylize.user_pre_save")
+        post_save.connect(signals.user_post_save, sender=settings.AUTH_USER_MODEL,
+                          dispatch_uid="stylize.user_post_save")

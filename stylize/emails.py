@@ -2,6 +2,8 @@
 
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.db.models import Q
+from django.urls import reverse
 
 from .models import Profile, StyleJob
 from .services import job_mark_emailed
@@ -19,7 +21,11 @@ def job_email_send(*, job_id) -> bool:
         return False
     if not job.is_finished or job.emailed_at is not None or not job.owner.email:
         return False
-    if Profile.objects.filter(user=job.owner_id, email_results=False).exists():
+    # Switched off, or an address not confirmed yet (it gets nothing but its link; the
+    # result stays on the job page).
+    if Profile.objects.filter(
+        Q(email_results=False) | Q(email_confirmed=False), user=job.owner_id
+    ).exists():
         return False
     message = _job_message(job)
     message.send(fail_silently=False)
@@ -59,7 +65,7 @@ def _job_message(job: StyleJob) -> EmailMessage:
             message.attach(job.result_download_name, result.read(), "image/jpeg")
         where = "It is attached to this email."
     else:
-        where = f"It is too large to attach; download it here:\n\n    {_absolute(job.result_image.url)}"
+        where = f"It is too large to attach; see it and download it here:\n\n    {_job_link(job)}"
     message.body = (
         f"Hello {name},\n\nYour photo has been repainted as {styles}, with "
         f"{_stroke_text(job)}. {where}\n\n— Prisma\n"
@@ -67,5 +73,6 @@ def _job_message(job: StyleJob) -> EmailMessage:
     return message
 
 
-def _absolute(url: str) -> str:
-    return url if url.startswith(("http://", "https://")) else f"{settings.SITE_URL}{url}"
+def _job_link(job: StyleJob) -> str:
+    """The job's page, where its owner (logged in) sees and downloads the result."""
+    return settings.SITE_URL + reverse("stylize:job", args=[job.pk])

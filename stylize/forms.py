@@ -3,8 +3,10 @@
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.contrib.auth.forms import PasswordResetForm as DjangoPasswordResetForm
 from django.core.exceptions import ValidationError
 
+from .accounts import confirmation_resend
 from .imaging import STROKE_WORKING_SIDES
 from .models import DEFAULT_MAX_SIDE, DEFAULT_STROKE, Profile, Stroke
 from .selectors import style_list_mixable, style_list_offered
@@ -35,13 +37,9 @@ class SignupForm(UserCreationForm):
         fields = ["email"]
 
     def clean_email(self):
-        email = self.cleaned_data["email"].strip().lower()
-        users = get_user_model().objects
-        if users.filter(email__iexact=email).exists() or users.filter(
-            username__iexact=email
-        ).exists():
-            raise forms.ValidationError("An account with this email address already exists.")
-        return email
+        # Whether the address is taken is not said here: stylize.accounts.signup mails
+        # its owner instead, and the page is the same either way.
+        return self.cleaned_data["email"].strip().lower()
 
     def save(self, commit=True):
         user = super().save(commit=False)
@@ -51,10 +49,46 @@ class SignupForm(UserCreationForm):
         return user
 
 
+class PasswordResetForm(DjangoPasswordResetForm):
+    """Django's reset form, except that an address not yet confirmed gets its
+    confirmation link again (at most once a minute) instead of a reset link: nothing
+    but that link goes to an unconfirmed address."""
+
+    def get_users(self, email):
+        unconfirmed = set(
+            Profile.objects.filter(email_confirmed=False).values_list("user_id", flat=True)
+        )
+        for user in super().get_users(email):
+            if user.pk in unconfirmed:
+                confirmation_resend(user=user)
+            else:
+                yield user
+
+
 class LoginForm(AuthenticationForm):
     def __init__(self, request=None, *args, **kwargs):
         super().__init__(request, *args, **kwargs)
         self.fields["username"].label = "Email or username"
+
+
+class AccountDeleteForm(forms.Form):
+    """Deleting an account asks for its password once more."""
+
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your password.")
+        return password
 
 
 class ProfileForm(forms.ModelForm):

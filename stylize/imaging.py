@@ -47,6 +47,43 @@ def load_photo(fileobj_or_path: str | os.PathLike | BinaryIO, *, max_side: int) 
         return np.asarray(image, dtype=np.uint8).copy()
 
 
+# What a stored photo keeps of its file's metadata: the colour profile and, for
+# palette or greyscale images, which colour is transparent. Nothing else (EXIF with
+# GPS, camera and artist, XMP, IPTC, maker notes, comments, text chunks) is written.
+_KEPT_INFO = ("icc_profile", "transparency")
+# Pillow format -> how the cleaned photo is written (the same format as uploaded).
+_CLEAN_SAVE_OPTIONS = {
+    "JPEG": {"format": "JPEG", "quality": 95},
+    "MPO": {"format": "JPEG", "quality": 95},  # a phone's JPEG: its first picture
+    "PNG": {"format": "PNG"},
+    "WEBP": {"format": "WEBP", "quality": 95},
+}
+
+
+def photo_without_metadata(fileobj_or_path: str | os.PathLike | BinaryIO) -> tuple[bytes, str]:
+    """The photo written anew without metadata, and its format (``"JPEG"``, ``"PNG"``
+    or ``"WEBP"``).
+
+    The EXIF orientation is applied to the pixels (so the picture stands as the camera
+    meant) and then dropped with the rest of the EXIF; only the colour profile (and a
+    palette image's transparent colour) is kept. PNG stays lossless; JPEG and WebP are
+    re-encoded at quality 95. Raises what Pillow raises for a file it cannot decode.
+    """
+    with Image.open(fileobj_or_path) as image:
+        image.seek(0)
+        options = dict(_CLEAN_SAVE_OPTIONS.get(image.format, {"format": "PNG"}))
+        kept = {key: image.info[key] for key in _KEPT_INFO if key in image.info}
+        upright = ImageOps.exif_transpose(image)
+        if upright is image:
+            upright = image.copy()
+    upright.info = {}
+    if "transparency" in kept and options["format"] != "PNG":
+        kept.pop("transparency")
+    buffer = io.BytesIO()
+    upright.save(buffer, **options, **kept)
+    return buffer.getvalue(), options["format"]
+
+
 def _fitted_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     width, height = size
     scale = max_side / max(width, height)

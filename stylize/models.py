@@ -1,7 +1,9 @@
+import re
 import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.storage import storages
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -107,6 +109,29 @@ class Style(models.Model):
         return self.status == self.Status.READY and self.live_version is not None
 
 
+def private_storage():
+    """Where users' photos and results live: ``STORAGES["private"]``, which no URL
+    route serves (files are read through the owner-checked views and API only)."""
+    return storages["private"]
+
+
+def _random_name(folder: str, filename: str) -> str:
+    """``<folder>/<32 random hex digits>.<ext>``: nothing of the uploader's own name,
+    nothing a stranger could guess."""
+    suffix = Path(filename).suffix.lower()
+    if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
+        suffix = ""
+    return f"{folder}/{uuid.uuid4().hex}{suffix}"
+
+
+def job_photo_name(job, filename: str) -> str:
+    return _random_name("photos", filename)
+
+
+def job_result_name(job, filename: str) -> str:
+    return _random_name("results", filename)
+
+
 class Stroke(models.TextChoices):
     """How big the brush strokes are: the size the network paints at
     (``imaging.STROKE_WORKING_SIDES``)."""
@@ -135,8 +160,13 @@ class StyleJob(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="style_jobs"
     )
     style = models.ForeignKey(Style, on_delete=models.PROTECT, related_name="jobs")
-    input_image = models.ImageField(upload_to="jobs/inputs/%Y/%m/%d/")
-    result_image = models.ImageField(upload_to="jobs/results/%Y/%m/%d/", blank=True)
+    input_image = models.ImageField(upload_to=job_photo_name, storage=private_storage)
+    input_filename = models.CharField(
+        max_length=100, blank=True, help_text="The photo's name on the uploader's side, cleaned."
+    )
+    result_image = models.ImageField(
+        upload_to=job_result_name, storage=private_storage, blank=True
+    )
     strength = models.FloatField(
         default=1.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
@@ -205,6 +235,13 @@ class StyleJob(models.Model):
         return self.status in self.FINISHED
 
     @property
+    def photo_download_name(self) -> str:
+        """The uploaded photo's own name when it is downloaded (its cleaned display name)."""
+        suffix = Path(self.input_image.name).suffix.lower()
+        stem = Path(self.input_filename).stem or "photo"
+        return f"{stem}{suffix}"
+
+    @property
     def result_download_name(self) -> str:
         """What the result is called when it is downloaded or attached to an email."""
         suffix = Path(self.result_image.name).suffix.lower() or ".jpg"
@@ -221,6 +258,12 @@ class Profile(models.Model):
         "email me my results",
         default=True,
         help_text="Send the finished painting (or why it failed) to your account's address.",
+    )
+    email_confirmed = models.BooleanField(
+        default=True,
+        help_text="Whether the address is known to be the user's. Sign-up sets it off "
+        "until the emailed link is followed; accounts staff make count as confirmed. "
+        "Nothing but that link is mailed to an unconfirmed address.",
     )
 
     def __str__(self):

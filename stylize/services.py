@@ -13,12 +13,15 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from . import imaging
 from .models import DEFAULT_STROKE, Stroke, Style, StyleJob
 from .selectors import style_list_offered
+from .validators import ALLOWED_FORMATS
 
 logger = logging.getLogger(__name__)
 
@@ -278,11 +281,28 @@ def job_create(
     )
     if max_side is not None:
         job.max_side = max_side
+    job.input_filename = _display_filename(input_image.name)
     job.full_clean(exclude=["input_image"])
-    job.input_image.save(Path(input_image.name).name, input_image, save=False)
+    # The stored photo keeps no metadata (GPS, camera, artist …); it gets a random
+    # name in the private storage (StyleJob.input_image).
+    input_image.seek(0)
+    data, image_format = imaging.photo_without_metadata(input_image)
+    extension = ALLOWED_FORMATS[image_format][1]
+    job.input_image.save(f"photo.{extension}", ContentFile(data), save=False)
     job.save()
     _enqueue_on_commit(job.pk)
     return job
+
+
+def _display_filename(name: str | None) -> str:
+    """The uploader's file name as shown back to them: no folders, no control
+    characters, at most 100 characters; never used to store anything."""
+    name = Path(str(name or "")).name
+    name = "".join(char for char in name if char.isprintable()).strip()
+    if len(name) > 100:
+        stem, suffix = Path(name).stem, Path(name).suffix[:10]
+        name = stem[: 100 - len(suffix)] + suffix
+    return name or "photo"
 
 
 def _enqueue_on_commit(job_id, countdown: float = 0):
@@ -406,7 +426,9 @@ def jobs_requeue_stuck(*, now=None) -> dict[str, int]:
         emailed_at__isnull=True,
         finished_at__lt=now - timedelta(seconds=settings.JOB_QUEUED_TIMEOUT),
         finished_at__gt=now - timedelta(days=1),
-    ).exclude(owner__email="").exclude(owner__prisma_profile__email_results=False)
+    ).exclude(owner__email="").exclude(owner__prisma_profile__email_results=False).exclude(
+        owner__prisma_profile__email_confirmed=False  # nothing but its link until confirmed
+    )
     for job_id in unsent.values_list("pk", flat=True):
         _email_on_commit(job_id)
         counts["emails"] += 1

@@ -7,6 +7,7 @@ from celery import shared_task
 from django.conf import settings
 
 from .emails import job_email_send
+from .job_files import jobs_delete_expired, private_files_sweep_orphans
 from .models import Style, StyleJob
 from .services import jobs_requeue_stuck
 from .stylizing import JobRetry, job_run
@@ -42,6 +43,11 @@ def send_job_email(job_id: str) -> None:
 @shared_task(name="stylize.tasks.requeue_stuck_jobs")
 def requeue_stuck_jobs() -> dict:
     return jobs_requeue_stuck()
+
+
+@shared_task(name="stylize.tasks.delete_expired_jobs")
+def delete_expired_jobs() -> dict:
+    return {"jobs": jobs_delete_expired(), "orphans": private_files_sweep_orphans()}
 
 
 @shared_task(

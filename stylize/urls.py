@@ -13,6 +13,9 @@ account_urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/profile/", views.profile, name="profile"),
     path("accounts/token/", views.api_token_create, name="api_token"),
+    path("accounts/confirm/resend/", views.email_confirm_resend, name="email_confirm_resend"),
+    path("accounts/confirm/<uidb64>/<token>/", views.email_confirm, name="email_confirm"),
+    path("accounts/delete/", views.account_delete, name="account_delete"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(
@@ -44,7 +47,7 @@ account_urlpatterns = [
     ),
     path(
         "accounts/password_reset/",
-        auth_views.PasswordResetView.as_view(
+        views.PasswordResetView.as_view(  # throttled, links from SITE_URL
             template_name="registration/prisma_password_reset_form.html",
             success_url=reverse_lazy("stylize:password_reset_done"),
             email_template_name="registration/password_reset_email.txt",

@@ -11,7 +11,9 @@ pytest_plugins = ["tests.model_fixtures"]
 def _media_in_tmp(request, tmp_path):
     """Uploaded and generated files go to a per-test folder, never into var/."""
     if request.config.pluginmanager.hasplugin("django"):
-        request.getfixturevalue("settings").MEDIA_ROOT = tmp_path / "media"
+        settings = request.getfixturevalue("settings")
+        settings.MEDIA_ROOT = tmp_path / "media"
+        settings.PRIVATE_MEDIA_ROOT = tmp_path / "private"
 
 
 def png_bytes(size=(32, 24), color=(200, 80, 40)) -> bytes:

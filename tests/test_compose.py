@@ -40,12 +40,15 @@ def test_app_services_run_in_production_mode_against_tfserving():
         assert environment["MODEL_BACKEND"] == "tfserving"
         assert environment["TFSERVING_ADDRESS"] == "tfserving:8500"
         assert environment["DATABASE_URL"].startswith("postgres://")
-        assert environment["REDIS_URL"] == "redis://redis:6379/0"
+        password = "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
+        assert environment["REDIS_URL"] == f"redis://:{password}@redis:6379/0"
+        assert environment["CACHE_URL"] == f"redis://:{password}@redis:6379/1"
+        assert environment["SITE_URL"].startswith("${SITE_URL:?")
 
 
 def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies():
     services = compose()["services"]
-    assert {"web", "worker", "beat", "redis", "postgres", "tfserving"} <= set(services)
+    assert {"web", "worker", "beat", "redis", "postgres", "tfserving", "proxy"} <= set(services)
     for name, service in services.items():
         assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
         for dependency, condition in service.get("depends_on", {}).items():
@@ -70,3 +73,76 @@ def test_web_serves_with_gunicorn_and_the_image_builds_from_requirements():
     dockerfile = (BASE_DIR / "Dockerfile").read_text()
     assert "pip install -r requirements.txt" in dockerfile
     assert "collectstatic" in dockerfile
+
+
+# --- Reverse proxy and Redis (docs/design/security.md) ---------------------------------
+
+
+def caddyfile() -> str:
+    text = (BASE_DIR / "deploy" / "Caddyfile").read_text()
+    return "\n".join(line.split("#", 1)[0] for line in text.splitlines())  # no comments
+
+
+def test_only_the_proxy_is_published_and_it_is_caddy_in_front_of_web():
+    services = compose()["services"]
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("caddy:")  # the official image
+    assert "./deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    assert proxy["depends_on"] == {"web": {"condition": "service_healthy"}}
+    assert {"80:80", "443:443"} <= set(proxy["ports"])
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published <= {"proxy", "tfserving"}  # not web, redis or postgres
+    assert "web" not in published
+    assert re.search(r"reverse_proxy\s+web:8000\b", caddyfile())
+
+
+def test_the_proxy_limits_bodies_to_what_web_accepts():
+    services = compose()["services"]
+    web, proxy = services["web"]["environment"], services["proxy"]["environment"]
+    assert web["REQUEST_BODY_MAX_BYTES"] == proxy["REQUEST_BODY_MAX_BYTES"]
+    default = int(re.fullmatch(r"\$\{REQUEST_BODY_MAX_BYTES:-(\d+)\}",
+                               proxy["REQUEST_BODY_MAX_BYTES"]).group(1))
+    assert default == 20 * 1024 * 1024 + 256 * 1024  # settings.REQUEST_BODY_MAX_BYTES
+    limit = re.search(r"request_body\s*\{\s*max_size\s+\{\$REQUEST_BODY_MAX_BYTES:(\d+)\}\s*\}",
+                      caddyfile())
+    assert limit and int(limit.group(1)) == default
+
+
+def test_the_proxy_sets_x_forwarded_for_and_web_trusts_exactly_one_proxy():
+    services = compose()["services"]
+    assert services["web"]["environment"]["NUM_PROXIES"] == "1"
+    for name in ["worker", "trainer", "beat"]:  # they serve no requests
+        assert "NUM_PROXIES" not in services[name]["environment"]
+    # Caddy sets X-Forwarded-For itself and drops a client's own unless the client is a
+    # trusted proxy: none may be configured, or a client could choose its address.
+    text = caddyfile()
+    assert "trusted_proxies" not in text and "X-Forwarded-For" not in text
+
+
+def test_the_proxy_sends_no_server_banner():
+    text = caddyfile()
+    assert re.search(r"^\s*header\s+-Server\s*$", text, re.MULTILINE)
+    assert re.search(r"header_down\s+-Server", text)
+
+
+def test_redis_requires_the_password_the_app_services_use():
+    redis = compose()["services"]["redis"]
+    command = " ".join(redis["command"])
+    assert '--requirepass "$$REDIS_PASSWORD"' in command
+    assert redis["environment"]["REDIS_PASSWORD"] == "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
+    assert redis["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD:?")
+    assert "ports" not in redis
+
+
+def test_users_files_have_their_own_volume_that_the_proxy_never_sees():
+    services = compose()["services"]
+    environment = services["web"]["environment"]
+    assert environment["PRIVATE_MEDIA_ROOT"] == "/app/var/private"
+    for name in ("web", "worker"):  # the worker writes results, the web streams them
+        assert "private:/app/var/private" in services[name]["volumes"], name
+    proxy_volumes = services["proxy"]["volumes"]
+    assert "media:/srv/media:ro" in proxy_volumes  # paintings and samples
+    assert not any(volume.startswith("private:") for volume in proxy_volumes)
+    assert "private" in compose()["volumes"]
+    assert re.search(r"handle_path\s+/media/\*\s*\{\s*root \* /srv/media\s+file_server",
+                     caddyfile())

@@ -40,6 +40,23 @@ def admin_login_works(base: str, username: str, password: str) -> bool:
     return landed.url.endswith("/admin/") and "Site administration" in landed.read().decode()
 
 
+def signup_mails_a_link_to_this_site(base: str, mail_dir: Path) -> bool:
+    """Sign up as a newcomer does; the confirmation mail links the port the stack is on."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    page = opener.open(f"{base}/accounts/signup/", timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    password = "a long pass phrase 42"
+    form = urllib.parse.urlencode({
+        "csrfmiddlewaretoken": token, "email": "newcomer@example.com",
+        "password1": password, "password2": password,
+    }).encode()
+    request = urllib.request.Request(f"{base}/accounts/signup/", data=form,
+                                     headers={"Referer": f"{base}/accounts/signup/"})
+    opener.open(request, timeout=10).read()
+    mails = "".join(path.read_text() for path in mail_dir.glob("*.log"))
+    return f"{base}/accounts/confirm/" in mails
+
+
 def http_get(url: str):
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.status, response.read()
@@ -69,6 +86,7 @@ def test_run_starts_redis_worker_and_web_and_ctrl_c_stops_them(tmp_path):
         assert status == 200 and b"Prisma" in body
         password = re.search(r"Staff login: admin / (\S+)", "".join(output)).group(1)
         assert admin_login_works(f"http://127.0.0.1:{web_port}", "admin", password)
+        assert signup_mails_a_link_to_this_site(f"http://127.0.0.1:{web_port}", tmp_path / "mail")
         assert redis.Redis(port=redis_port).ping() is True
         assert (tmp_path / "db.sqlite3").is_file()
         printed = "".join(output)
@@ -112,3 +130,18 @@ def test_with_redis_gives_the_command_a_throwaway_redis_and_its_exit_status():
     url = result.stdout.strip().splitlines()[-1]
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     assert not port_open(port)
+
+
+@pytest.mark.parametrize("debug, expected", [(None, "1"), ("0", "0")])
+def test_with_redis_runs_in_development_mode_unless_told_otherwise(debug, expected):
+    """The settings default to DEBUG off; `make test` (and `make run`) turn it on."""
+    env = {k: v for k, v in os.environ.items() if k != "DEBUG"}
+    if debug is not None:
+        env["DEBUG"] = debug
+    result = subprocess.run(
+        [sys.executable, "-m", "prisma_site.devstack", "with-redis", "--",
+         sys.executable, "-c", "import os; print(os.environ['DEBUG'])"],
+        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected

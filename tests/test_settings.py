@@ -44,18 +44,34 @@ print(json.dumps({
     "HSTS": settings.SECURE_HSTS_SECONDS,
     "STORAGE": settings.STORAGES["default"]["BACKEND"],
     "TRAINING": settings.TRAINING_OVERRIDES,
+    "NUM_PROXIES": settings.NUM_PROXIES,
+    "DRF_NUM_PROXIES": settings.REST_FRAMEWORK["NUM_PROXIES"],
+    "REQUEST_BODY_MAX_BYTES": settings.REQUEST_BODY_MAX_BYTES,
+    "UPLOAD_MAX_BYTES": settings.UPLOAD_MAX_BYTES,
+    "DATA_UPLOAD_MAX_MEMORY_SIZE": settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+    "CSP": settings.CONTENT_SECURITY_POLICY["DIRECTIVES"],
+    "MIDDLEWARE": settings.MIDDLEWARE,
+    "AXES_FAILURE_LIMIT": settings.AXES_FAILURE_LIMIT,
+    "AXES_COOLOFF_TIME": settings.AXES_COOLOFF_TIME,
+    "ALLOWED_HOSTS": settings.ALLOWED_HOSTS,
 }))
 """
 
+#: What `make run` and `make test` add (prisma_site/devstack.py): development mode.
+DEV_ENV = {"DEBUG": "1"}
+
 
 def clean_env(**extra):
+    """This process's environment without the settings' variables, in development mode
+    unless ``extra`` says otherwise (``DEBUG=None`` leaves DEBUG unset)."""
     env = {
         k: v for k, v in os.environ.items()
-        if k not in PRODUCTION_ENV and k not in {"REDIS_URL", "PRISMA_VAR_DIR"}
+        if k not in PRODUCTION_ENV and k not in {"REDIS_URL", "PRISMA_VAR_DIR", "NUM_PROXIES"}
     }
     env["DJANGO_SETTINGS_MODULE"] = "prisma_site.settings"
+    env.update(DEV_ENV)
     env.update(extra)
-    return env
+    return {k: v for k, v in env.items() if v is not None}
 
 
 def load_settings(env):
@@ -67,9 +83,44 @@ def load_settings(env):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def test_debug_is_off_unless_the_environment_turns_it_on(tmp_path):
+    secret = "s" * 30 + "-only-for-this-test-" + "k" * 30
+    loaded = load_settings(clean_env(DEBUG=None, SECRET_KEY=secret, PRISMA_VAR_DIR=str(tmp_path)))
+    assert loaded["DEBUG"] is False
+    assert loaded["SESSION_COOKIE_SECURE"] and loaded["HSTS"] >= 31536000
+    assert "*" not in loaded["ALLOWED_HOSTS"]
+    # ... and then a SECRET_KEY is required.
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=clean_env(DEBUG=None), cwd=BASE_DIR, capture_output=True, text=True,
+    )
+    assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+def test_safe_defaults_for_clients_bodies_and_pages(tmp_path):
+    loaded = load_settings(clean_env(PRISMA_VAR_DIR=str(tmp_path)))
+    # Client addresses from REMOTE_ADDR: X-Forwarded-For is believed from no one.
+    assert loaded["NUM_PROXIES"] == loaded["DRF_NUM_PROXIES"] == 0
+    assert loaded["REQUEST_BODY_MAX_BYTES"] == loaded["UPLOAD_MAX_BYTES"] + 256 * 1024
+    assert loaded["DATA_UPLOAD_MAX_MEMORY_SIZE"] == 2_621_440
+    assert loaded["CSP"]["script-src"] == ["'self'"] and loaded["CSP"]["style-src"] == ["'self'"]
+    assert not any("unsafe" in source for sources in loaded["CSP"].values() for source in sources)
+    middleware = loaded["MIDDLEWARE"]
+    # The body limit comes before anything that may read a body: only these, which don't.
+    before_the_limit = middleware[:middleware.index(
+        "prisma_site.middleware.RequestBodyLimitMiddleware")]
+    assert before_the_limit == ["prisma_site.middleware.SecurityHeadersMiddleware",
+                                "django.middleware.security.SecurityMiddleware"]
+    assert middleware[-1] == "axes.middleware.AxesMiddleware"
+    assert loaded["AXES_FAILURE_LIMIT"] == 5 and loaded["AXES_COOLOFF_TIME"] == 0.25
+
+    behind_proxy = load_settings(clean_env(PRISMA_VAR_DIR=str(tmp_path), NUM_PROXIES="1"))
+    assert behind_proxy["NUM_PROXIES"] == behind_proxy["DRF_NUM_PROXIES"] == 1
+
+
 def test_embedded_defaults_run_on_one_machine(tmp_path):
     loaded = load_settings(clean_env(PRISMA_VAR_DIR=str(tmp_path)))
-    assert loaded["DEBUG"] is True
+    assert loaded["DEBUG"] is True  # DEV_ENV, as `make run` sets it
     assert loaded["DB_ENGINE"] == "django.db.backends.sqlite3"
     assert loaded["DB_NAME"] == str(tmp_path / "db.sqlite3")
     assert loaded["MEDIA_ROOT"] == str(tmp_path / "media")
@@ -108,10 +159,16 @@ def test_training_overrides_come_only_from_the_environment():
     assert training["output_kernel_size"] == 9 and training["steps"] == 300
 
 
-def test_check_deploy_passes_under_the_production_environment():
+@pytest.mark.parametrize("env", [
+    PRODUCTION_ENV,
+    # Nothing but what the settings require once DEBUG is left unset.
+    {"DEBUG": None, "SECRET_KEY": PRODUCTION_ENV["SECRET_KEY"],
+     "ALLOWED_HOSTS": "prisma.example.com"},
+], ids=["production", "minimal"])
+def test_check_deploy_passes_under_the_production_environment(env):
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=clean_env(**PRODUCTION_ENV), cwd=BASE_DIR, capture_output=True, text=True,
+        env=clean_env(**env), cwd=BASE_DIR, capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -120,6 +177,7 @@ def test_check_deploy_passes_under_the_production_environment():
     "env, message",
     [
         ({"DEBUG": "False"}, "SECRET_KEY must be set"),
+        ({"DEBUG": None}, "SECRET_KEY must be set"),
         ({"MODEL_BACKEND": "magic"}, "MODEL_BACKEND must be"),
     ],
 )

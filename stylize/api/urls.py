@@ -11,5 +11,6 @@ router.register("jobs", views.JobViewSet, basename="job")
 
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="token"),
+    path("account/", views.AccountView.as_view(), name="account"),
     path("", include(router.urls)),
 ]

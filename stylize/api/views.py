@@ -1,7 +1,5 @@
-import mimetypes
-
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -12,10 +10,12 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from .. import services
+from .. import accounts, services
 from ..models import StyleJob
 from ..selectors import job_list_for_owner, style_list_offered
+from ..storage import private_file_response
 from .serializers import JobCreateSerializer, JobSerializer, StyleSerializer
 from .throttles import AuthTokenThrottle, JobCreateThrottle
 
@@ -114,21 +114,29 @@ class JobViewSet(
         job = self.get_object()
         if job.status != StyleJob.Status.SUCCEEDED or not job.result_image:
             raise Http404("This job has no result yet.")
-        content_type = mimetypes.guess_type(job.result_image.name)[0]
-        if not (content_type or "").startswith("image/"):
-            content_type = "application/octet-stream"
-        response = FileResponse(
-            job.result_image.open("rb"),
-            content_type=content_type,
-            filename=job.result_download_name,
-        )
-        response["Cache-Control"] = "private, max-age=3600"
-        return response
+        return private_file_response(job.result_image, filename=job.result_download_name,
+                                     download="download" in request.GET)
 
     def perform_content_negotiation(self, request, force=False):
         # A client asking for image/* gets the file; errors still come back as JSON.
         return super().perform_content_negotiation(request, force=force or self.action == "result")
 
+
+
+class AccountView(APIView):
+    """The account of whoever asks (token or session)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        summary="Delete your account with all your jobs, photos and results",
+        request=None,
+        responses={204: OpenApiResponse(description="Deleted; the token no longer works"),
+                   401: OpenApiResponse(description="Not authenticated")},
+    )
+    def delete(self, request):
+        accounts.account_delete(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class TokenView(ObtainAuthToken):

@@ -1,11 +1,28 @@
-"""Fixtures of the training tests (train_style, train_bank, the admin's Retrain)."""
+"""Fixtures of the site's tests: accounts and throttles, and the training tests
+(train_style, train_bank, the admin's Retrain)."""
 
 import keras
 import numpy as np
 import pytest
+from django.core.cache import cache
 from PIL import Image
 
 from tests.helpers import TrainingCaptured
+
+
+@pytest.fixture
+def fast_passwords(settings):
+    """Accounts made and logged into in a blink (the real hasher takes ~0.3 s a time)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def empty_cache():
+    """Throttle counts, lockouts and mail limits live in the cache: each test starts
+    with none and leaves none."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture(scope="session")

@@ -23,13 +23,28 @@ def signup(client, email="ada@example.com", password=PASSWORD, confirm=None):
     )
 
 
-def test_signup_creates_the_user_logs_them_in_and_they_can_log_in_again(client):
+def confirmation_link(message) -> str:
+    return re.search(r"https?://[^/\s]+(/accounts/confirm/\S+/)", message.body).group(1)
+
+
+def test_signup_creates_the_user_and_the_mailed_link_logs_them_in_and_they_can_log_in_again(
+    client,
+):
     response = signup(client, email="Ada@Example.com")
 
-    assert response.status_code == 302 and response.url == reverse("stylize:upload")
+    assert response.status_code == 200
+    assert "Check your inbox" in response.content.decode()
+    assert "_auth_user_id" not in client.session  # not before the address is confirmed
     user = get_user_model().objects.get()
     assert user.email == "ada@example.com" and user.check_password(PASSWORD)
-    assert Profile.objects.get(user=user).email_results is True
+    profile = Profile.objects.get(user=user)
+    assert profile.email_results is True and profile.email_confirmed is False
+
+    [message] = mail.outbox
+    assert message.to == ["ada@example.com"]
+    response = client.get(confirmation_link(message))
+    assert response.status_code == 302 and response.url == reverse("stylize:upload")
+    assert Profile.objects.get(user=user).email_confirmed is True
     assert client.get(reverse("stylize:upload")).status_code == 200  # logged in
 
     client.logout()
@@ -40,14 +55,16 @@ def test_signup_creates_the_user_logs_them_in_and_they_can_log_in_again(client):
     assert client.session["_auth_user_id"] == str(user.pk)
 
 
-def test_signup_refuses_a_duplicate_email_whatever_its_case(client):
+def test_signup_makes_no_second_account_for_a_taken_email_whatever_its_case(client):
     UserFactory(username="ada", email="ada@example.com")
 
     response = signup(client, email="ADA@example.com")
 
     assert response.status_code == 200
-    assert "An account with this email address already exists." in response.content.decode()
+    assert "Check your inbox" in response.content.decode()
+    assert "already exists" not in response.content.decode()
     assert get_user_model().objects.count() == 1
+    assert "_auth_user_id" not in client.session
 
 
 def test_signup_refuses_mismatched_passwords(client):

@@ -1,6 +1,7 @@
-"""A person's whole visit in a real browser: sign up, upload a photo, watch the job
-succeed on a real Celery worker, see the result. Headless Debian chromium driven by
-Playwright (its own browser download is not needed: ``apt-get install chromium``)."""
+"""A person's whole visit in a real browser: sign up, confirm the address by the mailed
+link, upload a photo, watch the job succeed on a real Celery worker, see the result.
+Headless Debian chromium driven by Playwright (its own browser download is not needed:
+``apt-get install chromium``)."""
 
 import io
 import os
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.core import mail
 from PIL import Image
 
 from stylize.models import StyleJob
@@ -71,6 +73,11 @@ def test_sign_up_upload_and_see_the_result(
             page.get_by_label(re.compile(r"^Password:?$")).fill("correct horse battery staple")
             page.get_by_label("Password confirmation").fill("correct horse battery staple")
             page.get_by_role("button", name="Sign up").click()
+            expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+            # The mailed link confirms the address and logs in.
+            [message] = mail.outbox
+            link = re.search(r"https?://[^/\s]+(/accounts/confirm/\S+/)", message.body).group(1)
+            page.goto(f"{live_server.url}{link}")
             page.wait_for_url(f"{live_server.url}/upload/")
 
             # Checked in the browser before sending: not a photo, so nothing is sent.

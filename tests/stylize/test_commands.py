@@ -244,7 +244,8 @@ def test_manage_py_stylize_exits_non_zero_with_the_message(
     BankStyleFactory(name="Alpha", slug="alpha", bank_index=1)
     photo = _photo_file(tmp_path / "in.png")
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{database['NAME']}",
-           "MEDIA_ROOT": str(settings.MEDIA_ROOT)}
+           "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+           "PRIVATE_MEDIA_ROOT": str(settings.PRIVATE_MEDIA_ROOT)}
     finished = subprocess.run(
         [sys.executable, "manage.py", "stylize", str(photo), *flags],
         cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,

@@ -81,7 +81,9 @@ def test_a_large_result_is_linked_instead(smtp, settings):
     job_email_send(job_id=job.pk)
     [message] = smtp.messages
     assert not [part for part in message.walk() if part.get_filename()]
-    assert f"https://prisma.example.com{job.result_image.url}" in message.get_payload()
+    # The owner-checked job page (login needed), never a URL of the private file itself.
+    assert f"https://prisma.example.com/jobs/{job.pk}/" in message.get_payload()
+    assert job.result_image.name.split("/")[-1] not in message.get_payload()
 
 
 @pytest.mark.django_db

@@ -362,7 +362,7 @@ def test_delete_needs_the_csrf_token(user):
 # --- Every page: labels, no outside assets --------------------------------------------
 
 PAGES = ["home", "upload", "job_list", "job", "signup", "login", "profile", "password_reset",
-         "password_change"]
+         "password_change", "account_delete"]
 
 
 def _render_all(client, user, styles):

@@ -1,0 +1,242 @@
+"""Account services: sign-up with a confirmed address, the confirmation link, deletion.
+
+An account made by sign-up starts unconfirmed (``Profile.email_confirmed`` off): the
+service mails it nothing but the confirmation link until that link is followed. Accounts
+that staff make (admin, ``createsuperuser``, ``create_user``) get their profile on demand
+from ``Profile.for_user`` and count as confirmed.
+
+Sign-up never says whether an address is taken: a new address gets a confirmation link,
+a taken one a note to its owner (or, if that account is itself unconfirmed, its link
+again), and the caller shows the same page either way. Every link is built from
+``settings.SITE_URL``, never from the request.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
+from django.core.cache import cache
+from django.core.mail import EmailMessage
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.crypto import constant_time_compare
+from django.utils.encoding import force_bytes
+from django.utils.http import base36_to_int, urlsafe_base64_decode, urlsafe_base64_encode
+
+from . import services
+from .models import Profile
+
+logger = logging.getLogger(__name__)
+
+def confirmation_timeout() -> int:
+    """How long a confirmation link works, in seconds (``EMAIL_CONFIRMATION_TIMEOUT``)."""
+    return settings.EMAIL_CONFIRMATION_TIMEOUT
+
+
+def resend_seconds() -> int:
+    """The least time between two account mails to one account, in seconds."""
+    return settings.EMAIL_CONFIRMATION_RESEND_SECONDS
+
+
+class EmailConfirmationTokenGenerator(PasswordResetTokenGenerator):
+    """A signed, expiring token for the confirmation link.
+
+    Its hash holds the confirmed flag and the address, so it works once (confirming
+    flips the flag) and not for an address changed since. Logging in does not spoil it
+    (an unconfirmed user may log in before following the link).
+    """
+
+    key_salt = "stylize.accounts.EmailConfirmationTokenGenerator"
+
+    def _make_hash_value(self, user, timestamp):
+        confirmed = Profile.for_user(user).email_confirmed
+        return f"{user.pk}{user.email}{confirmed}{timestamp}"
+
+    def check_token(self, user, token):
+        if not (user and token):
+            return False
+        try:
+            ts = base36_to_int(token.split("-")[0])
+        except ValueError:
+            return False
+        if self._num_seconds(self._now()) - ts > confirmation_timeout():
+            return False
+        return any(
+            constant_time_compare(self._make_token_with_timestamp(user, ts, secret), token)
+            for secret in [self.secret, *self.secret_fallbacks]
+        )
+
+
+confirmation_tokens = EmailConfirmationTokenGenerator()
+
+
+def _link(view: str, *args) -> str:
+    return settings.SITE_URL + reverse(view, args=args)
+
+
+def confirmation_link(user) -> str:
+    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
+    return _link("stylize:email_confirm", uidb64, confirmation_tokens.make_token(user))
+
+
+def _mail_allowed(user) -> bool:
+    """At most one account mail per account per ``resend_seconds()`` (via the cache)."""
+    return cache.add(f"stylize:account-mail:{user.pk}", True, timeout=resend_seconds())
+
+
+def _send(message: EmailMessage) -> bool:
+    """Send an account mail; a failure is logged, not raised, so that the page shown
+    does not depend on it (the user can ask for the link again)."""
+    try:
+        message.send(fail_silently=False)
+    except Exception:  # noqa: BLE001 - SMTP and socket errors alike
+        logger.exception("Could not send %r to %s", message.subject, message.to)
+        return False
+    return True
+
+
+def _duration(seconds: int) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds // 3600} hours"
+    return f"{max(1, seconds // 60)} minutes"
+
+
+def _name(user) -> str:
+    return user.get_short_name() or user.get_username()
+
+
+def confirmation_send(*, user) -> bool:
+    """Mail ``user`` the link that confirms their address. False if nothing was sent."""
+    if not user.email:
+        return False
+    return _send(
+        EmailMessage(
+            subject="Confirm your email address for Prisma",
+            body=(
+                f"Hello {_name(user)},\n\n"
+                "Please confirm that this is your address by opening this link:\n\n"
+                f"    {confirmation_link(user)}\n\n"
+                f"The link works for {_duration(confirmation_timeout())}. Until your "
+                "address is confirmed we send it nothing else: your results wait for you on "
+                "the site.\n\n"
+                "If you did not sign up for Prisma, ignore this email; nothing more will "
+                "be sent to you.\n\n— Prisma\n"
+            ),
+            to=[user.email],
+        )
+    )
+
+
+def _taken_notice_send(*, user) -> bool:
+    """Tell the owner of an address someone tried to sign up with it."""
+    return _send(
+        EmailMessage(
+            subject="Someone tried to sign up for Prisma with your address",
+            body=(
+                f"Hello {_name(user)},\n\n"
+                "Someone just tried to sign up for Prisma with this email address, which "
+                f"already belongs to your account {user.get_username()}.\n\n"
+                f"If it was you, log in here:\n\n    {_link('stylize:login')}\n\n"
+                "or, if you forgot your password, choose a new one here:\n\n"
+                f"    {_link('stylize:password_reset')}\n\n"
+                "If it was not you, ignore this email; your account stays as it is.\n\n"
+                "— Prisma\n"
+            ),
+            to=[user.email],
+        )
+    )
+
+
+def _account_with_address(email: str):
+    users = get_user_model().objects
+    return users.filter(Q(email__iexact=email) | Q(username__iexact=email)).order_by("pk").first()
+
+
+def _address_taken(*, user) -> None:
+    """Mail the owner of a taken address: its link again if that account is still
+    unconfirmed (nothing else may go to it), otherwise a note. At most once a minute."""
+    if not user.email or not _mail_allowed(user):
+        return
+    if not Profile.for_user(user).email_confirmed:
+        confirmation_send(user=user)
+    else:
+        _taken_notice_send(user=user)
+
+
+@dataclass(frozen=True)
+class SignupResult:
+    """What sign-up did; the page shown must not depend on it."""
+
+    email: str
+    created: bool
+
+
+def signup(*, email: str, password: str) -> SignupResult:
+    """Make an unconfirmed account for ``email`` (already normalised, e.g. by
+    ``SignupForm``) and mail it its confirmation link; if the address is taken, mail the
+    existing owner instead and make nothing. Nobody is logged in."""
+    existing = _account_with_address(email)
+    if existing is None:
+        User = get_user_model()
+        try:
+            with transaction.atomic():
+                user = User.objects.create_user(username=email, email=email, password=password)
+                Profile.objects.create(user=user, email_confirmed=False)
+        except IntegrityError:  # the same address signed up a moment ago
+            existing = _account_with_address(email)
+        else:
+            _mail_allowed(user)  # the first link counts as a mail for the resend limit
+            confirmation_send(user=user)
+            return SignupResult(email=email, created=True)
+    make_password(password)  # as long as a new account takes, so timing tells nothing
+    if existing is not None:
+        _address_taken(user=existing)
+    return SignupResult(email=email, created=False)
+
+
+def confirmation_resend(*, user) -> bool:
+    """Mail an unconfirmed user their link again, at most once a minute. False if
+    nothing was sent (confirmed already, no address, or asked too recently)."""
+    if Profile.for_user(user).email_confirmed or not user.email:
+        return False
+    if not _mail_allowed(user):
+        return False
+    return confirmation_send(user=user)
+
+
+def confirmation_user(uidb64: str, token: str):
+    """The user a confirmation link is for, if the link is genuine, unused and unexpired."""
+    try:
+        pk = urlsafe_base64_decode(uidb64).decode()
+        user = get_user_model().objects.get(pk=pk)
+    except (TypeError, ValueError, OverflowError, get_user_model().DoesNotExist):
+        return None
+    return user if confirmation_tokens.check_token(user, token) else None
+
+
+def email_confirm(*, user) -> bool:
+    """Mark the user's address confirmed. False if it already was."""
+    profile = Profile.for_user(user)
+    return bool(
+        Profile.objects.filter(pk=profile.pk, email_confirmed=False).update(email_confirmed=True)
+    )
+
+
+def email_is_confirmed(user) -> bool:
+    return Profile.for_user(user).email_confirmed
+
+
+@transaction.atomic
+def account_delete(*, user) -> None:
+    """Delete the user with everything of theirs: each job through
+    ``services.job_delete`` (its photo and result go once this is committed), then the
+    user, whose profile and API token go with it."""
+    for job in user.style_jobs.all():
+        services.job_delete(job=job)
+    user.delete()

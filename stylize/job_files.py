@@ -1,0 +1,139 @@
+"""How long users' photos and results are kept, and how they leave.
+
+Photos and results live in the private storage (``stylize.storage``). A job, with its
+files, is deleted ``JOB_RETENTION_DAYS`` after it was made (``jobs_delete_expired``,
+run by beat); files that no row names any more (a crash between the row and the file)
+are swept (``private_files_sweep_orphans``); files stored the old way, in the public
+media storage under the uploader's own name, are moved in (``job_files_make_private``,
+``manage.py make_job_files_private``, which ``make run`` calls).
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from . import imaging
+from .models import StyleJob, private_storage
+from .services import job_delete
+from .validators import ALLOWED_FORMATS
+
+logger = logging.getLogger(__name__)
+
+#: The private storage's folders (``StyleJob.input_image`` / ``result_image``).
+PRIVATE_FOLDERS = ("photos", "results")
+#: A file younger than this is never an orphan: its row may not be committed yet.
+ORPHAN_MIN_AGE = timedelta(hours=1)
+
+
+def job_expires_at(job: StyleJob) -> datetime:
+    """When the job and its files will be deleted."""
+    return job.created_at + timedelta(days=settings.JOB_RETENTION_DAYS)
+
+
+def jobs_delete_expired(*, now=None) -> int:
+    """Delete every job made more than ``JOB_RETENTION_DAYS`` ago, files included.
+
+    A job still queued or running is left to finish (the sweep ends it within its
+    attempts); it goes at the next run after that. Returns how many were deleted.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.JOB_RETENTION_DAYS)
+    expired = StyleJob.objects.filter(created_at__lt=cutoff, status__in=StyleJob.FINISHED)
+    deleted = 0
+    for job in expired.iterator():
+        job_delete(job=job)
+        deleted += 1
+    return deleted
+
+
+def private_files_sweep_orphans(*, now=None) -> int:
+    """Delete private files that no job names and that are older than an hour.
+
+    Returns how many were deleted.
+    """
+    now = now or timezone.now()
+    storage = private_storage()
+    named = set(StyleJob.objects.values_list("input_image", flat=True))
+    named |= set(StyleJob.objects.exclude(result_image="").values_list("result_image", flat=True))
+    deleted = 0
+    for folder in PRIVATE_FOLDERS:
+        for name in _files_under(storage, folder):
+            if name in named:
+                continue
+            try:
+                if now - storage.get_modified_time(name) < ORPHAN_MIN_AGE:
+                    continue
+                storage.delete(name)
+            except OSError as error:
+                logger.warning("Could not sweep the orphan file %s: %s", name, error)
+                continue
+            deleted += 1
+    return deleted
+
+
+def _files_under(storage, folder: str) -> list[str]:
+    """Every file name under ``folder`` of ``storage``, its sub-folders included."""
+    try:
+        subfolders, files = storage.listdir(folder)
+    except FileNotFoundError:
+        return []
+    names = [f"{folder}/{name}" for name in files]
+    for subfolder in subfolders:
+        names += _files_under(storage, f"{folder}/{subfolder}")
+    return names
+
+
+def job_files_make_private() -> dict[str, int]:
+    """Move job files stored the old way (public media storage, the uploader's file
+    name, metadata kept) into the private storage under random names, dropping the
+    photos' metadata on the way. Files already private are left alone; a file that
+    cannot be read is reported and left where it is. Safe to run again.
+    """
+    counts = {"moved": 0, "missing": 0, "failed": 0}
+    private = private_storage()
+    jobs = StyleJob.objects.exclude(input_image="", result_image="")
+    for job in jobs.iterator():
+        for field_name in ("input_image", "result_image"):
+            name = getattr(job, field_name).name
+            if not name or private.exists(name):
+                continue
+            if not default_storage.exists(name):
+                counts["missing"] += 1
+                logger.warning("Job %s: %s is in neither storage.", job.pk, name)
+                continue
+            try:
+                _move_one(job, field_name, name)
+            except (OSError, ValueError, SyntaxError) as error:
+                counts["failed"] += 1
+                logger.warning("Job %s: could not move %s: %s", job.pk, name, error)
+                continue
+            counts["moved"] += 1
+    return counts
+
+
+def _move_one(job: StyleJob, field_name: str, old_name: str) -> None:
+    with default_storage.open(old_name, "rb") as old:
+        if field_name == "input_image":
+            data, image_format = imaging.photo_without_metadata(old)
+            new_name = f"photo.{ALLOWED_FORMATS[image_format][1]}"
+        else:
+            data, new_name = old.read(), f"result{_suffix(old_name)}"
+    field = getattr(job, field_name)
+    with transaction.atomic():
+        field.save(new_name, ContentFile(data), save=False)
+        if field_name == "input_image" and not job.input_filename:
+            job.input_filename = old_name.rsplit("/", 1)[-1][:100]
+        StyleJob.objects.filter(pk=job.pk).update(
+            **{field_name: field.name, "input_filename": job.input_filename}
+        )
+    default_storage.delete(old_name)
+
+
+def _suffix(name: str) -> str:
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot > name.rfind("/") else ""

@@ -1,0 +1,58 @@
+"""Signal receivers of the app, connected in ``StylizeConfig.ready()``.
+
+A password change replaces the user's API token. Whatever changes the password — the
+password change page, the reset link, the admin, ``manage.py changepassword``,
+``user.set_password(); user.save()`` in a shell — it ends in ``User.save()``, so the one
+place that sees them all is the user model's ``pre_save`` (which compares the hash about
+to be stored with the one in the database) and ``post_save`` (which replaces the token
+once the new hash is written). A user who had a token gets a new one and the old key
+stops working at once; a user without one still has none. Signed-in sessions elsewhere
+already end with a password change (Django's session hash).
+
+Not a change: Django upgrading a hash to a stronger hasher at log-in (the same password,
+saved with ``update_fields=["password"]`` and no raw password set, as
+``AbstractBaseUser.check_password`` does), and an update that leaves the hash alone.
+"""
+
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+PASSWORD_CHANGED = "_prisma_password_changed"
+
+
+def api_token_replace(*, user) -> Token | None:
+    """A new API token for ``user`` if they had one (the old key stops working)."""
+    with transaction.atomic():
+        had_token = Token.objects.filter(user=user).delete()[0] > 0
+        return Token.objects.create(user=user) if had_token else None
+
+
+def _is_hash_upgrade(instance, update_fields) -> bool:
+    return (
+        getattr(instance, "_password", None) is None
+        and update_fields is not None
+        and set(update_fields) == {"password"}
+    )
+
+
+def user_pre_save(sender, instance, raw=False, update_fields=None, **kwargs):
+    """Remember on the instance whether this save changes its password."""
+    setattr(instance, PASSWORD_CHANGED, False)
+    if raw or instance.pk is None:
+        return
+    if update_fields is not None and "password" not in update_fields:
+        return
+    stored = (
+        sender._default_manager.filter(pk=instance.pk).values_list("password", flat=True).first()
+    )
+    if stored is None or stored == instance.password:
+        return
+    setattr(instance, PASSWORD_CHANGED, not _is_hash_upgrade(instance, update_fields))
+
+
+def user_post_save(sender, instance, created=False, raw=False, **kwargs):
+    """After a password change is written, replace the user's API token."""
+    if raw or not getattr(instance, PASSWORD_CHANGED, False):
+        return
+    setattr(instance, PASSWORD_CHANGED, False)
+    api_token_replace(user=instance)
