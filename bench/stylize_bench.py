@@ -165,6 +165,7 @@ def base_env(serving_dir: Path, var_dir: Path, **extra) -> dict:
         EMAIL_URL="consolemail://",
         TF_CPP_MIN_LOG_LEVEL="2",
         TFSERVING_TIMEOUT="900",
+        JOB_MAX_IN_FLIGHT_PER_USER="0",  # the throughput runs queue many jobs of one user
     )
     env.pop("MODEL_THREADS", None)
     env.update({key: str(value) for key, value in extra.items()})

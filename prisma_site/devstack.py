@@ -1,8 +1,9 @@
-"""Run Prisma on one machine: Redis, a Celery worker and the web server.
+"""Run Prisma on one machine: Redis, the Celery workers and the web server.
 
     python -m prisma_site.devstack run [--port 8000] [--redis-port 6379]
         migrate, create the demo and staff accounts, register the shipped styles,
-        start Redis (or reuse one already answering), the worker and the web server;
+        start Redis (or reuse one already answering), a worker per queue (small jobs
+        with beat, large jobs, training; ``worker_commands``) and the web server;
         Ctrl-C stops everything it started.
     python -m prisma_site.devstack with-redis -- COMMAND ...
         start a throwaway Redis on a free port, run COMMAND with REDIS_URL pointing at
@@ -140,6 +141,34 @@ def manage(*args: str, env: dict):
     subprocess.run([PYTHON, str(BASE_DIR / "manage.py"), *args], env=env, check=True)
 
 
+#: The stylize workers, one per job queue (settings.JOB_QUEUES: "celery" for small jobs,
+#: shared with emails and beat's sweeps, and "large"), as name → worker arguments: a
+#: large job never holds up a small one (docs/design/fairness.md).
+STYLIZE_WORKERS = {
+    "small": ["--concurrency", "1", "--queues", "celery"],
+    "large": ["--concurrency", "1", "--queues", "large"],
+}
+TRAINING_QUEUE = "training"
+
+
+def worker_commands(*, port: int, workers: int, var_dir: Path) -> list[tuple[str, list[str]]]:
+    """(name, command) of each Celery worker ``run`` starts: small jobs (``workers``
+    processes, with beat), large jobs (one process) and training (one process)."""
+    celery_worker = [PYTHON, "-m", "celery", "-A", "prisma_site", "worker",
+                     "--loglevel", "INFO"]
+    small = list(STYLIZE_WORKERS["small"])
+    small[small.index("--concurrency") + 1] = str(workers)
+    return [
+        # --beat runs the sweep that re-enqueues stuck jobs, in the same process.
+        ("worker", [*celery_worker, *small, "--hostname", f"prisma-{port}@%h",
+                    "--beat", "--schedule", str(var_dir / "celerybeat-schedule")]),
+        ("worker-large", [*celery_worker, *STYLIZE_WORKERS["large"],
+                          "--hostname", f"prisma-large-{port}@%h"]),
+        ("trainer", [*celery_worker, "--concurrency", "1", "--queues", TRAINING_QUEUE,
+                     "--hostname", f"prisma-trainer-{port}@%h"]),
+    ]
+
+
 def run(args) -> int:
     env = dev_environ()
     # Links in emails (confirmation, password reset, large results) point at this site.
@@ -160,22 +189,9 @@ def run(args) -> int:
         manage("register_styles", env=env)
         manage("ensure_accounts", env=env)
 
-        celery_worker = [PYTHON, "-m", "celery", "-A", "prisma_site", "worker",
-                         "--loglevel", "INFO"]
-        group.start(
-            "worker",
-            # --beat runs the sweep that re-enqueues stuck jobs, in the same process.
-            [*celery_worker, "--concurrency", str(args.workers), "--queues", "celery",
-             "--hostname", f"prisma-{args.port}@%h",
-             "--beat", "--schedule", str(var_dir / "celerybeat-schedule")],
-            env=env, cwd=BASE_DIR,
-        )
-        group.start(
-            "trainer",
-            [*celery_worker, "--concurrency", "1", "--queues", "training",
-             "--hostname", f"prisma-trainer-{args.port}@%h"],
-            env=env, cwd=BASE_DIR,
-        )
+        for name, command in worker_commands(port=args.port, workers=args.workers,
+                                             var_dir=var_dir):
+            group.start(name, command, env=env, cwd=BASE_DIR)
         url = f"http://{args.host}:{args.port}/"
         web = group.start(
             "web",
@@ -183,7 +199,7 @@ def run(args) -> int:
              f"{args.host}:{args.port}"],
             env=env,
         )
-        wait_until(lambda: _http_ok(url), timeout=60, what="Web server", procs=[web])
+        wait_until(lambda: http_ok(url), timeout=60, what="Web server", procs=[web])
         print(f"\nPrisma is running at {url}  (Ctrl-C stops it)\n", flush=True)
         while True:
             exited = group.first_exited()
@@ -194,7 +210,8 @@ def run(args) -> int:
     return 0
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
+    """Whether ``url`` answers 200 within 2 s."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
@@ -221,7 +238,8 @@ def main(argv=None) -> int:
     run_parser.add_argument("--host", default="127.0.0.1")
     run_parser.add_argument("--port", type=int, default=8000)
     run_parser.add_argument("--redis-port", type=int, default=6379)
-    run_parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    run_parser.add_argument("--workers", type=int, default=1,
+                            help="worker processes for small jobs (large jobs get one)")
     redis_parser = sub.add_parser("with-redis", help="run a command beside a throwaway Redis")
     redis_parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

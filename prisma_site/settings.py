@@ -205,21 +205,37 @@ CELERY_BEAT_SCHEDULE = {
 }
 # Training runs for hours on its own queue, so stylize workers are never blocked by it.
 CELERY_TASK_ROUTES = {"stylize.tasks.train_style": {"queue": "training"}}
+# Stylize jobs go to the queue of their cost class (stylize.services.job_cost_class),
+# each queue with its own worker, so a small job never waits behind large ones
+# (docs/design/fairness.md). Small jobs share the default queue with emails and sweeps.
+JOB_QUEUES = {"small": CELERY_TASK_DEFAULT_QUEUE, "large": "large"}
 TRAINING_TIME_LIMIT = env.int("TRAINING_TIME_LIMIT", default=48 * 3600)
 
 # --- Jobs ----------------------------------------------------------------------------
 
 # Jobs, with their photos and results, are deleted this many days after they were made.
 JOB_RETENTION_DAYS = env.int("JOB_RETENTION_DAYS", default=30)
-JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
+# A transient failure (the model server unreachable, a time limit) is retried after 5,
+# 10, 20 and 40 s: the five attempts span 75 s, so a model server down for 30 s and
+# then loading its models again fails no job (bench/loadtest.py).
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=5)
 JOB_RETRY_BACKOFF = env.float("JOB_RETRY_BACKOFF", default=5.0)  # seconds, doubled per try
 # A job queued or running for longer than this is re-enqueued by the sweep (or failed
 # after its last attempt); running must outlast the task's hard time limit.
 JOB_QUEUED_TIMEOUT = env.int("JOB_QUEUED_TIMEOUT", default=600)
 JOB_RUNNING_TIMEOUT = env.int("JOB_RUNNING_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 60)
+# A job is "small" when the photo it paints (after max_side) has at most this many
+# pixels, else "large" (JOB_QUEUES).
+JOB_SMALL_MAX_PIXELS = env.int("JOB_SMALL_MAX_PIXELS", default=4_000_000)
+# Jobs a user may have queued or running at once; more are refused (429). 0: no limit.
+JOB_MAX_IN_FLIGHT_PER_USER = env.int("JOB_MAX_IN_FLIGHT_PER_USER", default=3)
 # Photos bigger than this (pixels per side) go through the model in overlapping tiles.
 # 1088 = 1024 + the 64 px overlap: 2048 px then needs 2 tiles a side instead of 3.
 STYLIZE_TILE_SIZE = env.int("STYLIZE_TILE_SIZE", default=1088)
+# The most memory the worker may take to decode a photo, estimated from its header
+# before a pixel is decoded (stylize.imaging.decode_cost_bytes); a photo over it fails
+# its job with a readable reason. Every accepted upload (40 MP, any format) fits.
+STYLIZE_DECODE_MAX_BYTES = env.int("STYLIZE_DECODE_MAX_BYTES", default=768 * 1024 * 1024)
 EMAIL_ATTACHMENT_MAX_BYTES = env.int("EMAIL_ATTACHMENT_MAX_BYTES", default=8 * 1024 * 1024)
 # How long the link that confirms a signed-up address works, and the least time
 # between two account mails (the link again, a "someone tried" note) to one account.
@@ -366,7 +382,8 @@ REST_FRAMEWORK = {
     # resets by sending a new address each time. Same rule as client_ip (NUM_PROXIES).
     "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_THROTTLE_RATES": {
-        # Jobs a user may create (API); counted per user in the default cache.
+        # Jobs a user may create (the API and the upload page together); counted per
+        # user in the default cache.
         "job_create": env("API_JOB_CREATE_RATE", default="30/hour"),
         # Username/password tries at POST /api/v1/auth/token/, per client address.
         "auth_token": env("API_AUTH_TOKEN_RATE", default="20/minute"),

@@ -51,7 +51,8 @@ def _job_message(job: StyleJob) -> EmailMessage:
             subject=f"Your {job.style.name} painting could not be made",
             body=(
                 f"Hello {name},\n\nWe could not repaint your photo as {styles}:\n\n"
-                f"    {job.error}\n\nYou can try again at {settings.SITE_URL}/.\n\n— Prisma\n"
+                f"    {job.error}\n\nThe job: {_job_link(job)}\n"
+                f"You can try again at {settings.SITE_URL}/.\n\n— Prisma\n"
             ),
             to=[job.owner.email],
         )
@@ -63,7 +64,7 @@ def _job_message(job: StyleJob) -> EmailMessage:
     if size <= settings.EMAIL_ATTACHMENT_MAX_BYTES:
         with job.result_image.open("rb") as result:
             message.attach(job.result_download_name, result.read(), "image/jpeg")
-        where = "It is attached to this email."
+        where = f"It is attached to this email, and on its page:\n\n    {_job_link(job)}"
     else:
         where = f"It is too large to attach; see it and download it here:\n\n    {_job_link(job)}"
     message.body = (

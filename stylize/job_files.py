@@ -5,7 +5,8 @@ files, is deleted ``JOB_RETENTION_DAYS`` after it was made (``jobs_delete_expire
 run by beat); files that no row names any more (a crash between the row and the file)
 are swept (``private_files_sweep_orphans``); files stored the old way, in the public
 media storage under the uploader's own name, are moved in (``job_files_make_private``,
-``manage.py make_job_files_private``, which ``make run`` calls).
+``manage.py make_job_files_private``, which ``make run`` calls); the worker replaces a
+photo stored with its EXIF orientation by its upright copy (``job_photo_replace``).
 """
 
 import logging
@@ -18,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import imaging
-from .models import StyleJob, private_storage
+from .models import StyleJob, job_photo_name, private_storage
 from .services import job_delete
 from .validators import ALLOWED_FORMATS
 
@@ -137,3 +138,23 @@ def _move_one(job: StyleJob, field_name: str, old_name: str) -> None:
 def _suffix(name: str) -> str:
     dot = name.rfind(".")
     return name[dot:].lower() if dot > name.rfind("/") else ""
+
+
+def job_photo_replace(job: StyleJob, data: bytes, image_format: str) -> None:
+    """Store ``data`` as the job's photo in place of the one it has.
+
+    The worker calls it with the photo written anew upright and without any EXIF (the
+    web request kept only the orientation, as it never decodes a photo:
+    ``image_headers.photo_strip_metadata``; ``stylizing.stored_photo_load``). The new
+    file gets a new random name; the old one is deleted once the row names the new one
+    (if the job was deleted or changed meanwhile, the new file goes instead).
+    """
+    old_name = job.input_image.name
+    storage = job.input_image.storage
+    new_name = storage.save(job_photo_name(job, f"photo.{ALLOWED_FORMATS[image_format][1]}"),
+                            ContentFile(data))
+    if StyleJob.objects.filter(pk=job.pk, input_image=old_name).update(input_image=new_name):
+        job.input_image.name = new_name
+        storage.delete(old_name)
+    else:
+        storage.delete(new_name)

@@ -154,6 +154,13 @@ class StyleJob(models.Model):
         FAILED = "failed", "Failed"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED)
+    IN_FLIGHT = (Status.QUEUED, Status.RUNNING)
+
+    class CostClass(models.TextChoices):
+        """How much work a job is, decided at upload; each class has its own queue."""
+
+        SMALL = "small", "Small"
+        LARGE = "large", "Large"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
@@ -191,6 +198,11 @@ class StyleJob(models.Model):
     )
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    cost_class = models.CharField(
+        max_length=8, choices=CostClass.choices, default=CostClass.SMALL,
+        help_text="Small or large by the pixels painted (JOB_SMALL_MAX_PIXELS); picks the "
+        "queue the job waits in (JOB_QUEUES).",
     )
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)

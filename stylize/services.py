@@ -11,14 +11,17 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 
-from . import imaging
+from . import image_headers
 from .models import DEFAULT_STROKE, Stroke, Style, StyleJob
 from .selectors import style_list_offered
 from .validators import ALLOWED_FORMATS
@@ -250,6 +253,51 @@ def job_mix_clean(*, style: Style, blend_with=None, blend=None, stroke=None) -> 
     return JobMix(blend_with=blend_with, blend=blend, stroke=str(stroke))
 
 
+class JobLimitExceeded(Exception):
+    """The owner already has ``limit`` jobs queued or running; nothing was created."""
+
+    def __init__(self, *, limit: int, in_flight: int):
+        self.limit, self.in_flight = limit, in_flight
+        jobs = "job" if limit == 1 else "jobs"
+        super().__init__(
+            f"You already have {in_flight} {'job' if in_flight == 1 else 'jobs'} waiting or "
+            f"being painted, and at most {limit} {jobs} can be on the way at once. Please "
+            "wait until one has finished, then upload again."
+        )
+
+
+def job_cost_class(*, width: int, height: int, max_side: int) -> str:
+    """``StyleJob.CostClass`` of a photo of ``width`` × ``height`` (either way up) painted at
+    ``max_side``: small when the photo as painted (shrunk to ``max_side``, never
+    enlarged) has at most ``JOB_SMALL_MAX_PIXELS`` pixels, large otherwise.
+
+    A job's work is governed by those pixels: the guided upsampler, the post-processing
+    and the encoding run at that size (the network itself at the stroke's working size
+    or smaller).
+    """
+    scale = min(1.0, max_side / max(width, height, 1))
+    pixels = round(width * scale) * round(height * scale)
+    if pixels > settings.JOB_SMALL_MAX_PIXELS:
+        return StyleJob.CostClass.LARGE
+    return StyleJob.CostClass.SMALL
+
+
+def _job_limit_check(owner) -> None:
+    """Raise ``JobLimitExceeded`` if ``owner`` is at ``JOB_MAX_IN_FLIGHT_PER_USER``.
+
+    Inside the caller's transaction, with the owner's row locked (Postgres: SELECT …
+    FOR UPDATE; SQLite: the transaction already holds the write lock), so two uploads
+    at once cannot both take the last place.
+    """
+    limit = settings.JOB_MAX_IN_FLIGHT_PER_USER
+    if limit <= 0:
+        return
+    list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values_list("pk"))
+    in_flight = StyleJob.objects.filter(owner=owner, status__in=StyleJob.IN_FLIGHT).count()
+    if in_flight >= limit:
+        raise JobLimitExceeded(limit=limit, in_flight=in_flight)
+
+
 @transaction.atomic
 def job_create(
     *,
@@ -263,11 +311,15 @@ def job_create(
     blend: float | None = None,
     stroke: str | None = None,
 ) -> StyleJob:
-    """Store the photo, create the job and put it on the queue once the row is committed.
+    """Store the photo, create the job and put it on the queue of its cost class
+    (``job_cost_class``) once the row is committed.
 
-    ``blend_with``, ``blend`` and ``stroke`` go through ``job_mix_clean`` (``blend``
-    None: an even mix with a second style, none without).
+    Raises ``JobLimitExceeded`` (before anything is stored) when the owner already has
+    ``JOB_MAX_IN_FLIGHT_PER_USER`` jobs queued or running. ``blend_with``, ``blend`` and
+    ``stroke`` go through ``job_mix_clean`` (``blend`` None: an even mix with a second
+    style, none without).
     """
+    _job_limit_check(owner)
     mix = job_mix_clean(style=style, blend_with=blend_with, blend=blend, stroke=stroke)
     job = StyleJob(
         owner=owner,
@@ -286,11 +338,18 @@ def job_create(
     # The stored photo keeps no metadata (GPS, camera, artist …); it gets a random
     # name in the private storage (StyleJob.input_image).
     input_image.seek(0)
-    data, image_format = imaging.photo_without_metadata(input_image)
+    # A walk over the bytes, no decode (docs/design/uploads.md); the worker stands the
+    # photo upright and drops the orientation that is left when it first reads it.
+    data, image_format = image_headers.photo_strip_metadata(input_image.read())
     extension = ALLOWED_FORMATS[image_format][1]
     job.input_image.save(f"photo.{extension}", ContentFile(data), save=False)
+    # The header only. The size as stored: a quarter turn left to the worker changes
+    # no pixel count, so not the cost class either.
+    header = image_headers.photo_inspect(data)
+    job.cost_class = job_cost_class(width=header.width, height=header.height,
+                                    max_side=job.max_side)
     job.save()
-    _enqueue_on_commit(job.pk)
+    _enqueue_on_commit(job.pk, job.cost_class)
     return job
 
 
@@ -305,16 +364,38 @@ def _display_filename(name: str | None) -> str:
     return name or "photo"
 
 
-def _enqueue_on_commit(job_id, countdown: float = 0):
+def _enqueue_on_commit(job_id, cost_class: str, countdown: float = 0):
+    """Once committed, the job's message goes to its cost class's queue (JOB_QUEUES)."""
     from .tasks import stylize_job
 
-    transaction.on_commit(lambda: stylize_job.apply_async((str(job_id),), countdown=countdown))
+    queue = settings.JOB_QUEUES.get(cost_class, settings.CELERY_TASK_DEFAULT_QUEUE)
+    transaction.on_commit(_unless_broker_down(
+        lambda: stylize_job.apply_async((str(job_id),), countdown=countdown, queue=queue),
+        f"job {job_id} stays queued until the sweep enqueues it",
+    ))
 
 
 def _email_on_commit(job_id):
     from .tasks import send_job_email
 
-    transaction.on_commit(lambda: send_job_email.delay(str(job_id)))
+    transaction.on_commit(_unless_broker_down(
+        lambda: send_job_email.delay(str(job_id)),
+        f"the email of job {job_id} goes out with the sweep",
+    ))
+
+
+def _unless_broker_down(send, then: str):
+    """``send`` a message, or, with the broker out of reach (Redis restarting), log
+    ``then`` and carry on: the row is committed, so the sweep (``jobs_requeue_stuck``)
+    does it later, and the request that made the job still answers normally."""
+
+    def guarded():
+        try:
+            send()
+        except (KombuOperationalError, RedisError, OSError) as error:
+            logger.warning("The broker is unreachable (%s): %s.", error, then)
+
+    return guarded
 
 
 @transaction.atomic
@@ -343,7 +424,8 @@ def job_requeue(*, job_id, countdown: float = 0) -> bool:
         status=StyleJob.Status.QUEUED, enqueued_at=timezone.now()
     )
     if requeued:
-        _enqueue_on_commit(job_id, countdown)
+        cost_class = StyleJob.objects.filter(pk=job_id).values_list("cost_class", flat=True)
+        _enqueue_on_commit(job_id, cost_class.first(), countdown)
     return bool(requeued)
 
 
@@ -412,7 +494,7 @@ def jobs_requeue_stuck(*, now=None) -> dict[str, int]:
     )
     for status, stale in ((StyleJob.Status.RUNNING, stale_running),
                           (StyleJob.Status.QUEUED, stale_queued)):
-        for job_id, attempts in stale.values_list("pk", "attempts"):
+        for job_id, attempts, cost_class in stale.values_list("pk", "attempts", "cost_class"):
             if attempts >= settings.JOB_MAX_ATTEMPTS:
                 counts["failed"] += job_fail(
                     job_id=job_id,
@@ -420,7 +502,9 @@ def jobs_requeue_stuck(*, now=None) -> dict[str, int]:
                           "Please try again later.",
                 )
             else:
-                counts["requeued"] += _job_requeue_stale(job_id=job_id, status=status, now=now)
+                counts["requeued"] += _job_requeue_stale(
+                    job_id=job_id, status=status, now=now, cost_class=cost_class
+                )
     unsent = StyleJob.objects.filter(
         status__in=StyleJob.FINISHED,
         emailed_at__isnull=True,
@@ -436,10 +520,10 @@ def jobs_requeue_stuck(*, now=None) -> dict[str, int]:
 
 
 @transaction.atomic
-def _job_requeue_stale(*, job_id, status, now) -> bool:
+def _job_requeue_stale(*, job_id, status, now, cost_class) -> bool:
     requeued = StyleJob.objects.filter(pk=job_id, status=status).update(
         status=StyleJob.Status.QUEUED, enqueued_at=now
     )
     if requeued:
-        _enqueue_on_commit(job_id)
+        _enqueue_on_commit(job_id, cost_class)
     return bool(requeued)

@@ -5,6 +5,7 @@ stored), back on the queue for another attempt (a transient backend error), or f
 with a reason the owner can read. Both finished states email the owner.
 """
 
+import io
 import logging
 from pathlib import Path
 
@@ -18,15 +19,21 @@ from ml.bank import mix_weights
 
 from .backends import get_backend
 from .backends.base import PermanentBackendError, TransientBackendError
+from .image_headers import HeaderError, photo_inspect
 from .imaging import (
+    PHOTO_FORMATS,
     STROKE_WORKING_SIDES,
+    UnreadablePhoto,
     encode_image,
     load_photo,
+    photo_without_metadata,
     postprocess,
     stylize_at_working_size,
 )
+from .job_files import job_photo_replace
 from .models import DEFAULT_STROKE, Style, StyleJob
 from .services import job_fail, job_requeue, job_start, job_succeed
+from .validators import MESSAGES
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +110,50 @@ def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
     return postprocess(photo, result, strength=pixel_strength, preserve_colors=preserve_colors)
 
 
+# The upload's refusals a job's failure repeats (what else a stored file could be
+# refused for reads "Your photo could not be read as an image.").
+_SAID_TO_THE_OWNER = {"too_many_scans", "animated"}
+
+
+def stored_photo_load(data: bytes, *, max_side: int, max_decode_bytes: int | None,
+                      on_upright=None) -> np.ndarray:
+    """The worker's loader: a stored photo's bytes → an upright RGB array, longer side
+    at most ``max_side``. It is the upload's first full decode, here under the job's
+    time limit and ``max_decode_bytes`` (``STYLIZE_DECODE_MAX_BYTES``).
+
+    The bytes are walked again first (``image_headers.photo_inspect``: a file stored
+    before that check, or changed since, gets the upload's refusals). A photo that
+    still carries an EXIF orientation is written anew upright without it
+    (``imaging.photo_without_metadata``) and handed to ``on_upright(data, format)``
+    before it is read. Raises ``UnreadablePhoto`` (``PhotoTooLarge`` included), whose
+    message is for the photo's owner, and nothing else for any file.
+    """
+    try:
+        header = photo_inspect(data)
+    except HeaderError as exc:
+        if exc.code in _SAID_TO_THE_OWNER:
+            raise UnreadablePhoto(
+                f"Your photo could not be read: {MESSAGES[exc.code].format(**exc.params)}"
+            ) from exc
+        raise UnreadablePhoto() from exc  # not an image, or a broken one
+    if header.orientation != 1:
+        data, image_format = photo_without_metadata(
+            io.BytesIO(data), max_decode_bytes=max_decode_bytes, formats=PHOTO_FORMATS)
+        if on_upright is not None:
+            on_upright(data, image_format)
+    return load_photo(io.BytesIO(data), max_side=max_side, max_decode_bytes=max_decode_bytes,
+                      formats=PHOTO_FORMATS)
+
+
+def _job_photo_load(job: StyleJob) -> np.ndarray:
+    """``stored_photo_load`` of the job's photo; an upright copy replaces the stored one."""
+    with job.input_image.open("rb") as stored:
+        data = stored.read()
+    return stored_photo_load(
+        data, max_side=job.max_side, max_decode_bytes=settings.STYLIZE_DECODE_MAX_BYTES,
+        on_upright=lambda upright, image_format: job_photo_replace(job, upright, image_format))
+
+
 def job_run(*, job_id) -> bool:
     """Process one queued job. False if it was not queued (a duplicate delivery).
 
@@ -113,8 +164,7 @@ def job_run(*, job_id) -> bool:
         return False
     job = StyleJob.objects.select_related("style", "blend_with").get(pk=job_id)
     try:
-        with job.input_image.open("rb") as upload:
-            photo = load_photo(upload, max_side=job.max_side)
+        photo = _job_photo_load(job)
         result = photo_stylize(photo=photo, style=job.style, strength=job.strength,
                                preserve_colors=job.preserve_colors, stroke=job.stroke,
                                blend_with=job.blend_with, blend=job.blend)
@@ -128,6 +178,9 @@ def job_run(*, job_id) -> bool:
         job_requeue(job_id=job_id, countdown=countdown)
         raise JobRetry(job_id, countdown, reason) from exc
     except PermanentBackendError as exc:
+        job_fail(job_id=job_id, error=str(exc))
+    except UnreadablePhoto as exc:  # its message is for the owner (PhotoTooLarge too)
+        logger.warning("Job %s: unreadable photo: %s (%r)", job_id, exc, exc.__cause__)
         job_fail(job_id=job_id, error=str(exc))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         logger.warning("Job %s: unreadable photo: %s", job_id, exc)

@@ -7,33 +7,52 @@
 ``file_too_large``        more than ``settings.UPLOAD_MAX_BYTES`` (default 20 MB)
 ``unsupported_format``    not JPEG, PNG or WebP *by content* (the name and the
                           Content-Type are never trusted); GIF, BMP, TIFF, HEIC, SVG,
-                          text … are named in the message when recognised
-``too_many_pixels``       more than ``settings.UPLOAD_MAX_PIXELS`` (default 40 MP), read
-                          from the header before anything is decoded; Pillow's own
-                          decompression-bomb error and warning end up here too
+                          text … are named in the message when recognised; a 12-bit,
+                          lossless or hierarchical JPEG too
+``too_many_pixels``       more than ``settings.UPLOAD_MAX_PIXELS`` (default 40 MP) or
+                          Pillow's own decompression-bomb limit, whichever is lower,
+                          read from the header
 ``too_small``             a side under 16 pixels
 ``extreme_aspect_ratio``  the longer side more than 20 times the shorter
 ``animated``              an animated PNG or WebP (a still photo is expected; a JPEG
                           with extra pictures (MPO, as phones write) is a still photo
-                          and is accepted: the pipeline uses the first picture)
-``corrupt``               Pillow cannot verify or fully decode it (truncated, bad CRC,
-                          broken EXIF …)
+                          and is accepted: only the first picture is stored)
+``too_many_scans``        a progressive JPEG with more than ``image_headers.MAX_SCANS``
+                          (100) scans: each scan is a pass over the whole picture
+``corrupt``               the structure is broken: truncated (no end of image), a bad
+                          PNG chunk checksum, a segment running past the end, an
+                          impossible header, far more segments than any photo has, or
+                          a header Pillow cannot read
+
+Cost: only what is cheap and certain is checked here, from the bytes
+(``stylize.image_headers``: a walk over the JPEG segments, PNG chunks or WebP RIFF
+chunks; then Pillow's ``Image.open`` of the bytes to be stored, which reads the header
+and no pixel), so an upload costs the web process milliseconds and a copy or two of the
+file whatever its pixels say (docs/design/uploads.md).
+Whether the compressed pixels decode is found out by the worker, under the job's time
+limit and ``STYLIZE_DECODE_MAX_BYTES``; a photo that does not decode ends its job
+``failed`` with a readable reason.
 
 What passes: the file's name is replaced by ``<stem>.<jpg|png|webp>`` chosen from the
-content, so a polyglot (a PNG with HTML or a ZIP appended still decodes as a PNG and
-is accepted) is stored and served as an image, never under a name a browser would
-render as a page. The file is rewound so it can be saved. CMYK JPEGs and 16-bit PNGs
-are accepted; ``stylize.imaging.load_photo`` converts them to RGB.
+content, so a polyglot (a PNG with HTML or a ZIP appended is still a PNG and is
+accepted) is stored and served as an image, never under a name a browser would
+render as a page; the bytes after the picture's end are not stored
+(``image_headers.photo_strip_metadata``). The file is rewound so it can be saved. CMYK
+JPEGs and 16-bit PNGs are accepted; ``stylize.imaging.load_photo`` converts them to RGB.
 """
 
+import io
 import re
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from PIL import Image, ImageFile
+from PIL import Image
+
+from .image_headers import HeaderError, photo_inspect, photo_strip_metadata
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -48,24 +67,11 @@ ALLOWED_FORMATS = {
     "PNG": ("image/png", "png"),
     "WEBP": ("image/webp", "webp"),
 }
-# The only Pillow plugins ever run on an upload; other parsers never see the bytes.
+# The only Pillow plugins that ever open an upload; other parsers never see the bytes.
 _PILLOW_PLUGINS = ("JPEG", "PNG", "WEBP")
-
-# For a readable refusal only: what a file that is not allowed looks like.
-_OTHER_MAGIC = [
-    (b"GIF87a", "a GIF image"),
-    (b"GIF89a", "a GIF image"),
-    (b"BM", "a BMP image"),
-    (b"II*\x00", "a TIFF image"),
-    (b"MM\x00*", "a TIFF image"),
-    (b"%PDF", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive"),
-]
-_FTYP_BRANDS = {b"heic": "a HEIC image", b"heix": "a HEIC image", b"mif1": "a HEIF image",
-                b"avif": "an AVIF image"}
-
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError,
-                  TypeError, ZeroDivisionError)
+# What Pillow raises for a header it cannot read.
+_OPEN_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
+                ZeroDivisionError, OverflowError, struct.error)
 
 MESSAGES = {
     "empty": "The file is empty.",
@@ -80,6 +86,10 @@ MESSAGES = {
         "shorter side."
     ),
     "animated": "Animated images are not supported. Upload a still photo.",
+    "too_many_scans": (
+        "The image is a progressive JPEG in more than {limit} scans; photos may have at "
+        "most {limit}. Save it again as an ordinary JPEG."
+    ),
     "corrupt": "The image is damaged or incomplete and cannot be read.",
 }
 
@@ -93,10 +103,11 @@ class ValidatedPhoto:
     extension: str  # jpg, png, webp
     width: int  # upright, after the EXIF orientation is applied
     height: int
-    mode: str  # as decoded: RGB, L, CMYK, I;16, RGBA, P …
+    mode: str  # as a decode would give it: RGB, L, CMYK, I;16, RGBA, P …
     orientation: int  # the EXIF orientation tag (1 when there is none)
     size_bytes: int
     filename: str  # the safe name the file now carries
+    scans: int = 1  # JPEG scans (more than 1: progressive); 0 for PNG and WebP
 
 
 def upload_max_bytes() -> int:
@@ -142,87 +153,51 @@ def _validate(uploaded_file) -> ValidatedPhoto:
     if size > max_bytes:
         _refuse("file_too_large", size=_human_bytes(size), limit=_human_bytes(max_bytes))
 
-    max_pixels = upload_max_pixels()
+    # Pillow's bomb limit is also where a worker's decode would warn or fail.
+    max_pixels = min(upload_max_pixels(), Image.MAX_IMAGE_PIXELS or upload_max_pixels())
     uploaded_file.seek(0)
-    head = uploaded_file.read(32)
+    data = uploaded_file.read(max_bytes + 1)
+    if not data:
+        _refuse("empty")
+    try:
+        header = photo_inspect(
+            data, check_size=lambda width, height: _check_dimensions(width, height, max_pixels))
+        stored, _ = photo_strip_metadata(data)
+    except HeaderError as error:
+        _refuse(error.code, **error.params)
+    mode = _pillow_header_mode(stored, header)
 
-    # Pillow refuses (error) or warns about huge images while reading the header; the
-    # warning is made an error here so neither slips through as a log line.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = _open(uploaded_file, head)
-        with image:
-            fmt = image.format
-            if fmt not in ALLOWED_FORMATS:
-                _refuse("unsupported_format", what=f"A {fmt} image")
-            width, height = image.size
-            _check_dimensions(width, height, max_pixels)
-            if fmt != "MPO" and getattr(image, "is_animated", False):
-                _refuse("animated")
-            try:
-                image.verify()
-            except Image.DecompressionBombError:
-                _refuse("too_many_pixels", dims="", limit_mp=max_pixels / 1e6)
-            except _DECODE_ERRORS:
-                _refuse("corrupt")
-
-        # verify() leaves the image unusable: reopen and decode every pixel.
-        uploaded_file.seek(0)
-        image = _open(uploaded_file, head)
-        with image:
-            if image.format != fmt or image.size != (width, height):
-                _refuse("corrupt")
-            mode = image.mode
-            try:
-                orientation = int(image.getexif().get(0x0112, 1) or 1)
-                image.seek(0)
-                _load_fully(image)
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-                _refuse("too_many_pixels", dims="", limit_mp=max_pixels / 1e6)
-            except _DECODE_ERRORS:
-                _refuse("corrupt")
-
+    width, height, orientation = header.width, header.height, header.orientation
     if orientation in (5, 6, 7, 8):  # rotated by 90° or 270°
         width, height = height, width
-    content_type, extension = ALLOWED_FORMATS[fmt]
+    content_type, extension = ALLOWED_FORMATS[header.format]
     filename = _safe_name(getattr(uploaded_file, "name", None), extension)
     try:
         uploaded_file.name = filename
     except AttributeError:  # a read-only name: the caller keeps its own
         pass
     return ValidatedPhoto(
-        format=fmt, content_type=content_type, extension=extension, width=width,
-        height=height, mode=mode, orientation=orientation if 1 <= orientation <= 8 else 1,
-        size_bytes=size, filename=filename,
+        format=header.format, content_type=content_type, extension=extension, width=width,
+        height=height, mode=mode, orientation=orientation, size_bytes=size,
+        filename=filename, scans=header.scans,
     )
 
 
-def _open(uploaded_file, head: bytes) -> Image.Image:
-    uploaded_file.seek(0)
+def _pillow_header_mode(stored: bytes, header) -> str:
+    """The mode Pillow gives the bytes that will be stored, from their header alone
+    (``Image.open`` reads no pixels; libwebp's demuxer checks the RIFF structure):
+    what the worker and the upload's own steps open must at least open."""
     try:
-        return Image.open(uploaded_file, formats=_PILLOW_PLUGINS)
-    except Image.DecompressionBombError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(stored), formats=_PILLOW_PLUGINS) as opened:
+                if opened.size != (header.width, header.height):
+                    _refuse("corrupt")
+                return opened.mode
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         _refuse("too_many_pixels", dims="", limit_mp=upload_max_pixels() / 1e6)
-    except Image.DecompressionBombWarning:
-        _refuse("too_many_pixels", dims="", limit_mp=upload_max_pixels() / 1e6)
-    except Image.UnidentifiedImageError:
-        _refuse("unsupported_format", what=_describe(head))
-    except _DECODE_ERRORS:
-        # The header was recognised but is broken.
+    except _OPEN_ERRORS:
         _refuse("corrupt")
-
-
-def _describe(head: bytes) -> str:
-    for magic, what in _OTHER_MAGIC:
-        if head.startswith(magic):
-            return what[0].upper() + what[1:]
-    if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
-        what = _FTYP_BRANDS[head[8:12]]
-        return what[0].upper() + what[1:]
-    stripped = head.lstrip()
-    if stripped.startswith((b"<svg", b"<?xml")):
-        return "An SVG or XML file"
-    return "This file"
 
 
 def _check_dimensions(width: int, height: int, max_pixels: int) -> None:
@@ -236,18 +211,6 @@ def _check_dimensions(width: int, height: int, max_pixels: int) -> None:
         _refuse("too_small", w=width, h=height, min_side=MIN_SIDE)
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
         _refuse("extreme_aspect_ratio", w=width, h=height, ratio=MAX_ASPECT_RATIO)
-
-
-def _load_fully(image: Image.Image) -> None:
-    """Decode every pixel, refusing truncated data even if the process allows it."""
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    if previous:
-        # Someone switched on Pillow's tolerance process-wide; uploads don't get it.
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        image.load()
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
 def _safe_name(name: str | None, extension: str) -> str:

@@ -18,7 +18,11 @@ from django.views.decorators.http import require_GET, require_POST
 from rest_framework.authtoken.models import Token
 
 from . import accounts, services
-from .api.throttles import PasswordResetClientThrottle, PasswordResetEmailThrottle
+from .api.throttles import (
+    JobCreateThrottle,
+    PasswordResetClientThrottle,
+    PasswordResetEmailThrottle,
+)
 from .forms import (
     ALLOWED_CONTENT_TYPES,
     AccountDeleteForm,
@@ -206,24 +210,55 @@ class PasswordResetView(auth_views.PasswordResetView):
 # --- Jobs ----------------------------------------------------------------------------
 
 
+_PERIODS = {1: "a second", 60: "a minute", 3600: "an hour", 86400: "a day"}
+
+
+def _upload_refused(request, form, message: str, retry_after: int | None = None):
+    """The upload page again with ``message`` on the form, as a 429."""
+    if not form.is_bound:
+        form.cleaned_data = {}  # add_error needs it; an unbound form is never cleaned
+    form.add_error(None, message)
+    response = _upload_page(request, form, status=429)
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
 @login_required(login_url=LOGIN_URL)
 def upload(request):
     if request.method == "POST":
+        # The API's job_create throttle, the same counter per user: page and API
+        # uploads count together. Checked before the photo is even looked at.
+        throttle = JobCreateThrottle()
+        if not throttle.allow_request(request, None):
+            wait = math.ceil(throttle.wait() or 60)
+            minutes = max(1, math.ceil(wait / 60))
+            period = _PERIODS.get(throttle.duration, f"{throttle.duration} seconds")
+            return _upload_refused(
+                request, UploadForm(initial={"style": request.POST.get("style")}),
+                f"You have uploaded too many photos: at most {throttle.num_requests} "
+                f"{period}. Nothing was uploaded; please try again in {minutes} "
+                f"minute{'s' if minutes != 1 else ''}.",
+                retry_after=wait,
+            )
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
             image = form.cleaned_data["image"]
             image.seek(0)
-            job = services.job_create(
-                owner=request.user,
-                style=form.cleaned_data["style"],
-                input_image=image,
-                strength=form.cleaned_data["strength"],
-                preserve_colors=form.cleaned_data["preserve_colors"],
-                max_side=form.cleaned_data["max_side"],
-                blend_with=form.cleaned_data["blend_with"],
-                blend=form.cleaned_data["blend"],
-                stroke=form.cleaned_data["stroke"],
-            )
+            try:
+                job = services.job_create(
+                    owner=request.user,
+                    style=form.cleaned_data["style"],
+                    input_image=image,
+                    strength=form.cleaned_data["strength"],
+                    preserve_colors=form.cleaned_data["preserve_colors"],
+                    max_side=form.cleaned_data["max_side"],
+                    blend_with=form.cleaned_data["blend_with"],
+                    blend=form.cleaned_data["blend"],
+                    stroke=form.cleaned_data["stroke"],
+                )
+            except services.JobLimitExceeded as exc:
+                return _upload_refused(request, form, str(exc))
             return redirect("stylize:job", pk=job.pk)
         status = 400
     else:
@@ -232,6 +267,10 @@ def upload(request):
             initial["style"] = request.GET["style"]
         form = UploadForm(initial=initial)
         status = 200
+    return _upload_page(request, form, status=status)
+
+
+def _upload_page(request, form, *, status):
     return render(
         request,
         "stylize/upload.html",

@@ -39,12 +39,15 @@ def django_db_modify_db_settings(tmp_path_factory):
 
 @pytest.fixture
 def celery_worker_thread(transactional_db):
-    """A real Celery worker (in a thread of this process) on the test Redis broker."""
+    """A real Celery worker (in a thread of this process) on the test Redis broker,
+    consuming every job queue (small and large, ``JOB_QUEUES``)."""
     from celery.contrib.testing.worker import start_worker
+    from django.conf import settings
 
     from prisma_site.celery import app
 
     app.control.purge()
+    queues = list(dict.fromkeys(settings.JOB_QUEUES.values()))
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30,
-                      queues=["celery"]) as worker:
+                      queues=queues) as worker:
         yield worker

@@ -102,9 +102,12 @@ def test_run_starts_redis_worker_and_web_and_ctrl_c_stops_them(tmp_path):
                 env={**env, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"},
             )
             replies = inspect.stdout + inspect.stderr
-            if f"prisma-{web_port}@" in inspect.stdout:  # the trainer may answer first
+            # Every worker: small jobs, large jobs (a queue of their own) and training.
+            workers = [f"prisma-{web_port}@", f"prisma-large-{web_port}@",
+                       f"prisma-trainer-{web_port}@"]
+            if all(worker in inspect.stdout for worker in workers):
                 break
-        assert f"prisma-{web_port}@" in replies and "pong" in replies, replies
+        assert all(worker in replies for worker in workers) and "pong" in replies, replies
     finally:
         os.killpg(stack.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
         stack.wait(timeout=60)

@@ -3,9 +3,9 @@ from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.decorators import action
+from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -22,6 +22,13 @@ from .throttles import AuthTokenThrottle, JobCreateThrottle
 
 class JobPagination(PageNumberPagination):
     page_size = 20
+
+
+class TooManyJobsInFlight(exceptions.APIException):
+    """429: the user already has JOB_MAX_IN_FLIGHT_PER_USER jobs queued or running."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "too_many_jobs_in_flight"
 
 
 @extend_schema_view(
@@ -46,7 +53,8 @@ class StyleViewSet(viewsets.ReadOnlyModelViewSet):
         summary="Upload a photo to repaint",
         request={"multipart/form-data": JobCreateSerializer},
         responses={201: JobSerializer, 400: OpenApiResponse(description="Invalid input"),
-                   429: OpenApiResponse(description="Too many jobs; try later")},
+                   429: OpenApiResponse(description="Too many jobs created this hour, or "
+                                        "too many still queued or running; try later")},
     ),
     destroy=extend_schema(summary="Delete one of your jobs and its images"),
 )
@@ -94,6 +102,8 @@ class JobViewSet(
             raise serializers.ValidationError(
                 exc.message_dict if hasattr(exc, "error_dict") else exc.messages
             ) from exc
+        except services.JobLimitExceeded as exc:
+            raise TooManyJobsInFlight(str(exc)) from exc
         data = JobSerializer(job, context=self.get_serializer_context()).data
         location = request.build_absolute_uri(reverse("api:job-detail", args=[job.pk]))
         return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})

@@ -180,12 +180,12 @@ def test_create_job_enqueues_on_commit(auth_client, style, django_capture_on_com
                                        monkeypatch):
     sent = []
     monkeypatch.setattr("stylize.tasks.stylize_job.apply_async",
-                        lambda args, countdown=0: sent.append(args))
+                        lambda args, countdown=0, queue=None: sent.append((args, queue)))
     with django_capture_on_commit_callbacks(execute=True):
         response = auth_client.post(
             "/api/v1/jobs/", {"image": upload(), "style": "starry-night"}, format="multipart"
         )
-    assert sent == [(response.json()["id"],)]
+    assert sent == [((response.json()["id"],), "celery")]  # a small job's queue
 
 
 def test_create_job_with_a_token(client, user, style):

@@ -67,6 +67,8 @@ def test_the_result_arrives_as_an_attachment_over_smtp(smtp):
     [attachment] = [part for part in message.walk() if part.get_filename()]
     assert attachment.get_content_type() == "image/jpeg"
     assert Image.open(io.BytesIO(attachment.get_payload(decode=True))).size == (40, 30)
+    [text] = [part for part in message.walk() if part.get_content_type() == "text/plain"]
+    assert f"/jobs/{job.pk}/" in text.get_payload(decode=True).decode()
     job.refresh_from_db()
     assert job.emailed_at is not None
     assert job_email_send(job_id=job.pk) is False  # never twice
@@ -94,6 +96,7 @@ def test_a_failed_job_emails_the_reason(smtp):
     [message] = smtp.messages
     assert "could not be made" in message["Subject"]
     assert "The model server is down." in message.get_payload()
+    assert f"/jobs/{job.pk}/" in message.get_payload()  # which job, so each is told once
 
 
 @pytest.mark.django_db

@@ -88,7 +88,8 @@ def test_redis_flushed_with_jobs_in_flight(settings, tiny_style, tiny_serving_di
             for _ in range(3)]
     redis.Redis.from_url(django_settings.CELERY_BROKER_URL).flushall()  # messages gone
     time.sleep(1.2)
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=["celery"]):
+    with start_worker(app, pool="solo", perform_ping_check=False,
+                      queues=list(django_settings.JOB_QUEUES.values())):
         out = io.StringIO()
         call_command("requeue_stuck_jobs", stdout=out)
         assert out.getvalue().startswith("3 job(s) re-enqueued")
@@ -100,7 +101,7 @@ def test_redis_flushed_with_jobs_in_flight(settings, tiny_style, tiny_serving_di
 def start_worker_process(env):
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "prisma_site", "worker", "--pool", "prefork",
-         "--concurrency", "1", "--queues", "celery", "--loglevel", "INFO", "--beat",
+         "--concurrency", "1", "--queues", "celery,large", "--loglevel", "INFO", "--beat",
          "--schedule", env["PRISMA_VAR_DIR"] + "/celerybeat-schedule"],
         cwd=BASE_DIR, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -145,3 +146,43 @@ def test_worker_killed_mid_job_and_restarted(settings, grpc_backend, tiny_style,
     assert finished.status == StyleJob.Status.SUCCEEDED, finished.error
     assert finished.attempts == 2
     assert_none_left_waiting()
+
+
+def test_a_job_made_while_the_broker_is_down_is_accepted_and_swept_later(
+    tiny_style, tiny_serving_dir
+):
+    """Redis restarting while a user uploads: the job is committed, the API answers 201
+    (never a 500 for a job that exists), and the sweep enqueues it once Redis is back."""
+    from django.utils import timezone
+    from kombu import pools as kombu_pools
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from prisma_site.devstack import free_port
+
+    owner = UserFactory()
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=owner).key}")
+    from stylize.tasks import stylize_job
+
+    app = stylize_job.app  # the app that sends the job's message
+
+    def use_broker(url):
+        app.conf.broker_url = url
+        kombu_pools.reset()  # every cached connection and producer goes
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    working_broker = app.conf.broker_url
+    use_broker(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    try:
+        response = api.post("/api/v1/jobs/", {"image": photo_upload(), "style": "tiny"},
+                            format="multipart")
+    finally:
+        use_broker(working_broker)
+
+    assert response.status_code == 201, response.content
+    job = StyleJob.objects.get(pk=response.json()["id"])
+    assert job.status == StyleJob.Status.QUEUED
+    later = timezone.now() + timezone.timedelta(seconds=django_settings.JOB_QUEUED_TIMEOUT + 1)
+    assert services.jobs_requeue_stuck(now=later)["requeued"] == 1

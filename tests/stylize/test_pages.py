@@ -12,7 +12,8 @@ from stylize.models import DEFAULT_STROKE, Stroke, Style, StyleJob
 from tests.conftest import png_bytes
 from tests.factories import BankStyleFactory, StyleFactory, StyleJobFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
+# empty_cache: page uploads count against the job-create throttle (per user, in the cache).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +94,7 @@ def test_a_valid_upload_creates_a_job_and_redirects_to_its_page(
     assert job.status == StyleJob.Status.QUEUED
     with job.input_image.open("rb") as stored:
         assert stored.read() == png_bytes((64, 48))
-    _no_queue.assert_called_once_with((str(job.pk),), countdown=0)
+    _no_queue.assert_called_once_with((str(job.pk),), countdown=0, queue="celery")
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """Users' photos and results: private storage, random names, no metadata, retention.
 
 Every way a stored file could be reached is tried as a stranger and logged out; the
-photo's EXIF (GPS, camera, artist) is dropped when it is stored; old files move in;
-expired jobs and orphan files go.
+photo's private EXIF (GPS, camera, artist) is dropped when it is stored, the
+orientation once the worker has applied it; old files move in; expired jobs and orphan
+files go.
 """
 
 import importlib
@@ -76,7 +77,19 @@ def assert_no_metadata(data: bytes):
         assert not image.getexif(), dict(image.getexif())
         assert not {"exif", "xmp", "comment", "XML:com.adobe.xmp", "Raw profile type exif"} & set(
             image.info)
-        assert b"Photographer" not in data and b"Canon" not in data and b"Hauptstr" not in data
+    assert_no_private_metadata(data)
+
+
+def assert_no_private_metadata(data: bytes):
+    """Nothing about where, when, by whom or with what: at most the EXIF orientation,
+    which the upload keeps (without decoding the photo) until the worker applies it."""
+    with Image.open(io.BytesIO(data)) as image:
+        exif = image.getexif()
+        assert set(exif) <= {ORIENTATION}, dict(exif)
+        assert not exif.get_ifd(GPS_IFD)
+        assert not {"xmp", "comment", "XML:com.adobe.xmp", "Raw profile type exif"} & set(
+            image.info)
+    assert b"Photographer" not in data and b"Canon" not in data and b"Hauptstr" not in data
 
 
 @pytest.fixture
@@ -208,16 +221,39 @@ def test_owner_downloads_carry_safe_headers(client, owner):
 # --- No metadata ------------------------------------------------------------------------
 
 
-def test_the_stored_photo_keeps_no_exif_and_stands_upright(client, owner):
-    job = upload(client, jpeg_with_private_exif())
+def test_the_stored_photo_keeps_no_private_exif_and_stands_upright_once_read(
+    client, owner, use_local_backend
+):
+    original = jpeg_with_private_exif()
+    job = upload(client, original)
 
+    # Right after the upload (no pixel decoded in the web request): GPS, artist,
+    # camera and comment are gone, the orientation is all the EXIF left.
+    with job.input_image.open("rb") as stored:
+        data = stored.read()
+    assert_no_private_metadata(data)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.getexif() == {ORIENTATION: 6} and image.size == (80, 40)
+    returned = client.get(reverse("stylize:job_photo", args=[job.pk]))
+    assert_no_private_metadata(b"".join(returned.streaming_content))
+    # The compressed picture is the upload's, byte for byte.
+    with Image.open(io.BytesIO(data)) as kept, Image.open(io.BytesIO(original)) as sent:
+        assert kept.tobytes() == sent.tobytes()
+
+    # The worker, which decodes it anyway, stands it upright and drops the rest.
+    StyleJob.objects.filter(pk=job.pk).update(style=StyleFactory(
+        slug="tiny", model_name="tiny", live_version=1))
+    old_name = job.input_image.name
+    assert job_run(job_id=job.pk) is True
+    job.refresh_from_db()
+    assert job.status == StyleJob.Status.SUCCEEDED, job.error
+    assert job.input_image.name != old_name and not private_storage().exists(old_name)
     with job.input_image.open("rb") as stored:
         data = stored.read()
     assert_no_metadata(data)
     with Image.open(io.BytesIO(data)) as image:
         assert image.size == (40, 80)  # orientation 6 applied to the pixels, then dropped
         assert image.getpixel((20, 5))[0] > 200  # the stored left half (red) is on top
-
     returned = client.get(reverse("stylize:job_photo", args=[job.pk]))
     assert_no_metadata(b"".join(returned.streaming_content))
 
@@ -243,7 +279,7 @@ def test_an_api_upload_keeps_no_exif_either(owner):
     }, format="multipart")
     assert response.status_code == 201, response.content
     with StyleJob.objects.get().input_image.open("rb") as stored:
-        assert_no_metadata(stored.read())
+        assert_no_private_metadata(stored.read())
 
 
 def test_a_result_carries_no_metadata(use_local_backend, transactional_db):
@@ -258,6 +294,8 @@ def test_a_result_carries_no_metadata(use_local_backend, transactional_db):
     assert job.status == StyleJob.Status.SUCCEEDED, job.error
     with job.result_image.open("rb") as result:
         assert_no_metadata(result.read())
+    with job.input_image.open("rb") as photo:  # and the photo has none left either
+        assert_no_metadata(photo.read())
 
 
 # --- Files stored the old way -------------------------------------------------------------

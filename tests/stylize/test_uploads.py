@@ -305,6 +305,21 @@ class TestValidator:
         assert error.code == "unsupported_format"
         assert error.messages[0].startswith("A GIF image")
 
+    def test_a_webp_libwebp_will_not_open_is_refused(self):
+        """Found by `make fuzz` (then a 500 from the upload): two ALPH chunks, the RIFF
+        size made right. The byte walk alone lets it through; Pillow's header read of
+        the bytes to be stored (libwebp's demuxer) refuses it."""
+        image = photo((48, 32)).convert("RGBA")
+        image.putalpha(Image.linear_gradient("L").resize((48, 32)))
+        data = encode(image, "WEBP", quality=70)
+        alph = data.index(b"ALPH")
+        length = int.from_bytes(data[alph + 4:alph + 8], "little")
+        end = alph + 8 + length + (length & 1)
+        doubled = data[:end] + data[alph:end] + data[end:]
+        doubled = doubled[:4] + (len(doubled) - 8).to_bytes(4, "little") + doubled[8:]
+        assert refusal(doubled, "a.webp").code == "corrupt"
+        validate_photo_upload(upload(data, "a.webp"))  # the file it came from is fine
+
     def test_zip_is_refused(self):
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
@@ -383,8 +398,9 @@ def test_api_accepts_an_exif_rotated_photo_and_keeps_its_orientation(api):
     data = exif_rotated_jpeg()
     job = stored(post(api, data))
     with job.input_image.open("rb") as file, Image.open(file) as kept:
-        # Turned upright when stored, and the EXIF (orientation included) dropped.
-        assert kept.size == (40, 80) and not kept.getexif()
+        # Stored as sent, with only the orientation left of its EXIF: the web request
+        # decodes nothing; the worker turns it upright (test_private_files.py).
+        assert kept.size == (80, 40) and kept.getexif() == {0x0112: 6}
     with job.input_image.open("rb") as file:
         pixels = load_photo(file, max_side=1024)
     assert pixels.shape == (80, 40, 3)  # upright: 40 wide, 80 high
@@ -428,27 +444,4 @@ def test_api_refuses_an_image_field_that_is_not_a_file(api):
     assert response.json()["image"]
 
 
-def test_api_never_answers_5xx_to_mangled_photos(api, settings):
-    """Seeded fuzzing: flipped bytes, cut files and junk are 201 or 400, never a crash."""
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {
-            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "job_create": "1000/hour"},
-    }
-    rng = random.Random(5)
-    originals = [jpeg((120, 80)), png((120, 80)), encode(photo((120, 80)), "WEBP"),
-                 exif_rotated_jpeg()]
-    cases = []
-    for data in originals:
-        for _ in range(10):
-            mangled = bytearray(data)
-            for _ in range(rng.randint(1, 8)):
-                mangled[rng.randrange(len(mangled))] = rng.randrange(256)
-            cases.append(bytes(mangled))
-        cases.append(data[: rng.randrange(1, len(data))])
-    cases += [rng.randbytes(rng.randint(1, 3000)) for _ in range(5)]
-    for data in cases:
-        response = post(api, data)
-        assert response.status_code in (201, 400), response.content
-        if response.status_code == 400:
-            assert response.json()["image"]
+# Mutated files through the API (Hypothesis): tests/stylize/test_upload_fuzz.py.

@@ -1,0 +1,499 @@
+"""What an uploaded photo's bytes say about it, read without decoding a pixel, and the
+same bytes with their private metadata dropped.
+
+``photo_inspect(data)`` walks a JPEG's segments, a PNG's chunks or a WebP's RIFF
+chunks and returns a :class:`PhotoHeader` (format, size, mode, EXIF orientation,
+frames, progressive scans), or raises :class:`HeaderError` with the code the upload
+validator refuses with (``unsupported_format``, ``corrupt``, ``animated``,
+``too_many_scans``, or ``too_many_pixels`` from the ``check_size`` callback, which runs
+as soon as the size is known). ``photo_strip_metadata(data)`` gives the bytes to
+store: the same compressed picture with no EXIF beyond the orientation, no XMP, IPTC,
+comments, text chunks, thumbnails or maker notes, and nothing after the picture's end.
+
+Pure Python, no Pillow: the cost is linear in the file's size, with the per-byte work
+done by ``re``, ``bytes.find`` and ``zlib.crc32`` in C, and the per-segment work
+bounded by ``MAX_SEGMENTS``; nothing is decompressed (a PNG's IDAT, a JPEG's scans).
+Whether the compressed data itself decodes is only known when the worker decodes it
+(``stylize.imaging.load_photo``); a PNG's chunk checksums are checked here.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+#: Progressive JPEG scans a photo may have: every scan is a pass over every block of
+#: the picture, so decoding costs scans × pixels. Encoders write 6 (grey) to 10
+#: (colour), mozjpeg up to ~12; 3,000 repeated scans made a 310 KB file cost 13 s.
+MAX_SCANS = 100
+#: Segments (JPEG), chunks (PNG) or RIFF chunks (WebP) walked before giving up on a
+#: file: a few dozen in a photo (a 20 MB PNG in 8 KB IDATs has 2,500).
+MAX_SEGMENTS = {"JPEG": 1000, "PNG": 100_000, "WEBP": 1000}
+
+ORIENTATION_TAG = 0x0112
+
+
+class HeaderError(ValueError):
+    """Why a file is refused: ``code`` is the validator's, ``params`` fill its message."""
+
+    def __init__(self, code: str, **params):
+        super().__init__(code, params)
+        self.code = code
+        self.params = params
+
+
+@dataclass(frozen=True)
+class PhotoHeader:
+    format: str  # "JPEG", "MPO" (a JPEG with more pictures), "PNG" or "WEBP"
+    width: int  # as stored (before the orientation is applied)
+    height: int
+    mode: str  # the Pillow mode a decode gives: L, RGB, CMYK, I;16, RGBA, P …
+    orientation: int  # EXIF orientation, 1 when none (or not 1..8)
+    frames: int  # pictures in an animation (1 for a still)
+    scans: int  # JPEG scans (1 for a baseline JPEG; 0 for PNG and WebP)
+    progressive: bool  # a progressive JPEG (the decoder keeps every coefficient)
+    bits: int  # per sample as stored (8 or 16; 1, 2, 4 for small palettes and greys)
+    sampling: tuple[float, ...] = ()  # JPEG: each component's share of the full size
+
+
+def photo_inspect(data: bytes, *, check_size: Callable[[int, int], None] | None = None
+                  ) -> PhotoHeader:
+    """The header of a JPEG, PNG or WebP photo; see the module docstring."""
+    return _walk(data, check_size)[0]
+
+
+def photo_strip_metadata(data: bytes) -> tuple[bytes, str]:
+    """The photo's bytes without private metadata, and its format (``"JPEG"``,
+    ``"PNG"`` or ``"WEBP"``).
+
+    Kept: the compressed picture, its colour profile and what a decoder needs (JFIF
+    without thumbnail, Adobe's colour transform, PNG's palette, transparency, gamma,
+    chromaticities, sRGB, physical size; WebP's VP8X, alpha and animation chunks) and,
+    when the EXIF orientation is not 1, a new EXIF holding only that orientation, so
+    the worker can still stand the picture upright (``stylize.imaging``) — it then
+    rewrites the photo without it. Raises :class:`HeaderError` like ``photo_inspect``.
+    """
+    header, parts = _walk(data, None)
+    if header.format in ("JPEG", "MPO"):
+        return _jpeg_rebuild(data, parts, header.orientation), "JPEG"
+    if header.format == "PNG":
+        return _png_rebuild(data, parts, header.orientation), "PNG"
+    return _webp_rebuild(data, parts, header.orientation), "WEBP"
+
+
+def describe(head: bytes) -> str:
+    """What a file that is not a JPEG, PNG or WebP looks like, for a readable refusal."""
+    for magic, what in _OTHER_MAGIC:
+        if head.startswith(magic):
+            return what
+    if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
+        return _FTYP_BRANDS[head[8:12]]
+    if head.lstrip().startswith((b"<svg", b"<?xml")):
+        return "An SVG or XML file"
+    return "This file"
+
+
+_OTHER_MAGIC = [
+    (b"GIF87a", "A GIF image"),
+    (b"GIF89a", "A GIF image"),
+    (b"BM", "A BMP image"),
+    (b"II*\x00", "A TIFF image"),
+    (b"MM\x00*", "A TIFF image"),
+    (b"%PDF", "A PDF document"),
+    (b"PK\x03\x04", "A ZIP archive"),
+    (b"\x00\x00\x00\x0cjP  ", "A JPEG 2000 image"),
+    (b"\xff\x4f\xff\x51", "A JPEG 2000 image"),
+    (b"\xff\x0a", "A JPEG XL image"),
+    (b"\x00\x00\x00\x0cJXL ", "A JPEG XL image"),
+]
+_FTYP_BRANDS = {b"heic": "A HEIC image", b"heix": "A HEIC image", b"mif1": "A HEIF image",
+                b"avif": "An AVIF image"}
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _walk(data: bytes, check_size):
+    if data[:3] == b"\xff\xd8\xff":
+        return _jpeg_walk(data, check_size)
+    if data[:8] == _PNG_SIGNATURE:
+        return _png_walk(data, check_size)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_walk(data, check_size)
+    raise HeaderError("unsupported_format", what=describe(data[:32]))
+
+
+def _corrupt():
+    return HeaderError("corrupt")
+
+
+# --- EXIF ----------------------------------------------------------------------------------
+
+
+def exif_orientation(tiff: bytes) -> int:
+    """The orientation tag (1..8) of IFD0 of a TIFF-structured EXIF block, else 1."""
+    if tiff[:4] == b"II*\x00":
+        order = "<"
+    elif tiff[:4] == b"MM\x00*":
+        order = ">"
+    else:
+        return 1
+    try:
+        (ifd,) = struct.unpack_from(order + "I", tiff, 4)
+        (count,) = struct.unpack_from(order + "H", tiff, ifd)
+        for entry in range(min(count, 1000)):
+            tag, kind, number = struct.unpack_from(order + "HHI", tiff, ifd + 2 + 12 * entry)
+            if tag != ORIENTATION_TAG:
+                continue
+            if number < 1 or kind not in (3, 4):  # SHORT or LONG
+                return 1
+            (value,) = struct.unpack_from(order + ("H" if kind == 3 else "I"), tiff,
+                                          ifd + 2 + 12 * entry + 8)
+            return value if 1 <= value <= 8 else 1
+    except struct.error:
+        return 1
+    return 1
+
+
+def exif_with_only_orientation(orientation: int) -> bytes:
+    """A TIFF-structured EXIF block (no ``Exif\\0\\0`` prefix) with one tag."""
+    return (b"MM\x00*\x00\x00\x00\x08" + b"\x00\x01"
+            + struct.pack(">HHIHH", ORIENTATION_TAG, 3, 1, orientation, 0) + b"\x00" * 4)
+
+
+# --- JPEG ----------------------------------------------------------------------------------
+
+# SOF markers libjpeg decodes: baseline, extended, progressive; Huffman or arithmetic.
+_JPEG_SOF = {0xC0: False, 0xC1: False, 0xC2: True, 0xC9: False, 0xCA: True}
+# SOF markers it does not: lossless and hierarchical.
+_JPEG_SOF_UNSUPPORTED = {0xC3, 0xC5, 0xC6, 0xC7, 0xCB, 0xCD, 0xCE, 0xCF}
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RSTn
+# In entropy-coded data, 0xFF is followed by 0x00 (a stuffed byte), a restart marker
+# or more 0xFF fill; anything else starts the next segment.
+_JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_JPEG_MODES = {1: "L", 3: "RGB", 4: "CMYK"}
+
+
+@dataclass
+class _Part:
+    start: int
+    end: int
+    kind: object  # a JPEG marker (int) or a PNG/WebP chunk type (bytes)
+
+
+def _jpeg_walk(data: bytes, check_size):
+    parts: list[_Part] = [_Part(0, 2, 0xD8)]
+    pos, size, scans = 2, None, 0
+    progressive, mpo, orientation, exif_seen, sampling = False, False, 1, False, ()
+    width = height = components = 0
+    while True:
+        if len(parts) > MAX_SEGMENTS["JPEG"]:
+            raise _corrupt()
+        if pos >= len(data) or data[pos] != 0xFF:
+            raise _corrupt()  # truncated, or junk where a segment should start
+        while pos + 1 < len(data) and data[pos + 1] == 0xFF:
+            pos += 1  # fill bytes
+        if pos + 1 >= len(data):
+            raise _corrupt()
+        marker = data[pos + 1]
+        if marker == 0xD9:  # EOI: the (first) picture ends; the rest is never stored
+            if size is None or scans == 0:
+                raise _corrupt()
+            parts.append(_Part(pos, pos + 2, marker))
+            break
+        if marker in _JPEG_STANDALONE:
+            parts.append(_Part(pos, pos + 2, marker))
+            pos += 2
+            continue
+        if marker == 0xD8 or marker < 0xC0:
+            raise _corrupt()
+        if pos + 4 > len(data):
+            raise _corrupt()
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        end = pos + 2 + length
+        if length < 2 or end > len(data):
+            raise _corrupt()
+        body = data[pos + 4:end]
+        if marker in _JPEG_SOF or marker in _JPEG_SOF_UNSUPPORTED:
+            if size is not None or len(body) < 6:
+                raise _corrupt()
+            precision = body[0]
+            height, width = int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big")
+            components = body[5]
+            if len(body) < 6 + 3 * components or components == 0:
+                raise _corrupt()
+            if marker in _JPEG_SOF_UNSUPPORTED:
+                raise HeaderError("unsupported_format",
+                                  what="A lossless or hierarchical JPEG")
+            if precision != 8:
+                raise HeaderError("unsupported_format", what=f"A {precision}-bit JPEG")
+            if components not in _JPEG_MODES:
+                raise _corrupt()
+            factors = [(body[7 + 3 * i] >> 4, body[7 + 3 * i] & 15) for i in range(components)]
+            if not all(1 <= h <= 4 and 1 <= v <= 4 for h, v in factors):
+                raise _corrupt()
+            if width == 0 or height == 0:  # height 0: given later by DNL; not supported
+                raise _corrupt()
+            max_h, max_v = max(h for h, _ in factors), max(v for _, v in factors)
+            sampling = tuple(h * v / (max_h * max_v) for h, v in factors)
+            size, progressive = (width, height), _JPEG_SOF[marker]
+            if check_size:
+                check_size(width, height)
+        elif marker == 0xE1 and body[:6] == b"Exif\x00\x00" and not exif_seen:
+            exif_seen = True  # the first EXIF counts, as for Pillow
+            orientation = exif_orientation(body[6:])
+        elif marker == 0xE2 and body[:4] == b"MPF\x00":
+            mpo = True
+        parts.append(_Part(pos, end, marker))
+        pos = end
+        if marker == 0xDA:  # SOS: entropy-coded data follows, up to the next marker
+            if size is None or len(body) < 1 or len(body) != 4 + 2 * body[0]:
+                raise _corrupt()
+            scans += 1
+            if scans > MAX_SCANS:
+                raise HeaderError("too_many_scans", limit=MAX_SCANS)
+            found = _JPEG_NEXT_MARKER.search(data, pos)
+            if found is None:
+                raise _corrupt()  # truncated inside a scan
+            parts[-1].end = pos = found.start()
+    header = PhotoHeader(
+        format="MPO" if mpo else "JPEG", width=width, height=height,
+        mode=_JPEG_MODES[components], orientation=orientation, frames=1, scans=scans,
+        progressive=progressive, bits=8, sampling=sampling,
+    )
+    return header, parts
+
+
+def _jpeg_kept(data: memoryview, part: _Part) -> bytes | memoryview | None:
+    """A segment as stored: itself, a JFIF header without its thumbnail, or None."""
+    marker = part.kind
+    if not (0xE0 <= marker <= 0xEF or marker == 0xFE):
+        return data[part.start:part.end]
+    body = bytes(data[part.start + 4:min(part.end, part.start + 4 + 16)])
+    if marker == 0xE0 and body[:5] == b"JFIF\x00" and len(body) >= 14:
+        jfif = body[:12] + b"\x00\x00"  # no thumbnail
+        return b"\xff\xe0" + (len(jfif) + 2).to_bytes(2, "big") + jfif
+    if marker == 0xE2 and body[:12] == b"ICC_PROFILE\x00":
+        return data[part.start:part.end]
+    if marker == 0xEE and body[:5] == b"Adobe":
+        return data[part.start:part.end]
+    return None  # EXIF, XMP, IPTC, maker notes, MPF, comments …
+
+
+def _jpeg_rebuild(data: bytes, parts: list[_Part], orientation: int) -> bytes:
+    data = memoryview(data)  # slices without copies; one join at the end
+    out = [b"\xff\xd8"]
+    exif_at = 1
+    for part in parts[1:]:
+        kept = _jpeg_kept(data, part)
+        if kept is not None:
+            out.append(kept)
+            if part.kind == 0xE0 and len(out) == 2:
+                exif_at = 2  # after a leading JFIF header
+    if orientation != 1:
+        exif = b"Exif\x00\x00" + exif_with_only_orientation(orientation)
+        out.insert(exif_at, b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif)
+    return b"".join(out)
+
+
+# --- PNG -----------------------------------------------------------------------------------
+
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+_PNG_CRITICAL = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
+# Ancillary chunks that say how to show the pixels; everything else is dropped.
+_PNG_KEPT = _PNG_CRITICAL | {b"tRNS", b"cHRM", b"gAMA", b"iCCP", b"sBIT", b"sRGB", b"cICP",
+                             b"mDCV", b"cLLI", b"bKGD", b"pHYs", b"hIST"}
+_PNG_CHUNK_TYPE = re.compile(rb"[A-Za-z]{4}")
+
+
+def _png_mode(depth: int, colour: int) -> str:
+    if colour == 0:
+        return {1: "1", 16: "I;16"}.get(depth, "L")
+    return {2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}[colour]
+
+
+def _png_walk(data: bytes, check_size):
+    view = memoryview(data)  # no copies of the (up to 20 MB of) IDAT data
+    parts: list[_Part] = []
+    pos, frames, fctl, orientation, exif_seen = 8, 1, 0, 1, False
+    seen_plte = seen_idat = ended = False
+    depth = colour = width = height = 0
+    while not ended:
+        if len(parts) >= MAX_SEGMENTS["PNG"]:
+            raise _corrupt()
+        if pos + 12 > len(data):
+            raise _corrupt()  # truncated (no IEND)
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        end = pos + 12 + length
+        if length > 0x7FFFFFFF or end > len(data) or not _PNG_CHUNK_TYPE.fullmatch(kind):
+            raise _corrupt()
+        if zlib.crc32(view[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            raise _corrupt()
+        body = view[pos + 8:min(end - 4, pos + 8 + 64)]  # what any header field needs
+        if not parts:
+            if kind != b"IHDR" or length != 13:
+                raise _corrupt()
+            width, height = int.from_bytes(body[:4], "big"), int.from_bytes(body[4:8], "big")
+            depth, colour, compression, filtering, interlace = body[8:13]
+            if (not 0 < width <= 0x7FFFFFFF or not 0 < height <= 0x7FFFFFFF
+                    or depth not in _PNG_DEPTHS.get(colour, ())
+                    or compression or filtering or interlace > 1):
+                raise _corrupt()
+            if check_size:
+                check_size(width, height)
+        elif kind == b"IHDR":
+            raise _corrupt()
+        elif kind == b"PLTE":
+            seen_plte = True
+        elif kind == b"IDAT":
+            if colour == 3 and not seen_plte:
+                raise _corrupt()
+            seen_idat = True
+        elif kind == b"IEND":
+            if not seen_idat:
+                raise _corrupt()
+            ended = True
+        elif kind == b"acTL" and length >= 4:
+            frames = max(frames, int.from_bytes(body[:4], "big"))
+        elif kind == b"fcTL":
+            fctl += 1
+        elif kind == b"eXIf" and not exif_seen:
+            exif_seen = True
+            orientation = exif_orientation(data[pos + 8:end - 4])
+        elif kind[0] < 0x61 and kind not in _PNG_CRITICAL:  # an unknown critical chunk
+            raise _corrupt()
+        parts.append(_Part(pos, end, kind))
+        pos = end
+        if max(frames, fctl) > 1:
+            raise HeaderError("animated")
+    header = PhotoHeader(
+        format="PNG", width=width, height=height, mode=_png_mode(depth, colour),
+        orientation=orientation, frames=max(frames, fctl, 1), scans=0, progressive=False,
+        bits=depth,
+    )
+    return header, parts
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return (len(body).to_bytes(4, "big") + kind + body
+            + zlib.crc32(kind + body).to_bytes(4, "big"))
+
+
+def _png_rebuild(data: bytes, parts: list[_Part], orientation: int) -> bytes:
+    data = memoryview(data)  # slices without copies; one join at the end
+    out = [_PNG_SIGNATURE]
+    for part in parts:
+        if part.kind == b"IDAT" and orientation != 1:
+            out.append(_png_chunk(b"eXIf", exif_with_only_orientation(orientation)))
+            orientation = 1
+        if part.kind in _PNG_KEPT:
+            out.append(data[part.start:part.end])
+    return b"".join(out)
+
+
+# --- WebP ----------------------------------------------------------------------------------
+
+_VP8X_ICC, _VP8X_ALPHA, _VP8X_EXIF, _VP8X_XMP, _VP8X_ANIMATION = 0x20, 0x10, 0x08, 0x04, 0x02
+_WEBP_KEPT = {b"VP8X", b"ICCP", b"ANIM", b"ANMF", b"ALPH", b"VP8 ", b"VP8L"}
+
+
+def _webp_image_size(kind: bytes, body: bytes) -> tuple[int, int, bool]:
+    """(width, height, has alpha) of a VP8 (lossy) or VP8L (lossless) bitstream."""
+    if kind == b"VP8 ":
+        if len(body) < 10 or body[3:6] != b"\x9d\x01\x2a" or body[0] & 1:
+            raise _corrupt()  # no key frame start code, or not a key frame
+        width = int.from_bytes(body[6:8], "little") & 0x3FFF
+        height = int.from_bytes(body[8:10], "little") & 0x3FFF
+        alpha = False
+    else:
+        if len(body) < 5 or body[0] != 0x2F:
+            raise _corrupt()
+        bits = int.from_bytes(body[1:5], "little")
+        if bits >> 29:  # version
+            raise _corrupt()
+        width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        alpha = bool((bits >> 28) & 1)
+    if width == 0 or height == 0:
+        raise _corrupt()
+    return width, height, alpha
+
+
+def _webp_walk(data: bytes, check_size):
+    riff_end = 8 + int.from_bytes(data[4:8], "little")
+    if riff_end > len(data) or riff_end < 12 + 8:
+        raise _corrupt()
+    parts: list[_Part] = []
+    pos, frames, orientation, exif_seen = 12, 0, 1, False
+    flags, size, alpha, image = None, None, False, None
+    while pos < riff_end:
+        if len(parts) >= MAX_SEGMENTS["WEBP"] or pos + 8 > riff_end:
+            raise _corrupt()
+        kind = data[pos:pos + 4]
+        length = int.from_bytes(data[pos + 4:pos + 8], "little")
+        end = pos + 8 + length
+        if end > riff_end:
+            raise _corrupt()
+        body = data[pos + 8:end]
+        if not parts:
+            if kind == b"VP8X":
+                if length < 10:
+                    raise _corrupt()
+                flags = body[0]
+                size = (int.from_bytes(body[4:7], "little") + 1,
+                        int.from_bytes(body[7:10], "little") + 1)
+                alpha = bool(flags & _VP8X_ALPHA)
+            elif kind in (b"VP8 ", b"VP8L"):
+                *size, alpha = _webp_image_size(kind, body)
+                size, image = tuple(size), kind
+            else:
+                raise _corrupt()
+            if check_size:
+                check_size(*size)
+        elif kind == b"VP8X":
+            raise _corrupt()
+        elif kind in (b"VP8 ", b"VP8L"):
+            if image is not None or frames:
+                raise _corrupt()
+            *found, has_alpha = _webp_image_size(kind, body)
+            if tuple(found) != size:
+                raise _corrupt()  # a still image is exactly the canvas
+            image, alpha = kind, alpha or has_alpha
+        elif kind == b"ANMF":
+            frames += 1
+            if frames > 1:
+                raise HeaderError("animated")
+        elif kind == b"EXIF" and not exif_seen and flags is not None:
+            exif_seen = True  # only the extended format (VP8X) carries EXIF
+            orientation = exif_orientation(body[6:] if body[:6] == b"Exif\x00\x00" else body)
+        parts.append(_Part(pos, end + (length & 1), kind))
+        pos = end + (length & 1)  # chunks are padded to an even length
+    if image is None and not frames:
+        raise _corrupt()
+    header = PhotoHeader(
+        format="WEBP", width=size[0], height=size[1], mode="RGBA" if alpha else "RGB",
+        orientation=orientation, frames=max(frames, 1), scans=0, progressive=False, bits=8,
+    )
+    return header, parts
+
+
+def _webp_rebuild(data: bytes, parts: list[_Part], orientation: int) -> bytes:
+    data = memoryview(data)  # slices without copies; one join at the end
+    chunks = []
+    for part in parts:
+        if part.kind not in _WEBP_KEPT:
+            continue
+        chunk = data[part.start:part.end]
+        if part.kind == b"VP8X":
+            flags = chunk[8] & ~(_VP8X_EXIF | _VP8X_XMP)
+            if orientation != 1:
+                flags |= _VP8X_EXIF
+            chunk = bytes(chunk[:8]) + bytes([flags]) + bytes(chunk[9:])
+        chunks.append(chunk)
+    if orientation != 1 and parts[0].kind == b"VP8X":  # EXIF needs the extended format
+        exif = exif_with_only_orientation(orientation)
+        chunks.append(b"EXIF" + len(exif).to_bytes(4, "little") + exif + b"\x00" * (len(exif) & 1))
+    body = b"WEBP" + b"".join(chunks)
+    return b"RIFF" + len(body).to_bytes(4, "little") + body

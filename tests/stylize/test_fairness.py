@@ -1,0 +1,365 @@
+"""Fair scheduling (docs/design/fairness.md): a queue per job cost class with a worker
+each, a per-user limit of jobs in flight, one creation rate for the page and the API."""
+
+import io
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import yaml
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+from PIL import Image
+from rest_framework.test import APIClient
+
+from prisma_site import devstack
+from stylize import services, stylizing
+from stylize.models import StyleJob
+from stylize.tasks import stylize_job
+from tests.factories import StyleFactory, UserFactory
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def png_upload(size=(64, 48), name="photo.png"):
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    pixels = np.stack([x * 255 // size[0], y * 255 // size[1], (x + y) % 256], -1)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
+    return SimpleUploadedFile(name, buffer.getvalue(), content_type="image/png")
+
+
+@pytest.fixture
+def queue():
+    """stylize_job.apply_async, recorded instead of sent."""
+    with mock.patch("stylize.tasks.stylize_job.apply_async") as apply_async:
+        yield apply_async
+
+
+def queues_sent(apply_async) -> list[str]:
+    return [call.kwargs["queue"] for call in apply_async.call_args_list]
+
+
+# --- Cost classes and their queues ------------------------------------------------------
+
+
+@pytest.mark.parametrize("width, height, max_side, expected", [
+    (2000, 2000, 4096, "small"),   # exactly 4 MP painted
+    (2001, 2000, 4096, "large"),
+    (4896, 3264, 4096, "large"),   # 16 MP at 4096: 11.2 MP painted
+    (4896, 3264, 2048, "small"),   # the same photo shrunk to 2048 × 1365
+    (7746, 5164, 1024, "small"),   # 40 MP uploaded, 0.7 MP painted
+    (1000, 1000, 4096, "small"),   # never enlarged
+])
+def test_the_cost_class_is_the_pixels_painted(settings, width, height, max_side, expected):
+    settings.JOB_SMALL_MAX_PIXELS = 4_000_000
+    assert services.job_cost_class(width=width, height=height, max_side=max_side) == expected
+
+
+def test_the_defaults():
+    from django.conf import settings
+
+    assert settings.JOB_SMALL_MAX_PIXELS == 4_000_000
+    assert settings.JOB_MAX_IN_FLIGHT_PER_USER == 3
+    assert settings.JOB_QUEUES == {"small": settings.CELERY_TASK_DEFAULT_QUEUE, "large": "large"}
+    assert settings.CELERY_TASK_ROUTES["stylize.tasks.train_style"] == {"queue": "training"}
+
+
+@pytest.mark.django_db
+def test_a_job_goes_to_the_queue_of_its_class(settings, queue, django_capture_on_commit_callbacks):
+    settings.JOB_SMALL_MAX_PIXELS = 2000
+    style, owner = StyleFactory(), UserFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        small = services.job_create(owner=owner, style=style, input_image=png_upload((40, 30)))
+        large = services.job_create(owner=owner, style=style, input_image=png_upload((64, 48)))
+        shrunk = services.job_create(owner=owner, style=style, input_image=png_upload((640, 480)),
+                                     max_side=64)  # 64 × 48 painted
+    assert [small.cost_class, large.cost_class, shrunk.cost_class] == ["small", "large", "large"]
+    assert queues_sent(queue) == ["celery", "large", "large"]
+    StyleJob.objects.update(status=StyleJob.Status.SUCCEEDED, finished_at=timezone.now())
+    settings.JOB_SMALL_MAX_PIXELS = 64 * 48
+    with django_capture_on_commit_callbacks(execute=True):
+        again = services.job_create(owner=owner, style=style, input_image=png_upload((64, 48)))
+    assert again.cost_class == "small" and queues_sent(queue)[-1] == "celery"
+
+
+@pytest.mark.django_db
+def test_retries_and_the_sweep_put_a_job_back_on_its_own_queue(
+    settings, queue, django_capture_on_commit_callbacks
+):
+    settings.JOB_SMALL_MAX_PIXELS = 1000
+    job = services.job_create(owner=UserFactory(), style=StyleFactory(), input_image=png_upload())
+    assert job.cost_class == "large"
+    queue.reset_mock()
+
+    StyleJob.objects.filter(pk=job.pk).update(status="running", started_at=timezone.now())
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.job_requeue(job_id=job.pk, countdown=5)
+    assert queues_sent(queue) == ["large"] and queue.call_args.kwargs["countdown"] == 5
+
+    long_ago = timezone.now() - timedelta(hours=2)
+    StyleJob.objects.filter(pk=job.pk).update(status="queued", enqueued_at=long_ago)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_requeue_stuck()["requeued"] == 1
+    StyleJob.objects.filter(pk=job.pk).update(status="running", started_at=long_ago)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_requeue_stuck()["requeued"] == 1
+    assert queues_sent(queue) == ["large", "large", "large"]
+
+
+@pytest.mark.django_db
+def test_a_deleted_jobs_message_costs_one_query_and_no_model(queue, django_assert_num_queries):
+    job = services.job_create(owner=UserFactory(), style=StyleFactory(), input_image=png_upload())
+    job_id = str(job.pk)
+    services.job_delete(job=job)
+    with mock.patch("stylize.stylizing.get_backend", side_effect=AssertionError("loaded")), \
+            mock.patch("stylize.stylizing.load_photo", side_effect=AssertionError("read")), \
+            django_assert_num_queries(1):  # the guarded queued → running UPDATE, 0 rows
+        stylize_job(job_id)
+
+
+# --- Every queue has a worker -------------------------------------------------------------
+
+
+def consumed_queues(command: list[str] | str) -> set[str]:
+    words = command.split() if isinstance(command, str) else command
+    return set(words[words.index("--queues") + 1].split(","))
+
+
+def test_make_run_starts_a_worker_for_every_queue(settings, tmp_path):
+    commands = dict(devstack.worker_commands(port=8000, workers=2, var_dir=tmp_path))
+    per_worker = {name: consumed_queues(command) for name, command in commands.items()}
+    assert per_worker == {"worker": {"celery"}, "worker-large": {"large"},
+                          "trainer": {"training"}}
+    assert set(settings.JOB_QUEUES.values()) | {"training"} == set().union(*per_worker.values())
+    # What other stacks (bench/loadtest.py) start: one stylize worker per job queue.
+    assert sorted(consumed_queues(args).pop() for args in devstack.STYLIZE_WORKERS.values()) \
+        == sorted(settings.JOB_QUEUES.values())
+    assert "--beat" in commands["worker"]  # the sweeps run beside the small jobs
+    assert commands["worker"][commands["worker"].index("--concurrency") + 1] == "2"
+
+
+def test_docker_compose_runs_a_worker_for_every_queue(settings):
+    services_ = yaml.safe_load((BASE_DIR / "docker-compose.yml").read_text())["services"]
+    per_service = {name: consumed_queues(service["command"])
+                   for name, service in services_.items()
+                   if "celery" in str(service.get("command", "")) and "--queues" in
+                   str(service.get("command", ""))}
+    assert per_service == {"worker": {"celery"}, "worker-large": {"large"},
+                           "trainer": {"training"}}
+    assert "large@" in services_["worker-large"]["healthcheck"]["test"][1]
+
+
+# --- Jobs in flight per user ------------------------------------------------------------
+
+
+@pytest.fixture
+def api_user(fast_passwords, empty_cache):
+    StyleFactory(slug="starry-night")
+    client = APIClient()
+    user = UserFactory()
+    client.force_authenticate(user)
+    return client, user
+
+
+def api_create(client):
+    return client.post("/api/v1/jobs/", {"image": png_upload(), "style": "starry-night"},
+                       format="multipart")
+
+
+@pytest.mark.django_db
+def test_the_api_refuses_a_fourth_job_in_flight_with_429(queue, api_user):
+    client, user = api_user
+    assert [api_create(client).status_code for _ in range(3)] == [201, 201, 201]
+    refused = api_create(client)
+    assert refused.status_code == 429
+    assert refused.json()["detail"] == (
+        "You already have 3 jobs waiting or being painted, and at most 3 jobs can be on the "
+        "way at once. Please wait until one has finished, then upload again."
+    )
+    assert StyleJob.objects.filter(owner=user).count() == 3
+    # Another user has places of their own.
+    other = APIClient()
+    other.force_authenticate(UserFactory())
+    assert api_create(other).status_code == 201
+    # A finished job (or a deleted one) frees its place; a running one does not.
+    first, second, _ = StyleJob.objects.filter(owner=user)
+    StyleJob.objects.filter(pk=first.pk).update(status="running")
+    assert api_create(client).status_code == 429
+    StyleJob.objects.filter(pk=first.pk).update(status="succeeded", finished_at=timezone.now())
+    assert api_create(client).status_code == 201
+    assert client.delete(f"/api/v1/jobs/{second.pk}/").status_code == 204
+    assert api_create(client).status_code == 201
+    assert api_create(client).status_code == 429
+
+
+@pytest.mark.django_db
+def test_the_limit_is_a_setting_and_zero_turns_it_off(settings, queue, api_user):
+    client, _ = api_user
+    settings.JOB_MAX_IN_FLIGHT_PER_USER = 1
+    assert [api_create(client).status_code for _ in range(2)] == [201, 429]
+    assert "at most 1 job can be on the way" in api_create(client).json()["detail"]
+    settings.JOB_MAX_IN_FLIGHT_PER_USER = 0
+    assert [api_create(client).status_code for _ in range(4)] == [201] * 4
+
+
+@pytest.fixture
+def page_user(client, empty_cache):
+    StyleFactory(slug="starry-night")
+    user = UserFactory()
+    client.force_login(user)
+    return user
+
+
+def page_upload(client):
+    return client.post(reverse("stylize:upload"),
+                       {"image": png_upload(), "style": "starry-night", "max_side": "512",
+                        "strength": "1"})
+
+
+@pytest.mark.django_db
+def test_the_upload_page_refuses_a_fourth_job_in_flight_with_429(client, queue, page_user):
+    assert [page_upload(client).status_code for _ in range(3)] == [302, 302, 302]
+    refused = page_upload(client)
+    assert refused.status_code == 429
+    page = refused.content.decode()
+    assert 'class="form-errors"' in page and "at most 3 jobs can be on the way at once" in page
+    assert StyleJob.objects.filter(owner=page_user).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_uploads_at_the_same_moment_do_not_overshoot_the_limit(settings, queue):
+    settings.JOB_MAX_IN_FLIGHT_PER_USER = 3
+    style, owner = StyleFactory(), UserFactory()
+    outcomes, start = [], threading.Barrier(6)
+
+    def upload():
+        try:
+            start.wait()
+            services.job_create(owner=owner, style=style, input_image=png_upload())
+            outcomes.append("created")
+        except services.JobLimitExceeded:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=upload) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes) == ["created"] * 3 + ["refused"] * 3
+    assert StyleJob.objects.filter(owner=owner).count() == 3
+
+
+# --- One creation rate for the page and the API -------------------------------------------
+
+
+@pytest.mark.django_db
+def test_page_and_api_uploads_share_one_rate_limit(settings, client, queue, page_user):
+    settings.JOB_MAX_IN_FLIGHT_PER_USER = 0  # only the rate here
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "job_create": "2/hour"},
+    }
+    api = APIClient()
+    api.force_authenticate(page_user)
+    assert api_create(api).status_code == 201
+    assert page_upload(client).status_code == 302
+    refused = page_upload(client)
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 3600
+    page = refused.content.decode()
+    assert "You have uploaded too many photos: at most 2 an hour." in page
+    assert "please try again in" in page and 'class="form-errors"' in page
+    assert api_create(api).status_code == 429
+    assert StyleJob.objects.filter(owner=page_user).count() == 2
+    # Someone else has a count of their own.
+    client.force_login(UserFactory())
+    assert page_upload(client).status_code == 302
+
+
+@pytest.mark.django_db
+def test_sixty_page_uploads_in_a_row_stop_at_the_rate(settings, client, queue, page_user):
+    settings.JOB_MAX_IN_FLIGHT_PER_USER = 0
+    codes = [page_upload(client).status_code for _ in range(32)]
+    assert codes == [302] * 30 + [429] * 2  # API_JOB_CREATE_RATE: 30/hour
+
+
+# --- A small job overtakes a queue of large ones on real workers ---------------------------
+
+
+@pytest.fixture
+def job_workers(transactional_db):
+    """One real worker per job queue (threads of this process, like celery_worker_thread),
+    each consuming only its own queue."""
+    from celery.contrib.testing.worker import start_worker
+    from django.conf import settings
+
+    from prisma_site.celery import app
+
+    queues = [settings.JOB_QUEUES["small"], settings.JOB_QUEUES["large"]]
+
+    def purge():
+        with app.connection_for_write() as conn:
+            for name in queues:
+                conn.default_channel.queue_purge(name)
+
+    purge()
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60,
+                      queues=[queues[1]], hostname="fair-large@test"), \
+            start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60,
+                         queues=[queues[0]], hostname="fair-small@test"):
+        yield
+    purge()
+
+
+@pytest.mark.slow
+def test_a_small_job_overtakes_a_queue_of_large_ones(settings, use_local_backend, monkeypatch,
+                                                     job_workers):
+    settings.JOB_SMALL_MAX_PIXELS = 100 * 100
+    settings.JOB_MAX_IN_FLIGHT_PER_USER = 0
+    painted = stylizing.photo_stylize
+
+    def slow_when_large(*, photo, **options):  # a large job takes 1.5 s of a worker
+        if photo.shape[0] * photo.shape[1] > settings.JOB_SMALL_MAX_PIXELS:
+            time.sleep(1.5)
+        return painted(photo=photo, **options)
+
+    monkeypatch.setattr(stylizing, "photo_stylize", slow_when_large)
+    style = StyleFactory(slug="tiny", model_name="tiny", live_version=1)
+    big_user, small_user = UserFactory(email=""), UserFactory(email="")
+    big = [services.job_create(owner=big_user, style=style, input_image=png_upload((200, 150)))
+           for _ in range(6)]
+    assert {job.cost_class for job in big} == {"large"}
+    deadline = time.monotonic() + 60
+    while not StyleJob.objects.filter(owner=big_user, status="running").exists():
+        assert time.monotonic() < deadline, "no large job started"
+        time.sleep(0.05)
+
+    small = services.job_create(owner=small_user, style=style, input_image=png_upload((64, 48)))
+    assert small.cost_class == "small"
+    while not StyleJob.objects.get(pk=small.pk).is_finished:
+        assert time.monotonic() < deadline, "the small job never finished"
+        time.sleep(0.05)
+    big_done = StyleJob.objects.filter(owner=big_user, status__in=StyleJob.FINISHED).count()
+    small = StyleJob.objects.get(pk=small.pk)
+    assert small.status == StyleJob.Status.SUCCEEDED, small.error
+    # First in, first out it would have waited for all six (9 s of large work).
+    assert big_done <= 2, f"{big_done} large jobs finished before the small one"
+    assert (small.finished_at - small.created_at).total_seconds() < 6
+
+    # The large ones still all get done, in order, on their own worker.
+    while StyleJob.objects.filter(owner=big_user, status__in=StyleJob.IN_FLIGHT).exists():
+        assert time.monotonic() < deadline + 30, "the large jobs never finished"
+        time.sleep(0.1)
+    finished = sorted(StyleJob.objects.filter(owner=big_user), key=lambda job: job.started_at)
+    assert [job.status for job in finished] == ["succeeded"] * 6
+    assert [job.pk for job in finished] == [job.pk for job in big]

@@ -1,0 +1,30 @@
+"""The short version of `make loadtest`: jobs from several API clients on a real stack
+(Redis, two workers, beat, web, a gRPC model server) while a worker is SIGKILLed,
+Redis restarts and the model server goes down; nothing may be lost or done twice."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+SHIPPED = any((BASE_DIR / "serving" / "models").glob("*/*/saved_model.pb"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED, reason="no shipped model to stylize with")
+def test_the_short_load_run_loses_nothing_under_faults():
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.loadtest", "--jobs", "16", "--clients", "4",
+         "--users", "2", "--big-jobs", "2", "--big-side", "2560", "--outage", "4",
+         "--fault-delay", "2", "--timeout", "300"],
+        cwd=BASE_DIR, capture_output=True, text=True, timeout=600,
+    )
+    output = run.stdout
+    assert run.returncode == 0, output[-3000:] + run.stderr[-3000:]
+    assert "faults: worker small SIGKILLed and restarted, Redis restarted, model server down" \
+        in output
+    assert "lost: []" in output and "ran to success twice: 0" in output
+    assert "jobs without exactly one: []" in output and "0 × 5xx" in output
+    assert "OK: nothing lost, nothing done twice, one email per job." in output
