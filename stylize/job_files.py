@@ -123,7 +123,7 @@ def _move_one(job: StyleJob, field_name: str, old_name: str) -> None:
             data, image_format = imaging.photo_without_metadata(old)
             new_name = f"photo.{ALLOWED_FORMATS[image_format][1]}"
         else:
-            data, new_name = old.read(), f"result{_suffix(old_name)}"
+            data, new_name = old.read(), old_name  # upload_to keeps only its extension
     field = getattr(job, field_name)
     with transaction.atomic():
         field.save(new_name, ContentFile(data), save=False)
@@ -133,11 +133,6 @@ def _move_one(job: StyleJob, field_name: str, old_name: str) -> None:
             **{field_name: field.name, "input_filename": job.input_filename}
         )
     default_storage.delete(old_name)
-
-
-def _suffix(name: str) -> str:
-    dot = name.rfind(".")
-    return name[dot:].lower() if dot > name.rfind("/") else ""
 
 
 def job_photo_replace(job: StyleJob, data: bytes, image_format: str) -> None:

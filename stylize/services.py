@@ -253,6 +253,18 @@ def job_mix_clean(*, style: Style, blend_with=None, blend=None, stroke=None) -> 
     return JobMix(blend_with=blend_with, blend=blend, stroke=str(stroke))
 
 
+#: What a user chooses for a job, as the upload form and the API's serializer name it
+#: (``image`` is ``job_create``'s ``input_image``).
+JOB_CHOICES = ("style", "strength", "preserve_colors", "max_side", "blend_with", "blend",
+               "stroke")
+
+
+def job_create_from(*, owner, choices: dict) -> StyleJob:
+    """``job_create`` from a validated upload form's or serializer's data."""
+    return job_create(owner=owner, input_image=choices["image"],
+                      **{name: choices[name] for name in JOB_CHOICES})
+
+
 class JobLimitExceeded(Exception):
     """The owner already has ``limit`` jobs queued or running; nothing was created."""
 

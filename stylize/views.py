@@ -243,20 +243,8 @@ def upload(request):
             )
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
-            image = form.cleaned_data["image"]
-            image.seek(0)
-            try:
-                job = services.job_create(
-                    owner=request.user,
-                    style=form.cleaned_data["style"],
-                    input_image=image,
-                    strength=form.cleaned_data["strength"],
-                    preserve_colors=form.cleaned_data["preserve_colors"],
-                    max_side=form.cleaned_data["max_side"],
-                    blend_with=form.cleaned_data["blend_with"],
-                    blend=form.cleaned_data["blend"],
-                    stroke=form.cleaned_data["stroke"],
-                )
+            try:  # job_create rewinds the photo the form's check has read
+                job = services.job_create_from(owner=request.user, choices=form.cleaned_data)
             except services.JobLimitExceeded as exc:
                 return _upload_refused(request, form, str(exc))
             return redirect("stylize:job", pk=job.pk)

@@ -87,17 +87,7 @@ class JobViewSet(
         form = JobCreateSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
         try:
-            job = services.job_create(
-                owner=request.user,
-                style=form.validated_data["style"],
-                input_image=form.validated_data["image"],
-                strength=form.validated_data["strength"],
-                preserve_colors=form.validated_data["preserve_colors"],
-                max_side=form.validated_data["max_side"],
-                blend_with=form.validated_data["blend_with"],
-                blend=form.validated_data["blend"],
-                stroke=form.validated_data["stroke"],
-            )
+            job = services.job_create_from(owner=request.user, choices=form.validated_data)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(
                 exc.message_dict if hasattr(exc, "error_dict") else exc.messages
