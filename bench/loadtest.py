@@ -147,8 +147,9 @@ class Stack:
             [PYTHON, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.web_port}"],
             cwd=BASE_DIR, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        devstack.wait_until(lambda: devstack.http_ok(self.base + "/"), timeout=90, what="Web server",
-                            procs=[web])
+        devstack.wait_until(
+            lambda: devstack.http_ok(self.base + "/"), timeout=90, what="Web server", procs=[web]
+        )
 
     def stop(self):
         self.group.stop()
@@ -319,7 +320,9 @@ def _load(stack: Stack, args) -> int:
         return 2
     photos = [photo_jpeg(args.side, seed) for seed in range(8)]
     clients = [Client(stack.base, load_users[i % len(load_users)][1]) for i in range(args.clients)]
-    shares = [args.jobs // args.clients + (i < args.jobs % args.clients) for i in range(args.clients)]
+    shares = [
+        args.jobs // args.clients + (i < args.jobs % args.clients) for i in range(args.clients)
+    ]
     rng = random.Random(0)
     plans = [[(rng.choice(styles), rng.choice(photos)) for _ in range(share)] for share in shares]
 

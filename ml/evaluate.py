@@ -1,6 +1,6 @@
 """Evaluate a trained style on held-out photos, and draw contact sheets.
 
-``evaluate`` runs a stylise function over a folder of photos at their own
+``evaluate`` runs a stylize function over a folder of photos at their own
 size (the blob artefacts of a net trained at 256 px show only at the sizes
 users upload) and reports the mean weighted content, style and TV terms of
 ``ml.losses.PerceptualLoss`` there, plus the quality measure of
@@ -23,7 +23,7 @@ from ml.data import list_images
 
 LOSS_NAMES = ("total", "content", "style", "tv")
 
-# Takes a uint8 (1, H, W, 3) RGB batch, returns its stylised version (uint8 or
+# Takes a uint8 (1, H, W, 3) RGB batch, returns its stylized version (uint8 or
 # float in [0, 255]) of the same size, e.g. ml.export.load_savedmodel_fn(path).
 StylizeFn = Callable[[np.ndarray], np.ndarray]
 
@@ -85,7 +85,7 @@ def evaluate(
     """Mean losses and quality measures of ``stylize`` over held-out photos.
 
     Args:
-        stylize: uint8 (1, H, W, 3) batch -> stylised batch of the same size
+        stylize: uint8 (1, H, W, 3) batch -> stylized batch of the same size
             (``ml.export.load_savedmodel_fn(path)`` or ``keras_stylize_fn(model)``).
         photos: a folder (searched recursively) or a list of image paths.
         painting: the style image (path or HxWx3 array in [0, 255]).

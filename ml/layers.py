@@ -52,10 +52,9 @@ def _conv_out(size, kernel_size, strides):
     return (size + 2 * pad - kernel_size) // strides + 1
 
 
-# Padding helpers built from slices and concatenations. They give exactly the
-# values of ``ops.pad`` in "reflect" / "symmetric" mode, but on the TensorFlow
-# backend the CPU MirrorPad kernel behind ``ops.pad`` is much slower than the
-# plain copies of a concatenation (measured ~80 vs ~50 ms at 1024x1024x16).
+# Padding helpers built from slices and concatenations: exactly the values of
+# ``ops.pad`` in "reflect" / "symmetric" mode, faster on TensorFlow's CPU
+# (docs/design/network.md).
 
 
 def _reflect_pad_axis(x, axis, before, after):
@@ -201,9 +200,7 @@ def _instance_normalize(inputs, scale, offset, epsilon):
         # folded shift could cancel badly against x * scale.
         x = (inputs - mean) * ops.rsqrt(variance + epsilon)
         return x * scale + offset
-    # Same map with the normalisation and the affine folded into one
-    # per-image, per-channel multiply-add: two passes over the full-size
-    # tensor instead of four (the statistics still come from ops.moments).
+    # The same map as one per-image, per-channel multiply-add (docs/design/network.md).
     multiplier = ops.rsqrt(variance + epsilon) * scale
     return inputs * multiplier + (offset - mean * multiplier)
 
@@ -274,7 +271,8 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
 
     def build(self, inputs_shape, style_weights_shape=None):
         _check_rank4(self, inputs_shape)
-        if style_weights_shape is not None and style_weights_shape[-1] not in (None, self.num_styles):
+        allowed_styles = (None, self.num_styles)
+        if style_weights_shape is not None and style_weights_shape[-1] not in allowed_styles:
             raise ValueError(
                 f"ConditionalInstanceNormalization(num_styles={self.num_styles}) needs "
                 f"style_weights of shape (batch, {self.num_styles}). "
@@ -417,20 +415,11 @@ class UpsampleConv2D(keras.layers.Layer):
         return self.conv(x)
 
     def _subpixel_call(self, inputs):
-        """``conv(reflect_pad(repeat2(x)))`` computed at the input resolution.
-
-        Along one axis, with ``k0, k1, k2`` the kernel taps and ``u`` the
-        upsampled signal (``u[2i] = u[2i+1] = x[i]``), reflection of ``u`` by
-        one pixel repeats ``x``'s edge pixel, and output pixels ``2j-1`` and
-        ``2j`` only read ``x[j-1]`` and ``x[j]``::
-
-            out[2j-1] = (k0 + k1) * x[j-1] + k2 * x[j]
-            out[2j]   = k0 * x[j-1] + (k1 + k2) * x[j]
-
-        So one 2x2 convolution of ``x`` edge-padded by one pixel, with the four
-        (row, column) phase kernels stacked as ``4 * filters`` channels, then a
-        depth-to-space and a one-pixel crop give the same result with 16 instead
-        of 36 multiply-adds per output value and no full-size upsampled copy.
+        """``conv(reflect_pad(repeat2(x)))`` (``size=2``, ``kernel_size=3``) computed
+        at the input resolution: one 2x2 convolution of ``x`` edge-padded by one pixel
+        with the four phase kernels stacked as ``4 * filters`` channels, a
+        depth-to-space and a one-pixel crop. Same output shape and values (to float
+        rounding). Derivation: docs/design/network.md.
         """
         kernel = self.conv.kernel
 

@@ -10,9 +10,9 @@ Normalisation of the three terms (the same as lengstrom/fast-style-transfer,
 so its weights transfer to VGG19 directly):
 
 * content: mean over batch, height, width and channels of the squared
-  difference of the content-layer features of the photo and the stylised image;
+  difference of the content-layer features of the photo and the stylized image;
 * style: for each style layer, the mean over batch and the C x C entries of the
-  squared difference between the Gram matrix of the stylised image and the
+  squared difference between the Gram matrix of the stylized image and the
   painting's Gram matrix (see :func:`gram_matrix`), summed over the layers;
 * total variation: mean squared difference of vertically neighbouring pixels
   plus the same for horizontal neighbours, on [0, 255] images (see
@@ -50,32 +50,20 @@ DEFAULT_STYLE_LAYERS = {
     "vgg19": ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"),
     "vgg16": ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3"),
 }
-#: Content layer per network: VGG19 conv4_2 (the thesis), VGG16 relu3_3 (Johnson's
-#: code default, Magenta, Fritz, Turi). relu2_2 at a high weight pins the photo: the
-#: first styles trained that way looked like colour filters (BRIEF.md §2b).
+#: Content layer per network: VGG19 conv4_2 (the thesis), VGG16 relu3_3.
+#: Why: docs/design/training.md.
 DEFAULT_CONTENT_LAYER = {"vgg19": "block4_conv2", "vgg16": "block3_conv3"}
 
-#: Relative weight of each style layer, shallow to deep. VGG16: 1 : 2 : 4 : 8. The
-#: deeper layers carry strokes and motifs and weigh more; Magenta's 1 : 4 : 16 : 64
-#: (its Gram / (H*W) in our C*H*W normalisation) made a short run at 128 px invert the
-#: photo's light and dark on our offline photos (luminance correlation -0.7 to 0.4),
-#: while equal weights paint with the palette but less texture (docs/design/training.md).
-#: VGG19 keeps the thesis's equal weights.
+#: Relative weight of each style layer per network, shallow to deep, in the order of
+#: :data:`DEFAULT_STYLE_LAYERS`. Why and measurements: docs/design/training.md.
 DEFAULT_STYLE_LAYER_WEIGHTS = {
     "vgg19": (1.0, 1.0, 1.0, 1.0, 1.0),
     "vgg16": (1.0, 2.0, 4.0, 8.0),
 }
 
-#: Default term weights for the normalisation described in the module docstring.
-#:
-#: * VGG19: the defaults of lengstrom/fast-style-transfer (content 7.5, style 100,
-#:   TV 200), which use exactly these layers, this normalisation and the same
-#:   Caffe-trained weights.
-#: * VGG16 (content on relu3_3, style layers weighted 1:2:4:8): chosen so that a
-#:   200-step run at 128 px paints (held-out style ratio <= 0.13) while keeping the
-#:   photo's layout, and so that over a longer run the weighted content term ends
-#:   about 1-2x the weighted style term with TV a few per cent of the total.
-#:   The sweep behind these numbers: docs/design/training.md.
+#: Default term weights per network, for the default layers and layer weights above
+#: and the normalisation described in the module docstring. Why and measurements:
+#: docs/design/training.md.
 DEFAULT_LOSS_WEIGHTS = {
     "vgg19": {"content_weight": 7.5, "style_weight": 100.0, "tv_weight": 200.0},
     "vgg16": {"content_weight": 4.0, "style_weight": 5.5, "tv_weight": 0.5},
@@ -251,12 +239,12 @@ class PerceptualLoss:
     The paintings' Gram matrices are computed once, here. With several paintings
     (a bank), :meth:`loss` takes each example's painting as ``style_index``. Call
     :meth:`loss` (or the object itself) with a batch of content photos and the
-    network's stylised versions of them, both ``(batch, height, width, 3)``
+    network's stylized versions of them, both ``(batch, height, width, 3)``
     RGB in [0, 255]. Uses ``keras.ops`` only, so it works in a custom training
     step on every backend.
 
     Args:
-        style_image: the painting: ``HxWx3`` (or ``1xHxWx3``) array in [0, 255],
+        painting: the painting: ``HxWx3`` (or ``1xHxWx3``) array in [0, 255],
             or a path to an image file; or a list of them (a bank's paintings).
         network: ``"vgg19"`` or ``"vgg16"``.
         weights: loss network weights, as in :func:`build_loss_network`.
@@ -278,7 +266,7 @@ class PerceptualLoss:
 
     def __init__(
         self,
-        style_image,
+        painting,
         network="vgg19",
         weights="imagenet",
         content_layer=None,
@@ -313,7 +301,9 @@ class PerceptualLoss:
         self.content_weight = float(
             defaults["content_weight"] if content_weight is None else content_weight
         )
-        self.style_weight = float(defaults["style_weight"] if style_weight is None else style_weight)
+        self.style_weight = float(
+            defaults["style_weight"] if style_weight is None else style_weight
+        )
         self.tv_weight = float(defaults["tv_weight"] if tv_weight is None else tv_weight)
         for name in ("content_weight", "style_weight", "tv_weight"):
             if not getattr(self, name) >= 0:
@@ -330,7 +320,7 @@ class PerceptualLoss:
             raise ValueError(f"`loss_network` does not output the layers {missing}.")
         self.loss_network = loss_network
 
-        paintings = style_image if isinstance(style_image, (list, tuple)) else [style_image]
+        paintings = painting if isinstance(painting, (list, tuple)) else [painting]
         if not paintings:
             raise ValueError("At least one style image is needed.")
         grams = [self._painting_grams(painting) for painting in paintings]
@@ -396,7 +386,8 @@ class PerceptualLoss:
             target = self.style_grams[name]
             target = target[:1] if style_index is None else ops.take(target, style_index, axis=0)
             per_example = ops.mean(ops.square(gram - target), axis=(1, 2))
-            layer = self.style_weight * self.style_layer_weights[name] * ops.mean(scale * per_example)
+            layer_weight = self.style_weight * self.style_layer_weights[name]
+            layer = layer_weight * ops.mean(scale * per_example)
             terms[f"style_{name}"] = layer
             style = style + layer
         terms["style"] = style

@@ -24,6 +24,8 @@ right edges to the next multiple of 4 (at most 3 pixels) and crops the output
 back to the input size. Reflection matches the padding used by every
 convolution, so the edge carries no border artefact. Inputs must be at least
 5 pixels on each side.
+
+Why some of it is built the way it is, and timings: docs/design/network.md.
 """
 
 from __future__ import annotations
@@ -57,15 +59,18 @@ class TransformNet(keras.Model):
             network of 16/32/64 channels). Counts are rounded, minimum 1.
         num_residual_blocks: number of residual blocks at the bottleneck.
         epsilon: epsilon of every instance normalisation.
-        output_kernel_size: kernel of the last convolution. Johnson et al. use 9;
-            on a CPU a 9x9 convolution with three output channels is the slowest
-            layer of the half-width network (about a fifth of its time at
-            1024x1024), so the fast shipped styles use 3.
+        output_kernel_size: kernel of the last convolution, a positive odd
+            integer. Johnson et al. use 9; the fast shipped styles use 3 (why and
+            timings: docs/design/network.md).
         num_styles: styles (slots) of a bank; 1 is a single-style network.
 
     Call it on a float tensor ``(batch, height, width, 3)`` with RGB values in
     [0, 255] (and, for a bank, ``style_weights`` ``(batch, num_styles)``); it
     returns a tensor of the same shape with values in [0, 255].
+
+    Raises ``ValueError`` for a bad argument above, for inputs that are not
+    ``(batch, height, width, 3)``, and when ``style_weights`` are given to a
+    single-style network or missing for a bank.
     """
 
     def __init__(

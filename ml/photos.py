@@ -276,16 +276,7 @@ SOURCES: dict[str, DebSource] = {
                   ("*/starters/reef*", "public-domain (NOAA, per AUTHORS.txt)"))),
 }
 
-# Looked at and left out whole (not fetched): no usable photograph among their images.
-CHECKED_WITHOUT_PHOTOS = {
-    "gnome-backgrounds": "abstract renders only (adwaita, pixels, truchet, ...)",
-    "ukui-wallpapers": "renders and drawings only",
-    "lomiri-wallpapers": "one render (warty-final-ubuntu); its photos are in -16.04/-20.04",
-    "sway-backgrounds": "logo renders", "desktop-base": "Debian theme renders and logos",
-    "xfdesktop4-data": "renders", "lxde-common": "renders", "kstars-data": "drawings",
-    "visp-images-data": "calibration renders, a painting, a greyscale photo",
-    "kdegames-mahjongg-data-kf5": "SVG drawings", "digikam-data": "one photo, licence unclear",
-}
+# The packages looked at and left out whole (no usable photograph): docs/design/photos.md.
 
 SKIMAGE_PHOTOS = {
     "astronaut.png": "public-domain (NASA)",
@@ -514,7 +505,7 @@ def _largest_per_folder(images, skipped, package):
     for original, load in images:
         folders.setdefault(str(PurePosixPath(original).parent), []).append((original, load))
     kept = []
-    for folder, items in sorted(folders.items()):
+    for _folder, items in sorted(folders.items()):
         items.sort(key=lambda item: pixels(item[0]), reverse=True)
         kept.append(items[0])
         for original, _ in items[1:]:
@@ -648,7 +639,7 @@ def collect(dest: Path, sources: Iterable[Candidate], holdout: set[str] = HOLDOU
     hashes: list[tuple[int, str]] = []
     names: set[str] = set()
     for candidate in candidates:
-        def skip(reason: str) -> None:
+        def skip(reason: str, candidate=candidate) -> None:
             report.skipped.append({"source": candidate.source, "original": candidate.original,
                                    "reason": reason})
 

@@ -5,7 +5,7 @@ for training reports (``ml.evaluate`` / ``manage.py evaluate_style``), for the
 shipped styles and for the peer comparison (``make bench-quality``):
 
 * every photo is resized to :data:`PHOTO_SIZE` (384) px on its longer side and
-  stylised at that size; the painting is resized to :data:`PAINTING_SIZE` (256)
+  stylized at that size; the painting is resized to :data:`PAINTING_SIZE` (256)
   px on its longer side for its Gram matrices;
 * **style distance ratio**: mean Gram distance (:func:`style_distance`'s, on
   VGG16 relu1_2, relu2_2, relu3_3, relu4_3) of the results to the painting,
@@ -15,7 +15,7 @@ shipped styles and for the peer comparison (``make bench-quality``):
   :func:`edge_correlation` (Sobel edges at 64 px) between each photo and its
   result, averaged: 1 = layout and structure kept, 0 = none left (flat image).
 
-The results come either from a stylise function run on the resized photos
+The results come either from a stylize function run on the resized photos
 (``stylize=``, our model) or from images made elsewhere (``results=``, e.g. a
 folder of PNGs painted by another program): the same code scores both.
 
@@ -53,7 +53,7 @@ __all__ = [
 #: VGG16 relu1_2, relu2_2, relu3_3, relu4_3 (Johnson et al.'s style layers).
 QUALITY_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3")
 
-#: Photos are stylised and scored at this longer side (px).
+#: Photos are stylized and scored at this longer side (px).
 PHOTO_SIZE = 384
 #: The painting's Gram matrices are taken at this longer side (px).
 PAINTING_SIZE = 256
@@ -157,7 +157,10 @@ def luminance_correlation(photo, result, size=32):
 
 def _sobel_magnitude(gray):
     padded = np.pad(gray, 1, mode="edge")
-    window = lambda dy, dx: padded[1 + dy : 1 + dy + gray.shape[0], 1 + dx : 1 + dx + gray.shape[1]]
+
+    def window(dy, dx):
+        return padded[1 + dy : 1 + dy + gray.shape[0], 1 + dx : 1 + dx + gray.shape[1]]
+
     gx = (window(-1, 1) + 2 * window(0, 1) + window(1, 1)) - (
         window(-1, -1) + 2 * window(0, -1) + window(1, -1)
     )

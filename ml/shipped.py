@@ -2,9 +2,9 @@
 or a slot of a bank alike. Pure Python: no Django, and TensorFlow only when a stylize
 function is loaded.
 
-The benches (``bench/stylize_bench.py``, ``bench/quality_bench.py``) and the shipped-style
+The benches (``bench/stylize_bench/``, ``bench/quality_bench.py``) and the shipped-style
 tests (``tests/stylize/test_shipped_styles.py``) all list shipped styles through
-:func:`shipped_styles`, which follows what ``stylize.services.styles_register_shipped``
+:func:`shipped_styles`, which follows what ``stylize.services.styles.styles_register_shipped``
 registers:
 
 - every folder ``<serving_dir>/models/<model>/`` with an exported version

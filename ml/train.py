@@ -284,7 +284,7 @@ def build_perceptual_loss(config: TrainConfig, dtype=None):
         if getattr(config, name) is not None
     }
     return PerceptualLoss(
-        list(config.paintings) or config.style_image,
+        list(config.paintings) or config.painting,
         network=network,
         style_size=config.painting_size,
         # Its default layers: the network's style layers and content layer.
@@ -334,8 +334,8 @@ def resolve_precision(config: TrainConfig) -> str:
     """The dtype policy a run trains in: ``config.precision`` with ``auto`` resolved.
 
     ``auto``: ``mixed_float16`` on a GPU; ``mixed_bfloat16`` on a CPU with native
-    bfloat16 under TensorFlow (oneDNN: a 256 px batch-4 step 2.45 s -> 1.24 s on our
-    CPU); otherwise ``float32``.
+    bfloat16 under TensorFlow; otherwise ``float32``. Why and measurements:
+    docs/design/training.md.
     """
     if config.precision != "auto":
         return config.precision
@@ -371,7 +371,8 @@ def _prefetched(dataset: keras.utils.PyDataset, depth: int) -> Iterable:
     photo loading with the training step.
     """
     with ThreadPoolExecutor(max_workers=depth) as pool:
-        pending = deque(pool.submit(dataset.__getitem__, i) for i in range(min(depth, len(dataset))))
+        ahead = min(depth, len(dataset))
+        pending = deque(pool.submit(dataset.__getitem__, i) for i in range(ahead))
         for index in range(len(dataset)):
             batch = pending.popleft().result()
             if index + depth < len(dataset):
@@ -525,7 +526,7 @@ def check_can_train(config: TrainConfig, *, needs_photos: bool = True) -> None:
     every painting readable, photos in ``data_dir``, the loss weights, the starting
     network and the run folder writable."""
     problems = []
-    for painting in config.paintings or (config.style_image,):
+    for painting in config.paintings or (config.painting,):
         why = "no painting given" if not painting else _unreadable(painting)
         if why:
             problems.append(f"the painting {painting or '(none)'} cannot be read ({why})")
@@ -564,7 +565,8 @@ def _unloadable_weights(path) -> str | None:
         if str(path).endswith(".keras"):
             with zipfile.ZipFile(path) as archive:
                 names = set(archive.namelist())
-                if "config.json" not in names or not any(n.startswith("model.weights") for n in names):
+                has_weights = any(n.startswith("model.weights") for n in names)
+                if "config.json" not in names or not has_weights:
                     return "not a Keras model archive"
                 if archive.testzip() is not None:
                     return "the archive is damaged"
@@ -713,7 +715,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser = build_parser()
     args = parser.parse_args(argv)
     needed = ("data_dir", "out_dir") if "paintings" in vars(args) else (
-        "style_image", "data_dir", "out_dir")
+        "painting", "data_dir", "out_dir")
     missing = [spec.metadata["flag"] for spec in FLAG_FIELDS
                if spec.name in needed and spec.name not in vars(args)]
     if missing:
@@ -728,7 +730,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {error}") from error
     print(
         f"\n{result.steps} steps in {result.seconds:.0f} s ({result.precision}); final losses "
-        f"{result.final_losses}; {result.skipped_photos} photos skipped; model at {result.model_path}"
+        f"{result.final_losses}; {result.skipped_photos} photos skipped; "
+        f"model at {result.model_path}"
     )
 
 

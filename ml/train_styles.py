@@ -5,7 +5,7 @@
 ``PLAN.json`` names the runs and their settings (any ``TrainConfig`` field)::
 
     {"defaults": {"data_dir": "photos/train", "loss_network": "vgg16", "width": 0.5},
-     "runs": [{"name": "starry_night", "style_image": "starry_night.jpg",
+     "runs": [{"name": "starry_night", "painting": "starry_night.jpg",
                "content_weight": 6.0}, ...]}
 
 Each run trains in its own process into ``OUT/<name>/`` (the ``ml.train`` layout:
@@ -48,8 +48,8 @@ def load_plan(path) -> list[dict]:
         unknown = set(run) - fields
         if unknown:
             raise ValueError(f"run {name}: unknown settings {sorted(unknown)}")
-        if not run.get("style_image") and not run.get("paintings"):
-            raise ValueError(f"run {name}: style_image (the painting) or paintings (a bank) "
+        if not run.get("painting") and not run.get("paintings"):
+            raise ValueError(f"run {name}: painting (the painting) or paintings (a bank) "
                              "is required")
         run.setdefault("out_dir", "")  # filled in by main()
         config = TrainConfig.from_preset(**run)  # fail early, before any process starts
@@ -125,7 +125,8 @@ def _run_loop(pending, active, summaries, out: Path, parallel: int) -> None:
             if process.poll() is None:
                 continue
             active.remove(item)
-            summaries.append(_summary(run["name"], process.returncode, log, time.monotonic() - started))
+            elapsed = time.monotonic() - started
+            summaries.append(_summary(run["name"], process.returncode, log, elapsed))
             print(json.dumps(summaries[-1]), flush=True)
 
 
@@ -140,7 +141,9 @@ def _summary(name: str, returncode: int, log: Path, wall: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ml.train_styles", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ml.train_styles", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("plan", nargs="?", help="plan JSON file")
     parser.add_argument("--out", help="folder for the runs")
     parser.add_argument("--max-seconds", type=float, help="training time cap for every run")

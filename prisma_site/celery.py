@@ -1,9 +1,31 @@
 import os
 
 from celery import Celery
+from celery.contrib.django.task import DjangoTask
+from django.db import transaction
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prisma_site.settings")
 
-app = Celery("prisma_site")
+
+class Task(DjangoTask):
+    """Celery's Django task, whose ``*_on_commit`` sends never break the committed work.
+
+    A send that fails after the commit (the broker out of reach while Redis restarts)
+    is logged by Django (``on_commit(robust=True)``) instead of raised into the request
+    or task that committed: the row is saved, and the stuck-job sweep sends it later.
+    """
+
+    def delay_on_commit(self, *args, **kwargs) -> None:
+        self.apply_async_on_commit(args, kwargs)
+
+    def apply_async_on_commit(self, *args, **kwargs) -> None:
+        def send():
+            self.apply_async(*args, **kwargs)
+
+        send.__qualname__ = f"{self.name}.apply_async"  # what Django's log line names
+        transaction.on_commit(send, robust=True)
+
+
+app = Celery("prisma_site", task_cls=Task)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

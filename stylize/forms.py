@@ -6,11 +6,11 @@ from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.contrib.auth.forms import PasswordResetForm as DjangoPasswordResetForm
 from django.core.exceptions import ValidationError
 
-from .accounts import confirmation_resend
 from .imaging import STROKE_WORKING_SIDES
 from .models import DEFAULT_MAX_SIDE, DEFAULT_STROKE, Profile, Stroke
 from .selectors import style_list_mixable, style_list_offered
-from .services import DEFAULT_BLEND, job_mix_clean
+from .services.accounts import confirmation_resend
+from .services.jobs import DEFAULT_BLEND, job_mix_clean
 from .validators import ALLOWED_FORMATS, upload_max_bytes, validate_photo_upload
 
 ALLOWED_CONTENT_TYPES = tuple(dict.fromkeys(t for t, _ in ALLOWED_FORMATS.values()))
@@ -37,16 +37,9 @@ class SignupForm(UserCreationForm):
         fields = ["email"]
 
     def clean_email(self):
-        # Whether the address is taken is not said here: stylize.accounts.signup mails
+        # Whether the address is taken is not said here: stylize.services.accounts.signup mails
         # its owner instead, and the page is the same either way.
         return self.cleaned_data["email"].strip().lower()
-
-    def save(self, commit=True):
-        user = super().save(commit=False)
-        user.email = user.username = self.cleaned_data["email"]
-        if commit:
-            user.save()
-        return user
 
 
 class PasswordResetForm(DjangoPasswordResetForm):
@@ -148,7 +141,7 @@ class UploadForm(forms.Form):
         initial=DEFAULT_MAX_SIDE,
         help_text="The longer side, in pixels. Larger photos take longer.",
     )
-    # The mix and the strokes are checked by services.job_mix_clean, as in the API.
+    # The mix and the strokes are checked by services.jobs.job_mix_clean, as in the API.
     blend_with = forms.CharField(
         label="Mix in a second style",
         required=False,

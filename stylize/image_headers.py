@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 #: Progressive JPEG scans a photo may have: every scan is a pass over every block of
 #: the picture, so decoding costs scans × pixels. Encoders write 6 (grey) to 10
-#: (colour), mozjpeg up to ~12; 3,000 repeated scans made a 310 KB file cost 13 s.
+#: (colour), mozjpeg up to ~12. Scan bombs measured: docs/design/uploads.md.
 MAX_SCANS = 100
 #: Segments (JPEG), chunks (PNG) or RIFF chunks (WebP) walked before giving up on a
 #: file: a few dozen in a photo (a 20 MB PNG in 8 KB IDATs has 2,500).

@@ -289,44 +289,23 @@ def stylize_tiled(
     overlap: int = 64,
     match_tone: bool = True,
 ) -> np.ndarray:
-    """Stylise ``photo`` through ``run`` in tiles of at most ``tile``×``tile`` pixels.
+    """Stylize ``photo`` through ``run`` in tiles of at most ``tile``×``tile`` pixels.
 
-    A photo that fits one tile goes through in one pass. A bigger one is cut into
-    tiles that overlap by at least ``overlap`` pixels; each is sent alone (a batch of
-    one) and they are blended with linear feathering ramps across each actual overlap
-    (weights never 0), so no hard edge is left.
+    ``photo`` is an RGB ``uint8`` array ``(H, W, 3)``; the result is one of the same
+    shape. A photo that fits one tile goes through ``run`` in one pass. A bigger one is
+    cut into tiles that overlap by at least ``overlap`` pixels, each sent alone (a batch
+    of one), and blended with linear feathering ramps across each overlap. With
+    ``match_tone`` the photo is also run once, downscaled to fit one tile, and each
+    tile's per-channel mean and standard deviation are matched to that whole-photo
+    reference over the same region (one extra model call). With an identity ``run``
+    the output equals the photo exactly. Memory: a band of float32 accumulators one tile
+    high besides the ``uint8`` output, never H×W floats.
 
-    Why tone matching: the network instance-normalises, so every tile is normalised
-    with its own statistics and comes out in its own tone. A black box cannot be fed
-    whole-photo statistics, so instead (``match_tone``) the photo is also run once
-    downscaled by an integer factor ``k`` (box average) to fit one tile: a
-    whole-photo reference whose tone is set by whole-photo statistics. Each tile's
-    per-channel mean and standard deviation are then affinely corrected to the
-    reference's over the same region. Both are compared after averaging down to
-    coarse blocks (``k·m`` photo pixels), so that brush-stroke texture, which has
-    the same pixel size at both scales, does not bias the contrast estimate; tile
-    origins sit on that block grid so the compared regions are exactly the same.
-    The reference costs one extra model call at tile size. ``match_tone=False``
-    leaves feathering alone (not yet checked against a trained network: an
-    untrained TransformNet's output changes by ~28 levels on a mere crop, too
-    chaotic to rank methods).
+    Raises ``ValueError`` for a photo that is not ``(H, W, 3)`` ``uint8``, ``tile < 1``,
+    ``overlap < 0``, a tile too small for the tone-matching block grid or an overlap
+    that leaves no stride, and when ``run`` returns another shape than it was given.
 
-    Measured, mean |error| against running the whole photo in one pass (which is
-    what a machine with unlimited memory would return), 300×500, tile 128:
-    - a ``run`` that standardises each tile per channel (the test's mimic): naive
-      butt-joined tiles 37.6 levels, overlap + feathering alone 28.2, with tone
-      matching 1.0; the largest column-to-column step is 3.3× the median step for
-      naive tiles and 1.13× (as in the whole-photo pass) for ours;
-    - a nonlinear mimic (blur, instance norm, tanh, channel mix, instance norm) on
-      three 768×576 photos, tile 256: naive 17-25, feathering 14-23, tone matching
-      11.5-13 (mean-only matching 11-16).
-    With an identity ``run`` the output equals the photo exactly.
-
-    Memory: tiles go row by row and only a band of float32 accumulators one tile
-    high is kept (plus the ``uint8`` output), never H×W floats. 4096², tile 1024,
-    identity-like ``run``: peak 163 MB of numpy allocations, 50 MB of them the
-    output; 3.5 s on one CPU core besides the model's own time (0.9 s without
-    tone matching).
+    Why and measurements (seams, memory, time): docs/design/tiling.md.
     """
     photo = _as_rgb_uint8(photo)
     if tile < 1 or overlap < 0:
@@ -393,7 +372,8 @@ def _feather(start: int, end: int, previous_end: int | None, next_start: int | N
         weights[:ramp] = (np.arange(ramp, dtype=np.float32) + 0.5) / ramp
     if next_start is not None and end > next_start:
         ramp = end - next_start
-        weights[-ramp:] = np.minimum(weights[-ramp:], (np.arange(ramp, 0, -1, dtype=np.float32) - 0.5) / ramp)
+        ramp_down = (np.arange(ramp, 0, -1, dtype=np.float32) - 0.5) / ramp
+        weights[-ramp:] = np.minimum(weights[-ramp:], ramp_down)
     return weights
 
 
@@ -423,11 +403,11 @@ def _blend_rows(photo, run, row_starts, col_starts, span, reference) -> np.ndarr
         _slide(weight_sum, done)
         band_top = top
         for left, right, col_weights in columns:
-            stylised = _run_one(run, photo[top:bottom, left:right]).astype(np.float32)
+            stylized = _run_one(run, photo[top:bottom, left:right]).astype(np.float32)
             if reference is not None:
-                reference.correct(stylised, top, left)
+                reference.correct(stylized, top, left)
             weights = row_weights[:, None] * col_weights[None, :]
-            accumulated[: bottom - top, left:right] += stylised * weights[:, :, None]
+            accumulated[: bottom - top, left:right] += stylized * weights[:, :, None]
             weight_sum[: bottom - top, left:right] += weights
     _write_rows(output, band_top, accumulated[: height - band_top], weight_sum[: height - band_top])
     return output
@@ -487,28 +467,28 @@ class _ToneReference:
         small = _round_to_uint8(_block_mean(photo, factor))
         self.coarse_reference = _block_mean(_run_one(run, small), coarse)
 
-    def correct(self, stylised: np.ndarray, top: int, left: int) -> None:
-        """Affinely match ``stylised``'s per-channel mean/std to the reference, in place."""
+    def correct(self, stylized: np.ndarray, top: int, left: int) -> None:
+        """Affinely match ``stylized``'s per-channel mean/std to the reference, in place."""
         # Quantise like the reference's input was, so an identity run matches exactly.
-        tile_coarse = _block_mean(_round_to_uint8(_block_mean(stylised, self.factor)), self.coarse)
+        tile_coarse = _block_mean(_round_to_uint8(_block_mean(stylized, self.factor)), self.coarse)
         block = self.factor * self.coarse
         row, col = top // block, left // block
-        reference = self.coarse_reference[row : row + tile_coarse.shape[0], col : col + tile_coarse.shape[1]]
+        height, width = tile_coarse.shape[:2]
+        reference = self.coarse_reference[row : row + height, col : col + width]
         tile_mean, tile_std = tile_coarse.mean(axis=(0, 1)), tile_coarse.std(axis=(0, 1))
         reference_mean, reference_std = reference.mean(axis=(0, 1)), reference.std(axis=(0, 1))
         gain = np.where(tile_std > 1e-6, reference_std / np.maximum(tile_std, 1e-6), 1.0)
         gain = np.clip(gain, *self._GAIN_LIMITS)
         offset = reference_mean - gain * tile_mean
-        stylised *= gain.astype(np.float32)
-        stylised += offset.astype(np.float32)
+        stylized *= gain.astype(np.float32)
+        stylized += offset.astype(np.float32)
 
 
 # --------------------------------------------------------------------------- stroke size
 
-# Longer side (px) the network paints at for each stroke option: the network's brush
-# strokes have a fixed size in pixels, so a smaller working size gives bigger strokes
-# on the photo. Bold is the default: the most painted look that still keeps the
-# subject's outlines, at a third of fine's time (docs/design/stroke.md).
+# Longer side (px) the network paints at for each stroke option: its brush strokes have
+# a fixed size in pixels, so a smaller working size gives bigger strokes on the photo.
+# Why bold is the default, and timings: docs/design/stroke.md.
 STROKE_WORKING_SIDES = {"fine": 1024, "medium": 768, "bold": 512}
 DEFAULT_STROKE = "bold"
 
@@ -516,13 +496,14 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601, as preserve
 _STRIP_PIXELS = 1 << 18  # full-size pixels per strip in guided_upsample
 
 
-def stylize_at_working_size(photo: np.ndarray, run: RunFn, *, working_side: int | None, tile: int) -> np.ndarray:
-    """``photo`` stylised at a working size, returned at the photo's size.
+def stylize_at_working_size(photo: np.ndarray, run: RunFn, *, working_side: int | None,
+                            tile: int) -> np.ndarray:
+    """``photo`` stylized at a working size, returned at the photo's size.
 
     With ``working_side`` None, or a photo whose longer side is at most
     ``working_side``, this is ``stylize_tiled(photo, run, tile=tile)``. Otherwise the
     photo is downscaled (LANCZOS, aspect kept) to a longer side of ``working_side``,
-    stylised with ``stylize_tiled`` and brought back with ``guided_upsample``.
+    stylized with ``stylize_tiled`` and brought back with ``guided_upsample``.
     """
     photo = _as_rgb_uint8(photo)
     if working_side is not None and working_side < 1:
@@ -560,10 +541,17 @@ def guided_upsample(
 
     Memory: the full-size side is done in strips of a quarter megapixel (float32), so
     besides the ``uint8`` output it takes tens of MB whatever the photo's size.
+    Raises ``ValueError`` for arrays that are not ``(H, W, 3)`` ``uint8``, small images
+    of different sizes, a negative ``radius``, ``eps <= 0`` or another ``guide``.
+
+    Why and measurements: docs/design/stroke.md.
     """
-    photo, small_photo, small_result = (_as_rgb_uint8(a) for a in (photo, small_photo, small_result))
+    photo, small_photo, small_result = (
+        _as_rgb_uint8(a) for a in (photo, small_photo, small_result)
+    )
     if small_photo.shape != small_result.shape:
-        raise ValueError(f"small_photo {small_photo.shape} and small_result {small_result.shape} differ in size")
+        raise ValueError(f"small_photo {small_photo.shape} and small_result "
+                         f"{small_result.shape} differ in size")
     if radius < 0 or not eps > 0:
         raise ValueError(f"radius must be non-negative and eps positive, got {radius} and {eps}")
     if guide not in ("luma", "rgb"):
@@ -572,14 +560,16 @@ def guided_upsample(
     small_values = small_result.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
     gains, offsets = _fit_linear(small_guide, small_values, radius, eps)
     channels, small_h, small_w = small_guide.shape
-    maps = [Image.fromarray(m, "F") for m in (*gains.reshape(3 * channels, small_h, small_w), *(offsets * 255))]
+    planes = (*gains.reshape(3 * channels, small_h, small_w), *(offsets * 255))
+    maps = [Image.fromarray(m, "F") for m in planes]
     height, width = photo.shape[:2]
     output = np.empty_like(photo)
     rows = max(1, _STRIP_PIXELS // width)
     for top in range(0, height, rows):
         bottom = min(top + rows, height)
         box = (0, top * small_h / height, small_w, bottom * small_h / height)
-        up = [np.asarray(m.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box)) for m in maps]
+        size = (width, bottom - top)
+        up = [np.asarray(m.resize(size, Image.Resampling.BILINEAR, box=box)) for m in maps]
         strip_guide = _guide(photo[top:bottom], guide)
         strip = np.empty((bottom - top, width, 3), dtype=np.float32)
         for c in range(3):
@@ -606,7 +596,8 @@ def _fit_linear(guide: np.ndarray, result: np.ndarray, radius: int, eps: float):
     """
     channels, height, width = guide.shape
     pairs = [(i, j) for i in range(channels) for j in range(i, channels)]
-    terms = [*guide, *result, *(guide[i] * guide[j] for i, j in pairs), *(g * r for g in guide for r in result)]
+    terms = [*guide, *result, *(guide[i] * guide[j] for i, j in pairs),
+             *(g * r for g in guide for r in result)]
     means = _box_mean(np.stack(terms), radius)
     mean_guide, mean_result = means[:channels], means[channels : channels + 3]
     second = means[channels + 3 : channels + 3 + len(pairs)]
@@ -620,7 +611,8 @@ def _fit_linear(guide: np.ndarray, result: np.ndarray, radius: int, eps: float):
             covariance[..., i, j] = covariance[..., j, i] = moment - mean_guide[i] * mean_guide[j]
         covariance += np.float32(eps) * np.eye(channels, dtype=np.float32)
         gains = np.linalg.solve(covariance, cross.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
-    gains = _box_mean(gains.reshape(3 * channels, height, width), radius).reshape(channels, 3, height, width)
+    gains = _box_mean(gains.reshape(3 * channels, height, width), radius)
+    gains = gains.reshape(channels, 3, height, width)
     offsets = result - np.einsum("khw,kchw->chw", guide, gains)
     return gains.astype(np.float32, copy=False), offsets.astype(np.float32, copy=False)
 
@@ -681,18 +673,19 @@ def _preserved_colors(photo: np.ndarray, result: np.ndarray) -> np.ndarray:
     return np.clip(ycbcr @ _YCBCR_TO_RGB.T, 0, 255)
 
 
-def postprocess(photo: np.ndarray, result: np.ndarray, *, strength: float, preserve_colors: bool) -> np.ndarray:
+def postprocess(photo: np.ndarray, result: np.ndarray, *, strength: float,
+                preserve_colors: bool) -> np.ndarray:
     """Colour preservation first, then the strength blend, rounded once at the end.
 
     That order because recombining luminance and chroma can leave the RGB gamut and
     must be clipped, while blending two in-gamut images cannot; and so ``strength``
-    means the same ("how much of the stylised image") with or without colours kept.
+    means the same ("how much of the stylized image") with or without colours kept.
     """
     _check_pair(photo, result)
     if strength == 1.0 and not preserve_colors:
         return result  # the common case: no float copies of a possibly 4096² photo
-    stylised = _preserved_colors(photo, result) if preserve_colors else result.astype(np.float32)
-    return _round_to_uint8(_blend(photo.astype(np.float32), stylised, strength))
+    stylized = _preserved_colors(photo, result) if preserve_colors else result.astype(np.float32)
+    return _round_to_uint8(_blend(photo.astype(np.float32), stylized, strength))
 
 
 def _check_pair(photo: np.ndarray, result: np.ndarray) -> None:
@@ -704,19 +697,16 @@ def _check_pair(photo: np.ndarray, result: np.ndarray) -> None:
 
 # --------------------------------------------------------------------------- encoding
 
-# Results are always JPEG by default, whatever came in: a stylised image is painterly
-# texture that PNG compresses 5-10x worse, results are e-mailed as attachments, and
-# load_photo has already flattened any transparency. PNG stays available on request.
+# Results are JPEG whatever came in, PNG on request (why: docs/design/result-format.md).
 RESULT_FORMAT = "JPEG"
 FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png"}
-FORMAT_CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 
 
 def encode_image(array: np.ndarray, *, format: str = RESULT_FORMAT, quality: int = 92) -> bytes:
-    """Encode an RGB ``uint8`` array as JPEG (``quality``) or PNG bytes.
+    """Encode an RGB ``uint8`` array as JPEG (baseline, at ``quality``) or PNG bytes.
 
-    Baseline JPEG without Huffman optimisation: ``optimize``/``progressive`` cost about
-    55 ms at 1024² (5× the encode itself) for a few percent of file size.
+    Raises ``ValueError`` for an array that is not ``(H, W, 3)`` ``uint8`` or a format
+    other than ``"JPEG"`` and ``"PNG"``. Why baseline: docs/design/result-format.md.
     """
     image = Image.fromarray(_as_rgb_uint8(array), "RGB")
     buffer = io.BytesIO()
@@ -727,9 +717,3 @@ def encode_image(array: np.ndarray, *, format: str = RESULT_FORMAT, quality: int
     else:
         raise ValueError(f"unsupported format {format!r}; use one of {sorted(FORMAT_EXTENSIONS)}")
     return buffer.getvalue()
-
-
-def result_filename(original_name: str, *, suffix: str = "stylized", format: str = RESULT_FORMAT) -> str:
-    """``holiday.PNG`` -> ``holiday-stylized.jpg``: the upload's stem, the result's extension."""
-    stem = os.path.splitext(os.path.basename(original_name or ""))[0] or "photo"
-    return f"{stem}-{suffix}{FORMAT_EXTENSIONS[format]}"

@@ -27,7 +27,7 @@ class Style(models.Model):
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
-    style_image = models.ImageField("painting", upload_to="styles/paintings/")
+    painting = models.ImageField("painting", upload_to="styles/paintings/")
     model_name = models.SlugField(
         max_length=100,
         blank=True,
@@ -57,7 +57,7 @@ class Style(models.Model):
     metrics = models.JSONField(
         default=dict, blank=True, help_text="Training and held-out losses of the live version."
     )
-    example_image = models.ImageField(upload_to="styles/examples/", blank=True)
+    sample = models.ImageField(upload_to="styles/examples/", blank=True)
     is_public = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

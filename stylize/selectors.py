@@ -30,3 +30,13 @@ def style_list_served() -> QuerySet[Style]:
 
 def job_list_for_owner(*, owner) -> QuerySet[StyleJob]:
     return StyleJob.objects.filter(owner=owner).select_related("style", "blend_with")
+
+
+def style_list_mix_partners(style: Style) -> list[Style]:
+    """The offered styles ``style`` can be mixed with: the other slots of its bank."""
+    if not style.in_bank:
+        return []
+    return list(
+        style_list_offered().filter(model_name=style.model_name, bank_index__isnull=False)
+        .exclude(pk=style.pk).order_by("name")
+    )

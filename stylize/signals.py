@@ -14,17 +14,9 @@ saved with ``update_fields=["password"]`` and no raw password set, as
 ``AbstractBaseUser.check_password`` does), and an update that leaves the hash alone.
 """
 
-from django.db import transaction
-from rest_framework.authtoken.models import Token
+from .services.accounts import api_token_replace
 
 PASSWORD_CHANGED = "_prisma_password_changed"
-
-
-def api_token_replace(*, user) -> Token | None:
-    """A new API token for ``user`` if they had one (the old key stops working)."""
-    with transaction.atomic():
-        had_token = Token.objects.filter(user=user).delete()[0] > 0
-        return Token.objects.create(user=user) if had_token else None
 
 
 def _is_hash_upgrade(instance, update_fields) -> bool:

@@ -9,7 +9,6 @@ from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,7 +16,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from rest_framework.authtoken.models import Token
 
-from . import accounts, services
 from .api.throttles import (
     JobCreateThrottle,
     PasswordResetClientThrottle,
@@ -31,9 +29,10 @@ from .forms import (
     SignupForm,
     UploadForm,
 )
-from .job_files import job_expires_at
 from .models import Profile, StyleJob
 from .selectors import job_list_for_owner, style_list_offered
+from .services import accounts, jobs
+from .services.job_files import job_expires_at
 from .storage import private_file_response
 from .validators import upload_max_bytes
 
@@ -123,7 +122,7 @@ def profile(request):
     profile = Profile.for_user(request.user)
     form = ProfileForm(request.POST if request.method == "POST" else None, instance=profile)
     if request.method == "POST" and form.is_valid():
-        form.save()
+        accounts.profile_update(user=request.user, **form.cleaned_data)
         messages.success(request, "Your settings are saved.")
         return redirect("stylize:profile")
     token = Token.objects.filter(user=request.user).first()
@@ -138,9 +137,7 @@ def profile(request):
 @login_required(login_url=LOGIN_URL)
 def api_token_create(request):
     """A new API token for programs; the old one, if any, stops working."""
-    with transaction.atomic():
-        Token.objects.filter(user=request.user).delete()
-        Token.objects.create(user=request.user)
+    accounts.api_token_create(user=request.user)
     messages.success(request, "Your new API token is below. The old one no longer works.")
     return redirect(reverse("stylize:profile") + "#api-token")
 
@@ -244,8 +241,8 @@ def upload(request):
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
             try:  # job_create rewinds the photo the form's check has read
-                job = services.job_create_from(owner=request.user, choices=form.cleaned_data)
-            except services.JobLimitExceeded as exc:
+                job = jobs.job_create_from(owner=request.user, choices=form.cleaned_data)
+            except jobs.JobLimitExceeded as exc:
                 return _upload_refused(request, form, str(exc))
             return redirect("stylize:job", pk=job.pk)
         status = 400
@@ -337,7 +334,7 @@ def job_list(request):
 @login_required(login_url=LOGIN_URL)
 def job_delete(request, pk):
     job = _own_job(request, pk)
-    services.job_delete(job=job)
+    jobs.job_delete(job=job)
     messages.success(request, f"The {job.style.name} job and its images are deleted.")
     return redirect("stylize:job_list")
 

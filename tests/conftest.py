@@ -1,8 +1,7 @@
-import io
-
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image
+
+from tests.helpers import png_bytes
 
 pytest_plugins = ["tests.model_fixtures"]
 
@@ -14,12 +13,6 @@ def _media_in_tmp(request, tmp_path):
         settings = request.getfixturevalue("settings")
         settings.MEDIA_ROOT = tmp_path / "media"
         settings.PRIVATE_MEDIA_ROOT = tmp_path / "private"
-
-
-def png_bytes(size=(32, 24), color=(200, 80, 40)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 
 from stylize.models import Style, StyleJob
-from tests.conftest import png_bytes
+from tests.helpers import PASSWORD, png_bytes
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -13,7 +13,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
-    password = factory.django.Password("correct horse battery staple")
+    password = factory.django.Password(PASSWORD)
 
 
 class StyleFactory(factory.django.DjangoModelFactory):
@@ -23,7 +23,7 @@ class StyleFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Style {n}")
     slug = factory.Sequence(lambda n: f"style-{n}")
     model_name = factory.LazyAttribute(lambda s: s.slug.replace("-", "_"))
-    style_image = factory.LazyFunction(lambda: ContentFile(png_bytes(), name="painting.png"))
+    painting = factory.LazyFunction(lambda: ContentFile(png_bytes(), name="painting.png"))
     status = Style.Status.READY
     live_version = 1
 

@@ -1,7 +1,177 @@
-"""Helpers shared by test modules (fixtures live in conftest.py files)."""
+"""Helpers shared by test modules (fixtures live in conftest.py files).
 
+Test modules import shared code from here (and tests.factories, tests.model_fixtures,
+tests.tfserving_server, tests/stylize/hostile_files.py, tests/stylize/upload_fuzz.py),
+never from another ``test_*.py``.
+"""
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
 from google.protobuf import text_format
+from PIL import Image
 from tensorflow_serving.config import model_server_config_pb2
+
+#: The repository's root.
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+#: The password of every account the tests make (tests.factories.UserFactory's too).
+PASSWORD = "correct horse battery staple"
+
+#: The photo side (px) of the tiny training runs of tests/ml.
+TRAIN_SIZE = 32
+
+# --------------------------------------------------------------------------- images
+
+
+def png_bytes(size=(32, 24), color=(200, 80, 40)) -> bytes:
+    """A PNG of one flat colour."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def gradient(height=48, width=64) -> np.ndarray:
+    """A smooth test photo (uint8 ``HxWx3``): red across, green down, blue diagonal."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 255 // width, y * 255 // height, (x + y) % 256], -1).astype(np.uint8)
+
+
+def gradient_file(size=(160, 120), fmt="PNG") -> bytes:
+    """:func:`gradient` of ``size`` (width, height), encoded as ``fmt``."""
+    buffer = io.BytesIO()
+    Image.fromarray(gradient(size[1], size[0])).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def gradient_upload(size=(160, 120), name="photo.png", fmt="PNG"):
+    """:func:`gradient_file` as an uploaded file."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, gradient_file(size, fmt), content_type=f"image/{fmt.lower()}")
+
+
+def gradient_photo(path: Path, size=(160, 120)) -> Path:
+    """:func:`gradient_file` written as a PNG at ``path``."""
+    path.write_bytes(gradient_file(size))
+    return path
+
+
+def identity(batch: np.ndarray) -> np.ndarray:
+    """A stylize ``run`` that gives the photos back."""
+    return batch.copy()
+
+
+class RecordingBackend:
+    """A model backend that paints the negative of the photo and remembers every call
+    (the ``recording_backend`` fixture puts one in place)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def stylize(self, *, model_name, version, images, **kwargs):
+        self.calls.append({"model_name": model_name, "version": version,
+                           "shape": images.shape, **kwargs})
+        return 255 - images
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+def signup(client, email="ada@example.com", password=PASSWORD, confirm=None):
+    """The sign-up form, posted (``confirm``: a different second password)."""
+    from django.urls import reverse
+
+    return client.post(
+        reverse("stylize:signup"),
+        {"email": email, "password1": password, "password2": confirm or password},
+    )
+
+
+# --------------------------------------------------------------------------- processes
+
+#: The settings module of the product (what manage.py, Celery and WSGI default to).
+#: Processes that run their own stack, or check the product's settings, use it; the
+#: test run itself uses tests.settings (pyproject.toml).
+PRODUCT_SETTINGS = "prisma_site.settings"
+
+#: What `make run` and `make test` add (prisma_site/devstack.py): development mode.
+DEV_ENV = {"DEBUG": "1"}
+
+PRODUCTION_ENV = {
+    "DEBUG": "False",
+    "SECRET_KEY": "x" * 60 + "production-secret-for-the-test-only",
+    "ALLOWED_HOSTS": "prisma.example.com",
+    "DATABASE_URL": "postgres://prisma:pw@db.internal:5432/prisma",
+    "EMAIL_URL": "smtp+tls://mailer:pw@smtp.example.com:587",
+    "MODEL_BACKEND": "tfserving",
+    "TFSERVING_ADDRESS": "tfserving:8500",
+    "S3_BUCKET": "prisma-media",
+    "S3_ENDPOINT_URL": "https://s3.example.com",
+}
+
+
+def clean_env(**extra):
+    """This process's environment without the settings' variables, on the product's
+    settings module, in development mode unless ``extra`` says otherwise
+    (``DEBUG=None`` leaves DEBUG unset)."""
+    env = {
+        k: v for k, v in os.environ.items()
+        if k not in PRODUCTION_ENV and k not in {"REDIS_URL", "PRISMA_VAR_DIR", "NUM_PROXIES"}
+    }
+    env["DJANGO_SETTINGS_MODULE"] = PRODUCT_SETTINGS
+    env.update(DEV_ENV)
+    env.update(extra)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def worker_env(settings, **extra) -> dict:
+    """The environment of a process (a Celery worker, a manage.py command) that works on
+    this test's database and media: this run's settings module (tests.settings), the
+    file-backed test database (tests/conftest.py), the test's media folders and, from
+    this process's environment, the broker (REDIS_URL) and DEBUG."""
+    database = settings.DATABASES["default"]
+    return {
+        **os.environ,
+        # What pytest-django set up this process with (pyproject.toml); the settings
+        # object cannot tell once a test has overridden any setting.
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
+        "DATABASE_URL": f"sqlite:///{database['NAME']}",
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PRIVATE_MEDIA_ROOT": str(settings.PRIVATE_MEDIA_ROOT),
+        **extra,
+    }
+
+
+def port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+# --------------------------------------------------------------------------- browser
+
+#: Debian's chromium, driven by Playwright (its own browser download is not needed).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+needs_chromium = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM),
+    reason=f"{CHROMIUM} is missing: `apt-get install chromium` for the browser test",
+)
+
+# --------------------------------------------------------------------------- training
 
 
 class TrainingCaptured(Exception):

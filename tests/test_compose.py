@@ -1,11 +1,11 @@
 """docker-compose.yml cannot run here (no Docker engine): read it and check it."""
 
 import re
-from pathlib import Path
 
 import yaml
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from tests.helpers import BASE_DIR
+
 APP_SERVICES = ["web", "worker", "worker-large", "trainer", "beat"]
 
 

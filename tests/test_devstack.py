@@ -3,7 +3,6 @@
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,7 @@ import pytest
 import redis
 
 from prisma_site.devstack import free_port
-
-BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+from tests.helpers import BASE_DIR, PRODUCT_SETTINGS, port_open
 
 
 def admin_login_works(base: str, username: str, password: str) -> bool:
@@ -65,7 +57,9 @@ def http_get(url: str):
 @pytest.mark.slow
 def test_run_starts_redis_worker_and_web_and_ctrl_c_stops_them(tmp_path):
     web_port, redis_port = free_port(), free_port()
-    env = {**os.environ, "PRISMA_VAR_DIR": str(tmp_path)}
+    # The stack runs on its own database and settings, as `make run` does.
+    env = {**os.environ, "PRISMA_VAR_DIR": str(tmp_path),
+           "DJANGO_SETTINGS_MODULE": PRODUCT_SETTINGS}
     env.pop("REDIS_URL", None)
     stack = subprocess.Popen(
         [sys.executable, "-m", "prisma_site.devstack", "run",

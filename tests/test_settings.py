@@ -1,26 +1,15 @@
-"""Settings load from the environment: embedded defaults, and production switched on."""
+"""Settings load from the environment: embedded defaults, and production switched on.
+
+Each check loads the product's settings module (prisma_site.settings) in a fresh
+process (``tests.helpers.clean_env``), not the test run's tests.settings."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-
-PRODUCTION_ENV = {
-    "DEBUG": "False",
-    "SECRET_KEY": "x" * 60 + "production-secret-for-the-test-only",
-    "ALLOWED_HOSTS": "prisma.example.com",
-    "DATABASE_URL": "postgres://prisma:pw@db.internal:5432/prisma",
-    "EMAIL_URL": "smtp+tls://mailer:pw@smtp.example.com:587",
-    "MODEL_BACKEND": "tfserving",
-    "TFSERVING_ADDRESS": "tfserving:8500",
-    "S3_BUCKET": "prisma-media",
-    "S3_ENDPOINT_URL": "https://s3.example.com",
-}
+from tests.helpers import BASE_DIR, PRODUCTION_ENV, clean_env
 
 PROBE = """
 import json
@@ -56,22 +45,6 @@ print(json.dumps({
     "ALLOWED_HOSTS": settings.ALLOWED_HOSTS,
 }))
 """
-
-#: What `make run` and `make test` add (prisma_site/devstack.py): development mode.
-DEV_ENV = {"DEBUG": "1"}
-
-
-def clean_env(**extra):
-    """This process's environment without the settings' variables, in development mode
-    unless ``extra`` says otherwise (``DEBUG=None`` leaves DEBUG unset)."""
-    env = {
-        k: v for k, v in os.environ.items()
-        if k not in PRODUCTION_ENV and k not in {"REDIS_URL", "PRISMA_VAR_DIR", "NUM_PROXIES"}
-    }
-    env["DJANGO_SETTINGS_MODULE"] = "prisma_site.settings"
-    env.update(DEV_ENV)
-    env.update(extra)
-    return {k: v for k, v in env.items() if v is not None}
 
 
 def load_settings(env):

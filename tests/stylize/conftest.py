@@ -1,5 +1,7 @@
-"""Fixtures of the site's tests: accounts and throttles, and the training tests
+"""Fixtures of the site's tests: the job queue, accounts and throttles, and the training tests
 (train_style, train_bank, the admin's Retrain)."""
+
+from unittest import mock
 
 import keras
 import numpy as np
@@ -7,13 +9,23 @@ import pytest
 from django.core.cache import cache
 from PIL import Image
 
-from tests.helpers import TrainingCaptured
+from tests.helpers import RecordingBackend, TrainingCaptured
 
 
 @pytest.fixture
-def fast_passwords(settings):
-    """Accounts made and logged into in a blink (the real hasher takes ~0.3 s a time)."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def recording_backend(monkeypatch):
+    """A RecordingBackend for every photo that ``stylize.services.stylizing`` paints."""
+    recorder = RecordingBackend()
+    monkeypatch.setattr("stylize.services.stylizing.get_backend", lambda: recorder)
+    return recorder
+
+
+@pytest.fixture
+def queue():
+    """``job_run.apply_async``, recorded instead of sent (for tests that only create
+    jobs; the pipeline tests run them on a real worker)."""
+    with mock.patch("stylize.tasks.job_run.apply_async") as apply_async:
+        yield apply_async
 
 
 @pytest.fixture

@@ -14,12 +14,9 @@ from rest_framework.test import APIClient
 
 from stylize.models import Profile, StyleJob
 from tests.factories import StyleJobFactory, UserFactory
+from tests.helpers import PASSWORD
 
-PASSWORD = "correct horse battery staple"
 API_URL = "/api/v1/account/"
-
-
-pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 def job_with_result(owner) -> StyleJob:

@@ -7,20 +7,12 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 from django.urls import reverse
 
-from stylize.emails import job_email_send
 from stylize.models import Profile, StyleJob
+from stylize.services.emails import job_email_send
 from tests.factories import StyleJobFactory, UserFactory
+from tests.helpers import PASSWORD, signup
 
 pytestmark = pytest.mark.django_db
-
-PASSWORD = "correct horse battery staple"
-
-
-def signup(client, email="ada@example.com", password=PASSWORD, confirm=None):
-    return client.post(
-        reverse("stylize:signup"),
-        {"email": email, "password1": password, "password2": confirm or password},
-    )
 
 
 def confirmation_link(message) -> str:

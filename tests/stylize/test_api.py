@@ -12,11 +12,11 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from stylize.models import DEFAULT_STROKE, Style, StyleJob
-from tests.conftest import png_bytes
 from tests.factories import BankStyleFactory, StyleFactory, StyleJobFactory, UserFactory
+from tests.helpers import png_bytes
 
 pytestmark = [
-    pytest.mark.django_db, pytest.mark.usefixtures("fast_passwords", "empty_cache")
+    pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")
 ]
 
 JOB_FIELDS = {
@@ -48,7 +48,7 @@ def style():
         slug="starry-night",
         name="Starry Night",
         description="Swirls.",
-        example_image=ContentFile(png_bytes(), name="sample.png"),
+        sample=ContentFile(png_bytes(), name="sample.png"),
     )
 
 
@@ -179,7 +179,7 @@ def test_create_job_defaults(auth_client, style):
 def test_create_job_enqueues_on_commit(auth_client, style, django_capture_on_commit_callbacks,
                                        monkeypatch):
     sent = []
-    monkeypatch.setattr("stylize.tasks.stylize_job.apply_async",
+    monkeypatch.setattr("stylize.tasks.job_run.apply_async",
                         lambda args, countdown=0, queue=None: sent.append((args, queue)))
     with django_capture_on_commit_callbacks(execute=True):
         response = auth_client.post(

@@ -119,7 +119,7 @@ def test_train_bank_refuses_a_style_of_another_bank(serving_dir):
 
 def test_admin_retrain_of_a_bank_style_fine_tunes_its_slot(bank_of_two, captured_configs,
                                                           serving_dir):
-    from stylize.tasks import train_style as train_task
+    from stylize.tasks import style_train as train_task
 
     _, blue = bank_of_two
     with pytest.raises(TrainingCaptured):
@@ -135,7 +135,7 @@ def test_admin_retrain_of_a_bank_style_fine_tunes_its_slot(bank_of_two, captured
 def test_a_trained_single_style_style_is_not_moved_into_the_default_bank(
     bank_of_two, captured_configs, settings
 ):
-    from stylize.tasks import train_style as train_task
+    from stylize.tasks import style_train as train_task
 
     settings.DEFAULT_BANK = "duo"
     shipped = StyleFactory(slug="shipped", model_name="shipped", live_version=3)

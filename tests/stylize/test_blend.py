@@ -1,6 +1,6 @@
 """Mixing the styles of one bank and choosing the stroke: the style weights, how
 ``photo_stylize`` and ``job_run`` hand them to the backend, and the one check of a
-job's mix (``services.job_mix_clean``)."""
+job's mix (``jobs.job_mix_clean``)."""
 
 import io
 
@@ -13,39 +13,16 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 from rest_framework.test import APIClient
 
-from stylize import services, stylizing
 from stylize.backends.base import PermanentBackendError
 from stylize.imaging import STROKE_WORKING_SIDES
 from stylize.models import DEFAULT_STROKE, Style, StyleJob
-from stylize.stylizing import job_run, photo_stylize
+from stylize.services import jobs, stylizing
+from stylize.services.stylizing import job_run, photo_stylize
 from tests.factories import BankStyleFactory, StyleFactory, StyleJobFactory, UserFactory
+from tests.helpers import gradient
 from tests.model_fixtures import TINY_BANK_NAME, TINY_BANK_SLOTS
 
 # --------------------------------------------------------------------------- photo_stylize
-
-
-class RecordingBackend:
-    """A backend that paints the negative of the photo and remembers every call."""
-
-    def __init__(self):
-        self.calls = []
-
-    def stylize(self, *, model_name, version, images, **kwargs):
-        self.calls.append({"model_name": model_name, "version": version,
-                           "shape": images.shape, **kwargs})
-        return 255 - images
-
-
-@pytest.fixture
-def backend(monkeypatch):
-    recorder = RecordingBackend()
-    monkeypatch.setattr(stylizing, "get_backend", lambda: recorder)
-    return recorder
-
-
-def gradient(height=48, width=64):
-    y, x = np.mgrid[0:height, 0:width]
-    return np.stack([x * 255 // width, y * 255 // height, (x + y) % 256], -1).astype(np.uint8)
 
 
 def bank_style(index=1, slots=3, **kwargs):
@@ -53,11 +30,11 @@ def bank_style(index=1, slots=3, **kwargs):
                  bank_index=index, bank_slots=slots, live_version=4, **kwargs)
 
 
-def test_a_bank_style_gets_its_weights_and_no_pixel_blend(backend):
+def test_a_bank_style_gets_its_weights_and_no_pixel_blend(recording_backend):
     photo = gradient()
     result = photo_stylize(photo=photo, style=bank_style(2), strength=0.5,
                            blend_with=bank_style(1), blend=0.25)
-    [call] = backend.calls
+    [call] = recording_backend.calls
     assert (call["model_name"], call["version"]) == ("bank", 4)
     np.testing.assert_allclose(call["style_weights"], [[0.5, 0.125, 0.375]], rtol=1e-6)
     assert call["style_weights"].dtype == np.float32
@@ -65,17 +42,17 @@ def test_a_bank_style_gets_its_weights_and_no_pixel_blend(backend):
     np.testing.assert_array_equal(result, 255 - photo)
 
 
-def test_a_single_style_model_gets_no_weights_and_the_pixel_blend(backend):
+def test_a_single_style_model_gets_no_weights_and_the_pixel_blend(recording_backend):
     photo = gradient()
     style = Style(name="Own", slug="own", model_name="own", live_version=2)
     result = photo_stylize(photo=photo, style=style, strength=0.5)
-    [call] = backend.calls
+    [call] = recording_backend.calls
     assert "style_weights" in call and call["style_weights"] is None
     expected = np.floor(photo * 0.5 + (255.0 - photo) * 0.5 + 0.5)  # rounded half up
     np.testing.assert_array_equal(result, expected)
 
 
-def test_colours_are_still_preserved_for_a_bank_style(backend):
+def test_colours_are_still_preserved_for_a_bank_style(recording_backend):
     from stylize.imaging import postprocess
 
     photo = gradient()
@@ -86,24 +63,24 @@ def test_colours_are_still_preserved_for_a_bank_style(backend):
         kept, postprocess(photo, 255 - photo, strength=1.0, preserve_colors=True))
 
 
-def test_every_image_of_a_batch_gets_the_weights_row(backend, monkeypatch):
+def test_every_image_of_a_batch_gets_the_weights_row(recording_backend, monkeypatch):
     def three_at_once(photo, run, *, working_side, tile):
         out = run(np.stack([photo] * 3))
         return out[0]
 
     monkeypatch.setattr(stylizing, "stylize_at_working_size", three_at_once)
     photo_stylize(photo=gradient(), style=bank_style(2, slots=4), strength=0.9)
-    [call] = backend.calls
+    [call] = recording_backend.calls
     assert call["shape"][0] == 3
     np.testing.assert_allclose(call["style_weights"], [[0.1, 0, 0.9, 0]] * 3, rtol=1e-6)
 
 
 @pytest.mark.parametrize("stroke", ["fine", "medium", "bold"])
-def test_the_stroke_sets_the_size_the_network_paints_at(backend, stroke):
+def test_the_stroke_sets_the_size_the_network_paints_at(recording_backend, stroke):
     photo = gradient(600, 900)
     result = photo_stylize(photo=photo, style=bank_style(1), stroke=stroke)
     assert result.shape == photo.shape
-    longest = max(max(call["shape"][1:3]) for call in backend.calls)
+    longest = max(max(call["shape"][1:3]) for call in recording_backend.calls)
     assert longest == min(900, STROKE_WORKING_SIDES[stroke])
 
 
@@ -118,14 +95,15 @@ def test_the_stroke_sets_the_size_the_network_paints_at(backend, stroke):
         (bank_style(1, slots=None), {}, "cannot be painted"),
     ],
 )
-def test_impossible_settings_are_a_permanent_backend_error(backend, style, kwargs, message):
+def test_impossible_settings_are_a_permanent_backend_error(recording_backend, style, kwargs,
+                                                          message):
     with pytest.raises(PermanentBackendError, match=message):
         photo_stylize(photo=gradient(), style=style, **kwargs)
-    assert backend.calls == []
+    assert recording_backend.calls == []
 
 
 @pytest.mark.django_db
-def test_job_run_passes_the_jobs_mix_and_stroke(backend):
+def test_job_run_passes_the_jobs_mix_and_stroke(recording_backend):
     first = BankStyleFactory(bank_index=1, bank_slots=3)
     second = BankStyleFactory(bank_index=2, bank_slots=3)
     job = StyleJobFactory(style=first, blend_with=second, blend=0.4, strength=0.5, stroke="bold",
@@ -136,8 +114,9 @@ def test_job_run_passes_the_jobs_mix_and_stroke(backend):
 
     job.refresh_from_db()
     assert job.status == StyleJob.Status.SUCCEEDED, job.error
-    np.testing.assert_allclose(backend.calls[0]["style_weights"], [[0.5, 0.3, 0.2]], rtol=1e-6)
-    assert max(max(call["shape"][1:3]) for call in backend.calls) == 512
+    np.testing.assert_allclose(recording_backend.calls[0]["style_weights"], [[0.5, 0.3, 0.2]],
+                               rtol=1e-6)
+    assert max(max(call["shape"][1:3]) for call in recording_backend.calls) == 512
 
 
 def _png(pixels):
@@ -152,12 +131,12 @@ def _png(pixels):
 @pytest.mark.django_db
 def test_a_second_style_alone_is_an_even_mix_and_none_is_no_mix():
     first, second = BankStyleFactory(bank_index=1), BankStyleFactory(bank_index=2)
-    mix = services.job_mix_clean(style=first, blend_with=second.slug)
+    mix = jobs.job_mix_clean(style=first, blend_with=second.slug)
     assert (mix.blend_with, mix.blend, mix.stroke) == (second, 0.5, DEFAULT_STROKE)
-    assert services.job_mix_clean(style=first, blend_with=second, blend=0.2).blend == 0.2
-    mix = services.job_mix_clean(style=first)
+    assert jobs.job_mix_clean(style=first, blend_with=second, blend=0.2).blend == 0.2
+    mix = jobs.job_mix_clean(style=first)
     assert (mix.blend_with, mix.blend) == (None, 0.0)
-    assert services.job_mix_clean(style=first, blend=0, stroke="fine").stroke == "fine"
+    assert jobs.job_mix_clean(style=first, blend=0, stroke="fine").stroke == "fine"
 
 
 @pytest.mark.django_db
@@ -168,7 +147,7 @@ def test_the_check_names_the_styles_that_can_be_mixed():
                      is_public=False)
     other = BankStyleFactory(name="Elsewhere", model_name="other_bank", bank_index=1)
     with pytest.raises(ValidationError) as refused:
-        services.job_mix_clean(style=first, blend_with=other.slug)
+        jobs.job_mix_clean(style=first, blend_with=other.slug)
     [message] = refused.value.message_dict["blend_with"]
     assert message == ("Alpha and Elsewhere cannot be mixed: only styles that share one "
                        "network can. Alpha can be mixed with: Beta (beta).")
@@ -179,7 +158,7 @@ def test_job_create_refuses_what_the_check_refuses(photo_upload):
     single = StyleFactory()
     slot = BankStyleFactory(bank_index=1)
     with pytest.raises(ValidationError) as refused:
-        services.job_create(owner=UserFactory(), style=single, input_image=photo_upload,
+        jobs.job_create(owner=UserFactory(), style=single, input_image=photo_upload,
                             blend_with=slot)
     assert "cannot be mixed" in refused.value.message_dict["blend_with"][0]
     assert not StyleJob.objects.exists()
@@ -213,7 +192,7 @@ def _api_job(client, **data):
 @pytest.mark.django_db
 def test_a_blended_api_job_goes_through_the_real_bank(tiny_bank_styles, monkeypatch):
     cache.clear()  # the job-create throttle
-    monkeypatch.setattr("stylize.tasks.stylize_job.apply_async", lambda *a, **k: None)
+    monkeypatch.setattr("stylize.tasks.job_run.apply_async", lambda *a, **k: None)
     client = APIClient()
     client.force_authenticate(UserFactory())
 

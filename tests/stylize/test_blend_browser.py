@@ -3,7 +3,6 @@ style's bank are offered as a second style, the share slider shows its value and
 counts only with a second style, and the choice reaches the job. Headless Debian
 chromium driven by Playwright, as in test_browser.py."""
 
-import os
 import re
 from unittest import mock
 
@@ -12,15 +11,9 @@ from django.test import Client
 
 from stylize.models import StyleJob
 from tests.factories import BankStyleFactory, StyleFactory, UserFactory
-from tests.stylize.test_browser import CHROMIUM, CHROMIUM_ARGS, gradient_photo
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, gradient_photo, needs_chromium
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason=f"{CHROMIUM} is missing: `apt-get install chromium` for the browser test",
-    ),
-]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 def test_the_mix_controls_offer_only_styles_of_the_same_bank(
@@ -39,7 +32,7 @@ def test_the_mix_controls_offer_only_styles_of_the_same_bank(
     client.force_login(user)
     photo = gradient_photo(tmp_path / "photo.png")
 
-    with sync_playwright() as playwright, mock.patch("stylize.tasks.stylize_job.apply_async"):
+    with sync_playwright() as playwright, mock.patch("stylize.tasks.job_run.apply_async"):
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )

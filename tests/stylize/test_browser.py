@@ -3,47 +3,20 @@ link, upload a photo, watch the job succeed on a real Celery worker, see the res
 Headless Debian chromium driven by Playwright (its own browser download is not needed:
 ``apt-get install chromium``)."""
 
-import io
-import os
 import re
 import shutil
-from pathlib import Path
 
-import numpy as np
 import pytest
 from django.core import mail
 from PIL import Image
 
 from stylize.models import StyleJob
 from tests.factories import StyleFactory
+from tests.helpers import BASE_DIR, CHROMIUM, CHROMIUM_ARGS, gradient_photo, needs_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+SCREENSHOT_DIR = BASE_DIR / "var" / "screenshots"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason=f"{CHROMIUM} is missing: `apt-get install chromium` for the browser test",
-    ),
-]
-
-
-def gradient_photo(path: Path, size=(160, 120)) -> Path:
-    y, x = np.mgrid[0:size[1], 0:size[0]]
-    pixels = np.stack([x * 255 // size[0], y * 255 // size[1], (x + y) % 256], axis=-1)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
-    path.write_bytes(buffer.getvalue())
-    return path
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 def test_sign_up_upload_and_see_the_result(

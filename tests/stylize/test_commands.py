@@ -1,9 +1,7 @@
 import io
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +9,11 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from stylize import stylizing
 from stylize.backends import get_backend
 from stylize.imaging import load_photo
-from stylize.stylizing import photo_stylize
+from stylize.services.stylizing import photo_stylize
 from tests.factories import BankStyleFactory, StyleFactory
+from tests.helpers import BASE_DIR, worker_env
 
 pytestmark = pytest.mark.django_db
 
@@ -142,17 +140,6 @@ def test_stylize_usage_errors_come_before_any_painting(tiny_style, tmp_path):
     assert get_backend().load_count == 0
 
 
-class RecordingBackend:
-    """Paints the negative of the photo and remembers what it was asked."""
-
-    def __init__(self):
-        self.calls = []
-
-    def stylize(self, *, model_name, version, images, **kwargs):
-        self.calls.append({"model_name": model_name, "shape": images.shape, **kwargs})
-        return 255 - images
-
-
 @pytest.fixture
 def bank_styles():
     return {
@@ -163,24 +150,23 @@ def bank_styles():
     }
 
 
-def test_stylize_stroke_and_blend_flags_reach_the_model(bank_styles, monkeypatch, tmp_path):
-    recorder = RecordingBackend()
-    monkeypatch.setattr(stylizing, "get_backend", lambda: recorder)
+def test_stylize_stroke_and_blend_flags_reach_the_model(bank_styles, recording_backend, tmp_path):
+    calls = recording_backend.calls
     photo = _photo_file(tmp_path / "wide.png", (900, 600))
     out = io.StringIO()
     call_command("stylize", str(photo), "--style", "alpha", "--blend-with", "beta",
                  "--blend", "0.25", "--strength", "0.8", "--stroke", "bold",
                  "-o", str(tmp_path / "out.png"), stdout=out)
     assert Image.open(tmp_path / "out.png").size == (900, 600)
-    assert {call["model_name"] for call in recorder.calls} == {"bank"}
-    np.testing.assert_allclose(recorder.calls[0]["style_weights"], [[0.2, 0.6, 0.2]], rtol=1e-6)
-    assert max(max(call["shape"][1:3]) for call in recorder.calls) == 512  # bold
+    assert {call["model_name"] for call in calls} == {"bank"}
+    np.testing.assert_allclose(calls[0]["style_weights"], [[0.2, 0.6, 0.2]], rtol=1e-6)
+    assert max(max(call["shape"][1:3]) for call in calls) == 512  # bold
 
-    recorder.calls.clear()
+    calls.clear()
     call_command("stylize", str(photo), "--style", "beta", "--blend-with", "alpha",
                  "--stroke", "fine", "-o", str(tmp_path / "even.png"), stdout=out)
-    np.testing.assert_allclose(recorder.calls[0]["style_weights"], [[0, 0.5, 0.5]])
-    assert max(max(call["shape"][1:3]) for call in recorder.calls) == 900  # fine: as it is
+    np.testing.assert_allclose(calls[0]["style_weights"], [[0, 0.5, 0.5]])
+    assert max(max(call["shape"][1:3]) for call in calls) == 900  # fine: as it is
 
 
 def test_stylize_mixes_two_styles_of_the_real_tiny_bank(use_local_backend, tmp_path):
@@ -243,13 +229,9 @@ def test_manage_py_stylize_exits_non_zero_with_the_message(
         pytest.skip("the command's process reads the test database through a sqlite URL")
     BankStyleFactory(name="Alpha", slug="alpha", bank_index=1)
     photo = _photo_file(tmp_path / "in.png")
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database['NAME']}",
-           "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-           "PRIVATE_MEDIA_ROOT": str(settings.PRIVATE_MEDIA_ROOT)}
     finished = subprocess.run(
         [sys.executable, "manage.py", "stylize", str(photo), *flags],
-        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
-        timeout=300,
+        cwd=BASE_DIR, env=worker_env(settings), capture_output=True, text=True, timeout=300,
     )
     assert finished.returncode == 1, finished.stderr
     assert f"CommandError: {message}" in finished.stderr
@@ -286,7 +268,7 @@ def test_evaluate_style_prints_the_numbers_of_ml_quality_evaluate_style(
 
     model = load_savedmodel_fn(settings.SERVING_DIR / "models" / "tiny" / "1")
     network = build_loss_network("vgg16", str(weights), layers=list(QUALITY_LAYERS))
-    with style.style_image.open("rb") as painting_file:
+    with style.painting.open("rb") as painting_file:
         painting = np.asarray(Image.open(painting_file).convert("RGB"))
     direct = evaluate_style(str(photos), painting, network,
                             stylize=lambda photo: model(photo[None])[0])

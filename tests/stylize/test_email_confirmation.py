@@ -7,40 +7,32 @@ import threading
 import time
 from datetime import timedelta
 
-import numpy as np
 import pytest
 from celery.signals import task_postrun
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.cache import cache
 from django.core.files.base import ContentFile
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
-from stylize import accounts, services
-from stylize.emails import job_email_send
 from stylize.models import Profile, StyleJob
+from stylize.services import accounts, jobs
+from stylize.services.emails import job_email_send
 from tests.factories import StyleFactory, StyleJobFactory, UserFactory
+from tests.helpers import PASSWORD, gradient_upload, signup
 
-PASSWORD = "correct horse battery staple"
 LINK = re.compile(r"https://prisma\.example\.com(/accounts/confirm/[^/\s]+/[^/\s]+/)")
 
 
-pytestmark = pytest.mark.usefixtures("fast_passwords", "empty_cache")
+pytestmark = pytest.mark.usefixtures("empty_cache")
 
 
 @pytest.fixture(autouse=True)
 def _site(settings):
     settings.SITE_URL = "https://prisma.example.com"
-
-
-def signup(client, email="ada@example.com", password=PASSWORD):
-    return client.post(
-        reverse("stylize:signup"), {"email": email, "password1": password, "password2": password}
-    )
 
 
 def log_in(client, username="ada@example.com", password=PASSWORD) -> bool:
@@ -54,14 +46,6 @@ def link_in(message) -> str:
     match = LINK.search(message.body)
     assert match, message.body
     return match.group(1)
-
-
-def gradient_upload(size=(96, 72)):
-    y, x = np.mgrid[0:size[1], 0:size[0]]
-    pixels = np.stack([x * 255 // size[0], y * 255 // size[1], (x + y) % 256], axis=-1)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
-    return SimpleUploadedFile("photo.png", buffer.getvalue(), content_type="image/png")
 
 
 def succeeded_job(owner):
@@ -253,7 +237,7 @@ def test_no_result_email_and_no_sweep_resend_for_an_unconfirmed_address(
     assert job_email_send(job_id=job.pk) is False
     later = job.finished_at + timedelta(hours=2)
     with django_capture_on_commit_callbacks() as callbacks:
-        counts = services.jobs_requeue_stuck(now=later)
+        counts = jobs.jobs_requeue_stuck(now=later)
     assert counts["emails"] == 0 and callbacks == []
     assert mail.outbox == []
     job.refresh_from_db()
@@ -266,7 +250,7 @@ def test_no_result_email_and_no_sweep_resend_for_an_unconfirmed_address(
 
     accounts.email_confirm(user=user)
     with django_capture_on_commit_callbacks() as callbacks:
-        counts = services.jobs_requeue_stuck(now=later)
+        counts = jobs.jobs_requeue_stuck(now=later)
     assert counts["emails"] == 1 and len(callbacks) == 1
     assert job_email_send(job_id=job.pk) is True
     assert mail.outbox[0].to == ["ada@example.com"]
@@ -278,7 +262,7 @@ def finished_email_tasks():
     done, lock = {}, threading.Lock()
 
     def record(sender=None, args=None, retval=None, **kwargs):
-        if sender is not None and sender.name == "stylize.tasks.send_job_email":
+        if sender is not None and sender.name == "stylize.tasks.job_email_send":
             with lock:
                 done[args[0]] = retval
 
@@ -307,7 +291,8 @@ def test_results_stay_on_the_page_until_the_link_is_followed_then_they_are_maile
 
     def upload():
         response = client.post(reverse("stylize:upload"), {
-            "image": gradient_upload(), "style": style.slug, "strength": "1", "max_side": "512",
+            "image": gradient_upload((96, 72)), "style": style.slug, "strength": "1",
+            "max_side": "512",
         })
         assert response.status_code == 302, response.content.decode()[:2000]
         return StyleJob.objects.latest("created_at")

@@ -1,44 +1,27 @@
 """Fair scheduling (docs/design/fairness.md): a queue per job cost class with a worker
 each, a per-user limit of jobs in flight, one creation rate for the page and the API."""
 
-import io
 import threading
 from datetime import timedelta
-from pathlib import Path
 from unittest import mock
 
-import numpy as np
 import pytest
 import yaml
-from django.core.files.uploadedfile import SimpleUploadedFile
+from celery.exceptions import Retry
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
-from PIL import Image
 from rest_framework.test import APIClient
 
 from prisma_site import devstack
-from stylize import services
+from stylize.backends.base import TransientBackendError
 from stylize.models import StyleJob
-from stylize.tasks import stylize_job
+from stylize.services import jobs
+from stylize.tasks import job_run as job_run_task
 from tests.factories import StyleFactory, UserFactory
+from tests.helpers import BASE_DIR, gradient_upload
 
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
-
-
-def png_upload(size=(64, 48), name="photo.png"):
-    y, x = np.mgrid[0:size[1], 0:size[0]]
-    pixels = np.stack([x * 255 // size[0], y * 255 // size[1], (x + y) % 256], -1)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
-    return SimpleUploadedFile(name, buffer.getvalue(), content_type="image/png")
-
-
-@pytest.fixture
-def queue():
-    """stylize_job.apply_async, recorded instead of sent."""
-    with mock.patch("stylize.tasks.stylize_job.apply_async") as apply_async:
-        yield apply_async
+PHOTO = (64, 48)  # a small job's photo (width, height)
 
 
 def queues_sent(apply_async) -> list[str]:
@@ -58,7 +41,7 @@ def queues_sent(apply_async) -> list[str]:
 ])
 def test_the_cost_class_is_the_pixels_painted(settings, width, height, max_side, expected):
     settings.JOB_SMALL_MAX_PIXELS = 4_000_000
-    assert services.job_cost_class(width=width, height=height, max_side=max_side) == expected
+    assert jobs.job_cost_class(width=width, height=height, max_side=max_side) == expected
 
 
 def test_the_defaults():
@@ -67,7 +50,7 @@ def test_the_defaults():
     assert settings.JOB_SMALL_MAX_PIXELS == 4_000_000
     assert settings.JOB_MAX_IN_FLIGHT_PER_USER == 3
     assert settings.JOB_QUEUES == {"small": settings.CELERY_TASK_DEFAULT_QUEUE, "large": "large"}
-    assert settings.CELERY_TASK_ROUTES["stylize.tasks.train_style"] == {"queue": "training"}
+    assert settings.CELERY_TASK_ROUTES["stylize.tasks.style_train"] == {"queue": "training"}
 
 
 @pytest.mark.django_db
@@ -75,16 +58,16 @@ def test_a_job_goes_to_the_queue_of_its_class(settings, queue, django_capture_on
     settings.JOB_SMALL_MAX_PIXELS = 2000
     style, owner = StyleFactory(), UserFactory()
     with django_capture_on_commit_callbacks(execute=True):
-        small = services.job_create(owner=owner, style=style, input_image=png_upload((40, 30)))
-        large = services.job_create(owner=owner, style=style, input_image=png_upload((64, 48)))
-        shrunk = services.job_create(owner=owner, style=style, input_image=png_upload((640, 480)),
+        small = jobs.job_create(owner=owner, style=style, input_image=gradient_upload((40, 30)))
+        large = jobs.job_create(owner=owner, style=style, input_image=gradient_upload(PHOTO))
+        shrunk = jobs.job_create(owner=owner, style=style, input_image=gradient_upload((640, 480)),
                                      max_side=64)  # 64 × 48 painted
     assert [small.cost_class, large.cost_class, shrunk.cost_class] == ["small", "large", "large"]
     assert queues_sent(queue) == ["celery", "large", "large"]
     StyleJob.objects.update(status=StyleJob.Status.SUCCEEDED, finished_at=timezone.now())
     settings.JOB_SMALL_MAX_PIXELS = 64 * 48
     with django_capture_on_commit_callbacks(execute=True):
-        again = services.job_create(owner=owner, style=style, input_image=png_upload((64, 48)))
+        again = jobs.job_create(owner=owner, style=style, input_image=gradient_upload(PHOTO))
     assert again.cost_class == "small" and queues_sent(queue)[-1] == "celery"
 
 
@@ -93,34 +76,44 @@ def test_retries_and_the_sweep_put_a_job_back_on_its_own_queue(
     settings, queue, django_capture_on_commit_callbacks
 ):
     settings.JOB_SMALL_MAX_PIXELS = 1000
-    job = services.job_create(owner=UserFactory(), style=StyleFactory(), input_image=png_upload())
+    job = jobs.job_create(owner=UserFactory(), style=StyleFactory(),
+                          input_image=gradient_upload(PHOTO))
     assert job.cost_class == "large"
     queue.reset_mock()
 
-    StyleJob.objects.filter(pk=job.pk).update(status="running", started_at=timezone.now())
-    with django_capture_on_commit_callbacks(execute=True):
-        assert services.job_requeue(job_id=job.pk, countdown=5)
-    assert queues_sent(queue) == ["large"] and queue.call_args.kwargs["countdown"] == 5
+    settings.JOB_RETRY_BACKOFF = 5
+    # A transient error: the task's own retry (Task.retry) goes to the job's queue.
+    with mock.patch("stylize.services.stylizing.photo_stylize",
+                    side_effect=TransientBackendError("The model server is restarting.")), \
+            mock.patch.object(job_run_task, "retry", side_effect=Retry) as retry, \
+            pytest.raises(Retry):
+        job_run_task(str(job.pk))
+    assert retry.call_args.kwargs["queue"] == "large"
+    assert retry.call_args.kwargs["countdown"] == 5
+    assert StyleJob.objects.get(pk=job.pk).status == "queued"
 
     long_ago = timezone.now() - timedelta(hours=2)
     StyleJob.objects.filter(pk=job.pk).update(status="queued", enqueued_at=long_ago)
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.jobs_requeue_stuck()["requeued"] == 1
+        assert jobs.jobs_requeue_stuck()["requeued"] == 1
     StyleJob.objects.filter(pk=job.pk).update(status="running", started_at=long_ago)
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.jobs_requeue_stuck()["requeued"] == 1
-    assert queues_sent(queue) == ["large", "large", "large"]
+        assert jobs.jobs_requeue_stuck()["requeued"] == 1
+    assert queues_sent(queue) == ["large", "large"]
 
 
 @pytest.mark.django_db
 def test_a_deleted_jobs_message_costs_one_query_and_no_model(queue, django_assert_num_queries):
-    job = services.job_create(owner=UserFactory(), style=StyleFactory(), input_image=png_upload())
+    job = jobs.job_create(owner=UserFactory(), style=StyleFactory(),
+                          input_image=gradient_upload(PHOTO))
     job_id = str(job.pk)
-    services.job_delete(job=job)
-    with mock.patch("stylize.stylizing.get_backend", side_effect=AssertionError("loaded")), \
-            mock.patch("stylize.stylizing.load_photo", side_effect=AssertionError("read")), \
-            django_assert_num_queries(1):  # the guarded queued → running UPDATE, 0 rows
-        stylize_job(job_id)
+    jobs.job_delete(job=job)
+    with (
+        mock.patch("stylize.services.stylizing.get_backend", side_effect=AssertionError("loaded")),
+        mock.patch("stylize.services.stylizing.load_photo", side_effect=AssertionError("read")),
+        django_assert_num_queries(1),  # the guarded queued → running UPDATE, 0 rows
+    ):
+        job_run_task(job_id)
 
 
 # --- Every queue has a worker -------------------------------------------------------------
@@ -159,7 +152,7 @@ def test_docker_compose_runs_a_worker_for_every_queue(settings):
 
 
 @pytest.fixture
-def api_user(fast_passwords, empty_cache):
+def api_user(empty_cache):
     StyleFactory(slug="starry-night")
     client = APIClient()
     user = UserFactory()
@@ -168,7 +161,7 @@ def api_user(fast_passwords, empty_cache):
 
 
 def api_create(client):
-    return client.post("/api/v1/jobs/", {"image": png_upload(), "style": "starry-night"},
+    return client.post("/api/v1/jobs/", {"image": gradient_upload(PHOTO), "style": "starry-night"},
                        format="multipart")
 
 
@@ -218,7 +211,7 @@ def page_user(client, empty_cache):
 
 def page_upload(client):
     return client.post(reverse("stylize:upload"),
-                       {"image": png_upload(), "style": "starry-night", "max_side": "512",
+                       {"image": gradient_upload(PHOTO), "style": "starry-night", "max_side": "512",
                         "strength": "1"})
 
 
@@ -241,9 +234,9 @@ def test_uploads_at_the_same_moment_do_not_overshoot_the_limit(settings, queue):
     def upload():
         try:
             start.wait()
-            services.job_create(owner=owner, style=style, input_image=png_upload())
+            jobs.job_create(owner=owner, style=style, input_image=gradient_upload(PHOTO))
             outcomes.append("created")
-        except services.JobLimitExceeded:
+        except jobs.JobLimitExceeded:
             outcomes.append("refused")
         finally:
             connection.close()

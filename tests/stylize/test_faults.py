@@ -10,20 +10,18 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
 
-from stylize import services
 from stylize.backends import get_backend
 from stylize.models import StyleJob
+from stylize.services import jobs
 from tests.factories import StyleFactory, UserFactory
-from tests.stylize.test_pipeline import photo_upload
+from tests.helpers import BASE_DIR, gradient_upload, worker_env
 
 pytestmark = pytest.mark.slow
-BASE_DIR = Path(__file__).resolve().parents[2]
 
 
 def wait_until_all_finished(job_ids, timeout=120):
@@ -62,13 +60,13 @@ def test_model_server_down_for_a_while_then_back(settings, grpc_backend, tiny_st
     settings.JOB_RETRY_BACKOFF = 0.5  # retries after 0.5, 1, 2, 4, 8 s
     grpc_backend.stop()
     owner = UserFactory()
-    jobs = [services.job_create(owner=owner, style=tiny_style, input_image=photo_upload())
+    created = [jobs.job_create(owner=owner, style=tiny_style, input_image=gradient_upload())
             for _ in range(3)]
     time.sleep(3)
     assert StyleJob.objects.filter(attempts__gte=1).exists()  # they tried while it was down
     grpc_backend.start()
 
-    finished = wait_until_all_finished([job.pk for job in jobs])
+    finished = wait_until_all_finished([job.pk for job in created])
     assert all(job.status == StyleJob.Status.SUCCEEDED for job in finished)
     assert max(job.attempts for job in finished) >= 2
     assert_none_left_waiting()
@@ -84,7 +82,7 @@ def test_redis_flushed_with_jobs_in_flight(settings, tiny_style, tiny_serving_di
     settings.JOB_QUEUED_TIMEOUT = 1
     get_backend.cache_clear()
     owner = UserFactory()
-    jobs = [services.job_create(owner=owner, style=tiny_style, input_image=photo_upload())
+    created = [jobs.job_create(owner=owner, style=tiny_style, input_image=gradient_upload())
             for _ in range(3)]
     redis.Redis.from_url(django_settings.CELERY_BROKER_URL).flushall()  # messages gone
     time.sleep(1.2)
@@ -93,7 +91,7 @@ def test_redis_flushed_with_jobs_in_flight(settings, tiny_style, tiny_serving_di
         out = io.StringIO()
         call_command("requeue_stuck_jobs", stdout=out)
         assert out.getvalue().startswith("3 job(s) re-enqueued")
-        finished = wait_until_all_finished([job.pk for job in jobs])
+        finished = wait_until_all_finished([job.pk for job in created])
     assert all(job.status == StyleJob.Status.SUCCEEDED for job in finished)
     assert_none_left_waiting()
 
@@ -110,24 +108,21 @@ def start_worker_process(env):
 
 def test_worker_killed_mid_job_and_restarted(settings, grpc_backend, tiny_style, tmp_path):
     grpc_backend.predict_delay = 4  # long enough to kill the worker inside Predict
-    db = django_settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{db['NAME']}",
-        "PRISMA_VAR_DIR": str(tmp_path),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "PRIVATE_MEDIA_ROOT": str(settings.PRIVATE_MEDIA_ROOT),
-        "MODEL_BACKEND": "tfserving",
-        "TFSERVING_ADDRESS": grpc_backend.address,
-        "TFSERVING_TIMEOUT": "30",
-        "JOB_RUNNING_TIMEOUT": "3",
-        "JOB_SWEEP_INTERVAL": "1",
-        "EMAIL_URL": "consolemail://",
-    }
+    # The worker process works on this test's database and media, on tests.settings.
+    env = worker_env(
+        settings,
+        PRISMA_VAR_DIR=str(tmp_path),
+        MODEL_BACKEND="tfserving",
+        TFSERVING_ADDRESS=grpc_backend.address,
+        TFSERVING_TIMEOUT="30",
+        JOB_RUNNING_TIMEOUT="3",
+        JOB_SWEEP_INTERVAL="1",
+        EMAIL_URL="consolemail://",
+    )
     worker = start_worker_process(env)
     try:
-        job = services.job_create(owner=UserFactory(), style=tiny_style,
-                                  input_image=photo_upload())
+        job = jobs.job_create(owner=UserFactory(), style=tiny_style,
+                                  input_image=gradient_upload())
         deadline = time.monotonic() + 60
         while StyleJob.objects.get(pk=job.pk).status != "running":
             assert time.monotonic() < deadline, "the worker never started the job"
@@ -163,9 +158,9 @@ def test_a_job_made_while_the_broker_is_down_is_accepted_and_swept_later(
     owner = UserFactory()
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=owner).key}")
-    from stylize.tasks import stylize_job
+    from stylize.tasks import job_run as job_run_task
 
-    app = stylize_job.app  # the app that sends the job's message
+    app = job_run_task.app  # the app that sends the job's message
 
     def use_broker(url):
         app.conf.broker_url = url
@@ -176,7 +171,7 @@ def test_a_job_made_while_the_broker_is_down_is_accepted_and_swept_later(
     working_broker = app.conf.broker_url
     use_broker(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     try:
-        response = api.post("/api/v1/jobs/", {"image": photo_upload(), "style": "tiny"},
+        response = api.post("/api/v1/jobs/", {"image": gradient_upload(), "style": "tiny"},
                             format="multipart")
     finally:
         use_broker(working_broker)
@@ -185,4 +180,4 @@ def test_a_job_made_while_the_broker_is_down_is_accepted_and_swept_later(
     job = StyleJob.objects.get(pk=response.json()["id"])
     assert job.status == StyleJob.Status.QUEUED
     later = timezone.now() + timezone.timedelta(seconds=django_settings.JOB_QUEUED_TIMEOUT + 1)
-    assert services.jobs_requeue_stuck(now=later)["requeued"] == 1
+    assert jobs.jobs_requeue_stuck(now=later)["requeued"] == 1

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from stylize import imaging
+from tests.helpers import identity
 
 
 def saved(image: Image.Image, format: str, **params) -> io.BytesIO:
@@ -18,12 +19,12 @@ def textured_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
     """Smooth gradients (so tiles differ in their statistics) plus fine texture."""
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
     noise = np.random.default_rng(seed).normal(0, 12, (height, width, 3))
-    channels = [40 + 170 * cols / width, 30 + 190 * rows / height, 128 + 90 * np.sin(rows / 37 + cols / 53)]
+    channels = [
+        40 + 170 * cols / width,
+        30 + 190 * rows / height,
+        128 + 90 * np.sin(rows / 37 + cols / 53),
+    ]
     return np.clip(np.stack(channels, axis=-1) + noise, 0, 255).astype(np.uint8)
-
-
-def identity(batch: np.ndarray) -> np.ndarray:
-    return batch.copy()
 
 
 def instance_norm_like(batch: np.ndarray) -> np.ndarray:
@@ -38,7 +39,8 @@ def naive_tiles(photo: np.ndarray, run, tile: int) -> np.ndarray:
     out = np.empty_like(photo)
     for top in range(0, photo.shape[0], tile):
         for left in range(0, photo.shape[1], tile):
-            out[top : top + tile, left : left + tile] = run(photo[None, top : top + tile, left : left + tile])[0]
+            window = photo[None, top : top + tile, left : left + tile]
+            out[top : top + tile, left : left + tile] = run(window)[0]
     return out
 
 
@@ -71,7 +73,11 @@ def test_exif_orientation_is_applied():
         (Image.new("RGBA", (8, 6), (255, 0, 0, 255)), "PNG", (255, 0, 0)),
         (Image.new("LA", (8, 6), (0, 0)), "PNG", (255, 255, 255)),
         (Image.new("L", (8, 6), 100), "PNG", (100, 100, 100)),
-        (Image.new("RGB", (8, 6), (10, 200, 30)).convert("P", palette=Image.Palette.ADAPTIVE), "PNG", (10, 200, 30)),
+        (
+            Image.new("RGB", (8, 6), (10, 200, 30)).convert("P", palette=Image.Palette.ADAPTIVE),
+            "PNG",
+            (10, 200, 30),
+        ),
         (Image.new("CMYK", (8, 6), (0, 255, 255, 0)), "JPEG", (255, 0, 0)),
         (Image.new("I;16", (8, 6), 65535), "PNG", (255, 255, 255)),
         (Image.new("I;16", (8, 6), 32896), "PNG", (128, 128, 128)),
@@ -103,7 +109,8 @@ def test_large_photo_is_downscaled_keeping_aspect(tmp_path):
 
 
 def test_large_jpeg_is_downscaled_to_exact_size():
-    photo = imaging.load_photo(saved(Image.fromarray(textured_photo(1000, 600)), "JPEG"), max_side=130)
+    source = saved(Image.fromarray(textured_photo(1000, 600)), "JPEG")
+    photo = imaging.load_photo(source, max_side=130)
 
     assert photo.shape == (130, 78, 3)
 
@@ -115,7 +122,8 @@ def test_small_photo_is_never_upscaled():
 
 
 def test_animated_gif_gives_its_first_frame():
-    frames = [Image.new("RGB", (10, 10), color) for color in [(255, 0, 0), (0, 0, 255), (0, 255, 0)]]
+    colors = [(255, 0, 0), (0, 0, 255), (0, 255, 0)]
+    frames = [Image.new("RGB", (10, 10), color) for color in colors]
     source = saved(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
     source.seek(0)
     assert Image.open(source).n_frames == 3
@@ -170,7 +178,8 @@ def test_photo_that_fits_one_tile_goes_through_in_one_pass():
 def test_big_photo_is_sent_as_overlapping_tiles_that_cover_it():
     recorder = Recorder(identity)
 
-    imaging.stylize_tiled(textured_photo(300, 500), recorder, tile=128, overlap=32, match_tone=False)
+    photo = textured_photo(300, 500)
+    imaging.stylize_tiled(photo, recorder, tile=128, overlap=32, match_tone=False)
 
     butt_joined = (300 // 128 + 1) * (500 // 128 + 1)
     assert len(recorder.shapes) > butt_joined
@@ -183,9 +192,12 @@ def test_tone_matching_removes_instance_norm_seams():
 
     naive = error_against_whole(naive_tiles(photo, instance_norm_like, 128), whole)
     feathered = error_against_whole(
-        imaging.stylize_tiled(photo, instance_norm_like, tile=128, overlap=32, match_tone=False), whole
+        imaging.stylize_tiled(photo, instance_norm_like, tile=128, overlap=32, match_tone=False),
+        whole,
     )
-    matched = error_against_whole(imaging.stylize_tiled(photo, instance_norm_like, tile=128, overlap=32), whole)
+    matched = error_against_whole(
+        imaging.stylize_tiled(photo, instance_norm_like, tile=128, overlap=32), whole
+    )
 
     assert matched * 10 < naive
     assert matched * 10 < feathered
@@ -193,7 +205,10 @@ def test_tone_matching_removes_instance_norm_seams():
 
 
 def worst_column_step(image: np.ndarray) -> float:
-    """The biggest mean |step| between neighbouring columns, over the median one: a seam stands out."""
+    """The biggest mean |step| between neighbouring columns, over the median one.
+
+    A seam stands out.
+    """
     steps = np.abs(np.diff(image.astype(np.float64), axis=1)).mean(axis=(0, 2))
     return float(steps.max() / np.median(steps))
 
@@ -202,7 +217,9 @@ def test_tiled_result_has_no_column_that_stands_out_as_a_seam():
     photo = textured_photo(120, 500)
     naive = naive_tiles(photo, instance_norm_like, 128)
     ours = imaging.stylize_tiled(photo, instance_norm_like, tile=128, overlap=32)
-    feathered_only = imaging.stylize_tiled(photo, instance_norm_like, tile=128, overlap=32, match_tone=False)
+    feathered_only = imaging.stylize_tiled(
+        photo, instance_norm_like, tile=128, overlap=32, match_tone=False
+    )
     whole = instance_norm_like(photo[None])[0]
 
     assert worst_column_step(naive) > 2.5
@@ -229,7 +246,8 @@ def test_blend_strength_extremes_and_half_are_exact():
 
     assert np.array_equal(imaging.blend_strength(photo, result, 1.0), result)
     assert np.array_equal(imaging.blend_strength(photo, result, 0.0), photo)
-    assert imaging.blend_strength(photo, result, 0.5).tolist() == [[[128, 11, 128]]]  # halves round up
+    # Halves round up.
+    assert imaging.blend_strength(photo, result, 0.5).tolist() == [[[128, 11, 128]]]
     assert imaging.blend_strength(photo, result, 0.25).tolist() == [[[64, 10, 191]]]
 
 
@@ -268,7 +286,8 @@ def test_postprocess_applies_colour_preservation_then_strength():
     assert np.array_equal(coloured, imaging.preserve_colors(photo, result))
     expected_half = imaging.blend_strength(photo, imaging.preserve_colors(photo, result), 0.5)
     assert np.abs(half.astype(int) - expected_half).max() <= 1
-    assert np.array_equal(imaging.postprocess(photo, result, strength=0.0, preserve_colors=True), photo)
+    untouched = imaging.postprocess(photo, result, strength=0.0, preserve_colors=True)
+    assert np.array_equal(untouched, photo)
 
 
 # --------------------------------------------------------------------------- encoding
@@ -299,9 +318,3 @@ def test_jpeg_round_trip_is_close_and_honours_quality():
 def test_unknown_format_is_rejected():
     with pytest.raises(ValueError):
         imaging.encode_image(textured_photo(4, 4), format="BMP")
-
-
-def test_result_filename_uses_the_upload_stem_and_the_result_extension():
-    assert imaging.result_filename("dir/holiday.PNG") == "holiday-stylized.jpg"
-    assert imaging.result_filename("scan.tiff", format="PNG") == "scan-stylized.png"
-    assert imaging.result_filename("") == "photo-stylized.jpg"

@@ -49,7 +49,7 @@ def test_a_style_made_without_a_model_name_takes_its_slug():
     from django.core.files.base import ContentFile
 
     style = Style(name="By Hand", slug="by-hand")
-    style.style_image.save("p.png", ContentFile(b"x"), save=False)
+    style.painting.save("p.png", ContentFile(b"x"), save=False)
     style.save()
     assert Style.objects.get(pk=style.pk).model_name == "by-hand"
     style.model_name = ""

@@ -1,7 +1,6 @@
 """The web pages: gallery, upload, job page and its status JSON, "my jobs" and delete."""
 
 import re
-from unittest import mock
 
 import pytest
 from django.core.files.base import ContentFile
@@ -9,18 +8,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from stylize.models import DEFAULT_STROKE, Stroke, Style, StyleJob
-from tests.conftest import png_bytes
 from tests.factories import BankStyleFactory, StyleFactory, StyleJobFactory, UserFactory
+from tests.helpers import png_bytes
 
+# queue: the pages only create jobs (the pipeline tests run them on a real worker).
 # empty_cache: page uploads count against the job-create throttle (per user, in the cache).
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
-
-
-@pytest.fixture(autouse=True)
-def _no_queue():
-    """The pages only create jobs; the pipeline tests run them on a real worker."""
-    with mock.patch("stylize.tasks.stylize_job.apply_async") as apply_async:
-        yield apply_async
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("queue", "empty_cache")]
 
 
 @pytest.fixture
@@ -50,7 +43,7 @@ def upload_data(style="starry-night", image=None, **extra):
 
 def test_home_lists_only_ready_public_styles(client, styles):
     page = client.get(reverse("stylize:home")).content.decode()
-    assert "Starry Night" in page and styles["ready"].style_image.url in page
+    assert "Starry Night" in page and styles["ready"].painting.url in page
     assert "Unfinished Sketch" not in page and "Secret Wave" not in page
 
 
@@ -80,7 +73,7 @@ def test_upload_requires_login(client, styles):
 
 
 def test_a_valid_upload_creates_a_job_and_redirects_to_its_page(
-    client, user, styles, _no_queue, django_capture_on_commit_callbacks
+    client, user, styles, queue, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
@@ -94,7 +87,7 @@ def test_a_valid_upload_creates_a_job_and_redirects_to_its_page(
     assert job.status == StyleJob.Status.QUEUED
     with job.input_image.open("rb") as stored:
         assert stored.read() == png_bytes((64, 48))
-    _no_queue.assert_called_once_with((str(job.pk),), countdown=0, queue="celery")
+    queue.assert_called_once_with((str(job.pk),), countdown=0, queue="celery")
 
 
 @pytest.mark.parametrize(
@@ -114,7 +107,8 @@ def test_an_invalid_upload_shows_the_error_inline_and_creates_nothing(
 
     assert response.status_code == 400
     page = response.content.decode()
-    errors = re.search(r'<div class="errors" id="image-errors" role="alert">(.*?)</div>', page, re.S)
+    errors_div = r'<div class="errors" id="image-errors" role="alert">(.*?)</div>'
+    errors = re.search(errors_div, page, re.S)
     assert errors and "errorlist" in errors.group(1) and message in errors.group(1)
     assert 'aria-invalid="true"' in page
     assert not StyleJob.objects.exists()

@@ -7,27 +7,18 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from django.core import mail
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.utils import timezone
 from PIL import Image
 
-from stylize import services
 from stylize.backends import get_backend
 from stylize.models import StyleJob
-from stylize.stylizing import job_run
+from stylize.services import jobs
+from stylize.services.stylizing import job_run
 from tests.factories import StyleFactory, UserFactory
+from tests.helpers import gradient_upload
 
 pytestmark = pytest.mark.slow
-
-
-def photo_upload(size=(160, 120), name="photo.png", fmt="PNG"):
-    y, x = np.mgrid[0:size[1], 0:size[0]]
-    pixels = np.stack([x * 255 // size[0], y * 255 // size[1], (x + y) % 256], axis=-1)
-    pixels = pixels.astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=fmt)
-    return SimpleUploadedFile(name, buffer.getvalue(), content_type=f"image/{fmt.lower()}")
 
 
 @pytest.fixture
@@ -49,7 +40,7 @@ def test_a_job_goes_from_upload_to_emailed_result_on_a_real_worker(
     use_local_backend, tiny_style, celery_worker_thread
 ):
     owner = UserFactory(email="alice@example.com")
-    job = services.job_create(owner=owner, style=tiny_style, input_image=photo_upload(),
+    job = jobs.job_create(owner=owner, style=tiny_style, input_image=gradient_upload(),
                               max_side=100)
     job = wait_for_finish(job.pk)
 
@@ -64,8 +55,8 @@ def test_a_job_goes_from_upload_to_emailed_result_on_a_real_worker(
 
 
 def test_strength_zero_gives_back_the_photo(use_local_backend, tiny_style):
-    job = services.job_create(owner=UserFactory(), style=tiny_style,
-                              input_image=photo_upload(fmt="PNG"), strength=0.0)
+    job = jobs.job_create(owner=UserFactory(), style=tiny_style,
+                              input_image=gradient_upload(fmt="PNG"), strength=0.0)
     job_run(job_id=job.pk)
     job.refresh_from_db()
     original = np.asarray(Image.open(job.input_image).convert("RGB"), dtype=float)
@@ -74,7 +65,7 @@ def test_strength_zero_gives_back_the_photo(use_local_backend, tiny_style):
 
 
 def test_a_duplicate_delivery_does_nothing(use_local_backend, tiny_style):
-    job = services.job_create(owner=UserFactory(), style=tiny_style, input_image=photo_upload())
+    job = jobs.job_create(owner=UserFactory(), style=tiny_style, input_image=gradient_upload())
     assert job_run(job_id=job.pk) is True
     first = StyleJob.objects.get(pk=job.pk)
     assert job_run(job_id=job.pk) is False
@@ -86,8 +77,8 @@ def test_a_style_whose_model_is_missing_fails_with_a_reason_and_an_email(
     use_local_backend, transactional_db, celery_worker_thread
 ):
     style = StyleFactory(model_name="never_exported", live_version=3)
-    job = services.job_create(owner=UserFactory(email="bob@example.com"), style=style,
-                              input_image=photo_upload())
+    job = jobs.job_create(owner=UserFactory(email="bob@example.com"), style=style,
+                              input_image=gradient_upload())
     job = wait_for_finish(job.pk)
     assert job.status == StyleJob.Status.FAILED and job.error
     assert job.attempts == 1  # permanent: not retried
@@ -96,7 +87,7 @@ def test_a_style_whose_model_is_missing_fails_with_a_reason_and_an_email(
 
 
 def test_an_unreadable_photo_fails_cleanly(use_local_backend, tiny_style):
-    job = services.job_create(owner=UserFactory(), style=tiny_style, input_image=photo_upload())
+    job = jobs.job_create(owner=UserFactory(), style=tiny_style, input_image=gradient_upload())
     with open(job.input_image.path, "wb") as broken:
         broken.write(b"not an image at all")
     job_run(job_id=job.pk)
@@ -117,8 +108,8 @@ def test_transient_errors_retry_with_backoff_then_fail_after_the_last_attempt(
     settings.JOB_RETRY_BACKOFF = 0.2
     get_backend.cache_clear()
     try:
-        job = services.job_create(owner=UserFactory(), style=tiny_style,
-                                  input_image=photo_upload())
+        job = jobs.job_create(owner=UserFactory(), style=tiny_style,
+                                  input_image=gradient_upload())
         job = wait_for_finish(job.pk)
     finally:
         get_backend.cache_clear()
@@ -133,8 +124,8 @@ def test_the_tfserving_backend_runs_jobs_over_grpc(
     settings.TFSERVING_ADDRESS = tfserving_server
     get_backend.cache_clear()
     try:
-        job = services.job_create(owner=UserFactory(), style=tiny_style,
-                                  input_image=photo_upload(size=(64, 48)))
+        job = jobs.job_create(owner=UserFactory(), style=tiny_style,
+                                  input_image=gradient_upload(size=(64, 48)))
         job = wait_for_finish(job.pk)
     finally:
         get_backend.cache_clear()
@@ -148,13 +139,13 @@ def test_the_sweep_requeues_stuck_jobs_and_fails_those_out_of_attempts(
     settings.JOB_MAX_ATTEMPTS = 2
     long_ago = timezone.now() - timedelta(hours=2)
     owner = UserFactory()
-    lost = services.job_create(owner=owner, style=tiny_style, input_image=photo_upload())
+    lost = jobs.job_create(owner=owner, style=tiny_style, input_image=gradient_upload())
     wait_for_finish(lost.pk)  # let the first message be used up, then fake a lost run
     StyleJob.objects.filter(pk=lost.pk).update(
         status="running", started_at=long_ago, attempts=1, finished_at=None,
         result_image="", emailed_at=None,
     )
-    exhausted = services.job_create(owner=owner, style=tiny_style, input_image=photo_upload())
+    exhausted = jobs.job_create(owner=owner, style=tiny_style, input_image=gradient_upload())
     wait_for_finish(exhausted.pk)
     StyleJob.objects.filter(pk=exhausted.pk).update(
         status="queued", enqueued_at=long_ago, attempts=2, finished_at=None, emailed_at=None,
@@ -171,9 +162,11 @@ def test_the_sweep_requeues_stuck_jobs_and_fails_those_out_of_attempts(
     assert "did not finish after 2 attempts" in exhausted.error
 
 
-def test_stylize_command_paints_one_photo_without_the_queue(use_local_backend, tiny_style, tmp_path):
+def test_stylize_command_paints_one_photo_without_the_queue(
+    use_local_backend, tiny_style, tmp_path
+):
     photo = tmp_path / "in.png"
-    photo.write_bytes(photo_upload(size=(90, 60)).read())
+    photo.write_bytes(gradient_upload(size=(90, 60)).read())
     out = io.StringIO()
     call_command("stylize", str(photo), "--style", "tiny", "-o", str(tmp_path / "out.png"),
                  "--strength", "0.7", "--preserve-colors", "--max-side", "64", stdout=out)

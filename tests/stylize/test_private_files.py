@@ -26,24 +26,18 @@ from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from stylize import job_files, services
 from stylize import tasks as task_module
 from stylize.models import StyleJob, private_storage
+from stylize.services import job_files, jobs
+from stylize.services.stylizing import job_run
 from stylize.storage import PrivateFileSystemStorage
-from stylize.stylizing import job_run
 from tests.factories import StyleFactory, StyleJobFactory, UserFactory
-from tests.test_settings import BASE_DIR, PRODUCTION_ENV, clean_env
+from tests.helpers import BASE_DIR, PRODUCTION_ENV, clean_env
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("queue", "empty_cache")]
 
 GPS_IFD = 0x8825
 ARTIST, MAKE, MODEL, ORIENTATION = 0x013B, 0x010F, 0x0110, 0x0112
-
-
-@pytest.fixture(autouse=True)
-def _no_queue():
-    with mock.patch("stylize.tasks.stylize_job.apply_async"):
-        yield
 
 
 def jpeg_with_private_exif(size=(80, 40), orientation=6) -> bytes:
@@ -138,7 +132,7 @@ def test_a_photo_is_stored_privately_under_a_random_name(client, owner, settings
     assert "holiday" not in job.input_image.name + job.result_image.name
     assert job.input_filename == "IMG_20261201_holiday.jpg"
     with pytest.raises(ValueError, match="private file and has no URL"):
-        job.input_image.url
+        _ = job.input_image.url  # reading .url is what raises for a private file
 
 
 def test_two_uploads_of_one_file_get_different_names(client, owner):
@@ -190,7 +184,7 @@ def test_no_media_url_serves_a_private_file_even_where_media_is_served(
         importlib.reload(prisma_site.urls)
         clear_url_caches()
         logged_out = APIClient(raise_request_exception=False)
-        painting = logged_out.get(style.style_image.url)
+        painting = logged_out.get(style.painting.url)
         assert painting.status_code == 200  # media is served: the 404s below mean it
         for name in (job.input_image.name, job.result_image.name,
                      "jobs/inputs/2026/12/01/IMG_20261201_holiday.jpg"):
@@ -285,7 +279,7 @@ def test_an_api_upload_keeps_no_exif_either(owner):
 def test_a_result_carries_no_metadata(use_local_backend, transactional_db):
 
     style = StyleFactory(slug="tiny", model_name="tiny", live_version=1)
-    job = services.job_create(
+    job = jobs.job_create(
         owner=UserFactory(), style=style,
         input_image=SimpleUploadedFile("gps.jpg", jpeg_with_private_exif(), "image/jpeg"),
     )
@@ -390,8 +384,8 @@ def test_the_job_page_says_when_the_job_is_deleted(client, owner, settings):
 
 def test_the_beat_schedule_deletes_expired_jobs(settings):
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert "stylize.tasks.delete_expired_jobs" in tasks
-    assert task_module.delete_expired_jobs.name == "stylize.tasks.delete_expired_jobs"
+    assert "stylize.tasks.jobs_delete_expired" in tasks
+    assert task_module.jobs_delete_expired.name == "stylize.tasks.jobs_delete_expired"
 
 
 def test_orphan_files_are_swept_once_an_hour_old():

@@ -11,12 +11,10 @@ import http.client
 import io
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from axes.models import AccessAttempt
@@ -30,12 +28,18 @@ from rest_framework.test import APIClient
 
 from prisma_site.devstack import free_port
 from prisma_site.middleware import client_ip
-from tests.conftest import png_bytes
 from tests.factories import StyleFactory, StyleJobFactory, UserFactory
-from tests.stylize.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers import (
+    BASE_DIR,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PASSWORD,
+    PRODUCT_SETTINGS,
+    needs_chromium,
+    png_bytes,
+    port_open,
+)
 
-BASE_DIR = Path(__file__).resolve().parents[2]
-PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "a brand new long passphrase"
 LOGIN = "/accounts/login/"
 ADMIN_LOGIN = "/admin/login/"
@@ -43,7 +47,7 @@ RESET = "/accounts/password_reset/"
 TOKEN = "/api/v1/auth/token/"
 
 
-pytestmark = pytest.mark.usefixtures("fast_passwords", "empty_cache")
+pytestmark = pytest.mark.usefixtures("empty_cache")
 
 
 def throttle_rates(settings, **rates):
@@ -56,12 +60,6 @@ def throttle_rates(settings, **rates):
 # --- A real server with the default settings ------------------------------------------
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture(scope="module")
 def default_server(tmp_path_factory):
     """``manage.py runserver`` as a fresh checkout runs it: DEBUG not set anywhere."""
@@ -69,7 +67,7 @@ def default_server(tmp_path_factory):
     env = {k: v for k, v in os.environ.items()
            if k not in {"DEBUG", "DATABASE_URL", "ALLOWED_HOSTS", "PRISMA_VAR_DIR"}}
     env.update(SECRET_KEY="s" * 20 + "-a-long-secret-key-for-this-test-only-" + "k" * 20,
-               PRISMA_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="prisma_site.settings")
+               PRISMA_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE=PRODUCT_SETTINGS)
     port = free_port()
     log = open(var_dir / "runserver.log", "w")
     server = subprocess.Popen(
@@ -78,7 +76,7 @@ def default_server(tmp_path_factory):
     )
     try:
         deadline = time.monotonic() + 120
-        while not _port_open(port):
+        while not port_open(port):
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail("runserver did not start:\n" + (var_dir / "runserver.log").read_text())
             time.sleep(0.3)
@@ -588,8 +586,7 @@ def open_browser(playwright):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                    reason=f"{CHROMIUM} is missing: `apt-get install chromium`")
+@needs_chromium
 def test_swagger_ui_and_the_admin_work_in_a_browser_under_the_policy(
     live_server, transactional_db, monkeypatch
 ):

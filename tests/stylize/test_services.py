@@ -5,16 +5,17 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 
-from stylize import selectors, services
+from stylize import selectors
 from stylize.models import Style, StyleJob
-from tests.conftest import png_bytes
+from stylize.services import jobs, styles, training
 from tests.factories import StyleFactory, StyleJobFactory, UserFactory
+from tests.helpers import png_bytes
 
 pytestmark = pytest.mark.django_db
 
 
 def test_job_create_stores_the_photo_and_options(photo_upload):
-    job = services.job_create(
+    job = jobs.job_create(
         owner=UserFactory(), style=StyleFactory(), input_image=photo_upload,
         strength=0.5, preserve_colors=True, max_side=512,
     )
@@ -26,7 +27,7 @@ def test_job_create_stores_the_photo_and_options(photo_upload):
 
 def test_job_create_refuses_bad_options(photo_upload):
     with pytest.raises(ValidationError):
-        services.job_create(
+        jobs.job_create(
             owner=UserFactory(), style=StyleFactory(), input_image=photo_upload, strength=2
         )
     assert StyleJob.objects.count() == 0
@@ -34,8 +35,8 @@ def test_job_create_refuses_bad_options(photo_upload):
 
 def test_job_start_is_guarded_so_a_duplicate_delivery_does_nothing():
     job = StyleJobFactory()
-    assert services.job_start(job_id=job.pk) is True
-    assert services.job_start(job_id=job.pk) is False
+    assert jobs.job_start(job_id=job.pk) is True
+    assert jobs.job_start(job_id=job.pk) is False
     job.refresh_from_db()
     assert job.status == StyleJob.Status.RUNNING
     assert job.attempts == 1 and job.started_at is not None
@@ -43,28 +44,28 @@ def test_job_start_is_guarded_so_a_duplicate_delivery_does_nothing():
 
 def test_job_succeed_only_from_running():
     job = StyleJobFactory()
-    assert services.job_succeed(
+    assert jobs.job_succeed(
         job_id=job.pk, result_name="r.png", result_file=ContentFile(b"x")
     ) is False
-    services.job_start(job_id=job.pk)
-    assert services.job_succeed(
+    jobs.job_start(job_id=job.pk)
+    assert jobs.job_succeed(
         job_id=job.pk, result_name="r.png", result_file=ContentFile(png_bytes())
     ) is True
     job.refresh_from_db()
     assert job.status == StyleJob.Status.SUCCEEDED and job.finished_at is not None
     assert job.result_image.read() == png_bytes()
-    assert services.job_fail(job_id=job.pk, error="late failure") is False
+    assert jobs.job_fail(job_id=job.pk, error="late failure") is False
     job.refresh_from_db()
     assert job.status == StyleJob.Status.SUCCEEDED
 
 
 def test_job_fail_records_the_reason_and_retry_requeues():
     job = StyleJobFactory()
-    services.job_start(job_id=job.pk)
-    assert services.job_requeue(job_id=job.pk) is True
-    assert services.job_requeue(job_id=job.pk) is False
-    services.job_start(job_id=job.pk)
-    assert services.job_fail(job_id=job.pk, error="The model server is down.") is True
+    jobs.job_start(job_id=job.pk)
+    assert jobs.job_requeue(job_id=job.pk) is True
+    assert jobs.job_requeue(job_id=job.pk) is False
+    jobs.job_start(job_id=job.pk)
+    assert jobs.job_fail(job_id=job.pk, error="The model server is down.") is True
     job.refresh_from_db()
     assert job.status == StyleJob.Status.FAILED
     assert job.error == "The model server is down." and job.attempts == 2
@@ -72,22 +73,22 @@ def test_job_fail_records_the_reason_and_retry_requeues():
 
 def test_failed_training_keeps_the_live_version():
     style = StyleFactory(live_version=3)
-    services.style_training_start(style=style)
+    training.style_training_start(style=style)
     assert style.status == Style.Status.TRAINING
-    services.style_training_fail(style=style, reason="Loss became NaN at step 120.")
+    training.style_training_fail(style=style, reason="Loss became NaN at step 120.")
     style.refresh_from_db()
     assert style.live_version == 3 and style.status == Style.Status.READY
     assert "NaN" in style.status_reason
 
     untrained = StyleFactory(live_version=None, status=Style.Status.DRAFT)
-    services.style_training_fail(style=untrained, reason="No photos found.")
+    training.style_training_fail(style=untrained, reason="No photos found.")
     untrained.refresh_from_db()
     assert untrained.status == Style.Status.FAILED
 
 
 def test_successful_training_makes_the_version_live():
     style = StyleFactory(live_version=None, status=Style.Status.DRAFT)
-    services.style_training_succeed(
+    training.style_training_succeed(
         style=style, version=2, training_settings={"steps": 200}, metrics={"style": 1.5}
     )
     style.refresh_from_db()
@@ -111,10 +112,10 @@ def _ship_model(serving_dir, name, version, meta=True):
         meta_dir = serving_dir / "styles" / name
         meta_dir.mkdir(parents=True, exist_ok=True)
         (meta_dir / "painting.png").write_bytes(png_bytes(color=(10, 20, 200)))
-        (meta_dir / "example.png").write_bytes(png_bytes(color=(90, 20, 20)))
+        (meta_dir / "sample.png").write_bytes(png_bytes(color=(90, 20, 20)))
         (meta_dir / "style.json").write_text(json.dumps({
             "name": name.replace("_", " ").title(), "description": "Swirls.",
-            "painting": "painting.png", "example": "example.png",
+            "painting": "painting.png", "sample": "sample.png",
             "training": {"steps": 100}, "metrics": {"style_ratio": 0.1},
         }))
 
@@ -124,38 +125,38 @@ def test_register_shipped_styles(tmp_path):
     _ship_model(tmp_path, "no_metadata", 1, meta=False)
     (tmp_path / "models" / "half_written" / "1").mkdir(parents=True)  # no saved_model.pb
 
-    styles = services.styles_register_shipped(serving_dir=tmp_path)
+    registered = styles.styles_register_shipped(serving_dir=tmp_path)
 
-    assert [s.model_name for s in styles] == ["starry_night"]
+    assert [s.model_name for s in registered] == ["starry_night"]
     style = Style.objects.get()
     assert style.name == "Starry Night" and style.slug == "starry_night"
     assert style.is_ready and style.live_version == 1 and style.is_public
-    assert style.style_image.read() == png_bytes(color=(10, 20, 200))
-    assert style.example_image and style.training_settings == {"steps": 100}
+    assert style.painting.read() == png_bytes(color=(10, 20, 200))
+    assert style.sample and style.training_settings == {"steps": 100}
 
 
 def test_register_again_keeps_staff_edits_and_takes_newer_versions(tmp_path):
     _ship_model(tmp_path, "starry_night", 1)
-    services.styles_register_shipped(serving_dir=tmp_path)
+    styles.styles_register_shipped(serving_dir=tmp_path)
     Style.objects.update(description="Edited by staff")
 
-    services.styles_register_shipped(serving_dir=tmp_path)
+    styles.styles_register_shipped(serving_dir=tmp_path)
     assert Style.objects.count() == 1
     assert Style.objects.get().description == "Edited by staff"
 
     shutil.copytree(tmp_path / "models/starry_night/1", tmp_path / "models/starry_night/2")
-    services.styles_register_shipped(serving_dir=tmp_path)
+    styles.styles_register_shipped(serving_dir=tmp_path)
     style = Style.objects.get()
     assert style.live_version == 2 and style.description == "Edited by staff"
 
 
 def test_a_shipped_style_retrained_into_a_bank_stays_there(tmp_path):
     _ship_model(tmp_path, "starry_night", 1)
-    services.styles_register_shipped(serving_dir=tmp_path)
+    styles.styles_register_shipped(serving_dir=tmp_path)
     # Staff retrained it while the default bank was live: it is slot 3 of that bank now.
     Style.objects.update(model_name="paintings", bank_index=3, bank_slots=4, live_version=7)
 
-    [style] = services.styles_register_shipped(serving_dir=tmp_path)  # the next `make run`
+    [style] = styles.styles_register_shipped(serving_dir=tmp_path)  # the next `make run`
 
     assert Style.objects.count() == 1
     assert (style.model_name, style.bank_index, style.live_version) == ("paintings", 3, 7)
@@ -178,12 +179,12 @@ def _ship_bank(serving_dir, bank, version, slugs):
 
 def test_a_shipped_bank_registers_every_slot_and_takes_over_single_style_rows(tmp_path):
     _ship_model(tmp_path, "starry_night", 1)
-    services.styles_register_shipped(serving_dir=tmp_path)
+    styles.styles_register_shipped(serving_dir=tmp_path)
     _ship_bank(tmp_path, "paintings", 1, ["starry_night", "great-wave", "no-meta"])
     shutil.rmtree(tmp_path / "styles" / "paintings" / "no-meta")
     shutil.rmtree(tmp_path / "models" / "starry_night")  # replaced by the bank
 
-    registered = services.styles_register_shipped(serving_dir=tmp_path)
+    registered = styles.styles_register_shipped(serving_dir=tmp_path)
 
     assert sorted(s.slug for s in registered) == ["great-wave", "starry_night"]
     starry = Style.objects.get(slug="starry_night")
@@ -192,11 +193,11 @@ def test_a_shipped_bank_registers_every_slot_and_takes_over_single_style_rows(tm
     assert starry.description == "Swirls."  # the row moved; what it had stays
     wave = Style.objects.get(slug="great-wave")
     assert (wave.model_name, wave.bank_index, wave.is_ready) == ("paintings", 2, True)
-    assert wave.style_image.read() == png_bytes(color=(200, 20, 20))
+    assert wave.painting.read() == png_bytes(color=(200, 20, 20))
     assert not Style.objects.filter(slug="no-meta").exists()
 
     Style.objects.filter(slug="great-wave").update(live_version=3)  # retrained here since
-    services.styles_register_shipped(serving_dir=tmp_path)
+    styles.styles_register_shipped(serving_dir=tmp_path)
     assert Style.objects.get(slug="great-wave").live_version == 3
     assert Style.objects.count() == 2
 
@@ -212,7 +213,7 @@ def test_a_broken_shipped_folder_does_not_stop_the_others_registering(tmp_path):
     _ship_bank(tmp_path, "broken_bank", 1, ["a"])
     (tmp_path / "models" / "broken_bank" / "1" / "slots.json").write_text('{"slots": 3}')
 
-    registered = services.styles_register_shipped(serving_dir=tmp_path)
+    registered = styles.styles_register_shipped(serving_dir=tmp_path)
 
     assert [s.model_name for s in registered] == ["starry_night"]
     assert list(Style.objects.values_list("model_name", flat=True)) == ["starry_night"]
@@ -223,5 +224,5 @@ def test_a_shipped_style_with_the_default_painting_name_registers(tmp_path):
     meta_dir = tmp_path / "styles" / "plain"
     (meta_dir / "painting.png").rename(meta_dir / "painting.jpg")  # ml.shipped's default name
     (meta_dir / "style.json").write_text(json.dumps({"name": "Plain"}))
-    [style] = services.styles_register_shipped(serving_dir=tmp_path)
-    assert style.name == "Plain" and style.style_image.name.endswith(".jpg")
+    [style] = styles.styles_register_shipped(serving_dir=tmp_path)
+    assert style.name == "Plain" and style.painting.name.endswith(".jpg")

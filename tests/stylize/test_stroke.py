@@ -8,10 +8,7 @@ from PIL import Image
 
 from stylize import imaging
 from stylize.imaging import STROKE_WORKING_SIDES, guided_upsample, stylize_at_working_size
-
-
-def identity(batch: np.ndarray) -> np.ndarray:
-    return batch.copy()
+from tests.helpers import identity
 
 
 class Recorder:
@@ -35,14 +32,20 @@ def slanted_edge(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """A photo with one sharp slanted step edge, and the edge's column in every row."""
     rows, cols = np.mgrid[0:height, 0:width]
     position = 0.37 * width + 0.1 * rows
-    photo = np.where((cols > position)[..., None], np.uint8([200, 180, 160]), np.uint8([40, 60, 90]))
+    light, dark = np.uint8([200, 180, 160]), np.uint8([40, 60, 90])
+    photo = np.where((cols > position)[..., None], light, dark)
     return photo.astype(np.uint8), position[:, 0]
 
 
 def detailed_photo(height: int, width: int, seed: int = 0, shapes=(50.0, 40.0, 30.0)) -> np.ndarray:
     """Smooth gradients, hard-edged blocks (colour step ``shapes``) and a little noise."""
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
-    base = np.stack([60 + 140 * cols / width, 50 + 150 * rows / height, 128 + 60 * np.sin(rows / 29 + cols / 41)], -1)
+    channels = [
+        60 + 140 * cols / width,
+        50 + 150 * rows / height,
+        128 + 60 * np.sin(rows / 29 + cols / 41),
+    ]
+    base = np.stack(channels, -1)
     blocks = ((rows // 23 + cols // 31) % 2)[..., None] * np.array(shapes)
     noise = np.random.default_rng(seed).normal(0, 2, (height, width, 3))
     return np.clip(base + blocks + noise, 0, 255).astype(np.uint8)
@@ -104,8 +107,9 @@ def test_sharp_edge_stays_sharp():
         return float(np.take_along_axis(steps, np.clip(columns, 0, 510), axis=1).max(axis=1).mean())
 
     full_step = step_at_edge(truth)  # the edge's whole height in one pixel: ~133 levels
-    assert step_at_edge(guided) > 0.6 * full_step
-    assert step_at_edge(guided) > 2 * step_at_edge(plain), (step_at_edge(guided), step_at_edge(plain))
+    guided_step, plain_step = step_at_edge(guided), step_at_edge(plain)
+    assert guided_step > 0.6 * full_step
+    assert guided_step > 2 * plain_step, (guided_step, plain_step)
     assert mean_error(guided, truth) < 0.5 * mean_error(plain, truth)
 
 
@@ -148,7 +152,7 @@ def test_memory_stays_in_strips():
     assert peak < 60e6, peak
 
 
-# --------------------------------------------------------------------------- stylize_at_working_size
+# ---------------------------------------------------------------------- stylize_at_working_size
 
 
 @pytest.mark.parametrize("stroke", sorted(STROKE_WORKING_SIDES))
@@ -165,7 +169,8 @@ def test_runs_at_the_working_size(stroke):
 
 def test_bold_on_a_1024_photo_runs_at_512():
     run = Recorder()
-    stylize_at_working_size(detailed_photo(1024, 1024), run, working_side=STROKE_WORKING_SIDES["bold"], tile=1088)
+    photo = detailed_photo(1024, 1024)
+    stylize_at_working_size(photo, run, working_side=STROKE_WORKING_SIDES["bold"], tile=1088)
     assert run.sizes == [(512, 512)]
 
 
@@ -208,7 +213,11 @@ def test_identity_at_working_size_gives_back_the_photo():
 
 @pytest.mark.parametrize(
     "photo",
-    [np.zeros((64, 64, 3), np.float32), np.zeros((64, 64), np.uint8), np.zeros((64, 64, 4), np.uint8)],
+    [
+        np.zeros((64, 64, 3), np.float32),
+        np.zeros((64, 64), np.uint8),
+        np.zeros((64, 64, 4), np.uint8),
+    ],
 )
 def test_invalid_photos_are_refused(photo):
     with pytest.raises(ValueError):

@@ -91,7 +91,9 @@ def test_unknown_style_is_a_clear_error():
         call_command("train_style", "nope", "--data", "/tmp")
 
 
-def test_admin_retrain_queues_on_the_training_queue(admin_client, django_capture_on_commit_callbacks):
+def test_admin_retrain_queues_on_the_training_queue(
+    admin_client, django_capture_on_commit_callbacks
+):
     style = StyleFactory()
     broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
     broker.delete("training", "celery")
@@ -113,7 +115,7 @@ def _fake_export(serving_dir, name, version):
 
 
 def test_a_new_version_is_listed_beside_the_live_one_until_serving_has_it(serving_dir):
-    from stylize.training import serving_config_write
+    from stylize.services.training import serving_config_write
 
     for name, version in [("starry", 1), ("starry", 2), ("brand_new", 1)]:
         _fake_export(serving_dir, name, version)
@@ -131,7 +133,7 @@ def test_a_new_version_is_listed_beside_the_live_one_until_serving_has_it(servin
 def test_models_config_leaves_out_what_serving_could_not_load_and_lists_the_rest(
     serving_dir, caplog
 ):
-    from stylize.training import serving_config_write
+    from stylize.services.training import serving_config_write
 
     _fake_export(serving_dir, "starry", 1)
     StyleFactory(slug="starry", model_name="starry", live_version=1)
@@ -160,7 +162,7 @@ def test_register_styles_starts_despite_a_row_whose_model_is_gone(serving_dir):
 
 
 def test_admin_retrain_trains_the_shipped_architecture_by_default(captured_configs):
-    from stylize.tasks import train_style as train_task
+    from stylize.tasks import style_train as train_task
 
     style = StyleFactory()
     with pytest.raises(TrainingCaptured):
@@ -196,7 +198,7 @@ def test_train_style_architecture_comes_from_settings_or_flags(captured_configs,
 def test_one_config_drives_both_command_lines_and_the_admin(captured_configs, settings, tmp_path):
     """A setting changed in one place (settings or a flag) reaches all three front ends."""
     from ml.train import parse_args
-    from stylize.tasks import train_style as train_task
+    from stylize.tasks import style_train as train_task
 
     style = StyleFactory(slug="starry")
     settings.TRAINING_OVERRIDES = {"data_dir": str(tmp_path), "content_weight": 2.5,
@@ -208,7 +210,7 @@ def test_one_config_drives_both_command_lines_and_the_admin(captured_configs, se
     with pytest.raises(TrainingCaptured):
         train_task(style.pk, {})
     from_command, from_admin = captured_configs
-    from_cli = parse_args(["--style", from_command.style_image, "--out", from_command.out_dir,
+    from_cli = parse_args(["--style", from_command.painting, "--out", from_command.out_dir,
                            "--data", str(tmp_path), "--preset", "balanced",
                            "--content-weight", "2.5", *flags])
 
@@ -217,7 +219,8 @@ def test_one_config_drives_both_command_lines_and_the_admin(captured_configs, se
     # ... and the settings' values under the admin's retrain.
     assert from_admin.content_weight == from_command.content_weight == 2.5
     assert from_admin.preset == "balanced" and from_admin.num_residual_blocks == 5
-    assert from_admin.style_layer_weights is None and from_command.style_layer_weights == (1, 1, 2, 2)
+    assert from_admin.style_layer_weights is None
+    assert from_command.style_layer_weights == (1, 1, 2, 2)
 
 
 def test_train_style_has_a_flag_for_every_training_setting():
@@ -229,7 +232,7 @@ def test_train_style_has_a_flag_for_every_training_setting():
     actions = {action.dest: action for action in parser._actions}
     for spec in FLAG_FIELDS:
         # The style's painting, run folder and bank slot.
-        if spec.name in ("style_image", "out_dir", "paintings", "train_slot"):
+        if spec.name in ("painting", "out_dir", "paintings", "train_slot"):
             assert spec.name not in actions
             continue
         assert spec.metadata["flag"] in actions[spec.name].option_strings
@@ -260,7 +263,7 @@ def test_train_style_checks_its_inputs_before_training(serving_dir, photos, vgg1
     from django.core.files.base import ContentFile
 
     style = StyleFactory(slug="broken", model_name="broken", status="draft", live_version=None)
-    style.style_image.save("broken.png", ContentFile(b"not an image"))
+    style.painting.save("broken.png", ContentFile(b"not an image"))
     built = []
     monkeypatch.setattr("ml.train.build_trainer", lambda *a, **k: built.append(1))
     with pytest.raises(CommandError, match="cannot be read"):

@@ -27,11 +27,11 @@ from rest_framework.test import APIClient
 
 from stylize import imaging
 from stylize.models import StyleJob
-from stylize.stylizing import job_run
+from stylize.services.stylizing import job_run
 from stylize.validators import validate_photo_upload
 from tests.factories import StyleFactory, StyleJobFactory, UserFactory
+from tests.helpers import BASE_DIR
 from tests.stylize import hostile_files
-from tests.test_settings import BASE_DIR
 
 # The bound for one upload request in the web process.
 MAX_WEB_CPU_S = 1.0
@@ -157,7 +157,7 @@ def api(db, settings):
     client.force_authenticate(UserFactory())
     # A first request imports and builds what every later one reuses; not an upload's cost.
     warm_up = hostile_files.encode(Image.new("RGB", (32, 32)), "PNG")
-    with mock.patch("stylize.tasks.stylize_job.apply_async"):
+    with mock.patch("stylize.tasks.job_run.apply_async"):
         client.post("/api/v1/jobs/", {"image": upload(warm_up), "style": "starry-night"},
                     format="multipart")
     return client
@@ -167,7 +167,7 @@ def api(db, settings):
 def test_an_upload_request_costs_the_web_process_little(api, kind, request):
     data = request.getfixturevalue(kind)
     file = upload(data, "bomb.jpg" if kind == "scan_bomb" else "big.png")
-    with mock.patch("stylize.tasks.stylize_job.apply_async"), web_cost() as cost:
+    with mock.patch("stylize.tasks.job_run.apply_async"), web_cost() as cost:
         response = api.post("/api/v1/jobs/", {"image": file, "style": "starry-night"},
                             format="multipart")
     assert response.status_code == (400 if kind == "scan_bomb" else 201), response.content

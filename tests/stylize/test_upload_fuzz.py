@@ -67,7 +67,7 @@ def api(db, settings):
 def test_the_api_never_answers_5xx_to_a_mutated_photo(api, case, monkeypatch):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    monkeypatch.setattr("stylize.tasks.stylize_job.apply_async", lambda *a, **k: None)
+    monkeypatch.setattr("stylize.tasks.job_run.apply_async", lambda *a, **k: None)
     name, data, done = case
     before = StyleJob.objects.count()
     response = api.post("/api/v1/jobs/", {

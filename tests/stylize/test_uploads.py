@@ -21,14 +21,9 @@ from stylize.imaging import load_photo
 from stylize.models import StyleJob
 from stylize.validators import validate_photo_upload
 from tests.factories import StyleFactory, UserFactory
+from tests.stylize.hostile_files import encode
 
 # --- Files -----------------------------------------------------------------------------
-
-
-def encode(image: Image.Image, fmt: str, **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
 
 
 def photo(size=(96, 64)) -> Image.Image:
@@ -331,8 +326,7 @@ class TestValidator:
 
 
 @pytest.fixture
-def api(db, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def api(db):
     cache.clear()
     StyleFactory(slug="starry-night")
     client = APIClient()

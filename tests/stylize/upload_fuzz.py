@@ -32,7 +32,7 @@ from PIL import Image
 
 from stylize.image_headers import photo_inspect, photo_strip_metadata
 from stylize.imaging import UnreadablePhoto
-from stylize.stylizing import stored_photo_load
+from stylize.services.stylizing import stored_photo_load
 from stylize.validators import MESSAGES
 
 FUZZ_MAX_SIDE = 128

@@ -2,8 +2,9 @@ import json
 import secrets
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+
+from stylize.services.accounts import account_ensure
 
 ACCOUNTS = {
     "demo": {"email": "demo@prisma.localhost", "is_staff": False, "is_superuser": False},
@@ -20,14 +21,11 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         logins_file = settings.VAR_DIR / "logins.json"
         logins = json.loads(logins_file.read_text()) if logins_file.exists() else {}
-        User = get_user_model()
         for username, fields in ACCOUNTS.items():
             new_password = username not in logins
             password = logins.setdefault(username, secrets.token_urlsafe(12))
-            user, created = User.objects.get_or_create(username=username, defaults=fields)
-            if created or new_password:
-                user.set_password(password)
-                user.save()
+            account_ensure(username=username, password=password, reset_password=new_password,
+                           **fields)
         logins_file.parent.mkdir(parents=True, exist_ok=True)
         logins_file.write_text(json.dumps(logins, indent=2))
         logins_file.chmod(0o600)

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from stylize.job_files import job_files_make_private
+from stylize.services.job_files import job_files_make_private
 
 
 class Command(BaseCommand):

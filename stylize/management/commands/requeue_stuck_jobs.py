@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from stylize.services import jobs_requeue_stuck
+from stylize.services.jobs import jobs_requeue_stuck
 
 
 class Command(BaseCommand):

@@ -3,14 +3,14 @@
 One photo: ``manage.py stylize photo.jpg --style starry-night [-o out.jpg]``. Several
 photos or folders: ``manage.py stylize a.jpg b.png photos/ --style starry-night
 --out-dir painted/`` writes ``painted/<photo name>.png`` for each. Every photo goes
-through the product's own path (``stylize.stylizing.photo_stylize``: tiling, the
+through the product's own path (``stylize.services.stylizing.photo_stylize``: tiling, the
 configured backend, post-processing) in this one process, the model loaded once.
 A photo that cannot be read or painted is reported and skipped; the command then
 exits non-zero once the others are done.
 
 ``--stroke fine|medium|bold`` picks the brush-stroke size; ``--blend-with SLUG`` mixes
 in a second style of the same bank, ``--blend`` being its share (0.5 when left out).
-Both go through the same check as a job (``stylize.services.job_mix_clean``).
+Both go through the same check as a job (``stylize.services.jobs.job_mix_clean``).
 """
 
 import time
@@ -24,8 +24,8 @@ from stylize.backends.base import BackendError
 from stylize.imaging import encode_image, load_photo
 from stylize.management.lookups import style_or_command_error
 from stylize.models import DEFAULT_MAX_SIDE, DEFAULT_STROKE, MAX_MAX_SIDE, MIN_MAX_SIDE, Stroke
-from stylize.services import job_mix_clean
-from stylize.stylizing import photo_stylize
+from stylize.services.jobs import job_mix_clean
+from stylize.services.stylizing import photo_stylize
 
 #: Files of a folder that are taken as photos (named files are always tried).
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -115,20 +115,20 @@ class Command(BaseCommand):
         try:
             photo = load_photo(photo_path, max_side=options["max_side"])
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-            raise CommandError(f"Cannot read {photo_path} as an image: {exc}")
+            raise CommandError(f"Cannot read {photo_path} as an image: {exc}") from exc
         started = time.perf_counter()
         try:
             result = photo_stylize(photo=photo, style=style, strength=options["strength"],
                                    preserve_colors=options["preserve_colors"],
                                    stroke=mix.stroke, blend_with=mix.blend_with, blend=mix.blend)
         except BackendError as exc:
-            raise CommandError(f"Cannot paint {photo_path}: {exc}")
+            raise CommandError(f"Cannot paint {photo_path}: {exc}") from exc
         seconds = time.perf_counter() - started
         fmt = "PNG" if output.suffix.lower() == ".png" else "JPEG"
         try:
             output.write_bytes(encode_image(result, format=fmt))
         except OSError as exc:
-            raise CommandError(f"Cannot write {output}: {exc}")
+            raise CommandError(f"Cannot write {output}: {exc}") from exc
         height, width = result.shape[:2]
         self.stdout.write(f"{output} ({width}×{height}, {seconds:.2f} s)")
 

@@ -4,7 +4,7 @@ from django.core.validators import validate_slug
 
 from ml.config import add_arguments, given_flags
 from stylize.management.lookups import style_or_command_error
-from stylize.training import bank_train, training_config
+from stylize.services.training import bank_train, training_config
 
 
 class Command(BaseCommand):
@@ -21,7 +21,7 @@ class Command(BaseCommand):
                             help="styles to train into the bank (new ones take the next slots)")
         # Paintings, folders and slots come from the styles and the bank.
         add_arguments(parser, base=training_config(),
-                      skip=("style_image", "out_dir", "paintings", "train_slot", "init_weights"))
+                      skip=("painting", "out_dir", "paintings", "train_slot", "init_weights"))
 
     def handle(self, *args, **options):
         try:

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ml.config import add_arguments, given_flags
 from stylize.management.lookups import style_or_command_error
-from stylize.training import style_train, training_config
+from stylize.services.training import style_train, training_config
 
 
 class Command(BaseCommand):
@@ -18,7 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("slug", help="the style to train")
         # The painting, the run folder and any bank slot come from the style.
         add_arguments(parser, base=training_config(),
-                      skip=("style_image", "out_dir", "paintings", "train_slot"))
+                      skip=("painting", "out_dir", "paintings", "train_slot"))
 
     def handle(self, *args, **options):
         style = style_or_command_error(options["slug"])

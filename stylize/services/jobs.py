@@ -1,6 +1,6 @@
-"""Business logic for styles and jobs: every state change goes through here.
+"""A job's life: checked and created from an upload, then guarded state changes.
 
-Job transitions are guarded updates (``UPDATE … WHERE status = <expected>``), so a
+Transitions are guarded updates (``UPDATE … WHERE status = <expected>``), so a
 task delivered twice, or a sweep racing a worker, changes nothing the second time.
 """
 
@@ -13,156 +13,19 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.files import File
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
-from kombu.exceptions import OperationalError as KombuOperationalError
-from redis.exceptions import RedisError
 
-from . import image_headers
-from .models import DEFAULT_STROKE, Stroke, Style, StyleJob
-from .selectors import style_list_offered
-from .validators import ALLOWED_FORMATS
+from stylize import image_headers
+from stylize.models import DEFAULT_STROKE, Stroke, Style, StyleJob
+from stylize.selectors import style_list_mix_partners, style_list_offered
+from stylize.validators import ALLOWED_FORMATS
+
+from . import queueing
 
 logger = logging.getLogger(__name__)
-
-
-# --- Styles --------------------------------------------------------------------------
-
-
-@transaction.atomic
-def style_training_start(*, style: Style) -> Style:
-    style.status = Style.Status.TRAINING
-    style.status_reason = ""
-    style.save(update_fields=["status", "status_reason", "updated_at"])
-    return style
-
-
-@transaction.atomic
-def style_training_succeed(
-    *, style: Style, version: int, training_settings: dict, metrics: dict
-) -> Style:
-    style.live_version = version
-    style.status = Style.Status.READY
-    style.status_reason = ""
-    style.training_settings = training_settings
-    style.metrics = metrics
-    style.save()
-    return style
-
-
-@transaction.atomic
-def style_training_fail(*, style: Style, reason: str) -> Style:
-    """Record why training failed; a version that was live stays live."""
-    style.status = Style.Status.READY if style.live_version else Style.Status.FAILED
-    style.status_reason = reason
-    style.save(update_fields=["status", "status_reason", "updated_at"])
-    return style
-
-
-def shipped_versions(model_dir: Path) -> list[int]:
-    """Version directories of one model under serving/models/ that hold a SavedModel."""
-    from ml.export import exported_versions
-
-    return exported_versions(model_dir)
-
-
-def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
-    """Create a ready public style for every style shipped under ``serving_dir``
-    (``ml.shipped.shipped_styles``: a single-style model, or each slot of a bank).
-
-    The painting, sample and description come from the style's ``style.json``. Styles
-    already in the database keep what staff changed; only a newer shipped version is
-    made live, and a style that a shipped bank now paints moves into it (its old jobs
-    keep their results). A style whose metadata is missing, or whose slot is taken, is
-    skipped with a warning.
-    """
-    from ml.shipped import shipped_styles
-
-    registered = []
-    for shipped in shipped_styles(serving_dir):
-        if shipped.painting is None:
-            logger.warning("Skipping %s: %s is missing or names no painting.",
-                           shipped.key, shipped.meta_file)
-            continue
-        if not shipped.meta.get("name"):
-            logger.warning("Skipping %s: %s gives no name.", shipped.key, shipped.meta_file)
-            continue
-        try:
-            register = _style_register_slot if shipped.in_bank else _style_register_one
-            style = register(shipped=shipped)
-        except (IntegrityError, OSError, ValueError) as error:
-            # A slot held by a style trained here, a painting that cannot be read, a
-            # bad value: this style is skipped, the others still register.
-            logger.warning("Skipping %s: %s", shipped.key, error)
-            continue
-        registered.append(style)
-    return registered
-
-
-@transaction.atomic
-def _style_register_slot(*, shipped) -> Style:
-    """A shipped bank's slot: its style row (made, or moved in from anywhere) goes live."""
-    style = Style.objects.select_for_update().filter(slug=shipped.slug).first()
-    if style is None:
-        style = _style_from_shipped(shipped)
-    elif (style.model_name == shipped.model and style.live_version is not None
-          and style.live_version >= shipped.version):
-        return style  # trained here since, or already registered
-    style.model_name = shipped.model
-    style.bank_index = shipped.slot
-    style.bank_slots = shipped.num_styles
-    return _style_go_live(style, shipped.version)
-
-
-@transaction.atomic
-def _style_register_one(*, shipped) -> Style:
-    """A shipped single-style model: its style row is made, or its newer version goes live."""
-    style = Style.objects.select_for_update().filter(
-        model_name=shipped.model, bank_index__isnull=True).first()
-    if style is None:
-        moved = Style.objects.filter(slug=shipped.slug).first()
-        if moved is not None:
-            # Retrained into a bank (or renamed by staff): it no longer uses this model.
-            return moved
-        style = _style_from_shipped(shipped)
-    elif style.live_version is not None and style.live_version >= shipped.version:
-        return style
-    return _style_go_live(style, shipped.version)
-
-
-def _style_go_live(style: Style, version: int) -> Style:
-    style.live_version = version
-    style.status = Style.Status.READY
-    style.status_reason = ""
-    style.save()
-    return style
-
-
-def _style_from_shipped(shipped) -> Style:
-    """A new (unsaved) style with the shipped painting, sample and description."""
-    meta = shipped.meta
-    style = Style(
-        model_name=shipped.model,
-        name=meta["name"],
-        slug=shipped.slug,
-        description=meta.get("description", ""),
-        training_settings=meta.get("training", {}),
-        metrics=meta.get("metrics", {}),
-        is_public=meta.get("is_public", True),
-    )
-    with open(shipped.painting, "rb") as painting:
-        style.style_image.save(shipped.painting.name, File(painting), save=False)
-    if meta.get("example"):
-        example_path = shipped.meta_file.parent / meta["example"]
-        with open(example_path, "rb") as example:
-            style.example_image.save(Path(meta["example"]).name, File(example), save=False)
-    return style
-
-
-# --- Jobs ----------------------------------------------------------------------------
 
 
 #: A blend's share when a second style is given without one: an even mix.
@@ -178,18 +41,8 @@ class JobMix:
     stroke: str
 
 
-def style_mix_partners(style: Style) -> list[Style]:
-    """The offered styles ``style`` can be mixed with: the other slots of its bank."""
-    if not style.in_bank:
-        return []
-    return list(
-        style_list_offered().filter(model_name=style.model_name, bank_index__isnull=False)
-        .exclude(pk=style.pk).order_by("name")
-    )
-
-
 def _mixable_with_text(style: Style) -> str:
-    partners = style_mix_partners(style)
+    partners = style_list_mix_partners(style)
     if not partners:
         return f"{style.name} cannot be mixed with any other style."
     names = ", ".join(f"{partner.name} ({partner.slug})" for partner in partners)
@@ -361,7 +214,7 @@ def job_create(
     job.cost_class = job_cost_class(width=header.width, height=header.height,
                                     max_side=job.max_side)
     job.save()
-    _enqueue_on_commit(job.pk, job.cost_class)
+    queueing.job_run_send(job_id=job.pk, cost_class=job.cost_class)
     return job
 
 
@@ -374,40 +227,6 @@ def _display_filename(name: str | None) -> str:
         stem, suffix = Path(name).stem, Path(name).suffix[:10]
         name = stem[: 100 - len(suffix)] + suffix
     return name or "photo"
-
-
-def _enqueue_on_commit(job_id, cost_class: str, countdown: float = 0):
-    """Once committed, the job's message goes to its cost class's queue (JOB_QUEUES)."""
-    from .tasks import stylize_job
-
-    queue = settings.JOB_QUEUES.get(cost_class, settings.CELERY_TASK_DEFAULT_QUEUE)
-    transaction.on_commit(_unless_broker_down(
-        lambda: stylize_job.apply_async((str(job_id),), countdown=countdown, queue=queue),
-        f"job {job_id} stays queued until the sweep enqueues it",
-    ))
-
-
-def _email_on_commit(job_id):
-    from .tasks import send_job_email
-
-    transaction.on_commit(_unless_broker_down(
-        lambda: send_job_email.delay(str(job_id)),
-        f"the email of job {job_id} goes out with the sweep",
-    ))
-
-
-def _unless_broker_down(send, then: str):
-    """``send`` a message, or, with the broker out of reach (Redis restarting), log
-    ``then`` and carry on: the row is committed, so the sweep (``jobs_requeue_stuck``)
-    does it later, and the request that made the job still answers normally."""
-
-    def guarded():
-        try:
-            send()
-        except (KombuOperationalError, RedisError, OSError) as error:
-            logger.warning("The broker is unreachable (%s): %s.", error, then)
-
-    return guarded
 
 
 @transaction.atomic
@@ -429,16 +248,15 @@ def job_start(*, job_id) -> bool:
     )
 
 
-@transaction.atomic
-def job_requeue(*, job_id, countdown: float = 0) -> bool:
-    """running → queued and back on the queue, for a retry. False if it was not running."""
-    requeued = StyleJob.objects.filter(pk=job_id, status=StyleJob.Status.RUNNING).update(
+def job_requeue(*, job_id) -> bool:
+    """running → queued, for a retry. False if it was not running.
+
+    Only the row: the retry's message is the task's own (``Task.retry`` in
+    ``stylize.tasks.job_run``), sent once this is committed.
+    """
+    return bool(StyleJob.objects.filter(pk=job_id, status=StyleJob.Status.RUNNING).update(
         status=StyleJob.Status.QUEUED, enqueued_at=timezone.now()
-    )
-    if requeued:
-        cost_class = StyleJob.objects.filter(pk=job_id).values_list("cost_class", flat=True)
-        _enqueue_on_commit(job_id, cost_class.first(), countdown)
-    return bool(requeued)
+    ))
 
 
 @transaction.atomic
@@ -455,7 +273,7 @@ def job_succeed(*, job_id, result_name: str, result_file) -> bool:
     job.error = ""
     job.finished_at = timezone.now()
     job.save(update_fields=["result_image", "status", "error", "finished_at"])
-    _email_on_commit(job_id)
+    queueing.job_email_send(job_id=job_id)
     return True
 
 
@@ -475,7 +293,7 @@ def job_fail(*, job_id, error: str) -> bool:
         )
     )
     if failed:
-        _email_on_commit(job_id)
+        queueing.job_email_send(job_id=job_id)
     return bool(failed)
 
 
@@ -526,7 +344,7 @@ def jobs_requeue_stuck(*, now=None) -> dict[str, int]:
         owner__prisma_profile__email_confirmed=False  # nothing but its link until confirmed
     )
     for job_id in unsent.values_list("pk", flat=True):
-        _email_on_commit(job_id)
+        queueing.job_email_send(job_id=job_id)
         counts["emails"] += 1
     return counts
 
@@ -537,5 +355,5 @@ def _job_requeue_stale(*, job_id, status, now, cost_class) -> bool:
         status=StyleJob.Status.QUEUED, enqueued_at=now
     )
     if requeued:
-        _enqueue_on_commit(job_id, cost_class)
+        queueing.job_run_send(job_id=job_id, cost_class=cost_class)
     return bool(requeued)

@@ -5,8 +5,9 @@ from django.core.mail import EmailMessage
 from django.db.models import Q
 from django.urls import reverse
 
-from .models import Profile, StyleJob
-from .services import job_mark_emailed
+from stylize.models import Profile, StyleJob
+
+from .jobs import job_mark_emailed
 
 
 def job_email_send(*, job_id) -> bool:

@@ -26,9 +26,11 @@ from django.urls import reverse
 from django.utils.crypto import constant_time_compare
 from django.utils.encoding import force_bytes
 from django.utils.http import base36_to_int, urlsafe_base64_decode, urlsafe_base64_encode
+from rest_framework.authtoken.models import Token
 
-from . import services
-from .models import Profile
+from stylize.models import Profile
+
+from . import jobs
 
 logger = logging.getLogger(__name__)
 
@@ -235,8 +237,42 @@ def email_is_confirmed(user) -> bool:
 @transaction.atomic
 def account_delete(*, user) -> None:
     """Delete the user with everything of theirs: each job through
-    ``services.job_delete`` (its photo and result go once this is committed), then the
+    ``jobs.job_delete`` (its photo and result go once this is committed), then the
     user, whose profile and API token go with it."""
     for job in user.style_jobs.all():
-        services.job_delete(job=job)
+        jobs.job_delete(job=job)
     user.delete()
+
+
+def api_token_create(*, user) -> Token:
+    """A new API token for ``user``; the old one, if any, stops working."""
+    with transaction.atomic():
+        Token.objects.filter(user=user).delete()
+        return Token.objects.create(user=user)
+
+
+def api_token_replace(*, user) -> Token | None:
+    """A new API token for ``user`` if they had one (the old key stops working)."""
+    with transaction.atomic():
+        had_token = Token.objects.filter(user=user).delete()[0] > 0
+        return Token.objects.create(user=user) if had_token else None
+
+
+def profile_update(*, user, email_results: bool) -> Profile:
+    """The user's settings on the profile page: whether results are emailed."""
+    profile = Profile.for_user(user)
+    profile.email_results = email_results
+    profile.save(update_fields=["email_results"])
+    return profile
+
+
+@transaction.atomic
+def account_ensure(*, username: str, password: str, reset_password: bool, **fields):
+    """The account ``username``, made with ``fields`` and ``password`` if it is missing;
+    an existing one gets ``password`` only with ``reset_password``. For
+    ``manage.py ensure_accounts``."""
+    user, created = get_user_model().objects.get_or_create(username=username, defaults=fields)
+    if created or reset_password:
+        user.set_password(password)
+        user.save()
+    return user

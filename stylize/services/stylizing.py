@@ -7,7 +7,6 @@ with a reason the owner can read. Both finished states email the owner.
 
 import io
 import logging
-from pathlib import Path
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
@@ -16,11 +15,10 @@ from django.core.files.base import ContentFile
 from PIL import UnidentifiedImageError
 
 from ml.bank import mix_weights
-
-from .backends import get_backend
-from .backends.base import PermanentBackendError, TransientBackendError
-from .image_headers import HeaderError, photo_inspect
-from .imaging import (
+from stylize.backends import get_backend
+from stylize.backends.base import PermanentBackendError, TransientBackendError
+from stylize.image_headers import HeaderError, photo_inspect
+from stylize.imaging import (
     PHOTO_FORMATS,
     STROKE_WORKING_SIDES,
     UnreadablePhoto,
@@ -30,10 +28,12 @@ from .imaging import (
     postprocess,
     stylize_at_working_size,
 )
+from stylize.models import DEFAULT_STROKE, Style, StyleJob
+from stylize.validators import MESSAGES
+
 from .job_files import job_photo_replace
-from .models import DEFAULT_STROKE, Style, StyleJob
-from .services import job_fail, job_requeue, job_start, job_succeed
-from .validators import MESSAGES
+from .jobs import job_fail, job_requeue, job_start, job_succeed
+from .queueing import job_queue
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +41,12 @@ UNEXPECTED_ERROR = "Something went wrong on our side while painting your photo. 
 
 
 class JobRetry(Exception):
-    """The job is back on the queue; the caller may log it, nothing else to do."""
+    """The job is queued again (its row); the task sends the retry ``countdown`` seconds
+    from now to ``queue``, its cost class's."""
 
-    def __init__(self, job_id, countdown: float, reason: str):
+    def __init__(self, job_id, countdown: float, reason: str, queue: str):
         super().__init__(f"Job {job_id} retries in {countdown:.0f} s: {reason}")
-        self.countdown = countdown
+        self.countdown, self.queue = countdown, queue
 
 
 def _style_weights(style: Style, *, strength: float, blend_with: Style | None,
@@ -157,7 +158,9 @@ def _job_photo_load(job: StyleJob) -> np.ndarray:
 def job_run(*, job_id) -> bool:
     """Process one queued job. False if it was not queued (a duplicate delivery).
 
-    Raises JobRetry when a transient error put the job back on the queue.
+    Raises JobRetry when a transient error (the model server out of reach, the soft
+    time limit) queued the job again, before its last attempt (``JOB_MAX_ATTEMPTS``,
+    backoff ``JOB_RETRY_BACKOFF`` doubled per attempt); the caller sends the retry.
     """
     if not job_start(job_id=job_id):
         logger.info("Job %s is not queued; nothing to do.", job_id)
@@ -175,8 +178,8 @@ def job_run(*, job_id) -> bool:
             job_fail(job_id=job_id, error=f"{reason} (gave up after {job.attempts} attempts)")
             return True
         countdown = settings.JOB_RETRY_BACKOFF * 2 ** (job.attempts - 1)
-        job_requeue(job_id=job_id, countdown=countdown)
-        raise JobRetry(job_id, countdown, reason) from exc
+        job_requeue(job_id=job_id)
+        raise JobRetry(job_id, countdown, reason, job_queue(job.cost_class)) from exc
     except PermanentBackendError as exc:
         job_fail(job_id=job_id, error=str(exc))
     except UnreadablePhoto as exc:  # its message is for the owner (PhotoTooLarge too)
@@ -189,6 +192,7 @@ def job_run(*, job_id) -> bool:
         logger.exception("Job %s failed unexpectedly", job_id)
         job_fail(job_id=job_id, error=UNEXPECTED_ERROR)
     else:
-        name = f"{Path(job.input_image.name).stem}-{job.style.slug}.jpg"
-        job_succeed(job_id=job_id, result_name=name, result_file=ContentFile(data))
+        # Stored as results/<random>.jpg (models.job_result_name), downloaded as
+        # StyleJob.result_download_name.
+        job_succeed(job_id=job_id, result_name="result.jpg", result_file=ContentFile(data))
     return True

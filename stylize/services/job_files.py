@@ -18,10 +18,11 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from . import imaging
-from .models import StyleJob, job_photo_name, private_storage
-from .services import job_delete
-from .validators import ALLOWED_FORMATS
+from stylize import imaging
+from stylize.models import StyleJob, job_photo_name, private_storage
+from stylize.validators import ALLOWED_FORMATS
+
+from .jobs import job_delete
 
 logger = logging.getLogger(__name__)
 

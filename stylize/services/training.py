@@ -24,14 +24,43 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import Style
-from .selectors import style_list_served
-from .services import style_training_fail, style_training_start, style_training_succeed
+from stylize.models import Style
+from stylize.selectors import style_list_served
 
 if TYPE_CHECKING:
     from ml.config import TrainConfig
 
 logger = logging.getLogger(__name__)
+
+
+@transaction.atomic
+def style_training_start(*, style: Style) -> Style:
+    style.status = Style.Status.TRAINING
+    style.status_reason = ""
+    style.save(update_fields=["status", "status_reason", "updated_at"])
+    return style
+
+
+@transaction.atomic
+def style_training_succeed(
+    *, style: Style, version: int, training_settings: dict, metrics: dict
+) -> Style:
+    style.live_version = version
+    style.status = Style.Status.READY
+    style.status_reason = ""
+    style.training_settings = training_settings
+    style.metrics = metrics
+    style.save()
+    return style
+
+
+@transaction.atomic
+def style_training_fail(*, style: Style, reason: str) -> Style:
+    """Record why training failed; a version that was live stays live."""
+    style.status = Style.Status.READY if style.live_version else Style.Status.FAILED
+    style.status_reason = reason
+    style.save(update_fields=["status", "status_reason", "updated_at"])
+    return style
 
 
 def training_config(*, overrides: dict | None = None, **paths) -> "TrainConfig":
@@ -123,8 +152,8 @@ def _single_train(*, style: Style, overrides: dict | None, on_progress) -> Style
     style_training_start(style=style)
     try:
         work_dir = training_dir(style)
-        painting = _local_copy(style.style_image, work_dir)
-        config = training_config(overrides=overrides, style_image=str(painting),
+        painting = _local_copy(style.painting, work_dir)
+        config = training_config(overrides=overrides, painting=str(painting),
                                  out_dir=str(work_dir))
         config = config.replace(checkpoint_every=min(config.checkpoint_every, config.steps))
         result = train(config, on_progress=on_progress)
@@ -179,10 +208,10 @@ def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None =
         style_training_start(style=style)
     try:
         work_dir = settings.VAR_DIR / "training" / model_name
-        paintings = [_local_copy(by_slot[slot].style_image, work_dir / "paintings",
+        paintings = [_local_copy(by_slot[slot].painting, work_dir / "paintings",
                                  stem=by_slot[slot].slug) for slot in range(1, num_styles)]
         config = training_config(overrides=overrides, paintings=tuple(str(p) for p in paintings),
-                                 style_image="", out_dir=str(work_dir))
+                                 painting="", out_dir=str(work_dir))
         config = config.replace(checkpoint_every=min(config.checkpoint_every, config.steps))
         result = train(config, on_progress=on_progress)
         record = _settings_record(result)
@@ -218,8 +247,8 @@ def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
         described = read_slots(live)["slots"]
         slot = style.bank_index if style.in_bank else len(described)
         work_dir = _slot_dir(model_name, style)
-        painting = _local_copy(style.style_image, work_dir)
-        config = training_config(overrides=overrides, style_image=str(painting),
+        painting = _local_copy(style.painting, work_dir)
+        config = training_config(overrides=overrides, painting=str(painting),
                                  out_dir=str(work_dir), train_slot=slot,
                                  init_weights=str(live / BANK_MODEL_FILE))
         config = config.replace(checkpoint_every=min(config.checkpoint_every, config.steps))
@@ -286,7 +315,7 @@ def _identity_slot() -> dict:
 
 
 def _slot_record(style: Style, record: dict) -> dict:
-    return {"slug": style.slug, "name": style.name, "painting": Path(style.style_image.name).name,
+    return {"slug": style.slug, "name": style.name, "painting": Path(style.painting.name).name,
             "settings": record}
 
 
@@ -296,7 +325,7 @@ def _settings_record(result) -> dict:
     config = result.config
     return {
         **{k: v for k, v in config.as_dict().items()
-           if k not in ("style_image", "out_dir", "paintings", "init_weights")},
+           if k not in ("painting", "out_dir", "paintings", "init_weights")},
         "painting_size": config.painting_size,
         "precision": result.precision,
         "steps_done": result.steps,
@@ -325,7 +354,7 @@ def style_evaluate(*, style: Style, images_dir: Path, sheet_path: Path,
     network = loss_network or trained.get("loss_network", "vgg19")
     weights = loss_weights or trained.get("loss_weights", "imagenet")
     stylize = style_stylize_fn(style)
-    painting = _local_copy(style.style_image, training_dir(style))
+    painting = _local_copy(style.painting, training_dir(style))
 
     started = time.perf_counter()
     report = evaluate(stylize, str(images_dir), str(painting), network=network,
@@ -410,7 +439,7 @@ def serving_version_preload(*, model_name: str, version: int) -> None:
     """
     if settings.MODEL_BACKEND != "tfserving":
         return
-    from .backends import get_backend
+    from stylize.backends import get_backend
 
     serving_config_write(preload={model_name: version})
     backend = get_backend()

@@ -1,0 +1,16 @@
+"""Business logic of the app, one module per subject; every write goes through here.
+
+- ``jobs``: a job's life: checked and created from an upload, guarded state changes
+  (queued → running → succeeded / failed), retries, the stuck-job sweep, deletion.
+- ``stylizing``: one job's run: stored photo → model backend → result.
+- ``job_files``: a job's photo and result files: replaced upright, kept private,
+  deleted when the job expires.
+- ``emails``: the email that tells an owner how their job ended.
+- ``styles``: the shipped styles registered, a retrain queued.
+- ``training``: a style's or a bank's network trained, exported and made live.
+- ``accounts``: sign-up, the address confirmed, API tokens, an account deleted.
+- ``queueing``: the Celery messages the services send, once their transaction commits.
+
+Views, the API, the admin, commands and tasks call these; these never import them
+(``tests/test_layout.py`` checks that ``stylize`` has no import cycle).
+"""

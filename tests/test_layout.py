@@ -1,0 +1,104 @@
+"""The code's layout: ``stylize`` has no import cycle, counting imports inside
+functions too (only ``if TYPE_CHECKING:`` blocks are left out)."""
+
+import ast
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parents[1]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(BASE_DIR).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_nodes(tree) -> set[int]:
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(child) for child in ast.walk(node))
+    return skipped
+
+
+def _imported(module: str, path: Path, node) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if node.level:
+        package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        package = package[: len(package) - node.level + 1]
+        base = ".".join(package + ([node.module] if node.module else []))
+    else:
+        base = node.module
+    return [base] + [f"{base}.{alias.name}" for alias in node.names]
+
+
+def import_graph(package: str) -> dict[str, set[str]]:
+    """Module → the modules of ``package`` it imports (anywhere in its body)."""
+    paths = {_module_name(path): path for path in (BASE_DIR / package).rglob("*.py")
+             if "migrations" not in path.parts}
+    graph = {}
+    for module, path in paths.items():
+        tree = ast.parse(path.read_text())
+        skipped = _type_checking_nodes(tree)
+        graph[module] = {
+            name for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in skipped
+            for name in _imported(module, path, node)
+            if name in paths and name != module
+        }
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_graph_sees_imports_inside_functions():
+    graph = import_graph("stylize")
+    assert "stylize.services.training" in graph["stylize.tasks"]
+    assert "stylize.backends" in graph["stylize.services.training"]  # imported in a function
+
+
+def test_stylize_has_no_import_cycle():
+    assert cycles(import_graph("stylize")) == []
+
+
+def test_ml_does_not_import_django_or_the_app():
+    for module, path in ((_module_name(p), p) for p in (BASE_DIR / "ml").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        names = {name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                 for name in _imported(module, path, node)}
+        app_imports = {n for n in names if n.split(".")[0] in ("django", "stylize", "prisma_site")}
+        assert not app_imports, module
