@@ -4,7 +4,6 @@ Transitions are guarded updates (``UPDATE … WHERE status = <expected>``), so a
 task delivered twice, or a sweep racing a worker, changes nothing the second time.
 """
 
-import logging
 import math
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,9 +23,6 @@ from stylize.selectors import style_list_mix_partners, style_list_offered
 from stylize.validators import ALLOWED_FORMATS
 
 from . import queueing
-
-logger = logging.getLogger(__name__)
-
 
 #: A blend's share when a second style is given without one: an even mix.
 DEFAULT_BLEND = 0.5

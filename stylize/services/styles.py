@@ -121,8 +121,7 @@ def styles_retrain(*, styles) -> int:
     """Queue a retrain of each of ``styles`` once the transaction commits (the training
     queue; ``stylize.tasks.style_train``). The task builds its config from the settings
     in force where it runs. Returns how many were queued."""
-    count = 0
+    styles = list(styles)
     for style in styles:
         queueing.style_train_send(style_id=style.pk, overrides={})
-        count += 1
-    return count
+    return len(styles)
