@@ -58,6 +58,19 @@ class Style(models.Model):
         default=dict, blank=True, help_text="Training and held-out losses of the live version."
     )
     sample = models.ImageField(upload_to="styles/examples/", blank=True)
+    training_progress = models.JSONField(
+        default=dict, blank=True,
+        help_text="The run going now, or the last one: step, steps, loss terms, seconds, "
+        "time left, and the loss history the admin draws as curves.",
+    )
+    training_sample = models.ImageField(
+        upload_to="styles/training/", blank=True,
+        help_text="The latest sample the running (or last) training run painted.",
+    )
+    training_sheet = models.ImageField(
+        upload_to="styles/training/", blank=True,
+        help_text="The last finished run's contact sheet: held-out photos in the style.",
+    )
     is_public = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -156,6 +169,14 @@ class StyleJob(models.Model):
     FINISHED = (Status.SUCCEEDED, Status.FAILED)
     IN_FLIGHT = (Status.QUEUED, Status.RUNNING)
 
+    class Stage(models.TextChoices):
+        """Where a job is within its run, finer than its status."""
+
+        QUEUED = "queued", "Waiting in the queue"
+        PAINTING = "painting", "Painting"
+        FINISHING = "finishing", "Finishing"
+        DONE = "done", "Done"
+
     class CostClass(models.TextChoices):
         """How much work a job is, decided at upload; each class has its own queue."""
 
@@ -204,6 +225,23 @@ class StyleJob(models.Model):
         help_text="Small or large by the pixels painted (JOB_SMALL_MAX_PIXELS); picks the "
         "queue the job waits in (JOB_QUEUES).",
     )
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.QUEUED)
+    progress = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="The fraction of the painting done (tiles or passes), 0 to 1.",
+    )
+    callback_url = models.URLField(
+        max_length=2000, blank=True,
+        help_text="Where the job's JSON is POSTed when it ends (a program's webhook).",
+    )
+    callback_attempts = models.PositiveIntegerField(default=0)
+    callback_error = models.TextField(blank=True, help_text="Why the last delivery failed.")
+    callback_delivered_at = models.DateTimeField(null=True, blank=True)
+    share_token = models.CharField(
+        max_length=64, unique=True, null=True, blank=True,
+        help_text="The random token of the result's share link; empty when not shared.",
+    )
+    share_expires_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -236,6 +274,10 @@ class StyleJob(models.Model):
             models.CheckConstraint(
                 condition=~Q(status="failed") | ~Q(error=""),
                 name="job_failed_has_error",
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__gte=0.0) & Q(progress__lte=1.0),
+                name="job_progress_between_0_and_1",
             ),
         ]
 
@@ -276,6 +318,11 @@ class Profile(models.Model):
         help_text="Whether the address is known to be the user's. Sign-up sets it off "
         "until the emailed link is followed; accounts staff make count as confirmed. "
         "Nothing but that link is mailed to an unconfirmed address.",
+    )
+    webhook_secret = models.CharField(
+        max_length=64, blank=True,
+        help_text="The key job webhooks are signed with (X-Prisma-Signature); made on "
+        "first use, rotatable from the profile page.",
     )
 
     def __str__(self):
