@@ -90,7 +90,8 @@ def test_a_bank_entry_paints_its_own_slot_and_each_slot_differently(serving):
         assert one.shape == photo.shape and one.dtype == np.uint8
         many = stylize(batch)
         assert many.shape == batch.shape and many.dtype == np.uint8
-        np.testing.assert_array_equal(many[0], one)  # every image gets the slot's weights
+        # every image gets the slot's weights; a batch may round one pixel the other way
+        np.testing.assert_allclose(many[0].astype(int), one.astype(int), atol=1, rtol=0)
         results[style.key] = one
 
     bank = load_savedmodel_fn(serving / "models" / "bank" / "2")
