@@ -11,9 +11,22 @@ from .models import DEFAULT_MAX_SIDE, DEFAULT_STROKE, Profile, Stroke
 from .selectors import style_list_mixable, style_list_offered
 from .services.accounts import confirmation_resend
 from .services.jobs import DEFAULT_BLEND, job_mix_clean
-from .validators import ALLOWED_FORMATS, upload_max_bytes, validate_photo_upload
+from .validators import (
+    ALLOWED_EXTENSIONS,
+    ALLOWED_FORMATS,
+    upload_max_bytes,
+    validate_photo_upload,
+)
 
-ALLOWED_CONTENT_TYPES = tuple(dict.fromkeys(t for t, _ in ALLOWED_FORMATS.values()))
+# What a browser may call an accepted photo (it decides nothing: the server reads the
+# content). HEIC photos come as image/heic or image/heif, or with no type at all where
+# the system does not know the name: the upload field's accept lists the extensions.
+ALLOWED_CONTENT_TYPES = tuple(dict.fromkeys(
+    [t for t, _ in ALLOWED_FORMATS.values()] + ["image/heif"]))
+#: The "accept" of the upload field: the content types and the file name extensions.
+UPLOAD_ACCEPT = ",".join(ALLOWED_CONTENT_TYPES + ALLOWED_EXTENSIONS)
+#: The formats as the upload page names them.
+ALLOWED_NAMES = "JPEG, PNG, WebP, HEIC" + (" or AVIF" if "AVIF" in ALLOWED_FORMATS else "")
 MAX_SIDE_CHOICES = [
     (512, "Small (512 px)"),
     (1024, "Medium (1024 px)"),
@@ -110,10 +123,8 @@ class UploadForm(forms.Form):
     image = forms.FileField(
         label="Your photo",
         validators=[validate_photo_upload],  # shared with the API
-        help_text="JPEG, PNG or WebP.",
-        widget=forms.FileInput(
-            attrs={"accept": ",".join(ALLOWED_CONTENT_TYPES), "class": "file-input"}
-        ),
+        help_text=f"{ALLOWED_NAMES} (an iPhone's photos as they are).",
+        widget=forms.FileInput(attrs={"accept": UPLOAD_ACCEPT, "class": "file-input"}),
     )
     style = StyleChoiceField(
         label="Style",

@@ -1,14 +1,21 @@
 """What an uploaded photo's bytes say about it, read without decoding a pixel, and the
 same bytes with their private metadata dropped.
 
-``photo_inspect(data)`` walks a JPEG's segments, a PNG's chunks or a WebP's RIFF
-chunks and returns a :class:`PhotoHeader` (format, size, mode, EXIF orientation,
-frames, progressive scans), or raises :class:`HeaderError` with the code the upload
-validator refuses with (``unsupported_format``, ``corrupt``, ``animated``,
-``too_many_scans``, or ``too_many_pixels`` from the ``check_size`` callback, which runs
-as soon as the size is known). ``photo_strip_metadata(data)`` gives the bytes to
-store: the same compressed picture with no EXIF beyond the orientation, no XMP, IPTC,
-comments, text chunks, thumbnails or maker notes, and nothing after the picture's end.
+``photo_inspect(data)`` walks a JPEG's segments, a PNG's chunks, a WebP's RIFF
+chunks or a HEIF/AVIF file's ISOBMFF boxes (iPhones' HEIC photos: the 'ftyp' brand,
+the 'meta' box's items, their 'iloc' extents and 'iprp'/'ipco' properties: 'ispe'
+size, 'irot'/'imir' orientation) and returns a :class:`PhotoHeader` (format, size,
+mode, EXIF orientation, frames, progressive scans), or raises :class:`HeaderError`
+with the code the upload validator refuses with (``unsupported_format``, ``corrupt``,
+``animated``, ``too_many_scans``, or ``too_many_pixels`` from the ``check_size``
+callback, which runs as soon as the size is known). ``photo_strip_metadata(data)``
+gives the bytes to store: the same compressed picture with no EXIF beyond the
+orientation, no XMP, IPTC, comments, text chunks, thumbnails or maker notes, and
+nothing after the picture's end (a HEIF file keeps its coded thumbnail: pixels of the
+same photo). A HEIF file is also ``too_many_pixels`` when the pictures it codes
+(tiles, thumbnails, alpha, depth and gain maps) add up to more than
+``HEIF_CODED_PIXELS_FACTOR`` times its picture, and ``corrupt`` when an item's data
+runs past the file's end (truncated).
 
 Pure Python, no Pillow: the cost is linear in the file's size, with the per-byte work
 done by ``re``, ``bytes.find`` and ``zlib.crc32`` in C, and the per-segment work
@@ -31,7 +38,7 @@ from dataclasses import dataclass
 MAX_SCANS = 100
 #: Segments (JPEG), chunks (PNG) or RIFF chunks (WebP) walked before giving up on a
 #: file: a few dozen in a photo (a 20 MB PNG in 8 KB IDATs has 2,500).
-MAX_SEGMENTS = {"JPEG": 1000, "PNG": 100_000, "WEBP": 1000}
+MAX_SEGMENTS = {"JPEG": 1000, "PNG": 100_000, "WEBP": 1000, "HEIF": 10_000}
 
 ORIENTATION_TAG = 0x0112
 
@@ -47,11 +54,11 @@ class HeaderError(ValueError):
 
 @dataclass(frozen=True)
 class PhotoHeader:
-    format: str  # "JPEG", "MPO" (a JPEG with more pictures), "PNG" or "WEBP"
-    width: int  # as stored (before the orientation is applied)
+    format: str  # "JPEG", "MPO" (a JPEG with more pictures), "PNG", "WEBP", "HEIF", "AVIF"
+    width: int  # as stored (before the orientation is applied; HEIF: the 'ispe')
     height: int
     mode: str  # the Pillow mode a decode gives: L, RGB, CMYK, I;16, RGBA, P …
-    orientation: int  # EXIF orientation, 1 when none (or not 1..8)
+    orientation: int  # EXIF orientation, 1 when none (or not 1..8); HEIF: its irot/imir
     frames: int  # pictures in an animation (1 for a still)
     scans: int  # JPEG scans (1 for a baseline JPEG; 0 for PNG and WebP)
     progressive: bool  # a progressive JPEG (the decoder keeps every coefficient)
@@ -61,31 +68,37 @@ class PhotoHeader:
 
 def photo_inspect(data: bytes, *, check_size: Callable[[int, int], None] | None = None
                   ) -> PhotoHeader:
-    """The header of a JPEG, PNG or WebP photo; see the module docstring."""
+    """The header of a JPEG, PNG, WebP, HEIF or AVIF photo; see the module docstring."""
     return _walk(data, check_size)[0]
 
 
 def photo_strip_metadata(data: bytes) -> tuple[bytes, str]:
     """The photo's bytes without private metadata, and its format (``"JPEG"``,
-    ``"PNG"`` or ``"WEBP"``).
+    ``"PNG"``, ``"WEBP"``, ``"HEIF"`` or ``"AVIF"``).
 
     Kept: the compressed picture, its colour profile and what a decoder needs (JFIF
     without thumbnail, Adobe's colour transform, PNG's palette, transparency, gamma,
     chromaticities, sRGB, physical size; WebP's VP8X, alpha and animation chunks) and,
     when the EXIF orientation is not 1, a new EXIF holding only that orientation, so
     the worker can still stand the picture upright (``stylize.imaging``) — it then
-    rewrites the photo without it. Raises :class:`HeaderError` like ``photo_inspect``.
+    rewrites the photo without it. A HEIF or AVIF file keeps its boxes and every
+    offset; its metadata items are overwritten in place (``_heif_rebuild``) and its
+    orientation stays in its 'irot'/'imir' properties. Raises :class:`HeaderError`
+    like ``photo_inspect``.
     """
     header, parts = _walk(data, None)
     if header.format in ("JPEG", "MPO"):
         return _jpeg_rebuild(data, parts, header.orientation), "JPEG"
     if header.format == "PNG":
         return _png_rebuild(data, parts, header.orientation), "PNG"
+    if header.format in ("HEIF", "AVIF"):
+        return _heif_rebuild(data, parts), header.format
     return _webp_rebuild(data, parts, header.orientation), "WEBP"
 
 
 def describe(head: bytes) -> str:
-    """What a file that is not a JPEG, PNG or WebP looks like, for a readable refusal."""
+    """What a file that is not a JPEG, PNG, WebP, HEIF or AVIF looks like, for a
+    readable refusal."""
     for magic, what in _OTHER_MAGIC:
         if head.startswith(magic):
             return what
@@ -109,8 +122,9 @@ _OTHER_MAGIC = [
     (b"\xff\x0a", "A JPEG XL image"),
     (b"\x00\x00\x00\x0cJXL ", "A JPEG XL image"),
 ]
-_FTYP_BRANDS = {b"heic": "A HEIC image", b"heix": "A HEIC image", b"mif1": "A HEIF image",
-                b"avif": "An AVIF image"}
+_FTYP_BRANDS = {b"isom": "A video", b"mp41": "A video", b"mp42": "A video",
+                b"qt  ": "A video", b"M4V ": "A video", b"3gp4": "A video",
+                b"crx ": "A Canon raw photo", b"jpx ": "A JPEG 2000 image"}
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -122,6 +136,8 @@ def _walk(data: bytes, check_size):
         return _png_walk(data, check_size)
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return _webp_walk(data, check_size)
+    if data[4:8] == b"ftyp":
+        return _heif_walk(data, check_size)
     raise HeaderError("unsupported_format", what=describe(data[:32]))
 
 
@@ -497,3 +513,372 @@ def _webp_rebuild(data: bytes, parts: list[_Part], orientation: int) -> bytes:
         chunks.append(b"EXIF" + len(exif).to_bytes(4, "little") + exif + b"\x00" * (len(exif) & 1))
     body = b"WEBP" + b"".join(chunks)
     return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+# --- HEIF and AVIF (ISOBMFF boxes) ---------------------------------------------------------
+
+# ftyp brands: one of them, major or compatible, must be there; the primary item's
+# coding (HEVC or AV1) then says which decoder reads it.
+HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"}
+AVIF_BRANDS = {b"avif", b"avis"}
+#: How many times the primary picture's pixels every coded picture in the file may add
+#: up to (tiles, thumbnails, alpha, depth and gain maps; an iPhone photo's are about
+#: 1.4 times), plus ``_HEIF_SLACK_PIXELS`` for small pictures with large tiles.
+HEIF_CODED_PIXELS_FACTOR = 3
+_HEIF_SLACK_PIXELS = 1 << 22
+_HEIF_CODINGS = {b"hvc1": "HEIF", b"av01": "AVIF"}
+_HEIF_DERIVED = {b"grid", b"iden", b"iovl"}
+_HEIF_ALPHA = (b"urn:mpeg:hevc:2015:auxid:1", b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha")
+# Top-level boxes a picture needs; any other (udta, uuid, XMP …) becomes a zeroed 'free'.
+_HEIF_KEPT_TOP = {b"ftyp", b"meta", b"mdat", b"free", b"skip"}
+# Boxes inside 'meta' that hold metadata of their own rather than items.
+_HEIF_META_FREED = {b"xml ", b"bxml", b"udta", b"uuid"}
+# What irot (turned 90° anticlockwise this many times) and imir (0: top to bottom,
+# 1: left to right) do, in EXIF orientations' terms (see _exif_compose).
+_IROT_ORIENTATION = {0: 1, 1: 8, 2: 3, 3: 6}
+_IMIR_ORIENTATION = {0: 4, 1: 2}  # as libheif and libavif read it
+
+
+@dataclass
+class _HeifItem:
+    type: bytes = b""
+    content_type: bytes = b""
+    width: int = 0
+    height: int = 0
+    properties: list = None  # (box type, body) in association order
+    extents: list = None  # (start, end) in the file (construction 0) or idat (1)
+    in_idat: bool = False
+
+    def __post_init__(self):
+        self.properties = self.properties or []
+        self.extents = self.extents or []
+
+
+def _exif_compose(first: int, then: int) -> int:
+    """The EXIF orientation that does ``first``, then ``then`` (orientations as the
+    transform that stands a picture upright, as ``ImageOps.exif_transpose`` applies it)."""
+    def apply(orientation, grid):
+        rows, cols = len(grid), len(grid[0])
+        turned = {
+            1: lambda r, c: grid[r][c], 2: lambda r, c: grid[r][cols - 1 - c],
+            3: lambda r, c: grid[rows - 1 - r][cols - 1 - c], 4: lambda r, c: grid[rows - 1 - r][c],
+            5: lambda r, c: grid[c][r], 6: lambda r, c: grid[rows - 1 - c][r],
+            7: lambda r, c: grid[rows - 1 - c][cols - 1 - r], 8: lambda r, c: grid[c][cols - 1 - r],
+        }[orientation]
+        shape = (cols, rows) if orientation >= 5 else (rows, cols)
+        return tuple(tuple(turned(r, c) for c in range(shape[1])) for r in range(shape[0]))
+
+    grid = ((0, 1, 2), (3, 4, 5))
+    done = apply(then, apply(first, grid))
+    return next(o for o in range(1, 9) if apply(o, grid) == done)
+
+
+class _Boxes:
+    """ISOBMFF boxes of ``data[start:end]``: (type, box start, body start, box end)."""
+
+    def __init__(self, data: bytes, start: int, end: int, counter: list[int]):
+        self.data, self.pos, self.end, self.counter = data, start, end, counter
+
+    def __iter__(self):
+        data = self.data
+        while self.pos < self.end:
+            self.counter[0] += 1
+            if self.counter[0] > MAX_SEGMENTS["HEIF"]:
+                raise _corrupt()
+            start = self.pos
+            if start + 8 > self.end:
+                raise _corrupt()
+            size = int.from_bytes(data[start:start + 4], "big")
+            kind = bytes(data[start + 4:start + 8])
+            body = start + 8
+            if size == 1:
+                if start + 16 > self.end:
+                    raise _corrupt()
+                size, body = int.from_bytes(data[start + 8:start + 16], "big"), start + 16
+            elif size == 0:
+                size = self.end - start  # to the end of the enclosing box (or file)
+            if size < body - start or start + size > self.end:
+                raise _corrupt()
+            self.pos = start + size
+            yield kind, start, body, start + size
+
+
+def _uint(data: bytes, pos: int, size: int, end: int) -> int:
+    if pos + size > end:
+        raise _corrupt()
+    return int.from_bytes(data[pos:pos + size], "big")
+
+
+def _heif_walk(data: bytes, check_size):
+    counter = [0]
+    top = _Boxes(data, 0, len(data), counter)
+    parts: list[_Part] = []
+    meta = None
+    stop = len(data)
+    try:
+        for kind, start, body, end in top:
+            if not parts:
+                if kind != b"ftyp" or end - body < 8:
+                    raise _corrupt()
+                brands = {bytes(data[i:i + 4]) for i in range(body + 8, end - 3, 4)}
+                brands.add(bytes(data[body:body + 4]))  # the major brand
+                if not brands & (HEIF_BRANDS | AVIF_BRANDS):
+                    raise HeaderError("unsupported_format", what=describe(data[:32]))
+            elif kind == b"meta":
+                if meta is not None:
+                    raise _corrupt()
+                meta = (body, end)
+            elif kind == b"moov":  # a track: an image sequence
+                raise HeaderError("animated")
+            parts.append(_Part(start, end, kind))
+    except HeaderError as error:
+        if error.code != "corrupt" or meta is None:
+            raise
+        stop = top.pos  # maybe what follows the picture: the items' extents decide
+    if meta is None:
+        raise _corrupt()
+    items, primary, references, idat = _heif_meta(data, *meta, counter)
+    item = items.get(primary)
+    if item is None:
+        raise _corrupt()
+    tiles = references.get((b"dimg", primary), []) if item.type in _HEIF_DERIVED else [primary]
+    codings = {items[tile].type if tile in items else b"" for tile in tiles}
+    if len(codings) != 1:
+        raise _corrupt()
+    (coding,) = codings
+    if coding not in _HEIF_CODINGS:
+        name = coding.decode("latin-1").strip() or "an unknown coding"
+        raise HeaderError("unsupported_format", what=f"A HEIF image in {name}")
+    if item.width == 0 or item.height == 0:
+        raise _corrupt()  # no 'ispe': the size is unknown
+    if check_size:
+        check_size(item.width, item.height)  # what is decoded
+    width, height, orientation, bits = item.width, item.height, 1, 8
+    for kind, body in item.properties:  # in their order, as the decoder applies them
+        if kind == b"clap" and coding == b"hvc1":  # libheif crops; libavif does not
+            width, height = _heif_clean_aperture(body, width, height)
+        elif kind == b"irot" and body:
+            orientation = _exif_compose(orientation, _IROT_ORIENTATION[body[0] & 3])
+            if body[0] & 1:
+                width, height = height, width
+        elif kind == b"imir" and body:
+            orientation = _exif_compose(orientation, _IMIR_ORIENTATION[body[0] & 1])
+        elif kind == b"pixi" and len(body) >= 5:
+            bits = max(body[5:5 + body[4]] or b"\x08")
+    if orientation >= 5:  # back to the stored picture's frame
+        width, height = height, width
+    if check_size and (width, height) != (item.width, item.height):
+        check_size(width, height)  # what is shown
+    for tile in tiles:
+        if not items[tile].width or not items[tile].height or not items[tile].extents:
+            raise _corrupt()  # a picture with no size or no data
+    idat_size = idat[1] - idat[0] if idat else 0
+    coded = 0
+    for other in items.values():
+        for _, extent_end in other.extents:
+            if extent_end > (idat_size if other.in_idat else stop):
+                raise _corrupt()  # truncated: the data is not all there
+        if other.type not in _HEIF_DERIVED:
+            coded += other.width * other.height
+    if coded > HEIF_CODED_PIXELS_FACTOR * item.width * item.height + _HEIF_SLACK_PIXELS:
+        raise HeaderError("too_many_pixels",
+                          dims=f" (its pictures add up to {coded / 1e6:.1f} megapixels)")
+    alpha = any(
+        kind == b"auxC" and bytes(body[4:]).split(b"\x00")[0] in _HEIF_ALPHA
+        for (reference, source), targets in references.items()
+        if reference == b"auxl" and primary in targets and source in items
+        for kind, body in items[source].properties
+    )
+    header = PhotoHeader(
+        format=_HEIF_CODINGS[coding], width=width, height=height,
+        mode="RGBA" if alpha else "RGB", orientation=orientation, frames=1, scans=0,
+        progressive=False, bits=bits,
+    )
+    return header, (parts, items, idat, stop, meta)
+
+
+def _heif_clean_aperture(body: bytes, width: int, height: int) -> tuple[int, int]:
+    """The size a 'clap' (clean aperture) property crops a ``width``×``height``
+    picture to, rounded as libheif does; ``corrupt`` for an impossible one."""
+    if len(body) < 32:
+        raise _corrupt()
+    fields = struct.unpack(">IIIIiIiI", body[:32])
+    if fields[1] == 0 or fields[3] == 0:
+        raise _corrupt()
+    cropped = (int(fields[0] / fields[1] + 0.5), int(fields[2] / fields[3] + 0.5))
+    if not (0 < cropped[0] <= width and 0 < cropped[1] <= height):
+        raise _corrupt()
+    return cropped
+
+
+def _heif_meta(data: bytes, start: int, end: int, counter):
+    """The items of a 'meta' box, its primary item, its references as
+    ``{(type, from item): [to items]}`` and where its 'idat' is."""
+    items: dict[int, _HeifItem] = {}
+    primary, references, idat = None, {}, None
+    properties: list = []
+    associations: list = []
+    handler = None
+    for kind, _, body, box_end in _Boxes(data, start + 4, end, counter):  # a full box
+        if kind in (b"hdlr", b"pitm", b"iinf", b"iref"):
+            version = _uint(data, body, 1, box_end)
+        if kind == b"hdlr":
+            handler = bytes(data[body + 8:body + 12])
+        elif kind == b"pitm":
+            primary = _uint(data, body + 4, 2 if version == 0 else 4, box_end)
+        elif kind == b"iinf":
+            count_size = 2 if version == 0 else 4
+            count = _uint(data, body + 4, count_size, box_end)
+            infos = list(_Boxes(data, body + 4 + count_size, box_end, counter))
+            if len(infos) != count:
+                raise _corrupt()
+            for info_kind, _, info, info_end in infos:
+                if info_kind != b"infe":
+                    raise _corrupt()
+                _heif_item_info(data, info, info_end, items)
+        elif kind == b"iloc":
+            _heif_locations(data, body, box_end, items)
+        elif kind == b"iprp":
+            for inner, _, inner_body, inner_end in _Boxes(data, body, box_end, counter):
+                if inner == b"ipco":
+                    properties += [(prop, data[prop_body:prop_end]) for prop, _, prop_body,
+                                   prop_end in _Boxes(data, inner_body, inner_end, counter)]
+                elif inner == b"ipma":
+                    associations.append((inner_body, inner_end))
+        elif kind == b"iref":
+            id_size = 2 if version == 0 else 4
+            for ref, _, ref_body, ref_end in _Boxes(data, body + 4, box_end, counter):
+                source = _uint(data, ref_body, id_size, ref_end)
+                count = _uint(data, ref_body + id_size, 2, ref_end)
+                first = ref_body + id_size + 2
+                targets = [_uint(data, first + i * id_size, id_size, ref_end)
+                           for i in range(count)]
+                references.setdefault((ref, source), []).extend(targets)
+        elif kind == b"idat":
+            idat = (body, box_end)
+    if handler != b"pict":
+        raise _corrupt()
+    for body, box_end in associations:
+        _heif_associations(data, body, box_end, items, properties)
+    for item in items.values():
+        for kind, body in item.properties:
+            if kind == b"ispe":
+                if len(body) < 12:
+                    raise _corrupt()
+                item.width = int.from_bytes(body[4:8], "big")
+                item.height = int.from_bytes(body[8:12], "big")
+    return items, primary, references, idat
+
+
+def _heif_item_info(data: bytes, pos: int, end: int, items) -> None:
+    version = _uint(data, pos, 1, end)
+    if version < 2:
+        return  # no item type: nothing this reads
+    id_size = 2 if version == 2 else 4
+    number = _uint(data, pos + 4, id_size, end)
+    type_at = pos + 4 + id_size + 2
+    item = items.setdefault(number, _HeifItem())
+    item.type = bytes(data[type_at:type_at + 4])
+    if len(item.type) != 4:
+        raise _corrupt()
+    if item.type == b"mime":
+        name_end = data.find(b"\x00", type_at + 4, end)
+        if name_end >= 0:
+            type_end = data.find(b"\x00", name_end + 1, end)
+            item.content_type = bytes(data[name_end + 1:type_end if type_end >= 0 else end])
+
+
+def _heif_locations(data: bytes, pos: int, end: int, items) -> None:
+    version = _uint(data, pos, 1, end)
+    if version > 2:
+        raise _corrupt()
+    sizes = _uint(data, pos + 4, 2, end)
+    offset_size, length_size = sizes >> 12, (sizes >> 8) & 15
+    base_size, index_size = (sizes >> 4) & 15, (sizes & 15) if version else 0
+    if not {offset_size, length_size, base_size, index_size} <= {0, 4, 8}:
+        raise _corrupt()
+    id_size = 4 if version == 2 else 2
+    count = _uint(data, pos + 6, id_size, end)
+    at = pos + 6 + id_size
+    for _ in range(count):
+        number = _uint(data, at, id_size, end)
+        at += id_size
+        method = 0
+        if version:
+            method = _uint(data, at, 2, end) & 15
+            at += 2
+        reference = _uint(data, at, 2, end)
+        base = _uint(data, at + 2, base_size, end)
+        extent_count = _uint(data, at + 2 + base_size, 2, end)
+        at += 4 + base_size
+        if method > 1 or reference:
+            raise HeaderError("unsupported_format", what="A HEIF image with data outside it")
+        item = items.setdefault(number, _HeifItem())
+        item.in_idat = method == 1
+        for _ in range(extent_count):
+            at += index_size
+            offset = base + _uint(data, at, offset_size, end)
+            length = _uint(data, at + offset_size, length_size, end)
+            at += offset_size + length_size
+            if length == 0:  # the rest of the file
+                length = max(len(data) - offset, 0)
+            item.extents.append((offset, offset + length))
+
+
+def _heif_associations(data: bytes, pos: int, end: int, items, properties) -> None:
+    version, flags = _uint(data, pos, 1, end), _uint(data, pos + 1, 3, end)
+    id_size, index_size = (2 if version == 0 else 4), (2 if flags & 1 else 1)
+    count = _uint(data, pos + 4, 4, end)
+    at = pos + 8
+    for _ in range(count):
+        number = _uint(data, at, id_size, end)
+        links = _uint(data, at + id_size, 1, end)
+        at += id_size + 1
+        item = items.setdefault(number, _HeifItem())
+        for _ in range(links):
+            index = _uint(data, at, index_size, end) & (0x7FFF if index_size == 2 else 0x7F)
+            at += index_size
+            if index:
+                if index > len(properties):
+                    raise _corrupt()
+                item.properties.append(properties[index - 1])
+
+
+#: What an emptied HEIF 'Exif' item holds: no offset to a TIFF header with no tags.
+_HEIF_EMPTY_EXIF = b"\x00\x00\x00\x00" + b"MM\x00*\x00\x00\x00\x08" + b"\x00" * 6
+
+
+def _heif_rebuild(data: bytes, walked) -> bytes:
+    """The same file with every metadata item's bytes overwritten in place (an 'Exif'
+    item becomes an EXIF with no tags, XMP and other 'mime' items spaces, 'uri ' items
+    zeros), metadata boxes turned into zeroed 'free' boxes of the same size, and
+    nothing after its last box: no offset in the file moves."""
+    parts, items, idat, stop, (meta_body, meta_end) = walked
+    out = bytearray(data[:stop])
+    for part in parts:
+        if part.kind not in _HEIF_KEPT_TOP:
+            _heif_free(out, part.start, part.end)
+    for kind, start, _, end in _Boxes(out, meta_body + 4, meta_end, [0]):
+        if kind in _HEIF_META_FREED:
+            _heif_free(out, start, end)
+    for item in items.values():
+        if item.type == b"Exif":
+            filler = _HEIF_EMPTY_EXIF
+        elif item.type in (b"mime", b"uri "):
+            filler = b" " if item.type == b"mime" else b"\x00"
+        else:
+            continue
+        length = sum(end - start for start, end in item.extents)
+        payload = (filler * (length if len(filler) == 1 else 1)).ljust(length, b"\x00")
+        taken = 0
+        base = idat[0] if item.in_idat else 0
+        for start, end in item.extents:
+            out[base + start:base + end] = payload[taken:taken + end - start]
+            taken += end - start
+    return bytes(out)
+
+
+def _heif_free(out: bytearray, start: int, end: int) -> None:
+    header = 16 if int.from_bytes(out[start:start + 4], "big") == 1 else 8
+    out[start + 4:start + 8] = b"free"
+    out[start + header:end] = bytes(end - start - header)

@@ -17,9 +17,12 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+import pillow_heif
+from PIL import Image, ImageOps, features
 
 RunFn = Callable[[np.ndarray], np.ndarray]
+#: ``on_pass(done, total)``: after each model call, how many of the photo's ``total`` are done.
+PassFn = Callable[[int, int], None]
 
 # --------------------------------------------------------------------------- loading
 
@@ -31,7 +34,7 @@ _RESIZED_AS_IS = {"L", "LA", "RGB", "RGBA", "I", "F", *_SIXTEEN_BIT_MODES}
 # Bytes a pixel of the whole picture takes inside the codec while it decodes, besides
 # Pillow's image: libwebp decodes into a canvas of its own and hands Pillow a copy
 # (measured: docs/design/uploads.md).
-_CODEC_BYTES_PER_PIXEL = {"WEBP": 12}
+_CODEC_BYTES_PER_PIXEL = {"WEBP": 12, "HEIF": 6, "AVIF": 8}
 # And while encoding (libwebp converts the picture to YUV first).
 _ENCODER_BYTES_PER_PIXEL = {"WEBP": 6}
 # What Image.Exif's orientation asks for, as ImageOps.exif_transpose does it.
@@ -46,8 +49,20 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyErr
                   Image.DecompressionBombWarning)
 
 
+# HEIF (iPhones' HEIC photos) through pillow-heif, registered here, where both the web
+# process and the worker import it. libheif applies the 'irot'/'imir' orientation
+# and 'clap' crop itself (and resets the EXIF orientation to 1). Thumbnails, depth and
+# auxiliary pictures are never needed, so never listed or decoded.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+#: Whether this Pillow reads AVIF (its own plugin, libavif; orientation as EXIF).
+AVIF_SUPPORTED = bool(features.check("avif"))
+
 #: The Pillow plugins the worker opens a stored photo with (MPO is JPEG's).
-PHOTO_FORMATS = ("JPEG", "PNG", "WEBP")
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF") + (("AVIF",) if AVIF_SUPPORTED else ())
+#: Stored photos the worker always writes anew (``photo_without_metadata``) before it
+#: reads them, orientation or not: browsers other than Safari show neither, and the
+#: job page shows the photo.
+REWRITTEN_FORMATS = ("HEIF", "AVIF")
 
 
 class UnreadablePhoto(ValueError):
@@ -198,6 +213,9 @@ _CLEAN_SAVE_OPTIONS = {
     "MPO": {"format": "JPEG", "quality": 95},  # a phone's JPEG: its first picture
     "PNG": {"format": "PNG"},
     "WEBP": {"format": "WEBP", "quality": 95},
+    # What every browser shows: JPEG, or PNG for a picture with alpha (below).
+    "HEIF": {"format": "JPEG", "quality": 95},
+    "AVIF": {"format": "JPEG", "quality": 95},
 }
 
 
@@ -210,7 +228,8 @@ def photo_without_metadata(fileobj_or_path: str | os.PathLike | BinaryIO, *,
     The EXIF orientation is applied to the pixels (so the picture stands as the camera
     meant) and then dropped with the rest of the EXIF; only the colour profile (and a
     palette image's transparent colour) is kept. PNG stays lossless; JPEG and WebP are
-    re-encoded at quality 95. It decodes the whole picture at full size, twice over
+    re-encoded at quality 95; HEIF and AVIF become a JPEG at quality 95 (a PNG when
+    they have alpha), which any browser shows. It decodes the whole picture at full size, twice over
     when it turns it: with ``max_decode_bytes`` that is checked first
     (:class:`PhotoTooLarge`); a file that does not decode raises
     :class:`UnreadablePhoto`.
@@ -228,6 +247,8 @@ def photo_without_metadata(fileobj_or_path: str | os.PathLike | BinaryIO, *,
                 cost = int(cost * 1.1) + 16 * 2**20
                 _check_decode_cost(cost, max_decode_bytes, full_size=image.size)
                 options = dict(_CLEAN_SAVE_OPTIONS.get(image.format, {"format": "PNG"}))
+                if options["format"] == "JPEG" and image.mode not in ("L", "RGB", "CMYK"):
+                    options = {"format": "PNG"}  # alpha, 16 bits: what JPEG cannot hold
                 kept = {key: image.info[key] for key in _KEPT_INFO if key in image.info}
                 upright = ImageOps.exif_transpose(image)
                 if upright is image:
@@ -288,6 +309,7 @@ def stylize_tiled(
     tile: int = 1024,
     overlap: int = 64,
     match_tone: bool = True,
+    on_pass: PassFn | None = None,
 ) -> np.ndarray:
     """Stylize ``photo`` through ``run`` in tiles of at most ``tile``×``tile`` pixels.
 
@@ -299,7 +321,8 @@ def stylize_tiled(
     tile's per-channel mean and standard deviation are matched to that whole-photo
     reference over the same region (one extra model call). With an identity ``run``
     the output equals the photo exactly. Memory: a band of float32 accumulators one tile
-    high besides the ``uint8`` output, never H×W floats.
+    high besides the ``uint8`` output, never H×W floats. ``on_pass(done, total)``, if
+    given, is called after each model call with how many of the ``total`` are done.
 
     Raises ``ValueError`` for a photo that is not ``(H, W, 3)`` ``uint8``, ``tile < 1``,
     ``overlap < 0``, a tile too small for the tone-matching block grid or an overlap
@@ -312,22 +335,38 @@ def stylize_tiled(
         raise ValueError("tile must be positive and overlap non-negative")
     height, width = photo.shape[:2]
     if height <= tile and width <= tile:
-        return _run_one(run, photo)
+        return _run_one(_counted(run, 1, on_pass), photo)
 
     block = 1
-    reference = None
     if match_tone:
         factor = math.ceil(max(height, width) / tile)
         coarse = _coarse_factor(tile, factor)
         block = factor * coarse
-        reference = _ToneReference(photo, run, factor=factor, coarse=coarse)
 
     span = (tile // block) * block
     if span == 0:
         raise ValueError(f"a {height}×{width} photo needs tiles bigger than {tile}")
     row_starts = _tile_starts(height, span, overlap, block)
     col_starts = _tile_starts(width, span, overlap, block)
+    run = _counted(run, len(row_starts) * len(col_starts) + bool(match_tone), on_pass)
+    reference = _ToneReference(photo, run, factor=factor, coarse=coarse) if match_tone else None
     return _blend_rows(photo, run, row_starts, col_starts, span, reference)
+
+
+def _counted(run: RunFn, total: int, on_pass: PassFn | None) -> RunFn:
+    """``run``, calling ``on_pass(done, total)`` after each call (``run`` if no hook)."""
+    if on_pass is None:
+        return run
+    done = 0
+
+    def counted(batch: np.ndarray) -> np.ndarray:
+        nonlocal done
+        result = run(batch)
+        done += 1
+        on_pass(done, total)
+        return result
+
+    return counted
 
 
 def _run_one(run: RunFn, image: np.ndarray) -> np.ndarray:
@@ -497,24 +536,26 @@ _STRIP_PIXELS = 1 << 18  # full-size pixels per strip in guided_upsample
 
 
 def stylize_at_working_size(photo: np.ndarray, run: RunFn, *, working_side: int | None,
-                            tile: int) -> np.ndarray:
+                            tile: int, on_pass: PassFn | None = None) -> np.ndarray:
     """``photo`` stylized at a working size, returned at the photo's size.
 
     With ``working_side`` None, or a photo whose longer side is at most
     ``working_side``, this is ``stylize_tiled(photo, run, tile=tile)``. Otherwise the
     photo is downscaled (LANCZOS, aspect kept) to a longer side of ``working_side``,
     stylized with ``stylize_tiled`` and brought back with ``guided_upsample``.
+    ``on_pass`` is ``stylize_tiled``'s progress hook.
     """
     photo = _as_rgb_uint8(photo)
     if working_side is not None and working_side < 1:
         raise ValueError(f"working_side must be positive or None, got {working_side}")
     height, width = photo.shape[:2]
     if working_side is None or max(height, width) <= working_side:
-        return stylize_tiled(photo, run, tile=tile)
+        return stylize_tiled(photo, run, tile=tile, on_pass=on_pass)
     size = _fitted_size((width, height), working_side)
     small = Image.fromarray(photo, "RGB").resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
     small_photo = np.asarray(small, dtype=np.uint8)
-    return guided_upsample(photo, small_photo, stylize_tiled(small_photo, run, tile=tile))
+    small_result = stylize_tiled(small_photo, run, tile=tile, on_pass=on_pass)
+    return guided_upsample(photo, small_photo, small_result)
 
 
 def guided_upsample(
@@ -697,16 +738,19 @@ def _check_pair(photo: np.ndarray, result: np.ndarray) -> None:
 
 # --------------------------------------------------------------------------- encoding
 
-# Results are JPEG whatever came in, PNG on request (why: docs/design/result-format.md).
+# Results are stored as JPEG whatever came in; downloads also as PNG or WebP
+# (why: docs/design/result-format.md).
 RESULT_FORMAT = "JPEG"
-FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png"}
+FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
+FORMAT_CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 
 
 def encode_image(array: np.ndarray, *, format: str = RESULT_FORMAT, quality: int = 92) -> bytes:
-    """Encode an RGB ``uint8`` array as JPEG (baseline, at ``quality``) or PNG bytes.
+    """Encode an RGB ``uint8`` array as JPEG (baseline, at ``quality``), PNG or WebP
+    (lossy, at ``quality``) bytes.
 
     Raises ``ValueError`` for an array that is not ``(H, W, 3)`` ``uint8`` or a format
-    other than ``"JPEG"`` and ``"PNG"``. Why baseline: docs/design/result-format.md.
+    not in ``FORMAT_EXTENSIONS``. Why baseline: docs/design/result-format.md.
     """
     image = Image.fromarray(_as_rgb_uint8(array), "RGB")
     buffer = io.BytesIO()
@@ -714,6 +758,8 @@ def encode_image(array: np.ndarray, *, format: str = RESULT_FORMAT, quality: int
         image.save(buffer, format="JPEG", quality=quality)
     elif format == "PNG":
         image.save(buffer, format="PNG")
+    elif format == "WEBP":
+        image.save(buffer, format="WEBP", quality=quality, method=4)
     else:
         raise ValueError(f"unsupported format {format!r}; use one of {sorted(FORMAT_EXTENSIONS)}")
     return buffer.getvalue()

@@ -5,16 +5,21 @@
 
 ``empty``                 zero bytes
 ``file_too_large``        more than ``settings.UPLOAD_MAX_BYTES`` (default 20 MB)
-``unsupported_format``    not JPEG, PNG or WebP *by content* (the name and the
-                          Content-Type are never trusted); GIF, BMP, TIFF, HEIC, SVG,
-                          text … are named in the message when recognised; a 12-bit,
-                          lossless or hierarchical JPEG too
+``unsupported_format``    not JPEG, PNG, WebP, HEIF/HEIC or AVIF *by content* (the
+                          name and the Content-Type are never trusted: a JPEG named
+                          ``.heic`` is a JPEG); GIF, BMP, TIFF, SVG, video, text … are
+                          named in the message when recognised; a 12-bit, lossless or
+                          hierarchical JPEG, a HEIF coded other than in HEVC (or
+                          AV1, as AVIF) and AVIF where Pillow has no AVIF plugin too
 ``too_many_pixels``       more than ``settings.UPLOAD_MAX_PIXELS`` (default 40 MP) or
                           Pillow's own decompression-bomb limit, whichever is lower,
-                          read from the header
+                          read from the header (HEIF/AVIF: the primary picture's
+                          'ispe', and all its coded pictures together may be at most
+                          ``image_headers.HEIF_CODED_PIXELS_FACTOR`` times it)
 ``too_small``             a side under 16 pixels
 ``extreme_aspect_ratio``  the longer side more than 20 times the shorter
-``animated``              an animated PNG or WebP (a still photo is expected; a JPEG
+``animated``              an animated PNG or WebP, a HEIF/AVIF image sequence (a
+                          still photo is expected; a JPEG
                           with extra pictures (MPO, as phones write) is a still photo
                           and is accepted: only the first picture is stored)
 ``too_many_scans``        a progressive JPEG with more than ``image_headers.MAX_SCANS``
@@ -25,20 +30,28 @@
                           a header Pillow cannot read
 
 Cost: only what is cheap and certain is checked here, from the bytes
-(``stylize.image_headers``: a walk over the JPEG segments, PNG chunks or WebP RIFF
-chunks; then Pillow's ``Image.open`` of the bytes to be stored, which reads the header
-and no pixel), so an upload costs the web process milliseconds and a copy or two of the
-file whatever its pixels say (docs/design/uploads.md).
+(``stylize.image_headers``: a walk over the JPEG segments, PNG chunks, WebP RIFF
+chunks or HEIF/AVIF boxes; then Pillow's ``Image.open`` of the bytes to be stored,
+with the one plugin of the format found, which reads the header and no pixel), so an
+upload costs the web process milliseconds and a copy or two of the file whatever its
+pixels say (docs/design/uploads.md).
 Whether the compressed pixels decode is found out by the worker, under the job's time
 limit and ``STYLIZE_DECODE_MAX_BYTES``; a photo that does not decode ends its job
 ``failed`` with a readable reason.
 
-What passes: the file's name is replaced by ``<stem>.<jpg|png|webp>`` chosen from the
-content, so a polyglot (a PNG with HTML or a ZIP appended is still a PNG and is
+What passes: the file's name is replaced by ``<stem>.<jpg|png|webp|heic|avif>`` chosen
+from the content, so a polyglot (a PNG with HTML or a ZIP appended is still a PNG and is
 accepted) is stored and served as an image, never under a name a browser would
 render as a page; the bytes after the picture's end are not stored
 (``image_headers.photo_strip_metadata``). The file is rewound so it can be saved. CMYK
 JPEGs and 16-bit PNGs are accepted; ``stylize.imaging.load_photo`` converts them to RGB.
+
+HEIF (iPhones' HEIC) and AVIF photos are stored as uploaded, less their metadata
+items (overwritten in place: ``image_headers.photo_strip_metadata``), so the web
+process still decodes no pixel; the worker's first step writes every one of them anew
+as an upright JPEG (PNG with alpha) with no metadata and stores that in its place
+(``imaging.REWRITTEN_FORMATS``, ``stylizing.stored_photo_load``), which is what the job
+page then shows in any browser (docs/design/uploads.md, "Phone photos").
 """
 
 import io
@@ -53,6 +66,7 @@ from django.core.exceptions import ValidationError
 from PIL import Image
 
 from .image_headers import HeaderError, photo_inspect, photo_strip_metadata
+from .imaging import AVIF_SUPPORTED
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -66,9 +80,14 @@ ALLOWED_FORMATS = {
     "MPO": ("image/jpeg", "jpg"),
     "PNG": ("image/png", "png"),
     "WEBP": ("image/webp", "webp"),
+    "HEIF": ("image/heic", "heic"),  # pillow-heif (libheif), registered by stylize.imaging
+    **({"AVIF": ("image/avif", "avif")} if AVIF_SUPPORTED else {}),
 }
-# The only Pillow plugins that ever open an upload; other parsers never see the bytes.
-_PILLOW_PLUGINS = ("JPEG", "PNG", "WEBP")
+#: What a phone's file chooser may call them where it gives no content type.
+ALLOWED_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif") + (
+    (".avif",) if AVIF_SUPPORTED else ())
+# The decoder shows these turned by their 'irot'/'imir' already.
+_TURNED_BY_DECODER = {"HEIF"}
 # What Pillow raises for a header it cannot read.
 _OPEN_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
                 ZeroDivisionError, OverflowError, struct.error)
@@ -76,7 +95,10 @@ _OPEN_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError
 MESSAGES = {
     "empty": "The file is empty.",
     "file_too_large": "The file is {size}; photos may be at most {limit}.",
-    "unsupported_format": "{what} is not a supported photo. Upload a JPEG, PNG or WebP image.",
+    "unsupported_format": (
+        "{what} is not a supported photo. Upload a JPEG, PNG, WebP, HEIC"
+        + (" or AVIF image." if AVIF_SUPPORTED else " image.")
+    ),
     "too_many_pixels": (
         "The image is too large{dims}: photos may have at most {limit_mp:g} megapixels."
     ),
@@ -98,9 +120,9 @@ MESSAGES = {
 class ValidatedPhoto:
     """What the validator learned about an accepted photo."""
 
-    format: str  # Pillow's name: "JPEG", "MPO", "PNG" or "WEBP"
-    content_type: str  # from the content: image/jpeg, image/png, image/webp
-    extension: str  # jpg, png, webp
+    format: str  # Pillow's name: "JPEG", "MPO", "PNG", "WEBP", "HEIF" or "AVIF"
+    content_type: str  # from the content: image/jpeg, image/png, image/webp, image/heic …
+    extension: str  # jpg, png, webp, heic, avif
     width: int  # upright, after the EXIF orientation is applied
     height: int
     mode: str  # as a decode would give it: RGB, L, CMYK, I;16, RGBA, P …
@@ -164,7 +186,9 @@ def _validate(uploaded_file) -> ValidatedPhoto:
             data, check_size=lambda width, height: _check_dimensions(width, height, max_pixels))
         stored, _ = photo_strip_metadata(data)
     except HeaderError as error:
-        _refuse(error.code, **error.params)
+        _refuse(error.code, **{"limit_mp": max_pixels / 1e6, **error.params})
+    if header.format not in ALLOWED_FORMATS:  # AVIF where Pillow cannot read it
+        _refuse("unsupported_format", what="An AVIF image")
     mode = _pillow_header_mode(stored, header)
 
     width, height, orientation = header.width, header.height, header.orientation
@@ -190,8 +214,12 @@ def _pillow_header_mode(stored: bytes, header) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(stored), formats=_PILLOW_PLUGINS) as opened:
-                if opened.size != (header.width, header.height):
+            plugin = "JPEG" if header.format == "MPO" else header.format  # no other parser
+            with Image.open(io.BytesIO(stored), formats=(plugin,)) as opened:
+                size = (header.width, header.height)
+                if header.format in _TURNED_BY_DECODER and header.orientation >= 5:
+                    size = size[::-1]
+                if opened.size != size:
                     _refuse("corrupt")
                 return opened.mode
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -20,6 +20,7 @@ from stylize.backends.base import PermanentBackendError, TransientBackendError
 from stylize.image_headers import HeaderError, photo_inspect
 from stylize.imaging import (
     PHOTO_FORMATS,
+    REWRITTEN_FORMATS,
     STROKE_WORKING_SIDES,
     UnreadablePhoto,
     encode_image,
@@ -32,7 +33,7 @@ from stylize.models import DEFAULT_STROKE, Style, StyleJob
 from stylize.validators import MESSAGES
 
 from .job_files import job_photo_replace
-from .jobs import job_fail, job_requeue, job_start, job_succeed
+from .jobs import job_fail, job_progress, job_requeue, job_start, job_succeed
 from .queueing import job_queue
 
 logger = logging.getLogger(__name__)
@@ -80,14 +81,16 @@ def _style_weights(style: Style, *, strength: float, blend_with: Style | None,
 
 def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
                   preserve_colors: bool = False, stroke: str = DEFAULT_STROKE,
-                  blend_with: Style | None = None, blend: float = 0.0) -> np.ndarray:
+                  blend_with: Style | None = None, blend: float = 0.0,
+                  on_pass=None) -> np.ndarray:
     """A photo (uint8 RGB) painted in ``style``'s live version, with the job's options.
 
     ``stroke`` picks the size the network paints at (``STROKE_WORKING_SIDES``). For a
     style of a bank, ``strength`` and the mix with ``blend_with`` (``blend`` is its
     share) are style weights inside the network; for a single-style model strength
     blends the painting with the photo afterwards. ``preserve_colors`` is always a
-    pixel post-process.
+    pixel post-process. ``on_pass(done, total)`` follows the model calls
+    (``imaging.stylize_tiled``).
     """
     if style.live_version is None:
         raise PermanentBackendError(f"The style {style.name} has no trained model yet.")
@@ -106,7 +109,7 @@ def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
         )
 
     result = stylize_at_working_size(photo, run, working_side=STROKE_WORKING_SIDES[stroke],
-                                     tile=settings.STYLIZE_TILE_SIZE)
+                                     tile=settings.STYLIZE_TILE_SIZE, on_pass=on_pass)
     pixel_strength = strength if weights is None else 1.0  # a bank did it in the network
     return postprocess(photo, result, strength=pixel_strength, preserve_colors=preserve_colors)
 
@@ -124,10 +127,12 @@ def stored_photo_load(data: bytes, *, max_side: int, max_decode_bytes: int | Non
 
     The bytes are walked again first (``image_headers.photo_inspect``: a file stored
     before that check, or changed since, gets the upload's refusals). A photo that
-    still carries an EXIF orientation is written anew upright without it
-    (``imaging.photo_without_metadata``) and handed to ``on_upright(data, format)``
-    before it is read. Raises ``UnreadablePhoto`` (``PhotoTooLarge`` included), whose
-    message is for the photo's owner, and nothing else for any file.
+    still carries an EXIF orientation, and every HEIF or AVIF photo (which most
+    browsers cannot show: ``imaging.REWRITTEN_FORMATS``), is written anew upright
+    without metadata (``imaging.photo_without_metadata``: HEIF/AVIF as JPEG, PNG with
+    alpha) and handed to ``on_upright(data, format)`` before it is read. Raises
+    ``UnreadablePhoto`` (``PhotoTooLarge`` included), whose message is for the photo's
+    owner, and nothing else for any file.
     """
     try:
         header = photo_inspect(data)
@@ -137,9 +142,10 @@ def stored_photo_load(data: bytes, *, max_side: int, max_decode_bytes: int | Non
                 f"Your photo could not be read: {MESSAGES[exc.code].format(**exc.params)}"
             ) from exc
         raise UnreadablePhoto() from exc  # not an image, or a broken one
-    if header.orientation != 1:
+    if header.orientation != 1 or header.format in REWRITTEN_FORMATS:
+        plugins = (header.format,) if header.format in REWRITTEN_FORMATS else PHOTO_FORMATS
         data, image_format = photo_without_metadata(
-            io.BytesIO(data), max_decode_bytes=max_decode_bytes, formats=PHOTO_FORMATS)
+            io.BytesIO(data), max_decode_bytes=max_decode_bytes, formats=plugins)
         if on_upright is not None:
             on_upright(data, image_format)
     return load_photo(io.BytesIO(data), max_side=max_side, max_decode_bytes=max_decode_bytes,
@@ -168,9 +174,15 @@ def job_run(*, job_id) -> bool:
     job = StyleJob.objects.select_related("style", "blend_with").get(pk=job_id)
     try:
         photo = _job_photo_load(job)
+
+        def painted(done: int, total: int) -> None:  # after the model call of each tile
+            # After the last one: upsampling, colours, encoding and storing are left.
+            stage = StyleJob.Stage.FINISHING if done >= total else StyleJob.Stage.PAINTING
+            job_progress(job_id=job_id, progress=done / total, stage=stage)
+
         result = photo_stylize(photo=photo, style=job.style, strength=job.strength,
                                preserve_colors=job.preserve_colors, stroke=job.stroke,
-                               blend_with=job.blend_with, blend=job.blend)
+                               blend_with=job.blend_with, blend=job.blend, on_pass=painted)
         data = encode_image(result, format="JPEG")
     except (TransientBackendError, SoftTimeLimitExceeded) as exc:
         reason = str(exc) or "The job took too long."

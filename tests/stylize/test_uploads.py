@@ -151,7 +151,7 @@ class TestValidator:
         error = refusal(b"Just some text, honestly.\n" * 10, "photo.jpg")
         assert error.code == "unsupported_format"
         assert error.messages == [
-            "This file is not a supported photo. Upload a JPEG, PNG or WebP image."]
+            "This file is not a supported photo. Upload a JPEG, PNG, WebP, HEIC or AVIF image."]
 
     @pytest.mark.parametrize("data, what", [
         (encode(photo(), "GIF"), "A GIF image"),

@@ -10,18 +10,31 @@
   var check = document.getElementById("image-check");
   var preview = document.getElementById("image-preview");
   var maxBytes = parseInt(input.dataset.maxBytes, 10) || 0;
-  var allowed = (input.getAttribute("accept") || "").split(",");
+  // The accept list holds content types and file name extensions: a HEIC photo has no
+  // content type where the system does not know the name, so its extension counts.
+  var accepted = (input.getAttribute("accept") || "").split(",").filter(Boolean);
+  var allowedTypes = accepted.filter(function (item) { return item.charAt(0) !== "."; });
+  var allowedExtensions = accepted.filter(function (item) { return item.charAt(0) === "."; });
+  var formats = (input.dataset.formats || "JPEG, PNG or WebP").replace(/ \(.*$/, "");
 
   function megabytes(bytes) {
     if (bytes < 1024 * 1024) return Math.max(1, Math.round(bytes / 1024)) + " KB";
     return (bytes / (1024 * 1024)).toFixed(1) + " MB";
   }
 
+  function isAllowed(file) {
+    if (allowedTypes.indexOf(file.type) !== -1) return true;
+    var name = (file.name || "").toLowerCase();
+    return allowedExtensions.some(function (extension) {
+      return name.slice(-extension.length) === extension;
+    });
+  }
+
   function problemWith(file) {
     if (!file) return "Please choose a photo.";
     if (file.size === 0) return "This file is empty.";
-    if (allowed.length && allowed.indexOf(file.type) === -1)
-      return "This is not a JPEG, PNG or WebP photo.";
+    if (accepted.length && !isAllowed(file))
+      return "This is not a " + formats + " photo.";
     if (maxBytes && file.size > maxBytes)
       return "This photo is " + megabytes(file.size) + "; the limit is " + megabytes(maxBytes) + ".";
     return "";
@@ -35,6 +48,13 @@
     check.textContent = problem || (file ? file.name + " (" + megabytes(file.size) + ") is ready." : "");
     check.className = "check" + (problem ? " bad" : "");
     if (file && !problem && window.URL) {
+      // Most browsers cannot show a HEIC photo: then there is no preview, and the job
+      // page shows the photo once it has been read.
+      preview.onerror = function () {
+        preview.hidden = true;
+        check.textContent = file.name + " (" + megabytes(file.size) + ") is ready. " +
+          "This browser cannot preview it; it is shown once uploaded.";
+      };
       preview.src = URL.createObjectURL(file);
       preview.hidden = false;
     } else {
