@@ -3,6 +3,7 @@
 from collections import Counter
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from .models import Style, StyleJob
 
@@ -40,3 +41,27 @@ def style_list_mix_partners(style: Style) -> list[Style]:
         style_list_offered().filter(model_name=style.model_name, bank_index__isnull=False)
         .exclude(pk=style.pk).order_by("name")
     )
+
+
+def job_for_share_token(token: str) -> StyleJob | None:
+    """The succeeded job whose live share link has ``token``; None if revoked, expired,
+    never made, or the job has no result (``services.sharing``)."""
+    if not token:
+        return None
+    return (
+        StyleJob.objects.select_related("style")
+        .filter(share_token=token, share_expires_at__gt=timezone.now(),
+                status=StyleJob.Status.SUCCEEDED)
+        .exclude(result_image="")
+        .first()
+    )
+
+
+def job_jobs_ahead(job: StyleJob) -> int:
+    """How many jobs wait before ``job`` in its queue (0 unless it is queued)."""
+    if job.status != StyleJob.Status.QUEUED or job.enqueued_at is None:
+        return 0
+    return StyleJob.objects.filter(
+        status__in=StyleJob.IN_FLIGHT, cost_class=job.cost_class,
+        enqueued_at__lt=job.enqueued_at,
+    ).count()

@@ -51,3 +51,4 @@ def private_file_response(field_file, *, filename: str, download: bool = False):
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, no-store"
     return response
+

@@ -14,8 +14,9 @@ from ..models import (
     Style,
     StyleJob,
 )
-from ..selectors import style_list_mix_partners, style_list_offered
+from ..selectors import job_jobs_ahead, style_list_mix_partners, style_list_offered
 from ..services.jobs import DEFAULT_BLEND, job_mix_clean
+from ..services.sharing import job_share_is_live, job_share_url
 from ..validators import validate_photo_upload
 
 
@@ -67,15 +68,43 @@ class JobSerializer(serializers.ModelSerializer):
         help_text="The second style mixed in, or null.",
     )
     result_url = serializers.SerializerMethodField()
+    progress = serializers.FloatField(
+        read_only=True, help_text="The fraction of the painting done, 0 to 1: model passes "
+        "(tiles) done out of the photo's total; 1 once painted.")
+    stage = serializers.ChoiceField(
+        choices=StyleJob.Stage.choices, read_only=True,
+        help_text="queued (waiting), painting (the network at work), finishing (the "
+        "result upsampled and stored), done (succeeded or failed: see `status`).")
+    jobs_ahead = serializers.SerializerMethodField(
+        help_text="While queued: how many jobs wait before this one in its queue.")
+    share_url = serializers.SerializerMethodField(
+        help_text="The live share link (POST …/share/ makes one), or null.")
+    share_expires_at = serializers.SerializerMethodField(
+        help_text="When the share link stops working, or null.")
 
     class Meta:
         model = StyleJob
         fields = [
-            "id", "status", "error", "result_url", "style", "blend_with", "blend", "stroke",
+            "id", "status", "stage", "progress", "jobs_ahead", "error", "result_url",
+            "share_url", "share_expires_at", "style", "blend_with", "blend", "stroke",
             "strength", "preserve_colors", "max_side", "created_at", "started_at",
             "finished_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_jobs_ahead(self, job) -> int:
+        return job_jobs_ahead(job)
+
+    @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
+    def get_share_url(self, job):
+        return job_share_url(job)
+
+    @extend_schema_field({"type": "string", "format": "date-time", "nullable": True})
+    def get_share_expires_at(self, job):
+        if not job_share_is_live(job):
+            return None
+        return serializers.DateTimeField().to_representation(job.share_expires_at)
 
     @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
     def get_result_url(self, job):
@@ -166,3 +195,10 @@ class JobCreateSerializer(serializers.Serializer):
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages, code=exc.code) from exc
         return image
+
+
+class JobShareSerializer(serializers.Serializer):
+    """A job's live share link."""
+
+    share_url = serializers.URLField(read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True)

@@ -1,8 +1,14 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
@@ -12,11 +18,11 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ..downloads import UnknownDownloadFormat, result_file_response
 from ..models import StyleJob
 from ..selectors import job_list_for_owner, style_list_offered
-from ..services import accounts, jobs
-from ..storage import private_file_response
-from .serializers import JobCreateSerializer, JobSerializer, StyleSerializer
+from ..services import accounts, jobs, sharing
+from .serializers import JobCreateSerializer, JobSerializer, JobShareSerializer, StyleSerializer
 from .throttles import AuthTokenThrottle, JobCreateThrottle
 
 
@@ -103,8 +109,15 @@ class JobViewSet(
 
     @extend_schema(
         summary="Download the result of one of your jobs",
+        parameters=[OpenApiParameter(
+            "format", str, enum=["jpeg", "png", "webp"], required=False,
+            description="The image format, at the result's full size (default jpeg, as "
+            "stored).")],
         responses={
             (200, "image/jpeg"): OpenApiTypes.BINARY,
+            (200, "image/png"): OpenApiTypes.BINARY,
+            (200, "image/webp"): OpenApiTypes.BINARY,
+            400: OpenApiResponse(description="An unknown format"),
             404: OpenApiResponse(description="Not your job, or no result yet"),
         },
     )
@@ -113,9 +126,38 @@ class JobViewSet(
         """The repainted image (``result_url`` points here), for its owner only."""
         job = self.get_object()
         if job.status != StyleJob.Status.SUCCEEDED or not job.result_image:
-            raise Http404("This job has no result yet.")
-        return private_file_response(job.result_image, filename=job.result_download_name,
-                                     download="download" in request.GET)
+            raise Http404(_("This job has no result yet."))
+        try:
+            return result_file_response(job, format_name=request.query_params.get("format"),
+                                        download="download" in request.query_params)
+        except UnknownDownloadFormat as exc:
+            raise exceptions.ValidationError({"format": [str(exc)]}) from exc
+
+    @extend_schema(
+        methods=["POST"], request=None,
+        summary="Share the result: a link anyone can open, until revoked or expired",
+        description="Makes an unguessable link (a random token, not the job's id) that "
+        "shows only the result and the style's name, for SHARE_LINK_DAYS (30 by "
+        "default). Asked again while live, the same link with its time renewed.",
+        responses={200: JobShareSerializer,
+                   409: OpenApiResponse(description="The job has no result to share")},
+    )
+    @extend_schema(
+        methods=["DELETE"], request=None, summary="Stop sharing: the link gives 404 from now",
+        responses={204: OpenApiResponse(description="Revoked (or was not shared)")},
+    )
+    @action(detail=True, methods=["post", "delete"], url_path="share")
+    def share(self, request, pk=None):
+        job = self.get_object()
+        if request.method == "DELETE":
+            sharing.job_unshare(job=job)
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        try:
+            job = sharing.job_share(job=job)
+        except sharing.NothingToShare as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        data = {"share_url": sharing.job_share_url(job), "expires_at": job.share_expires_at}
+        return Response(JobShareSerializer(data).data)
 
     def perform_content_negotiation(self, request, force=False):
         # A client asking for image/* gets the file; errors still come back as JSON.

@@ -9,6 +9,7 @@ media storage under the uploader's own name, are moved in (``job_files_make_priv
 photo stored with its EXIF orientation by its upright copy (``job_photo_replace``).
 """
 
+import io
 import logging
 from datetime import datetime, timedelta
 
@@ -19,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from stylize import imaging
-from stylize.models import StyleJob, job_photo_name, private_storage
+from stylize.models import MAX_MAX_SIDE, StyleJob, job_photo_name, private_storage
 from stylize.validators import ALLOWED_FORMATS
 
 from .jobs import job_delete
@@ -154,3 +155,20 @@ def job_photo_replace(job: StyleJob, data: bytes, image_format: str) -> None:
         storage.delete(old_name)
     else:
         storage.delete(new_name)
+
+
+#: What ``?format=`` may ask a result download for, and the format each name means.
+DOWNLOAD_FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+
+
+def job_result_encoded(job: StyleJob, image_format: str) -> bytes:
+    """The job's stored result (a JPEG) at its full size, as ``image_format`` bytes
+    (``imaging.FORMAT_EXTENSIONS``: JPEG as stored, PNG or WebP encoded anew)."""
+    with job.result_image.open("rb") as stored:
+        data = stored.read()
+    if image_format == imaging.RESULT_FORMAT:
+        return data
+    # Our own JPEG, at most MAX_MAX_SIDE a side: never scaled down here.
+    array = imaging.load_photo(io.BytesIO(data), max_side=MAX_MAX_SIDE,
+                               formats=(imaging.RESULT_FORMAT,))
+    return imaging.encode_image(array, format=image_format)

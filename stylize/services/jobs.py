@@ -238,10 +238,20 @@ def job_start(*, job_id) -> bool:
     return bool(
         StyleJob.objects.filter(pk=job_id, status=StyleJob.Status.QUEUED).update(
             status=StyleJob.Status.RUNNING,
+            stage=StyleJob.Stage.PAINTING,
+            progress=0.0,
             started_at=timezone.now(),
             attempts=F("attempts") + 1,
         )
     )
+
+
+def job_progress(*, job_id, progress: float, stage: str = StyleJob.Stage.PAINTING) -> bool:
+    """Record how far a running job is: ``progress`` (0 to 1, clamped) of its painting
+    done, at ``stage``. False (nothing written) if the job is not running."""
+    return bool(StyleJob.objects.filter(pk=job_id, status=StyleJob.Status.RUNNING).update(
+        progress=min(max(float(progress), 0.0), 1.0), stage=stage
+    ))
 
 
 def job_requeue(*, job_id) -> bool:
@@ -251,7 +261,8 @@ def job_requeue(*, job_id) -> bool:
     ``stylize.tasks.job_run``), sent once this is committed.
     """
     return bool(StyleJob.objects.filter(pk=job_id, status=StyleJob.Status.RUNNING).update(
-        status=StyleJob.Status.QUEUED, enqueued_at=timezone.now()
+        status=StyleJob.Status.QUEUED, stage=StyleJob.Stage.QUEUED, progress=0.0,
+        enqueued_at=timezone.now()
     ))
 
 
@@ -266,9 +277,11 @@ def job_succeed(*, job_id, result_name: str, result_file) -> bool:
         return False
     job.result_image.save(result_name, result_file, save=False)
     job.status = StyleJob.Status.SUCCEEDED
+    job.stage, job.progress = StyleJob.Stage.DONE, 1.0
     job.error = ""
     job.finished_at = timezone.now()
-    job.save(update_fields=["result_image", "status", "error", "finished_at"])
+    job.save(update_fields=["result_image", "status", "stage", "progress", "error",
+                            "finished_at"])
     queueing.job_email_send(job_id=job_id)
     return True
 
@@ -284,6 +297,7 @@ def job_fail(*, job_id, error: str) -> bool:
         .exclude(status__in=StyleJob.FINISHED)
         .update(
             status=StyleJob.Status.FAILED,
+            stage=StyleJob.Stage.DONE,
             error=error or "The job failed for an unknown reason.",
             finished_at=timezone.now(),
         )
@@ -348,7 +362,8 @@ def jobs_requeue_stuck(*, now=None) -> dict[str, int]:
 @transaction.atomic
 def _job_requeue_stale(*, job_id, status, now, cost_class) -> bool:
     requeued = StyleJob.objects.filter(pk=job_id, status=status).update(
-        status=StyleJob.Status.QUEUED, enqueued_at=now
+        status=StyleJob.Status.QUEUED, stage=StyleJob.Stage.QUEUED, progress=0.0,
+        enqueued_at=now
     )
     if requeued:
         queueing.job_run_send(job_id=job_id, cost_class=cost_class)

@@ -22,6 +22,7 @@ pytestmark = [
 JOB_FIELDS = {
     "id", "status", "error", "result_url", "style", "blend_with", "blend", "stroke", "strength",
     "preserve_colors", "max_side", "created_at", "started_at", "finished_at",
+    "stage", "progress", "jobs_ahead", "share_url", "share_expires_at",
 }
 
 

@@ -64,7 +64,7 @@ def test_colours_are_still_preserved_for_a_bank_style(recording_backend):
 
 
 def test_every_image_of_a_batch_gets_the_weights_row(recording_backend, monkeypatch):
-    def three_at_once(photo, run, *, working_side, tile):
+    def three_at_once(photo, run, *, working_side, tile, on_pass=None):
         out = run(np.stack([photo] * 3))
         return out[0]
 

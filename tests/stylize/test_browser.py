@@ -58,7 +58,7 @@ def test_sign_up_upload_and_see_the_result(
                 {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a photo"}
             )
             expect(page.locator("#image-check")).to_have_text(
-                "This is not a JPEG, PNG or WebP photo."
+                "This is not a JPEG, PNG, WebP, HEIC or AVIF photo."
             )
             page.get_by_role("button", name="Repaint my photo").click()
             assert page.url == f"{live_server.url}/upload/"
@@ -92,7 +92,7 @@ def test_sign_up_upload_and_see_the_result(
             expect(result).to_be_visible(timeout=120_000)  # polled, then shown
             expect(page.locator("#job-status-text")).to_have_text("Succeeded")
             assert result.evaluate("img => img.complete && img.naturalWidth") == 160
-            expect(page.get_by_role("link", name="Download the result")).to_be_visible()
+            expect(page.get_by_role("link", name="Download as JPEG")).to_be_visible()
             page.screenshot(path=str(shot), full_page=True)
 
             page.get_by_role("link", name="All my jobs").click()

@@ -1,4 +1,4 @@
-// Job page: poll the job's status and show the result once it is ready.
+// Job page: poll the job's status, move the progress bar, show the result once ready.
 (function () {
   "use strict";
   var box = document.getElementById("job-status");
@@ -6,7 +6,23 @@
   var url = box.dataset.statusUrl;
   var interval = parseInt(box.dataset.pollMs, 10) || 1500;
   var text = document.getElementById("job-status-text");
+  var stage = document.getElementById("job-stage-text");
+  var bar = document.getElementById("job-progress");
+  var percent = document.getElementById("job-progress-percent");
+  var ahead = document.getElementById("jobs-ahead");
   var failures = 0;
+
+  function showProgress(job) {
+    if (stage) stage.textContent = job.stage_display;
+    if (bar) bar.value = job.progress;
+    if (percent) percent.textContent = Math.round(job.progress * 100) + " %";
+    if (ahead) {
+      ahead.hidden = job.jobs_ahead < 1;
+      ahead.textContent = job.jobs_ahead === 1
+        ? "1 job is ahead of yours in the queue."
+        : job.jobs_ahead + " jobs are ahead of yours in the queue.";
+    }
+  }
 
   function poll() {
     fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
@@ -22,8 +38,9 @@
         if (!job) return;
         failures = 0;
         text.textContent = job.status_display;
+        showProgress(job);
         if (job.finished) {
-          // The server renders the result (or the reason it failed) with its download link.
+          // The server renders the result (or the reason it failed) with its downloads.
           window.location.reload();
         } else {
           window.setTimeout(poll, interval);

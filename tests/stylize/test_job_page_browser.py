@@ -1,0 +1,148 @@
+"""The job page in a real browser: the progress bar fills while a real Celery worker
+paints tile by tile, the before/after slider follows the keyboard, a mouse drag and a
+finger's tap on a phone, and a share link opens in a logged-out browser and stops when
+revoked. Headless Debian chromium driven by Playwright, as in test_browser.py."""
+
+import threading
+
+import pytest
+from django.test import Client
+
+from stylize.models import StyleJob
+from stylize.services import jobs
+from tests.factories import StyleFactory, UserFactory
+from tests.helpers import BASE_DIR, CHROMIUM, CHROMIUM_ARGS, gradient_upload, needs_chromium
+
+pytestmark = [pytest.mark.slow, needs_chromium]
+
+SCREENSHOT_DIR = BASE_DIR / "var" / "screenshots"  # copies to look at, not checked
+
+
+class GatedBackend:
+    """Paints the negative; after the first model call it waits until ``release``."""
+
+    def __init__(self):
+        self.calls = 0
+        self.release = threading.Event()
+
+    def stylize(self, *, images, **kwargs):
+        self.calls += 1
+        if self.calls == 2:
+            self.release.wait(60)
+        return 255 - images
+
+
+def test_progress_bar_slider_and_share_link(
+    live_server, transactional_db, celery_worker_thread, settings, monkeypatch
+):
+    from playwright.sync_api import expect, sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    backend = GatedBackend()
+    monkeypatch.setattr("stylize.services.stylizing.get_backend", lambda: backend)
+    settings.STYLIZE_TILE_SIZE = 96  # a 300×200 photo at "fine" strokes: several passes
+    style = StyleFactory(name="Tiny Test Style", live_version=1)
+    user = UserFactory()
+    client = Client()
+    client.force_login(user)
+    job = jobs.job_create(owner=user, style=style, max_side=300, stroke="fine",
+                          input_image=gradient_upload(size=(300, 200)))
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1000, "height": 800})
+            context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
+                                  "url": live_server.url}])
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            console_errors = []
+            page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
+            page.goto(f"{live_server.url}/jobs/{job.pk}/")
+
+            # The worker is held after its first pass: the polled bar shows part done.
+            bar = page.locator("progress#job-progress")
+            page.wait_for_function(
+                "() => { const bar = document.getElementById('job-progress');"
+                " return bar && bar.value > 0 && bar.value < 1; }")
+            expect(page.locator("#job-stage-text")).to_have_text("Painting")
+            assert 0 < float(bar.evaluate("bar => bar.value")) < 1
+            backend.release.set()
+
+            result = page.locator("#result-image")
+            expect(result).to_be_visible(timeout=60_000)
+            expect(page.locator("#job-status-text")).to_have_text("Succeeded")
+
+            # The slider: keyboard, then a mouse drag.
+            slider = page.get_by_role("slider", name="Before and after")
+            frame = page.locator(".compare-frame")
+
+            def split():
+                return frame.evaluate("f => getComputedStyle(f).getPropertyValue('--split')")
+
+            assert split().strip() == "50%"
+            slider.focus()
+            for _ in range(10):
+                page.keyboard.press("ArrowRight")
+            assert slider.input_value() == "60" and split().strip() == "60%"
+            assert slider.get_attribute("aria-valuetext") == "60 % your photo"
+            page.keyboard.press("Home")
+            assert split().strip() == "0%"
+            box = frame.bounding_box()
+            y = box["y"] + box["height"] / 2
+            page.mouse.move(box["x"] + box["width"] * 0.2, y)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.75, y, steps=5)
+            page.mouse.up()
+            assert abs(int(slider.input_value()) - 75) <= 1
+            # The photo is clipped at the split: left of it the photo, right of it the painting.
+            def seen_at(fraction):
+                return page.evaluate("([x, y]) => document.elementFromPoint(x, y).id",
+                                     [box["x"] + box["width"] * fraction, y])
+
+            assert (seen_at(0.7), seen_at(0.8)) == ("compare-before", "result-image")
+
+            page.screenshot(path=str(SCREENSHOT_DIR / "job-compare.png"), full_page=True)
+            # Downloads in three formats.
+            for label in ("Download as JPEG", "Download as PNG", "Download as WebP"):
+                expect(page.get_by_role("link", name=label)).to_be_visible()
+
+            # Share, then open the link logged out.
+            page.get_by_role("button", name="Share a link").click()
+            link = page.locator("#share-url").input_value()
+            assert "/s/" in link and str(job.pk) not in link
+            stranger = browser.new_context(viewport={"width": 390, "height": 844},
+                                           has_touch=True, is_mobile=True)
+            visitor = stranger.new_page()
+            visitor.goto(link.replace(settings.SITE_URL, live_server.url))
+            expect(visitor.get_by_role("heading")).to_have_text(
+                "A photo painted as Tiny Test Style")
+            shared = visitor.locator("#shared-image")
+            expect(shared).to_be_visible()
+            assert shared.evaluate("img => img.complete && img.naturalWidth") == 300
+            assert visitor.locator(f"a[href*='{job.pk}']").count() == 0
+
+            # On a phone, the owner's slider follows a tap.
+            phone = browser.new_context(viewport={"width": 390, "height": 844},
+                                        has_touch=True, is_mobile=True)
+            phone.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
+                                "url": live_server.url}])
+            owner_phone = phone.new_page()
+            owner_phone.goto(f"{live_server.url}/jobs/{job.pk}/")
+            assert owner_phone.evaluate("document.documentElement.scrollWidth") <= 390
+            phone_frame = owner_phone.locator(".compare-frame")
+            box = phone_frame.bounding_box()
+            owner_phone.touchscreen.tap(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+            assert abs(int(owner_phone.locator("#compare-range").input_value()) - 30) <= 1
+            owner_phone.screenshot(path=str(SCREENSHOT_DIR / "job-phone.png"), full_page=True)
+
+            page.get_by_role("button", name="Stop sharing").click()
+            expect(page.get_by_role("button", name="Share a link")).to_be_visible()
+            assert visitor.goto(link.replace(settings.SITE_URL, live_server.url)).status == 404
+            assert console_errors == []
+        finally:
+            browser.close()
+    assert StyleJob.objects.get().share_token is None
