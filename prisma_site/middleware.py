@@ -31,6 +31,8 @@
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 #: What every page may use of the browser's powerful features: none of these.
 PERMISSIONS_POLICY = ", ".join(
@@ -71,6 +73,11 @@ def request_body_max_bytes(content_type: str = "multipart/form-data") -> int:
     return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
 
+def _request_language(request):
+    """The language ``LocaleMiddleware`` would pick for ``request``, active in a block."""
+    return translation.override(translation.get_language_from_request(request))
+
+
 def _megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.0f} MB"
 
@@ -88,17 +95,22 @@ class RequestBodyLimitMiddleware:
         except ValueError:
             length = -1
         if length < 0:
-            return self._refuse(request, 400, "The request's Content-Length is not a number.")
+            with _request_language(request):
+                return self._refuse(request, 400, _("The request's Content-Length is not a "
+                                                    "number."))
         content_type = request.META.get("CONTENT_TYPE", "")
         limit = request_body_max_bytes(content_type)
         if length > limit:
-            if limit == int(settings.REQUEST_BODY_MAX_BYTES):
-                allowed = f"photos may be at most {_megabytes(settings.UPLOAD_MAX_BYTES)}"
-            else:
-                allowed = f"without a photo, at most {limit / (1024 * 1024):.1f} MB"
-            return self._refuse(
-                request, 413, f"The request is too large ({_megabytes(length)}): {allowed}."
-            )
+            with _request_language(request):  # answered before LocaleMiddleware runs
+                if limit == int(settings.REQUEST_BODY_MAX_BYTES):
+                    allowed = _("photos may be at most %(size)s") % {
+                        "size": _megabytes(settings.UPLOAD_MAX_BYTES)}
+                else:
+                    allowed = _("without a photo, at most %(size).1f MB") % {
+                        "size": limit / (1024 * 1024)}
+                return self._refuse(request, 413, _("The request is too large (%(size)s): "
+                                                    "%(allowed)s.") % {
+                    "size": _megabytes(length), "allowed": allowed})
         return self.get_response(request)
 
     @staticmethod

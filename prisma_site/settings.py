@@ -55,9 +55,13 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language: the switcher's cookie, else the browser's Accept-Language (LANGUAGES).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Stores the page's language on the user's profile: their emails use it.
+    "stylize.middleware.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: turns a lockout into the lockout page (429).
@@ -107,7 +111,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# Pages, forms, messages, emails and the API's errors in English and Simplified
+# Chinese (locale/; `make run` and `make test` compile the catalogues).
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -215,6 +223,9 @@ TRAINING_TIME_LIMIT = env.int("TRAINING_TIME_LIMIT", default=48 * 3600)
 
 # Jobs, with their photos and results, are deleted this many days after they were made.
 JOB_RETENTION_DAYS = env.int("JOB_RETENTION_DAYS", default=30)
+# A result's share link (stylize.services.sharing) opens for this many days after it
+# was made, unless revoked sooner (or the job is deleted first, JOB_RETENTION_DAYS).
+SHARE_LINK_DAYS = env.int("SHARE_LINK_DAYS", default=30)
 # A transient failure (the model server unreachable, a time limit) is retried after 5,
 # 10, 20 and 40 s: the five attempts span 75 s, so a model server down for 30 s and
 # then loading its models again fails no job (bench/loadtest.py).

@@ -7,6 +7,7 @@ from django.core.files.storage import storages
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
 
 from . import imaging
 
@@ -19,10 +20,10 @@ class Style(models.Model):
     """An art style: its painting and the trained network that paints in it."""
 
     class Status(models.TextChoices):
-        DRAFT = "draft", "Draft (no trained model)"
-        TRAINING = "training", "Training"
-        READY = "ready", "Ready"
-        FAILED = "failed", "Training failed"
+        DRAFT = "draft", _("Draft (no trained model)")
+        TRAINING = "training", _("Training")
+        READY = "ready", _("Ready")
+        FAILED = "failed", _("Training failed")
 
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
@@ -149,9 +150,9 @@ class Stroke(models.TextChoices):
     """How big the brush strokes are: the size the network paints at
     (``imaging.STROKE_WORKING_SIDES``)."""
 
-    FINE = "fine", "Fine"
-    MEDIUM = "medium", "Medium"
-    BOLD = "bold", "Bold"
+    FINE = "fine", _("Fine")
+    MEDIUM = "medium", _("Medium")
+    BOLD = "bold", _("Bold")
 
 
 DEFAULT_STROKE = Stroke(imaging.DEFAULT_STROKE)
@@ -161,10 +162,10 @@ class StyleJob(models.Model):
     """One photo to repaint in one style, from upload to emailed result."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED)
     IN_FLIGHT = (Status.QUEUED, Status.RUNNING)
@@ -172,16 +173,16 @@ class StyleJob(models.Model):
     class Stage(models.TextChoices):
         """Where a job is within its run, finer than its status."""
 
-        QUEUED = "queued", "Waiting in the queue"
-        PAINTING = "painting", "Painting"
-        FINISHING = "finishing", "Finishing"
-        DONE = "done", "Done"
+        QUEUED = "queued", _("Waiting in the queue")
+        PAINTING = "painting", _("Painting")
+        FINISHING = "finishing", _("Finishing")
+        DONE = "done", _("Done")
 
     class CostClass(models.TextChoices):
         """How much work a job is, decided at upload; each class has its own queue."""
 
-        SMALL = "small", "Small"
-        LARGE = "large", "Large"
+        SMALL = "small", _("Small")
+        LARGE = "large", _("Large")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
@@ -309,15 +310,19 @@ class Profile(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="prisma_profile"
     )
     email_results = models.BooleanField(
-        "email me my results",
+        _("email me my results"),
         default=True,
-        help_text="Send the finished painting (or why it failed) to your account's address.",
+        help_text=_("Send the finished painting (or why it failed) to your account's address."),
     )
     email_confirmed = models.BooleanField(
         default=True,
         help_text="Whether the address is known to be the user's. Sign-up sets it off "
         "until the emailed link is followed; accounts staff make count as confirmed. "
         "Nothing but that link is mailed to an unconfirmed address.",
+    )
+    language = models.CharField(
+        max_length=16, blank=True, choices=settings.LANGUAGES,
+        help_text="The language the user last chose or browsed in; their emails use it.",
     )
     webhook_secret = models.CharField(
         max_length=64, blank=True,

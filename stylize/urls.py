@@ -88,5 +88,9 @@ urlpatterns = [
     path("jobs/<uuid:pk>/delete/", views.job_delete, name="job_delete"),
     path("jobs/<uuid:pk>/photo/", views.job_image, {"which": "photo"}, name="job_photo"),
     path("jobs/<uuid:pk>/result/", views.job_image, {"which": "result"}, name="job_result"),
+    path("jobs/<uuid:pk>/share/", views.job_share, name="job_share"),
+    path("jobs/<uuid:pk>/unshare/", views.job_unshare, name="job_unshare"),
+    path("s/<str:token>/", views.shared_result, name="shared"),
+    path("s/<str:token>/image/", views.shared_result_image, name="shared_image"),
     *account_urlpatterns,
 ]

@@ -9,9 +9,11 @@ from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from rest_framework.authtoken.models import Token
@@ -21,6 +23,7 @@ from .api.throttles import (
     PasswordResetClientThrottle,
     PasswordResetEmailThrottle,
 )
+from .downloads import UnknownDownloadFormat, result_file_response
 from .forms import (
     ALLOWED_CONTENT_TYPES,
     AccountDeleteForm,
@@ -30,8 +33,13 @@ from .forms import (
     UploadForm,
 )
 from .models import Profile, StyleJob
-from .selectors import job_list_for_owner, style_list_offered
-from .services import accounts, jobs
+from .selectors import (
+    job_for_share_token,
+    job_jobs_ahead,
+    job_list_for_owner,
+    style_list_offered,
+)
+from .services import accounts, jobs, sharing
 from .services.job_files import job_expires_at
 from .storage import private_file_response
 from .validators import upload_max_bytes
@@ -40,6 +48,8 @@ LOGIN_URL = "stylize:login"
 #: The address this browser signed up with, until its confirmation link is followed.
 SIGNUP_SESSION_KEY = "stylize_signup_email"
 POLL_INTERVAL_MS = 1500
+#: The job page's download buttons: ``?format=`` value and label.
+DOWNLOAD_CHOICES = [("jpeg", "JPEG"), ("png", "PNG"), ("webp", "WebP")]
 
 
 def home(request):
@@ -70,7 +80,7 @@ def email_confirm(request, uidb64, token):
     user = accounts.confirmation_user(uidb64, token)
     if user is None or not user.is_active:
         if request.user.is_authenticated and accounts.email_is_confirmed(request.user):
-            messages.info(request, "Your email address is already confirmed.")
+            messages.info(request, _("Your email address is already confirmed."))
             return redirect("stylize:upload")
         return render(request, "registration/email_confirm_invalid.html", status=400)
     accounts.email_confirm(user=user)
@@ -78,13 +88,12 @@ def email_confirm(request, uidb64, token):
     if not (signed_up_here or request.user == user):
         # Opened in another browser (or sent by someone else): confirmed, but whoever
         # holds the link is not logged into the account by it.
-        messages.success(request, "Your email address is confirmed. Please log in.")
+        messages.success(request, _("Your email address is confirmed. Please log in."))
         return redirect("stylize:login")
     request.session.pop(SIGNUP_SESSION_KEY, None)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    messages.success(
-        request, "Your email address is confirmed. Welcome to Prisma! Upload a photo to repaint it."
-    )
+    messages.success(request, _(
+        "Your email address is confirmed. Welcome to Prisma! Upload a photo to repaint it."))
     return redirect("stylize:upload")
 
 
@@ -92,12 +101,13 @@ def email_confirm(request, uidb64, token):
 @login_required(login_url=LOGIN_URL)
 def email_confirm_resend(request):
     if accounts.email_is_confirmed(request.user):
-        messages.info(request, "Your email address is already confirmed.")
+        messages.info(request, _("Your email address is already confirmed."))
     elif accounts.confirmation_resend(user=request.user):
-        messages.success(request, f"We have sent a new link to {request.user.email}.")
+        messages.success(request, _("We have sent a new link to %(email)s.")
+                         % {"email": request.user.email})
     else:
         messages.error(
-            request, "We could not send a new link just now. Please wait a minute and try again."
+            request, _("We could not send a new link just now. Please wait a minute and try again.")
         )
     return redirect("stylize:profile")
 
@@ -110,7 +120,7 @@ def account_delete(request):
     if request.method == "POST" and form.is_valid():
         accounts.account_delete(user=request.user)
         logout(request)
-        messages.success(request, "Your account, your jobs and their images are deleted.")
+        messages.success(request, _("Your account, your jobs and their images are deleted."))
         return redirect("stylize:home")
     status = 400 if request.method == "POST" else 200
     return render(request, "registration/account_delete.html", {"form": form}, status=status)
@@ -123,7 +133,7 @@ def profile(request):
     form = ProfileForm(request.POST if request.method == "POST" else None, instance=profile)
     if request.method == "POST" and form.is_valid():
         accounts.profile_update(user=request.user, **form.cleaned_data)
-        messages.success(request, "Your settings are saved.")
+        messages.success(request, _("Your settings are saved."))
         return redirect("stylize:profile")
     token = Token.objects.filter(user=request.user).first()
     return render(
@@ -138,7 +148,7 @@ def profile(request):
 def api_token_create(request):
     """A new API token for programs; the old one, if any, stops working."""
     accounts.api_token_create(user=request.user)
-    messages.success(request, "Your new API token is below. The old one no longer works.")
+    messages.success(request, _("Your new API token is below. The old one no longer works."))
     return redirect(reverse("stylize:profile") + "#api-token")
 
 
@@ -196,8 +206,11 @@ class PasswordResetView(auth_views.PasswordResetView):
         minutes = max(1, math.ceil((wait or 60) / 60))
         form.add_error(
             None,
-            "Too many password reset requests. Nothing was sent; please try again in "
-            f"{minutes} minute{'s' if minutes != 1 else ''}.",
+            ngettext(
+                "Too many password reset requests. Nothing was sent; please try again in "
+                "%(minutes)d minute.",
+                "Too many password reset requests. Nothing was sent; please try again in "
+                "%(minutes)d minutes.", minutes) % {"minutes": minutes},
         )
         response = self.render_to_response(self.get_context_data(form=form), status=429)
         response["Retry-After"] = str(minutes * 60)
@@ -207,7 +220,11 @@ class PasswordResetView(auth_views.PasswordResetView):
 # --- Jobs ----------------------------------------------------------------------------
 
 
-_PERIODS = {1: "a second", 60: "a minute", 3600: "an hour", 86400: "a day"}
+def _per_period(count: int, seconds: int) -> str:
+    """"at most 20 an hour" and the like, for a throttle's rate."""
+    periods = {1: _("a second"), 60: _("a minute"), 3600: _("an hour"), 86400: _("a day")}
+    period = periods.get(seconds) or _("%(seconds)d seconds") % {"seconds": seconds}
+    return _("at most %(count)d %(period)s") % {"count": count, "period": period}
 
 
 def _upload_refused(request, form, message: str, retry_after: int | None = None):
@@ -230,12 +247,15 @@ def upload(request):
         if not throttle.allow_request(request, None):
             wait = math.ceil(throttle.wait() or 60)
             minutes = max(1, math.ceil(wait / 60))
-            period = _PERIODS.get(throttle.duration, f"{throttle.duration} seconds")
             return _upload_refused(
                 request, UploadForm(initial={"style": request.POST.get("style")}),
-                f"You have uploaded too many photos: at most {throttle.num_requests} "
-                f"{period}. Nothing was uploaded; please try again in {minutes} "
-                f"minute{'s' if minutes != 1 else ''}.",
+                ngettext(
+                    "You have uploaded too many photos: %(rate)s. Nothing was uploaded; "
+                    "please try again in %(minutes)d minute.",
+                    "You have uploaded too many photos: %(rate)s. Nothing was uploaded; "
+                    "please try again in %(minutes)d minutes.", minutes,
+                ) % {"rate": _per_period(throttle.num_requests, throttle.duration),
+                     "minutes": minutes},
                 retry_after=wait,
             )
         form = UploadForm(request.POST, request.FILES)
@@ -279,6 +299,10 @@ def _job_status(job: StyleJob) -> dict:
         "id": str(job.pk),
         "status": job.status,
         "status_display": job.get_status_display(),
+        "stage": job.stage,
+        "stage_display": job.get_stage_display(),
+        "progress": job.progress,
+        "jobs_ahead": job_jobs_ahead(job),
         "finished": job.is_finished,
         "error": job.error,
         "result_url": reverse("stylize:job_result", args=[job.pk])
@@ -299,6 +323,9 @@ def job_detail(request, pk):
             "poll_interval_ms": POLL_INTERVAL_MS,
             "expires_at": job_expires_at(job),
             "retention_days": settings.JOB_RETENTION_DAYS,
+            "share_url": sharing.job_share_url(job),
+            "share_days": settings.SHARE_LINK_DAYS,
+            "download_formats": DOWNLOAD_CHOICES,
         },
     )
 
@@ -314,13 +341,77 @@ def job_status(request, pk):
 @require_GET
 @login_required(login_url=LOGIN_URL)
 def job_image(request, pk, which):
-    """The owner's photo or result, through a check of who asks (``?download`` saves it)."""
+    """The owner's photo or result, through a check of who asks (``?download`` saves it,
+    ``?format=jpeg|png|webp`` picks the result's format)."""
     job = _own_job(request, pk)
     field = job.result_image if which == "result" else job.input_image
     if not field:
-        raise Http404("No such image.")
-    filename = job.result_download_name if which == "result" else job.photo_download_name
-    return private_file_response(field, filename=filename, download="download" in request.GET)
+        raise Http404(_("No such image."))
+    if which == "result":
+        return _result_response(request, job)
+    return private_file_response(field, filename=job.photo_download_name,
+                                 download="download" in request.GET)
+
+
+def _result_response(request, job: StyleJob, filename: str | None = None):
+    try:
+        return result_file_response(job, format_name=request.GET.get("format"),
+                                    download="download" in request.GET, filename=filename)
+    except UnknownDownloadFormat as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
+
+
+@require_POST
+@login_required(login_url=LOGIN_URL)
+def job_share(request, pk):
+    """Make (or renew) the result's share link; the job page then shows it."""
+    job = _own_job(request, pk)
+    try:
+        sharing.job_share(job=job)
+    except sharing.NothingToShare as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Anyone with the link below can now see the result "
+                                    "(not your photo)."))
+    return redirect(reverse("stylize:job", args=[job.pk]) + "#share")
+
+
+@require_POST
+@login_required(login_url=LOGIN_URL)
+def job_unshare(request, pk):
+    job = _own_job(request, pk)
+    if sharing.job_unshare(job=job):
+        messages.success(request, _("The share link no longer works."))
+    return redirect(reverse("stylize:job", args=[job.pk]) + "#share")
+
+
+def _shared_job(token) -> StyleJob:
+    job = job_for_share_token(token)
+    if job is None:
+        raise Http404(_("This link does not exist, was revoked or has expired."))
+    return job
+
+
+def _not_indexed(response):
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Referrer-Policy"] = "no-referrer"  # the token never leaves in a Referer
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@require_GET
+def shared_result(request, token):
+    """A share link's page: the result and its style's name, nothing else of the owner's."""
+    job = _shared_job(token)
+    return _not_indexed(render(request, "stylize/shared.html", {
+        "style": job.style, "token": token, "expires_at": job.share_expires_at,
+    }))
+
+
+@require_GET
+def shared_result_image(request, token):
+    job = _shared_job(token)  # named by its style only: nothing of the job's id
+    return _not_indexed(_result_response(request, job, filename=f"prisma-{job.style.slug}.jpg"))
 
 
 @login_required(login_url=LOGIN_URL)
@@ -335,6 +426,7 @@ def job_list(request):
 def job_delete(request, pk):
     job = _own_job(request, pk)
     jobs.job_delete(job=job)
-    messages.success(request, f"The {job.style.name} job and its images are deleted.")
+    messages.success(request, _("The %(style)s job and its images are deleted.")
+                     % {"style": job.style.name})
     return redirect("stylize:job_list")
 

@@ -23,9 +23,12 @@ from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import translation
 from django.utils.crypto import constant_time_compare
 from django.utils.encoding import force_bytes
 from django.utils.http import base36_to_int, urlsafe_base64_decode, urlsafe_base64_encode
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from rest_framework.authtoken.models import Token
 
 from stylize.models import Profile
@@ -103,10 +106,20 @@ def _send(message: EmailMessage) -> bool:
 
 def _duration(seconds: int) -> str:
     if seconds >= 2 * 86400:
-        return f"{seconds // 86400} days"
+        days = seconds // 86400
+        return ngettext("%(count)d day", "%(count)d days", days) % {"count": days}
     if seconds >= 2 * 3600:
-        return f"{seconds // 3600} hours"
-    return f"{max(1, seconds // 60)} minutes"
+        hours = seconds // 3600
+        return ngettext("%(count)d hour", "%(count)d hours", hours) % {"count": hours}
+    minutes = max(1, seconds // 60)
+    return ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes}
+
+
+def user_language(user) -> str:
+    """The language to write to ``user`` in: the one they last browsed in
+    (``Profile.language``), else the one active now."""
+    language = Profile.objects.filter(user=user).values_list("language", flat=True).first()
+    return language or translation.get_language() or settings.LANGUAGE_CODE
 
 
 def _name(user) -> str:
@@ -117,42 +130,43 @@ def confirmation_send(*, user) -> bool:
     """Mail ``user`` the link that confirms their address. False if nothing was sent."""
     if not user.email:
         return False
-    return _send(
-        EmailMessage(
-            subject="Confirm your email address for Prisma",
-            body=(
-                f"Hello {_name(user)},\n\n"
+    with translation.override(user_language(user)):
+        message = EmailMessage(
+            subject=_("Confirm your email address for Prisma"),
+            body=_(
+                "Hello %(name)s,\n\n"
                 "Please confirm that this is your address by opening this link:\n\n"
-                f"    {confirmation_link(user)}\n\n"
-                f"The link works for {_duration(confirmation_timeout())}. Until your "
-                "address is confirmed we send it nothing else: your results wait for you on "
-                "the site.\n\n"
+                "    %(link)s\n\n"
+                "The link works for %(duration)s. Until your address is confirmed we send it "
+                "nothing else: your results wait for you on the site.\n\n"
                 "If you did not sign up for Prisma, ignore this email; nothing more will "
                 "be sent to you.\n\n— Prisma\n"
-            ),
+            ) % {"name": _name(user), "link": confirmation_link(user),
+                 "duration": _duration(confirmation_timeout())},
             to=[user.email],
         )
-    )
+    return _send(message)
 
 
 def _taken_notice_send(*, user) -> bool:
     """Tell the owner of an address someone tried to sign up with it."""
-    return _send(
-        EmailMessage(
-            subject="Someone tried to sign up for Prisma with your address",
-            body=(
-                f"Hello {_name(user)},\n\n"
+    with translation.override(user_language(user)):
+        message = EmailMessage(
+            subject=_("Someone tried to sign up for Prisma with your address"),
+            body=_(
+                "Hello %(name)s,\n\n"
                 "Someone just tried to sign up for Prisma with this email address, which "
-                f"already belongs to your account {user.get_username()}.\n\n"
-                f"If it was you, log in here:\n\n    {_link('stylize:login')}\n\n"
+                "already belongs to your account %(username)s.\n\n"
+                "If it was you, log in here:\n\n    %(login)s\n\n"
                 "or, if you forgot your password, choose a new one here:\n\n"
-                f"    {_link('stylize:password_reset')}\n\n"
+                "    %(reset)s\n\n"
                 "If it was not you, ignore this email; your account stays as it is.\n\n"
                 "— Prisma\n"
-            ),
+            ) % {"name": _name(user), "username": user.get_username(),
+                 "login": _link("stylize:login"), "reset": _link("stylize:password_reset")},
             to=[user.email],
         )
-    )
+    return _send(message)
 
 
 def _account_with_address(email: str):
@@ -264,6 +278,20 @@ def profile_update(*, user, email_results: bool) -> Profile:
     profile.email_results = email_results
     profile.save(update_fields=["email_results"])
     return profile
+
+
+def profile_language_set(*, user, language: str) -> bool:
+    """Remember ``language`` (a code of ``settings.LANGUAGES``) as the one the user's
+    emails are written in. False if it is not one of them or was already set."""
+    if language not in dict(settings.LANGUAGES) or user.pk is None:  # None: just deleted
+        return False
+    profiles = Profile.objects.filter(user_id=user.pk)
+    if profiles.exists():
+        return bool(profiles.exclude(language=language).update(language=language))
+    if not get_user_model().objects.filter(pk=user.pk).exists():
+        return False
+    Profile.for_user(user)
+    return bool(profiles.update(language=language))
 
 
 @transaction.atomic

@@ -4,9 +4,12 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from stylize.models import Profile, StyleJob
 
+from .accounts import user_language
 from .jobs import job_mark_emailed
 
 
@@ -28,7 +31,8 @@ def job_email_send(*, job_id) -> bool:
         Q(email_results=False) | Q(email_confirmed=False), user=job.owner_id
     ).exists():
         return False
-    message = _job_message(job)
+    with translation.override(user_language(job.owner)):  # the language they browse in
+        message = _job_message(job)
     message.send(fail_silently=False)
     return job_mark_emailed(job_id=job_id)
 
@@ -37,11 +41,13 @@ def _styles_text(job: StyleJob) -> str:
     """"Starry Night", or "Starry Night mixed with The Great Wave (30 %)"."""
     if job.blend_with is None:
         return job.style.name
-    return f"{job.style.name} mixed with {job.blend_with.name} ({round(job.blend * 100)} %)"
+    return _("%(style)s mixed with %(other)s (%(percent)d %%)") % {
+        "style": job.style.name, "other": job.blend_with.name,
+        "percent": round(job.blend * 100)}
 
 
 def _stroke_text(job: StyleJob) -> str:
-    return f"{job.get_stroke_display().lower()} brush strokes"
+    return _("%(stroke)s brush strokes") % {"stroke": str(job.get_stroke_display()).lower()}
 
 
 def _job_message(job: StyleJob) -> EmailMessage:
@@ -49,29 +55,33 @@ def _job_message(job: StyleJob) -> EmailMessage:
     styles = _styles_text(job)
     if job.status == StyleJob.Status.FAILED:
         return EmailMessage(
-            subject=f"Your {job.style.name} painting could not be made",
-            body=(
-                f"Hello {name},\n\nWe could not repaint your photo as {styles}:\n\n"
-                f"    {job.error}\n\nThe job: {_job_link(job)}\n"
-                f"You can try again at {settings.SITE_URL}/.\n\n— Prisma\n"
-            ),
+            subject=_("Your %(style)s painting could not be made") % {"style": job.style.name},
+            body=_(
+                "Hello %(name)s,\n\nWe could not repaint your photo as %(styles)s:\n\n"
+                "    %(error)s\n\nThe job: %(link)s\n"
+                "You can try again at %(site)s/.\n\n— Prisma\n"
+            ) % {"name": name, "styles": styles, "error": job.error, "link": _job_link(job),
+                 "site": settings.SITE_URL},
             to=[job.owner.email],
         )
-    subject = f"Your photo as {job.style.name}"
-    if job.blend_with is not None:
-        subject += f" and {job.blend_with.name}"
+    if job.blend_with is None:
+        subject = _("Your photo as %(style)s") % {"style": job.style.name}
+    else:
+        subject = _("Your photo as %(style)s and %(other)s") % {
+            "style": job.style.name, "other": job.blend_with.name}
     message = EmailMessage(subject=subject, to=[job.owner.email])
     size = job.result_image.size
     if size <= settings.EMAIL_ATTACHMENT_MAX_BYTES:
         with job.result_image.open("rb") as result:
             message.attach(job.result_download_name, result.read(), "image/jpeg")
-        where = f"It is attached to this email, and on its page:\n\n    {_job_link(job)}"
+        where = _("It is attached to this email, and on its page:\n\n    %(link)s")
     else:
-        where = f"It is too large to attach; see it and download it here:\n\n    {_job_link(job)}"
-    message.body = (
-        f"Hello {name},\n\nYour photo has been repainted as {styles}, with "
-        f"{_stroke_text(job)}. {where}\n\n— Prisma\n"
-    )
+        where = _("It is too large to attach; see it and download it here:\n\n    %(link)s")
+    message.body = _(
+        "Hello %(name)s,\n\nYour photo has been repainted as %(styles)s, with "
+        "%(strokes)s. %(where)s\n\n— Prisma\n"
+    ) % {"name": name, "styles": styles, "strokes": _stroke_text(job),
+         "where": where % {"link": _job_link(job)}}
     return message
 
 
