@@ -252,7 +252,17 @@ EMAIL_ATTACHMENT_MAX_BYTES = env.int("EMAIL_ATTACHMENT_MAX_BYTES", default=8 * 1
 # between two account mails (the link again, a "someone tried" note) to one account.
 EMAIL_CONFIRMATION_TIMEOUT = env.int("EMAIL_CONFIRMATION_TIMEOUT", default=3 * 24 * 3600)
 EMAIL_CONFIRMATION_RESEND_SECONDS = env.int("EMAIL_CONFIRMATION_RESEND_SECONDS", default=60)
-# Absolute links in emails.
+# Job webhooks (stylize.services.webhooks, docs/design/webhooks.md): each attempt waits at
+# most WEBHOOK_TIMEOUT seconds for connecting and for each read; a failed one is retried
+# after WEBHOOK_RETRY_BACKOFF seconds, doubled each time, until WEBHOOK_MAX_ATTEMPTS
+# (by default 6 attempts over about 5 minutes).
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=5.0)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
+WEBHOOK_RETRY_BACKOFF = env.float("WEBHOOK_RETRY_BACKOFF", default=10.0)
+# Tests only (tests/settings.py), never from the environment: lets webhooks reach
+# loopback receivers, over http:// as well. Everything else private stays refused.
+WEBHOOK_ALLOW_LOOPBACK = False
+# Absolute links in emails and webhooks.
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # --- Training (manage.py train_style and the admin's retrain action) -------------------

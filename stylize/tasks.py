@@ -10,8 +10,9 @@ import smtplib
 from celery import shared_task
 from django.conf import settings
 
+from .api.serializers import job_api_data
 from .models import Style, StyleJob
-from .services import emails, job_files, jobs, stylizing, training
+from .services import emails, job_files, jobs, stylizing, training, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,24 @@ def job_run(self, job_id: str) -> None:
 )
 def job_email_send(job_id: str) -> None:
     emails.job_email_send(job_id=job_id)
+
+
+@shared_task(
+    bind=True,
+    name="stylize.tasks.job_webhook_deliver",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # The job's row counts the attempts (WEBHOOK_MAX_ATTEMPTS) and sets the backoff.
+    max_retries=None,
+)
+def job_webhook_deliver(self, job_id: str) -> None:
+    try:
+        webhooks.job_webhook_deliver(job_id=job_id, payload=job_api_data)
+    except webhooks.WebhookRetry as retry:
+        logger.warning("%s", retry)
+        raise self.retry(countdown=retry.countdown, exc=retry) from retry
+    except StyleJob.DoesNotExist:
+        logger.info("Job %s was deleted before its webhook went out.", job_id)
 
 
 @shared_task(name="stylize.tasks.jobs_requeue_stuck")

@@ -13,6 +13,7 @@ account_urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/profile/", views.profile, name="profile"),
     path("accounts/token/", views.api_token_create, name="api_token"),
+    path("accounts/webhook-secret/", views.webhook_secret_rotate, name="webhook_secret"),
     path("accounts/confirm/resend/", views.email_confirm_resend, name="email_confirm_resend"),
     path("accounts/confirm/<uidb64>/<token>/", views.email_confirm, name="email_confirm"),
     path("accounts/delete/", views.account_delete, name="account_delete"),

@@ -139,7 +139,8 @@ def profile(request):
     return render(
         request,
         "registration/profile.html",
-        {"form": form, "token": token, "email_confirmed": profile.email_confirmed},
+        {"form": form, "token": token, "email_confirmed": profile.email_confirmed,
+         "webhook_secret": accounts.profile_webhook_secret(user=request.user)},
     )
 
 
@@ -150,6 +151,16 @@ def api_token_create(request):
     accounts.api_token_create(user=request.user)
     messages.success(request, _("Your new API token is below. The old one no longer works."))
     return redirect(reverse("stylize:profile") + "#api-token")
+
+
+@require_POST
+@login_required(login_url=LOGIN_URL)
+def webhook_secret_rotate(request):
+    """A new key for signing the user's webhooks; the old one no longer signs any."""
+    accounts.profile_webhook_secret_rotate(user=request.user)
+    messages.success(request, _(
+        "Your new webhook secret is below. Webhooks are signed with it from now on."))
+    return redirect(reverse("stylize:profile") + "#webhook-secret")
 
 
 def login_locked_out(request, original_response=None, credentials=None):

@@ -1,5 +1,7 @@
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -15,15 +17,20 @@ from ..models import (
     StyleJob,
 )
 from ..selectors import job_jobs_ahead, style_list_mix_partners, style_list_offered
+from ..services import webhooks
 from ..services.jobs import DEFAULT_BLEND, job_mix_clean
 from ..services.sharing import job_share_is_live, job_share_url
 from ..validators import validate_photo_upload
 
 
 def _absolute(request, url):
+    """``url`` absolute: from the request, or without one (a webhook's body) from
+    ``SITE_URL``."""
     if not url:
         return None
-    return request.build_absolute_uri(url) if request is not None else url
+    if request is not None:
+        return request.build_absolute_uri(url)
+    return settings.SITE_URL + url if url.startswith("/") else url
 
 
 class StyleSerializer(serializers.ModelSerializer):
@@ -81,6 +88,13 @@ class JobSerializer(serializers.ModelSerializer):
         help_text="The live share link (POST …/share/ makes one), or null.")
     share_expires_at = serializers.SerializerMethodField(
         help_text="When the share link stops working, or null.")
+    callback_url = serializers.CharField(
+        read_only=True, help_text="The webhook the job is POSTed to when it ends, or \"\".")
+    callback_delivered_at = serializers.DateTimeField(
+        read_only=True, allow_null=True,
+        help_text="When the webhook was delivered (a 2xx answer), or null.")
+    callback_error = serializers.CharField(
+        read_only=True, help_text="Why the webhook's last attempt failed, or \"\".")
 
     class Meta:
         model = StyleJob
@@ -88,7 +102,7 @@ class JobSerializer(serializers.ModelSerializer):
             "id", "status", "stage", "progress", "jobs_ahead", "error", "result_url",
             "share_url", "share_expires_at", "style", "blend_with", "blend", "stroke",
             "strength", "preserve_colors", "max_side", "created_at", "started_at",
-            "finished_at",
+            "finished_at", "callback_url", "callback_delivered_at", "callback_error",
         ]
         read_only_fields = fields
 
@@ -114,13 +128,26 @@ class JobSerializer(serializers.ModelSerializer):
         return _absolute(self.context.get("request"), reverse("api:job-result", args=[job.pk]))
 
 
+#: What a job's webhook leaves out of its JSON: how the webhook itself is doing, which
+#: would change the body from one attempt to the next.
+WEBHOOK_OMITS = ("callback_delivered_at", "callback_error")
+
+
+def job_api_data(job: StyleJob) -> dict:
+    """The job as ``GET /api/v1/jobs/<id>/`` shows it, its links from ``SITE_URL``, less
+    ``WEBHOOK_OMITS``: the body of its webhook (``services.webhooks``), the same bytes
+    at every attempt."""
+    data = JobSerializer(job, context={"request": None}).data
+    return {name: value for name, value in data.items() if name not in WEBHOOK_OMITS}
+
+
 @extend_schema_field(OpenApiTypes.STR)
 class OfferedStyleField(serializers.SlugRelatedField):
     default_error_messages = {
-        "does_not_exist": (
+        "does_not_exist": _(
             "There is no style “{value}” to use. GET /api/v1/styles/ lists the styles."
         ),
-        "invalid": "Give the style as its slug, e.g. “starry-night”.",
+        "invalid": _("Give the style as its slug, e.g. “starry-night”."),
     }
 
     def get_queryset(self):
@@ -176,9 +203,25 @@ class JobCreateSerializer(serializers.Serializer):
         f"(the longer side): {_STROKE_SIDES}. Photos smaller than that are painted as they are.",
     )
 
+    callback_url = serializers.CharField(
+        required=False, allow_blank=True, default="", trim_whitespace=True,
+        help_text="A webhook: when the job ends (succeeded or failed) its JSON, as GET "
+        "/api/v1/jobs/<id>/ shows it, is POSTed here, signed with your webhook secret (the "
+        "profile page) in `X-Prisma-Signature: sha256=<hex HMAC-SHA256 of the body>`. "
+        "It must be https:// and reach a public address (loopback, private, link-local "
+        "and metadata addresses are refused, here and again when it is sent). Failures "
+        "are retried with backoff; redirects are not followed. Leave it out for none.",
+    )
+
+    def validate_callback_url(self, value):
+        try:
+            return webhooks.callback_url_clean(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict["callback_url"]) from exc
+
     def validate_strength(self, value):
         if value != value or value in (float("inf"), float("-inf")):  # NaN, ±inf
-            raise serializers.ValidationError("Strength must be a number from 0 to 1.")
+            raise serializers.ValidationError(_("Strength must be a number from 0 to 1."))
         return value
 
     def validate(self, attrs):

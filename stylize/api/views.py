@@ -25,6 +25,38 @@ from ..services import accounts, jobs, sharing
 from .serializers import JobCreateSerializer, JobSerializer, JobShareSerializer, StyleSerializer
 from .throttles import AuthTokenThrottle, JobCreateThrottle
 
+WEBHOOK_DESCRIPTION = """Give `callback_url` to be called back instead of polling.
+
+**When**: once the job has ended, succeeded or failed.
+
+**What**: `POST <callback_url>` with `Content-Type: application/json` and the job as
+`GET /api/v1/jobs/<id>/` shows it (the same fields, `result_url` absolute, less
+`callback_delivered_at` and `callback_error`: the body is the same at every attempt), and
+the headers
+
+- `X-Prisma-Signature: sha256=<hex>`: the HMAC-SHA256 of the exact body under your
+  webhook secret (shown on your profile page, where you can rotate it);
+- `X-Prisma-Event`: `job.succeeded` or `job.failed`;
+- `X-Prisma-Delivery`: a new id for each attempt.
+
+**Verify** before trusting the body: compute `hmac_sha256(secret, raw_body)` in hex and
+compare it with the header's value in constant time (Python:
+`hmac.compare_digest(header, "sha256=" + hmac.new(secret.encode(), body,
+hashlib.sha256).hexdigest())`).
+
+**Delivery**: any 2xx answer within a few seconds (`WEBHOOK_TIMEOUT`, 5 by default) is a
+delivery, and the job gets `callback_delivered_at`; anything else (a timeout, a 5xx, a
+4xx, a redirect: redirects are not followed) is retried with exponential backoff, up to
+`WEBHOOK_MAX_ATTEMPTS` attempts, the last failure in `callback_error`. Once delivered a
+job's webhook is never sent again; in the rare case of a worker lost mid-send it may
+come twice, so treat the job's `id` as the key of the event.
+
+**Addresses**: `callback_url` must be `https://`, with no user name or password, and its
+host must resolve only to public addresses: loopback, private, shared, link-local (the
+cloud metadata address 169.254.169.254 among them), reserved and multicast addresses, in
+IPv4 or IPv6, are refused with a 400 here, and checked again when the webhook is sent.
+"""
+
 
 class JobPagination(PageNumberPagination):
     page_size = 20
@@ -57,8 +89,10 @@ class StyleViewSet(viewsets.ReadOnlyModelViewSet):
     retrieve=extend_schema(summary="One of your jobs (poll it until it has finished)"),
     create=extend_schema(
         summary="Upload a photo to repaint",
+        description=WEBHOOK_DESCRIPTION,
         request={"multipart/form-data": JobCreateSerializer},
-        responses={201: JobSerializer, 400: OpenApiResponse(description="Invalid input"),
+        responses={201: JobSerializer, 400: OpenApiResponse(description="Invalid input (a refused "
+                                        "`callback_url` among it)"),
                    429: OpenApiResponse(description="Too many jobs created this hour, or "
                                         "too many still queued or running; try later")},
     ),

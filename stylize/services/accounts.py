@@ -12,6 +12,7 @@ again), and the caller shows the same page either way. Every link is built from
 """
 
 import logging
+import secrets
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -278,6 +279,30 @@ def profile_update(*, user, email_results: bool) -> Profile:
     profile.email_results = email_results
     profile.save(update_fields=["email_results"])
     return profile
+
+
+#: The webhook secret's random bytes (43 URL-safe characters).
+WEBHOOK_SECRET_BYTES = 32
+
+
+def profile_webhook_secret(*, user) -> str:
+    """The key the user's job webhooks are signed with (``X-Prisma-Signature``), made
+    the first time it is asked for."""
+    profile = Profile.for_user(user)
+    if not profile.webhook_secret:
+        Profile.objects.filter(pk=profile.pk, webhook_secret="").update(
+            webhook_secret=secrets.token_urlsafe(WEBHOOK_SECRET_BYTES))
+        profile.refresh_from_db(fields=["webhook_secret"])  # ours, or one made at once
+    return profile.webhook_secret
+
+
+def profile_webhook_secret_rotate(*, user) -> str:
+    """A new webhook secret for ``user``: webhooks are signed with it from now on, and
+    no longer with the old one."""
+    profile = Profile.for_user(user)
+    profile.webhook_secret = secrets.token_urlsafe(WEBHOOK_SECRET_BYTES)
+    profile.save(update_fields=["webhook_secret"])
+    return profile.webhook_secret
 
 
 def profile_language_set(*, user, language: str) -> bool:

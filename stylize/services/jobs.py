@@ -16,6 +16,8 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from stylize import image_headers
 from stylize.models import DEFAULT_STROKE, Stroke, Style, StyleJob
@@ -40,9 +42,9 @@ class JobMix:
 def _mixable_with_text(style: Style) -> str:
     partners = style_list_mix_partners(style)
     if not partners:
-        return f"{style.name} cannot be mixed with any other style."
-    names = ", ".join(f"{partner.name} ({partner.slug})" for partner in partners)
-    return f"{style.name} can be mixed with: {names}."
+        return _("%(style)s cannot be mixed with any other style.") % {"style": style.name}
+    names = _(", ").join(f"{partner.name} ({partner.slug})" for partner in partners)
+    return _("%(style)s can be mixed with: %(names)s.") % {"style": style.name, "names": names}
 
 
 def job_mix_clean(*, style: Style, blend_with=None, blend=None, stroke=None) -> JobMix:
@@ -62,7 +64,8 @@ def job_mix_clean(*, style: Style, blend_with=None, blend=None, stroke=None) -> 
         stroke = DEFAULT_STROKE
     if stroke not in Stroke.values:
         errors["stroke"] = [
-            f"Brush strokes must be one of {', '.join(Stroke.values)}, not “{stroke}”."
+            _("Brush strokes must be one of %(choices)s, not “%(stroke)s”.")
+            % {"choices": ", ".join(Stroke.values), "stroke": stroke}
         ]
     if blend is not None:
         try:
@@ -70,29 +73,33 @@ def job_mix_clean(*, style: Style, blend_with=None, blend=None, stroke=None) -> 
         except (TypeError, ValueError):
             blend = math.nan
         if not (math.isfinite(blend) and 0.0 <= blend <= 1.0):
-            errors["blend"] = ["The mix must be a number from 0 to 1."]
+            errors["blend"] = [_("The mix must be a number from 0 to 1.")]
     if blend_with in ("", None):
         blend_with = None
         if blend is not None and "blend" not in errors and blend > 0.0:
             errors["blend"] = [
-                "A mix needs a second style: choose the style to mix in, or leave the mix out."
+                _("A mix needs a second style: choose the style to mix in, or leave the mix "
+                  "out.")
             ]
     else:
         slug = blend_with.slug if isinstance(blend_with, Style) else str(blend_with)
         offered = style_list_offered().filter(slug=slug).first()
         if offered is None:
             errors["blend_with"] = [
-                f"There is no style “{slug}” to mix in. {_mixable_with_text(style)}"
+                _("There is no style “%(slug)s” to mix in. %(mixable)s")
+                % {"slug": slug, "mixable": _mixable_with_text(style)}
             ]
         elif offered.pk == style.pk:
             errors["blend_with"] = [
-                f"Choose a second style other than {style.name} to mix in. "
-                f"{_mixable_with_text(style)}"
+                _("Choose a second style other than %(style)s to mix in. %(mixable)s")
+                % {"style": style.name, "mixable": _mixable_with_text(style)}
             ]
         elif not (style.in_bank and offered.in_bank and offered.model_name == style.model_name):
             errors["blend_with"] = [
-                f"{style.name} and {offered.name} cannot be mixed: only styles that share one "
-                f"network can. {_mixable_with_text(style)}"
+                _("%(style)s and %(other)s cannot be mixed: only styles that share one "
+                  "network can. %(mixable)s")
+                % {"style": style.name, "other": offered.name,
+                   "mixable": _mixable_with_text(style)}
             ]
         blend_with = offered
     if errors:
@@ -111,6 +118,7 @@ JOB_CHOICES = ("style", "strength", "preserve_colors", "max_side", "blend_with",
 def job_create_from(*, owner, choices: dict) -> StyleJob:
     """``job_create`` from a validated upload form's or serializer's data."""
     return job_create(owner=owner, input_image=choices["image"],
+                      callback_url=choices.get("callback_url") or "",
                       **{name: choices[name] for name in JOB_CHOICES})
 
 
@@ -119,12 +127,15 @@ class JobLimitExceeded(Exception):
 
     def __init__(self, *, limit: int, in_flight: int):
         self.limit, self.in_flight = limit, in_flight
-        jobs = "job" if limit == 1 else "jobs"
+        have = ngettext("You already have %(count)d job waiting or being painted",
+                        "You already have %(count)d jobs waiting or being painted",
+                        in_flight) % {"count": in_flight}
+        most = ngettext("at most %(count)d job can be on the way at once",
+                        "at most %(count)d jobs can be on the way at once",
+                        limit) % {"count": limit}
         super().__init__(
-            f"You already have {in_flight} {'job' if in_flight == 1 else 'jobs'} waiting or "
-            f"being painted, and at most {limit} {jobs} can be on the way at once. Please "
-            "wait until one has finished, then upload again."
-        )
+            _("%(have)s, and %(most)s. Please wait until one has finished, then upload "
+              "again.") % {"have": have, "most": most})
 
 
 def job_cost_class(*, width: int, height: int, max_side: int) -> str:
@@ -171,6 +182,7 @@ def job_create(
     blend_with: Style | None = None,
     blend: float | None = None,
     stroke: str | None = None,
+    callback_url: str = "",
 ) -> StyleJob:
     """Store the photo, create the job and put it on the queue of its cost class
     (``job_cost_class``) once the row is committed.
@@ -178,7 +190,8 @@ def job_create(
     Raises ``JobLimitExceeded`` (before anything is stored) when the owner already has
     ``JOB_MAX_IN_FLIGHT_PER_USER`` jobs queued or running. ``blend_with``, ``blend`` and
     ``stroke`` go through ``job_mix_clean`` (``blend`` None: an even mix with a second
-    style, none without).
+    style, none without). ``callback_url`` is a program's webhook, already checked by
+    ``webhooks.callback_url_clean`` (the API's serializer does; delivery checks it again).
     """
     _job_limit_check(owner)
     mix = job_mix_clean(style=style, blend_with=blend_with, blend=blend, stroke=stroke)
@@ -190,6 +203,7 @@ def job_create(
         blend_with=mix.blend_with,
         blend=mix.blend,
         stroke=mix.stroke,
+        callback_url=callback_url,
         enqueued_at=timezone.now(),
     )
     if max_side is not None:
@@ -268,7 +282,8 @@ def job_requeue(*, job_id) -> bool:
 
 @transaction.atomic
 def job_succeed(*, job_id, result_name: str, result_file) -> bool:
-    """running → succeeded with the result stored, and the owner emailed.
+    """running → succeeded with the result stored, the owner emailed and the job's
+    webhook sent.
 
     False (and nothing stored) if the job was not running.
     """
@@ -283,12 +298,15 @@ def job_succeed(*, job_id, result_name: str, result_file) -> bool:
     job.save(update_fields=["result_image", "status", "stage", "progress", "error",
                             "finished_at"])
     queueing.job_email_send(job_id=job_id)
+    if job.callback_url:
+        queueing.job_webhook_send(job_id=job_id)
     return True
 
 
 @transaction.atomic
 def job_fail(*, job_id, error: str) -> bool:
-    """queued or running → failed with a readable reason, and the owner told.
+    """queued or running → failed with a readable reason, the owner told and the job's
+    webhook sent.
 
     False if the job had already finished.
     """
@@ -304,6 +322,8 @@ def job_fail(*, job_id, error: str) -> bool:
     )
     if failed:
         queueing.job_email_send(job_id=job_id)
+        if StyleJob.objects.filter(pk=job_id).exclude(callback_url="").exists():
+            queueing.job_webhook_send(job_id=job_id)
     return bool(failed)
 
 
@@ -320,10 +340,11 @@ def jobs_requeue_stuck(*, now=None) -> dict[str, int]:
 
     A job whose message was lost (Redis flushed, a worker killed mid-job) would wait
     forever; after its last attempt it fails with a reason instead. Finished jobs
-    whose email never went out get it sent again.
+    whose email never went out get it sent again, and so do those whose webhook was
+    never tried.
     """
     now = now or timezone.now()
-    counts = {"requeued": 0, "failed": 0, "emails": 0}
+    counts = {"requeued": 0, "failed": 0, "emails": 0, "webhooks": 0}
     stale_running = StyleJob.objects.filter(
         status=StyleJob.Status.RUNNING,
         started_at__lt=now - timedelta(seconds=settings.JOB_RUNNING_TIMEOUT),
@@ -356,6 +377,16 @@ def jobs_requeue_stuck(*, now=None) -> dict[str, int]:
     for job_id in unsent.values_list("pk", flat=True):
         queueing.job_email_send(job_id=job_id)
         counts["emails"] += 1
+    untried = StyleJob.objects.filter(
+        status__in=StyleJob.FINISHED,
+        callback_delivered_at__isnull=True,
+        callback_attempts=0,
+        finished_at__lt=now - timedelta(seconds=settings.JOB_QUEUED_TIMEOUT),
+        finished_at__gt=now - timedelta(days=1),
+    ).exclude(callback_url="")
+    for job_id in untried.values_list("pk", flat=True):
+        queueing.job_webhook_send(job_id=job_id)
+        counts["webhooks"] += 1
     return counts
 
 

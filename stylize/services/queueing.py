@@ -13,6 +13,7 @@ from prisma_site.celery import app
 
 JOB_RUN = "stylize.tasks.job_run"
 JOB_EMAIL_SEND = "stylize.tasks.job_email_send"
+JOB_WEBHOOK_DELIVER = "stylize.tasks.job_webhook_deliver"
 STYLE_TRAIN = "stylize.tasks.style_train"
 
 
@@ -34,6 +35,11 @@ def job_run_send(*, job_id, cost_class: str | None) -> None:
 def job_email_send(*, job_id) -> None:
     """Once committed, the email telling the owner how the job ended goes out."""
     _task(JOB_EMAIL_SEND).delay_on_commit(str(job_id))
+
+
+def job_webhook_send(*, job_id) -> None:
+    """Once committed, the finished job's webhook goes out (``services.webhooks``)."""
+    _task(JOB_WEBHOOK_DELIVER).delay_on_commit(str(job_id))
 
 
 def style_train_send(*, style_id: int, overrides: dict) -> None:

@@ -23,6 +23,7 @@ JOB_FIELDS = {
     "id", "status", "error", "result_url", "style", "blend_with", "blend", "stroke", "strength",
     "preserve_colors", "max_side", "created_at", "started_at", "finished_at",
     "stage", "progress", "jobs_ahead", "share_url", "share_expires_at",
+    "callback_url", "callback_delivered_at", "callback_error",
 }
 
 
