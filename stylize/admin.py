@@ -1,26 +1,96 @@
-from django.contrib import admin, messages
-from django.utils.html import format_html
+import math
+from datetime import timedelta
 
+from django.contrib import admin, messages
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.formats import date_format, number_format
+from django.utils.html import conditional_escape, format_html, format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from .loss_curves import loss_curves_svg
 from .models import Style, StyleJob
 from .services.styles import styles_retrain
-from .services.training import training_config
+from .services.training import PROGRESS_SAVE_SECONDS, training_config
+
+#: While a run goes on, the Training section of a style's page updates this often (s).
+TRAINING_REFRESH_SECONDS = 10
+#: A running record not updated for this long is flagged: its worker may be gone.
+TRAINING_STALE_AFTER = timedelta(minutes=15)
+
+TRAINING_FIELDS = ["training_state", "training_step", "training_losses", "training_time",
+                   "training_sample_image", "training_curves", "training_sheet_image"]
+
+STATES = {
+    "running": _("Running"),
+    "succeeded": _("Finished"),
+    "failed": _("Failed"),
+}
 
 
 def _thumbnail(image_field):
     if not image_field:
         return "—"
-    return format_html('<img src="{}" alt="" style="max-height:48px">', image_field.url)
+    return format_html('<img src="{}" alt="" class="style-thumbnail">', image_field.url)
+
+
+def _text(value):
+    """``value`` escaped, ``=`` too: text a run wrote (an error, a term name) can never
+    read like an attribute (``onload=``) to anything scanning the page."""
+    return mark_safe(conditional_escape(str(value)).replace("=", "&#61;"))
+
+
+def _progress(obj) -> dict:
+    return obj.training_progress if isinstance(obj.training_progress, dict) else {}
+
+
+def _number(value) -> str | None:
+    """A loss or score in three significant digits (12.3k for 12 345), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if 1e4 <= abs(value) < 1e7:
+        return f"{value / 1000:.3g}k"
+    return f"{value:.3g}"
+
+
+def _duration(seconds) -> str | None:
+    """``seconds`` as '2 h 05 min', '4 min 10 s' or '12 s'."""
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        return None
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return gettext("%(hours)d h %(minutes)02d min") % {"hours": hours, "minutes": minutes}
+    if minutes:
+        return gettext("%(minutes)d min %(seconds)02d s") % {"minutes": minutes, "seconds": secs}
+    return gettext("%(seconds)d s") % {"seconds": secs}
+
+
+def _when(value) -> str | None:
+    moment = parse_datetime(value) if isinstance(value, str) else None
+    if moment is None:
+        return None
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
+def _heldout(obj) -> dict:
+    heldout = (obj.metrics or {}).get("heldout") if isinstance(obj.metrics, dict) else None
+    return heldout if isinstance(heldout, dict) else {}
 
 
 @admin.register(Style)
 class StyleAdmin(admin.ModelAdmin):
     list_display = ["name", "painting", "status", "model_name", "bank_index", "live_version",
+                    "heldout_content", "heldout_style", "heldout_style_ratio", "heldout_of",
                     "is_public", "updated_at"]
     list_filter = ["status", "is_public", "model_name"]
     search_fields = ["name", "slug", "model_name", "description"]
     prepopulated_fields = {"slug": ["name"], "model_name": ["name"]}
     # Bank slots change only by training (manage.py train_bank / train_style, Retrain).
-    readonly_fields = ["bank_index", "bank_slots", "created_at", "updated_at"]
+    readonly_fields = ["bank_index", "bank_slots", "created_at", "updated_at", *TRAINING_FIELDS]
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
@@ -30,28 +100,192 @@ class StyleAdmin(admin.ModelAdmin):
     actions = ["retrain"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "description", "painting", "is_public"]}),
-        ("Model", {"fields": ["model_name", "bank_index", "bank_slots", "live_version", "status",
+        (_("Model"), {"fields": ["model_name", "bank_index", "bank_slots", "live_version", "status",
                               "status_reason"]}),
-        ("Live version", {"fields": ["training_settings", "metrics", "sample"]}),
-        ("Times", {"fields": ["created_at", "updated_at"]}),
+        (_("Live version"), {"fields": ["training_settings", "metrics", "sample"]}),
+        # fieldset.training: stylize/static/stylize/admin-training.js updates it in place.
+        (_("Training"), {"fields": TRAINING_FIELDS, "classes": ["training"]}),
+        (_("Times"), {"fields": ["created_at", "updated_at"]}),
     ]
 
-    @admin.action(description="Retrain the selected styles (training queue; a bank style "
-                              "retrains only its own slot)")
+    class Media:
+        css = {"all": ["stylize/admin-training.css"]}
+        js = ["stylize/admin-training.js"]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:  # a style being added has never trained
+            fieldsets = [fs for fs in fieldsets if fs[1].get("classes") != ["training"]]
+        return fieldsets
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.save()
+            return
+        # Only the form's fields that differ from the row: a running training writes
+        # training_progress/_sample/_sheet (not in the form) at any moment.
+        concrete = {field.name for field in obj._meta.concrete_fields}
+        obj.save(update_fields=[*(n for n in form.changed_data if n in concrete), "updated_at"])
+
+    @admin.action(description=_("Retrain the selected styles (training queue; a bank style "
+                                "retrains only its own slot)"))
     def retrain(self, request, queryset):
         # The task builds the config from the settings in force where it runs.
         config = training_config()
         queued = styles_retrain(styles=queryset)
         self.message_user(
             request,
-            f"Queued training for {queued} style(s) "
-            f"({config.preset} preset, {config.steps} steps on {config.data_dir}).",
+            gettext("Queued training for %(count)d style(s) (%(preset)s preset, %(steps)d steps "
+                    "on %(data)s).") % {"count": queued, "preset": config.preset,
+                                        "steps": config.steps, "data": config.data_dir},
             messages.SUCCESS,
         )
 
-    @admin.display(description="Painting")
+    @admin.display(description=_("Painting"))
     def painting(self, obj):
         return _thumbnail(obj.painting)
+
+    # --- Held-out numbers (manage.py evaluate_style) in the list ---------------------------
+
+    @admin.display(description=_("Held-out content"))
+    def heldout_content(self, obj):
+        return _number(_heldout(obj).get("losses", {}).get("content"))
+
+    @admin.display(description=_("Held-out style"))
+    def heldout_style(self, obj):
+        return _number(_heldout(obj).get("losses", {}).get("style"))
+
+    @admin.display(description=_("Style ratio"))
+    def heldout_style_ratio(self, obj):
+        """ml.quality's style distance ratio: below 1, the results moved towards the painting."""
+        return _number(_heldout(obj).get("quality", {}).get("style_distance_ratio"))
+
+    @admin.display(description=_("Held-out of"))
+    def heldout_of(self, obj):
+        heldout = _heldout(obj)
+        if not heldout:
+            return None
+        text = gettext("v%(version)s, %(photos)s photos") % {
+            "version": heldout.get("version", "?"), "photos": heldout.get("photos", "?")}
+        if heldout.get("version") != obj.live_version:
+            text += " " + gettext("(not the live version)")
+        return text
+
+    # --- The Training section of a style's page ------------------------------------------
+
+    @admin.display(description=_("State"))
+    def training_state(self, obj):
+        progress = _progress(obj)
+        state = progress.get("state")
+        if state not in STATES:
+            return gettext("No run recorded yet.")
+        parts = [format_html("<strong>{}</strong>", STATES[state])]
+        if started := _when(progress.get("started_at")):
+            parts.append(_text(gettext("started %(time)s") % {"time": started}))
+        if finished := _when(progress.get("finished_at")):
+            parts.append(_text(gettext("ended %(time)s") % {"time": finished}))
+        html = format_html_join(" · ", "{}", ((part,) for part in parts))
+        if state == "failed" and progress.get("reason"):
+            html = format_html("{}<br>{}", html, _text(progress["reason"]))
+        if state == "running":
+            html = format_html(
+                '{}<br><span class="training-live" data-training-refresh="{}">{}</span>',
+                html, TRAINING_REFRESH_SECONDS,
+                gettext("This section updates itself every %(seconds)d s (the run reports at "
+                        "most every %(every)d s).") % {"seconds": TRAINING_REFRESH_SECONDS,
+                                                       "every": PROGRESS_SAVE_SECONDS})
+            updated = parse_datetime(progress.get("updated_at") or "")
+            if updated is not None and timezone.now() - updated > TRAINING_STALE_AFTER:
+                html = format_html(
+                    '{}<br><strong class="training-stale">{}</strong>', html,
+                    gettext("No news from the run since %(time)s: its worker may have stopped.")
+                    % {"time": _when(progress["updated_at"])})
+        return html
+
+    @admin.display(description=_("Step"))
+    def training_step(self, obj):
+        progress = _progress(obj)
+        step, steps = progress.get("step"), progress.get("steps")
+        if not isinstance(step, int) or not isinstance(steps, int) or steps <= 0:
+            return self.get_empty_value_display()
+        share = min(1.0, max(0.0, step / steps))
+        return format_html(
+            '<progress class="training-progress" max="{}" value="{}">{} %</progress> {}',
+            steps, step, round(100 * share),
+            gettext("%(step)s of %(steps)s steps (%(percent)s %%)") % {
+                "step": number_format(step, force_grouping=True),
+                "steps": number_format(steps, force_grouping=True),
+                "percent": round(100 * share)})
+
+    @admin.display(description=_("Loss terms"))
+    def training_losses(self, obj):
+        progress = _progress(obj)
+        losses = progress.get("losses")
+        if not isinstance(losses, dict) or not losses:
+            return self.get_empty_value_display()
+        rows = format_html_join("", '<tr><th scope="row">{}</th><td class="number">{}</td></tr>',
+                                ((_text(name), _number(value) or "—")
+                                 for name, value in losses.items()))
+        return format_html(
+            '<table class="training-losses"><caption>{}</caption><thead><tr>'
+            '<th scope="col">{}</th><th scope="col">{}</th></tr></thead><tbody>{}</tbody></table>',
+            gettext("At step %(step)s") % {"step": progress.get("step", "?")},
+            gettext("Term"), gettext("Value"), rows)
+
+    @admin.display(description=_("Time"))
+    def training_time(self, obj):
+        progress = _progress(obj)
+        spent = _duration(progress.get("seconds"))
+        if spent is None:
+            return self.get_empty_value_display()
+        if progress.get("state") != "running":
+            return gettext("Trained for %(spent)s") % {"spent": spent}
+        left = _duration(progress.get("seconds_left"))
+        if left is None:
+            return gettext("Trained for %(spent)s; time left: estimated after a few steps") % {
+                "spent": spent}
+        return gettext("Trained for %(spent)s; about %(left)s left") % {
+            "spent": spent, "left": left}
+
+    @admin.display(description=_("Latest sample"))
+    def training_sample_image(self, obj):
+        if not obj.training_sample:
+            return self.get_empty_value_display()
+        step = _progress(obj).get("sample_step")
+        caption = (gettext("Sample photos (top) painted at step %(step)s (below).")
+                   % {"step": step} if step is not None else gettext("The latest sample."))
+        return _figure(obj.training_sample.url, caption)
+
+    @admin.display(description=_("Loss curves"))
+    def training_curves(self, obj):
+        history = _progress(obj).get("history")
+        svg = loss_curves_svg(history if isinstance(history, list) else [],
+                              title=gettext("Loss per step"), id_prefix="training-curves")
+        # Numbers and escaped labels only (stylize.loss_curves).
+        return mark_safe(svg) if svg else self.get_empty_value_display()
+
+    @admin.display(description=_("Contact sheet"))
+    def training_sheet_image(self, obj):
+        progress = _progress(obj)
+        if not obj.training_sheet or progress.get("state") == "running":
+            return self.get_empty_value_display()  # shown once the run ended
+        heldout = _heldout(obj)
+        if heldout.get("sheet") == obj.training_sheet.name:
+            caption = gettext("%(photos)s held-out photos (top) in version %(version)s "
+                              "(below).") % {"photos": heldout.get("photos", "?"),
+                                             "version": heldout.get("version", "?")}
+        elif progress.get("sheet_step") is not None:
+            caption = gettext("The last finished run's sample photos (top) at step %(step)s "
+                              "(below).") % {"step": progress["sheet_step"]}
+        else:
+            caption = gettext("The last finished run's contact sheet.")
+        return _figure(obj.training_sheet.url, caption)
+
+
+def _figure(url: str, caption: str):
+    return format_html('<figure class="training-figure"><a href="{0}"><img src="{0}" alt="{1}" '
+                       'class="training-image"></a><figcaption>{1}</figcaption></figure>',
+                       url, caption)
 
 
 @admin.register(StyleJob)
@@ -74,10 +308,10 @@ class StyleJobAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # a job starts from a user's upload
 
-    @admin.display(description="Photo")
+    @admin.display(description=_("Photo"))
     def photo(self, obj):
-        return "stored (private)" if obj.input_image else "—"
+        return gettext("stored (private)") if obj.input_image else "—"
 
-    @admin.display(description="Result")
+    @admin.display(description=_("Result"))
     def result(self, obj):
-        return "stored (private)" if obj.result_image else "—"
+        return gettext("stored (private)") if obj.result_image else "—"

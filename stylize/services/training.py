@@ -10,16 +10,24 @@ Two kinds of network: a single-style model, and a *bank* (one conditional networ
 :func:`style_train` retrains one style: a bank style by fine-tuning only its slot, a
 new style by joining ``settings.DEFAULT_BANK`` when that bank exists, else as a
 single-style model.
+
+Every run reports as it goes through a :class:`TrainingRecorder` (its ``on_progress``):
+``Style.training_progress`` (step, loss terms, time left, a thinned loss history),
+``Style.training_sample`` (the latest sample image) and, when it ends well,
+``Style.training_sheet``; the admin shows them (``docs/design/training-admin.md``).
 """
 
 import logging
+import math
 import os
+import secrets
 import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.files import File
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -28,6 +36,7 @@ from stylize.models import Style
 from stylize.selectors import style_list_served
 
 if TYPE_CHECKING:
+    from ml.callbacks import TrainProgress
     from ml.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -50,7 +59,11 @@ def style_training_succeed(
     style.status_reason = ""
     style.training_settings = training_settings
     style.metrics = metrics
-    style.save()
+    # Not a full save: the run's recorder writes training_progress/_sample/_sheet
+    # meanwhile, and this instance may have been loaded before the run began.
+    style.save(update_fields=["live_version", "status", "status_reason", "training_settings",
+                              "metrics", "model_name", "bank_index", "bank_slots",
+                              "updated_at"])
     return style
 
 
@@ -150,18 +163,21 @@ def _single_train(*, style: Style, overrides: dict | None, on_progress) -> Style
     from ml.train import train
 
     style_training_start(style=style)
+    recorder = TrainingRecorder(styles=[style], on_progress=on_progress)
     try:
         work_dir = training_dir(style)
         painting = _local_copy(style.painting, work_dir)
-        config = training_config(overrides=overrides, painting=str(painting),
-                                 out_dir=str(work_dir))
-        config = config.replace(checkpoint_every=min(config.checkpoint_every, config.steps))
-        result = train(config, on_progress=on_progress)
+        config = _run_config(training_config(overrides=overrides, painting=str(painting),
+                                             out_dir=str(work_dir)))
+        recorder.start(config=config)
+        result = train(config, on_progress=recorder)
         version, _ = export_savedmodel(result.model, model_dir(style))
         serving_version_preload(model_name=style.model_name, version=version)
     except Exception as exc:
         logger.exception("Training %s failed", style.slug)
-        style_training_fail(style=style, reason=f"{type(exc).__name__}: {exc}")
+        reason = f"{type(exc).__name__}: {exc}"
+        style_training_fail(style=style, reason=reason)
+        recorder.fail(reason=reason)
         raise
     style_training_succeed(
         style=style,
@@ -169,6 +185,7 @@ def _single_train(*, style: Style, overrides: dict | None, on_progress) -> Style
         training_settings=_settings_record(result),
         metrics=_metrics_record(result),
     )
+    recorder.succeed()
     serving_config_write()
     return style
 
@@ -206,14 +223,17 @@ def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None =
 
     for style in lineup:
         style_training_start(style=style)
+    # One run trains every slot: each member's page shows it.
+    recorder = TrainingRecorder(styles=lineup, on_progress=on_progress, name=model_name)
     try:
         work_dir = settings.VAR_DIR / "training" / model_name
         paintings = [_local_copy(by_slot[slot].painting, work_dir / "paintings",
                                  stem=by_slot[slot].slug) for slot in range(1, num_styles)]
-        config = training_config(overrides=overrides, paintings=tuple(str(p) for p in paintings),
-                                 painting="", out_dir=str(work_dir))
-        config = config.replace(checkpoint_every=min(config.checkpoint_every, config.steps))
-        result = train(config, on_progress=on_progress)
+        config = _run_config(training_config(
+            overrides=overrides, paintings=tuple(str(p) for p in paintings), painting="",
+            out_dir=str(work_dir)))
+        recorder.start(config=config)
+        result = train(config, on_progress=recorder)
         record = _settings_record(result)
         slots = [_identity_slot()] + [_slot_record(by_slot[slot], record)
                                       for slot in range(1, num_styles)]
@@ -225,9 +245,12 @@ def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None =
                                   metrics=_metrics_record(result), started_from=started_from)
     except Exception as exc:
         logger.exception("Training the bank %s failed", model_name)
+        reason = f"{type(exc).__name__}: {exc}"
         for style in lineup:
-            style_training_fail(style=style, reason=f"{type(exc).__name__}: {exc}")
+            style_training_fail(style=style, reason=reason)
+        recorder.fail(reason=reason)
         raise
+    recorder.succeed()
     serving_config_write()
     return trained
 
@@ -240,6 +263,8 @@ def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
     model_name = style.model_name if style.in_bank else settings.DEFAULT_BANK
     started_from = bank_live_version(model_name)
     style_training_start(style=style)
+    # Only this slot changes: the run is this style's alone.
+    recorder = TrainingRecorder(styles=[style], on_progress=on_progress)
     try:
         live = None if started_from is None else bank_live_dir(model_name, started_from)
         if live is None:
@@ -251,8 +276,9 @@ def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
         config = training_config(overrides=overrides, painting=str(painting),
                                  out_dir=str(work_dir), train_slot=slot,
                                  init_weights=str(live / BANK_MODEL_FILE))
-        config = config.replace(checkpoint_every=min(config.checkpoint_every, config.steps))
-        result = train(config, on_progress=on_progress)
+        config = _run_config(config)
+        recorder.start(config=config)
+        result = train(config, on_progress=recorder)
         record = _settings_record(result)
         slots = [*described[:slot], _slot_record(style, record), *described[slot + 1:]]
         slots = [{k: v for k, v in entry.items() if k != "slot"} for entry in slots]
@@ -266,10 +292,20 @@ def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
                                   metrics=_metrics_record(result), started_from=started_from)
     except Exception as exc:
         logger.exception("Training %s failed", style.slug)
-        style_training_fail(style=style, reason=f"{type(exc).__name__}: {exc}")
+        reason = f"{type(exc).__name__}: {exc}"
+        style_training_fail(style=style, reason=reason)
+        recorder.fail(reason=reason)
         raise
+    recorder.succeed()
     serving_config_write()
     return style
+
+
+def _run_config(config: "TrainConfig") -> "TrainConfig":
+    """``config`` with a checkpoint and a sample image at least once, however short the
+    run (the recorder shows the samples)."""
+    return config.replace(checkpoint_every=min(config.checkpoint_every, config.steps),
+                          sample_every=min(config.sample_every, config.steps))
 
 
 class BankChanged(RuntimeError):
@@ -344,7 +380,9 @@ def style_evaluate(*, style: Style, images_dir: Path, sheet_path: Path,
                    quality_weights: str | None = None, max_side: int | None = 512) -> dict:
     """Mean content, style and TV loss of the live version on held-out photos.
 
-    Stores them on the style (``metrics["heldout"]``) and writes a contact sheet.
+    Stores them on the style (``metrics["heldout"]``) and writes a contact sheet at
+    ``sheet_path``, which also becomes the style's ``training_sheet`` (the admin shows
+    it; ``metrics["heldout"]["sheet"]`` names the stored copy).
     """
     from ml.evaluate import contact_sheet, evaluate
 
@@ -370,10 +408,15 @@ def style_evaluate(*, style: Style, images_dir: Path, sheet_path: Path,
         "seconds": round(time.perf_counter() - started, 1),
         "contact_sheet": str(sheet_path),
     }
+    stored = _training_image_store(sheet_path, f"{style.slug}-heldout-v{style.live_version}")
+    heldout["sheet"] = stored
     with transaction.atomic():
         style = Style.objects.select_for_update().get(pk=style.pk)
+        replaced = style.training_sheet.name
         style.metrics = {**style.metrics, "heldout": heldout}
-        style.save(update_fields=["metrics", "updated_at"])
+        style.training_sheet = stored
+        style.save(update_fields=["metrics", "training_sheet", "updated_at"])
+    _training_images_forget([replaced])
     return heldout
 
 
@@ -464,3 +507,229 @@ def _local_copy(field_file, folder: Path, stem: str = "painting") -> Path:
 
 def _rounded(values: dict) -> dict:
     return {name: round(float(value), 6) for name, value in values.items()}
+
+
+# --------------------------------------------------------------------------- progress
+
+#: Between a run's first and last step its progress is written at most this often (s).
+PROGRESS_SAVE_SECONDS = 5.0
+#: A new sample image is copied to the style at most this often (s), and at the end.
+SAMPLE_COPY_SECONDS = 30.0
+#: The loss history keeps at most this many points (halved, evenly, when it fills).
+HISTORY_POINTS = 200
+
+
+class TrainingRecorder:
+    """The ``on_progress`` of a training run: reports it on the styles it trains.
+
+    ``Style.training_progress`` of every style in ``styles`` becomes::
+
+        {"state": "running" | "succeeded" | "failed", "step", "steps",
+         "losses": {term: value} (the latest step's), "seconds" (trained so far),
+         "seconds_left" (estimated; null until two steps were seen), "started_at",
+         "updated_at", "finished_at" (once ended), "reason" (when failed),
+         "sample_step" (of training_sample), "sheet_step" (of training_sheet, when
+         the run's last sample became it), "history": [[step, {term: value}], ...]}
+
+    with ``history`` holding at most :data:`HISTORY_POINTS` evenly spaced steps plus
+    the latest. Written with ``QuerySet.update()`` of only the training fields (no
+    other edit is overwritten), after the first step, the last, a new sample and
+    otherwise at most every :data:`PROGRESS_SAVE_SECONDS`; the newest sample image
+    the run wrote (``<out_dir>/samples/step-N.png``) is copied to
+    ``Style.training_sample`` at most every :data:`SAMPLE_COPY_SECONDS` and at the
+    last step. :meth:`succeed` makes the run's last sample ``training_sheet`` too.
+    A failed write is logged and training goes on. ``on_progress`` (the caller's own
+    hook) is called after the recorder, with the same ``TrainProgress``.
+    """
+
+    def __init__(self, *, styles: list[Style], on_progress=None, name: str | None = None,
+                 clock=time.monotonic):
+        self.pks = [style.pk for style in styles]
+        self.name = name or styles[0].slug  # of the stored images
+        self.on_progress = on_progress
+        self.clock = clock
+        self.history = LossHistory(HISTORY_POINTS)
+        self.steps = 0
+        self.max_seconds = None
+        self.sample_every = None
+        self.samples_dir: Path | None = None
+        self.started_at = timezone.now()
+        self.latest: TrainProgress | None = None
+        self.first: tuple[int, float] | None = None  # (step, seconds) when first seen
+        self.saved_at: float | None = None
+        self.sample_copied_at: float | None = None
+        self.new_sample: tuple[int, Path] | None = None  # written, not copied yet
+        self.sample: tuple[int, str] | None = None  # (step, stored name) copied
+
+    def start(self, *, config: "TrainConfig") -> None:
+        """The run is about to train with ``config``: state running, step 0, no
+        sample yet (the previous run's is let go)."""
+        self.steps = config.steps
+        self.max_seconds = config.max_seconds
+        self.sample_every = config.sample_every
+        self.samples_dir = Path(config.out_dir) / "samples"
+        self.started_at = timezone.now()
+        try:
+            replaced = list(Style.objects.filter(pk__in=self.pks)
+                            .values_list("training_sample", flat=True))
+            self._write("running", training_sample="")
+            _training_images_forget(replaced)
+        except Exception:
+            logger.exception("Recording the start of the run of %s failed", self.name)
+
+    def __call__(self, progress: "TrainProgress") -> None:
+        try:
+            self._observe(progress)
+        except Exception:
+            logger.exception("Recording the progress of %s failed; training goes on", self.name)
+        if self.on_progress is not None:
+            self.on_progress(progress)
+
+    def succeed(self) -> None:
+        """The run ended well: the final record, with its last sample as the contact sheet."""
+        self._end("succeeded", sheet=True)
+
+    def fail(self, *, reason: str) -> None:
+        self._end("failed", reason=reason)
+
+    # ---------------------------------------------------------------- internals
+
+    def _observe(self, progress: "TrainProgress") -> None:
+        now = self.clock()
+        self.latest = progress
+        if self.first is None:
+            self.first = (progress.step, progress.seconds)
+        self.history.add(progress.step, _terms(progress.losses))
+        sampled = self.sample_every and progress.step % self.sample_every == 0
+        if sampled and self.samples_dir is not None:
+            path = self.samples_dir / f"step-{progress.step:08d}.png"
+            if path.is_file():
+                self.new_sample = (progress.step, path)
+        due = (self.saved_at is None or progress.step >= progress.steps
+               or now - self.saved_at >= PROGRESS_SAVE_SECONDS)
+        copy = self.new_sample is not None and (
+            progress.step >= progress.steps or self.sample_copied_at is None
+            or now - self.sample_copied_at >= SAMPLE_COPY_SECONDS)
+        if due or copy:
+            self.saved_at = now  # first: a failing write is not retried at every step
+            self._save("running", copy_sample=copy)
+
+    def _end(self, state: str, *, sheet: bool = False, reason: str = "") -> None:
+        try:
+            self._save(state, copy_sample=self.new_sample is not None, sheet=sheet,
+                       reason=reason)
+        except Exception:
+            logger.exception("Recording the end of the run of %s failed", self.name)
+
+    def _save(self, state: str, *, copy_sample: bool, sheet: bool = False,
+              reason: str = "") -> None:
+        fields, replaced = {}, []
+        if copy_sample:
+            step, path = self.new_sample
+            self.new_sample, self.sample_copied_at = None, self.clock()
+            stored = _training_image_store(path, f"{self.name}-step{step}")
+            replaced.append(self.sample[1] if self.sample else "")
+            self.sample = (step, stored)
+            fields["training_sample"] = stored
+        extra = {}
+        if sheet and self.sample is not None:
+            replaced += list(Style.objects.filter(pk__in=self.pks)
+                             .values_list("training_sheet", flat=True))
+            fields["training_sheet"] = self.sample[1]
+            extra["sheet_step"] = self.sample[0]
+        if state != "running":
+            extra["finished_at"] = timezone.now().isoformat()
+        if reason:
+            extra["reason"] = reason
+        self._write(state, **fields, **extra)
+        _training_images_forget(replaced)
+
+    def _write(self, state: str, **fields) -> None:
+        """One ``update()`` of the training fields: the record, and any image names."""
+        images = {k: fields.pop(k) for k in ("training_sample", "training_sheet")
+                  if k in fields}
+        progress = self.latest
+        step = progress.step if progress else 0
+        record = {
+            "state": state,
+            "step": step,
+            "steps": self.steps,
+            "losses": _terms(progress.losses) if progress else {},
+            "seconds": round(progress.seconds, 1) if progress else 0.0,
+            "seconds_left": self._seconds_left(),
+            "started_at": self.started_at.isoformat(),
+            "updated_at": timezone.now().isoformat(),
+            "sample_step": self.sample[0] if self.sample else None,
+            **fields,
+            "history": self.history.points(),
+        }
+        Style.objects.filter(pk__in=self.pks).update(training_progress=record, **images)
+
+    def _seconds_left(self) -> float | None:
+        progress = self.latest
+        if progress is None or self.first is None:
+            return None
+        if progress.step >= progress.steps:
+            return 0.0
+        first_step, first_seconds = self.first
+        if progress.step <= first_step:
+            return None
+        # From the first step on: that one also paid for compiling the step.
+        per_step = (progress.seconds - first_seconds) / (progress.step - first_step)
+        left = per_step * (progress.steps - progress.step)
+        if self.max_seconds is not None:
+            left = min(left, max(0.0, self.max_seconds - progress.seconds))
+        return round(left, 1)
+
+
+class LossHistory:
+    """A run's loss terms at evenly spaced steps, at most ``limit`` of them plus the
+    latest: every step is kept until ``limit`` are, then every other one, and from
+    then on every second step, and so on (the spacing doubles each time it fills)."""
+
+    def __init__(self, limit: int):
+        self.limit = max(2, limit)
+        self.stride = 1
+        self.origin: int | None = None
+        self.kept: list[list] = []
+        self.latest: list | None = None
+
+    def add(self, step: int, terms: dict) -> None:
+        self.latest = [step, terms]
+        if self.origin is None:
+            self.origin = step
+        if (step - self.origin) % self.stride:
+            return
+        self.kept.append([step, terms])
+        if len(self.kept) >= self.limit:
+            self.kept = self.kept[::2]
+            self.stride *= 2
+
+    def points(self) -> list[list]:
+        """``[[step, {term: value}], ...]`` in step order, at most ``limit`` long."""
+        if self.latest is not None and (not self.kept or self.kept[-1][0] != self.latest[0]):
+            return [*self.kept, self.latest]
+        return list(self.kept)
+
+
+def _terms(losses: dict) -> dict:
+    """Loss terms for JSON: 6 significant digits, ``None`` for NaN/inf."""
+    return {name: (float(f"{value:.6g}") if math.isfinite(value) else None)
+            for name, value in ((n, float(v)) for n, v in losses.items())}
+
+
+def _training_image_store(path: Path, stem: str) -> str:
+    """Copy a PNG of a run into the storage of ``Style.training_sample``/``_sheet``
+    (public media, like paintings), under an unguessable name; returns the name."""
+    field = Style._meta.get_field("training_sample")
+    name = field.generate_filename(None, f"{stem}-{secrets.token_hex(8)}.png")
+    with open(path, "rb") as source:
+        return field.storage.save(name, File(source), max_length=field.max_length)
+
+
+def _training_images_forget(names) -> None:
+    """Delete those of ``names`` that no style shows any more."""
+    storage = Style._meta.get_field("training_sample").storage
+    for name in {n for n in names if n}:
+        if not Style.objects.filter(Q(training_sample=name) | Q(training_sheet=name)).exists():
+            storage.delete(name)
