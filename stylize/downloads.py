@@ -6,6 +6,7 @@ The pages (the owner's job page, a share link) and the API answer ``?format=`` a
 import os
 
 from django.http import HttpResponse
+from django.utils.translation import gettext as _
 
 from . import imaging
 from .services.job_files import DOWNLOAD_FORMATS, job_result_encoded
@@ -14,8 +15,8 @@ from .storage import private_file_response
 
 class UnknownDownloadFormat(ValueError):
     def __init__(self, asked: str):
-        super().__init__(f"A result downloads as JPEG, PNG or WebP (format=jpeg, png or "
-                         f"webp), not {asked[:20]!r}.")
+        super().__init__(_("A result downloads as JPEG, PNG or WebP (format=jpeg, png or "
+                           "webp), not %(asked)r.") % {"asked": asked[:20]})
 
 
 def result_file_response(job, *, format_name: str | None = None, download: bool = False,

@@ -5,6 +5,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.contrib.auth.forms import PasswordResetForm as DjangoPasswordResetForm
 from django.core.exceptions import ValidationError
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from .imaging import STROKE_WORKING_SIDES
 from .models import DEFAULT_MAX_SIDE, DEFAULT_STROKE, Profile, Stroke
@@ -26,12 +28,13 @@ ALLOWED_CONTENT_TYPES = tuple(dict.fromkeys(
 #: The "accept" of the upload field: the content types and the file name extensions.
 UPLOAD_ACCEPT = ",".join(ALLOWED_CONTENT_TYPES + ALLOWED_EXTENSIONS)
 #: The formats as the upload page names them.
-ALLOWED_NAMES = "JPEG, PNG, WebP, HEIC" + (" or AVIF" if "AVIF" in ALLOWED_FORMATS else "")
+ALLOWED_NAMES = (_("JPEG, PNG, WebP, HEIC or AVIF") if "AVIF" in ALLOWED_FORMATS
+                 else _("JPEG, PNG, WebP or HEIC"))
 MAX_SIDE_CHOICES = [
-    (512, "Small (512 px)"),
-    (1024, "Medium (1024 px)"),
-    (2048, "Large (2048 px)"),
-    (4096, "Huge (4096 px, slow)"),
+    (512, _("Small (512 px)")),
+    (1024, _("Medium (1024 px)")),
+    (2048, _("Large (2048 px)")),
+    (4096, _("Huge (4096 px, slow)")),
 ]
 
 
@@ -39,10 +42,10 @@ class SignupForm(UserCreationForm):
     """Sign up with an email address and a password; the address is the username."""
 
     email = forms.EmailField(
-        label="Email",
+        label=_("Email"),
         max_length=150,
         widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
-        help_text="We send your results and password resets here, and nowhere else.",
+        help_text=_("We send your results and password resets here, and nowhere else."),
     )
 
     class Meta(UserCreationForm.Meta):
@@ -74,14 +77,14 @@ class PasswordResetForm(DjangoPasswordResetForm):
 class LoginForm(AuthenticationForm):
     def __init__(self, request=None, *args, **kwargs):
         super().__init__(request, *args, **kwargs)
-        self.fields["username"].label = "Email or username"
+        self.fields["username"].label = _("Email or username")
 
 
 class AccountDeleteForm(forms.Form):
     """Deleting an account asks for its password once more."""
 
     password = forms.CharField(
-        label="Your password",
+        label=_("Your password"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
@@ -93,7 +96,7 @@ class AccountDeleteForm(forms.Form):
     def clean_password(self):
         password = self.cleaned_data["password"]
         if not self.user.check_password(password):
-            raise forms.ValidationError("That is not your password.")
+            raise forms.ValidationError(_("That is not your password."))
         return password
 
 
@@ -109,66 +112,68 @@ class StyleChoiceField(forms.ModelChoiceField):
 
 
 STROKE_HINTS = {
-    Stroke.FINE: "small, detailed strokes",
-    Stroke.MEDIUM: "balanced",
-    Stroke.BOLD: "big, broad strokes",
+    Stroke.FINE: _("small, detailed strokes"),
+    Stroke.MEDIUM: _("balanced"),
+    Stroke.BOLD: _("big, broad strokes"),
 }
 STROKE_CHOICES = [
-    (value, f"{label} ({STROKE_HINTS[value]}; painted at {STROKE_WORKING_SIDES[value]} px)")
+    (value, format_lazy(_("{label} ({hint}; painted at {side} px)"), label=label,
+                        hint=STROKE_HINTS[value], side=STROKE_WORKING_SIDES[value]))
     for value, label in Stroke.choices
 ]
 
 
 class UploadForm(forms.Form):
     image = forms.FileField(
-        label="Your photo",
+        label=_("Your photo"),
         validators=[validate_photo_upload],  # shared with the API
-        help_text=f"{ALLOWED_NAMES} (an iPhone's photos as they are).",
+        help_text=format_lazy(_("{formats} (an iPhone's photos as they are)."),
+                              formats=ALLOWED_NAMES),
         widget=forms.FileInput(attrs={"accept": UPLOAD_ACCEPT, "class": "file-input"}),
     )
     style = StyleChoiceField(
-        label="Style",
+        label=_("Style"),
         queryset=style_list_offered(),
         to_field_name="slug",
         empty_label=None,
         widget=forms.RadioSelect,
-        error_messages={"invalid_choice": "That style is not available. Please pick another."},
+        error_messages={"invalid_choice": _("That style is not available. Please pick another.")},
     )
     strength = forms.FloatField(
-        label="Strength",
+        label=_("Strength"),
         min_value=0.0,
         max_value=1.0,
         initial=1.0,
-        help_text="0 keeps your photo, 1 paints it fully.",
+        help_text=_("0 keeps your photo, 1 paints it fully."),
         widget=forms.NumberInput(attrs={"type": "range", "step": "0.05", "min": "0", "max": "1"}),
     )
     preserve_colors = forms.BooleanField(
-        label="Preserve my photo's colours", required=False, initial=False
+        label=_("Preserve my photo's colours"), required=False, initial=False
     )
     max_side = forms.TypedChoiceField(
-        label="Size of the result",
+        label=_("Size of the result"),
         choices=MAX_SIDE_CHOICES,
         coerce=int,
         initial=DEFAULT_MAX_SIDE,
-        help_text="The longer side, in pixels. Larger photos take longer.",
+        help_text=_("The longer side, in pixels. Larger photos take longer."),
     )
     # The mix and the strokes are checked by services.jobs.job_mix_clean, as in the API.
     blend_with = forms.CharField(
-        label="Mix in a second style",
+        label=_("Mix in a second style"),
         required=False,
         widget=forms.Select,
-        help_text="Only styles that share a network with the first can be mixed.",
+        help_text=_("Only styles that share a network with the first can be mixed."),
     )
     blend = forms.FloatField(
-        label="Share of the second style",
+        label=_("Share of the second style"),
         required=False,
         initial=DEFAULT_BLEND,
-        help_text="0 is only the first style, 1 only the second. Used when a second style "
-        "is chosen.",
+        help_text=_("0 is only the first style, 1 only the second. Used when a second style "
+                    "is chosen."),
         widget=forms.NumberInput(attrs={"type": "range", "step": "0.05", "min": "0", "max": "1"}),
     )
     stroke = forms.CharField(
-        label="Brush strokes",
+        label=_("Brush strokes"),
         required=False,
         initial=DEFAULT_STROKE,
         widget=forms.RadioSelect(choices=STROKE_CHOICES),
@@ -180,6 +185,7 @@ class UploadForm(forms.Form):
         self.fields["style"].queryset = style_list_offered()
         self.fields["image"].widget.attrs["data-max-bytes"] = upload_max_bytes()
         self.mixable_styles = style_list_mixable()
+        self.allowed_names = ALLOWED_NAMES  # what upload.js names in its messages
 
     def clean(self):
         cleaned = super().clean()

@@ -32,6 +32,9 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy
+
 #: Progressive JPEG scans a photo may have: every scan is a pass over every block of
 #: the picture, so decoding costs scans × pixels. Encoders write 6 (grey) to 10
 #: (colour), mozjpeg up to ~12. Scan bombs measured: docs/design/uploads.md.
@@ -105,26 +108,28 @@ def describe(head: bytes) -> str:
     if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
         return _FTYP_BRANDS[head[8:12]]
     if head.lstrip().startswith((b"<svg", b"<?xml")):
-        return "An SVG or XML file"
-    return "This file"
+        return gettext_lazy("An SVG or XML file")
+    return gettext_lazy("This file")
 
 
 _OTHER_MAGIC = [
-    (b"GIF87a", "A GIF image"),
-    (b"GIF89a", "A GIF image"),
-    (b"BM", "A BMP image"),
-    (b"II*\x00", "A TIFF image"),
-    (b"MM\x00*", "A TIFF image"),
-    (b"%PDF", "A PDF document"),
-    (b"PK\x03\x04", "A ZIP archive"),
-    (b"\x00\x00\x00\x0cjP  ", "A JPEG 2000 image"),
-    (b"\xff\x4f\xff\x51", "A JPEG 2000 image"),
-    (b"\xff\x0a", "A JPEG XL image"),
-    (b"\x00\x00\x00\x0cJXL ", "A JPEG XL image"),
+    (b"GIF87a", gettext_lazy("A GIF image")),
+    (b"GIF89a", gettext_lazy("A GIF image")),
+    (b"BM", gettext_lazy("A BMP image")),
+    (b"II*\x00", gettext_lazy("A TIFF image")),
+    (b"MM\x00*", gettext_lazy("A TIFF image")),
+    (b"%PDF", gettext_lazy("A PDF document")),
+    (b"PK\x03\x04", gettext_lazy("A ZIP archive")),
+    (b"\x00\x00\x00\x0cjP  ", gettext_lazy("A JPEG 2000 image")),
+    (b"\xff\x4f\xff\x51", gettext_lazy("A JPEG 2000 image")),
+    (b"\xff\x0a", gettext_lazy("A JPEG XL image")),
+    (b"\x00\x00\x00\x0cJXL ", gettext_lazy("A JPEG XL image")),
 ]
-_FTYP_BRANDS = {b"isom": "A video", b"mp41": "A video", b"mp42": "A video",
-                b"qt  ": "A video", b"M4V ": "A video", b"3gp4": "A video",
-                b"crx ": "A Canon raw photo", b"jpx ": "A JPEG 2000 image"}
+_A_VIDEO = gettext_lazy("A video")
+_FTYP_BRANDS = {b"isom": _A_VIDEO, b"mp41": _A_VIDEO, b"mp42": _A_VIDEO, b"qt  ": _A_VIDEO,
+                b"M4V ": _A_VIDEO, b"3gp4": _A_VIDEO,
+                b"crx ": gettext_lazy("A Canon raw photo"),
+                b"jpx ": gettext_lazy("A JPEG 2000 image")}
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -242,9 +247,10 @@ def _jpeg_walk(data: bytes, check_size):
                 raise _corrupt()
             if marker in _JPEG_SOF_UNSUPPORTED:
                 raise HeaderError("unsupported_format",
-                                  what="A lossless or hierarchical JPEG")
+                                  what=gettext_lazy("A lossless or hierarchical JPEG"))
             if precision != 8:
-                raise HeaderError("unsupported_format", what=f"A {precision}-bit JPEG")
+                raise HeaderError("unsupported_format", what=format_lazy(
+                    gettext_lazy("A {bits}-bit JPEG"), bits=precision))
             if components not in _JPEG_MODES:
                 raise _corrupt()
             factors = [(body[7 + 3 * i] >> 4, body[7 + 3 * i] & 15) for i in range(components)]
@@ -647,8 +653,10 @@ def _heif_walk(data: bytes, check_size):
         raise _corrupt()
     (coding,) = codings
     if coding not in _HEIF_CODINGS:
-        name = coding.decode("latin-1").strip() or "an unknown coding"
-        raise HeaderError("unsupported_format", what=f"A HEIF image in {name}")
+        name = coding.decode("latin-1").strip()
+        raise HeaderError("unsupported_format", what=(
+            format_lazy(gettext_lazy("A HEIF image in {coding}"), coding=name) if name
+            else gettext_lazy("A HEIF image in an unknown coding")))
     if item.width == 0 or item.height == 0:
         raise _corrupt()  # no 'ispe': the size is unknown
     if check_size:
@@ -812,7 +820,8 @@ def _heif_locations(data: bytes, pos: int, end: int, items) -> None:
         extent_count = _uint(data, at + 2 + base_size, 2, end)
         at += 4 + base_size
         if method > 1 or reference:
-            raise HeaderError("unsupported_format", what="A HEIF image with data outside it")
+            raise HeaderError("unsupported_format",
+                              what=gettext_lazy("A HEIF image with data outside it"))
         item = items.setdefault(number, _HeifItem())
         item.in_idat = method == 1
         for _ in range(extent_count):

@@ -18,6 +18,8 @@ from typing import BinaryIO
 
 import numpy as np
 import pillow_heif
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy
 from PIL import Image, ImageOps, features
 
 RunFn = Callable[[np.ndarray], np.ndarray]
@@ -68,12 +70,19 @@ REWRITTEN_FORMATS = ("HEIF", "AVIF")
 class UnreadablePhoto(ValueError):
     """The photo's file does not decode; the message can be shown to its owner."""
 
-    def __init__(self, message: str = "Your photo could not be read as an image."):
-        super().__init__(message)
+    def __init__(self, message: str | None = None):
+        super().__init__(message or gettext_lazy("Your photo could not be read as an image."))
+
+    def __str__(self) -> str:  # in the active language: the worker's is the owner's
+        return str(self.args[0])
 
 
 class PhotoTooLarge(UnreadablePhoto):
     """Decoding the photo would take more memory than ``max_decode_bytes`` allows."""
+
+
+_NOT_ENOUGH_MEMORY = gettext_lazy("Your photo is too large to paint: there was not enough "
+                                  "memory to read it. Upload a smaller photo.")
 
 
 def decode_cost_bytes(image: Image.Image, *, max_side: int,
@@ -128,12 +137,12 @@ def _needs_conversion(image: Image.Image) -> bool:
 def _check_decode_cost(cost: int, max_decode_bytes: int | None, *, full_size) -> None:
     if max_decode_bytes is not None and cost > max_decode_bytes:
         width, height = full_size
-        raise PhotoTooLarge(
-            f"Your photo is too large to paint: reading its {width}×{height} pixels would "
-            f"take about {math.ceil(cost / 2**20)} MB of memory, and a photo may take at most "
-            f"{max_decode_bytes // 2**20} MB. Upload a smaller photo, or one with 8 bits a "
-            "colour."
-        )
+        raise PhotoTooLarge(format_lazy(gettext_lazy(
+            "Your photo is too large to paint: reading its {width}×{height} pixels would "
+            "take about {need} MB of memory, and a photo may take at most {limit} MB. "
+            "Upload a smaller photo, or one with 8 bits a colour."),
+            width=width, height=height, need=math.ceil(cost / 2**20),
+            limit=max_decode_bytes // 2**20))
 
 
 def photo_orientation(image: Image.Image) -> int:
@@ -179,8 +188,7 @@ def load_photo(fileobj_or_path: str | os.PathLike | BinaryIO, *, max_side: int,
                     _check_decode_cost(cost, max_decode_bytes, full_size=full_size)
                 return _decoded_photo(image, max_side)
     except MemoryError as error:
-        raise PhotoTooLarge("Your photo is too large to paint: there was not enough memory "
-                            "to read it. Upload a smaller photo.") from error
+        raise PhotoTooLarge(_NOT_ENOUGH_MEMORY) from error
     except (UnreadablePhoto, FileNotFoundError, IsADirectoryError, PermissionError):
         raise  # a path that is not there is not a photo that does not decode
     except _DECODE_ERRORS as error:
@@ -259,8 +267,7 @@ def photo_without_metadata(fileobj_or_path: str | os.PathLike | BinaryIO, *,
             buffer = io.BytesIO()
             upright.save(buffer, **options, **kept)
     except MemoryError as error:
-        raise PhotoTooLarge("Your photo is too large to paint: there was not enough memory "
-                            "to read it. Upload a smaller photo.") from error
+        raise PhotoTooLarge(_NOT_ENOUGH_MEMORY) from error
     except UnreadablePhoto:
         raise
     except _DECODE_ERRORS as error:

@@ -63,6 +63,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 from PIL import Image
 
 from .image_headers import HeaderError, photo_inspect, photo_strip_metadata
@@ -93,26 +95,28 @@ _OPEN_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError
                 ZeroDivisionError, OverflowError, struct.error)
 
 MESSAGES = {
-    "empty": "The file is empty.",
-    "file_too_large": "The file is {size}; photos may be at most {limit}.",
+    "empty": _("The file is empty."),
+    "file_too_large": _("The file is {size}; photos may be at most {limit}."),
     "unsupported_format": (
-        "{what} is not a supported photo. Upload a JPEG, PNG, WebP, HEIC"
-        + (" or AVIF image." if AVIF_SUPPORTED else " image.")
+        _("{what} is not a supported photo. Upload a JPEG, PNG, WebP, HEIC or AVIF image.")
+        if AVIF_SUPPORTED else
+        _("{what} is not a supported photo. Upload a JPEG, PNG, WebP or HEIC image.")
     ),
-    "too_many_pixels": (
+    "too_many_pixels": _(
         "The image is too large{dims}: photos may have at most {limit_mp:g} megapixels."
     ),
-    "too_small": "The image is {w}×{h} pixels; each side must be at least {min_side} pixels.",
-    "extreme_aspect_ratio": (
+    "too_small": _(
+        "The image is {w}×{h} pixels; each side must be at least {min_side} pixels."),
+    "extreme_aspect_ratio": _(
         "The image is {w}×{h} pixels; its longer side may be at most {ratio} times its "
         "shorter side."
     ),
-    "animated": "Animated images are not supported. Upload a still photo.",
-    "too_many_scans": (
+    "animated": _("Animated images are not supported. Upload a still photo."),
+    "too_many_scans": _(
         "The image is a progressive JPEG in more than {limit} scans; photos may have at "
         "most {limit}. Save it again as an ordinary JPEG."
     ),
-    "corrupt": "The image is damaged or incomplete and cannot be read.",
+    "corrupt": _("The image is damaged or incomplete and cannot be read."),
 }
 
 
@@ -141,7 +145,14 @@ def upload_max_pixels() -> int:
 
 
 def _refuse(code: str, **params):
-    raise ValidationError(MESSAGES[code].format(**params), code=code)
+    raise ValidationError(message_for(code, **params), code=code)
+
+
+def message_for(code: str, **params) -> str:
+    """The readable refusal for ``code``, in the active language."""
+    return str(MESSAGES[code]).format(
+        **{key: str(value) if isinstance(value, Promise) else value
+           for key, value in params.items()})
 
 
 def validate_photo_upload(uploaded_file) -> ValidatedPhoto:
@@ -188,7 +199,7 @@ def _validate(uploaded_file) -> ValidatedPhoto:
     except HeaderError as error:
         _refuse(error.code, **{"limit_mp": max_pixels / 1e6, **error.params})
     if header.format not in ALLOWED_FORMATS:  # AVIF where Pillow cannot read it
-        _refuse("unsupported_format", what="An AVIF image")
+        _refuse("unsupported_format", what=_("An AVIF image"))
     mode = _pillow_header_mode(stored, header)
 
     width, height, orientation = header.width, header.height, header.orientation
@@ -232,7 +243,8 @@ def _check_dimensions(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         _refuse(
             "too_many_pixels",
-            dims=f" ({width}×{height} pixels, {width * height / 1e6:.1f} megapixels)",
+            dims=_(" ({w}×{h} pixels, {mp:.1f} megapixels)").format(
+                w=width, h=height, mp=width * height / 1e6),
             limit_mp=max_pixels / 1e6,
         )
     if min(width, height) < MIN_SIDE:

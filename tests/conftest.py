@@ -15,6 +15,20 @@ def _media_in_tmp(request, tmp_path):
         settings.PRIVATE_MEDIA_ROOT = tmp_path / "private"
 
 
+@pytest.fixture(autouse=True)
+def _default_language(request):
+    """Each test starts in LANGUAGE_CODE: a request's language (LocaleMiddleware) stays
+    active in the thread that served it, which in tests is the test's own."""
+    if request.config.pluginmanager.hasplugin("django"):
+        from django.utils import translation
+
+        translation.deactivate()
+        yield
+        translation.deactivate()
+    else:
+        yield
+
+
 @pytest.fixture
 def photo_upload():
     return SimpleUploadedFile("photo.png", png_bytes(), content_type="image/png")

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from stylize.models import StyleJob
 
@@ -25,7 +26,7 @@ class NothingToShare(Exception):
     """The job has no result (yet, or it failed): there is nothing a link could show."""
 
     def __init__(self):
-        super().__init__("Only a finished result can be shared: this job has none yet.")
+        super().__init__(_("Only a finished result can be shared: this job has none yet."))
 
 
 @transaction.atomic

@@ -12,6 +12,11 @@ import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.utils import translation
+from django.utils.functional import lazy
+from django.utils.text import format_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from PIL import UnidentifiedImageError
 
 from ml.bank import mix_weights
@@ -30,15 +35,17 @@ from stylize.imaging import (
     stylize_at_working_size,
 )
 from stylize.models import DEFAULT_STROKE, Style, StyleJob
-from stylize.validators import MESSAGES
+from stylize.validators import message_for
 
+from .accounts import user_language
 from .job_files import job_photo_replace
 from .jobs import job_fail, job_progress, job_requeue, job_start, job_succeed
 from .queueing import job_queue
 
 logger = logging.getLogger(__name__)
 
-UNEXPECTED_ERROR = "Something went wrong on our side while painting your photo. Please try again."
+UNEXPECTED_ERROR = gettext_lazy(
+    "Something went wrong on our side while painting your photo. Please try again.")
 
 
 class JobRetry(Exception):
@@ -56,15 +63,15 @@ def _style_weights(style: Style, *, strength: float, blend_with: Style | None,
     if not style.in_bank:
         if blend_with is not None:
             raise PermanentBackendError(
-                f"The style {style.name} cannot be mixed with another style."
-            )
+                _("The style %(style)s cannot be mixed with another style.")
+                % {"style": style.name})
         return None
     if blend_with is not None and (
         not blend_with.in_bank or blend_with.model_name != style.model_name
     ):
         raise PermanentBackendError(
-            f"The styles {style.name} and {blend_with.name} cannot be mixed."
-        )
+            _("The styles %(style)s and %(other)s cannot be mixed.")
+            % {"style": style.name, "other": blend_with.name})
     try:
         return mix_weights(
             style.bank_slots or 0,
@@ -75,8 +82,8 @@ def _style_weights(style: Style, *, strength: float, blend_with: Style | None,
         )
     except ValueError as error:
         raise PermanentBackendError(
-            f"The style {style.name} cannot be painted with these settings ({error})."
-        ) from error
+            _("The style %(style)s cannot be painted with these settings (%(error)s).")
+            % {"style": style.name, "error": error}) from error
 
 
 def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
@@ -93,7 +100,8 @@ def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
     (``imaging.stylize_tiled``).
     """
     if style.live_version is None:
-        raise PermanentBackendError(f"The style {style.name} has no trained model yet.")
+        raise PermanentBackendError(
+            _("The style %(style)s has no trained model yet.") % {"style": style.name})
     if stroke not in STROKE_WORKING_SIDES:
         raise PermanentBackendError(
             f"Brush strokes must be one of {', '.join(STROKE_WORKING_SIDES)}, not {stroke!r}."
@@ -138,9 +146,9 @@ def stored_photo_load(data: bytes, *, max_side: int, max_decode_bytes: int | Non
         header = photo_inspect(data)
     except HeaderError as exc:
         if exc.code in _SAID_TO_THE_OWNER:
-            raise UnreadablePhoto(
-                f"Your photo could not be read: {MESSAGES[exc.code].format(**exc.params)}"
-            ) from exc
+            raise UnreadablePhoto(format_lazy(
+                gettext_lazy("Your photo could not be read: {why}"),
+                why=lazy(message_for, str)(exc.code, **exc.params))) from exc
         raise UnreadablePhoto() from exc  # not an image, or a broken one
     if header.orientation != 1 or header.format in REWRITTEN_FORMATS:
         plugins = (header.format,) if header.format in REWRITTEN_FORMATS else PHOTO_FORMATS
@@ -171,40 +179,44 @@ def job_run(*, job_id) -> bool:
     if not job_start(job_id=job_id):
         logger.info("Job %s is not queued; nothing to do.", job_id)
         return False
-    job = StyleJob.objects.select_related("style", "blend_with").get(pk=job_id)
-    try:
-        photo = _job_photo_load(job)
+    job = StyleJob.objects.select_related("style", "blend_with", "owner").get(pk=job_id)
+    # What the owner reads (the job's error, on the page and in the email) is in their
+    # language.
+    with translation.override(user_language(job.owner)):
+        try:
+            photo = _job_photo_load(job)
 
-        def painted(done: int, total: int) -> None:  # after the model call of each tile
-            # After the last one: upsampling, colours, encoding and storing are left.
-            stage = StyleJob.Stage.FINISHING if done >= total else StyleJob.Stage.PAINTING
-            job_progress(job_id=job_id, progress=done / total, stage=stage)
+            def painted(done: int, total: int) -> None:  # after the model call of each tile
+                # After the last one: upsampling, colours, encoding and storing are left.
+                stage = StyleJob.Stage.FINISHING if done >= total else StyleJob.Stage.PAINTING
+                job_progress(job_id=job_id, progress=done / total, stage=stage)
 
-        result = photo_stylize(photo=photo, style=job.style, strength=job.strength,
-                               preserve_colors=job.preserve_colors, stroke=job.stroke,
-                               blend_with=job.blend_with, blend=job.blend, on_pass=painted)
-        data = encode_image(result, format="JPEG")
-    except (TransientBackendError, SoftTimeLimitExceeded) as exc:
-        reason = str(exc) or "The job took too long."
-        if job.attempts >= settings.JOB_MAX_ATTEMPTS:
-            job_fail(job_id=job_id, error=f"{reason} (gave up after {job.attempts} attempts)")
-            return True
-        countdown = settings.JOB_RETRY_BACKOFF * 2 ** (job.attempts - 1)
-        job_requeue(job_id=job_id)
-        raise JobRetry(job_id, countdown, reason, job_queue(job.cost_class)) from exc
-    except PermanentBackendError as exc:
-        job_fail(job_id=job_id, error=str(exc))
-    except UnreadablePhoto as exc:  # its message is for the owner (PhotoTooLarge too)
-        logger.warning("Job %s: unreadable photo: %s (%r)", job_id, exc, exc.__cause__)
-        job_fail(job_id=job_id, error=str(exc))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        logger.warning("Job %s: unreadable photo: %s", job_id, exc)
-        job_fail(job_id=job_id, error="Your photo could not be read as an image.")
-    except Exception:
-        logger.exception("Job %s failed unexpectedly", job_id)
-        job_fail(job_id=job_id, error=UNEXPECTED_ERROR)
-    else:
-        # Stored as results/<random>.jpg (models.job_result_name), downloaded as
-        # StyleJob.result_download_name.
-        job_succeed(job_id=job_id, result_name="result.jpg", result_file=ContentFile(data))
+            result = photo_stylize(photo=photo, style=job.style, strength=job.strength,
+                                   preserve_colors=job.preserve_colors, stroke=job.stroke,
+                                   blend_with=job.blend_with, blend=job.blend, on_pass=painted)
+            data = encode_image(result, format="JPEG")
+        except (TransientBackendError, SoftTimeLimitExceeded) as exc:
+            reason = str(exc) or _("The job took too long.")
+            if job.attempts >= settings.JOB_MAX_ATTEMPTS:
+                job_fail(job_id=job_id, error=_("%(reason)s (gave up after %(attempts)d attempts)")
+                         % {"reason": reason, "attempts": job.attempts})
+                return True
+            countdown = settings.JOB_RETRY_BACKOFF * 2 ** (job.attempts - 1)
+            job_requeue(job_id=job_id)
+            raise JobRetry(job_id, countdown, reason, job_queue(job.cost_class)) from exc
+        except PermanentBackendError as exc:
+            job_fail(job_id=job_id, error=str(exc))
+        except UnreadablePhoto as exc:  # its message is for the owner (PhotoTooLarge too)
+            logger.warning("Job %s: unreadable photo: %s (%r)", job_id, exc, exc.__cause__)
+            job_fail(job_id=job_id, error=str(exc))
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            logger.warning("Job %s: unreadable photo: %s", job_id, exc)
+            job_fail(job_id=job_id, error=str(UnreadablePhoto()))
+        except Exception:
+            logger.exception("Job %s failed unexpectedly", job_id)
+            job_fail(job_id=job_id, error=str(UNEXPECTED_ERROR))
+        else:
+            # Stored as results/<random>.jpg (models.job_result_name), downloaded as
+            # StyleJob.result_download_name.
+            job_succeed(job_id=job_id, result_name="result.jpg", result_file=ContentFile(data))
     return True

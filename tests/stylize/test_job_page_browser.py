@@ -1,8 +1,10 @@
 """The job page in a real browser: the progress bar fills while a real Celery worker
 paints tile by tile, the before/after slider follows the keyboard, a mouse drag and a
-finger's tap on a phone, and a share link opens in a logged-out browser and stops when
-revoked. Headless Debian chromium driven by Playwright, as in test_browser.py."""
+finger's tap on a phone, a share link opens in a logged-out browser and stops when
+revoked, and the owner switches the page to Chinese. Headless Debian chromium driven
+by Playwright, as in test_browser.py."""
 
+import re
 import threading
 
 import pytest
@@ -88,7 +90,7 @@ def test_progress_bar_slider_and_share_link(
             for _ in range(10):
                 page.keyboard.press("ArrowRight")
             assert slider.input_value() == "60" and split().strip() == "60%"
-            assert slider.get_attribute("aria-valuetext") == "60 % your photo"
+            assert slider.get_attribute("aria-valuetext") == "60 percent of your photo shown"
             page.keyboard.press("Home")
             assert split().strip() == "0%"
             box = frame.bounding_box()
@@ -138,6 +140,22 @@ def test_progress_bar_slider_and_share_link(
             owner_phone.touchscreen.tap(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
             assert abs(int(owner_phone.locator("#compare-range").input_value()) - 30) <= 1
             owner_phone.screenshot(path=str(SCREENSHOT_DIR / "job-phone.png"), full_page=True)
+
+            # The owner switches to Chinese in the header: the page, and what its scripts
+            # say, are in Chinese from then on.
+            owner_phone.get_by_role("button", name="简体中文").click()
+            expect(owner_phone.locator("h1")).to_have_text("你的照片：Tiny Test Style")
+            expect(owner_phone.locator("html")).to_have_attribute("lang", "zh-Hans")
+            box = phone_frame.bounding_box()
+            owner_phone.touchscreen.tap(box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2)
+            expect(owner_phone.locator("#compare-range")).to_have_attribute(
+                "aria-valuetext", re.compile(r"^显示了百分之 (39|40|41) 的原照片$"))
+            expect(owner_phone.get_by_role("link", name="下载为 PNG")).to_be_visible()
+            owner_phone.screenshot(path=str(SCREENSHOT_DIR / "job-phone-zh.png"), full_page=True)
+            # A visitor whose browser asks for Chinese gets the shared page in Chinese.
+            chinese = browser.new_context(locale="zh-CN").new_page()
+            chinese.goto(link.replace(settings.SITE_URL, live_server.url))
+            expect(chinese.get_by_role("heading")).to_have_text("以 Tiny Test Style 风格绘制的照片")
 
             page.get_by_role("button", name="Stop sharing").click()
             expect(page.get_by_role("button", name="Share a link")).to_be_visible()

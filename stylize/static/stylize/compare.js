@@ -5,6 +5,11 @@
 // events: the same on a phone, and vertical swipes still scroll the page).
 (function () {
   "use strict";
+  // Django's JavaScript catalogue (/jsi18n/) gives gettext and interpolate.
+  var gettext = window.gettext || function (text) { return text; };
+  var interpolate = window.interpolate || function (text, values, named) {
+    return text.replace(/%\((\w+)\)s/g, function (_, key) { return String(values[key]); });
+  };
   var frame = document.querySelector(".compare-frame");
   var range = document.getElementById("compare-range");
   if (!frame || !range) return;
@@ -13,7 +18,8 @@
   function show() {
     var value = Number(range.value);
     frame.style.setProperty("--split", value + "%");
-    range.setAttribute("aria-valuetext", value + " % your photo");
+    range.setAttribute("aria-valuetext",
+      interpolate(gettext("%(share)s percent of your photo shown"), { share: value }, true));
   }
 
   function follow(event) {

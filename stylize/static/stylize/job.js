@@ -1,6 +1,12 @@
 // Job page: poll the job's status, move the progress bar, show the result once ready.
 (function () {
   "use strict";
+  // Django's JavaScript catalogue (/jsi18n/) gives gettext, ngettext and interpolate.
+  var gettext = window.gettext || function (text) { return text; };
+  var ngettext = window.ngettext || function (one, many, n) { return n === 1 ? one : many; };
+  var interpolate = window.interpolate || function (text, values, named) {
+    return text.replace(/%\((\w+)\)s/g, function (_, key) { return String(values[key]); });
+  };
   var box = document.getElementById("job-status");
   if (!box) return;
   var url = box.dataset.statusUrl;
@@ -18,9 +24,10 @@
     if (percent) percent.textContent = Math.round(job.progress * 100) + " %";
     if (ahead) {
       ahead.hidden = job.jobs_ahead < 1;
-      ahead.textContent = job.jobs_ahead === 1
-        ? "1 job is ahead of yours in the queue."
-        : job.jobs_ahead + " jobs are ahead of yours in the queue.";
+      ahead.textContent = interpolate(ngettext(
+        "%(ahead)s job is ahead of yours in the queue.",
+        "%(ahead)s jobs are ahead of yours in the queue.", job.jobs_ahead),
+        { ahead: job.jobs_ahead }, true);
     }
   }
 
@@ -28,7 +35,7 @@
     fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (response) {
         if (response.status === 404 || response.status === 403) {
-          text.textContent = "This job no longer exists, or you are no longer logged in.";
+          text.textContent = gettext("This job no longer exists, or you are no longer logged in.");
           return null;
         }
         if (!response.ok) throw new Error("HTTP " + response.status);
@@ -48,7 +55,7 @@
       })
       .catch(function () {
         failures += 1;
-        text.textContent = "Checking… (connection problem, retrying)";
+        text.textContent = gettext("Checking… (connection problem, retrying)");
         window.setTimeout(poll, Math.min(interval * Math.pow(2, failures), 30000));
       });
   }

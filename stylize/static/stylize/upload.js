@@ -3,6 +3,11 @@
 // the chosen style. The form works without this; the server checks anyway.
 (function () {
   "use strict";
+  // Django's JavaScript catalogue (/jsi18n/) gives gettext and interpolate.
+  var gettext = window.gettext || function (text) { return text; };
+  var interpolate = window.interpolate || function (text, values, named) {
+    return text.replace(/%\((\w+)\)s/g, function (_, key) { return String(values[key]); });
+  };
   var form = document.querySelector(".upload-form");
   if (!form) return;
   var input = form.querySelector("input[type=file]");
@@ -15,7 +20,7 @@
   var accepted = (input.getAttribute("accept") || "").split(",").filter(Boolean);
   var allowedTypes = accepted.filter(function (item) { return item.charAt(0) !== "."; });
   var allowedExtensions = accepted.filter(function (item) { return item.charAt(0) === "."; });
-  var formats = (input.dataset.formats || "JPEG, PNG or WebP").replace(/ \(.*$/, "");
+  var formats = input.dataset.formats || "JPEG, PNG or WebP";
 
   function megabytes(bytes) {
     if (bytes < 1024 * 1024) return Math.max(1, Math.round(bytes / 1024)) + " KB";
@@ -31,13 +36,19 @@
   }
 
   function problemWith(file) {
-    if (!file) return "Please choose a photo.";
-    if (file.size === 0) return "This file is empty.";
+    if (!file) return gettext("Please choose a photo.");
+    if (file.size === 0) return gettext("This file is empty.");
     if (accepted.length && !isAllowed(file))
-      return "This is not a " + formats + " photo.";
+      return interpolate(gettext("This is not a %(formats)s photo."), { formats: formats }, true);
     if (maxBytes && file.size > maxBytes)
-      return "This photo is " + megabytes(file.size) + "; the limit is " + megabytes(maxBytes) + ".";
+      return interpolate(gettext("This photo is %(size)s; the limit is %(limit)s."),
+        { size: megabytes(file.size), limit: megabytes(maxBytes) }, true);
     return "";
+  }
+
+  function ready(file) {
+    return interpolate(gettext("%(name)s (%(size)s) is ready."),
+      { name: file.name, size: megabytes(file.size) }, true);
   }
 
   function checkFile() {
@@ -45,15 +56,15 @@
     var problem = file ? problemWith(file) : "";
     input.setCustomValidity(problem);
     input.setAttribute("aria-invalid", problem ? "true" : "false");
-    check.textContent = problem || (file ? file.name + " (" + megabytes(file.size) + ") is ready." : "");
+    check.textContent = problem || (file ? ready(file) : "");
     check.className = "check" + (problem ? " bad" : "");
     if (file && !problem && window.URL) {
       // Most browsers cannot show a HEIC photo: then there is no preview, and the job
       // page shows the photo once it has been read.
       preview.onerror = function () {
         preview.hidden = true;
-        check.textContent = file.name + " (" + megabytes(file.size) + ") is ready. " +
-          "This browser cannot preview it; it is shown once uploaded.";
+        check.textContent = ready(file) + " " +
+          gettext("This browser cannot preview it; it is shown once uploaded.");
       };
       preview.src = URL.createObjectURL(file);
       preview.hidden = false;
@@ -96,7 +107,7 @@
     }
     var button = form.querySelector("button[type=submit]");
     button.disabled = true;
-    button.textContent = "Uploading…";
+    button.textContent = gettext("Uploading…");
   });
 
   function showValue(rangeId, outputId) {
