@@ -27,10 +27,14 @@ def test_any_size_comes_back_same_size_in_range(small_net, size):
     assert y.std() > 0.1  # not a constant image
 
 
-def test_constant_photo_gives_constant_output_no_border_artefact(small_net):
+def test_constant_photo_gives_constant_output_no_border_artefact():
     # Reflection padding everywhere (and for the size padding to a multiple of
-    # 4) keeps a flat photo flat right up to the edges, also at odd sizes.
-    y = keras.ops.convert_to_numpy(small_net(np.full((1, 37, 53, 3), 120.0, "float32")))
+    # 4) keeps a flat photo flat right up to the edges, also at odd sizes. A flat
+    # feature map has no variance, so with a small epsilon each instance norm
+    # multiplies the convolutions' rounding noise (which differs between CPUs'
+    # kernels) a hundredfold: a large epsilon keeps this about the padding alone.
+    net = TransformNet(width=0.25, num_residual_blocks=2, epsilon=1.0)
+    y = keras.ops.convert_to_numpy(net(np.full((1, 37, 53, 3), 120.0, "float32")))
     np.testing.assert_allclose(y, np.broadcast_to(y[:, :1, :1, :], y.shape), atol=1e-3)
 
 
