@@ -83,7 +83,7 @@ def _heldout(obj) -> dict:
 
 @admin.register(Style)
 class StyleAdmin(admin.ModelAdmin):
-    list_display = ["name", "painting", "status", "model_name", "bank_index", "live_version",
+    list_display = ["name", "painting_thumbnail", "status", "model_name", "bank_index", "live_version",
                     "heldout_content", "heldout_style", "heldout_style_ratio", "heldout_of",
                     "is_public", "updated_at"]
     list_filter = ["status", "is_public", "model_name"]
@@ -141,8 +141,9 @@ class StyleAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
+    # Not named "painting": the list would take the model field (a file link) instead.
     @admin.display(description=_("Painting"))
-    def painting(self, obj):
+    def painting_thumbnail(self, obj):
         return _thumbnail(obj.painting)
 
     # --- Held-out numbers (manage.py evaluate_style) in the list ---------------------------

@@ -18,6 +18,7 @@ def test_style_admin_pages_render(staff_client):
     changelist = staff_client.get(reverse("admin:stylize_style_changelist"))
     assert changelist.status_code == 200
     assert b"Starry Night" in changelist.content and b"Great Wave" in changelist.content
+    assert changelist.content.count(b'class="style-thumbnail"') == 2  # the paintings, shown
 
     searched = staff_client.get(reverse("admin:stylize_style_changelist"), {"q": "starry"})
     assert b"Starry Night" in searched.content and b"Great Wave" not in searched.content
