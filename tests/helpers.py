@@ -171,6 +171,14 @@ needs_chromium = pytest.mark.skipif(
     reason=f"{CHROMIUM} is missing: `apt-get install chromium` for the browser test",
 )
 
+
+def logged_in_context(browser, client, live_server, **options):
+    """A Playwright browser context carrying ``client``'s (logged-in) session cookie."""
+    context = browser.new_context(**options)
+    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
+                          "url": live_server.url}])
+    return context
+
 # --------------------------------------------------------------------------- training
 
 

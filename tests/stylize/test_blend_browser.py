@@ -11,7 +11,7 @@ from django.test import Client
 
 from stylize.models import StyleJob
 from tests.factories import BankStyleFactory, StyleFactory, UserFactory
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, gradient_photo, needs_chromium
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, gradient_photo, logged_in_context, needs_chromium
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 
@@ -37,9 +37,7 @@ def test_the_mix_controls_offer_only_styles_of_the_same_bank(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
         try:
-            context = browser.new_context()
-            context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
-                                  "url": live_server.url}])
+            context = logged_in_context(browser, client, live_server)
             page = context.new_page()
             page.set_default_timeout(30_000)
             console_errors = []

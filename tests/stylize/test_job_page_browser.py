@@ -13,7 +13,14 @@ from django.test import Client
 from stylize.models import StyleJob
 from stylize.services import jobs
 from tests.factories import StyleFactory, UserFactory
-from tests.helpers import BASE_DIR, CHROMIUM, CHROMIUM_ARGS, gradient_upload, needs_chromium
+from tests.helpers import (
+    BASE_DIR,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    gradient_upload,
+    logged_in_context,
+    needs_chromium,
+)
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 
@@ -56,9 +63,8 @@ def test_progress_bar_slider_and_share_link(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
         try:
-            context = browser.new_context(viewport={"width": 1000, "height": 800})
-            context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
-                                  "url": live_server.url}])
+            context = logged_in_context(browser, client, live_server,
+                                        viewport={"width": 1000, "height": 800})
             page = context.new_page()
             page.set_default_timeout(30_000)
             console_errors = []
@@ -128,10 +134,8 @@ def test_progress_bar_slider_and_share_link(
             assert visitor.locator(f"a[href*='{job.pk}']").count() == 0
 
             # On a phone, the owner's slider follows a tap.
-            phone = browser.new_context(viewport={"width": 390, "height": 844},
-                                        has_touch=True, is_mobile=True)
-            phone.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
-                                "url": live_server.url}])
+            phone = logged_in_context(browser, client, live_server, has_touch=True,
+                                      is_mobile=True, viewport={"width": 390, "height": 844})
             owner_phone = phone.new_page()
             owner_phone.goto(f"{live_server.url}/jobs/{job.pk}/")
             assert owner_phone.evaluate("document.documentElement.scrollWidth") <= 390
