@@ -83,9 +83,9 @@ def _heldout(obj) -> dict:
 
 @admin.register(Style)
 class StyleAdmin(admin.ModelAdmin):
-    list_display = ["name", "painting_thumbnail", "status", "model_name", "bank_index", "live_version",
-                    "heldout_content", "heldout_style", "heldout_style_ratio", "heldout_of",
-                    "is_public", "updated_at"]
+    list_display = ["name", "painting_thumbnail", "status", "model_name", "bank_index",
+                    "live_version", "heldout_content", "heldout_style", "heldout_style_ratio",
+                    "heldout_of", "is_public", "updated_at"]
     list_filter = ["status", "is_public", "model_name"]
     search_fields = ["name", "slug", "model_name", "description"]
     prepopulated_fields = {"slug": ["name"], "model_name": ["name"]}
