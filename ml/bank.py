@@ -11,13 +11,19 @@ and ``offset``.
 - :func:`freeze_all_but_style_norms` leaves only the per-style rows trainable;
 - :func:`splice_slot` takes one slot from a fine-tuned copy and everything else from
   the original, so the other slots' outputs stay bit-identical.
+
+Importing this module does not import Keras (the web process and a job's set-up need
+only :func:`mix_weights`); the functions that take a network import it themselves.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ml.layers import ConditionalInstanceNormalization
+if TYPE_CHECKING:
+    from ml.layers import ConditionalInstanceNormalization
 
 __all__ = [
     "IDENTITY_SLOT",
@@ -64,6 +70,8 @@ def mix_weights(num_styles: int, slot: int, *, strength: float = 1.0,
 
 def style_norms(net) -> list[ConditionalInstanceNormalization]:
     """Every conditional normalisation of ``net``, in a fixed order."""
+    from ml.layers import ConditionalInstanceNormalization
+
     return [layer for layer in net._flatten_layers(include_self=False)
             if isinstance(layer, ConditionalInstanceNormalization)]
 
@@ -99,6 +107,8 @@ def grow(net, num_styles: int):
 
 def freeze_all_but_style_norms(net) -> None:
     """Make every layer of ``net`` untrainable except its conditional norms."""
+    from ml.layers import ConditionalInstanceNormalization
+
     _check_bank(net)
     for layer in net._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, ConditionalInstanceNormalization):

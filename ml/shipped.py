@@ -33,6 +33,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ml.bank import mix_weights
 from ml.export import exported_versions, read_slots
 
 __all__ = ["ShippedStyle", "shipped_models", "shipped_styles", "select_styles"]
@@ -78,8 +79,6 @@ class ShippedStyle:
         """The slot's ``style_weights`` row at full strength (None: single-style)."""
         if self.slot is None:
             return None
-        from ml.bank import mix_weights  # imports Keras: only when asked
-
         return mix_weights(self.num_styles, self.slot)
 
     def load_stylize(self) -> Callable[[np.ndarray], np.ndarray]:

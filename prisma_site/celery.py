@@ -2,6 +2,7 @@ import os
 
 from celery import Celery
 from celery.contrib.django.task import DjangoTask
+from celery.signals import worker_init
 from django.db import transaction
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prisma_site.settings")
@@ -29,3 +30,12 @@ class Task(DjangoTask):
 app = Celery("prisma_site", task_cls=Task)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+def _preload_the_model_backend(**_):
+    """A worker imports its model backend as it starts (TensorFlow for the local one),
+    so its first job does not wait for it; the web process never imports it."""
+    from stylize.backends import backend_class
+
+    backend_class().preload()

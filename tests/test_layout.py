@@ -1,8 +1,13 @@
 """The code's layout: ``stylize`` has no import cycle, counting imports inside
-functions too (only ``if TYPE_CHECKING:`` blocks are left out)."""
+functions too (only ``if TYPE_CHECKING:`` blocks are left out); ``ml`` knows nothing of
+the site; the web process never loads TensorFlow."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+from tests.helpers import clean_env
 
 BASE_DIR = Path(__file__).resolve().parents[1]
 
@@ -102,3 +107,32 @@ def test_ml_does_not_import_django_or_the_app():
                  for name in _imported(module, path, node)}
         app_imports = {n for n in names if n.split(".")[0] in ("django", "stylize", "prisma_site")}
         assert not app_imports, module
+
+
+WEB_PROCESS = """
+import sys
+import django
+django.setup()
+from django.urls import get_resolver
+get_resolver().url_patterns  # every view, the admin and the API
+import prisma_site.wsgi
+HEAVY = ("tensorflow", "keras", "grpc", "ml.layers", "ml.export")
+print(sorted(m for m in HEAVY if m in sys.modules))
+# What a starting Celery worker does (prisma_site/celery.py).
+from celery.signals import worker_init
+worker_init.send(sender=None)
+print(sorted(m for m in HEAVY if m in sys.modules))
+"""
+
+
+def test_the_web_process_does_not_load_tensorflow_and_a_worker_does_as_it_starts():
+    # Only the worker paints; Django's start-up (apps, tasks, urls) stays light: about
+    # 2 s and no TensorFlow, instead of 8 s and its memory in every web process,
+    # manage.py command and beat (docs/design/README.md).
+    result = subprocess.run([sys.executable, "-c", WEB_PROCESS], env=clean_env(),
+                            cwd=BASE_DIR, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    web, worker = result.stdout.strip().splitlines()[-2:]
+    assert web == "[]"
+    # The local backend (the default) runs SavedModels in-process; no gRPC client.
+    assert worker == "['keras', 'ml.export', 'tensorflow']"

@@ -21,6 +21,7 @@ __all__ = [
     "ModelBackend",
     "PermanentBackendError",
     "TransientBackendError",
+    "backend_class",
     "get_backend",
 ]
 
@@ -28,15 +29,21 @@ __all__ = [
 @functools.cache
 def get_backend() -> ModelBackend:
     """One backend per process (tests call ``get_backend.cache_clear()``)."""
-    # Imported here so a process only pays for the backend it uses.
+    return backend_class()()
+
+
+def backend_class() -> type[ModelBackend]:
+    """The class of ``settings.MODEL_BACKEND``, imported on first call so a process only
+    pays for the backend it uses (the local one imports TensorFlow when it paints, or
+    when a starting worker calls its ``preload``); the web process never does."""
     if settings.MODEL_BACKEND == "local":
         from stylize.backends.local import LocalBackend
 
-        return LocalBackend()
+        return LocalBackend
     if settings.MODEL_BACKEND == "tfserving":
         from stylize.backends.tfserving import TFServingBackend
 
-        return TFServingBackend()
+        return TFServingBackend
     raise ImproperlyConfigured(
         f"MODEL_BACKEND must be 'local' or 'tfserving', not {settings.MODEL_BACKEND!r}."
     )

@@ -26,6 +26,11 @@ class PermanentBackendError(BackendError):
 
 
 class ModelBackend:
+    @classmethod
+    def preload(cls) -> None:
+        """Import what painting needs, connecting to nothing and loading no model: a
+        worker calls it as it starts, before its pool forks (``prisma_site/celery.py``)."""
+
     def stylize(self, *, model_name: str, version: int, images: np.ndarray,
                 style_weights: np.ndarray | None = None) -> np.ndarray:
         """uint8 ``[N, H, W, 3]`` in, uint8 of the same shape out; ``style_weights``

@@ -45,6 +45,11 @@ class LocalBackend(ModelBackend):
         self._lock = threading.Lock()
         self.load_count = 0
 
+    @classmethod
+    def preload(cls) -> None:
+        """TensorFlow (seconds to import), so a worker's first job does not wait for it."""
+        import tensorflow  # noqa: F401
+
     def stylize(self, *, model_name: str, version: int, images: np.ndarray,
                 style_weights: np.ndarray | None = None) -> np.ndarray:
         images = check_images(images)

@@ -32,6 +32,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from ml.bank import mix_weights
 from stylize.models import Style
 from stylize.selectors import style_list_served
 
@@ -423,7 +424,6 @@ def style_evaluate(*, style: Style, images_dir: Path, sheet_path: Path,
 def style_stylize_fn(style: Style):
     """uint8 batch -> uint8 batch through ``style``'s live version, in this process
     (a bank style at full strength in its own slot)."""
-    from ml.bank import mix_weights
     from ml.export import load_savedmodel_fn
 
     stylize = load_savedmodel_fn(model_dir(style) / str(style.live_version))
