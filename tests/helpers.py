@@ -179,6 +179,38 @@ def logged_in_context(browser, client, live_server, **options):
                           "url": live_server.url}])
     return context
 
+
+COLLECT_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+    e => window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI));
+"""
+
+
+def open_browser(playwright):
+    """Chromium with one page that records Content-Security-Policy violations
+    (``window.__cspViolations``); ``errors`` collects what the policy refused and
+    scripts that broke (not the admin's 404 for /favicon.ico)."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.set_default_timeout(30_000)
+    page.add_init_script(COLLECT_VIOLATIONS)
+    errors = []
+    page.on("console", lambda m: m.type == "error" and (
+        "Refused to" in m.text or "Content Security Policy" in m.text) and errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return browser, page, errors
+
+
+def admin_log_in(page, base_url, username, password=PASSWORD):
+    """Log ``page`` in through the admin's login form; it lands on the admin index."""
+    page.goto(f"{base_url}/admin/login/?next=/admin/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base_url}/admin/")
+
 # --------------------------------------------------------------------------- training
 
 

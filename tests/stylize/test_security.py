@@ -31,11 +31,11 @@ from prisma_site.middleware import client_ip
 from tests.factories import StyleFactory, StyleJobFactory, UserFactory
 from tests.helpers import (
     BASE_DIR,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     PASSWORD,
     PRODUCT_SETTINGS,
+    admin_log_in,
     needs_chromium,
+    open_browser,
     png_bytes,
     port_open,
 )
@@ -564,27 +564,6 @@ def test_the_admin_works_under_the_policy_after_a_real_login():
 # --- In a real browser --------------------------------------------------------------------
 
 
-COLLECT_VIOLATIONS = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation",
-    e => window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI));
-"""
-
-
-def open_browser(playwright):
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                         args=CHROMIUM_ARGS)
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    page.set_default_timeout(30_000)
-    page.add_init_script(COLLECT_VIOLATIONS)
-    errors = []  # what the policy refused, and scripts that broke (not the admin's 404
-    # for /favicon.ico, which has nothing to do with it)
-    page.on("console", lambda m: m.type == "error" and (
-        "Refused to" in m.text or "Content Security Policy" in m.text) and errors.append(m.text))
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    return browser, page, errors
-
-
 @pytest.mark.slow
 @needs_chromium
 def test_swagger_ui_and_the_admin_work_in_a_browser_under_the_policy(
@@ -611,11 +590,7 @@ def test_swagger_ui_and_the_admin_work_in_a_browser_under_the_policy(
                    ).to_contain_text("200")  # it called the API, under connect-src 'self'
             assert page.evaluate("window.__cspViolations") == []
 
-            page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-            page.get_by_label("Username").fill("root")
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Log in").click()
-            page.wait_for_url(f"{live_server.url}/admin/")
+            admin_log_in(page, live_server.url, "root")
             page.goto(f"{live_server.url}/admin/stylize/style/{style.pk}/change/")
             expect(page.locator("#id_name")).to_have_value("Starry Night")
             assert page.evaluate("typeof django !== 'undefined' && !!django.jQuery")

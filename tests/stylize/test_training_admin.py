@@ -32,7 +32,7 @@ from stylize.models import Style
 from stylize.services import training
 from stylize.services.training import HISTORY_POINTS, TrainingRecorder
 from tests.factories import BankStyleFactory, StyleFactory, UserFactory
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, needs_chromium, png_bytes
+from tests.helpers import admin_log_in, needs_chromium, open_browser, png_bytes
 
 SVG = "{http://www.w3.org/2000/svg}"
 TERMS = ("content", "style", "tv", "total")
@@ -629,21 +629,9 @@ def test_the_training_section_follows_the_run_in_a_browser_and_keeps_the_form(
             training_progress={**style.training_progress, **changes})
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.set_default_timeout(20_000)
-        page.add_init_script("""window.__cspViolations = [];
-            document.addEventListener("securitypolicyviolation",
-                e => window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI));""")
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        browser, page, errors = open_browser(playwright)
         try:
-            page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-            page.get_by_label("Username").fill("root")
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Log in").click()
-            page.wait_for_url(f"{live_server.url}/admin/")
+            admin_log_in(page, live_server.url, "root")
             page.goto(f"{live_server.url}/admin/stylize/style/{style.pk}/change/")
             bar = page.locator("fieldset.training progress")
             expect(bar).to_have_attribute("value", "40")
