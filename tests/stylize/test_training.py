@@ -1,7 +1,6 @@
 """train_style / evaluate_style on tiny photos with a random-weights VGG16 file."""
 
 import io
-import logging
 import re
 
 import numpy as np
@@ -136,8 +135,6 @@ def test_models_config_leaves_out_what_serving_could_not_load_and_lists_the_rest
 ):
     from stylize.services.training import serving_config_write
 
-    # Whatever an earlier test's Celery worker set the root logger's level to.
-    caplog.set_level(logging.WARNING, logger="stylize.services.training")
     _fake_export(serving_dir, "starry", 1)
     StyleFactory(slug="starry", model_name="starry", live_version=1)
     StyleFactory(slug="gone", model_name="gone", live_version=2)  # folder deleted
