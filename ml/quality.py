@@ -273,6 +273,7 @@ def evaluate_style(
     photo_size: int = PHOTO_SIZE,
     painting_size: int = PAINTING_SIZE,
     layers: Sequence[str] = QUALITY_LAYERS,
+    photo_distances: dict | None = None,
 ) -> dict:
     """Score a style on ``photos``: style distance ratio and shapes (module docstring).
 
@@ -293,6 +294,11 @@ def evaluate_style(
             photo's size.
 
     Exactly one of ``stylize`` and ``results`` is needed.
+
+    ``photo_distances``: a dict the caller keeps between calls with the same painting,
+    sizes and network (a training run scoring every N steps): the photos' own style
+    distances, which only the results change, are read from it by photo name and added
+    to it, so each photo's is computed once.
 
     Returns:
         dict with the :data:`SCORE_NAMES` (floats), ``num_images``,
@@ -333,9 +339,15 @@ def evaluate_style(
         photo = fit_longer_side(photo, photo_size)
         raw = stylize(photo) if stylize is not None else results[index]
         result = _fit_to(raw, photo.shape[:2], f"the result of {name}")
+        if photo_distances is not None and name in photo_distances:
+            photo_distance = photo_distances[name]
+        else:
+            photo_distance = _distance(photo, target, loss_network, layers)
+            if photo_distances is not None:
+                photo_distances[name] = photo_distance
         per_photo.append({
             "photo": name,
-            "photo_style_distance": _distance(photo, target, loss_network, layers),
+            "photo_style_distance": photo_distance,
             "result_style_distance": _distance(result, target, loss_network, layers),
             "luminance_correlation": luminance_correlation(photo, result),
             "edge_correlation": edge_correlation(photo, result),

@@ -133,12 +133,22 @@ class StyleTrainer(keras.Model):
     """
 
     def __init__(self, transform_net, perceptual_loss, painting_of_slot=None,
-                 identity_weight=0.0, **kwargs):
+                 identity_weight=0.0, painting_style_scales=None, **kwargs):
         super().__init__(**kwargs)
         self.transform_net = transform_net
         self.perceptual_loss = perceptual_loss
         self.painting_of_slot = (
             None if painting_of_slot is None else np.asarray(painting_of_slot, np.int32))
+        # A bank's per-painting multiplier of the style weight (1 each by default).
+        self.painting_style_scales = None
+        if self.painting_of_slot is not None:
+            count = int(self.painting_of_slot.max()) + 1
+            scales = np.ones(count, np.float32) if not painting_style_scales else np.asarray(
+                painting_style_scales, np.float32)
+            if scales.shape != (count,):
+                raise ValueError(f"painting_style_scales needs {count} numbers, "
+                                 f"got {len(scales)}")
+            self.painting_style_scales = scales
         self.identity_weight = float(identity_weight)
         # Tracked as an attribute so its (frozen) VGG variables are part of the
         # model state that the jax backend passes through its stateless step.
@@ -175,7 +185,8 @@ class StyleTrainer(keras.Model):
             # share the batch's style weight, as in a single-style run of their own.
             painted = ops.cast(painting >= 0, "float32")
             share = ops.cast(ops.shape(painted)[0], "float32") / ops.maximum(ops.sum(painted), 1.0)
-            scale = ops.cast(y, "float32") * painted * share
+            scale = ops.cast(y, "float32") * painted * share * ops.take(
+                ops.convert_to_tensor(self.painting_style_scales), ops.maximum(painting, 0))
             photos = ops.cast(photos, "float32")
             terms = self.perceptual_loss(photos, stylized, style_scale=scale,
                                          style_index=ops.maximum(painting, 0))
@@ -495,6 +506,8 @@ def build_trainer(config: TrainConfig, plan: BankPlan | None = None) -> StyleTra
     trainer = StyleTrainer(net, build_perceptual_loss(config, dtype=dtype),
                            painting_of_slot=plan.painting_of_slot if plan else None,
                            identity_weight=config.identity_weight,
+                           painting_style_scales=(config.painting_style_scales
+                                                  if plan and plan.base_weights is None else None),
                            **({"dtype": dtype} if dtype else {}))
     # A mixed_float16 trainer gets a LossScaleOptimizer from compile().
     trainer.compile(optimizer=keras.optimizers.Adam(
@@ -602,11 +615,14 @@ def train(
     *,
     dataset=None,
     on_progress: Callable[[TrainProgress], None] | None = None,
+    callbacks: Iterable[keras.callbacks.Callback] = (),
 ) -> TrainResult:
     """Train (or resume) a style with ``fit``; see the module docstring for what is written.
 
     ``dataset``: a ``tf.data.Dataset``, a ``keras.utils.PyDataset`` or a list of
     float (batch, H, W, 3) arrays in [0, 255]; default: ``config.data_dir``'s photos.
+    ``callbacks`` run after the run's own (``training_callbacks``), e.g. the bank run's
+    held-out scores (``ml.bank_run``).
     Raises ``CannotTrain`` before anything runs when an input is missing (see
     :func:`check_can_train`), ``TrainingDiverged`` (naming the last good checkpoint)
     on divergence.
@@ -646,7 +662,8 @@ def train(
             epochs=1,
             shuffle=False,  # the photo pipeline shuffles
             steps_per_epoch=config.steps - start_step,
-            callbacks=training_callbacks(config, state, out_dir, sample_photos, on_progress),
+            callbacks=[*training_callbacks(config, state, out_dir, sample_photos, on_progress),
+                       *callbacks],
             verbose=config.verbose,
         )
 
