@@ -23,7 +23,8 @@ The run folder (``training/bank/``)::
                       logs/, samples/ and transform_net.keras are not tracked
     run/scores.jsonl  every style's held-out scores every score_every steps
     run/best/         best.json: each style's best step by :func:`style_score` and its
-                      scores; step-N.weights.h5: the snapshots best.json names, no others
+                      scores, and the whole bank's (the lowest mean score, under
+                      "(bank)"); step-N.weights.h5: the snapshots best.json names, no others
 
 Each style's best checkpoint is kept by held-out score, never simply the last: later
 checkpoints of a long run have lost the photo's light and edges with no gain in style.
@@ -72,6 +73,9 @@ SHAPE_PENALTY = 10.0
 RATIO_UNIT = 0.1
 #: Held-out photos whose results are drawn on the contact sheet of each scoring.
 SHEET_PHOTOS = 6
+#: best.json's key for the whole bank: the step with the lowest mean score over its
+#: styles (the bank ships as one network, so this is the checkpoint to ship).
+WHOLE_BANK = "(bank)"
 
 
 # --------------------------------------------------------------------------- the plan
@@ -241,12 +245,31 @@ class HeldOutScores(keras.callbacks.Callback):
         self.log = log
         self.peer = plan.peer_scores()
         self.best = BestSnapshots(plan.out_dir / BEST_DIR)
-        self.best.rescore(lambda slug, scores: style_score(scores, self.peer.get(slug)))
+        self.best.rescore(self.entry_score)
         self.photo_distances: dict[str, dict] = {style.slug: {} for style in plan.styles}
         self.scored_step: int | None = None
         self._net32 = None
         self.start_step = self.step = 0
         self.started = time.perf_counter()
+        self.seconds_before = self._seconds_so_far()
+
+    def _seconds_so_far(self) -> float:
+        """Training time of the earlier runs: the last record's total (a run scores when it
+        ends, so that record closes it)."""
+        path = self.plan.out_dir / SCORES_FILE
+        lines = path.read_text().splitlines() if path.is_file() else []
+        if not lines:
+            return 0.0
+        last = json.loads(lines[-1])
+        return float(last.get("train_seconds", last.get("seconds_this_run", 0.0)))
+
+    def entry_score(self, slug: str, entry: dict) -> float:
+        """:func:`style_score` of a style's scores against the peer's; for
+        :data:`WHOLE_BANK` the mean over the styles it holds."""
+        if slug == WHOLE_BANK:
+            return float(np.mean([self.entry_score(key, scores)
+                                  for key, scores in entry["styles"].items()]))
+        return style_score(entry, self.peer.get(slug))
 
     def on_train_begin(self, logs=None):
         # The global step: the optimizer's iterations, restored with a checkpoint.
@@ -295,11 +318,14 @@ class HeldOutScores(keras.callbacks.Callback):
                                     photo_distances=self.photo_distances[style.slug])
             scores = {name: round(float(report[name]), 4) for name in
                       ("style_distance_ratio", "luminance_correlation", "edge_correlation")}
-            scores["score"] = round(style_score(scores, self.peer.get(style.slug)), 4)
+            scores["score"] = round(self.entry_score(style.slug, scores), 4)
             scored[style.slug] = scores
             sheet.append(results[:SHEET_PHOTOS])
-        improved = self.best.offer(step, scored, net.save_weights)
+        whole = {"styles": {slug: dict(scores) for slug, scores in scored.items()}}
+        whole["score"] = round(self.entry_score(WHOLE_BANK, whole), 4)
+        improved = self.best.offer(step, {**scored, WHOLE_BANK: whole}, net.save_weights)
         record = {"step": step, "seconds_this_run": round(started - self.started, 1),
+                  "train_seconds": round(self.seconds_before + started - self.started, 1),
                   "scoring_seconds": round(time.perf_counter() - started, 1), "styles": scored}
         with open(self.plan.out_dir / SCORES_FILE, "a") as scores_file:
             scores_file.write(json.dumps(record) + "\n")
@@ -361,12 +387,19 @@ def scores_table(record: dict, best: dict, improved=()) -> str:
     lines = [f"held-out scores at step {record['step']} ({record.get('scoring_seconds', '?')} s):",
              f"  {'style':22} {'ratio':>6} {'lum':>5} {'edges':>5} {'score':>6}   best (step)"]
     for slug, s in record["styles"].items():
+        if slug == WHOLE_BANK:
+            continue
         mark = " *" if slug in improved else ""
         kept = best.get(slug, {})
         lines.append(f"  {slug:22} {s['style_distance_ratio']:6.3f} "
                      f"{s['luminance_correlation']:5.2f} {s['edge_correlation']:5.2f} "
                      f"{s['score']:6.2f}   {kept.get('score', float('nan')):.2f} "
                      f"({kept.get('step', '-')}){mark}")
+    whole = best.get(WHOLE_BANK)
+    if whole:
+        mark = " *" if WHOLE_BANK in improved else ""
+        lines.append(f"  the whole bank's best: mean score {whole['score']:.2f} at step "
+                     f"{whole['step']}{mark}")
     return "\n".join(lines)
 
 

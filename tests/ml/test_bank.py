@@ -383,3 +383,27 @@ def test_identity_examples_do_not_dilute_the_style_term(paintings, tmp_path):
                          y_pred=stylized[:1])
     alone = float(trainer.trackers["style"].result())
     assert mixed == pytest.approx(alone, rel=1e-4)
+
+
+def test_a_paintings_style_scale_multiplies_its_style_term_only(paintings, tmp_path):
+    from ml.train import build_trainer
+
+    images = photos(2, SIZE)
+    slots = np.array([1, 2], np.int32)
+    styles = {}
+    for scales in ((), (3.0, 1.0)):
+        keras.utils.set_random_seed(5)  # the same random VGG for both
+        trainer = build_trainer(bank_config(tmp_path / "b", paintings=tuple(paintings),
+                                            painting_style_scales=scales))
+        if not styles:
+            weights = trainer.transform_net.get_weights()
+        trainer.transform_net.set_weights(weights)
+        stylized = np.asarray(trainer((images, slots)))
+        per_slot = []
+        for i, slot in enumerate(slots):
+            trainer.compute_loss(x=(images[i:i + 1], np.array([slot], np.int32)),
+                                 y=np.ones(1, "float32"), y_pred=stylized[i:i + 1])
+            per_slot.append(float(trainer.trackers["style"].result()))
+        styles[scales] = per_slot
+    assert styles[(3.0, 1.0)][0] == pytest.approx(3 * styles[()][0], rel=1e-4)
+    assert styles[(3.0, 1.0)][1] == pytest.approx(styles[()][1], rel=1e-4)

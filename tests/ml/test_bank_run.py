@@ -1,0 +1,235 @@
+"""The shipped bank's long run (``ml.bank_run``): its plan, its score, the best snapshots,
+and a tiny run that resumes from its folder on another machine and stops on time."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml import bank_run
+from ml.bank_run import BestSnapshots, load_plan, style_score
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def test_the_shipped_plan_lists_every_painting_with_its_source_and_licence():
+    plan = load_plan(BASE_DIR / "training" / "bank")
+    assert len(plan.styles) >= 12
+    assert [style.slot for style in plan.styles] == list(range(1, len(plan.styles) + 1))
+    for style in plan.styles:
+        meta = json.loads((style.folder / "style.json").read_text())
+        assert style.painting.is_file() and style.painting.stat().st_size < 2_000_000
+        assert meta["slug"] == style.slug and meta["source"] and meta["licence"]
+        assert style.style_scale >= 0
+
+
+def test_the_plans_checkpoint_fits_in_the_repository():
+    """Weights and Adam's two moments of the plan's network stay under 10 MB."""
+    from ml.config import TrainConfig
+    from ml.train import build_transform_net
+
+    plan = load_plan(BASE_DIR / "training" / "bank")
+    settings = dict(plan.train)
+    config = TrainConfig.from_preset(settings.pop("preset", None), **settings)
+    net = build_transform_net(config, num_styles=len(plan.styles) + 1)
+    assert 3 * 4 * net.count_params() < 10_000_000
+
+
+def test_a_plan_with_a_missing_painting_is_refused_naming_it(tmp_path):
+    (tmp_path / "styles" / "gone").mkdir(parents=True)
+    (tmp_path / "styles" / "gone" / "style.json").write_text('{"painting": "painting.png"}')
+    (tmp_path / "plan.json").write_text('{"styles": ["gone"]}')
+    with pytest.raises(ValueError, match="painting of gone"):
+        load_plan(tmp_path)
+
+
+# --------------------------------------------------------------------------- the score
+
+
+def scores(ratio, luminance, edges):
+    return {"style_distance_ratio": ratio, "luminance_correlation": luminance,
+            "edge_correlation": edges}
+
+
+def test_the_score_prefers_keeping_the_photo_to_painting_it_away():
+    peer = scores(0.07, 0.72, 0.65)
+    wiped_out = style_score(scores(0.05, 0.40, 0.50), peer)
+    kept = style_score(scores(0.065, 0.75, 0.70), peer)
+    assert kept < wiped_out
+    # Above every floor, only the style ratio counts, in units of the peer's.
+    assert kept == pytest.approx(0.065 / 0.07)
+    assert style_score(scores(0.06, 0.9, 0.9)) == pytest.approx(0.6)  # no peer: units of 0.1
+
+
+def test_best_snapshots_keep_each_styles_best_step_and_only_those_weights(tmp_path):
+    best = BestSnapshots(tmp_path / "best")
+
+    def save(path):
+        Path(path).write_bytes(b"weights")
+
+    assert best.offer(2, {"a": {"score": 3.0}, "b": {"score": 2.0}}, save) == ["a", "b"]
+    assert best.offer(4, {"a": {"score": 1.0}, "b": {"score": 5.0}}, save) == ["a"]
+    assert best.offer(6, {"a": {"score": 9.0}, "b": {"score": 9.0}}, save) == []
+    assert {slug: entry["step"] for slug, entry in best.best.items()} == {"a": 4, "b": 2}
+    assert sorted(p.name for p in (tmp_path / "best").glob("*.h5")) == [
+        "step-00000002.weights.h5", "step-00000004.weights.h5"]
+    assert best.offer(8, {"a": {"score": 0.5}, "b": {"score": 0.5}}, save) == ["a", "b"]
+    assert [p.name for p in (tmp_path / "best").glob("*.h5")] == ["step-00000008.weights.h5"]
+    # Read back by the next session.
+    assert BestSnapshots(tmp_path / "best").best["b"]["step"] == 8
+
+
+# --------------------------------------------------------------------------- a tiny run
+
+
+def write_images(folder: Path, count: int, size: int, seed: int) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        pixels = rng.integers(0, 256, (size, size + 8 * index, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"photo-{index}.png")
+    return folder
+
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    """A run folder like training/bank/ with two paintings and a tiny network."""
+    run_dir = tmp_path / "bank"
+    for width, slug, colour in ((4, "red", (200, 40, 30)), (5, "blue", (30, 40, 200))):
+        folder = run_dir / "styles" / slug
+        folder.mkdir(parents=True)
+        stripes = (np.indices((48, 48)).sum(axis=0) // width % 2)[..., None]
+        pixels = np.clip(stripes * np.array(colour) + 20, 0, 255)
+        Image.fromarray(pixels.astype(np.uint8)).save(folder / "painting.png")
+        (folder / "style.json").write_text(json.dumps({
+            "name": slug, "slug": slug, "painting": "painting.png",
+            "training": {"style_scale": 1.0}}))
+    (run_dir / "plan.json").write_text(json.dumps({
+        "bank": "tiny", "styles": ["red", "blue"], "score_every": 2,
+        "train": {"preset": "fast", "width": 0.125, "num_residual_blocks": 1, "size": 16,
+                  "batch": 2, "steps": 100, "checkpoint_every": 2, "sample_every": 1000,
+                  "precision": "float32", "lr": 0.01}}))
+    photos = write_images(tmp_path / "photos", 4, 40, seed=3)
+    holdout = write_images(tmp_path / "holdout", 2, 32, seed=4)
+    return run_dir, photos, holdout
+
+
+def run(run_dir, photos, holdout, *extra):
+    bank_run.main(["--run-dir", str(run_dir), "--photos", str(photos), "--holdout", str(holdout),
+                   "--loss-weights", "random", *extra])
+
+
+@pytest.mark.slow
+def test_the_run_resumes_from_its_folder_on_another_machine(tiny_run, tmp_path, capsys):
+    run_dir, photos, holdout = tiny_run
+    run(run_dir, photos, holdout, "--steps", "4")
+    first = json.loads((run_dir / "run" / "checkpoints" / "latest.json").read_text())
+    assert first["step"] == 4
+
+    # Only the tracked files travel (a fresh clone): no logs, samples or final model.
+    moved = tmp_path / "clone" / "bank"
+    shutil.copytree(run_dir, moved, ignore=shutil.ignore_patterns(
+        "logs", "samples", "transform_net.keras"))
+    run(moved, photos, holdout, "--steps", "6")
+    out = capsys.readouterr().out
+    assert "step 6 (2 this run" in out
+    state = json.loads((moved / "run" / "checkpoints" / "latest.json").read_text())
+    assert state["step"] == 6
+    records = [json.loads(line) for line in
+               (moved / "run" / "scores.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in records] == [2, 4, 6]
+    assert set(records[-1]["styles"]) == {"red", "blue"}
+    # Each style's best is the step with its lowest score, whichever that was, and the
+    # snapshot it names loads into the bank's network.
+    best = json.loads((moved / "run" / "best" / "best.json").read_text())
+    for slug in ("red", "blue"):
+        lowest = min(records, key=lambda record: record["styles"][slug]["score"])
+        assert best[slug]["step"] == lowest["step"]
+        assert (moved / "run" / "best" / f"step-{lowest['step']:08d}.weights.h5").is_file()
+    # The whole bank's best is the step with the lowest mean score: the one to ship.
+    lowest_mean = min(records, key=lambda record: np.mean(
+        [scores["score"] for scores in record["styles"].values()]))
+    assert best[bank_run.WHOLE_BANK]["step"] == lowest_mean["step"]
+    assert (moved / "run" / "samples" / "heldout-step-00000006.jpg").is_file()
+
+
+@pytest.mark.slow
+def test_the_run_stops_at_max_seconds_with_a_checkpoint_and_a_score(tiny_run):
+    run_dir, photos, holdout = tiny_run
+    run(run_dir, photos, holdout, "--max-seconds", "0.001")
+    state = json.loads((run_dir / "run" / "checkpoints" / "latest.json").read_text())
+    assert 1 <= state["step"] < 100
+    records = (run_dir / "run" / "scores.jsonl").read_text().splitlines()
+    assert json.loads(records[-1])["step"] == state["step"]
+
+
+# --------------------------------------------------------------------------- shipping
+
+
+def ship(run_dir, serving, holdout, *extra):
+    from ml import bank_ship
+
+    return bank_ship.main(["--run-dir", str(run_dir), "--serving-dir", str(serving),
+                           "--holdout", str(holdout), "--loss-weights", "random", *extra])
+
+
+@pytest.mark.slow
+def test_shipping_exports_the_best_snapshot_and_retires_the_model_it_replaces(
+        tiny_run, tmp_path, capsys):
+    import keras
+
+    from ml.export import export_savedmodel
+    from ml.model import TransformNet
+    from ml.shipped import shipped_styles
+
+    run_dir, photos, holdout = tiny_run
+    run(run_dir, photos, holdout, "--steps", "4")
+    serving = tmp_path / "serving"
+    # Today's single-style model of the same slug as the bank's first style.
+    old = TransformNet(width=0.125, num_residual_blocks=0, output_kernel_size=3)
+    old.build((None, None, None, 3))
+    export_savedmodel(old, serving / "models" / "red_model")
+    (serving / "styles" / "red_model").mkdir(parents=True)
+    shutil.copy(run_dir / "styles" / "red" / "painting.png", serving / "styles" / "red_model")
+    (serving / "styles" / "red_model" / "style.json").write_text(json.dumps(
+        {"name": "Red", "slug": "red", "painting": "painting.png"}))
+    (serving / "STYLES.md").write_text("# Shipped styles\n")
+
+    # Four steps of a tiny net keep no photo: refused, nothing written.
+    assert ship(run_dir, serving, holdout) == 1
+    assert "Not shipped" in capsys.readouterr().out
+    assert not (serving / "models" / "tiny").exists()
+
+    assert ship(run_dir, serving, holdout, "--force") == 0
+    best = json.loads((run_dir / "run" / "best" / "best.json").read_text())
+    styles = shipped_styles(serving)
+    assert [(s.model, s.slot, s.slug) for s in styles] == [("tiny", 1, "red"), ("tiny", 2, "blue")]
+    assert not (serving / "models" / "red_model").exists()
+    meta = styles[0].meta
+    assert meta["training"]["steps_done"] == best[bank_run.WHOLE_BANK]["step"]
+    assert meta["metrics"]["heldout"]["quality"]["luminance_correlation"] is not None
+    assert (styles[0].meta_file.parent / "sample.jpg").is_file()
+    assert 'name: "tiny"' in (serving / "models.config").read_text()
+    assert "red_model" not in (serving / "models.config").read_text()
+    record = (serving / "STYLES.md").read_text()
+    assert "## Bank `tiny`, version 1" in record and "red_model" in record
+    # The exported version paints with the snapshot's weights.
+    net = keras.saving.load_model(styles[0].version_dir / "transform_net.keras")
+    snapshot = TransformNet.from_config(net.get_config())
+    snapshot.build((None, None, None, 3))
+    snapshot.load_weights(run_dir / "run" / "best" /
+                          f"step-{best[bank_run.WHOLE_BANK]['step']:08d}.weights.h5")
+    photo = np.full((1, 24, 24, 3), 120, np.float32)
+    weights = np.eye(3, dtype=np.float32)[[1]]
+    np.testing.assert_allclose(np.asarray(net(photo, weights)),
+                               np.asarray(snapshot(photo, weights)), atol=1e-4)
+    shipped = styles[0].load_stylize()(np.full((24, 24, 3), 120, np.uint8))
+    assert shipped.shape == (24, 24, 3)
