@@ -172,6 +172,10 @@ class TrainConfig:
     style_layer_weights: tuple[float, ...] | None = field(default=None, metadata=_flag(
         "--style-layer-weights", "relative weight of each style layer, shallow to deep, "
         "e.g. 1,2,4,8", layer_weights_arg))
+    light_weight: float = field(default=0.0, metadata=_flag(
+        "--light-weight", "weight of the light term: the photo's coarse light and dark "
+        "layout kept whatever the palette (ml.losses.light_layout_loss); 0 leaves it out",
+        non_negative_float))
     tv_weight: float | None = field(default=None, metadata=_flag(
         "--tv-weight", "weight of the total-variation term", non_negative_float))
     style_size: int | None = field(default=None, metadata=_flag(
@@ -253,7 +257,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
-        for name in ("content_weight", "style_weight", "tv_weight", "lr", "identity_weight"):
+        for name in ("content_weight", "style_weight", "tv_weight", "lr", "identity_weight",
+                     "light_weight"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")

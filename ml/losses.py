@@ -16,7 +16,11 @@ so its weights transfer to VGG19 directly):
   painting's Gram matrix (see :func:`gram_matrix`), summed over the layers;
 * total variation: mean squared difference of vertically neighbouring pixels
   plus the same for horizontal neighbours, on [0, 255] images (see
-  :func:`total_variation`).
+  :func:`total_variation`);
+* light (optional, ``light_weight``): the photo's light and dark layout, kept at a
+  coarse scale whatever the palette: ``2 (1 - r)`` with ``r`` the correlation of the
+  photo's and the result's luminance shrunk to ``light_size`` px (see
+  :func:`light_layout_loss`), averaged over the batch.
 
 Each is multiplied by its weight; ``total`` is the sum of the weighted terms.
 """
@@ -217,6 +221,33 @@ def total_variation(images):
     return ops.mean(ops.square(dy)) + ops.mean(ops.square(dx))
 
 
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601
+
+
+def light_layout_loss(photos, stylized, size=16, epsilon=4.0):
+    """Per image, ``2 (1 - r)``: ``r`` the correlation between the luminance of
+    ``photos`` and of ``stylized`` (both ``(batch, H, W, 3)`` in [0, 255]), each shrunk
+    to ``size x size`` (antialiased) so only the coarse light and dark layout counts.
+
+    0 when the result keeps the photo's layout, whatever its brightness, contrast or
+    palette; 2 for no relation; 4 for the layout inverted. Each map is standardised
+    with ``epsilon`` (levels) added to its standard deviation, so in a flat part of a
+    photo the term asks the result to stay flat there too rather than amplify noise.
+    Returns float32 ``(batch,)``.
+    """
+    weights = ops.convert_to_tensor(LUMA_WEIGHTS, dtype="float32")
+
+    def standardised(images):
+        luma = ops.sum(ops.cast(images, "float32") * weights, axis=-1, keepdims=True)
+        small = ops.image.resize(luma, (size, size), interpolation="bilinear", antialias=True)
+        centred = small - ops.mean(small, axis=(1, 2, 3), keepdims=True)
+        spread = ops.sqrt(ops.mean(ops.square(centred), axis=(1, 2, 3), keepdims=True))
+        return centred / (spread + epsilon)
+
+    difference = standardised(stylized) - standardised(ops.stop_gradient(photos))
+    return ops.mean(ops.square(difference), axis=(1, 2, 3))
+
+
 def _as_image_batch(image):
     """Painting as a float32 (1, H, W, 3) array in [0, 255]."""
     if isinstance(image, (str, Path)):
@@ -259,6 +290,8 @@ class PerceptualLoss:
             :data:`DEFAULT_LOSS_WEIGHTS` of the network.
         style_size: if given, the painting is resized (aspect kept) so that its
             longer side has this many pixels before its Gram matrices are taken.
+        light_weight: weight of the ``light`` term (:func:`light_layout_loss`); 0 (the
+            default) leaves the term out.
         loss_network: an already built :func:`build_loss_network` model with the
             needed layers, to share one between losses (``network`` and
             ``weights`` are then ignored).
@@ -277,6 +310,7 @@ class PerceptualLoss:
         tv_weight=None,
         style_size=None,
         loss_network=None,
+        light_weight=0.0,
     ):
         _check_network(network)
         self.network = network
@@ -305,7 +339,8 @@ class PerceptualLoss:
             defaults["style_weight"] if style_weight is None else style_weight
         )
         self.tv_weight = float(defaults["tv_weight"] if tv_weight is None else tv_weight)
-        for name in ("content_weight", "style_weight", "tv_weight"):
+        self.light_weight = float(light_weight)
+        for name in ("content_weight", "style_weight", "tv_weight", "light_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"`{name}` must be >= 0. Received: {getattr(self, name)}")
         if style_size is not None and (not isinstance(style_size, int) or style_size < 16):
@@ -347,8 +382,11 @@ class PerceptualLoss:
 
     @property
     def term_names(self) -> tuple[str, ...]:
-        """The keys :meth:`loss` returns: totals, then one ``style_<layer>`` each."""
-        return ("total", "content", "style", "tv", *(f"style_{n}" for n in self.style_layers))
+        """The keys :meth:`loss` returns: totals, then one ``style_<layer>`` each (and
+        ``light`` when its weight is not 0)."""
+        light = ("light",) if self.light_weight else ()
+        return ("total", "content", "style", "tv", *light,
+                *(f"style_{n}" for n in self.style_layers))
 
     def loss(self, content_batch, stylized_batch, style_scale=1.0, style_index=None):
         """Weighted loss terms.
@@ -393,6 +431,10 @@ class PerceptualLoss:
         terms["style"] = style
         terms["tv"] = self.tv_weight * total_variation(stylized_batch)
         terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+        if self.light_weight:
+            terms["light"] = self.light_weight * ops.mean(
+                light_layout_loss(content_batch, stylized_batch))
+            terms["total"] = terms["total"] + terms["light"]
         return terms
 
     __call__ = loss

@@ -253,3 +253,44 @@ def test_default_weights_exist_for_both_networks():
         assert set(weights) == {"content_weight", "style_weight", "tv_weight"}
         assert all(v > 0 for v in weights.values())
         assert 0.1 <= weights["style_weight"] / weights["content_weight"] <= 100
+
+
+# --------------------------------------------------------------------------- light term
+
+
+def _gradient_photo(seed=0, size=64):
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(20, 230, size, dtype=np.float32)
+    base = ramp[None, :, None] * np.ones((size, size, 3), np.float32)
+    return np.clip(base + rng.normal(0, 5, (size, size, 3)), 0, 255).astype(np.float32)[None]
+
+
+def test_the_light_term_ignores_palette_and_contrast_but_not_an_inverted_layout():
+    from ml.losses import light_layout_loss
+
+    photo = _gradient_photo()
+    # Another palette and contrast with the same light and dark: nearly free.
+    recoloured = np.clip(photo * np.array([0.4, 0.7, 1.0], np.float32) * 0.5 + 60, 0, 255)
+    inverted = 255.0 - photo
+    flat = np.full_like(photo, 128.0)
+    same = float(light_layout_loss(photo, photo)[0])
+    assert same == pytest.approx(0.0, abs=1e-6)
+    assert float(light_layout_loss(photo, recoloured)[0]) < 0.02
+    assert float(light_layout_loss(photo, inverted)[0]) > 3.5  # 2 (1 - r), r near -1
+    assert 0.8 < float(light_layout_loss(photo, flat)[0]) < 1.0  # no layout at all
+
+
+def test_the_light_term_is_a_weighted_part_of_the_total_only_when_asked_for(painting):
+    from ml.losses import PerceptualLoss
+
+    photo = _gradient_photo(size=32)
+    inverted = 255.0 - photo
+    plain = PerceptualLoss(painting, network="vgg16", weights=None)
+    light = PerceptualLoss(painting, network="vgg16", weights=None,
+                           loss_network=plain.loss_network, light_weight=100.0)
+    assert "light" not in plain.term_names and "light" in light.term_names
+    terms_plain, terms_light = plain(photo, inverted), light(photo, inverted)
+    assert "light" not in terms_plain
+    assert float(terms_light["light"]) > 300.0
+    assert float(terms_light["total"]) == pytest.approx(
+        float(terms_plain["total"]) + float(terms_light["light"]), rel=1e-5)
