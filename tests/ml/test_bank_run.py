@@ -20,7 +20,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 # --------------------------------------------------------------------------- the plan
 
 
-def test_the_shipped_plan_lists_every_painting_with_its_source_and_licence():
+def test_the_shipped_plan_lists_every_painting_with_its_source_licence_and_chinese_name():
     plan = load_plan(BASE_DIR / "training" / "bank")
     assert len(plan.styles) >= 12
     assert [style.slot for style in plan.styles] == list(range(1, len(plan.styles) + 1))
@@ -28,6 +28,7 @@ def test_the_shipped_plan_lists_every_painting_with_its_source_and_licence():
         meta = json.loads((style.folder / "style.json").read_text())
         assert style.painting.is_file() and style.painting.stat().st_size < 2_000_000
         assert meta["slug"] == style.slug and meta["source"] and meta["licence"]
+        assert meta["name_zh"] and meta["description_zh"]  # shown to Chinese readers
         assert style.style_scale >= 0
 
 
