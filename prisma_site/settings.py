@@ -17,6 +17,26 @@ env = environ.Env()
 
 VAR_DIR = Path(env("PRISMA_VAR_DIR", default=str(BASE_DIR / "var")))
 
+
+def _local_settings(path: str) -> dict:
+    """``KEY=VALUE`` lines of a development machine's settings file (``#`` comments and
+    blank lines skipped); none when ``path`` is empty or names no file."""
+    if not path or not Path(path).is_file():
+        return {}
+    pairs = (line.split("=", 1) for line in Path(path).read_text().splitlines()
+             if "=" in line and not line.lstrip().startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+# A development machine's own settings: `make run` writes var/local.env (git-ignored, never
+# in the image: .dockerignore) with DEBUG on and a generated SECRET_KEY
+# (prisma_site.devstack.local_settings_ensure), so manage.py and every other command of
+# README.md runs as it is on that machine. The environment wins over the file. Without
+# it (production: docker-compose) DEBUG stays off and SECRET_KEY is required.
+# PRISMA_LOCAL_SETTINGS names another file; empty, none is read.
+LOCAL_SETTINGS_FILE = env("PRISMA_LOCAL_SETTINGS", default=str(VAR_DIR / "local.env"))
+env.ENVIRON = {**_local_settings(LOCAL_SETTINGS_FILE), **env.ENVIRON}
+
 # Off unless the environment turns it on: `make run` and `make test` do
 # (prisma_site/devstack.py), so a forgotten variable never shows a debug page.
 DEBUG = env.bool("DEBUG", default=False)
@@ -24,7 +44,9 @@ DEBUG = env.bool("DEBUG", default=False)
 _DEV_SECRET_KEY = "insecure-dev-key-only-for-DEBUG-mode"
 SECRET_KEY = env("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else None)
 if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set when DEBUG is off. (On a development machine, `make run` "
+        "writes var/local.env with DEBUG on and a generated key.)")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -219,6 +241,27 @@ CELERY_TASK_ROUTES = {"stylize.tasks.style_train": {"queue": "training"}}
 JOB_QUEUES = {"small": CELERY_TASK_DEFAULT_QUEUE, "large": "large"}
 TRAINING_TIME_LIMIT = env.int("TRAINING_TIME_LIMIT", default=48 * 3600)
 
+# --- Previews (stylize.services.previews, docs/design/previews.md) -------------------
+# A photo painted small (PREVIEW_SIDE px, the longer side) in every offered style before
+# any job, on a queue with a worker of its own, so a preview never waits behind a job;
+# deleted with its files PREVIEW_RETENTION_SECONDS after it was made (beat's sweep).
+PREVIEW_QUEUE = "previews"
+CELERY_TASK_ROUTES.update({name: {"queue": PREVIEW_QUEUE} for name in (
+    "stylize.tasks.preview_paint", "stylize.tasks.previews_warm")})
+PREVIEW_SIDE = env.int("PREVIEW_SIDE", default=320)
+PREVIEW_RETENTION_SECONDS = env.int("PREVIEW_RETENTION_SECONDS", default=3600)
+CELERY_BEAT_SCHEDULE["delete-expired-previews"] = {
+    "task": "stylize.tasks.previews_delete_expired",
+    "schedule": env.float("PREVIEW_SWEEP_INTERVAL", default=300.0),
+}
+# Preview grids one client address may make without an account, grids one user may
+# make, and re-paints (another strength or mix) per user or client address, as
+# "count/period" with an optional number before the unit ("1/5m": one every five
+# minutes). More are answered 429 with a readable reason; empty: no limit.
+PREVIEW_ANONYMOUS_RATE = env("PREVIEW_ANONYMOUS_RATE", default="1/5m")
+PREVIEW_CREATE_RATE = env("PREVIEW_CREATE_RATE", default="60/h")
+PREVIEW_PAINT_RATE = env("PREVIEW_PAINT_RATE", default="240/m")
+
 # --- Jobs ----------------------------------------------------------------------------
 
 # Jobs, with their photos and results, are deleted this many days after they were made.
@@ -226,6 +269,10 @@ JOB_RETENTION_DAYS = env.int("JOB_RETENTION_DAYS", default=30)
 # A result's share link (stylize.services.sharing) opens for this many days after it
 # was made, unless revoked sooner (or the job is deleted first, JOB_RETENTION_DAYS).
 SHARE_LINK_DAYS = env.int("SHARE_LINK_DAYS", default=30)
+# Requests for share links' pages and images (/s/<token>/…, any token) one client address
+# (prisma_site.middleware.client_ip) may make, as "count/period" (second, minute, hour,
+# day); more are answered 429 with Retry-After. Empty: no limit.
+SHARE_LINK_RATE = env("SHARE_LINK_RATE", default="60/minute")
 # A transient failure (the model server unreachable, a time limit) is retried after 5,
 # 10, 20 and 40 s: the five attempts span 75 s, so a model server down for 30 s and
 # then loading its models again fails no job (bench/loadtest.py).
@@ -365,7 +412,10 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.int("AXES_COOLOFF_MINUTES", default=15) / 60  # hours, a float
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+# A successful log-in forgets the failures for its own username only, never those from
+# its address for other usernames (docs/design/security.md).
 AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = "prisma_site.auth_backends.LockoutHandler"
 # Failed tries are kept only until their cool-off ends; successful log-ins are not
 # recorded at all (no history of who logged in from where).
 AXES_DISABLE_ACCESS_LOG = True

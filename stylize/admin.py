@@ -2,17 +2,27 @@ import math
 from datetime import timedelta
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.formats import date_format, number_format
 from django.utils.html import conditional_escape, format_html, format_html_join
 from django.utils.safestring import mark_safe
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .loss_curves import loss_curves_svg
 from .models import Style, StyleJob
-from .services.styles import styles_retrain
+from .services.styles import (
+    RetrainRefused,
+    StylePublishRefused,
+    style_publish,
+    style_publish_refusal,
+    styles_retrain,
+)
 from .services.training import PROGRESS_SAVE_SECONDS, training_config
 
 #: While a run goes on, the Training section of a style's page updates this often (s).
@@ -20,6 +30,7 @@ TRAINING_REFRESH_SECONDS = 10
 #: A running record not updated for this long is flagged: its worker may be gone.
 TRAINING_STALE_AFTER = timedelta(minutes=15)
 
+REVIEW_FIELDS = ["publication", "heldout_review"]
 TRAINING_FIELDS = ["training_state", "training_step", "training_losses", "training_time",
                    "training_sample_image", "training_curves", "training_sheet_image"]
 
@@ -46,13 +57,20 @@ def _progress(obj) -> dict:
     return obj.training_progress if isinstance(obj.training_progress, dict) else {}
 
 
+#: Units of ``_number``, largest first.
+_NUMBER_UNITS = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
 def _number(value) -> str | None:
-    """A loss or score in three significant digits (12.3k for 12 345), or None."""
+    """A loss or score in three significant digits with a unit for thousands, millions,
+    billions (12.3k for 12 345, 2.83M for 2 830 000, 976k, 0.0123), or None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
-    if 1e4 <= abs(value) < 1e7:
-        return f"{value / 1000:.3g}k"
-    return f"{value:.3g}"
+    rounded = float(f"{value:.3g}")  # first: 999 950 is 1M, never "1e+03k"
+    for factor, unit in _NUMBER_UNITS:
+        if abs(rounded) >= factor:
+            return f"{rounded / factor:.3g}{unit}"
+    return f"{rounded:.3g}"
 
 
 def _duration(seconds) -> str | None:
@@ -81,25 +99,49 @@ def _heldout(obj) -> dict:
     return heldout if isinstance(heldout, dict) else {}
 
 
+class PublicationFilter(admin.SimpleListFilter):
+    """Drafts (what staff still have to review) apart from published styles."""
+
+    title = _("publication")
+    parameter_name = "publication"
+
+    def lookups(self, request, model_admin):
+        return [("draft", _("Draft (awaiting review)")), ("published", _("Published"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "draft":
+            return queryset.filter(published_at__isnull=True)
+        if self.value() == "published":
+            return queryset.filter(published_at__isnull=False)
+        return queryset
+
+
 @admin.register(Style)
 class StyleAdmin(admin.ModelAdmin):
-    list_display = ["name", "painting_thumbnail", "status", "model_name", "bank_index",
-                    "live_version", "heldout_content", "heldout_style", "heldout_style_ratio",
-                    "heldout_of", "is_public", "updated_at"]
-    list_filter = ["status", "is_public", "model_name"]
+    # Few and narrow enough for a 1280 px screen: the list takes the page's width (no
+    # navigation sidebar, changelist_view), admin-training.css wraps the headings, and
+    # the times are on each style's page.
+    list_display = ["name", "painting_thumbnail", "status", "published", "network",
+                    "heldout_content", "heldout_style", "heldout_style_ratio", "heldout_of",
+                    "is_public"]
+    list_filter = ["status", PublicationFilter, "is_public", "model_name"]
     search_fields = ["name", "slug", "model_name", "description"]
     prepopulated_fields = {"slug": ["name"], "model_name": ["name"]}
     # Bank slots change only by training (manage.py train_bank / train_style, Retrain).
-    readonly_fields = ["bank_index", "bank_slots", "created_at", "updated_at", *TRAINING_FIELDS]
+    readonly_fields = ["bank_index", "bank_slots", "created_at", "updated_at", *REVIEW_FIELDS,
+                       *TRAINING_FIELDS]
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         if obj is not None and obj.in_bank:
             fields.append("model_name")  # the bank's: moving one slot out would break it
         return fields
-    actions = ["retrain"]
+    actions = ["retrain", "publish"]
     fieldsets = [
-        (None, {"fields": ["name", "slug", "description", "painting", "is_public"]}),
+        (None, {"fields": ["name", "slug", "description", "name_zh", "description_zh",
+                           "painting", "is_public"]}),
+        # Whether users see it, and what staff look at before publishing it.
+        (_("Review"), {"fields": REVIEW_FIELDS, "classes": ["review"]}),
         (_("Model"), {"fields": ["model_name", "bank_index", "bank_slots", "live_version", "status",
                               "status_reason"]}),
         (_("Live version"), {"fields": ["training_settings", "metrics", "sample"]}),
@@ -114,25 +156,45 @@ class StyleAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
-        if obj is None:  # a style being added has never trained
-            fieldsets = [fs for fs in fieldsets if fs[1].get("classes") != ["training"]]
+        if obj is None:  # a style being added has never trained nor been reviewed
+            fieldsets = [fs for fs in fieldsets
+                         if fs[1].get("classes") not in (["training"], ["review"])]
         return fieldsets
+
+    def changelist_view(self, request, extra_context=None):
+        # The style list is wide (numbers per style): it gets the whole page.
+        return super().changelist_view(
+            request, {"is_nav_sidebar_enabled": False, **(extra_context or {})})
+
+    def get_urls(self):
+        publish = path("<path:object_id>/publish/", self.admin_site.admin_view(self.publish_view),
+                       name="stylize_style_publish")
+        return [publish, *super().get_urls()]
 
     def save_model(self, request, obj, form, change):
         if not change:
-            obj.save()
+            obj.save()  # published_at is not in the form: a style added here is a draft
             return
         # Only the form's fields that differ from the row: a running training writes
         # training_progress/_sample/_sheet (not in the form) at any moment.
         concrete = {field.name for field in obj._meta.concrete_fields}
-        obj.save(update_fields=[*(n for n in form.changed_data if n in concrete), "updated_at"])
+        fields = [*(n for n in form.changed_data if n in concrete), "updated_at"]
+        if "live_version" in fields and obj.published_at is not None:
+            # Another version than the one staff published: a draft again.
+            obj.published_at = None
+            fields.append("published_at")
+        obj.save(update_fields=fields)
 
     @admin.action(description=_("Retrain the selected styles (training queue; a bank style "
                                 "retrains only its own slot)"))
     def retrain(self, request, queryset):
         # The task builds the config from the settings in force where it runs.
         config = training_config()
-        queued = styles_retrain(styles=queryset)
+        try:
+            queued = styles_retrain(styles=queryset, config=config)
+        except RetrainRefused as refusal:  # it would fail at once: say what to run
+            self.message_user(request, str(refusal), messages.ERROR)
+            return
         self.message_user(
             request,
             gettext("Queued training for %(count)d style(s) (%(preset)s preset, %(steps)d steps "
@@ -141,10 +203,108 @@ class StyleAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
+    @admin.action(description=_("Publish the selected styles (each needs a held-out "
+                                "evaluation of its live version)"), permissions=["change"])
+    def publish(self, request, queryset):
+        published = self._publish(request, list(queryset))
+        if published:
+            self.message_user(
+                request, gettext("Published %(count)d style(s): users see those that are "
+                                 "public.") % {"count": len(published)}, messages.SUCCESS)
+
+    def publish_view(self, request, object_id):
+        """The Publish button of a style's page (POST only): back to the page, which says
+        whether it was published or why not."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        style = self.get_object(request, unquote(object_id))
+        if style is None:
+            raise Http404
+        if not self.has_change_permission(request, style):
+            raise PermissionDenied
+        if self._publish(request, [style]):
+            text = (gettext("%(style)s is published: users see it now.") if style.is_public
+                    else gettext("%(style)s is published, but users do not see it until "
+                                 "“Is public” is ticked."))
+            self.message_user(request, text % {"style": style.name}, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:stylize_style_change", args=[style.pk]))
+
+    def _publish(self, request, styles) -> list[Style]:
+        """Publish each of ``styles`` (``style_publish``); a refusal is shown as an error.
+        Returns the styles published (or published already)."""
+        published = []
+        for style in styles:
+            try:
+                fresh = style_publish(style=style)
+            except StylePublishRefused as refusal:
+                self.message_user(request, str(refusal), messages.ERROR)
+                continue
+            if style.published_at is None:
+                self.log_change(request, fresh, gettext("Published version %(version)s.")
+                                % {"version": fresh.live_version})
+            published.append(fresh)
+        return published
+
     # Not named "painting": the list would take the model field (a file link) instead.
-    @admin.display(description=_("Painting"))
+    @admin.display(description=pgettext_lazy("artwork", "Painting"))
     def painting_thumbnail(self, obj):
         return _thumbnail(obj.painting)
+
+    @admin.display(description=_("Published"), boolean=True, ordering="published_at")
+    def published(self, obj):
+        return obj.is_published
+
+    @admin.display(description=_("Network"), ordering="model_name")
+    def network(self, obj):
+        """The model's name with the live version, and the slot for a bank's style."""
+        version = (gettext("v%(version)s") % {"version": obj.live_version}
+                   if obj.live_version is not None else gettext("untrained"))
+        if obj.in_bank:
+            return gettext("%(model)s, slot %(slot)s, %(version)s") % {
+                "model": obj.model_name, "slot": obj.bank_index, "version": version}
+        return gettext("%(model)s, %(version)s") % {"model": obj.model_name, "version": version}
+
+    # --- Review: publication, and the held-out numbers and sheet staff judge by -----------
+
+    @admin.display(description=_("Publication"))
+    def publication(self, obj):
+        if obj.published_at is not None:
+            when = date_format(timezone.localtime(obj.published_at), "DATETIME_FORMAT")
+            text = (gettext("Published %(time)s: users see version %(version)s.")
+                    if obj.is_public else
+                    gettext("Published %(time)s, but hidden from users (“Is public” is off)."))
+            return text % {"time": when, "version": obj.live_version}
+        draft = format_html("<strong>{}</strong>", gettext(
+            "Draft: users do not see this style until it is published."))
+        if refusal := style_publish_refusal(style=obj):
+            return format_html("{}<br>{}", draft, refusal)
+        # Inside the change form (forms cannot nest): the button posts it to the publish URL.
+        return format_html(
+            '{}<br><button type="submit" class="button" formaction="{}" formmethod="post" '
+            "formnovalidate>{}</button>", draft,
+            reverse("admin:stylize_style_publish", args=[obj.pk]),
+            gettext("Publish version %(version)s") % {"version": obj.live_version})
+
+    @admin.display(description=_("Held-out evaluation"))
+    def heldout_review(self, obj):
+        heldout = _heldout(obj)
+        if not heldout:
+            return gettext("Not evaluated on held-out photos yet.")
+        empty = self.get_empty_value_display()
+        rows = [(self.heldout_of.short_description, _text(self.heldout_of(obj) or empty)),
+                (self.heldout_content.short_description, self.heldout_content(obj) or empty),
+                (self.heldout_style.short_description, self.heldout_style(obj) or empty),
+                (self.heldout_style_ratio.short_description,
+                 self.heldout_style_ratio(obj) or empty)]
+        table = format_html(
+            '<table class="heldout-numbers"><tbody>{}</tbody></table>',
+            format_html_join("", '<tr><th scope="row">{}</th><td class="number">{}</td></tr>',
+                             rows))
+        if not obj.training_sheet or heldout.get("sheet") != obj.training_sheet.name:
+            return table
+        return format_html("{}{}", table, _figure(obj.training_sheet.url, gettext(
+            "%(photos)s held-out photos (top) in version %(version)s (below).") % {
+            "photos": heldout.get("photos", "?"), "version": heldout.get("version", "?")}))
 
     # --- Held-out numbers (manage.py evaluate_style) in the list ---------------------------
 
@@ -166,9 +326,12 @@ class StyleAdmin(admin.ModelAdmin):
         heldout = _heldout(obj)
         if not heldout:
             return None
+        photos = heldout.get("photos", "?")
+        if heldout.get("version") is None:  # measured before versions were recorded
+            return gettext("%(photos)s photos (version not recorded)") % {"photos": photos}
         text = gettext("v%(version)s, %(photos)s photos") % {
-            "version": heldout.get("version", "?"), "photos": heldout.get("photos", "?")}
-        if heldout.get("version") != obj.live_version:
+            "version": heldout["version"], "photos": photos}
+        if heldout["version"] != obj.live_version:
             text += " " + gettext("(not the live version)")
         return text
 

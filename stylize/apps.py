@@ -8,7 +8,8 @@ class StylizeConfig(AppConfig):
 
     def ready(self):
         from django.conf import settings
-        from django.db.models.signals import post_save, pre_save
+        from django.contrib.auth.signals import user_logged_in
+        from django.db.models.signals import post_delete, post_save, pre_save
 
         from . import signals, tasks  # noqa: F401  (tasks: in the Celery registry, for services.queueing)
 
@@ -17,3 +18,9 @@ class StylizeConfig(AppConfig):
                          dispatch_uid="stylize.user_pre_save")
         post_save.connect(signals.user_post_save, sender=settings.AUTH_USER_MODEL,
                           dispatch_uid="stylize.user_post_save")
+        # Previews: a visitor's become the account's at log-in; files go with their rows.
+        user_logged_in.connect(signals.user_logged_in_claim_previews,
+                               dispatch_uid="stylize.user_logged_in_claim_previews")
+        for model in ("Preview", "PreviewImage"):
+            post_delete.connect(signals.preview_files_delete, sender=f"stylize.{model}",
+                                dispatch_uid=f"stylize.{model}_files_delete")

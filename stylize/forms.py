@@ -9,7 +9,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .imaging import STROKE_WORKING_SIDES
-from .models import DEFAULT_MAX_SIDE, DEFAULT_STROKE, Profile, Stroke
+from .models import DEFAULT_MAX_SIDE, DEFAULT_STROKE, Preview, Profile, Stroke
 from .selectors import style_list_mixable, style_list_offered
 from .services.accounts import confirmation_resend
 from .services.jobs import DEFAULT_BLEND, job_mix_clean
@@ -108,7 +108,19 @@ class ProfileForm(forms.ModelForm):
 
 class StyleChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj):
-        return obj.name
+        return obj.local_name
+
+
+def offered_style_field() -> StyleChoiceField:
+    """The style a user picks: one of ``style_list_offered``, by slug, as radio buttons."""
+    return StyleChoiceField(
+        label=_("Style"),
+        queryset=style_list_offered(),
+        to_field_name="slug",
+        empty_label=None,
+        widget=forms.RadioSelect,
+        error_messages={"invalid_choice": _("That style is not available. Please pick another.")},
+    )
 
 
 STROKE_HINTS = {
@@ -124,21 +136,21 @@ STROKE_CHOICES = [
 
 
 class UploadForm(forms.Form):
+    """A job: the photo (an upload, or a preview's: ``preview``), the style and options.
+
+    ``previews``: the asker's previews (``selectors.preview_list_for``); a ``preview``
+    outside them (someone else's, or expired) is refused with a readable error.
+    """
+
     image = forms.FileField(
         label=_("Your photo"),
+        required=False,  # a preview's photo (``preview``) is used without uploading it again
         validators=[validate_photo_upload],  # shared with the API
         help_text=format_lazy(_("{formats} (an iPhone's photos as they are)."),
                               formats=ALLOWED_NAMES),
         widget=forms.FileInput(attrs={"accept": UPLOAD_ACCEPT, "class": "file-input"}),
     )
-    style = StyleChoiceField(
-        label=_("Style"),
-        queryset=style_list_offered(),
-        to_field_name="slug",
-        empty_label=None,
-        widget=forms.RadioSelect,
-        error_messages={"invalid_choice": _("That style is not available. Please pick another.")},
-    )
+    style = offered_style_field()
     strength = forms.FloatField(
         label=_("Strength"),
         min_value=0.0,
@@ -178,17 +190,36 @@ class UploadForm(forms.Form):
         initial=DEFAULT_STROKE,
         widget=forms.RadioSelect(choices=STROKE_CHOICES),
     )
+    # Set by previews.js once the photo's preview exists: the job uses its photo.
+    preview = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, previews=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.previews = previews
         # A fresh queryset per form, so a style made ready a moment ago is offered.
         self.fields["style"].queryset = style_list_offered()
         self.fields["image"].widget.attrs["data-max-bytes"] = upload_max_bytes()
         self.mixable_styles = style_list_mixable()
         self.allowed_names = ALLOWED_NAMES  # what upload.js names in its messages
 
+    def clean_preview(self):
+        """The asker's ``Preview`` (None if none was named, or it is not theirs or gone)."""
+        preview_id = self.cleaned_data.get("preview")
+        if preview_id is None:
+            return None
+        previews = self.previews if self.previews is not None else Preview.objects.none()
+        preview = previews.filter(pk=preview_id).first()
+        self.preview_gone = preview is None
+        return preview
+
     def clean(self):
         cleaned = super().clean()
+        if cleaned.get("preview") is None and not cleaned.get("image") \
+                and "image" not in self.errors:
+            self.add_error("image", _(
+                "The preview of your photo has expired (previews are kept for an hour). "
+                "Please choose the photo again.") if getattr(self, "preview_gone", False)
+                else self.fields["image"].error_messages["required"])
         style = cleaned.get("style")
         if style is None:  # its own error is shown
             return cleaned
@@ -206,4 +237,44 @@ class UploadForm(forms.Form):
                 self.add_error(field, messages)
             return cleaned
         cleaned.update(blend_with=mix.blend_with, blend=mix.blend, stroke=mix.stroke)
+        return cleaned
+
+
+class JobAgainForm(forms.Form):
+    """A new job of an earlier job's photo (the job page's "Try another style" and
+    strength): the style, its strength and mix; the photo's size, strokes and colours
+    are the earlier job's (``previews.job_create_from_job``)."""
+
+    style = offered_style_field()
+    strength = forms.FloatField(
+        label=_("Strength"), min_value=0.0, max_value=1.0, initial=1.0,
+        help_text=_("0 keeps your photo, 1 paints it fully."),
+        widget=forms.NumberInput(attrs={"type": "range", "step": "0.05", "min": "0", "max": "1"}),
+    )
+    blend_with = forms.CharField(label=_("Mix in a second style"), required=False,
+                                 widget=forms.Select)
+    blend = forms.FloatField(
+        label=_("Share of the second style"), required=False, initial=DEFAULT_BLEND,
+        widget=forms.NumberInput(attrs={"type": "range", "step": "0.05", "min": "0", "max": "1"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["style"].queryset = style_list_offered()
+        self.mixable_styles = style_list_mixable()
+
+    def clean(self):
+        cleaned = super().clean()
+        style = cleaned.get("style")
+        if style is None:
+            return cleaned
+        blend_with = cleaned.get("blend_with") or None
+        try:
+            mix = job_mix_clean(style=style, blend_with=blend_with,
+                                blend=cleaned.get("blend") if blend_with else None)
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+            return cleaned
+        cleaned.update(blend_with=mix.blend_with, blend=mix.blend)
         return cleaned

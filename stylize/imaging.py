@@ -14,6 +14,7 @@ import os
 import struct
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
@@ -45,10 +46,13 @@ _ORIENTATION_TRANSPOSE = {
     4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
     6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
 }
-# What Pillow's decoders and header parsers raise for a file they cannot read.
+# What Pillow's decoders and header parsers raise for a file they cannot read;
+# pillow-heif raises RuntimeError for libheif's other errors, its security limits among
+# them ("Image size 2000x1504 exceeds the maximum image size 65536": a picture bigger
+# than its 'ispe' says, which image_headers refuses first).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
-                  ZeroDivisionError, OverflowError, struct.error, Image.DecompressionBombError,
-                  Image.DecompressionBombWarning)
+                  ZeroDivisionError, OverflowError, RuntimeError, struct.error,
+                  Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
 # HEIF (iPhones' HEIC photos) through pillow-heif, registered here, where both the web
@@ -538,6 +542,36 @@ class _ToneReference:
 STROKE_WORKING_SIDES = {"fine": 1024, "medium": 768, "bold": 512}
 DEFAULT_STROKE = "bold"
 
+
+@dataclass(frozen=True)
+class SizePlan:
+    """What a job's ``max_side`` and stroke do to one photo (``size_plan``)."""
+
+    width: int  # the result: the photo shrunk to max_side, never enlarged
+    height: int
+    shrunk: bool  # whether max_side made it smaller than the photo
+    painted_side: int  # the longer side the network paints at
+    same_strokes: tuple[str, ...]  # the stroke options that paint it at that side too
+
+
+def size_plan(width: int, height: int, *, max_side: int, stroke: str) -> SizePlan:
+    """The result's size and the side the network paints at for a photo of ``width`` ×
+    ``height`` (upright) with ``max_side`` and ``stroke``, as ``load_photo`` and
+    ``stylize_at_working_size`` will do it: a photo is never enlarged, and on a photo
+    no longer than a stroke's working side the network paints at the photo's size, so
+    there several strokes give the same picture (``same_strokes``, ``stroke`` among
+    them). upload.js says the same in the browser (docs/design/stroke.md)."""
+    result_width, result_height = _fitted_size((width, height), max_side)
+    longer = max(result_width, result_height)
+
+    def painted(option: str) -> int:
+        return min(longer, STROKE_WORKING_SIDES[option])
+
+    side = painted(stroke)
+    return SizePlan(width=result_width, height=result_height,
+                    shrunk=(result_width, result_height) != (width, height), painted_side=side,
+                    same_strokes=tuple(o for o in STROKE_WORKING_SIDES if painted(o) == side))
+
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601, as preserve_colors
 _STRIP_PIXELS = 1 << 18  # full-size pixels per strip in guided_upsample
 
@@ -750,6 +784,27 @@ def _check_pair(photo: np.ndarray, result: np.ndarray) -> None:
 RESULT_FORMAT = "JPEG"
 FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 FORMAT_CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+
+
+def thumbnail_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``size`` shrunk (aspect kept, never enlarged) to a longer side of ``max_side``:
+    what ``thumbnail_jpeg`` gives."""
+    return _fitted_size(size, max_side)
+
+
+def thumbnail_jpeg(fileobj: BinaryIO, *, max_side: int, quality: int = 85) -> bytes:
+    """A JPEG of the picture in ``fileobj`` shrunk to ``thumbnail_size`` (a JPEG is
+    decoded at a reduced scale first, so a 16 MP result takes a few tens of ms), without
+    any metadata. For small renditions of results (a share link's og:image)."""
+    with Image.open(fileobj) as image:
+        target = _fitted_size(image.size, max_side)
+        image.draft("RGB", target)
+        picture = _to_rgb(image) if image.mode != "RGB" else image.copy()
+    if picture.size != target:
+        picture = picture.resize(target, Image.LANCZOS, reducing_gap=3.0)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def encode_image(array: np.ndarray, *, format: str = RESULT_FORMAT, quality: int = 92) -> bytes:

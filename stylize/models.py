@@ -7,6 +7,7 @@ from django.core.files.storage import storages
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from . import imaging
@@ -28,6 +29,12 @@ class Style(models.Model):
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
+    # What Chinese readers see instead (local_name, local_description); empty: the English.
+    name_zh = models.CharField("name (Chinese)", max_length=100, blank=True,
+                               help_text="Shown to readers of the Chinese pages; empty: the name.")
+    description_zh = models.TextField("description (Chinese)", blank=True,
+                                      help_text="Shown to readers of the Chinese pages; empty: "
+                                      "the description.")
     painting = models.ImageField("painting", upload_to="styles/paintings/")
     model_name = models.SlugField(
         max_length=100,
@@ -72,7 +79,18 @@ class Style(models.Model):
         upload_to="styles/training/", blank=True,
         help_text="The last finished run's contact sheet: held-out photos in the style.",
     )
-    is_public = models.BooleanField(default=True)
+    is_public = models.BooleanField(
+        default=True,
+        help_text="Untick to hide a published style from users. Ticking it shows nothing "
+        "that staff have not published.",
+    )
+    # Empty: a draft, which no user page, API call or job offers. Only
+    # services.styles.style_publish sets it (after a held-out evaluation of the live
+    # version); a new live version from training empties it again.
+    published_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="When staff published the live version; empty while it is a draft.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -82,6 +100,10 @@ class Style(models.Model):
             models.CheckConstraint(
                 condition=~Q(status="ready") | Q(live_version__isnull=False),
                 name="style_ready_has_live_version",
+            ),
+            models.CheckConstraint(
+                condition=Q(published_at__isnull=True) | Q(live_version__isnull=False),
+                name="style_published_has_live_version",
             ),
             models.CheckConstraint(condition=~Q(model_name=""), name="style_has_model_name"),
             models.UniqueConstraint(
@@ -121,6 +143,28 @@ class Style(models.Model):
     @property
     def is_ready(self) -> bool:
         return self.status == self.Status.READY and self.live_version is not None
+
+    @property
+    def is_published(self) -> bool:
+        """Whether staff published the live version (users may be offered it); a new or
+        retrained style is a draft until then."""
+        return self.published_at is not None
+
+    @property
+    def local_name(self) -> str:
+        """The name in the active language: ``name_zh`` on Chinese pages (and mails)
+        when there is one, else ``name`` (docs/design/i18n.md)."""
+        return self.name_zh if self.name_zh and _chinese_active() else self.name
+
+    @property
+    def local_description(self) -> str:
+        """The description in the active language, as ``local_name``."""
+        return (self.description_zh if self.description_zh and _chinese_active()
+                else self.description)
+
+
+def _chinese_active() -> bool:
+    return (translation.get_language() or "").lower().startswith("zh")
 
 
 def private_storage():
@@ -196,6 +240,12 @@ class StyleJob(models.Model):
     result_image = models.ImageField(
         upload_to=job_result_name, storage=private_storage, blank=True
     )
+    # The result in the other download formats, each made the first time it is asked
+    # for (stylize.services.job_files.job_result_copy) and deleted with the job.
+    result_png = models.FileField(upload_to=job_result_name, storage=private_storage,
+                                  blank=True, editable=False)
+    result_webp = models.FileField(upload_to=job_result_name, storage=private_storage,
+                                   blank=True, editable=False)
     strength = models.FloatField(
         default=1.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
@@ -218,6 +268,10 @@ class StyleJob(models.Model):
         default=DEFAULT_MAX_SIDE,
         validators=[MinValueValidator(MIN_MAX_SIDE), MaxValueValidator(MAX_MAX_SIDE)],
     )
+    # The photo's size upright, from its header at upload (empty for older jobs): what
+    # the job page says max_side and the strokes will do for it (imaging.size_plan).
+    photo_width = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    photo_height = models.PositiveIntegerField(null=True, blank=True, editable=False)
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
     )
@@ -290,6 +344,13 @@ class StyleJob(models.Model):
         return self.status in self.FINISHED
 
     @property
+    def stored_files(self) -> list:
+        """The job's files in the private storage, each once it exists: its photo, its
+        result and the result's copies in other formats (what deleting the job deletes)."""
+        fields = (self.input_image, self.result_image, self.result_png, self.result_webp)
+        return [field for field in fields if field]
+
+    @property
     def photo_download_name(self) -> str:
         """The uploaded photo's own name when it is downloaded (its cleaned display name)."""
         suffix = Path(self.input_image.name).suffix.lower()
@@ -337,3 +398,99 @@ class Profile(models.Model):
     def for_user(cls, user) -> "Profile":
         profile, _ = cls.objects.get_or_create(user=user)
         return profile
+
+
+def preview_file_name(instance, filename: str) -> str:
+    """``previews/<random>.<ext>``: a preview's photo, its working copy and its paintings."""
+    return _random_name("previews", filename)
+
+
+class Preview(models.Model):
+    """A photo painted small in every offered style before any job is made: the grid of
+    the upload page and of the job page's "Try another style" (``services.previews``;
+    docs/design/previews.md). Deleted, with its files, ``PREVIEW_RETENTION_SECONDS``
+    after it was made."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
+        related_name="style_previews",
+        help_text="Empty when made without an account: then only the browser session that "
+        "made it sees it, until that browser logs in or signs up.",
+    )
+    source_job = models.ForeignKey(
+        StyleJob, on_delete=models.CASCADE, null=True, blank=True, related_name="previews",
+        help_text="The job whose photo is painted; then the preview has no photo of its own.",
+    )
+    photo = models.ImageField(upload_to=preview_file_name, storage=private_storage,
+                              blank=True)
+    photo_filename = models.CharField(
+        max_length=100, blank=True, help_text="The photo's name on the uploader's side, cleaned.")
+    working_photo = models.ImageField(
+        upload_to=preview_file_name, storage=private_storage, blank=True, editable=False,
+        help_text="The photo upright at PREVIEW_SIDE (PNG), made by the first paint: what "
+        "every later paint reads.",
+    )
+    error = models.TextField(blank=True, help_text="Why the photo could not be read, if so.")
+    language = models.CharField(
+        max_length=16, blank=True,
+        help_text="The language the preview was asked in: its errors are written in it.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(photo="") | Q(source_job__isnull=False),
+                name="preview_has_a_photo",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Preview {self.pk} of {self.owner or 'a visitor'}"
+
+    @property
+    def stored_files(self) -> list:
+        """The preview's own files (not its paintings'): its photo and working copy."""
+        return [field for field in (self.photo, self.working_photo) if field]
+
+
+class PreviewImage(models.Model):
+    """One style's painting of a preview's photo, at the settings last asked for."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    preview = models.ForeignKey(Preview, on_delete=models.CASCADE, related_name="images")
+    style = models.ForeignKey(Style, on_delete=models.CASCADE, related_name="+")
+    strength = models.FloatField(
+        default=1.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    blend_with = models.ForeignKey(Style, on_delete=models.CASCADE, null=True, blank=True,
+                                   related_name="+")
+    blend = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    preserve_colors = models.BooleanField(default=False)
+    # Each re-paint asks for a new revision; a paint finished for an older one is dropped.
+    revision = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    image = models.FileField(upload_to=preview_file_name, storage=private_storage,
+                             blank=True)
+    error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["style__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["preview", "style"],
+                                    name="preview_image_one_per_style"),
+            models.CheckConstraint(
+                condition=Q(strength__gte=0.0) & Q(strength__lte=1.0)
+                & Q(blend__gte=0.0) & Q(blend__lte=1.0),
+                name="preview_image_strength_and_blend_between_0_and_1",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.style} for {self.preview_id} ({self.status})"

@@ -1,17 +1,24 @@
 """Read queries: what each kind of person may see."""
 
+import uuid
 from collections import Counter
+from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .models import Style, StyleJob
+from .models import Preview, PreviewImage, Style, StyleJob
 
 
 def style_list_offered() -> QuerySet[Style]:
-    """Styles users may pick: public with a live model (also while a retrain runs)."""
+    """Styles users may pick: public and published by staff, with a live model (also
+    while a retrain runs). A draft (never published, or retrained since) is in no list,
+    page or API answer and no job can use it, staff's own included: staff review it in
+    the admin (``docs/design/security.md``, "Styles are reviewed before users see them")."""
     return Style.objects.filter(
         is_public=True,
+        published_at__isnull=False,
         status__in=[Style.Status.READY, Style.Status.TRAINING],
         live_version__isnull=False,
     )
@@ -65,3 +72,26 @@ def job_jobs_ahead(job: StyleJob) -> int:
         status__in=StyleJob.IN_FLIGHT, cost_class=job.cost_class,
         enqueued_at__lt=job.enqueued_at,
     ).count()
+
+
+def preview_list_for(*, user=None, session_preview_ids=()) -> QuerySet[Preview]:
+    """The previews whoever asks may see, none past ``PREVIEW_RETENTION_SECONDS``: a
+    user's own; without an account, those made in this browser session
+    (``session_preview_ids``, ``stylize.preview_sessions``) that no account has claimed.
+    Anyone else's is in neither (a 404)."""
+    cutoff = timezone.now() - timedelta(seconds=settings.PREVIEW_RETENTION_SECONDS)
+    previews = Preview.objects.filter(created_at__gt=cutoff).select_related("source_job")
+    if user is not None and user.is_authenticated:
+        return previews.filter(owner=user)
+    ids = []
+    for preview_id in session_preview_ids or ():
+        try:
+            ids.append(uuid.UUID(str(preview_id)))
+        except ValueError:
+            continue
+    return previews.filter(owner__isnull=True, pk__in=ids)
+
+
+def preview_images(preview: Preview) -> QuerySet[PreviewImage]:
+    """The preview's paintings, one per style, in the styles' order (by name)."""
+    return preview.images.select_related("style", "blend_with").order_by("style__name")

@@ -14,6 +14,8 @@ saved with ``update_fields=["password"]`` and no raw password set, as
 ``AbstractBaseUser.check_password`` does), and an update that leaves the hash alone.
 """
 
+from .preview_sessions import session_preview_ids
+from .services import previews
 from .services.accounts import api_token_replace
 
 PASSWORD_CHANGED = "_prisma_password_changed"
@@ -48,3 +50,19 @@ def user_post_save(sender, instance, created=False, raw=False, **kwargs):
         return
     setattr(instance, PASSWORD_CHANGED, False)
     api_token_replace(user=instance)
+
+
+def user_logged_in_claim_previews(sender, request=None, user=None, **kwargs):
+    """The previews this browser made without an account become the account's as it
+    logs in (the log-in page, or the sign-up's confirmation link in the same browser)."""
+    session = getattr(request, "session", None)
+    if session is not None and user is not None:
+        previews.previews_claim(user=user, preview_ids=session_preview_ids(session))
+
+
+def preview_files_delete(sender, instance, **kwargs):
+    """A preview's files (its photo and working copy) or a painting's image go once the
+    deletion is committed, however the row went: the hourly sweep, its owner, the job it
+    was made from or the account (a cascade)."""
+    files = instance.stored_files if hasattr(instance, "stored_files") else [instance.image]
+    previews.preview_files_delete(files)

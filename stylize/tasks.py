@@ -12,7 +12,7 @@ from django.conf import settings
 
 from .api.serializers import job_api_data
 from .models import Style, StyleJob
-from .services import emails, job_files, jobs, stylizing, training, webhooks
+from .services import emails, job_files, jobs, previews, stylizing, training, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,28 @@ def jobs_requeue_stuck() -> dict:
 def jobs_delete_expired() -> dict:
     return {"jobs": job_files.jobs_delete_expired(),
             "orphans": job_files.private_files_sweep_orphans()}
+
+
+@shared_task(
+    name="stylize.tasks.preview_paint",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # A grid is a second or two; a stuck one gives its worker back soon.
+    soft_time_limit=60,
+    time_limit=90,
+)
+def preview_paint(preview_id: str) -> int:
+    return previews.preview_paint(preview_id=preview_id)
+
+
+@shared_task(name="stylize.tasks.previews_warm", soft_time_limit=240, time_limit=300)
+def previews_warm() -> int:
+    return previews.previews_warm()
+
+
+@shared_task(name="stylize.tasks.previews_delete_expired")
+def previews_delete_expired() -> dict:
+    return previews.previews_delete_expired()
 
 
 @shared_task(

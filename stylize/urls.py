@@ -16,6 +16,8 @@ account_urlpatterns = [
     path("accounts/webhook-secret/", views.webhook_secret_rotate, name="webhook_secret"),
     path("accounts/confirm/resend/", views.email_confirm_resend, name="email_confirm_resend"),
     path("accounts/confirm/<uidb64>/<token>/", views.email_confirm, name="email_confirm"),
+    path("accounts/confirm/<uidb64>/password/<token>/", views.EmailConfirmPasswordView.as_view(),
+         name="email_confirm_password"),
     path("accounts/delete/", views.account_delete, name="account_delete"),
     path(
         "accounts/login/",
@@ -87,11 +89,13 @@ urlpatterns = [
     path("jobs/<uuid:pk>/", views.job_detail, name="job"),
     path("jobs/<uuid:pk>/status.json", views.job_status, name="job_status"),
     path("jobs/<uuid:pk>/delete/", views.job_delete, name="job_delete"),
+    path("jobs/<uuid:pk>/again/", views.job_again, name="job_again"),
     path("jobs/<uuid:pk>/photo/", views.job_image, {"which": "photo"}, name="job_photo"),
     path("jobs/<uuid:pk>/result/", views.job_image, {"which": "result"}, name="job_result"),
     path("jobs/<uuid:pk>/share/", views.job_share, name="job_share"),
     path("jobs/<uuid:pk>/unshare/", views.job_unshare, name="job_unshare"),
     path("s/<str:token>/", views.shared_result, name="shared"),
     path("s/<str:token>/image/", views.shared_result_image, name="shared_image"),
+    path("s/<str:token>/preview.jpg", views.shared_result_preview, name="shared_preview"),
     *account_urlpatterns,
 ]

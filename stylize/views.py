@@ -1,5 +1,6 @@
 """The web pages: gallery, accounts, upload, job page with live status, "my jobs"."""
 
+import json
 import math
 from urllib.parse import urlsplit
 
@@ -9,44 +10,59 @@ from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
+from django.utils import translation
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from rest_framework.authtoken.models import Token
 
+from . import imaging
 from .api.throttles import (
     JobCreateThrottle,
     PasswordResetClientThrottle,
     PasswordResetEmailThrottle,
+    PreviewAnonymousThrottle,
 )
 from .downloads import UnknownDownloadFormat, result_file_response
 from .forms import (
     ALLOWED_CONTENT_TYPES,
     AccountDeleteForm,
+    JobAgainForm,
     PasswordResetForm,
     ProfileForm,
     SignupForm,
     UploadForm,
 )
-from .models import Profile, StyleJob
+from .models import Profile, Stroke, StyleJob
+from .preview_sessions import (
+    session_pending,
+    session_pending_clear,
+    session_pending_set,
+    session_preview_ids,
+    session_preview_remember,
+)
 from .selectors import (
     job_for_share_token,
     job_jobs_ahead,
     job_list_for_owner,
+    preview_list_for,
     style_list_offered,
 )
-from .services import accounts, jobs, sharing
+from .services import accounts, jobs, previews, sharing
 from .services.job_files import job_expires_at
+from .services.jobs import DEFAULT_BLEND
 from .storage import private_file_response
 from .validators import upload_max_bytes
 
 LOGIN_URL = "stylize:login"
-#: The address this browser signed up with, until its confirmation link is followed.
-SIGNUP_SESSION_KEY = "stylize_signup_email"
+#: What this browser signed up with ({"email", "password_hash"}), until it follows the
+#: link: the password it chose becomes the account's (accounts.email_confirm).
+SIGNUP_SESSION_KEY = "stylize_signup"
 POLL_INTERVAL_MS = 1500
 #: The job page's download buttons: ``?format=`` value and label.
 DOWNLOAD_CHOICES = [("jpeg", "JPEG"), ("png", "PNG"), ("webp", "WebP")]
@@ -68,33 +84,81 @@ def signup(request):
         result = accounts.signup(
             email=form.cleaned_data["email"], password=form.cleaned_data["password1"]
         )
-        # Only this browser is logged in by the link (email_confirm): a link sent to
-        # someone else confirms the address but never logs them into this account.
-        request.session[SIGNUP_SESSION_KEY] = result.email
+        # Kept in this browser only, whatever the outcome (the page must not tell): the
+        # link logs in only the browser that signed up, with the password chosen here.
+        request.session[SIGNUP_SESSION_KEY] = {
+            "email": result.email, "password_hash": result.password_hash}
         return render(request, "registration/signup_done.html", {"email": result.email})
     return render(request, "registration/signup.html", {"form": form})
 
 
+def _signup_password_hash(request, user) -> str | None:
+    """The password this browser chose when it signed up with ``user``'s address."""
+    pending = request.session.get(SIGNUP_SESSION_KEY)
+    if isinstance(pending, dict) and str(pending.get("email", "")).casefold() == (
+            user.email.casefold()):
+        return pending.get("password_hash") or None
+    return None
+
+
 def email_confirm(request, uidb64, token):
-    """The emailed link: confirms the address, logs its owner in, on to the upload page."""
+    """The emailed link: confirms the address and makes whoever followed it the
+    account's only holder (``accounts.email_confirm``). The browser that signed up with
+    the address is logged in with the password it chose then; any other browser (the
+    link opened elsewhere, or sent by someone else) is logged into nothing and goes on
+    to choose the account's password."""
     user = accounts.confirmation_user(uidb64, token)
     if user is None or not user.is_active:
         if request.user.is_authenticated and accounts.email_is_confirmed(request.user):
             messages.info(request, _("Your email address is already confirmed."))
             return redirect("stylize:upload")
+        if accounts.confirmation_link_used(uidb64, token):
+            return _email_confirmed_already(request)
         return render(request, "registration/email_confirm_invalid.html", status=400)
-    accounts.email_confirm(user=user)
-    signed_up_here = request.session.get(SIGNUP_SESSION_KEY) == user.email
-    if not (signed_up_here or request.user == user):
-        # Opened in another browser (or sent by someone else): confirmed, but whoever
-        # holds the link is not logged into the account by it.
-        messages.success(request, _("Your email address is confirmed. Please log in."))
-        return redirect("stylize:login")
+    password_hash = _signup_password_hash(request, user)
+    if not accounts.email_confirm(user=user, password_hash=password_hash):
+        return _email_confirmed_already(request)  # a moment ago, by the same link
+    if password_hash is None:
+        if request.user.pk == user.pk:
+            logout(request)  # a log-in with the password that is gone
+        messages.success(request, _(
+            "Your email address is confirmed. Choose a password to log in with."))
+        return redirect(accounts.password_set_path(user=user))
     request.session.pop(SIGNUP_SESSION_KEY, None)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     messages.success(request, _(
         "Your email address is confirmed. Welcome to Prisma! Upload a photo to repaint it."))
     return redirect("stylize:upload")
+
+
+def _email_confirmed_already(request):
+    """A used confirmation link opened again: the address is confirmed; nobody is logged
+    in by it (log in with your password, or choose one)."""
+    return render(request, "registration/email_confirmed_already.html")
+
+
+class EmailConfirmPasswordView(auth_views.PasswordResetConfirmView):
+    """Where the holder of a just-confirmed address who did not sign up in this browser
+    chooses the account's password (``accounts.password_set_path``): Django's reset
+    form, naming the address it is for, then logged in and on to the upload page, as
+    the browser that signed up is by the link itself."""
+
+    template_name = "registration/prisma_password_reset_confirm.html"
+    success_url = reverse_lazy("stylize:upload")
+    post_reset_login = True
+    post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        if self.validlink:
+            context["account_email"] = self.user.email or self.user.get_username()
+        return context
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        messages.success(self.request, _(
+            "Your password is set. Welcome to Prisma! Upload a photo to repaint it."))
+        return response
 
 
 @require_POST
@@ -249,44 +313,99 @@ def _upload_refused(request, form, message: str, retry_after: int | None = None)
     return response
 
 
-@login_required(login_url=LOGIN_URL)
 def upload(request):
+    """The upload page: choose a photo (its preview in every style comes at once:
+    previews.js and the API), a style and options, and a job is made. Without an account
+    the page works as far as the previews; asking for the job keeps the preview and the
+    choices in the session and sends the visitor to sign up (or log in), after which
+    this page shows them again (docs/design/previews.md)."""
+    owned = preview_list_for(user=request.user,
+                             session_preview_ids=session_preview_ids(request.session))
     if request.method == "POST":
-        # The API's job_create throttle, the same counter per user: page and API
-        # uploads count together. Checked before the photo is even looked at.
-        throttle = JobCreateThrottle()
-        if not throttle.allow_request(request, None):
-            wait = math.ceil(throttle.wait() or 60)
-            minutes = max(1, math.ceil(wait / 60))
-            return _upload_refused(
-                request, UploadForm(initial={"style": request.POST.get("style")}),
-                ngettext(
-                    "You have uploaded too many photos: %(rate)s. Nothing was uploaded; "
-                    "please try again in %(minutes)d minute.",
-                    "You have uploaded too many photos: %(rate)s. Nothing was uploaded; "
-                    "please try again in %(minutes)d minutes.", minutes,
-                ) % {"rate": _per_period(throttle.num_requests, throttle.duration),
-                     "minutes": minutes},
-                retry_after=wait,
-            )
-        form = UploadForm(request.POST, request.FILES)
+        if request.user.is_authenticated:
+            # The API's job_create throttle, the same counter per user: page and API
+            # uploads count together. Checked before the photo is even looked at.
+            throttle = JobCreateThrottle()
+            if not throttle.allow_request(request, None):
+                wait = math.ceil(throttle.wait() or 60)
+                minutes = max(1, math.ceil(wait / 60))
+                return _upload_refused(
+                    request, UploadForm(initial={"style": request.POST.get("style")},
+                                        previews=owned),
+                    ngettext(
+                        "You have uploaded too many photos: %(rate)s. Nothing was uploaded; "
+                        "please try again in %(minutes)d minute.",
+                        "You have uploaded too many photos: %(rate)s. Nothing was uploaded; "
+                        "please try again in %(minutes)d minutes.", minutes,
+                    ) % {"rate": _per_period(throttle.num_requests, throttle.duration),
+                         "minutes": minutes},
+                    retry_after=wait,
+                )
+        form = UploadForm(request.POST, request.FILES, previews=owned)
         if form.is_valid():
+            if not request.user.is_authenticated:
+                return _upload_kept_for_signup(request, form)
+            choices = form.cleaned_data
             try:  # job_create rewinds the photo the form's check has read
-                job = jobs.job_create_from(owner=request.user, choices=form.cleaned_data)
+                if choices.get("preview") is not None:
+                    job = previews.job_create_from_preview(
+                        owner=request.user, preview=choices["preview"], choices=choices)
+                else:
+                    job = jobs.job_create_from(owner=request.user, choices=choices)
             except jobs.JobLimitExceeded as exc:
                 return _upload_refused(request, form, str(exc))
+            session_pending_clear(request.session)
             return redirect("stylize:job", pk=job.pk)
         status = 400
     else:
         initial = {}
         if request.GET.get("style"):
             initial["style"] = request.GET["style"]
-        form = UploadForm(initial=initial)
+        pending = session_pending(request.session)
+        if pending and owned.filter(pk=pending["preview"]).exists():
+            # Asked for before signing up or logging in: the same photo and choices.
+            initial.update(pending["choices"], preview=pending["preview"])
+        form = UploadForm(initial=initial, previews=owned)
         status = 200
     return _upload_page(request, form, status=status)
 
 
+#: What the session keeps of an upload form's choices for a visitor (JSON: slugs).
+_KEPT_CHOICES = ("strength", "preserve_colors", "max_side", "blend", "stroke")
+
+
+def _upload_kept_for_signup(request, form):
+    """A visitor asked for the job: their preview (made now from the photo if the
+    page's script did not) and choices wait in the session for their account."""
+    choices = form.cleaned_data
+    preview = choices.get("preview")
+    if preview is None:
+        throttle = PreviewAnonymousThrottle()
+        if not throttle.allow_request(request, None):
+            wait = max(1, math.ceil(throttle.wait() or 60))
+            minutes = max(1, math.ceil(wait / 60))
+            return _upload_refused(request, form, ngettext(
+                "Without an account, your address can preview one photo every few minutes. "
+                "Please try again in %(minutes)d minute, or sign up or log in to preview "
+                "more.",
+                "Without an account, your address can preview one photo every few minutes. "
+                "Please try again in %(minutes)d minutes, or sign up or log in to preview "
+                "more.", minutes) % {"minutes": minutes}, retry_after=wait)
+        preview = previews.preview_create(photo=choices["image"],
+                                          language=translation.get_language() or "")
+        session_preview_remember(request.session, preview.pk)
+    kept = {name: choices.get(name) for name in _KEPT_CHOICES}
+    kept["style"] = choices["style"].slug
+    kept["blend_with"] = choices["blend_with"].slug if choices.get("blend_with") else ""
+    session_pending_set(request.session, preview_id=preview.pk, choices=kept)
+    messages.info(request, _(
+        "Sign up, or log in, to have your photo painted at full size. Your photo and your "
+        "choices are kept for an hour: the upload page shows them again once you are in."))
+    return redirect("stylize:signup")
+
+
 def _upload_page(request, form, *, status):
+    preview_id = form["preview"].value() if not form.errors.get("image") else None
     return render(
         request,
         "stylize/upload.html",
@@ -295,6 +414,12 @@ def _upload_page(request, form, *, status):
             "max_bytes": upload_max_bytes(),
             "max_mb": upload_max_bytes() / (1024 * 1024),
             "allowed_types": ",".join(ALLOWED_CONTENT_TYPES),
+            "preview_id": preview_id or "",
+            "preview_side": settings.PREVIEW_SIDE,
+            # size-plan.js: each stroke's working side and name, for "what it will do".
+            "stroke_plan": json.dumps({value: {"side": imaging.STROKE_WORKING_SIDES[value],
+                                               "label": str(label).lower()}
+                                       for value, label in Stroke.choices}),
         },
         status=status,
     )
@@ -324,7 +449,16 @@ def _job_status(job: StyleJob) -> dict:
 
 @login_required(login_url=LOGIN_URL)
 def job_detail(request, pk):
-    job = _own_job(request, pk)
+    return _job_page(request, _own_job(request, pk))
+
+
+def _job_page(request, job: StyleJob, *, again_form=None, status: int = 200):
+    """The job page; ``again_form``: a refused "Try another style" (its errors shown)."""
+    if again_form is None:
+        again_form = JobAgainForm(initial={
+            "style": job.style.slug, "strength": job.strength,
+            "blend_with": job.blend_with.slug if job.blend_with else "",
+            "blend": job.blend if job.blend_with else DEFAULT_BLEND})
     return render(
         request,
         "stylize/job.html",
@@ -337,8 +471,84 @@ def job_detail(request, pk):
             "share_url": sharing.job_share_url(job),
             "share_days": settings.SHARE_LINK_DAYS,
             "download_formats": DOWNLOAD_CHOICES,
+            "again_form": again_form,
+            **_job_page_details(job),
         },
+        status=status,
     )
+
+
+def _job_page_details(job: StyleJob) -> dict:
+    """What the job page says of this photo's size and strokes (``size_notes``), the
+    result's size to show it at no more than its own (``result_size``), and the title a
+    share sheet gets (``share_title``)."""
+    plan = None
+    if job.photo_width and job.photo_height:
+        plan = imaging.size_plan(job.photo_width, job.photo_height, max_side=job.max_side,
+                                 stroke=job.stroke)
+    return {"size_notes": _size_notes(job, plan) if plan else [],
+            "result_size": (plan.width, plan.height) if plan else None,
+            "share_title": _("A photo painted as %(name)s") % {"name": job.style.local_name}}
+
+
+def _size_notes(job: StyleJob, plan) -> list[str]:
+    """What ``max_side`` and the strokes do for this very photo, in sentences (the
+    upload page's script says the same before the upload: size-plan.js)."""
+    notes = [_("Your photo is %(width)d × %(height)d px.") % {
+        "width": job.photo_width, "height": job.photo_height}]
+    longer = max(job.photo_width, job.photo_height)
+    if plan.shrunk:
+        notes.append(_("The result is %(width)d × %(height)d px: at most %(side)d px on "
+                       "the longer side, as you chose.") % {
+            "width": plan.width, "height": plan.height, "side": job.max_side})
+    elif job.max_side > longer:
+        notes.append(_("The result keeps that size: photos are never enlarged, so the "
+                       "%(side)d px you chose makes no difference.") % {"side": job.max_side})
+    notes.append(_("It is painted at %(side)d px on the longer side.") % {
+        "side": plan.painted_side})
+    labels = dict(Stroke.choices)
+    alike = [str(labels[option]) for option in plan.same_strokes]
+    if len(alike) == 3:
+        notes.append(_("On a photo this small, fine, medium and bold brush strokes all "
+                       "look the same."))
+    elif len(alike) == 2:
+        notes.append(_("On a photo this small, %(one)s and %(other)s brush strokes look "
+                       "the same.") % {"one": alike[0].lower(), "other": alike[1].lower()})
+    return notes
+
+
+@require_POST
+@login_required(login_url=LOGIN_URL)
+def job_again(request, pk):
+    """A new job of this job's photo, not uploaded again, in the style, strength and mix
+    chosen (the job page's "Try another style" and its strength: "Apply"); the upload
+    limits count it as an upload."""
+    source = _own_job(request, pk)
+    form = JobAgainForm(request.POST)
+    throttle = JobCreateThrottle()
+    if not throttle.allow_request(request, None):
+        wait = math.ceil(throttle.wait() or 60)
+        minutes = max(1, math.ceil(wait / 60))
+        form.is_valid()
+        form.add_error(None, ngettext(
+            "You have asked for too many paintings: %(rate)s. Please try again in "
+            "%(minutes)d minute.",
+            "You have asked for too many paintings: %(rate)s. Please try again in "
+            "%(minutes)d minutes.", minutes)
+            % {"rate": _per_period(throttle.num_requests, throttle.duration),
+               "minutes": minutes})
+        response = _job_page(request, source, again_form=form, status=429)
+        response["Retry-After"] = str(wait)
+        return response
+    if not form.is_valid():
+        return _job_page(request, source, again_form=form, status=400)
+    try:
+        job = previews.job_create_from_job(owner=request.user, source_job=source,
+                                           choices=form.cleaned_data)
+    except jobs.JobLimitExceeded as exc:
+        form.add_error(None, str(exc))
+        return _job_page(request, source, again_form=form, status=429)
+    return redirect("stylize:job", pk=job.pk)
 
 
 @require_GET
@@ -410,19 +620,63 @@ def _not_indexed(response):
     return response
 
 
+def _share_link_throttled(request):
+    """A readable 429 once this client address has asked for share links more often
+    than ``SHARE_LINK_RATE`` (counted before the token is looked up), else None."""
+    throttle = sharing.ShareLinkThrottle()
+    if throttle.allow_request(request, None):
+        return None
+    seconds = max(1, math.ceil(throttle.wait() or 60))
+    response = HttpResponse(
+        ngettext("Too many requests for shared results from your address. Please try "
+                 "again in %(seconds)d second.",
+                 "Too many requests for shared results from your address. Please try "
+                 "again in %(seconds)d seconds.", seconds) % {"seconds": seconds},
+        status=429, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(seconds)
+    return _not_indexed(response)
+
+
 @require_GET
 def shared_result(request, token):
-    """A share link's page: the result and its style's name, nothing else of the owner's."""
+    """A share link's page: the result and its style's name, nothing else of the owner's.
+    Its ``og:`` tags name a small rendition of the result (``shared_result_preview``),
+    so a link pasted into a chat shows a card of it."""
+    if refused := _share_link_throttled(request):
+        return refused
     job = _shared_job(token)
     return _not_indexed(render(request, "stylize/shared.html", {
         "style": job.style, "token": token, "expires_at": job.share_expires_at,
+        "share_url": sharing.job_share_url(job),
+        "preview_url": settings.SITE_URL + reverse("stylize:shared_preview", args=[token]),
+        "preview_size": sharing.share_preview_size(job),
     }))
 
 
 @require_GET
 def shared_result_image(request, token):
+    """A share link's result, as ``?format=`` asks (its PNG or WebP made once, then kept)."""
+    if refused := _share_link_throttled(request):
+        return refused
     job = _shared_job(token)  # named by its style only: nothing of the job's id
     return _not_indexed(_result_response(request, job, filename=f"prisma-{job.style.slug}.jpg"))
+
+
+@require_GET
+def shared_result_preview(request, token):
+    """The share page's og:image: a small JPEG of the result (``sharing.share_preview``),
+    at the link's own unguessable address, under its throttle, gone with the link."""
+    if refused := _share_link_throttled(request):
+        return refused
+    job = _shared_job(token)
+    try:
+        data = sharing.share_preview(job)
+    except (OSError, ValueError) as exc:  # the result went with its job a moment ago
+        raise Http404(_("No such image.")) from exc
+    response = HttpResponse(data, content_type="image/jpeg")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Disposition"] = f'inline; filename="prisma-{job.style.slug}-preview.jpg"'
+    return _not_indexed(response)
 
 
 @login_required(login_url=LOGIN_URL)
@@ -432,12 +686,28 @@ def job_list(request):
     return render(request, "stylize/job_list.html", {"page": page, "jobs": page.object_list})
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required(login_url=LOGIN_URL)
 def job_delete(request, pk):
+    """GET: the page that asks whether to delete the job (the job page's and "My jobs"'
+    Delete lead here; nothing is deleted by one click). POST: delete it with its photo,
+    result and share link, then back to "My jobs"."""
     job = _own_job(request, pk)
+    if request.method == "GET":
+        return render(request, "stylize/job_delete.html", {
+            "job": job, "shared": sharing.job_share_is_live(job),
+            "back_url": _back_url(request) or reverse("stylize:job", args=[job.pk])})
     jobs.job_delete(job=job)
     messages.success(request, _("The %(style)s job and its images are deleted.")
-                     % {"style": job.style.name})
+                     % {"style": job.style.local_name})
     return redirect("stylize:job_list")
+
+
+def _back_url(request) -> str | None:
+    """``?next=`` when it is a path on this site ("My jobs", a page of it), else None."""
+    candidate = request.GET.get("next", "")
+    if url_has_allowed_host_and_scheme(candidate, allowed_hosts=None) and candidate.startswith(
+            "/") and not candidate.startswith("//"):
+        return candidate
+    return None
 

@@ -35,8 +35,11 @@ def photo_upload():
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(tmp_path_factory):
-    """A file-backed test database, so worker processes started by tests share it."""
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix,
+                                 tmp_path_factory):
+    """PostgreSQL (`make test`): a test database per test process (test_prisma_gw0, …:
+    pytest-django's suffix). SQLite: a file-backed test database, so worker processes
+    started by tests share it."""
     from django.conf import settings
 
     if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -47,14 +50,15 @@ def django_db_modify_db_settings(tmp_path_factory):
 @pytest.fixture
 def celery_worker_thread(transactional_db):
     """A real Celery worker (in a thread of this process) on the test Redis broker,
-    consuming every job queue (small and large, ``JOB_QUEUES``)."""
+    consuming every job queue (small and large, ``JOB_QUEUES``) and the previews'
+    (``PREVIEW_QUEUE``)."""
     from celery.contrib.testing.worker import start_worker
     from django.conf import settings
 
     from prisma_site.celery import app
 
     app.control.purge()
-    queues = list(dict.fromkeys(settings.JOB_QUEUES.values()))
+    queues = list(dict.fromkeys([*settings.JOB_QUEUES.values(), settings.PREVIEW_QUEUE]))
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30,
                       queues=queues) as worker:
         yield worker

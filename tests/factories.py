@@ -1,6 +1,7 @@
 import factory
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
+from django.utils import timezone
 
 from stylize.models import Style, StyleJob
 from tests.helpers import PASSWORD, png_bytes
@@ -26,6 +27,10 @@ class StyleFactory(factory.django.DjangoModelFactory):
     painting = factory.LazyFunction(lambda: ContentFile(png_bytes(), name="painting.png"))
     status = Style.Status.READY
     live_version = 1
+    # Published once it has a live version (as staff would have, after reviewing it);
+    # give published_at=None for a draft.
+    published_at = factory.LazyAttribute(
+        lambda s: timezone.now() if s.live_version is not None else None)
 
 
 class StyleJobFactory(factory.django.DjangoModelFactory):

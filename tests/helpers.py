@@ -117,29 +117,44 @@ PRODUCTION_ENV = {
 def clean_env(**extra):
     """This process's environment without the settings' variables, on the product's
     settings module, in development mode unless ``extra`` says otherwise
-    (``DEBUG=None`` leaves DEBUG unset)."""
+    (``DEBUG=None`` leaves DEBUG unset). No development machine's settings file
+    (``var/local.env``, which `make run` writes) is read unless ``extra`` names one in
+    ``PRISMA_LOCAL_SETTINGS``: what is checked is what the environment alone gives."""
     env = {
         k: v for k, v in os.environ.items()
         if k not in PRODUCTION_ENV and k not in {"REDIS_URL", "PRISMA_VAR_DIR", "NUM_PROXIES"}
     }
     env["DJANGO_SETTINGS_MODULE"] = PRODUCT_SETTINGS
+    env["PRISMA_LOCAL_SETTINGS"] = ""
     env.update(DEV_ENV)
     env.update(extra)
     return {k: v for k, v in env.items() if v is not None}
 
 
+def database_url(database: dict) -> str:
+    """The DATABASE_URL of a ``DATABASES`` entry: the test database, once set up."""
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{database['NAME']}"
+    from urllib.parse import quote
+
+    password = f":{quote(database['PASSWORD'], safe='')}" if database.get("PASSWORD") else ""
+    return (f"postgres://{quote(database['USER'], safe='')}{password}@{database['HOST']}:"
+            f"{database['PORT']}/{quote(database['NAME'], safe='')}")
+
+
 def worker_env(settings, **extra) -> dict:
     """The environment of a process (a Celery worker, a manage.py command) that works on
     this test's database and media: this run's settings module (tests.settings), the
-    file-backed test database (tests/conftest.py), the test's media folders and, from
-    this process's environment, the broker (REDIS_URL) and DEBUG."""
+    test database (this process's PostgreSQL one, or SQLite's file: tests/conftest.py),
+    the test's media folders and, from this process's environment, the broker
+    (REDIS_URL) and DEBUG."""
     database = settings.DATABASES["default"]
     return {
         **os.environ,
         # What pytest-django set up this process with (pyproject.toml); the settings
         # object cannot tell once a test has overridden any setting.
         "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
-        "DATABASE_URL": f"sqlite:///{database['NAME']}",
+        "DATABASE_URL": database_url(database),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "PRIVATE_MEDIA_ROOT": str(settings.PRIVATE_MEDIA_ROOT),
         **extra,

@@ -6,7 +6,7 @@ import yaml
 
 from tests.helpers import BASE_DIR
 
-APP_SERVICES = ["web", "worker", "worker-large", "trainer", "beat"]
+APP_SERVICES = ["web", "worker", "worker-large", "worker-previews", "trainer", "beat"]
 
 
 def compose():
@@ -111,7 +111,7 @@ def test_the_proxy_limits_bodies_to_what_web_accepts():
 def test_the_proxy_sets_x_forwarded_for_and_web_trusts_exactly_one_proxy():
     services = compose()["services"]
     assert services["web"]["environment"]["NUM_PROXIES"] == "1"
-    for name in ["worker", "worker-large", "trainer", "beat"]:  # they serve no requests
+    for name in ["worker", "worker-large", "worker-previews", "trainer", "beat"]:  # no requests
         assert "NUM_PROXIES" not in services[name]["environment"]
     # Caddy sets X-Forwarded-For itself and drops a client's own unless the client is a
     # trusted proxy: none may be configured, or a client could choose its address.
@@ -138,7 +138,8 @@ def test_users_files_have_their_own_volume_that_the_proxy_never_sees():
     services = compose()["services"]
     environment = services["web"]["environment"]
     assert environment["PRIVATE_MEDIA_ROOT"] == "/app/var/private"
-    for name in ("web", "worker", "worker-large"):  # workers write results, web streams them
+    # Workers write results and previews, web streams them.
+    for name in ("web", "worker", "worker-large", "worker-previews"):
         assert "private:/app/var/private" in services[name]["volumes"], name
     proxy_volumes = services["proxy"]["volumes"]
     assert "media:/srv/media:ro" in proxy_volumes  # paintings and samples

@@ -2,9 +2,12 @@
 
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -14,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from prisma_site import devstack
 from prisma_site.devstack import free_port
 from tests.helpers import BASE_DIR, PRODUCT_SETTINGS, port_open
 
@@ -61,6 +65,7 @@ def test_run_starts_redis_worker_and_web_and_ctrl_c_stops_them(tmp_path):
     env = {**os.environ, "PRISMA_VAR_DIR": str(tmp_path),
            "DJANGO_SETTINGS_MODULE": PRODUCT_SETTINGS}
     env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)  # `make run`'s embedded SQLite, not the test run's database
     stack = subprocess.Popen(
         [sys.executable, "-m", "prisma_site.devstack", "run",
          "--port", str(web_port), "--redis-port", str(redis_port)],
@@ -83,6 +88,8 @@ def test_run_starts_redis_worker_and_web_and_ctrl_c_stops_them(tmp_path):
         assert signup_mails_a_link_to_this_site(f"http://127.0.0.1:{web_port}", tmp_path / "mail")
         assert redis.Redis(port=redis_port).ping() is True
         assert (tmp_path / "db.sqlite3").is_file()
+        # This machine's settings for manage.py and the README's commands (test_readme.py).
+        assert "SECRET_KEY=" in (tmp_path / "local.env").read_text()
         printed = "".join(output)
         assert "Demo login:  demo / " in printed and "Staff login: admin / " in printed
 
@@ -96,9 +103,10 @@ def test_run_starts_redis_worker_and_web_and_ctrl_c_stops_them(tmp_path):
                 env={**env, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"},
             )
             replies = inspect.stdout + inspect.stderr
-            # Every worker: small jobs, large jobs (a queue of their own) and training.
+            # Every worker: small jobs, large jobs (a queue of their own), previews and
+            # training.
             workers = [f"prisma-{web_port}@", f"prisma-large-{web_port}@",
-                       f"prisma-trainer-{web_port}@"]
+                       f"prisma-previews-{web_port}@", f"prisma-trainer-{web_port}@"]
             if all(worker in inspect.stdout for worker in workers):
                 break
         assert all(worker in replies for worker in workers) and "pong" in replies, replies
@@ -142,3 +150,97 @@ def test_with_redis_runs_in_development_mode_unless_told_otherwise(debug, expect
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == expected
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+POSTGRES_PROBE = """
+import os, sys
+from pathlib import Path
+import psycopg
+with psycopg.connect(os.environ["DATABASE_URL"]) as db:
+    data_dir = db.execute("SHOW data_directory").fetchone()[0]
+    db.execute("CREATE TABLE probe (n int)")
+pid = int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
+uid = int(Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0])
+print(os.environ["DATABASE_URL"], data_dir, uid, pid, flush=True)
+"""
+
+
+def with_postgres(*command: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "prisma_site.devstack", "with-redis", "--postgres", "--",
+         *command],
+        cwd=BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def probed(line: str):
+    url, data_dir, uid, pid = line.split()
+    return url, Path(data_dir), int(uid), int(pid)
+
+
+def test_with_postgres_gives_the_command_a_throwaway_cluster_and_deletes_it():
+    """`make test`'s database: started for the command, as an unprivileged user when
+    this is root (PostgreSQL refuses root), stopped and deleted when it exits."""
+    run = with_postgres(sys.executable, "-c", POSTGRES_PROBE + "sys.exit(3)")
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 3, err
+    url, data_dir, uid, pid = probed(out.strip().splitlines()[-1])
+    assert url.startswith("postgres://prisma@127.0.0.1:") and url.endswith("/prisma")
+    assert data_dir.parent.parent in {devstack.TEST_POSTGRES_DIR, Path(tempfile.gettempdir())
+                                      / f"prisma-test-postgres-{os.geteuid()}"}
+    assert uid != 0
+    assert not data_dir.parent.exists()
+    assert not Path(f"/proc/{pid}").exists()
+    assert not port_open(int(url.rsplit(":", 1)[1].split("/")[0]))
+
+
+def test_a_killed_runs_cluster_is_stopped_and_deleted_by_the_next_run():
+    killed = with_postgres(sys.executable, "-c", POSTGRES_PROBE + "import time; time.sleep(120)",
+                           start_new_session=True)
+    printed = []
+    try:
+        while len(printed) < 3:  # Redis, PostgreSQL, then the probe
+            printed.append(killed.stdout.readline())
+            assert printed[-1], killed.stderr.read()
+        url, data_dir, _, server_pid = probed(printed[-1])
+        os.killpg(killed.pid, signal.SIGKILL)  # the devstack and the command, not the servers
+        killed.wait(timeout=30)
+        assert Path(f"/proc/{server_pid}").exists() and data_dir.is_dir()
+
+        run = with_postgres(sys.executable, "-c", POSTGRES_PROBE)
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+        assert not data_dir.parent.exists()
+        assert not Path(f"/proc/{server_pid}").exists()
+        assert probed(out.strip().splitlines()[-1])[1] != data_dir  # a cluster of its own
+    finally:
+        if killed.poll() is None:
+            os.killpg(killed.pid, signal.SIGKILL)
+            killed.wait(timeout=30)
+        # The killed run's Redis is left running: stop it.
+        redis_url = next((line.split()[-1] for line in printed
+                          if line.startswith("Throwaway Redis at ")), None)
+        if redis_url:
+            try:
+                redis.Redis.from_url(redis_url).shutdown(nosave=True)
+            except redis.exceptions.ConnectionError:
+                pass
+
+
+def test_a_port_taken_meanwhile_gets_the_server_another(tmp_path, monkeypatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1], devstack.free_port()])
+        monkeypatch.setattr(devstack, "free_port", lambda: next(ports))
+        group = devstack.ProcessGroup()
+        run_dir = devstack.postgres_run_dir(tmp_path / "clusters")
+        try:
+            url = devstack.start_postgres(group, run_dir=run_dir)
+            assert devstack.postgres_answers(url)
+            assert [name for name, _ in group.procs] == ["postgres", "postgres"]
+            assert group.procs[0][1].returncode not in (None, 0)  # could not bind
+        finally:
+            group.stop()
+            shutil.rmtree(run_dir, ignore_errors=True)

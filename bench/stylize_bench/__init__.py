@@ -6,6 +6,7 @@ one and two Celery worker processes.
                                   [--blocks 3] [--output-kernel 3] [--quick]
                                   [--skip-shipped | --shipped-only | --stroke-only]
                                   [--every-slot] [--skip-stroke] [--skip-jobs]
+                                  [--skip-previews | --previews-only] [--preview-runs 5]
                                   [--out var/bench/results.md]
 
 Everything runs on this machine, through the product's own code: the job pipeline's
@@ -22,6 +23,13 @@ loader ``ml.export.load_savedmodel_fn`` (the bare model) and ``ml.shipped.shippe
    shipped style (``STROKE_STYLE`` if shipped, else the first) through ``photo_stylize``
    with each ``stroke`` in one fresh subprocess, median of max(5, --runs) each;
    pass/fail on bold / fine against TARGET_STROKE_BOLD_RATIO.
+
+0c. Preview grids (also in --quick; alone with --previews-only): a 12 MP JPEG posted to
+   ``/api/v1/previews/`` and polled as the upload page does, every painting fetched,
+   on `make run`'s previews worker (``prisma_site.devstack.PREVIEW_WORKER``, warmed
+   up) with the shipped styles, a bank of 12 random-weights styles and (without
+   --quick) 12 single-style networks; pass/fail for 12 styles against
+   TARGET_PREVIEW_GRID_S (docs/design/previews.md).
 
 The other sections use a TransformNet exported with random weights
 (``keras.utils.set_random_seed(0)``) into a temporary serving dir (models/bench/1/), by

@@ -290,8 +290,165 @@ class BareModel:
         return out
 
 
+# --------------------------------------------------------------------------- previews
+
+#: How often the upload page polls a preview while it is painted (previews.js FAST_MS).
+PREVIEW_POLL_S = 0.25
+#: The photo a preview grid is timed with: a phone's 12 MP photo (4032×3024 JPEG).
+PREVIEW_PHOTO = (4032, 3024)
+
+
+def photo_jpeg_sized(width: int, height: int, seed: int = 0) -> bytes:
+    """``make_photo`` brought to ``width``×``height`` (bicubic) as a JPEG at quality 90."""
+    from PIL import Image
+
+    side = max(width, height) // 4
+    small = Image.fromarray(make_photo(side, seed)).crop((0, 0, width // 4, height // 4))
+    buffer = io.BytesIO()
+    small.resize((width, height), Image.Resampling.BICUBIC).save(buffer, format="JPEG",
+                                                                  quality=90)
+    return buffer.getvalue()
+
+
+def _random_bank(args, num_styles: int):
+    """A TransformNet bank of the options' architecture, every style's norms random."""
+    import keras
+    import numpy as np
+
+    from ml.bank import style_norms
+    from ml.model import TransformNet
+
+    keras.utils.set_random_seed(0)
+    model = TransformNet(width=args.width, num_residual_blocks=args.blocks,
+                         output_kernel_size=args.output_kernel, num_styles=num_styles)
+    model.build((None, None, None, 3))
+    rng = np.random.default_rng(0)
+    for norm in style_norms(model):
+        norm.set_weights([rng.normal(1.0, 0.3, w.shape).astype("float32")
+                          for w in norm.get_weights()])
+    return model
+
+
+def child_export_bank(args) -> None:
+    """A bank of ``--count`` styles (plus the identity slot) with random weights, the
+    options' architecture, exported as ``<--models-dir>/<--model>/``."""
+    from ml.export import export_savedmodel
+
+    model = _random_bank(args, args.count + 1)
+    slots = [{"slug": None, "identity": True}] + [
+        {"slug": f"bench-{i}"} for i in range(1, args.count + 1)]
+    version, path = export_savedmodel(model, Path(args.models_dir) / args.model, slots=slots)
+    emit({"version": version, "path": str(path)})
+
+
+def child_export_singles(args) -> None:
+    """``--count`` single-style TransformNets with random weights (seeds 0…), the
+    options' architecture, exported as ``<--models-dir>/bench_01/`` …"""
+    import keras
+    import numpy as np
+
+    from ml.export import export_savedmodel
+    from ml.model import TransformNet
+
+    names = []
+    for i in range(1, args.count + 1):
+        keras.utils.set_random_seed(i)
+        model = TransformNet(width=args.width, num_residual_blocks=args.blocks,
+                             output_kernel_size=args.output_kernel)
+        model(np.zeros((1, 16, 16, 3), "float32"))
+        export_savedmodel(model, Path(args.models_dir) / f"bench_{i:02d}")
+        names.append(f"bench_{i:02d}")
+    emit({"models": names})
+
+
+def child_register(args) -> None:
+    """The offered styles of a preview bench stack: ``--register shipped`` (every style
+    under SERVING_DIR, as ``make run`` registers them), ``bank`` (``--count`` slots of the
+    bank ``--model``) or ``singles`` (``bench_01`` … ``bench_<--count>``)."""
+    _django()
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+    from PIL import Image
+
+    from stylize.models import Style
+    from stylize.services.styles import styles_register_shipped
+
+    painting = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 80, 40)).save(painting, format="PNG")
+    if args.register == "shipped":
+        styles = styles_register_shipped(serving_dir=Path(os.environ["SERVING_DIR"]))
+    else:
+        styles = []
+        for i in range(1, args.count + 1):
+            bank = args.register == "bank"
+            styles.append(Style.objects.create(
+                name=f"Bench {i:02d}", slug=f"bench-{i:02d}",
+                model_name=args.model if bank else f"bench_{i:02d}",
+                bank_index=i if bank else None, bank_slots=args.count + 1 if bank else None,
+                live_version=1, status=Style.Status.READY, published_at=timezone.now(),
+                painting=ContentFile(painting.getvalue(), name="painting.png")))
+    emit({"styles": [style.slug for style in styles],
+          "models": sorted({style.model_name for style in styles})})
+
+
+def child_previews(args) -> None:
+    """Preview grids as the upload page makes them, timed: ``POST /api/v1/previews/``
+    with a 12 MP JPEG (through Django's request handling, in this process), polled every
+    ``PREVIEW_POLL_S`` until done, then every painting fetched; the previews worker of
+    the stack paints them. ``--warmup`` grids first, then ``--runs`` timed ones."""
+    _django()
+    from django.contrib.auth import get_user_model
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+
+    from stylize.models import Preview
+
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench-previews", defaults={"email": "bench-previews@example.com"})
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(user)
+    data = photo_jpeg_sized(*PREVIEW_PHOTO)
+    grids = []
+    for run in range(args.warmup + args.runs):
+        start = time.perf_counter()
+        response = client.post("/api/v1/previews/", {
+            "image": SimpleUploadedFile("photo.jpg", data, content_type="image/jpeg")})
+        uploaded = time.perf_counter() - start
+        if response.status_code != 201:
+            raise RuntimeError(f"POST /api/v1/previews/: {response.status_code} "
+                               f"{response.content[:300]!r}")
+        preview_id = response.json()["id"]
+        deadline = start + args.timeout
+        while True:
+            preview = client.get(f"/api/v1/previews/{preview_id}/").json()
+            if preview["done"] or time.perf_counter() > deadline:
+                break
+            time.sleep(PREVIEW_POLL_S)
+        polled = time.perf_counter() - start
+        for row in preview["styles"]:
+            if row["image_url"]:
+                b"".join(client.get(row["image_url"]).streaming_content)
+        shown = time.perf_counter() - start
+        failed = [f"{row['style']}: {row['error']}" for row in preview["styles"]
+                  if row["status"] != "done"]
+        if failed:
+            raise RuntimeError(f"preview styles not painted: {failed[:3]}")
+        row = Preview.objects.get(pk=preview_id)
+        last = max(image.updated_at for image in row.images.all())
+        if run >= args.warmup:
+            grids.append({"upload_s": uploaded, "done_s": polled, "shown_s": shown,
+                          "worker_s": (last - row.created_at).total_seconds(),
+                          "styles": len(preview["styles"])})
+    emit({"grids": grids, "photo": list(PREVIEW_PHOTO), "photo_bytes": len(data),
+          "shown_median_s": statistics.median(g["shown_s"] for g in grids),
+          "worker_median_s": statistics.median(g["worker_s"] for g in grids),
+          "upload_median_s": statistics.median(g["upload_s"] for g in grids)})
+
+
 CHILDREN = {"_export": child_export, "_photo": child_photo, "_profile": child_profile,
-            "_jobs": child_jobs, "_stroke": child_stroke}
+            "_jobs": child_jobs, "_stroke": child_stroke, "_export_bank": child_export_bank,
+            "_export_singles": child_export_singles, "_register": child_register,
+            "_previews": child_previews}
 
 
 def child_main(argv: list[str]) -> int:
@@ -313,6 +470,7 @@ def child_main(argv: list[str]) -> int:
     sub.add_argument("--count", type=int)
     sub.add_argument("--warmup", type=int, default=1)
     sub.add_argument("--timeout", type=float, default=600)
+    sub.add_argument("--register", choices=["shipped", "bank", "singles"])
     child = sub.parse_args(argv)
     CHILDREN[child.command](child)
     return 0

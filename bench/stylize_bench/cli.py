@@ -43,6 +43,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
                          help="run only the stroke-size-at-1024² section")
     parser.add_argument("--skip-stroke", action="store_true",
                         help="skip the stroke-size section")
+    previews = parser.add_mutually_exclusive_group()
+    previews.add_argument("--skip-previews", action="store_true",
+                          help="skip the preview-grid section")
+    previews.add_argument("--previews-only", action="store_true",
+                          help="run only the preview-grid section")
+    parser.add_argument("--preview-runs", type=int, default=None,
+                        help="timed preview grids per case (default 5, --quick 3)")
     parser.add_argument("--every-slot", action="store_true",
                         help="time every slot of a shipped bank (default: its first slot)")
     parser.add_argument("--serving-dir", default=str(SERVING_DIR),
@@ -72,6 +79,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         args.job_widths = args.widths[:1]
     if args.runs is None:
         args.runs = 2 if args.quick else 3
+    if args.preview_runs is None:
+        args.preview_runs = 3 if args.quick else 5
     if args.jobs is None:
         args.jobs = 6 if args.quick else 12
     if args.e2e_jobs is None:

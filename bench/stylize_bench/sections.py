@@ -31,6 +31,9 @@ TARGET_STROKE_BOLD_RATIO = 0.5  # bold / fine at 1024², local backend, medians
 # The shipped style the stroke section times: a single-style model's name or a slug.
 STROKE_STYLE = ("starry_night", "starry-night")
 
+TARGET_PREVIEW_GRID_S = 2.0  # upload → 12 styles' previews on screen, median
+PREVIEW_STYLES = 12  # the grid the target is for
+
 TARGET_PEAK_BYTES = 4 * 1000**3  # "under 4 GB"
 TARGET_E2E_RATIO = 1.2
 TARGET_SCALING = 1.8
@@ -179,6 +182,114 @@ class Bench:
                          f"least disturbed by other work.\n")
         report.verdict(verdict, f"{ratio:.2f}× ({fmt_s(medians['bold'])} / {fmt_s(fine)})",
                        report.passed(ratio <= TARGET_STROKE_BOLD_RATIO))
+
+    # ---- 0c. preview grids
+    def previews(self) -> None:
+        """A photo's grid of previews, upload → every painting fetched, on the previews
+        worker of `make run` (its own queue, one process, warmed up as it starts): the
+        shipped styles as they are, a bank of PREVIEW_STYLES random-weights styles (one
+        batched call) and, without --quick, PREVIEW_STYLES single-style networks."""
+        args, report = self.args, self.report
+        shipped_dir = Path(args.serving_dir).resolve()
+        arch = ["--width", str(args.widths[0]), "--blocks", str(args.blocks),
+                "--output-kernel", str(args.output_kernel)]
+        cases = [("shipped styles, as they are", shipped_dir, ["--register", "shipped"])]
+        bank_dir = self.tmp / "serving-preview-bank"
+        run_child(["_export_bank", "--models-dir", str(bank_dir / "models"), "--model",
+                   "bench_bank", "--count", str(PREVIEW_STYLES), *arch],
+                  base_env(bank_dir, self.tmp / "var"), timeout=600, log=self.log)
+        cases.append((f"a bank of {PREVIEW_STYLES} styles (random weights, "
+                      f"{self.arch(args.widths[0])})", bank_dir,
+                      ["--register", "bank", "--model", "bench_bank",
+                       "--count", str(PREVIEW_STYLES)]))
+        if not args.quick:
+            singles_dir = self.tmp / "serving-preview-singles"
+            run_child(["_export_singles", "--models-dir", str(singles_dir / "models"),
+                       "--count", str(PREVIEW_STYLES), *arch],
+                      base_env(singles_dir, self.tmp / "var"), timeout=900, log=self.log)
+            cases.append((f"{PREVIEW_STYLES} single-style networks (random weights, "
+                          f"{self.arch(args.widths[0])})", singles_dir,
+                          ["--register", "singles", "--count", str(PREVIEW_STYLES)]))
+        rows = []
+        for label, serving_dir, register in cases:
+            load = load_avg()
+            try:
+                res = self.preview_stack(serving_dir, register)
+            except RuntimeError as error:
+                self.say(f"  previews, {label}: {error}")
+                rows.append([label, "error", "–", "–", "–", "–", "–", load])
+                continue
+            grids = res["grids"]
+            styles = grids[0]["styles"]
+            shown = [g["shown_s"] for g in grids]
+            self.say(f"  previews, {label}: {styles} styles on screen in "
+                     f"{fmt_s(res['shown_median_s'])} (median of {len(grids)}; worker "
+                     f"{fmt_s(res['worker_median_s'])}, upload {fmt_s(res['upload_median_s'])}, "
+                     f"warm-up {res['warm']}; load {load})")
+            rows.append([label, styles, f"{res['shown_median_s']:.2f}",
+                         ", ".join(f"{t:.2f}" for t in shown), f"{res['worker_median_s']:.2f}",
+                         f"{res['upload_median_s']:.3f}", res["warm"], load])
+            if styles >= PREVIEW_STYLES:
+                ok = res["shown_median_s"] <= TARGET_PREVIEW_GRID_S
+                report.verdict(f"{styles}-style preview grid on screen ≤ "
+                               f"{TARGET_PREVIEW_GRID_S} s ({label})",
+                               fmt_s(res["shown_median_s"]), report.passed(ok))
+        from .children import PREVIEW_PHOTO, PREVIEW_POLL_S
+
+        report.section(
+            "### Preview grids: a photo in every style, upload → on screen\n\n"
+            + md_table(["styles offered", "styles", "on screen, median (s)", "runs (s)",
+                        "worker painting, median (s)", "upload request, median (s)",
+                        "worker warm-up at start", "load avg before"], rows)
+            + f"\n\nA {PREVIEW_PHOTO[0]}×{PREVIEW_PHOTO[1]} JPEG posted to "
+              f"`/api/v1/previews/` (Django's request handling in the driver process, a "
+              f"fresh SQLite database), the preview polled every {PREVIEW_POLL_S} s as the "
+              f"upload page does, then every painting fetched: *on screen* is from the "
+              f"start of the upload to the last painting fetched. The previews worker is "
+              f"`make run`'s (`celery worker` on the `previews` queue alone, one prefork "
+              f"process, the local backend), started with its warm-up "
+              f"(`stylize.tasks.previews_warm`, every offered style's model loaded) "
+              f"finished; one grid before the timed ones. *Worker painting*: from the "
+              f"preview's row to its last painting stored (read, paint, encode, store). "
+              f"Target: {PREVIEW_STYLES} styles on screen ≤ {TARGET_PREVIEW_GRID_S} s.\n")
+
+    def preview_stack(self, serving_dir: Path, register: list[str]) -> dict:
+        """Redis, `make run`'s previews worker and a fresh SQLite DB with the styles of
+        ``register`` (``_register``); the ``_previews`` child's result, with ``warm``: the
+        worker's warm-up as its log says."""
+        import re
+
+        from prisma_site.devstack import PREVIEW_WORKER, ProcessGroup, free_port, start_redis
+
+        var_dir = Path(tempfile.mkdtemp(prefix="previews-", dir=self.tmp))
+        env = base_env(serving_dir, var_dir, MODEL_BACKEND="local", PREVIEW_CREATE_RATE="",
+                       PRIVATE_MEDIA_ROOT=var_dir / "private")
+        subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE_DIR,
+                       env=env, check=True)
+        run_child(["_register", *register], env, 300, self.log)
+        group = ProcessGroup()
+        log_path = var_dir / "worker-previews.log"
+        try:
+            env["REDIS_URL"] = start_redis(group, port=free_port(), data_dir=None)
+            with open(log_path, "wb") as log:
+                worker = group.start(
+                    "worker-previews",
+                    [PYTHON, "-m", "celery", "-A", "prisma_site", "worker", "--loglevel", "INFO",
+                     *PREVIEW_WORKER, "--hostname", f"bench-previews-{os.getpid()}@%h",
+                     "--without-heartbeat", "--without-gossip", "--without-mingle"],
+                    cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+            warmed = re.compile(r"previews_warm\[[^\]]+\] succeeded in ([\d.]+)s: (\d+)")
+            deadline = time.monotonic() + 300
+            while not (match := warmed.search(log_path.read_text(errors="replace"))):
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the previews worker did not warm up (log: {log_path})")
+                time.sleep(0.5)
+            result = run_child(["_previews", "--runs", str(self.args.preview_runs),
+                                "--warmup", "1", "--timeout", "120"], env, 900, self.log)
+        finally:
+            group.stop()
+        result["warm"] = f"{float(match.group(1)):.1f} s, {match.group(2)} styles"
+        return result
 
     # ---- 1. per size
     def sizes(self, width: float, serving_dir: Path) -> None:
@@ -370,10 +481,10 @@ class Bench:
         header = (f"# Stylize benchmark\n\n{time.strftime('%Y-%m-%d %H:%M:%S %Z')}, "
                   f"{os.cpu_count()} CPU cores, load average at start {load_avg()} "
                   f"(other work on this machine inflates and jitters the numbers). "
-                  + ("" if args.skip_shipped or args.stroke_only else
+                  + ("" if args.skip_shipped or args.stroke_only or args.previews_only else
                      f"Shipped styles: the latest version of each model in "
                      f"{Path(args.serving_dir).resolve() / 'models'}. ")
-                  + ("" if args.shipped_only or args.stroke_only else
+                  + ("" if args.shipped_only or args.stroke_only or args.previews_only else
                      f"Other sections: TransformNet with random weights (seed 0), "
                      f"{args.blocks} residual blocks, {args.output_kernel}×{args.output_kernel} "
                      f"output conv, width {','.join(str(w) for w in args.widths)}. ")
@@ -382,11 +493,14 @@ class Bench:
                   f"Options: {' '.join(sys.argv[1:]) or '(defaults)'}\n")
         self.say(header)
         try:
-            if not (args.skip_shipped or args.stroke_only):
+            if not (args.skip_shipped or args.stroke_only or args.previews_only):
                 self.shipped()
-            if not (args.skip_shipped or args.skip_stroke):
+            if not (args.skip_shipped or args.skip_stroke or args.previews_only):
                 self.strokes()
-            for width in ([] if args.shipped_only or args.stroke_only else args.widths):
+            if not (args.skip_previews or args.shipped_only or args.stroke_only):
+                self.previews()
+            for width in ([] if args.shipped_only or args.stroke_only or args.previews_only
+                          else args.widths):
                 serving_dir = self.export(width)
                 if args.sizes:
                     self.sizes(width, serving_dir)

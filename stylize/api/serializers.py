@@ -12,13 +12,23 @@ from ..models import (
     DEFAULT_STROKE,
     MAX_MAX_SIDE,
     MIN_MAX_SIDE,
+    Preview,
+    PreviewImage,
     Stroke,
     Style,
     StyleJob,
 )
-from ..selectors import job_jobs_ahead, style_list_mix_partners, style_list_offered
+from ..selectors import (
+    job_jobs_ahead,
+    job_list_for_owner,
+    preview_images,
+    preview_list_for,
+    style_list_mix_partners,
+    style_list_offered,
+)
 from ..services import webhooks
 from ..services.jobs import DEFAULT_BLEND, job_mix_clean
+from ..services.previews import JOB_PHOTO_CHOICES, preview_expires_at
 from ..services.sharing import job_share_is_live, job_share_url
 from ..validators import validate_photo_upload
 
@@ -32,6 +42,17 @@ def _absolute(request, url):
         return request.build_absolute_uri(url)
     return settings.SITE_URL + url if url.startswith("/") else url
 
+
+
+def own_source_job(user, pk):
+    """The asker's own job ``pk`` with its photo still stored, whose photo a new job or
+    preview paints (``source_job``); a 400 naming it otherwise."""
+    job = (job_list_for_owner(owner=user).filter(pk=pk).first()
+           if user is not None and user.is_authenticated else None)
+    if job is None or not job.input_image:
+        raise serializers.ValidationError({"source_job": [_(
+            "There is no job “%(id)s” of yours.") % {"id": pk}]})
+    return job
 
 class StyleSerializer(serializers.ModelSerializer):
     painting = serializers.SerializerMethodField()
@@ -169,10 +190,25 @@ class StrokeField(serializers.ChoiceField):
 
 class JobCreateSerializer(serializers.Serializer):
     image = serializers.FileField(
+        required=False,
         allow_empty_file=True,  # the shared validator says "The file is empty."
-        help_text="The photo: JPEG, PNG or WebP (checked by content, not by name).",
+        help_text="The photo: JPEG, PNG, WebP, HEIC or AVIF (checked by content, not by "
+        "name). Or, instead, `preview` or `source_job`: exactly one of the three.",
     )
-    style = OfferedStyleField(slug_field="slug", help_text="The slug of an offered style.")
+    preview = serializers.UUIDField(
+        required=False,
+        help_text="Instead of `image`: the id of one of your previews (POST "
+        "/api/v1/previews/): its photo is used, not uploaded again.",
+    )
+    source_job = serializers.UUIDField(
+        required=False,
+        help_text="Instead of `image`: the id of one of your jobs, whose photo is used again. "
+        "Left out, `style` is that job's, and so are `max_side`, `stroke` and "
+        "`preserve_colors`; `strength` and the mix are as given (full strength, no mix).",
+    )
+    style = OfferedStyleField(slug_field="slug", required=False,
+                              help_text="The slug of an offered style (required unless "
+                              "`source_job` is given).")
     strength = serializers.FloatField(
         required=False, default=1.0, min_value=0.0, max_value=1.0,
         help_text="How strongly to repaint: 0 keeps the photo, 1 is the full style.",
@@ -225,12 +261,46 @@ class JobCreateSerializer(serializers.Serializer):
         return value
 
     def validate(self, attrs):
+        attrs = self._photo_source(attrs)
         try:
             mix = job_mix_clean(style=attrs["style"], blend_with=attrs.get("blend_with"),
                                 blend=attrs.get("blend"), stroke=attrs.get("stroke"))
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from exc
-        return {**attrs, "blend_with": mix.blend_with, "blend": mix.blend, "stroke": mix.stroke}
+        attrs = {**attrs, "blend_with": mix.blend_with, "blend": mix.blend, "stroke": mix.stroke}
+        if attrs.get("source_job") is not None:
+            # Left out: the source job's (previews.job_create_from_job), not the defaults.
+            for name in JOB_PHOTO_CHOICES:
+                if name not in self.initial_data:
+                    attrs.pop(name, None)
+        return attrs
+
+    def _photo_source(self, attrs):
+        """Exactly one of ``image``, ``preview`` and ``source_job``; the latter two as the
+        asker's own ``Preview`` / ``StyleJob``; ``style`` the source job's when left out."""
+        given = [name for name in ("image", "preview", "source_job")
+                 if attrs.get(name) is not None]
+        if len(given) != 1:
+            raise serializers.ValidationError({"image": [_(
+                "Send the photo as “image”, or name one of your previews (“preview”) or "
+                "jobs (“source_job”) whose photo to use: exactly one of the three.")]})
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        if "preview" in given:
+            preview = preview_list_for(user=user).filter(pk=attrs["preview"]).first()
+            if preview is None:
+                raise serializers.ValidationError({"preview": [_(
+                    "There is no preview “%(id)s” of yours: previews are deleted an hour "
+                    "after they were made.") % {"id": attrs["preview"]}]})
+            attrs["preview"] = preview
+        if "source_job" in given:
+            attrs["source_job"] = job = own_source_job(user, attrs["source_job"])
+            if attrs.get("style") is None:
+                attrs["style"] = style_list_offered().filter(pk=job.style_id).first()
+        if attrs.get("style") is None:
+            raise serializers.ValidationError({"style": [_(
+                "Choose a style: GET /api/v1/styles/ lists them.")]})
+        return attrs
 
     def validate_image(self, image):
         try:
@@ -245,3 +315,123 @@ class JobShareSerializer(serializers.Serializer):
 
     share_url = serializers.URLField(read_only=True)
     expires_at = serializers.DateTimeField(read_only=True)
+
+
+# --- Previews ---------------------------------------------------------------------------
+
+
+class PreviewImageSerializer(serializers.ModelSerializer):
+    """One style's painting of a preview's photo."""
+
+    style = serializers.SlugRelatedField(slug_field="slug", read_only=True,
+                                         help_text="The style's slug.")
+    name = serializers.CharField(source="style.local_name", read_only=True,
+                                 help_text="The style's name, in the language asked for.")
+    status = serializers.ChoiceField(
+        choices=PreviewImage.Status.choices, read_only=True,
+        help_text="queued (being painted, at these settings), done, or failed (see `error`).")
+    image_url = serializers.SerializerMethodField(
+        help_text="The painting (about PREVIEW_SIDE px, 320 by default, on the longer side) "
+        "as JPEG, or `?format=png`; for you only. While a re-paint is queued, the previous "
+        "painting; null before the first.")
+    blend_with = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True,
+                                              help_text="The second style mixed in, or null.")
+
+    class Meta:
+        model = PreviewImage
+        fields = ["style", "name", "status", "image_url", "strength", "blend_with", "blend",
+                  "preserve_colors", "error"]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
+    def get_image_url(self, image):
+        if not image.image:
+            return None
+        url = reverse("api:preview-style-image",
+                      kwargs={"pk": image.preview_id, "slug": image.style.slug})
+        # A new painting is a new file: its random name (not the path) changes the URL.
+        version = image.image.name.rsplit("/", 1)[-1].split(".", 1)[0][:12]
+        return _absolute(self.context.get("request"), f"{url}?v={version}")
+
+
+class PreviewSerializer(serializers.ModelSerializer):
+    """A photo painted small in every offered style."""
+
+    expires_at = serializers.SerializerMethodField(
+        help_text="When the preview, its photo and paintings are deleted (an hour after).")
+    source_job = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="The job whose photo it paints, or null.")
+    done = serializers.SerializerMethodField(
+        help_text="Whether every style's painting is done or failed (nothing queued).")
+    styles = serializers.SerializerMethodField(
+        help_text="Every style offered when the preview was made, by name.")
+
+    class Meta:
+        model = Preview
+        fields = ["id", "created_at", "expires_at", "source_job", "done", "styles"]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "string", "format": "date-time"})
+    def get_expires_at(self, preview):
+        return serializers.DateTimeField().to_representation(preview_expires_at(preview))
+
+    def _images(self, preview):
+        cache = self.context.setdefault("_preview_images", {})
+        if preview.pk not in cache:
+            cache[preview.pk] = list(preview_images(preview))
+        return cache[preview.pk]
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_done(self, preview) -> bool:
+        return all(image.status != PreviewImage.Status.QUEUED for image in self._images(preview))
+
+    @extend_schema_field(PreviewImageSerializer(many=True))
+    def get_styles(self, preview):
+        return PreviewImageSerializer(self._images(preview), many=True,
+                                      context=self.context).data
+
+
+class PreviewCreateSerializer(serializers.Serializer):
+    image = serializers.FileField(
+        required=False, allow_empty_file=True,
+        help_text="The photo: JPEG, PNG, WebP, HEIC or AVIF (checked as a job's upload is).",
+    )
+    source_job = serializers.UUIDField(
+        required=False,
+        help_text="Instead of `image`: one of your jobs, whose photo is painted (no upload).",
+    )
+
+    def validate_image(self, image):
+        try:
+            validate_photo_upload(image)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages, code=exc.code) from exc
+        return image
+
+    def validate(self, attrs):
+        if (attrs.get("image") is None) == (attrs.get("source_job") is None):
+            raise serializers.ValidationError({"image": [_(
+                "Send the photo as “image”, or name one of your jobs (“source_job”) whose "
+                "photo to paint: one of the two.")]})
+        if attrs.get("source_job") is not None:
+            user = getattr(self.context.get("request"), "user", None)
+            attrs["source_job"] = own_source_job(user, attrs["source_job"])
+        return attrs
+
+
+class PreviewPaintSerializer(serializers.Serializer):
+    """A style of a preview painted again: checked by ``previews.preview_image_repaint``
+    (the mix by ``jobs.job_mix_clean``, as for a job)."""
+
+    strength = serializers.FloatField(
+        required=False, default=1.0, min_value=0.0, max_value=1.0,
+        help_text="How strongly to repaint: 0 keeps the photo, 1 is the full style.")
+    preserve_colors = serializers.BooleanField(required=False, default=False,
+                                               help_text="Keep the photo's own colours.")
+    blend_with = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, default=None,
+        help_text="The slug of a second style of the same bank to mix in (the style's "
+        "`mixes_with`), or left out.")
+    blend = serializers.FloatField(
+        required=False, allow_null=True, default=None,
+        help_text="The second style's share of the mix, 0 to 1 (left out: an even mix).")

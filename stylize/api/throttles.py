@@ -1,5 +1,8 @@
 import hashlib
+import re
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
 
@@ -58,3 +61,70 @@ class PasswordResetEmailThrottle(_RateFromSettings, SimpleRateThrottle):
     def get_cache_key(self, request, view):
         digest = hashlib.sha256(self.email.encode()).hexdigest()  # no address in a key
         return self.cache_format % {"scope": self.scope, "ident": digest}
+
+
+# --- Previews (stylize.services.previews): rates from settings, "count/period" ---------
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])[a-z]*\s*$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class _RateSetting:
+    """The rate of the setting ``rate_setting``, read when asked: "count/period", the
+    period a unit (s, m, h, d, or a word starting so) with an optional number before it
+    ("1/5m": one every five minutes); empty: no limit."""
+
+    rate_setting = ""
+
+    def get_rate(self):
+        return getattr(settings, self.rate_setting, "") or None
+
+    def parse_rate(self, rate):
+        if rate is None:
+            return None, None
+        match = _RATE.match(str(rate))
+        if match is None:
+            raise ImproperlyConfigured(
+                f"{self.rate_setting} must be like 30/h or 1/5m, not {rate!r}.")
+        count, multiple, unit = match.groups()
+        return int(count), int(multiple or 1) * _SECONDS[unit]
+
+
+class PreviewAnonymousThrottle(_RateSetting, SimpleRateThrottle):
+    """Preview grids made without an account, per client address (``client_ip``):
+    ``PREVIEW_ANONYMOUS_RATE``. Users are not counted here."""
+
+    scope = "preview_anonymous"
+    rate_setting = "PREVIEW_ANONYMOUS_RATE"
+
+    def get_cache_key(self, request, view):
+        if request.user and request.user.is_authenticated:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": client_ip(request)}
+
+
+class PreviewCreateThrottle(_RateSetting, SimpleRateThrottle):
+    """Preview grids a user makes: ``PREVIEW_CREATE_RATE``, per user."""
+
+    scope = "preview_create"
+    rate_setting = "PREVIEW_CREATE_RATE"
+
+    def get_cache_key(self, request, view):
+        if not (request.user and request.user.is_authenticated):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+class PreviewPaintThrottle(_RateSetting, SimpleRateThrottle):
+    """Re-paints of a preview (another strength or mix): ``PREVIEW_PAINT_RATE``, per user,
+    or per client address without an account."""
+
+    scope = "preview_paint"
+    rate_setting = "PREVIEW_PAINT_RATE"
+
+    def get_cache_key(self, request, view):
+        if request.user and request.user.is_authenticated:
+            ident = f"user-{request.user.pk}"
+        else:
+            ident = client_ip(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}

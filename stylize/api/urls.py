@@ -8,6 +8,7 @@ app_name = "api"
 router = DefaultRouter()
 router.register("styles", views.StyleViewSet, basename="style")
 router.register("jobs", views.JobViewSet, basename="job")
+router.register("previews", views.PreviewViewSet, basename="preview")
 
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="token"),

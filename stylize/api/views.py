@@ -1,7 +1,11 @@
+import math
+
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -10,20 +14,39 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .. import imaging
 from ..downloads import UnknownDownloadFormat, result_file_response
-from ..models import StyleJob
-from ..selectors import job_list_for_owner, style_list_offered
-from ..services import accounts, jobs, sharing
-from .serializers import JobCreateSerializer, JobSerializer, JobShareSerializer, StyleSerializer
-from .throttles import AuthTokenThrottle, JobCreateThrottle
+from ..models import MAX_MAX_SIDE, Preview, PreviewImage, StyleJob
+from ..preview_sessions import session_preview_ids, session_preview_remember
+from ..selectors import job_list_for_owner, preview_images, preview_list_for, style_list_offered
+from ..services import accounts, jobs, previews, sharing
+from ..storage import private_file_response
+from .serializers import (
+    JobCreateSerializer,
+    JobSerializer,
+    JobShareSerializer,
+    PreviewCreateSerializer,
+    PreviewImageSerializer,
+    PreviewPaintSerializer,
+    PreviewSerializer,
+    StyleSerializer,
+)
+from .throttles import (
+    AuthTokenThrottle,
+    JobCreateThrottle,
+    PreviewAnonymousThrottle,
+    PreviewCreateThrottle,
+    PreviewPaintThrottle,
+)
 
 WEBHOOK_DESCRIPTION = """Give `callback_url` to be called back instead of polling.
 
@@ -58,6 +81,63 @@ IPv4 or IPv6, are refused with a 400 here, and checked again when the webhook is
 """
 
 
+JOB_SOURCE_DESCRIPTION = """**The photo** is one of: `image` (an upload); `preview`, the id
+of one of your previews (`POST /api/v1/previews/`), whose photo is used without
+uploading it again; or `source_job`, the id of one of your jobs, whose photo is painted
+again (left out, `style`, `max_side`, `stroke` and `preserve_colors` are that job's).
+The same limits apply whichever it is (`JOB_MAX_IN_FLIGHT_PER_USER`, the creation rate).
+
+"""
+
+PREVIEW_DESCRIPTION = """A preview is your photo painted small (about 320 px on the
+longer side) in every offered style, before any job: upload it once as `image`, or name
+one of your jobs as `source_job` to paint its photo. The answer has the preview's `id`;
+poll `GET /api/v1/previews/<id>/` (every 0.25–1 s) until `done`: each style's `status`
+is `queued`, `done` or `failed`, with an `image_url` (JPEG, or `?format=png`) that only
+you can open. `POST /api/v1/previews/<id>/styles/<slug>/` paints one style again at
+another `strength` or mix. Make the full-size job with `POST /api/v1/jobs/` and
+`preview=<id>` instead of `image`. A preview, its photo and paintings are deleted an
+hour after it was made.
+
+**Without an account** (the site's pages, with their session cookie and CSRF token) a
+client address may make one preview every few minutes (`PREVIEW_ANONYMOUS_RATE`), seen
+only by that browser session; signing up or logging in there makes it the account's.
+With an account: `PREVIEW_CREATE_RATE` previews and `PREVIEW_PAINT_RATE` re-paints.
+Over a rate: 429 with `Retry-After` and a `detail` saying when to try again.
+"""
+
+
+def _throttled(throttle, message: str) -> exceptions.Throttled:
+    """A 429 whose ``detail`` is ``message`` alone, with ``Retry-After`` from ``throttle``."""
+    refusal = exceptions.Throttled(detail=message)
+    refusal.wait = max(1, math.ceil(throttle.wait() or 1))  # DRF's handler sends it
+    return refusal
+
+
+def _minutes(throttle) -> int:
+    return max(1, math.ceil((throttle.wait() or 60) / 60))
+
+
+def preview_image_response(image: PreviewImage, *, format_name: str | None):
+    """A painting of a preview for its owner: JPEG as stored, or PNG (``?format=png``)
+    encoded from it; never cached, never sniffed."""
+    format_name = (format_name or "jpeg").lower()
+    filename = f"prisma-preview-{image.style.slug}"
+    if format_name in ("jpeg", "jpg"):
+        return private_file_response(image.image, filename=f"{filename}.jpg")
+    if format_name != "png":
+        raise exceptions.ValidationError({"format": [_("A preview comes as jpeg or png.")]})
+    with image.image.open("rb") as stored:
+        # Our own JPEG, never scaled down here.
+        array = imaging.load_photo(stored, max_side=MAX_MAX_SIDE,
+                                   formats=(imaging.RESULT_FORMAT,))
+    response = HttpResponse(imaging.encode_image(array, format="PNG"), content_type="image/png")
+    response["Content-Disposition"] = f'inline; filename="{filename}.png"'
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
 class JobPagination(PageNumberPagination):
     page_size = 20
 
@@ -74,7 +154,8 @@ class TooManyJobsInFlight(exceptions.APIException):
     retrieve=extend_schema(summary="One style", auth=[]),
 )
 class StyleViewSet(viewsets.ReadOnlyModelViewSet):
-    """Public styles with a trained model; anyone may read them."""
+    """Public styles with a trained model that staff published (no draft); anyone may read
+    them."""
 
     serializer_class = StyleSerializer
     permission_classes = [AllowAny]
@@ -88,8 +169,8 @@ class StyleViewSet(viewsets.ReadOnlyModelViewSet):
     list=extend_schema(summary="Your jobs, newest first"),
     retrieve=extend_schema(summary="One of your jobs (poll it until it has finished)"),
     create=extend_schema(
-        summary="Upload a photo to repaint",
-        description=WEBHOOK_DESCRIPTION,
+        summary="Upload a photo to repaint (or use a preview's or an earlier job's)",
+        description=JOB_SOURCE_DESCRIPTION + WEBHOOK_DESCRIPTION,
         request={"multipart/form-data": JobCreateSerializer},
         responses={201: JobSerializer, 400: OpenApiResponse(description="Invalid input (a refused "
                                         "`callback_url` among it)"),
@@ -126,8 +207,18 @@ class JobViewSet(
     def create(self, request, *args, **kwargs):
         form = JobCreateSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
+        choices = form.validated_data
         try:
-            job = jobs.job_create_from(owner=request.user, choices=form.validated_data)
+            if choices.get("preview") is not None:
+                job = previews.job_create_from_preview(owner=request.user,
+                                                       preview=choices["preview"],
+                                                       choices=choices)
+            elif choices.get("source_job") is not None:
+                job = previews.job_create_from_job(owner=request.user,
+                                                   source_job=choices["source_job"],
+                                                   choices=choices)
+            else:
+                job = jobs.job_create_from(owner=request.user, choices=choices)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(
                 exc.message_dict if hasattr(exc, "error_dict") else exc.messages
@@ -197,6 +288,144 @@ class JobViewSet(
         # A client asking for image/* gets the file; errors still come back as JSON.
         return super().perform_content_negotiation(request, force=force or self.action == "result")
 
+
+
+@extend_schema_view(
+    create=extend_schema(
+        summary="Paint a photo small in every style, before any job (a preview)",
+        description=PREVIEW_DESCRIPTION,
+        request={"multipart/form-data": PreviewCreateSerializer},
+        auth=[{"tokenAuth": []}, {"cookieAuth": []}, {}],
+        responses={201: PreviewSerializer,
+                   400: OpenApiResponse(description="Not a photo we take, or not your job"),
+                   429: OpenApiResponse(description="Too many previews; `detail` says when "
+                                        "to try again")},
+    ),
+    retrieve=extend_schema(summary="One of your previews: every style's painting",
+                           auth=[{"tokenAuth": []}, {"cookieAuth": []}, {}],
+                           responses={200: PreviewSerializer,
+                                      404: OpenApiResponse(description="Not yours, or gone")}),
+    destroy=extend_schema(summary="Delete one of your previews with its photo and paintings",
+                          auth=[{"tokenAuth": []}, {"cookieAuth": []}, {}]),
+)
+class PreviewViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
+                     mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """The asker's previews (``selectors.preview_list_for``): a user's own, or without an
+    account those of this browser session; anyone else's is a 404."""
+
+    serializer_class = PreviewSerializer
+    permission_classes = [AllowAny]
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Preview.objects.none()
+        return preview_list_for(user=self.request.user,
+                                session_preview_ids=session_preview_ids(self.request.session))
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if request.method not in SAFE_METHODS and not request.user.is_authenticated:
+            # Without an account the session cookie is the credential: a page's CSRF
+            # token goes with it, as with any form (DRF checks it only for a logged-in
+            # session).
+            SessionAuthentication().enforce_csrf(request)
+
+    def create(self, request, *args, **kwargs):
+        form = PreviewCreateSerializer(data=request.data, context=self.get_serializer_context())
+        form.is_valid(raise_exception=True)  # a refused photo counts against no rate
+        user = request.user if request.user.is_authenticated else None
+        self._check_create_rate(request, anonymous=user is None)
+        preview = previews.preview_create(owner=user, photo=form.validated_data.get("image"),
+                                          source_job=form.validated_data.get("source_job"),
+                                          language=translation.get_language() or "")
+        if user is None:
+            session_preview_remember(request.session, preview.pk)
+        data = PreviewSerializer(preview, context=self.get_serializer_context()).data
+        location = request.build_absolute_uri(reverse("api:preview-detail", args=[preview.pk]))
+        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+    def _check_create_rate(self, request, *, anonymous: bool) -> None:
+        if anonymous:
+            throttle = PreviewAnonymousThrottle()
+            if not throttle.allow_request(request, self):
+                minutes = _minutes(throttle)
+                raise _throttled(throttle, ngettext(
+                    "Without an account, your address can preview one photo every few "
+                    "minutes. Please try again in %(minutes)d minute, or sign up or log in "
+                    "to preview more.",
+                    "Without an account, your address can preview one photo every few "
+                    "minutes. Please try again in %(minutes)d minutes, or sign up or log in "
+                    "to preview more.", minutes) % {"minutes": minutes})
+            return
+        throttle = PreviewCreateThrottle()
+        if not throttle.allow_request(request, self):
+            minutes = _minutes(throttle)
+            raise _throttled(throttle, ngettext(
+                "You have made too many previews. Please try again in %(minutes)d minute.",
+                "You have made too many previews. Please try again in %(minutes)d minutes.",
+                minutes) % {"minutes": minutes})
+
+    def perform_destroy(self, instance):
+        previews.preview_delete(preview=instance)
+
+    def _image(self, preview, slug) -> PreviewImage:
+        image = preview_images(preview).filter(style__slug=slug).first()
+        if image is None:
+            raise Http404(_("This preview has no style “%(slug)s”.") % {"slug": slug})
+        return image
+
+    @extend_schema(
+        summary="Paint one style of a preview again, at another strength or mix",
+        request=PreviewPaintSerializer,
+        auth=[{"tokenAuth": []}, {"cookieAuth": []}, {}],
+        responses={202: PreviewImageSerializer,
+                   400: OpenApiResponse(description="A strength or mix that cannot be"),
+                   404: OpenApiResponse(description="Not your preview, or no such style"),
+                   429: OpenApiResponse(description="Too many re-paints; try again soon")},
+    )
+    @action(detail=True, methods=["post"], url_path=r"styles/(?P<slug>[-\w]+)",
+            url_name="style", parser_classes=[JSONParser, MultiPartParser, FormParser])
+    def repaint(self, request, pk=None, slug=None):
+        """Queued at once (202); poll the preview until the style is ``done`` again."""
+        preview = self.get_object()
+        image = self._image(preview, slug)
+        throttle = PreviewPaintThrottle()
+        if not throttle.allow_request(request, self):
+            seconds = max(1, math.ceil(throttle.wait() or 1))
+            raise _throttled(throttle, ngettext(
+                "Too many changes in a row. Please wait %(seconds)d second.",
+                "Too many changes in a row. Please wait %(seconds)d seconds.",
+                seconds) % {"seconds": seconds})
+        form = PreviewPaintSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            image = previews.preview_image_repaint(image=image, **form.validated_data)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return Response(PreviewImageSerializer(image, context=self.get_serializer_context()).data,
+                        status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="One style's painting of one of your previews",
+        parameters=[OpenApiParameter("format", str, enum=["jpeg", "png"], required=False,
+                                     description="jpeg (default, as stored) or png.")],
+        auth=[{"tokenAuth": []}, {"cookieAuth": []}, {}],
+        responses={(200, "image/jpeg"): OpenApiTypes.BINARY,
+                   (200, "image/png"): OpenApiTypes.BINARY,
+                   404: OpenApiResponse(description="Not your preview, or not painted yet")},
+    )
+    @action(detail=True, methods=["get"], url_path=r"styles/(?P<slug>[-\w]+)/image",
+            url_name="style-image")
+    def image(self, request, pk=None, slug=None):
+        image = self._image(self.get_object(), slug)
+        if not image.image:
+            raise Http404(_("This style has not been painted yet."))
+        return preview_image_response(image, format_name=request.query_params.get("format"))
+
+    def perform_content_negotiation(self, request, force=False):
+        # A client asking for image/* gets the picture; errors still come back as JSON.
+        return super().perform_content_negotiation(request, force=force or self.action == "image")
 
 
 class AccountView(APIView):

@@ -9,6 +9,9 @@
 - ``styles``: the shipped styles registered, a retrain queued.
 - ``training``: a style's or a bank's network trained, exported and made live.
 - ``accounts``: sign-up, the address confirmed, API tokens, an account deleted.
+- ``previews``: a photo painted small in every style before any job (its own queue),
+  re-painted at another strength or mix, deleted after an hour; jobs made from a
+  preview's or an earlier job's photo.
 - ``queueing``: the Celery messages the services send, once their transaction commits.
 
 Views, the API, the admin, commands and tasks call these; these never import them

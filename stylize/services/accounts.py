@@ -9,6 +9,11 @@ Sign-up never says whether an address is taken: a new address gets a confirmatio
 a taken one a note to its owner (or, if that account is itself unconfirmed, its link
 again), and the caller shows the same page either way. Every link is built from
 ``settings.SITE_URL``, never from the request.
+
+Following the link proves the mailbox, and only that: whoever follows it becomes the
+account's only holder (``email_confirm``), with the password their own browser chose at
+sign-up or one they choose then; every password, session and API token from before is
+gone (docs/design/security.md, "Sign-up before the owner").
 """
 
 import logging
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
-from django.contrib.auth.tokens import PasswordResetTokenGenerator
+from django.contrib.auth.tokens import PasswordResetTokenGenerator, default_token_generator
 from django.core.cache import cache
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
@@ -78,6 +83,24 @@ class EmailConfirmationTokenGenerator(PasswordResetTokenGenerator):
 
 
 confirmation_tokens = EmailConfirmationTokenGenerator()
+
+
+class _UnconfirmedStateTokens(EmailConfirmationTokenGenerator):
+    """The tokens ``EmailConfirmationTokenGenerator`` made while the address was still
+    unconfirmed: what a link that has been used was signed as."""
+
+    def _make_hash_value(self, user, timestamp):
+        return f"{user.pk}{user.email}False{timestamp}"
+
+    def check_token(self, user, token):  # used links: however old
+        try:
+            ts = base36_to_int(token.split("-")[0])
+        except ValueError:
+            return False
+        return any(
+            constant_time_compare(self._make_token_with_timestamp(user, ts, secret), token)
+            for secret in [self.secret, *self.secret_fallbacks]
+        )
 
 
 def _link(view: str, *args) -> str:
@@ -188,16 +211,27 @@ def _address_taken(*, user) -> None:
 
 @dataclass(frozen=True)
 class SignupResult:
-    """What sign-up did; the page shown must not depend on it."""
+    """What sign-up did; the page shown must not depend on it.
+
+    ``password_hash`` is the password just chosen, hashed afresh whatever happened: the
+    browser that signed up keeps it (in its session, never in a link or a mail) and hands
+    it to ``email_confirm`` when it follows the link, which makes it the account's only
+    password. So the person who proves the mailbox ends up with the password *they*
+    chose, even when someone else signed up with the address first."""
 
     email: str
     created: bool
+    password_hash: str
 
 
 def signup(*, email: str, password: str) -> SignupResult:
     """Make an unconfirmed account for ``email`` (already normalised, e.g. by
     ``SignupForm``) and mail it its confirmation link; if the address is taken, mail the
-    existing owner instead and make nothing. Nobody is logged in."""
+    existing owner instead and make nothing. Nobody is logged in, and an existing
+    account's password is never changed here (a confirmed one's not at all; an
+    unconfirmed one's only by ``email_confirm``, from the browser that follows the link).
+    Every outcome hashes the password twice, so timing tells nothing either."""
+    password_hash = make_password(password)
     existing = _account_with_address(email)
     if existing is None:
         User = get_user_model()
@@ -210,11 +244,11 @@ def signup(*, email: str, password: str) -> SignupResult:
         else:
             _mail_allowed(user)  # the first link counts as a mail for the resend limit
             confirmation_send(user=user)
-            return SignupResult(email=email, created=True)
+            return SignupResult(email=email, created=True, password_hash=password_hash)
     make_password(password)  # as long as a new account takes, so timing tells nothing
     if existing is not None:
         _address_taken(user=existing)
-    return SignupResult(email=email, created=False)
+    return SignupResult(email=email, created=False, password_hash=password_hash)
 
 
 def confirmation_resend(*, user) -> bool:
@@ -227,6 +261,19 @@ def confirmation_resend(*, user) -> bool:
     return confirmation_send(user=user)
 
 
+def confirmation_link_used(uidb64: str, token: str) -> bool:
+    """Whether this is a genuine confirmation link whose address has been confirmed
+    since (by this link or a newer one): opening it again tells its holder so, kindly,
+    and logs nobody in. A forged or tampered link is False."""
+    try:
+        user = get_user_model().objects.get(pk=urlsafe_base64_decode(uidb64).decode())
+    except (TypeError, ValueError, OverflowError, get_user_model().DoesNotExist):
+        return False
+    if not token or not Profile.for_user(user).email_confirmed:
+        return False
+    return _UnconfirmedStateTokens().check_token(user, token)
+
+
 def confirmation_user(uidb64: str, token: str):
     """The user a confirmation link is for, if the link is genuine, unused and unexpired."""
     try:
@@ -237,12 +284,37 @@ def confirmation_user(uidb64: str, token: str):
     return user if confirmation_tokens.check_token(user, token) else None
 
 
-def email_confirm(*, user) -> bool:
-    """Mark the user's address confirmed. False if it already was."""
+@transaction.atomic
+def email_confirm(*, user, password_hash: str | None = None) -> bool:
+    """Mark the user's address confirmed and make whoever followed the link the
+    account's only holder. False, and nothing changed, if it already was confirmed.
+
+    Anyone could have signed up with the address before its owner and logged in (an
+    unconfirmed account can), so nothing set before now survives: the password becomes
+    ``password_hash`` (what the browser following the link chose at sign-up,
+    ``SignupResult.password_hash``) or, without one, a random one nobody knows (the
+    confirmer then chooses one: ``password_set_path``); as the password's hash changes,
+    every session logged in before ends at its next request (Django checks the session's
+    auth hash); every API token is deleted and the webhook secret is dropped (a new one
+    is made when next asked for)."""
     profile = Profile.for_user(user)
-    return bool(
-        Profile.objects.filter(pk=profile.pk, email_confirmed=False).update(email_confirmed=True)
-    )
+    if not Profile.objects.filter(pk=profile.pk, email_confirmed=False).update(
+            email_confirmed=True, webhook_secret=""):
+        return False
+    user.password = password_hash or make_password(secrets.token_urlsafe(32))
+    user.save(update_fields=["password"])
+    Token.objects.filter(user=user).delete()  # after the save, whose signal replaces it
+    return True
+
+
+def password_set_path(*, user) -> str:
+    """The page where the holder of a just-confirmed address chooses the account's
+    password (``views.EmailConfirmPasswordView``: Django's "choose a new password" form
+    naming the address, with a fresh reset token, spoilt by the password it sets), then
+    is logged in and lands on the upload page."""
+    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
+    return reverse("stylize:email_confirm_password",
+                   args=[uidb64, default_token_generator.make_token(user)])
 
 
 def email_is_confirmed(user) -> bool:

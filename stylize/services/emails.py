@@ -40,9 +40,9 @@ def job_email_send(*, job_id) -> bool:
 def _styles_text(job: StyleJob) -> str:
     """"Starry Night", or "Starry Night mixed with The Great Wave (30 %)"."""
     if job.blend_with is None:
-        return job.style.name
+        return job.style.local_name
     return _("%(style)s mixed with %(other)s (%(percent)d %%)") % {
-        "style": job.style.name, "other": job.blend_with.name,
+        "style": job.style.local_name, "other": job.blend_with.local_name,
         "percent": round(job.blend * 100)}
 
 
@@ -55,7 +55,8 @@ def _job_message(job: StyleJob) -> EmailMessage:
     styles = _styles_text(job)
     if job.status == StyleJob.Status.FAILED:
         return EmailMessage(
-            subject=_("Your %(style)s painting could not be made") % {"style": job.style.name},
+            subject=_("Your %(style)s painting could not be made") % {
+                "style": job.style.local_name},
             body=_(
                 "Hello %(name)s,\n\nWe could not repaint your photo as %(styles)s:\n\n"
                 "    %(error)s\n\nThe job: %(link)s\n"
@@ -65,10 +66,10 @@ def _job_message(job: StyleJob) -> EmailMessage:
             to=[job.owner.email],
         )
     if job.blend_with is None:
-        subject = _("Your photo as %(style)s") % {"style": job.style.name}
+        subject = _("Your photo as %(style)s") % {"style": job.style.local_name}
     else:
         subject = _("Your photo as %(style)s and %(other)s") % {
-            "style": job.style.name, "other": job.blend_with.name}
+            "style": job.style.local_name, "other": job.blend_with.local_name}
     message = EmailMessage(subject=subject, to=[job.owner.email])
     size = job.result_image.size
     if size <= settings.EMAIL_ATTACHMENT_MAX_BYTES:

@@ -6,7 +6,9 @@ run by beat); files that no row names any more (a crash between the row and the 
 are swept (``private_files_sweep_orphans``); files stored the old way, in the public
 media storage under the uploader's own name, are moved in (``job_files_make_private``,
 ``manage.py make_job_files_private``, which ``make run`` calls); the worker replaces a
-photo stored with its EXIF orientation by its upright copy (``job_photo_replace``).
+photo stored with its EXIF orientation by its upright copy (``job_photo_replace``). A
+result downloaded as PNG or WebP is encoded once, the first time it is asked for, and
+kept as a file of the job's like the others (``job_result_copy``).
 """
 
 import io
@@ -14,13 +16,20 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
 from stylize import imaging
-from stylize.models import MAX_MAX_SIDE, StyleJob, job_photo_name, private_storage
+from stylize.models import (
+    MAX_MAX_SIDE,
+    StyleJob,
+    job_photo_name,
+    job_result_name,
+    private_storage,
+)
 from stylize.validators import ALLOWED_FORMATS
 
 from .jobs import job_delete
@@ -62,7 +71,9 @@ def private_files_sweep_orphans(*, now=None) -> int:
     now = now or timezone.now()
     storage = private_storage()
     named = set(StyleJob.objects.values_list("input_image", flat=True))
-    named |= set(StyleJob.objects.exclude(result_image="").values_list("result_image", flat=True))
+    for field_name in ("result_image", *RESULT_COPY_FIELDS.values()):
+        named |= set(StyleJob.objects.exclude(**{field_name: ""})
+                     .values_list(field_name, flat=True))
     deleted = 0
     for folder in PRIVATE_FOLDERS:
         for name in _files_under(storage, folder):
@@ -161,9 +172,68 @@ def job_photo_replace(job: StyleJob, data: bytes, image_format: str) -> None:
 DOWNLOAD_FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
 
+#: The formats a result is kept in besides its own (a JPEG), and the field of each.
+RESULT_COPY_FIELDS = {"PNG": "result_png", "WEBP": "result_webp"}
+#: The longest one request may hold the right to make a copy (``job_result_copy``);
+#: making one takes seconds (a 4096² result: about 5 s for PNG).
+RESULT_COPY_LOCK_SECONDS = 300
+
+
+class ResultCopyBusy(Exception):
+    """Another request is making this copy of the result right now."""
+
+    retry_after = 5  # seconds
+
+
+def job_result_copy(*, job: StyleJob, image_format: str):
+    """The job's result as ``image_format`` (a key of ``RESULT_COPY_FIELDS``): a file of
+    its own in the private storage, the job's field of that format.
+
+    Made the first time it is asked for — the result decoded and encoded anew, the
+    one time that costs — then the same file for every later download, whoever asks
+    (its owner, the API, a share link). It is one of the job's files
+    (``StyleJob.stored_files``): deleted with the job, by its owner or the retention
+    sweep, and named by its row, so the orphan sweep leaves it. One request at a time
+    makes a given copy (a lock in the default cache: across the web processes when they
+    share ``CACHE_URL``); another that asks meanwhile gets ``ResultCopyBusy`` rather
+    than a second encoding. Raises ``StyleJob.DoesNotExist`` if the job was deleted
+    meanwhile.
+    """
+    field_name = RESULT_COPY_FIELDS[image_format]
+    if getattr(job, field_name):
+        return getattr(job, field_name)
+    lock = f"stylize:result-copy:{job.pk}:{field_name}"
+    if not cache.add(lock, True, timeout=RESULT_COPY_LOCK_SECONDS):
+        raise ResultCopyBusy()
+    try:
+        stored = _stored_name(job, field_name)
+        if not stored:  # not made by another request since the job was loaded either
+            storage = getattr(job, field_name).storage
+            name = storage.save(
+                job_result_name(job, "result" + imaging.FORMAT_EXTENSIONS[image_format]),
+                ContentFile(job_result_encoded(job, image_format)))
+            if StyleJob.objects.filter(pk=job.pk, **{field_name: ""}).update(
+                    **{field_name: name}):
+                stored = name
+            else:  # the job is gone, or has its copy after all: this one is no one's
+                storage.delete(name)
+                stored = _stored_name(job, field_name)
+    finally:
+        cache.delete(lock)
+    setattr(job, field_name, stored)
+    return getattr(job, field_name)
+
+
+def _stored_name(job: StyleJob, field_name: str) -> str:
+    """The file name the job's row holds now; ``StyleJob.DoesNotExist`` if it is gone."""
+    return StyleJob.objects.values_list(field_name, flat=True).get(pk=job.pk)
+
+
 def job_result_encoded(job: StyleJob, image_format: str) -> bytes:
     """The job's stored result (a JPEG) at its full size, as ``image_format`` bytes
-    (``imaging.FORMAT_EXTENSIONS``: JPEG as stored, PNG or WebP encoded anew)."""
+    (``imaging.FORMAT_EXTENSIONS``: JPEG as stored, PNG or WebP encoded anew). Decodes
+    and encodes every time: downloads go through ``job_result_copy``, which calls it
+    once."""
     with job.result_image.open("rb") as stored:
         data = stored.read()
     if image_format == imaging.RESULT_FORMAT:

@@ -223,6 +223,10 @@ def job_create(
     header = image_headers.photo_inspect(data)
     job.cost_class = job_cost_class(width=header.width, height=header.height,
                                     max_side=job.max_side)
+    # Upright (EXIF orientations 5 to 8 turn it a quarter): what the job page tells.
+    turned = header.orientation in (5, 6, 7, 8)
+    job.photo_width, job.photo_height = ((header.height, header.width) if turned
+                                         else (header.width, header.height))
     job.save()
     queueing.job_run_send(job_id=job.pk, cost_class=job.cost_class)
     return job
@@ -241,8 +245,9 @@ def _display_filename(name: str | None) -> str:
 
 @transaction.atomic
 def job_delete(*, job: StyleJob) -> None:
-    """Delete the job, then its photo and result once that is committed."""
-    files = [(f.storage, f.name) for f in (job.input_image, job.result_image) if f]
+    """Delete the job, then its files (``StyleJob.stored_files``: the photo, the result
+    and its copies in other formats) once that is committed."""
+    files = [(f.storage, f.name) for f in job.stored_files]
     job.delete()
     transaction.on_commit(lambda: [storage.delete(name) for storage, name in files])
 

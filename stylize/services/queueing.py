@@ -15,6 +15,8 @@ JOB_RUN = "stylize.tasks.job_run"
 JOB_EMAIL_SEND = "stylize.tasks.job_email_send"
 JOB_WEBHOOK_DELIVER = "stylize.tasks.job_webhook_deliver"
 STYLE_TRAIN = "stylize.tasks.style_train"
+PREVIEW_PAINT = "stylize.tasks.preview_paint"
+PREVIEWS_WARM = "stylize.tasks.previews_warm"
 
 
 def _task(name: str):
@@ -45,3 +47,15 @@ def job_webhook_send(*, job_id) -> None:
 def style_train_send(*, style_id: int, overrides: dict) -> None:
     """Once committed, the style's retrain goes on the training queue."""
     _task(STYLE_TRAIN).delay_on_commit(style_id, overrides)
+
+
+def preview_paint_send(*, preview_id) -> None:
+    """Once committed, the preview's queued paintings go on the previews queue
+    (``PREVIEW_QUEUE``, a worker of its own: never behind a job)."""
+    _task(PREVIEW_PAINT).apply_async_on_commit((str(preview_id),),
+                                               queue=settings.PREVIEW_QUEUE)
+
+
+def previews_warm_send() -> None:
+    """The previews worker loads every offered style's model before the first grid."""
+    _task(PREVIEWS_WARM).apply_async_on_commit((), queue=settings.PREVIEW_QUEUE)

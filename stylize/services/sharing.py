@@ -5,7 +5,12 @@ A link is ``/s/<token>/`` with ``token`` 32 random URL-safe characters (192 bits
 nothing else of the owner's: not the photo, not the job, not who made it. It lasts
 ``SHARE_LINK_DAYS`` (default 30) from when it was made; sharing again while a link is
 live gives the same link with its time renewed, sharing after a revoke a new one.
-Revoked or expired links are 404s (``selectors.job_for_share_token``).
+Revoked or expired links are 404s (``selectors.job_for_share_token``). Anyone may open
+a link, so the pages count each client address's requests (``ShareLinkThrottle``), and
+the result's PNG and WebP are encoded once and kept (``job_files.job_result_copy``).
+The share page names a small rendition of the result (``share_preview``) as its
+``og:image`` at ``/s/<token>/preview.jpg``, under the same checks and throttle, so a
+link pasted into a chat shows a card of the result (docs/design/job-page.md).
 """
 
 import secrets
@@ -16,7 +21,11 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from PIL import Image
+from rest_framework.throttling import SimpleRateThrottle
 
+from prisma_site.middleware import client_ip
+from stylize import imaging
 from stylize.models import StyleJob
 
 SHARE_TOKEN_BYTES = 24  # 32 URL-safe characters
@@ -60,3 +69,43 @@ def job_share_url(job: StyleJob) -> str | None:
     if not job_share_is_live(job):
         return None
     return settings.SITE_URL + reverse("stylize:shared", args=[job.share_token])
+
+
+#: The longer side (px) of a share link's preview image (og:image): large enough for a
+#: chat app's card, a fraction of the result's bytes.
+SHARE_PREVIEW_SIDE = 800
+
+
+def share_preview_size(job: StyleJob) -> tuple[int, int] | None:
+    """The size of ``share_preview``'s image, from the result's header (nothing decoded);
+    None if the result cannot be read."""
+    try:
+        with job.result_image.open("rb") as result, Image.open(result) as image:
+            size = image.size
+    except (OSError, ValueError):
+        return None
+    return imaging.thumbnail_size(size, SHARE_PREVIEW_SIDE)
+
+
+def share_preview(job: StyleJob) -> bytes:
+    """A small JPEG of the job's result (``SHARE_PREVIEW_SIDE``, no metadata): the
+    picture a chat app shows for a pasted share link (the share page's og:image). Only
+    ever the result, never the photo; the caller has checked the link
+    (``selectors.job_for_share_token``: live, not revoked)."""
+    with job.result_image.open("rb") as result:
+        return imaging.thumbnail_jpeg(result, max_side=SHARE_PREVIEW_SIDE)
+
+
+class ShareLinkThrottle(SimpleRateThrottle):
+    """Requests for share links' pages and images from one client address
+    (``client_ip``), whatever the token (made-up ones too): ``SHARE_LINK_RATE``, read
+    when asked; none ("") is no limit. Counted in the default cache, like the other
+    throttles (``CACHE_URL``: shared by the web processes)."""
+
+    scope = "share_link"
+
+    def get_rate(self):
+        return settings.SHARE_LINK_RATE or None
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": client_ip(request)}

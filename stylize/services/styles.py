@@ -1,14 +1,18 @@
-"""Styles: the shipped styles registered as ready public ones, and retraining queued.
+"""Styles: the shipped styles registered as ready public ones, publishing a style staff
+reviewed, and retraining queued.
 
-Training itself (status while it runs, the new version made live) is
+Training itself (status while it runs, the new version made live, as a draft) is
 ``stylize.services.training``.
 """
 
+import copy
 import logging
 from pathlib import Path
 
 from django.core.files import File
 from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from stylize.models import Style
 
@@ -27,12 +31,16 @@ def shipped_versions(model_dir: Path) -> list[int]:
 def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
     """Create a ready public style for every style shipped under ``serving_dir``
     (``ml.shipped.shipped_styles``: a single-style model, or each slot of a bank).
+    Shipped versions were reviewed before they were shipped: each one made live here
+    is published.
 
-    The painting, sample and description come from the style's ``style.json``. Styles
-    already in the database keep what staff changed; only a newer shipped version is
-    made live, and a style that a shipped bank now paints moves into it (its old jobs
-    keep their results). A style whose metadata is missing, or whose slot is taken, is
-    skipped with a warning.
+    The painting, sample and description (and ``name_zh`` / ``description_zh``, what
+    Chinese readers see) come from the style's ``style.json``, whose held-out numbers
+    are recorded as the shipped version's. Styles already in the database keep what
+    staff changed, and get only what they lack (``_style_fill_shipped``); only a newer
+    shipped version is made live, and a style that a shipped bank now paints moves into
+    it (its old jobs keep their results). A style whose metadata is missing, or whose
+    slot is taken, is skipped with a warning.
     """
     from ml.shipped import shipped_styles
 
@@ -65,7 +73,9 @@ def _style_register_slot(*, shipped) -> Style:
         style = _style_from_shipped(shipped)
     elif (style.model_name == shipped.model and style.live_version is not None
           and style.live_version >= shipped.version):
-        return style  # trained here since, or already registered
+        return _style_fill_shipped(style, shipped)  # trained here since, or registered
+    else:
+        _style_fill_shipped(style, shipped)  # before the version changes
     style.model_name = shipped.model
     style.bank_index = shipped.slot
     style.bank_slots = shipped.num_styles
@@ -84,7 +94,9 @@ def _style_register_one(*, shipped) -> Style:
             return moved
         style = _style_from_shipped(shipped)
     elif style.live_version is not None and style.live_version >= shipped.version:
-        return style
+        return _style_fill_shipped(style, shipped)
+    else:
+        _style_fill_shipped(style, shipped)  # before the version changes
     return _style_go_live(style, shipped.version)
 
 
@@ -92,7 +104,36 @@ def _style_go_live(style: Style, version: int) -> Style:
     style.live_version = version
     style.status = Style.Status.READY
     style.status_reason = ""
+    style.published_at = timezone.now()  # a shipped version: reviewed before it shipped
     style.save()
+    return style
+
+
+def _shipped_metrics(meta: dict, version: int) -> dict:
+    """``style.json``'s metrics, its held-out numbers marked as measured on ``version``
+    (the shipped one: the admin tells them from a later version's by it)."""
+    metrics = copy.deepcopy(meta.get("metrics") or {})
+    if isinstance(metrics.get("heldout"), dict):
+        metrics["heldout"].setdefault("version", version)
+    return metrics
+
+
+def _style_fill_shipped(style: Style, shipped) -> Style:
+    """What a style registered before lacks from its ``style.json``: the Chinese name
+    and description where they are empty, and, while it serves the shipped version,
+    that version on held-out numbers that name none. Nothing staff set is changed."""
+    meta, fields = shipped.meta, []
+    for field in ("name_zh", "description_zh"):
+        if not getattr(style, field) and isinstance(meta.get(field), str) and meta[field]:
+            setattr(style, field, meta[field])
+            fields.append(field)
+    heldout = style.metrics.get("heldout") if isinstance(style.metrics, dict) else None
+    if (isinstance(heldout, dict) and "version" not in heldout
+            and style.live_version == shipped.version and style.model_name == shipped.model):
+        heldout["version"] = shipped.version
+        fields.append("metrics")
+    if fields:
+        style.save(update_fields=[*fields, "updated_at"])
     return style
 
 
@@ -104,8 +145,10 @@ def _style_from_shipped(shipped) -> Style:
         name=meta["name"],
         slug=shipped.slug,
         description=meta.get("description", ""),
+        name_zh=meta.get("name_zh", ""),
+        description_zh=meta.get("description_zh", ""),
         training_settings=meta.get("training", {}),
-        metrics=meta.get("metrics", {}),
+        metrics=_shipped_metrics(meta, shipped.version),
         is_public=meta.get("is_public", True),
     )
     with open(shipped.painting, "rb") as painting:
@@ -117,10 +160,93 @@ def _style_from_shipped(shipped) -> Style:
     return style
 
 
-def styles_retrain(*, styles) -> int:
+class StylePublishRefused(Exception):
+    """A style cannot be published yet; the message says why, fit to show staff."""
+
+
+def style_publish_refusal(*, style: Style) -> str | None:
+    """Why ``style`` cannot be published as it stands, fit to show staff; None if it can.
+
+    It needs a trained live version and a held-out evaluation of that very version
+    (``metrics["heldout"]["version"]``, from ``manage.py evaluate_style``, whose contact
+    sheet and numbers staff see on the style's admin page)."""
+    if style.live_version is None or style.status not in (Style.Status.READY,
+                                                           Style.Status.TRAINING):
+        return _("%(style)s has no trained version to publish: train it first.") % {
+            "style": style.name}
+    heldout = style.metrics.get("heldout") if isinstance(style.metrics, dict) else None
+    if not isinstance(heldout, dict) or heldout.get("version") != style.live_version:
+        return _("%(style)s cannot be published before version %(version)s is evaluated on "
+                 "held-out photos: run manage.py evaluate_style %(slug)s --images <photos>, "
+                 "then review its contact sheet and numbers.") % {
+            "style": style.name, "version": style.live_version, "slug": style.slug}
+    return None
+
+
+@transaction.atomic
+def style_publish(*, style: Style) -> Style:
+    """Publish ``style``'s live version: from now on users are offered it (unless staff
+    hid it, ``is_public``). Returns the style, fresh from the database.
+
+    Refused with ``StylePublishRefused`` (nothing changed) for the reason
+    :func:`style_publish_refusal` gives. A published style stays as it is. The row is
+    locked and checked afresh: a retrain going live meanwhile
+    (``training.style_training_succeed``, which makes the new version a draft) is either
+    seen here, and its version has no evaluation yet, or comes after and drafts the
+    style again.
+    """
+    style = Style.objects.select_for_update().get(pk=style.pk)
+    if refusal := style_publish_refusal(style=style):
+        raise StylePublishRefused(refusal)
+    if style.published_at is None:
+        style.published_at = timezone.now()
+        style.save(update_fields=["published_at", "updated_at"])
+    return style
+
+
+#: What training reads as photos (ml.data.IMAGE_SUFFIXES; not imported: the web
+#: process never loads Keras).
+TRAINING_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class RetrainRefused(Exception):
+    """A retrain would fail at once; the message says what to run first, fit to show staff."""
+
+
+def styles_retrain_refusal(*, config) -> str | None:
+    """Why a retrain with ``config`` (``training.training_config()``) would fail as soon
+    as it starts, saying what to run first, or None. Checks what is cheap to check in
+    the web process: the photo folder has photos, and a loss-weights file given by path
+    exists (the worker's ``ml.train.check_can_train`` checks the rest)."""
+    folder = Path(config.data_dir) if config.data_dir else None
+    if folder is None or not folder.is_dir():
+        return _("Nothing was queued: the training photos are missing (%(folder)s does not "
+                 "exist). On this machine run “make photos” first (244 photos from Debian "
+                 "packages and scikit-image, a few minutes), or set TRAINING_DATA_DIR to a "
+                 "folder of JPEG or PNG photos.") % {"folder": config.data_dir or "—"}
+    if not any(path.suffix.lower() in TRAINING_PHOTO_SUFFIXES
+               for path in folder.rglob("*") if path.is_file()):
+        return _("Nothing was queued: %(folder)s holds no JPEG or PNG photos. Run “make "
+                 "photos” first, or set TRAINING_DATA_DIR to a folder of photos.") % {
+            "folder": folder}
+    weights = config.loss_weights
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        return _("Nothing was queued: the loss network's weights %(file)s are missing. Run "
+                 "“make vgg16-weights” first.") % {"file": weights}
+    return None
+
+
+def styles_retrain(*, styles, config=None) -> int:
     """Queue a retrain of each of ``styles`` once the transaction commits (the training
     queue; ``stylize.tasks.style_train``). The task builds its config from the settings
-    in force where it runs. Returns how many were queued."""
+    in force where it runs. Returns how many were queued.
+
+    Raises ``RetrainRefused`` (nothing queued) when ``config`` (default: the settings'
+    ``training.training_config()``) could not start: ``styles_retrain_refusal``."""
+    from .training import training_config
+
+    if refusal := styles_retrain_refusal(config=config or training_config()):
+        raise RetrainRefused(refusal)
     styles = list(styles)
     for style in styles:
         queueing.style_train_send(style_id=style.pk, overrides={})

@@ -7,6 +7,8 @@ with a reason the owner can read. Both finished states email the owner.
 
 import io
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
@@ -21,7 +23,7 @@ from PIL import UnidentifiedImageError
 
 from ml.bank import mix_weights
 from stylize.backends import get_backend
-from stylize.backends.base import PermanentBackendError, TransientBackendError
+from stylize.backends.base import BackendError, PermanentBackendError, TransientBackendError
 from stylize.image_headers import HeaderError, photo_inspect
 from stylize.imaging import (
     PHOTO_FORMATS,
@@ -120,6 +122,100 @@ def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
                                      tile=settings.STYLIZE_TILE_SIZE, on_pass=on_pass)
     pixel_strength = strength if weights is None else 1.0  # a bank did it in the network
     return postprocess(photo, result, strength=pixel_strength, preserve_colors=preserve_colors)
+
+
+@dataclass(frozen=True)
+class PaintRequest:
+    """One way to paint a photo: a style with a job's options (``photo_stylize``'s)."""
+
+    style: Style
+    strength: float = 1.0
+    preserve_colors: bool = False
+    blend_with: Style | None = None
+    blend: float = 0.0
+
+
+def photo_stylize_many(*, photo: np.ndarray, requests: list[PaintRequest],
+                       on_call: Callable[[list[tuple[int, object]]], None] | None = None
+                       ) -> list:
+    """A small photo (uint8 RGB, one model pass: at most ``STYLIZE_TILE_SIZE`` a side,
+    painted at its own size) painted once per request, in as few model calls as the
+    models allow: the requests whose styles share a bank's network (its live version)
+    go through it in ONE batched call, the photo repeated with one row of style weights
+    each (``ml.bank.mix_weights``: the style, its strength, any second style); a
+    single-style model gets a call of its own. Strength and "preserve colours" are then
+    applied as ``photo_stylize`` applies them.
+
+    Returns, in the order of ``requests``, each painted photo or the ``BackendError``
+    whose message says why that one could not be painted (a missing model fails only
+    its own styles). ``on_call(pairs)`` gets the ``(index, result)`` pairs of each model
+    call as soon as it returns (and of each request refused before any call). Why
+    batched, and timings: docs/design/previews.md.
+    """
+    photo = np.ascontiguousarray(photo)
+    if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 photo, got {photo.dtype} {photo.shape}")
+    if max(photo.shape[:2]) > settings.STYLIZE_TILE_SIZE:
+        raise ValueError(f"a {photo.shape[1]}×{photo.shape[0]} photo needs tiles: use "
+                         "photo_stylize")
+    results: list = [None] * len(requests)
+
+    def settle(pairs: list[tuple[int, object]]) -> None:
+        for index, result in pairs:
+            results[index] = result
+        if pairs and on_call is not None:
+            on_call(pairs)
+
+    calls: dict[tuple, list[int]] = {}  # one model call each: a bank's version, or a model
+    for index, request in enumerate(requests):
+        style = request.style
+        key = (style.model_name, style.live_version) if style.in_bank else ("", index)
+        calls.setdefault(key, []).append(index)
+    backend = get_backend()
+    for indices in calls.values():
+        painted, weights, refused = [], [], []
+        for index in indices:
+            request = requests[index]
+            try:
+                if request.style.live_version is None:
+                    raise PermanentBackendError(_("The style %(style)s has no trained model yet.")
+                                                % {"style": request.style.name})
+                weights.append(_style_weights(request.style, strength=request.strength,
+                                              blend_with=request.blend_with,
+                                              blend=request.blend))
+            except BackendError as error:
+                refused.append((index, error))
+                continue
+            painted.append(index)
+        settle(refused)
+        if not painted:
+            continue
+        style = requests[painted[0]].style
+        try:
+            batch = backend.stylize(
+                model_name=style.model_name, version=style.live_version,
+                images=np.repeat(photo[None], len(painted), axis=0),
+                style_weights=None if weights[0] is None else np.stack(weights))
+        except BackendError as error:
+            settle([(index, error) for index in painted])
+            continue
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:
+            logger.exception("Painting %s version %s failed unexpectedly", style.model_name,
+                             style.live_version)
+            settle([(index, PermanentBackendError(str(UNEXPECTED_ERROR))) for index in painted])
+            continue
+        pairs = []
+        for index, result in zip(painted, batch):
+            request = requests[index]
+            # A bank applied the strength in the network; a single-style model blends.
+            strength = 1.0 if request.style.in_bank else request.strength
+            pairs.append((index, postprocess(photo, np.ascontiguousarray(result),
+                                             strength=strength,
+                                             preserve_colors=request.preserve_colors)))
+        settle(pairs)
+    return results
 
 
 # The upload's refusals a job's failure repeats (what else a stored file could be

@@ -1,9 +1,10 @@
 """Train, export and evaluate styles' networks; keep TF Serving's model list in step.
 
 The ML work itself lives in ``ml/`` (no Django there); these services wire it to the
-``Style`` rows: status while training, the exported version made live, the reason when
-it fails (the live version stays), and ``serving/models.config`` rewritten to list every
-ready style at its live version.
+``Style`` rows: status while training, the exported version made live (a draft, which
+users are not offered until staff publish it: ``services.styles.style_publish``), the
+reason when it fails (the live version stays), and ``serving/models.config`` rewritten
+to list every ready style at its live version.
 
 Two kinds of network: a single-style model, and a *bank* (one conditional network,
 ``ml.bank``) whose slots are styles. :func:`bank_train` trains a bank jointly;
@@ -17,6 +18,7 @@ Every run reports as it goes through a :class:`TrainingRecorder` (its ``on_progr
 ``Style.training_sheet``; the admin shows them (``docs/design/training-admin.md``).
 """
 
+import hashlib
 import logging
 import math
 import os
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.files import File
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -55,16 +57,23 @@ def style_training_start(*, style: Style) -> Style:
 def style_training_succeed(
     *, style: Style, version: int, training_settings: dict, metrics: dict
 ) -> Style:
+    """Make ``version``, just trained, the style's live version: a draft.
+
+    Whether the style was published or not, users are offered it again only once staff
+    publish this version (``services.styles.style_publish``, after a held-out
+    evaluation of it): until then no page, API call or new job uses it. The metrics
+    are the run's (held-out numbers of an older version do not carry over)."""
     style.live_version = version
     style.status = Style.Status.READY
     style.status_reason = ""
     style.training_settings = training_settings
     style.metrics = metrics
+    style.published_at = None
     # Not a full save: the run's recorder writes training_progress/_sample/_sheet
     # meanwhile, and this instance may have been loaded before the run began.
     style.save(update_fields=["live_version", "status", "status_reason", "training_settings",
-                              "metrics", "model_name", "bank_index", "bank_slots",
-                              "updated_at"])
+                              "metrics", "published_at", "model_name", "bank_index",
+                              "bank_slots", "updated_at"])
     return style
 
 
@@ -142,7 +151,7 @@ def _check_bank_name(model_name: str, lineup: list[Style]) -> None:
 
 
 def style_train(*, style: Style, overrides: dict | None = None, on_progress=None) -> Style:
-    """Retrain ``style`` and make the new version live.
+    """Retrain ``style`` and make the new version live, as a draft that staff publish.
 
     A style in a bank fine-tunes its own slot (every other style's output stays
     bit-identical); a new style (never trained) joins ``settings.DEFAULT_BANK`` as a new
@@ -194,7 +203,7 @@ def _single_train(*, style: Style, overrides: dict | None, on_progress) -> Style
 def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None = None,
                on_progress=None) -> list[Style]:
     """Train bank ``model_name`` jointly on its members plus ``styles``, export the
-    next version and make it live for all of them.
+    next version and make it live for all of them, each a draft that staff publish.
 
     Members keep their slots; styles new to the bank take the next ones in the order
     given. A style of another bank is refused (``ValueError``). On failure every
@@ -313,16 +322,36 @@ class BankChanged(RuntimeError):
     """Another training of the same bank went live while this one ran."""
 
 
+def _bank_lock(model_name: str) -> None:
+    """Hold bank ``model_name``'s go-live lock until the transaction ends.
+
+    The members' row locks alone leave a new bank open: two first go-lives bring
+    different styles, lock no common row, and both saw no live version (PostgreSQL
+    runs them side by side). A transaction-level advisory lock on the bank's name makes
+    the second wait, then see the first's version. SQLite needs none: a transaction
+    there holds the database's one write lock from its start (IMMEDIATE).
+    """
+    if connection.vendor != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(f"prisma-bank:{model_name}".encode()).digest()[:8],
+                         "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
 @transaction.atomic
 def _bank_make_live(*, model_name: str, version: int, num_styles: int, slot_of: dict,
                     trained: list[Style], record: dict, metrics: dict,
                     started_from: int | None) -> list[Style]:
     """Point every style of the bank at ``version``; the ``trained`` ones also record
-    how they were trained. Returns the trained styles, fresh from the database.
+    how they were trained and become drafts (``style_training_succeed``), the others
+    (whose slots paint exactly what they did) stay as published as they were. Returns
+    the trained styles, fresh from the database.
 
     Raises :class:`BankChanged` (nothing changed) if the bank's live version is no
     longer ``started_from``, the one this run started from: going live would undo the
     other run's work."""
+    _bank_lock(model_name)
     rows = list(Style.objects.select_for_update().filter(
         Q(pk__in=slot_of) | Q(model_name=model_name, bank_index__isnull=False)))
     now_live = _live_version(s for s in rows if s.model_name == model_name and s.in_bank)

@@ -7,9 +7,12 @@ The contract (docs/design/webhooks.md has the reasons):
   to is public: loopback, private, shared (CGNAT), link-local (169.254.169.254, the
   cloud metadata address, among them), reserved, multicast and unspecified addresses are
   refused, IPv6 ones and IPv4 ones inside IPv6 (``::ffff:10.0.0.1``, 6to4, Teredo,
-  NAT64) alike; a host that resolves to nothing is refused too (and retried at send
-  time, DNS may answer later). ``WEBHOOK_ALLOW_LOOPBACK`` (the tests' settings only) lets loopback
-  receivers in, over ``http://`` as well.
+  NAT64) alike, site-local IPv6 (``fec0::/10``) too; a host that resolves to nothing
+  is refused too (and retried at send time, DNS may answer later). A refused name is
+  said to resolve to "an address that is not public", never which address or what kind:
+  the message would otherwise tell any user the private addresses of internal names.
+  ``WEBHOOK_ALLOW_LOOPBACK`` (the tests' settings only) lets loopback receivers in,
+  over ``http://`` as well.
 * ``callback_url_clean`` checks it when the job is created (a 400 for the API); the
   delivery checks it again, resolving the host afresh, and connects to the very address
   it checked (the ``Host`` header and TLS's SNI and certificate check keep the name), so
@@ -119,6 +122,8 @@ def address_refusal(address: Address) -> str | None:
         return _("a multicast address")
     if address.is_private or address.is_reserved or not address.is_global:
         return _("a private or reserved address")
+    if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
+        return _("a private or reserved address")  # fec0::/10: deprecated, not global
     return None
 
 
@@ -151,12 +156,14 @@ def callback_addresses(host: str, port: int) -> list[Address]:
         )
     for address in addresses:
         refusal = address_refusal(address)
-        if refusal:
+        if refusal and literal is not None:  # the caller wrote it: its kind tells nothing
             raise CallbackRefused(
-                _("The callback URL's host %(host)s is %(what)s (%(address)s): webhooks "
-                  "are only sent to public addresses.")
-                % {"host": host, "what": refusal, "address": address}
-            )
+                _("The callback URL's address %(host)s is %(what)s: webhooks are only sent "
+                  "to public addresses.") % {"host": host, "what": refusal})
+        if refusal:  # a name: neither the address nor its kind (an internal name's secret)
+            raise CallbackRefused(
+                _("The callback URL's host %(host)s resolves to an address that is not "
+                  "public: webhooks are only sent to public addresses.") % {"host": host})
     return addresses
 
 

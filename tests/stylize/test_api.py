@@ -215,9 +215,10 @@ def test_session_auth_needs_csrf(user, style):
 @pytest.mark.parametrize(
     "data, field, message",
     [
-        ({"style": "starry-night"}, "image", "No file was submitted."),
+        # No photo: an upload, or a preview's or an earlier job's (test_previews.py).
+        ({"style": "starry-night"}, "image", "Send the photo as “image”, or name one of your"),
         ({"image": "not a file", "style": "starry-night"}, "image", "not a file"),
-        ({"image": True}, "style", "This field is required."),
+        ({"image": True}, "style", "Choose a style: GET /api/v1/styles/ lists them."),
         ({"image": True, "style": "nope"}, "style", "There is no style “nope” to use."),
         ({"image": True, "style": "draft"}, "style", "There is no style “draft” to use."),
         ({"image": True, "style": "starry-night", "strength": "1.5"}, "strength",

@@ -224,9 +224,6 @@ def test_stylize_refuses_an_unknown_style_or_a_bad_mix(bank_styles, tmp_path, fl
 def test_manage_py_stylize_exits_non_zero_with_the_message(
     transactional_db, settings, tmp_path, flags, message
 ):
-    database = settings.DATABASES["default"]
-    if database["ENGINE"] != "django.db.backends.sqlite3":
-        pytest.skip("the command's process reads the test database through a sqlite URL")
     BankStyleFactory(name="Alpha", slug="alpha", bank_index=1)
     photo = _photo_file(tmp_path / "in.png")
     finished = subprocess.run(

@@ -14,9 +14,12 @@ from django.core import mail
 from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from stylize.models import Profile, StyleJob
 from stylize.services import accounts, jobs
@@ -131,6 +134,8 @@ def test_signing_up_again_with_an_unconfirmed_address_mails_its_link_again(clien
     assert user.check_password(PASSWORD)  # the second try changed nothing
     assert client.get(link_in(second)).status_code == 302
     assert Profile.objects.get(user=user).email_confirmed is True
+    user.refresh_from_db()  # following the link set what this browser chose last
+    assert user.check_password("another long passphrase") and not user.check_password(PASSWORD)
 
 
 # --- The link --------------------------------------------------------------------------
@@ -150,27 +155,155 @@ def test_the_link_confirms_logs_in_and_works_once(client):
     assert Profile.objects.get(user=user).email_confirmed is True
 
     client.logout()
-    again = client.get(link_in(message))
-    assert again.status_code == 400 and "_auth_user_id" not in client.session
+    again = client.get(link_in(message))  # used: says so kindly, logs nobody in
+    page = again.content.decode()
+    assert again.status_code == 200 and "_auth_user_id" not in client.session
+    assert "Your address is confirmed" in page and "expired" not in page
+    assert reverse("stylize:login") in page
+
+
+@pytest.mark.django_db
+def test_a_used_link_opened_again_in_another_browser_says_the_address_is_confirmed(client):
+    signup(client)
+    [message] = mail.outbox
+    assert client.get(link_in(message)).status_code == 302  # confirmed, logged in
+
+    elsewhere = Client()
+    again = elsewhere.get(link_in(message))
+
+    assert again.status_code == 200 and "_auth_user_id" not in elsewhere.session
+    assert "Your address is confirmed" in again.content.decode()
+    uid, token = link_in(message).rstrip("/").split("/")[-2:]
+    tampered = elsewhere.get(reverse("stylize:email_confirm", args=[uid, token[:-1] + "x"]))
+    assert tampered.status_code == 400 and "expired" in tampered.content.decode()
 
 
 @pytest.mark.django_db
 def test_a_link_opened_in_another_browser_confirms_but_logs_nobody_in(client):
     """Login CSRF: whoever signs up can send their link to someone else; following it
-    must not log that person into the sender's account."""
-    from django.test import Client
-
+    must not log that person into the sender's account. And the browser that follows
+    it chose no password: the one set at sign-up is gone, and it chooses one."""
     signup(client)
+    assert log_in(client)  # an unconfirmed account can log in
     [message] = mail.outbox
     user = get_user_model().objects.get()
-    victim = Client()
+    elsewhere = Client()
 
-    response = victim.get(link_in(message), follow=True)
+    response = elsewhere.get(link_in(message), follow=True)
 
-    assert response.redirect_chain == [(reverse("stylize:login"), 302)]
-    assert "Please log in" in response.content.decode()
-    assert "_auth_user_id" not in victim.session
+    (confirm_url, _), (set_password_url, _) = response.redirect_chain
+    assert confirm_url.startswith("/accounts/confirm/") and set_password_url.endswith(
+        "/password/set-password/")
+    page = response.content.decode()
+    assert "Your email address is confirmed. Choose a password" in page
+    assert 'name="new_password1"' in page
+    assert "the password of the account <strong>ada@example.com</strong>" in page
+    assert "_auth_user_id" not in elsewhere.session
     assert Profile.objects.get(user=user).email_confirmed is True
+    user.refresh_from_db()
+    assert not user.check_password(PASSWORD)  # set before the address was confirmed
+    assert client.get(reverse("stylize:profile")).status_code == 302  # logged out
+
+    new = "the password chosen on confirming"
+    done = elsewhere.post(set_password_url, {"new_password1": new, "new_password2": new},
+                          follow=True)
+    # Chosen knowingly, for the address shown: logged in, on to the upload page.
+    assert done.redirect_chain == [(reverse("stylize:upload"), 302)]
+    assert elsewhere.session["_auth_user_id"] == str(user.pk)
+    assert "Your password is set" in done.content.decode()
+    assert log_in(Client(), password=new) and not log_in(Client())
+
+
+# --- Sign-up before the owner ----------------------------------------------------------
+
+ATTACKERS_PASSWORD = "the attacker's own long passphrase"
+TOKEN_URL = "/api/v1/auth/token/"
+
+
+def api_client(key) -> APIClient:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return api
+
+
+@pytest.mark.django_db
+def test_signing_up_with_an_address_before_its_owner_leaves_nothing_once_the_owner_confirms(
+        queue):
+    """The second attack: someone signs up with ada's address and password A and takes
+    an API token (an unconfirmed account can log in); ada signs up later with password B
+    and follows the link she is mailed, in her browser, and uploads a photo. The token,
+    password A and the attacker's session must all be dead by then; password B works."""
+    attacker = Client()
+    signup(attacker, password=ATTACKERS_PASSWORD)
+    assert log_in(attacker, password=ATTACKERS_PASSWORD)
+    token = APIClient().post(TOKEN_URL, {"username": "ada@example.com",
+                                         "password": ATTACKERS_PASSWORD})
+    assert token.status_code == 200
+    stolen = api_client(token.data["token"])
+    assert stolen.get("/api/v1/jobs/").status_code == 200
+    known_secret = accounts.profile_webhook_secret(user=get_user_model().objects.get())
+    cache.clear()  # a few minutes later
+    mail.outbox.clear()
+
+    ada = Client()
+    page = signup(ada, password=PASSWORD)
+    assert page.status_code == 200 and "_auth_user_id" not in ada.session
+    [message] = mail.outbox
+    assert message.to == ["ada@example.com"]
+    assert ada.get(link_in(message)).status_code == 302
+    user = get_user_model().objects.get()
+    assert ada.session["_auth_user_id"] == str(user.pk)
+    style = StyleFactory(name="Tiny", slug="tiny", model_name="tiny", live_version=1)
+    uploaded = ada.post(reverse("stylize:upload"), {
+        "image": gradient_upload((96, 72)), "style": style.slug, "strength": "1",
+        "max_side": "512"})
+    assert uploaded.status_code == 302, uploaded.content.decode()[:2000]
+    job = StyleJob.objects.get(owner=user)
+
+    assert stolen.get("/api/v1/jobs/").status_code == 401
+    assert stolen.get(f"/api/v1/jobs/{job.pk}/").status_code == 401
+    assert not Token.objects.filter(user=user).exists()
+    assert accounts.profile_webhook_secret(user=user) != known_secret
+    photo = attacker.get(reverse("stylize:job_photo", args=[job.pk]))
+    assert photo.status_code == 302 and "_auth_user_id" not in attacker.session
+    assert APIClient().post(TOKEN_URL, {"username": "ada@example.com",
+                                        "password": ATTACKERS_PASSWORD}).status_code == 400
+    assert not log_in(Client(), password=ATTACKERS_PASSWORD)
+    assert log_in(Client(), password=PASSWORD)
+    assert ada.get(reverse("stylize:job_photo", args=[job.pk])).status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_owner_signing_up_first_keeps_her_password_whoever_signs_up_after(client):
+    signup(client)
+    cache.clear()
+    attacker = Client()
+    signup(attacker, password=ATTACKERS_PASSWORD)  # her link again, nothing else
+    assert not log_in(attacker, password=ATTACKERS_PASSWORD)
+
+    assert client.get(link_in(mail.outbox[-1])).status_code == 302
+    assert "_auth_user_id" in client.session
+    assert log_in(Client()) and not log_in(Client(), password=ATTACKERS_PASSWORD)
+
+
+@pytest.mark.django_db
+def test_signing_up_again_with_a_confirmed_address_changes_nothing(client):
+    signup(client)
+    assert client.get(link_in(mail.outbox[0])).status_code == 302
+    user = get_user_model().objects.get()
+    key = Token.objects.create(user=user).key
+    cache.clear()
+    mail.outbox.clear()
+    someone = Client()
+
+    signup(someone, password=ATTACKERS_PASSWORD)
+
+    [notice] = mail.outbox
+    assert "tried to sign up" in notice.subject and not LINK.search(notice.body)
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD) and Token.objects.get(user=user).key == key
+    assert client.get(reverse("stylize:upload")).status_code == 200  # still logged in
+    assert not log_in(someone, password=ATTACKERS_PASSWORD)
 
 
 @pytest.mark.django_db

@@ -126,7 +126,7 @@ def test_progress_bar_slider_and_share_link(
                                            has_touch=True, is_mobile=True)
             visitor = stranger.new_page()
             visitor.goto(link.replace(settings.SITE_URL, live_server.url))
-            expect(visitor.get_by_role("heading")).to_have_text(
+            expect(visitor.get_by_role("heading", level=1)).to_have_text(
                 "A photo painted as Tiny Test Style")
             shared = visitor.locator("#shared-image")
             expect(shared).to_be_visible()
@@ -159,7 +159,8 @@ def test_progress_bar_slider_and_share_link(
             # A visitor whose browser asks for Chinese gets the shared page in Chinese.
             chinese = browser.new_context(locale="zh-CN").new_page()
             chinese.goto(link.replace(settings.SITE_URL, live_server.url))
-            expect(chinese.get_by_role("heading")).to_have_text("以 Tiny Test Style 风格绘制的照片")
+            expect(chinese.get_by_role("heading", level=1)).to_have_text(
+                "以 Tiny Test Style 风格绘制的照片")
 
             page.get_by_role("button", name="Stop sharing").click()
             expect(page.get_by_role("button", name="Share a link")).to_be_visible()

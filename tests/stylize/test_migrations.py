@@ -38,3 +38,24 @@ def test_old_jobs_count_as_fine_strokes_and_unnamed_styles_take_their_slug():
     Style = apps.get_model("stylize", "Style")
     assert StyleJob.objects.get(pk=job.pk).stroke == "fine"
     assert Style.objects.get(pk=unnamed.pk).model_name == "unnamed-2"  # "unnamed" is taken
+
+
+def test_styles_users_were_offered_stay_published_and_every_other_one_is_a_draft():
+    """0013 brings drafts (issue 24, item 6): nothing live disappears from users."""
+    apps = migrate("0012_job_result_copies")
+    Style = apps.get_model("stylize", "Style")
+
+    def style(slug, **fields):
+        return Style.objects.create(name=slug, slug=slug, model_name=slug, painting="p.png",
+                                    **fields).pk
+
+    ready = style("ready", status="ready", live_version=2)
+    retraining = style("retraining", status="training", live_version=1)
+    style("hidden", status="ready", live_version=1, is_public=False)  # these are drafts
+    style("first-run", status="training")
+    style("untrained", status="draft")
+
+    apps = migrate("0013_style_published_at")
+    Style = apps.get_model("stylize", "Style")
+    published = set(Style.objects.filter(published_at__isnull=False).values_list("pk", flat=True))
+    assert published == {ready, retraining}

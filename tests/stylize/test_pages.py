@@ -64,12 +64,15 @@ def test_posting_a_style_that_is_not_offered_is_refused(client, user, styles, sl
 # --- Upload ---------------------------------------------------------------------------
 
 
-def test_upload_requires_login(client, styles):
+def test_a_visitor_sees_the_upload_page_but_a_job_needs_an_account(client, styles):
+    # Without an account the page shows the previews (test_previews.py); asking for the
+    # job keeps the photo as a preview and sends the visitor to sign up.
     url = reverse("stylize:upload")
     response = client.get(url)
-    assert response.status_code == 302 and response.url.startswith(reverse("stylize:login"))
+    assert response.status_code == 200 and 'id="signup-note"' in response.content.decode()
     response = client.post(url, upload_data())
-    assert response.status_code == 302 and not StyleJob.objects.exists()
+    assert response.status_code == 302 and response.url == reverse("stylize:signup")
+    assert not StyleJob.objects.exists()
 
 
 def test_a_valid_upload_creates_a_job_and_redirects_to_its_page(
@@ -318,8 +321,9 @@ def test_my_jobs_lists_only_my_own(client, user):
     page = client.get(reverse("stylize:job_list")).content.decode()
     assert reverse("stylize:job", args=[mine.pk]) in page and "Mine Style" in page
     assert str(theirs.pk) not in page and "Their Style" not in page
-    assert f'action="{reverse("stylize:job_delete", args=[mine.pk])}"' in page
-    assert "csrfmiddlewaretoken" in page
+    # Delete leads to a page that asks first: nothing is deleted by one click.
+    assert f'href="{reverse("stylize:job_delete", args=[mine.pk])}?next=' in page
+    assert f'action="{reverse("stylize:job_delete", args=[mine.pk])}"' not in page
 
 
 def test_delete_removes_my_job_and_its_files(client, user, django_capture_on_commit_callbacks):
@@ -328,7 +332,14 @@ def test_delete_removes_my_job_and_its_files(client, user, django_capture_on_com
     storage, files = job.input_image.storage, [job.input_image.name, job.result_image.name]
     assert all(storage.exists(name) for name in files)
 
-    assert client.get(reverse("stylize:job_delete", args=[job.pk])).status_code == 405
+    asked = client.get(reverse("stylize:job_delete", args=[job.pk]))  # asks, deletes nothing
+    page = asked.content.decode()
+    assert asked.status_code == 200 and "This cannot be undone." in page
+    assert f'action="{reverse("stylize:job_delete", args=[job.pk])}"' in page
+    assert "csrfmiddlewaretoken" in page
+    assert f'href="{reverse("stylize:job", args=[job.pk])}" id="delete-cancel"' in page
+    assert StyleJob.objects.filter(pk=job.pk).exists()
+    assert all(storage.exists(name) for name in files)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("stylize:job_delete", args=[job.pk]))
 

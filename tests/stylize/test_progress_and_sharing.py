@@ -1,25 +1,29 @@
 """A job's progress (stage, fraction of model passes, jobs ahead), its result in three
-formats, and share links: made, opened logged out, revoked, expired."""
+formats, and share links: made, opened logged out, revoked, expired; a result's PNG and
+WebP made once and deleted with the job; share links rate-limited per client address."""
 
 import io
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 from django.core.files.base import ContentFile
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 from rest_framework.test import APIClient
 
 from stylize import imaging
-from stylize.models import StyleJob
-from stylize.services import jobs, sharing
+from stylize.models import StyleJob, private_storage
+from stylize.services import job_files, jobs, sharing
 from stylize.services.stylizing import job_run
 from tests.factories import StyleFactory, StyleJobFactory, UserFactory
 from tests.helpers import gradient_file, gradient_upload, identity
 
-pytestmark = pytest.mark.django_db
+# empty_cache: share links count each client address's requests in the cache.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
 
 
 @pytest.fixture
@@ -282,3 +286,176 @@ def test_deleting_the_job_ends_its_link(client, user):
     url = reverse("stylize:shared", args=[job.share_token])
     jobs.job_delete(job=job)
     assert client.get(url).status_code == 404
+
+
+# --------------------------------------------------------------------------- what a download costs
+
+
+@pytest.fixture
+def codec_calls(monkeypatch):
+    """Every decode and encode of a result the downloads make, as (what, format)."""
+    calls = []
+    decode, encode = imaging.load_photo, imaging.encode_image
+
+    def counted_decode(*args, **kwargs):
+        calls.append(("decode", None))
+        return decode(*args, **kwargs)
+
+    def counted_encode(array, *, format=imaging.RESULT_FORMAT, **kwargs):
+        calls.append(("encode", format))
+        return encode(array, format=format, **kwargs)
+
+    monkeypatch.setattr(imaging, "load_photo", counted_decode)
+    monkeypatch.setattr(imaging, "encode_image", counted_encode)
+    return calls
+
+
+def test_a_result_is_encoded_once_per_format_whoever_downloads_it(
+        client, auth_client, user, codec_calls):
+    """The attack: anonymous ``/s/<token>/image/?format=png`` over and over, each one a
+    full decode and encode (4.8 s of CPU for a 4096² result). Now the first download
+    in a format makes it; the owner's page, the API and the share link then get that
+    same file."""
+    job = sharing.job_share(job=succeeded_job(user))
+    anonymous = Client()
+    shared = reverse("stylize:shared_image", args=[job.share_token])
+    own = reverse("stylize:job_result", args=[job.pk])
+    bodies = {"png": set(), "webp": set()}
+    for asked in ("png", "webp"):
+        for response in (
+            anonymous.get(shared, {"format": asked}),
+            anonymous.get(shared, {"format": asked}),
+            client.get(own, {"format": asked, "download": 1}),
+            auth_client.get(f"/api/v1/jobs/{job.pk}/result/", {"format": asked}),
+            anonymous.get(shared, {"format": asked.upper()}),
+        ):
+            assert response.status_code == 200
+            bodies[asked].add(b"".join(response.streaming_content))
+    assert codec_calls == [("decode", None), ("encode", "PNG"),
+                           ("decode", None), ("encode", "WEBP")]
+    assert all(len(made) == 1 for made in bodies.values())  # the same file each time
+    anonymous.get(shared)  # the JPEG is the stored result itself
+    assert len(codec_calls) == 4
+
+
+def test_a_copy_being_made_is_not_made_twice_at_once(client, user, monkeypatch, codec_calls):
+    """A second request while the first is encoding gets a readable 503 with
+    Retry-After, not a second encoding (six at once took the web process to 1.8 GB)."""
+    job = sharing.job_share(job=succeeded_job(user))
+    shared = reverse("stylize:shared_image", args=[job.share_token])
+    meanwhile = []
+    encoded = job_files.job_result_encoded
+
+    def encoding(job, image_format):
+        if not meanwhile:
+            meanwhile.append(Client().get(shared, {"format": "png"}))
+        return encoded(job, image_format)
+
+    monkeypatch.setattr(job_files, "job_result_encoded", encoding)
+    first = Client().get(shared, {"format": "png"})
+    assert first.status_code == 200 and first["Content-Type"] == "image/png"
+    [second] = meanwhile
+    assert second.status_code == 503 and int(second["Retry-After"]) > 0
+    assert "being prepared" in second.content.decode()
+    assert second["Content-Type"].startswith("text/plain")
+    assert codec_calls.count(("encode", "PNG")) == 1
+    assert Client().get(shared, {"format": "png"}).status_code == 200  # made: served
+    assert codec_calls.count(("encode", "PNG")) == 1
+
+
+def test_the_copies_are_private_job_files_deleted_with_the_job(
+        client, user, settings, django_capture_on_commit_callbacks):
+    job = succeeded_job(user)
+    own = reverse("stylize:job_result", args=[job.pk])
+    for asked in ("png", "webp"):
+        assert client.get(own, {"format": asked}).status_code == 200
+    job.refresh_from_db()
+    copies = [job.result_png.name, job.result_webp.name]
+    assert copies[0].endswith(".png") and copies[1].endswith(".webp")
+    storage = private_storage()
+    for name in copies:  # in the private storage, under a random name like the result
+        assert name.startswith("results/") and str(job.pk) not in name
+        assert (Path(settings.PRIVATE_MEDIA_ROOT) / name).is_file()
+        assert not (Path(settings.MEDIA_ROOT) / name).exists()
+    # The orphan sweep keeps them: a job names them.
+    assert job_files.private_files_sweep_orphans(now=timezone.now() + timedelta(days=1)) == 0
+    assert all(storage.exists(name) for name in copies)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(reverse("stylize:job_delete", args=[job.pk])).status_code == 302
+    assert not any(storage.exists(name) for name in copies)
+    assert not StyleJob.objects.filter(pk=job.pk).exists()
+
+
+def test_the_retention_sweep_deletes_the_copies_with_the_job(
+        client, user, settings, django_capture_on_commit_callbacks):
+    settings.JOB_RETENTION_DAYS = 30
+    job = succeeded_job(user)
+    assert client.get(reverse("stylize:job_result", args=[job.pk]),
+                      {"format": "webp"}).status_code == 200
+    StyleJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(days=31))
+    job.refresh_from_db()
+    files = [field.name for field in job.stored_files]
+    assert len(files) == 3  # photo, result, its WebP
+    with django_capture_on_commit_callbacks(execute=True):
+        assert job_files.jobs_delete_expired() == 1
+    assert not any(private_storage().exists(name) for name in files)
+
+
+def test_a_copy_made_for_a_job_deleted_meanwhile_is_not_kept(user, monkeypatch):
+    job = succeeded_job(user)
+    encoded = job_files.job_result_encoded
+
+    def deleted_while_encoding(job, image_format):
+        StyleJob.objects.filter(pk=job.pk).delete()
+        return encoded(job, image_format)
+
+    monkeypatch.setattr(job_files, "job_result_encoded", deleted_while_encoding)
+    before = set(private_storage().listdir("results")[1])
+    with pytest.raises(StyleJob.DoesNotExist):
+        job_files.job_result_copy(job=job, image_format="PNG")
+    assert set(private_storage().listdir("results")[1]) == before
+
+
+# --------------------------------------------------------------------------- share link rate
+
+
+def test_share_links_are_rate_limited_per_client_address(client, user, settings):
+    """The attack's other half: anyone may ask, as often as they like. Each client
+    address gets SHARE_LINK_RATE requests to share links (pages and images, real tokens
+    or made-up ones); then a readable 429 with Retry-After."""
+    settings.SHARE_LINK_RATE = "3/minute"
+    job = sharing.job_share(job=succeeded_job(user))
+    page = reverse("stylize:shared", args=[job.share_token])
+    image = reverse("stylize:shared_image", args=[job.share_token])
+    anonymous = Client()
+    assert anonymous.get(page).status_code == 200
+    assert anonymous.get(image, {"format": "png"}).status_code == 200
+    assert anonymous.get(reverse("stylize:shared", args=["x" * 32])).status_code == 404
+    for refused in (
+        anonymous.get(image, {"format": "png"}),
+        anonymous.get(page),
+        anonymous.get(reverse("stylize:shared", args=["y" * 32])),  # guessing tokens too
+        anonymous.get(page, HTTP_X_FORWARDED_FOR="203.0.113.9"),  # no proxy: not believed
+    ):
+        assert refused.status_code == 429
+        assert 0 < int(refused["Retry-After"]) <= 60
+        assert refused["Content-Type"].startswith("text/plain")
+        assert "Too many requests for shared results" in refused.content.decode()
+        assert refused["Cache-Control"] == "private, no-store"
+    chinese = anonymous.get(page, HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert chinese.status_code == 429 and "请求过多" in chinese.content.decode()
+    # Another address has its own count; the owner's own download is not a share link.
+    assert Client(REMOTE_ADDR="198.51.100.7").get(page).status_code == 200
+    assert client.get(reverse("stylize:job_result", args=[job.pk])).status_code == 200
+
+
+def test_the_share_link_rate_is_a_setting(user, settings):
+    job = sharing.job_share(job=succeeded_job(user))
+    page = reverse("stylize:shared", args=[job.share_token])
+    assert settings.SHARE_LINK_RATE == "60/minute"  # the default
+    statuses = [Client().get(page).status_code for _ in range(61)]
+    assert statuses.count(200) == 60 and statuses[-1] == 429
+    settings.SHARE_LINK_RATE = ""  # no limit
+    assert all(Client().get(page).status_code == 200 for _ in range(10))
+

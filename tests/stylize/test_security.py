@@ -297,6 +297,43 @@ def test_a_good_login_clears_the_count_and_shell_authenticate_still_works():
     assert authenticate(username="carol", password=PASSWORD) == user  # no request: a shell
 
 
+@pytest.mark.django_db
+def test_logging_in_to_ones_own_account_does_not_reset_the_count_for_another(settings):
+    """The second attack: rounds of four wrong passwords for carol, each followed by a
+    good log-in to the attacker's own account from the same address, guessed without
+    end. A success forgets only its own username's failures."""
+    assert settings.AXES_FAILURE_LIMIT == 5
+    UserFactory(username="carol")
+    UserFactory(username="mallory")
+    attacker = Client(REMOTE_ADDR="192.0.2.13")
+    wrong = {"username": "carol", "password": "wrong"}
+    own = {"username": "mallory", "password": PASSWORD}
+
+    right = {"username": "carol", "password": PASSWORD}
+
+    codes = []
+    for _ in range(3):
+        codes += [attacker.post(LOGIN, wrong).status_code for _ in range(4)]
+        codes.append(attacker.post(LOGIN, own).status_code)
+        attacker.post(reverse("stylize:logout"))
+
+    # The fifth guess from the address, after a success, is where the lockout begins,
+    # for every account from that address and for carol from everywhere.
+    assert codes == [200] * 4 + [302] + [429] * 10
+    assert attacker.post(LOGIN, right).status_code == 429
+    assert Client(REMOTE_ADDR="198.51.100.21").post(LOGIN, right).status_code == 429
+
+    # carol's own success (after the cool-off) forgets carol's failures and nobody else's.
+    AccessAttempt.objects.update(attempt_time=F("attempt_time") - timedelta(minutes=16))
+    UserFactory(username="dave")
+    for _ in range(2):
+        Client(REMOTE_ADDR="192.0.2.14").post(LOGIN, {"username": "dave", "password": "x"})
+        Client(REMOTE_ADDR="192.0.2.14").post(LOGIN, wrong)
+    assert Client(REMOTE_ADDR="192.0.2.14").post(LOGIN, right).status_code == 302
+    assert list(AccessAttempt.objects.values_list("username", "failures_since_start")) == [
+        ("dave", 2)]
+
+
 # --- The API token throttle and X-Forwarded-For -------------------------------------------
 
 

@@ -92,8 +92,9 @@ def test_unknown_style_is_a_clear_error():
 
 
 def test_admin_retrain_queues_on_the_training_queue(
-    admin_client, django_capture_on_commit_callbacks
+    admin_client, django_capture_on_commit_callbacks, settings, photos
 ):
+    settings.TRAINING_OVERRIDES = {**settings.TRAINING_OVERRIDES, "data_dir": str(photos)}
     style = StyleFactory()
     broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
     broker.delete("training", "celery")
@@ -105,6 +106,36 @@ def test_admin_retrain_queues_on_the_training_queue(
     assert b"Queued training for 1 style" in response.content
     assert broker.llen("training") == 1 and broker.llen("celery") == 0
     broker.delete("training")
+
+
+@pytest.mark.parametrize("missing", ["photo folder", "photos", "loss weights"])
+def test_admin_retrain_without_photos_or_weights_queues_nothing_and_says_what_to_run(
+    admin_client, django_capture_on_commit_callbacks, settings, photos, tmp_path, missing
+):
+    """A fresh stack has no var/photos/train: Retrain used to queue 40,000 steps that
+    failed at once. Now nothing is queued and the page says what to run."""
+    overrides = {"data_dir": str(photos), "loss_weights": "imagenet"}
+    if missing == "photo folder":
+        overrides["data_dir"] = str(tmp_path / "photos" / "train")
+    elif missing == "photos":
+        (tmp_path / "empty").mkdir()
+        (tmp_path / "empty" / "notes.txt").write_text("no photos here")
+        overrides["data_dir"] = str(tmp_path / "empty")
+    else:
+        overrides["loss_weights"] = str(tmp_path / "vgg16_imagenet_notop.weights.h5")
+    settings.TRAINING_OVERRIDES = {**settings.TRAINING_OVERRIDES, **overrides}
+    style = StyleFactory()
+    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    broker.delete("training")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            "/admin/stylize/style/", {"action": "retrain", "_selected_action": [style.pk]},
+            follow=True,
+        )
+    page = response.content.decode()
+    assert "Queued training" not in page and "Nothing was queued" in page
+    assert ("make vgg16-weights" if missing == "loss weights" else "make photos") in page
+    assert broker.llen("training") == 0
 
 
 def _fake_export(serving_dir, name, version):

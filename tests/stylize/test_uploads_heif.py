@@ -14,6 +14,7 @@ import pillow_heif
 import pytest
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image, ImageFile
@@ -21,11 +22,11 @@ from rest_framework.test import APIClient
 
 from stylize import image_headers
 from stylize.image_headers import photo_inspect, photo_strip_metadata
-from stylize.imaging import AVIF_SUPPORTED, PhotoTooLarge
+from stylize.imaging import AVIF_SUPPORTED, PhotoTooLarge, UnreadablePhoto, load_photo
 from stylize.models import StyleJob
 from stylize.services.stylizing import job_run, stored_photo_load
 from stylize.validators import validate_photo_upload
-from tests.factories import StyleFactory, UserFactory
+from tests.factories import StyleFactory, StyleJobFactory, UserFactory
 
 pytestmark = pytest.mark.usefixtures("empty_cache")
 needs_avif = pytest.mark.skipif(not AVIF_SUPPORTED, reason="this Pillow reads no AVIF")
@@ -244,8 +245,31 @@ def an_image_sequence() -> bytes:
     return data + moov
 
 
+def bigger_than_declared() -> bytes:
+    """A 400×300 picture whose 'ispe' says 64×64: libheif decodes it, then raises
+    (its security limits are sized by the 'ispe')."""
+    return with_ispe(heic((400, 300)), 64, 64)
+
+
+def avif_bigger_than_declared() -> bytes:
+    """A 1500² AV1 picture whose 'ispe' says 100²: libavif decodes all of it."""
+    return with_ispe(avif((1500, 1500)), 100, 100)
+
+
+def grid_bigger_than_declared() -> bytes:
+    """A 700×500 grid (its canvas, in its descriptor) whose 'ispe' says 300×200."""
+    data = heic((700, 500), tile_size=256)
+    [grid] = [body for body in property_boxes(data, b"ispe")
+              if struct.unpack(">II", data[body + 4:body + 12]) == (700, 500)]
+    return data[:grid + 4] + struct.pack(">II", 300, 200) + data[grid + 12:]
+
+
 @pytest.mark.parametrize("make, code, message", [
     (truncated_in_its_pixels, "corrupt", "The image is damaged or incomplete"),
+    (bigger_than_declared, "corrupt", "The image is damaged or incomplete"),
+    pytest.param(avif_bigger_than_declared, "corrupt", "The image is damaged or incomplete",
+                 marks=needs_avif),
+    (grid_bigger_than_declared, "corrupt", "The image is damaged or incomplete"),
     (truncated_in_its_boxes, "corrupt", "The image is damaged or incomplete"),
     (wrong_brand, "unsupported_format", "A video is not a supported photo."),
     (no_known_brand, "unsupported_format", "This file is not a supported photo."),
@@ -266,6 +290,53 @@ def test_a_heic_cut_anywhere_is_refused_and_never_an_error():
     for end in range(8, len(data), max(1, len(data) // 150)):
         with pytest.raises(ValidationError):
             validate_photo_upload(upload(data[:end]))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("make", [bigger_than_declared, grid_bigger_than_declared,
+                                  pytest.param(avif_bigger_than_declared, marks=needs_avif)])
+def test_a_stored_picture_bigger_than_declared_fails_its_job_as_unreadable(
+        make, recording_backend):
+    """Stored before the upload's walk refused it (or changed since): the worker's walk
+    refuses it too, and the owner reads that the photo could not be read, not that
+    something went wrong on our side."""
+    style = StyleFactory(model_name="tiny", live_version=1)
+    job = StyleJobFactory(style=style, input_image=ContentFile(make(), name="IMG_0001.heic"))
+    assert job_run(job_id=job.pk) is True
+    job.refresh_from_db()
+    assert job.status == StyleJob.Status.FAILED
+    assert job.error == "Your photo could not be read as an image."
+    assert not recording_backend.calls
+
+
+@needs_avif
+def test_the_decode_ceiling_binds_on_an_avifs_real_size():
+    """100² fits under the ceiling, 1500² (about 55 MB to decode and write anew) does
+    not: the lying file is refused before anything opens it, as the honest one is."""
+    ceiling = 24 * 2**20
+    with mock.patch.object(Image, "open", side_effect=AssertionError("decoded")):
+        with pytest.raises(UnreadablePhoto):
+            stored_photo_load(avif_bigger_than_declared(), max_side=512,
+                              max_decode_bytes=ceiling)
+    with pytest.raises(PhotoTooLarge):
+        stored_photo_load(avif((1500, 1500)), max_side=512, max_decode_bytes=ceiling)
+
+
+def test_libheifs_own_refusals_are_an_unreadable_photo():
+    """What libheif raises past its own limits (a RuntimeError from pillow-heif) is a
+    photo that cannot be read, wherever the worker decodes."""
+    with pytest.raises(UnreadablePhoto):
+        load_photo(io.BytesIO(bigger_than_declared()), max_side=512)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: heic((333, 217)),  # coded 336×224: HEVC pads to whole coding blocks
+    lambda: heic((130, 97), chroma=444),
+    lambda: heic((700, 500), tile_size=256),
+    pytest.param(lambda: avif((333, 217)), marks=needs_avif),
+])
+def test_good_files_pass_the_real_size_check(make):
+    assert validate_photo_upload(upload(make())).format in ("HEIF", "AVIF")
 
 
 def test_a_jpeg_named_heic_is_the_jpeg_it_is():

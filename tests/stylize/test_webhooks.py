@@ -327,7 +327,7 @@ def test_a_host_that_resolves_to_a_private_address_at_send_time_is_refused(
     assert connections == []
     job.refresh_from_db()
     assert job.callback_attempts == 1 and job.callback_delivered_at is None
-    assert "10.0.0.1" in job.callback_error and "private" in job.callback_error
+    assert "not public" in job.callback_error and "10.0.0.1" not in job.callback_error
 
 
 def _openssl_cert(tmp_path, name: str):
@@ -423,6 +423,8 @@ REFUSED = [
     "https://[64:ff9b::a00:1]/",  # NAT64 of 10.0.0.1
     "https://[2002:a00:1::1]/",  # 6to4 of 10.0.0.1
     "https://[ff02::1]/",
+    "https://[fec0::1]/",  # site-local (deprecated, but routed inside some networks)
+    "https://[feff:ffff::1]/",  # the top of fec0::/10
 ]
 
 
@@ -437,6 +439,40 @@ def test_private_addresses_are_refused_with_a_400_in_production(
     [message] = response.json()["callback_url"]
     assert "only sent to public addresses" in message
     assert not StyleJob.objects.exists()
+
+
+INTERNAL = ["10.20.30.40", "192.168.7.9", "127.0.0.1", "169.254.169.254", "fd12:3456::7",
+            "fec0::1", "fe80::1", "::ffff:172.16.5.4"]
+KINDS = ["loopback", "private", "link-local", "metadata", "reserved", "site-local",
+         "multicast", "unspecified"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("address", INTERNAL)
+def test_a_refused_name_says_only_that_its_address_is_not_public(
+    production, empty_cache, fake_dns, address, queue
+):
+    """Anyone with an account may try a callback URL: the refusal must not tell them
+    what an internal name resolves to (neither the address nor its kind)."""
+    fake_dns.names["intranet.example.test"] = [address]
+    fake_dns.names["mixed.example.test"] = [PUBLIC_V4, address]
+    client, style = api_client(UserFactory()), StyleFactory()
+    for host in ("intranet.example.test", "mixed.example.test"):
+        response = api_create(client, style, f"https://{host}/hook")
+        assert response.status_code == 400
+        [message] = response.json()["callback_url"]
+        assert host in message and "not public" in message
+        assert str(ip_address(address)) not in message and address not in message
+        assert not any(kind in message for kind in KINDS), message
+    assert not StyleJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_written_address_is_refused_with_its_kind(production, empty_cache, queue):
+    """An address in the URL itself is the user's own: saying what it is tells nothing."""
+    response = api_create(api_client(UserFactory()), StyleFactory(), "https://[fec0::1]/")
+    [message] = response.json()["callback_url"]
+    assert "fec0::1" in message and "private or reserved" in message
 
 
 @pytest.mark.django_db
@@ -473,7 +509,8 @@ def test_a_public_https_url_is_accepted_and_http_only_with_debug(
 def test_the_test_setting_lets_in_loopback_and_nothing_else(settings, address):
     settings.WEBHOOK_ALLOW_LOOPBACK = True
     assert webhooks.address_refusal(ip_address(address)) is None
-    for private in ("10.0.0.1", "169.254.169.254", "fe80::1", "::ffff:10.0.0.1", "0.0.0.0"):
+    for private in ("10.0.0.1", "169.254.169.254", "fe80::1", "::ffff:10.0.0.1", "0.0.0.0",
+                    "fec0::1"):
         assert webhooks.address_refusal(ip_address(private)) is not None
     settings.WEBHOOK_ALLOW_LOOPBACK = False
     assert webhooks.address_refusal(ip_address(address)) is not None

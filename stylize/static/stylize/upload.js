@@ -51,6 +51,14 @@
       { name: file.name, size: megabytes(file.size) }, true);
   }
 
+  // Photos most browsers cannot show, which the server reads all the same.
+  var NOT_SHOWN = /\.(heic|heif|avif)$/i;
+
+  // previews.js paints a photo that passed these checks in every style.
+  function photoReady(file) {
+    form.dispatchEvent(new CustomEvent("prisma:photo-ready", { detail: { file: file } }));
+  }
+
   function checkFile() {
     var file = input.files && input.files[0];
     var problem = file ? problemWith(file) : "";
@@ -58,6 +66,8 @@
     input.setAttribute("aria-invalid", problem ? "true" : "false");
     check.textContent = problem || (file ? ready(file) : "");
     check.className = "check" + (problem ? " bad" : "");
+    var kept = document.getElementById("kept-photo");
+    if (kept && file) kept.hidden = true;
     if (file && !problem && window.URL) {
       // Most browsers cannot show a HEIC photo: then there is no preview, and the job
       // page shows the photo once it has been read.
@@ -65,7 +75,9 @@
         preview.hidden = true;
         check.textContent = ready(file) + " " +
           gettext("This browser cannot preview it; it is shown once uploaded.");
+        if (NOT_SHOWN.test(file.name || "") || /hei[cf]|avif/.test(file.type)) photoReady(file);
       };
+      preview.onload = function () { photoReady(file); };
       preview.src = URL.createObjectURL(file);
       preview.hidden = false;
     } else {
@@ -96,7 +108,10 @@
   });
 
   form.addEventListener("submit", function (event) {
-    var problem = problemWith(input.files && input.files[0]);
+    var file = input.files && input.files[0];
+    var previewed = form.querySelector("input[name=preview]");
+    // A photo kept from before (its preview) needs no new one.
+    var problem = !file && previewed && previewed.value ? "" : problemWith(file);
     if (problem) {
       event.preventDefault();
       input.setCustomValidity(problem);
