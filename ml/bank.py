@@ -10,7 +10,11 @@ and ``offset``.
 - :func:`grow` adds empty slots (a new style joins a trained bank);
 - :func:`freeze_all_but_style_norms` leaves only the per-style rows trainable;
 - :func:`splice_slot` takes one slot from a fine-tuned copy and everything else from
-  the original, so the other slots' outputs stay bit-identical.
+  the original, so the other slots' outputs stay bit-identical;
+- :func:`slot_params` reads one slot as a ``style_params`` row (a style that lives
+  outside the bank, a user's own: docs/design/own-styles.md), :func:`params_mix` builds
+  a job's weights and row share for such a style, and :func:`shared_digest` names the
+  shared weights, so a row learnt on one version is known to fit another.
 
 Importing this module does not import Keras (the web process and a job's set-up need
 only :func:`mix_weights`); the functions that take a network import it themselves.
@@ -18,6 +22,7 @@ only :func:`mix_weights`); the functions that take a network import it themselve
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,6 +36,9 @@ __all__ = [
     "grow",
     "mix_weights",
     "one_hot",
+    "params_mix",
+    "shared_digest",
+    "slot_params",
     "splice_slot",
     "style_norms",
 ]
@@ -129,3 +137,56 @@ def splice_slot(original_weights: list[np.ndarray], tuned_net, slot: int) -> lis
             value[slot] = np.asarray(variable.numpy(), dtype=value.dtype)[slot]
         spliced.append(value)
     return spliced
+
+
+def params_mix(num_styles: int, *, strength: float = 1.0, blend_slot: int | None = None,
+               blend: float = 0.0) -> tuple[np.ndarray, float]:
+    """How a style given as a ``style_params`` row is painted at ``strength``, mixed with
+    slot ``blend_slot`` at share ``blend``: ``(style_weights, share)``, the weights
+    ``(num_styles,)`` float32 holding the identity slot's ``1 - strength`` and the other
+    style's ``strength * blend``, and ``share`` (``strength * (1 - blend)``) the factor
+    of the row itself. Weights and share sum to 1, as :func:`mix_weights`' do."""
+    if num_styles < 2:
+        raise ValueError(f"a bank has the identity slot and at least one style, not {num_styles}")
+    if not 0.0 <= strength <= 1.0 or not 0.0 <= blend <= 1.0:  # NaN fails too
+        raise ValueError(f"strength and blend must be within [0, 1], got {strength}, {blend}")
+    if blend and blend_slot is None:
+        raise ValueError("a blend needs a second slot")
+    if blend_slot is not None and not IDENTITY_SLOT < blend_slot < num_styles:
+        raise ValueError(f"style slots are 1..{num_styles - 1}, got {blend_slot}")
+    weights = np.zeros(num_styles, dtype=np.float32)
+    weights[IDENTITY_SLOT] = 1.0 - strength
+    if blend_slot is not None:
+        weights[blend_slot] += strength * blend
+    return weights, float(strength * (1.0 - blend))
+
+
+def slot_params(net, slot: int) -> np.ndarray:
+    """Slot ``slot`` of bank ``net`` as one ``style_params`` row (float32
+    ``(net.style_params_size,)``): every norm's scale then offset, in the order of
+    ``net.style_norm_layers()``. ``net(x, style_params=row)`` paints what the one-hot
+    weights of the slot paint."""
+    _check_bank(net)
+    if not 0 <= slot < net.num_styles:
+        raise ValueError(f"the bank has slots 0..{net.num_styles - 1}, not {slot}")
+    parts = []
+    for norm in net.style_norm_layers():
+        scale, offset = (np.asarray(w.numpy(), np.float32) for w in (norm.scale, norm.offset))
+        parts += [scale[slot], offset[slot]]
+    return np.concatenate(parts)
+
+
+def shared_digest(net) -> str:
+    """A SHA-256 (hex) of every weight of bank ``net`` but its per-style rows: equal for
+    two versions whose shared convolutions are the same, so a row learnt on one paints
+    the same on the other (a slot fine-tune keeps it; a joint retrain changes it)."""
+    _check_bank(net)
+    norm_paths = {variable.path for layer in style_norms(net) for variable in layer.weights}
+    digest = hashlib.sha256()
+    for variable in net.weights:
+        if variable.path in norm_paths:
+            continue
+        value = np.ascontiguousarray(np.asarray(variable.numpy(), np.float32))
+        digest.update(str(value.shape).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()

@@ -9,10 +9,19 @@ SavedModel signature ``serving_default`` (the gRPC client relies on these names)
 - output ``stylized``: uint8 ``[batch, height, width, 3]``, RGB, same size
   (the network's [0, 255] floats rounded and clipped inside the signature).
 
-A bank's version folder also holds ``slots.json`` (``{"num_styles": S, "slots":
-[{"slot": 0, ...}, ...]}``: which style each slot paints, its painting and how it
-was trained) and ``transform_net.keras`` (the Keras model, so a later run can
-fine-tune one slot of exactly this version). Serving ignores both.
+A bank also has a second signature, ``style_params`` (:data:`PARAMS_SIGNATURE_NAME`),
+for a style that is no slot of it (a user's own, docs/design/own-styles.md): inputs
+``images``, ``style_weights`` float32 ``[batch, S]`` and ``style_params`` float32
+``[batch, P]`` (P = ``TransformNet.style_params_size``: every norm's scale and offset,
+one row per image), added to the slots' mix (``style_weights`` all zero: the row alone);
+output ``stylized`` as above. ``serving_default`` is unchanged by it.
+
+A bank's version folder also holds ``slots.json`` (``{"num_styles": S,
+"style_params_size": P, "shared_digest": ..., "slots": [{"slot": 0, ...}, ...]}``:
+which style each slot paints, its painting and how it was trained, and a digest of the
+shared weights, ``ml.bank.shared_digest``) and ``transform_net.keras`` (the Keras
+model, so a later run can fine-tune one slot of exactly this version). Serving ignores
+both.
 
 Versions live in ``<base_dir>/<integer>/`` as TF Serving expects; a new
 version is written to a hidden temporary folder and renamed into place, so
@@ -34,6 +43,9 @@ import numpy as np
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "images"
 WEIGHTS_INPUT_NAME = "style_weights"
+#: A bank's second signature, and its input: an explicit row of every norm's maps.
+PARAMS_SIGNATURE_NAME = "style_params"
+PARAMS_INPUT_NAME = "style_params"
 OUTPUT_NAME = "stylized"
 SLOTS_FILE = "slots.json"
 BANK_MODEL_FILE = "transform_net.keras"
@@ -78,10 +90,14 @@ def export_savedmodel(model, base_dir, *, slots: list[dict] | None = None,
     try:
         build_export_archive(model).write_out(str(staging / "model"), verbose=False)
         if num_styles > 1:
+            from ml.bank import shared_digest
+
             model.save(staging / "model" / BANK_MODEL_FILE)
             described = [{**slot, "slot": index} for index, slot in enumerate(slots)]
-            (staging / "model" / SLOTS_FILE).write_text(
-                json.dumps({"num_styles": num_styles, "slots": described}, indent=2, default=str))
+            (staging / "model" / SLOTS_FILE).write_text(json.dumps({
+                "num_styles": num_styles, "style_params_size": model.style_params_size,
+                "shared_digest": shared_digest(model), "slots": described,
+            }, indent=2, default=str))
         for _ in range(attempts):
             version = next_version(base_dir)
             target = base_dir / str(version)
@@ -97,7 +113,8 @@ def export_savedmodel(model, base_dir, *, slots: list[dict] | None = None,
 
 
 def build_export_archive(model):
-    """A ``keras.export.ExportArchive`` with the uint8 ``serving_default`` signature."""
+    """A ``keras.export.ExportArchive`` with the uint8 ``serving_default`` signature
+    (and, for a bank, the ``style_params`` one)."""
     import keras
     import tensorflow as tf
 
@@ -121,6 +138,15 @@ def build_export_archive(model):
 
         signature = [images_spec,
                      tf.TensorSpec([None, num_styles], tf.float32, name=WEIGHTS_INPUT_NAME)]
+
+        def serve_params(images, style_weights, style_params):
+            return to_uint8(model(tf.cast(images, tf.float32), style_weights,
+                                  style_params=style_params, training=False))
+
+        archive.add_endpoint(
+            name=PARAMS_SIGNATURE_NAME, fn=serve_params,
+            input_signature=[*signature, tf.TensorSpec(
+                [None, model.style_params_size], tf.float32, name=PARAMS_INPUT_NAME)])
     archive.add_endpoint(name=SIGNATURE_NAME, fn=serve, input_signature=signature)
     return archive
 
@@ -134,13 +160,21 @@ def read_slots(version_dir) -> dict | None:
 def load_savedmodel_fn(path) -> Callable[..., np.ndarray]:
     """``stylize(images, style_weights=None)`` over an exported version folder: a numpy
     uint8 batch (and for a bank float32 ``[batch, S]`` weights, or one ``[S]`` row for
-    every image) -> uint8 batch. ``stylize.num_styles`` is S (1: single style)."""
+    every image) -> uint8 batch. ``stylize.num_styles`` is S (1: single style).
+
+    A bank exported with the ``style_params`` signature also gives
+    ``stylize.with_params(images, style_weights, style_params)`` (weights ``[batch, S]``
+    or one ``[S]`` row, params ``[batch, P]`` or one ``[P]`` row) and
+    ``stylize.params_size`` P; otherwise ``with_params`` is None and ``params_size`` 0."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
     signature = loaded.signatures[SIGNATURE_NAME]
     weights_spec = signature.structured_input_signature[1].get(WEIGHTS_INPUT_NAME)
     num_styles = 1 if weights_spec is None else int(weights_spec.shape[-1])
+    params_signature = loaded.signatures.get(PARAMS_SIGNATURE_NAME)
+    params_size = 0 if params_signature is None else int(
+        params_signature.structured_input_signature[1][PARAMS_INPUT_NAME].shape[-1])
 
     def stylize(images: np.ndarray, style_weights: np.ndarray | None = None) -> np.ndarray:
         images = np.asarray(images, dtype=np.uint8)
@@ -156,20 +190,37 @@ def load_savedmodel_fn(path) -> Callable[..., np.ndarray]:
             raise ValueError(f"{path} is a single-style model: it takes no style_weights")
         return signature(**inputs)[OUTPUT_NAME].numpy()
 
+    def with_params(images: np.ndarray, style_weights: np.ndarray,
+                    style_params: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, dtype=np.uint8)
+        if images.ndim == 3:
+            images = images[None]
+        return params_signature(**{
+            INPUT_NAME: tf.constant(images),
+            WEIGHTS_INPUT_NAME: tf.constant(batch_weights(style_weights, len(images),
+                                                          num_styles)),
+            PARAMS_INPUT_NAME: tf.constant(batch_weights(style_params, len(images),
+                                                         params_size, name="style_params")),
+        })[OUTPUT_NAME].numpy()
+
     stylize.num_styles = num_styles
+    stylize.params_size = params_size
+    stylize.with_params = with_params if params_signature is not None else None
 
     stylize.saved_model = loaded  # keeps the loaded graph alive with the function
     return stylize
 
 
-def batch_weights(style_weights, batch: int, num_styles: int) -> np.ndarray:
-    """float32 ``[batch, S]`` from one ``[S]`` row or a ``[batch, S]`` array."""
+def batch_weights(style_weights, batch: int, num_styles: int,
+                  name: str = "style_weights") -> np.ndarray:
+    """float32 ``[batch, S]`` from one ``[S]`` row or a ``[batch, S]`` array (also
+    the ``[batch, P]`` rows of ``style_params``, ``name`` saying which)."""
     weights = np.asarray(style_weights, dtype=np.float32)
     if weights.ndim == 1:
         weights = np.broadcast_to(weights, (batch, len(weights)))
     if weights.shape != (batch, num_styles) or not np.isfinite(weights).all():
         raise ValueError(
-            f"style_weights must be finite numbers of shape ({batch}, {num_styles}), "
+            f"{name} must be finite numbers of shape ({batch}, {num_styles}), "
             f"got shape {weights.shape}")
     return np.ascontiguousarray(weights)
 

@@ -259,6 +259,17 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
     between styles; with ``num_styles=1`` and weights 1 it is
     :class:`InstanceNormalization`.
 
+    ``style_params`` ``(batch, 2 * channels)`` give each image an explicit map instead
+    (a style that is no slot of the layer: ``[:, :channels]`` is its scale,
+    ``[:, channels:]`` its offset). Given with ``style_weights`` the two add up::
+
+        scale = w @ scale_slots + params[:, :C],  offset = w @ offset_slots + params[:, C:]
+
+    so a share of an explicit map mixes with shares of the slots (strength towards the
+    identity slot, a blend with another style). Without ``style_params`` the layer
+    computes exactly what it did before they existed. At least one of the two must be
+    given.
+
     Args:
         num_styles: how many styles (slots) the layer keeps maps for.
         epsilon: added to the variance.
@@ -269,7 +280,12 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
         self.num_styles = _positive_int("num_styles", num_styles)
         self.epsilon = _positive_epsilon(epsilon)
 
-    def build(self, inputs_shape, style_weights_shape=None):
+    @property
+    def params_size(self) -> int:
+        """Length of one image's ``style_params`` row: a scale and an offset per channel."""
+        return 2 * int(self.scale.shape[-1])
+
+    def build(self, inputs_shape, style_weights_shape=None, style_params_shape=None):
         _check_rank4(self, inputs_shape)
         allowed_styles = (None, self.num_styles)
         if style_weights_shape is not None and style_weights_shape[-1] not in allowed_styles:
@@ -278,18 +294,43 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
                 f"style_weights of shape (batch, {self.num_styles}). "
                 f"Received shape: {tuple(style_weights_shape)}"
             )
+        self._check_params_shape(inputs_shape[-1], style_params_shape)
         shape = (self.num_styles, inputs_shape[-1])
         self.scale = self.add_weight(name="scale", shape=shape, initializer="ones")
         self.offset = self.add_weight(name="offset", shape=shape, initializer="zeros")
 
-    def call(self, inputs, style_weights):
-        weights = ops.cast(style_weights, self.compute_dtype)
-        # (batch, styles) @ (styles, channels) -> (batch, 1, 1, channels)
-        scale = ops.matmul(weights, ops.cast(self.scale, self.compute_dtype))[:, None, None, :]
-        offset = ops.matmul(weights, ops.cast(self.offset, self.compute_dtype))[:, None, None, :]
-        return _instance_normalize(inputs, scale, offset, self.epsilon)
+    def _check_params_shape(self, channels, style_params_shape):
+        if style_params_shape is None:
+            return
+        if len(style_params_shape) != 2 or style_params_shape[-1] not in (None, 2 * channels):
+            raise ValueError(
+                f"ConditionalInstanceNormalization over {channels} channels needs "
+                f"style_params of shape (batch, {2 * channels}). "
+                f"Received shape: {tuple(style_params_shape)}"
+            )
 
-    def compute_output_shape(self, inputs_shape, style_weights_shape=None):
+    def call(self, inputs, style_weights=None, style_params=None):
+        if style_weights is None and style_params is None:
+            raise ValueError("ConditionalInstanceNormalization needs style_weights, "
+                             "style_params or both.")
+        channels = self.scale.shape[-1]
+        scale = offset = None
+        if style_weights is not None:
+            weights = ops.cast(style_weights, self.compute_dtype)
+            # (batch, styles) @ (styles, channels) -> (batch, 1, 1, channels)
+            scale = ops.matmul(weights, ops.cast(self.scale, self.compute_dtype))
+            offset = ops.matmul(weights, ops.cast(self.offset, self.compute_dtype))
+        if style_params is not None:
+            self._check_params_shape(channels, tuple(style_params.shape))
+            params = ops.cast(style_params, self.compute_dtype)
+            own_scale, own_offset = params[:, :channels], params[:, channels:]
+            scale = own_scale if scale is None else scale + own_scale
+            offset = own_offset if offset is None else offset + own_offset
+        return _instance_normalize(inputs, scale[:, None, None, :], offset[:, None, None, :],
+                                   self.epsilon)
+
+    def compute_output_shape(self, inputs_shape, style_weights_shape=None,
+                             style_params_shape=None):
         return tuple(inputs_shape)
 
     def get_config(self):
@@ -305,10 +346,13 @@ def instance_norm(num_styles, epsilon, name):
     return ConditionalInstanceNormalization(num_styles, epsilon, name=name)
 
 
-def apply_norm(norm, x, style_weights):
-    """Call a norm made by :func:`instance_norm` (the plain one takes no weights)."""
+def apply_norm(norm, x, style_weights, style_params=None):
+    """Call a norm made by :func:`instance_norm` (the plain one takes no weights);
+    ``style_params`` is that norm's own slice of an explicit row, or None."""
     if isinstance(norm, ConditionalInstanceNormalization):
-        return norm(x, style_weights)
+        if style_params is None:
+            return norm(x, style_weights)
+        return norm(x, style_weights, style_params=style_params)
     return norm(x)
 
 
@@ -326,7 +370,9 @@ class ResidualBlock(keras.layers.Layer):
         epsilon: epsilon of both instance normalisations.
         num_styles: above 1, both normalisations are
             :class:`ConditionalInstanceNormalization` and the block is called
-            with ``style_weights`` ``(batch, num_styles)`` as second argument.
+            with ``style_weights`` ``(batch, num_styles)`` as second argument, and
+            ``style_params`` ``(batch, 4 * filters)`` (the two norms' explicit rows,
+            ``norm1``'s first) as a keyword instead of or beside them.
     """
 
     def __init__(self, filters, kernel_size=3, epsilon=1e-5, num_styles=1, **kwargs):
@@ -340,7 +386,12 @@ class ResidualBlock(keras.layers.Layer):
         self.conv2 = ReflectionConv2D(self.filters, self.kernel_size, name="conv2")
         self.norm2 = instance_norm(self.num_styles, self.epsilon, "norm2")
 
-    def build(self, inputs_shape, style_weights_shape=None):
+    @property
+    def params_size(self) -> int:
+        """Length of the block's ``style_params`` row (0 for a single-style block)."""
+        return 0 if self.num_styles == 1 else 4 * self.filters
+
+    def build(self, inputs_shape, style_weights_shape=None, style_params_shape=None):
         _check_rank4(self, inputs_shape)
         if inputs_shape[-1] != self.filters:
             raise ValueError(
@@ -354,13 +405,18 @@ class ResidualBlock(keras.layers.Layer):
         self.conv2.build(shape)
         self.norm2.build(shape)
 
-    def call(self, inputs, style_weights=None):
+    def call(self, inputs, style_weights=None, style_params=None):
+        first = second = None
+        if style_params is not None:
+            half = 2 * self.filters
+            first, second = style_params[:, :half], style_params[:, half:]
         x = self.conv1(inputs)
-        x = ops.relu(apply_norm(self.norm1, x, style_weights))
-        x = apply_norm(self.norm2, self.conv2(x), style_weights)
+        x = ops.relu(apply_norm(self.norm1, x, style_weights, first))
+        x = apply_norm(self.norm2, self.conv2(x), style_weights, second)
         return inputs + x
 
-    def compute_output_shape(self, inputs_shape, style_weights_shape=None):
+    def compute_output_shape(self, inputs_shape, style_weights_shape=None,
+                             style_params_shape=None):
         return tuple(inputs_shape)
 
     def get_config(self):

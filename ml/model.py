@@ -14,8 +14,11 @@ conditional (one scale and offset per style, Dumoulin et al. 2017) and the net i
 called with ``style_weights`` ``(batch, S)`` that mix them; all convolutions are
 shared. Slot 0 of a bank is trained as the identity (the photo itself), so
 weights ``(1 - s) * onehot(0) + s * onehot(k)`` give style ``k`` at strength
-``s``. ``num_styles=1`` is the plain single-style network, called with images
-only.
+``s``. A bank also takes ``style_params`` ``(batch, style_params_size)``: every
+conditional norm's scale and offset given explicitly, one row per image (a style
+that is no slot of the bank, e.g. a user's own: docs/design/own-styles.md), added to
+the slots' mix when ``style_weights`` come too. ``num_styles=1`` is the plain
+single-style network, called with images only.
 
 Inputs are float32 NHWC RGB images in [0, 255] of any height and width. The
 two stride-2 convolutions need sizes that are multiples of 4 to come back to
@@ -65,12 +68,16 @@ class TransformNet(keras.Model):
         num_styles: styles (slots) of a bank; 1 is a single-style network.
 
     Call it on a float tensor ``(batch, height, width, 3)`` with RGB values in
-    [0, 255] (and, for a bank, ``style_weights`` ``(batch, num_styles)``); it
-    returns a tensor of the same shape with values in [0, 255].
+    [0, 255] (and, for a bank, ``style_weights`` ``(batch, num_styles)``, or
+    ``style_params`` ``(batch, style_params_size)``, or both: see
+    :class:`ml.layers.ConditionalInstanceNormalization`); it returns a tensor of the
+    same shape with values in [0, 255]. ``style_params`` is laid out norm by norm in
+    the order of :meth:`style_norm_layers`, each norm's scale then its offset.
 
     Raises ``ValueError`` for a bad argument above, for inputs that are not
-    ``(batch, height, width, 3)``, and when ``style_weights`` are given to a
-    single-style network or missing for a bank.
+    ``(batch, height, width, 3)``, when ``style_weights`` or ``style_params`` are given
+    to a single-style network, when a bank gets neither, and for a ``style_params`` row
+    of the wrong length.
     """
 
     def __init__(
@@ -129,7 +136,7 @@ class TransformNet(keras.Model):
         self.norm_up2 = norm("norm_up2")
         self.conv_out = ReflectionConv2D(3, output_kernel_size, name="conv_out")
 
-    def build(self, inputs_shape, style_weights_shape=None):
+    def build(self, inputs_shape, style_weights_shape=None, style_params_shape=None):
         input_shape = tuple(inputs_shape)
         if len(input_shape) != 4 or input_shape[-1] != 3:
             raise ValueError(
@@ -154,15 +161,52 @@ class TransformNet(keras.Model):
         self.conv_out.build((batch, None, None, f1))
         self.built = True
 
-    def call(self, inputs, style_weights=None):
-        if self.num_styles > 1 and style_weights is None:
+    def style_norm_layers(self) -> list:
+        """The network's normalisations in the order they run (and in which a
+        ``style_params`` row lays out their scale and offset)."""
+        blocks = [norm for block in self.residual_blocks for norm in (block.norm1, block.norm2)]
+        return [self.norm_in, self.norm_down1, self.norm_down2, *blocks, self.norm_up1,
+                self.norm_up2]
+
+    @property
+    def style_params_size(self) -> int:
+        """Length of one image's ``style_params`` row (0 for a single-style network)."""
+        if self.num_styles == 1:
+            return 0
+        f1, f2, f3 = self.filters
+        return 2 * (2 * f1 + 2 * f2 + f3 * (1 + 2 * self.num_residual_blocks))
+
+    def _split_params(self, style_params):
+        """``style_params`` cut into (first norms, one row per residual block, last norms)."""
+        f1, f2, f3 = self.filters
+        sizes = [2 * f1, 2 * f2, 2 * f3, *[4 * f3] * self.num_residual_blocks, 2 * f2, 2 * f1]
+        parts, start = [], 0
+        for size in sizes:
+            parts.append(style_params[:, start:start + size])
+            start += size
+        return parts
+
+    def call(self, inputs, style_weights=None, style_params=None):
+        if self.num_styles > 1 and style_weights is None and style_params is None:
             raise ValueError(
                 f"This TransformNet is a bank of {self.num_styles} styles: call it with "
-                "images and style_weights of shape (batch, num_styles)."
+                "images and style_weights of shape (batch, num_styles), or style_params of "
+                f"shape (batch, {self.style_params_size})."
             )
-        if self.num_styles == 1 and style_weights is not None:
-            raise ValueError("A single-style TransformNet takes no style_weights.")
+        if self.num_styles == 1 and (style_weights is not None or style_params is not None):
+            raise ValueError("A single-style TransformNet takes no style_weights or "
+                             "style_params.")
         w = style_weights
+        if style_params is not None:
+            if len(style_params.shape) != 2 or style_params.shape[-1] not in (
+                    None, self.style_params_size):
+                raise ValueError(
+                    f"style_params must have shape (batch, {self.style_params_size}). "
+                    f"Received shape: {tuple(style_params.shape)}")
+            p_in, p_down1, p_down2, *p_blocks, p_up1, p_up2 = self._split_params(style_params)
+        else:
+            p_in = p_down1 = p_down2 = p_up1 = p_up2 = None
+            p_blocks = [None] * self.num_residual_blocks
         x = ops.cast(inputs, self.compute_dtype)
         shape = ops.shape(x)
         height, width = shape[1], shape[2]
@@ -171,18 +215,19 @@ class TransformNet(keras.Model):
         x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
 
         x = x / 127.5 - 1.0  # [0, 255] -> [-1, 1]
-        x = ops.relu(apply_norm(self.norm_in, self.conv_in(x), w))
-        x = ops.relu(apply_norm(self.norm_down1, self.down1(x), w))
-        x = ops.relu(apply_norm(self.norm_down2, self.down2(x), w))
-        for block in self.residual_blocks:
-            x = block(x, w)
-        x = ops.relu(apply_norm(self.norm_up1, self.up1(x), w))
-        x = ops.relu(apply_norm(self.norm_up2, self.up2(x), w))
+        x = ops.relu(apply_norm(self.norm_in, self.conv_in(x), w, p_in))
+        x = ops.relu(apply_norm(self.norm_down1, self.down1(x), w, p_down1))
+        x = ops.relu(apply_norm(self.norm_down2, self.down2(x), w, p_down2))
+        for block, params in zip(self.residual_blocks, p_blocks):
+            x = block(x, w) if params is None else block(x, w, style_params=params)
+        x = ops.relu(apply_norm(self.norm_up1, self.up1(x), w, p_up1))
+        x = ops.relu(apply_norm(self.norm_up2, self.up2(x), w, p_up2))
         x = self.conv_out(x)
         x = (ops.tanh(x) + 1.0) * 127.5
         return x[:, :height, :width, :]
 
-    def compute_output_shape(self, inputs_shape, style_weights_shape=None):
+    def compute_output_shape(self, inputs_shape, style_weights_shape=None,
+                             style_params_shape=None):
         return tuple(inputs_shape)
 
     @property

@@ -381,6 +381,9 @@ STYLIZE_WORKERS = {
     "large": ["--concurrency", "1", "--queues", "large"],
 }
 TRAINING_QUEUE = "training"
+#: Users' own styles (settings.OWN_STYLE_QUEUE) are learnt by a worker of their own: staff
+#: training and photo jobs never wait for them (docs/design/own-styles.md).
+OWN_STYLE_QUEUE = "own-styles"
 #: The previews worker (settings.PREVIEW_QUEUE): a photo painted small in every style
 #: before any job, never behind a job (docs/design/previews.md). Consuming only this
 #: queue, it loads every offered style's model as it starts (prisma_site/celery.py).
@@ -389,8 +392,8 @@ PREVIEW_WORKER = ["--concurrency", "1", "--queues", "previews"]
 
 def worker_commands(*, port: int, workers: int, var_dir: Path) -> list[tuple[str, list[str]]]:
     """(name, command) of each Celery worker ``run`` starts: small jobs (``workers``
-    processes, with beat), large jobs (one process), previews (one process) and
-    training (one process)."""
+    processes, with beat), large jobs (one process), previews (one process), training
+    (one process) and users' own styles (one process)."""
     celery_worker = [PYTHON, "-m", "celery", "-A", "prisma_site", "worker",
                      "--loglevel", "INFO"]
     small = list(STYLIZE_WORKERS["small"])
@@ -405,6 +408,8 @@ def worker_commands(*, port: int, workers: int, var_dir: Path) -> list[tuple[str
                              "--hostname", f"prisma-previews-{port}@%h"]),
         ("trainer", [*celery_worker, "--concurrency", "1", "--queues", TRAINING_QUEUE,
                      "--hostname", f"prisma-trainer-{port}@%h"]),
+        ("trainer-own-styles", [*celery_worker, "--concurrency", "1", "--queues",
+                                OWN_STYLE_QUEUE, "--hostname", f"prisma-own-styles-{port}@%h"]),
     ]
 
 

@@ -334,6 +334,30 @@ TRAINING_OVERRIDES = {name: value for name, value in _TRAINING_ENV.items() if va
 # While that bank has no live version, new styles get a single-style network.
 DEFAULT_BANK = env("DEFAULT_BANK", default="paintings")
 
+# --- A user's own style (stylize.services.own_styles, docs/design/own-styles.md) -------
+# A signed-in user's painting, learnt as one new row of DEFAULT_BANK's live version
+# (γ and β only, every shared weight frozen) on a queue and worker of their own, so
+# neither photo jobs nor staff training ever wait for it. At most
+# OWN_STYLE_MAX_IN_FLIGHT_PER_USER of a user's styles queued or learning at once, at most
+# OWN_STYLE_DAILY_LIMIT made in 24 hours (0: no limit). A run trains for at most
+# OWN_STYLE_MAX_SECONDS (then keeps what it learnt), the task is stopped at
+# OWN_STYLE_TIME_LIMIT. Paintings shorter than OWN_STYLE_MIN_SIDE px are refused.
+OWN_STYLE_QUEUE = "own-styles"
+CELERY_TASK_ROUTES["stylize.tasks.own_style_learn"] = {"queue": OWN_STYLE_QUEUE}
+OWN_STYLE_MAX_IN_FLIGHT_PER_USER = env.int("OWN_STYLE_MAX_IN_FLIGHT_PER_USER", default=1)
+OWN_STYLE_DAILY_LIMIT = env.int("OWN_STYLE_DAILY_LIMIT", default=3)
+OWN_STYLE_MAX_SECONDS = env.float("OWN_STYLE_MAX_SECONDS", default=540.0)
+OWN_STYLE_TIME_LIMIT = env.int("OWN_STYLE_TIME_LIMIT", default=900)
+OWN_STYLE_MIN_SIDE = env.int("OWN_STYLE_MIN_SIDE", default=256)
+# The run's TrainConfig over TRAINING_OVERRIDES (its photos and loss weights): steps, crop
+# size and batch (bench/own_styles.py measures them against the 10-minute budget).
+_OWN_STYLE_ENV = {
+    "steps": env.int("OWN_STYLE_STEPS", default=600),
+    "size": env.int("OWN_STYLE_SIZE", default=256),
+    "batch": env.int("OWN_STYLE_BATCH", default=4),
+}
+OWN_STYLE_OVERRIDES = {name: value for name, value in _OWN_STYLE_ENV.items() if value is not None}
+
 # --- Model backend -------------------------------------------------------------------
 
 SERVING_DIR = Path(env("SERVING_DIR", default=str(BASE_DIR / "serving")))

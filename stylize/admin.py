@@ -131,6 +131,17 @@ class StyleAdmin(admin.ModelAdmin):
     readonly_fields = ["bank_index", "bank_slots", "created_at", "updated_at", *REVIEW_FIELDS,
                        *TRAINING_FIELDS]
 
+    def get_queryset(self, request):
+        # Users' own styles are theirs alone (docs/design/own-styles.md): not staff's to
+        # list, edit, retrain or publish.
+        return super().get_queryset(request).filter(owner__isnull=True)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if "painting" in form.base_fields:  # blank only for own styles, never staff's
+            form.base_fields["painting"].required = True
+        return form
+
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         if obj is not None and obj.in_bank:

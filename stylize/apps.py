@@ -24,3 +24,12 @@ class StylizeConfig(AppConfig):
         for model in ("Preview", "PreviewImage"):
             post_delete.connect(signals.preview_files_delete, sender=f"stylize.{model}",
                                 dispatch_uid=f"stylize.{model}_files_delete")
+        # A user's own style: its private painting and sample go with its row (the owner's
+        # account deleted, the sweep), once that is committed.
+        post_delete.connect(signals.own_style_files_delete, sender="stylize.Style",
+                            dispatch_uid="stylize.own_style_files_delete")
+        # A bank's new live version: users' own styles of it follow (services.events).
+        from .services import events
+
+        events.bank_went_live.connect(signals.bank_went_live_follow,
+                                      dispatch_uid="stylize.bank_went_live_follow")

@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .imaging import STROKE_WORKING_SIDES
 from .models import DEFAULT_MAX_SIDE, DEFAULT_STROKE, Preview, Profile, Stroke
-from .selectors import style_list_mixable, style_list_offered
+from .selectors import style_list_mixable, style_list_offered, style_list_usable
 from .services.accounts import confirmation_resend
 from .services.jobs import DEFAULT_BLEND, job_mix_clean
 from .validators import (
@@ -140,6 +140,8 @@ class UploadForm(forms.Form):
 
     ``previews``: the asker's previews (``selectors.preview_list_for``); a ``preview``
     outside them (someone else's, or expired) is refused with a readable error.
+    ``user``: who asks; the styles offered are ``selectors.style_list_usable(user)`` (their
+    own learnt styles among them).
     """
 
     image = forms.FileField(
@@ -193,13 +195,13 @@ class UploadForm(forms.Form):
     # Set by previews.js once the photo's preview exists: the job uses its photo.
     preview = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args, previews=None, **kwargs):
+    def __init__(self, *args, previews=None, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.previews = previews
         # A fresh queryset per form, so a style made ready a moment ago is offered.
-        self.fields["style"].queryset = style_list_offered()
+        self.fields["style"].queryset = style_list_usable(user)
         self.fields["image"].widget.attrs["data-max-bytes"] = upload_max_bytes()
-        self.mixable_styles = style_list_mixable()
+        self.mixable_styles = style_list_mixable(user)
         self.allowed_names = ALLOWED_NAMES  # what upload.js names in its messages
 
     def clean_preview(self):
@@ -258,10 +260,10 @@ class JobAgainForm(forms.Form):
         widget=forms.NumberInput(attrs={"type": "range", "step": "0.05", "min": "0", "max": "1"}),
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["style"].queryset = style_list_offered()
-        self.mixable_styles = style_list_mixable()
+        self.fields["style"].queryset = style_list_usable(user)
+        self.mixable_styles = style_list_mixable(user)
 
     def clean(self):
         cleaned = super().clean()
@@ -278,3 +280,24 @@ class JobAgainForm(forms.Form):
             return cleaned
         cleaned.update(blend_with=mix.blend_with, blend=mix.blend)
         return cleaned
+
+
+class OwnStyleForm(forms.Form):
+    """A painting of the person's own to learn as a style, and its name (checked by
+    ``services.own_styles.own_style_create``, as in the API)."""
+
+    name = forms.CharField(
+        label=_("Name"), max_length=100,
+        help_text=_("What you will see it called on the upload page."),
+        widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    painting = forms.FileField(
+        label=_("Your painting"),
+        validators=[validate_photo_upload],  # the photos' own limits and formats
+        help_text=format_lazy(_("{formats}. A painting, a drawing, a poster: its colours and "
+                                "brush strokes become the style."), formats=ALLOWED_NAMES),
+        widget=forms.FileInput(attrs={"accept": UPLOAD_ACCEPT, "class": "file-input"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["painting"].widget.attrs["data-max-bytes"] = upload_max_bytes()

@@ -17,8 +17,37 @@ MAX_MAX_SIDE = 4096
 DEFAULT_MAX_SIDE = 1024
 
 
+def private_storage():
+    """Where users' photos and results live: ``STORAGES["private"]``, which no URL
+    route serves (files are read through the owner-checked views and API only)."""
+    return storages["private"]
+
+
+def _random_name(folder: str, filename: str) -> str:
+    """``<folder>/<32 random hex digits>.<ext>``: nothing of the uploader's own name,
+    nothing a stranger could guess."""
+    suffix = Path(filename).suffix.lower()
+    if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
+        suffix = ""
+    return f"{folder}/{uuid.uuid4().hex}{suffix}"
+
+
+def own_style_file_name(instance, filename: str) -> str:
+    """``own-styles/<random>.<ext>``: a user's own painting and its training samples, in
+    the private storage."""
+    return _random_name("own-styles", filename)
+
+
 class Style(models.Model):
-    """An art style: its painting and the trained network that paints in it."""
+    """An art style: its painting and the trained network that paints in it.
+
+    A style with an ``owner`` is that user's own (docs/design/own-styles.md): their
+    painting (``private_painting``, in the private storage), learnt as one row of the
+    maps of ``model_name``'s bank (``style_params``) on its version ``live_version``,
+    which has ``bank_slots`` slots. It is never public, never published and no slot of
+    the bank: only its owner's pages, API calls and jobs use it
+    (``selectors.style_list_usable``).
+    """
 
     class Status(models.TextChoices):
         DRAFT = "draft", _("Draft (no trained model)")
@@ -26,7 +55,8 @@ class Style(models.Model):
         READY = "ready", _("Ready")
         FAILED = "failed", _("Training failed")
 
-    name = models.CharField(max_length=100, unique=True)
+    # Unique among the staff's styles; a user's own names need only differ from each other.
+    name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     # What Chinese readers see instead (local_name, local_description); empty: the English.
@@ -35,7 +65,8 @@ class Style(models.Model):
     description_zh = models.TextField("description (Chinese)", blank=True,
                                       help_text="Shown to readers of the Chinese pages; empty: "
                                       "the description.")
-    painting = models.ImageField("painting", upload_to="styles/paintings/")
+    # Empty for a user's own style, whose painting is private (private_painting).
+    painting = models.ImageField("painting", upload_to="styles/paintings/", blank=True)
     model_name = models.SlugField(
         max_length=100,
         blank=True,
@@ -91,12 +122,54 @@ class Style(models.Model):
         null=True, blank=True, editable=False,
         help_text="When staff published the live version; empty while it is a draft.",
     )
+    # --- A user's own style (services.own_styles; docs/design/own-styles.md) -----------
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
+        related_name="own_styles", editable=False,
+        help_text="Set for a user's own style: only they see it, use it and its painting.",
+    )
+    private_painting = models.ImageField(
+        upload_to=own_style_file_name, storage=private_storage, blank=True, editable=False,
+        help_text="An own style's painting, in the private storage (no URL serves it).")
+    private_sample = models.ImageField(
+        upload_to=own_style_file_name, storage=private_storage, blank=True, editable=False,
+        help_text="The latest sample an own style's training painted, in the private storage.")
+    style_params = models.BinaryField(
+        null=True, blank=True, editable=False,
+        help_text="An own style's learnt row of the bank's maps (float32, little-endian): "
+        "what the network's style_params signature paints with.")
+    removed_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="When its owner deleted an own style that old jobs still name; the sweep "
+        "deletes the row once none does.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name"]
         constraints = [
+            models.UniqueConstraint(fields=["name"], condition=Q(owner__isnull=True),
+                                    name="style_name_unique",
+                                    violation_error_message="A style with this name exists."),
+            models.UniqueConstraint(
+                fields=["owner", "name"], condition=Q(owner__isnull=False, removed_at__isnull=True),
+                name="own_style_name_unique_per_owner",
+                violation_error_message="You already have a style with this name."),
+            models.CheckConstraint(
+                condition=Q(owner__isnull=False) | ~Q(painting=""),
+                name="style_has_a_painting",
+                violation_error_message="A style needs its painting."),
+            # A user's own style is theirs alone: never public, never published, and its
+            # painting never in the public media storage.
+            models.CheckConstraint(
+                condition=Q(owner__isnull=True)
+                | Q(is_public=False, published_at__isnull=True, painting="",
+                    bank_index__isnull=True),
+                name="own_style_is_private"),
+            models.CheckConstraint(
+                condition=Q(owner__isnull=True) | ~Q(status="ready")
+                | Q(style_params__isnull=False, bank_slots__isnull=False),
+                name="own_style_ready_has_its_row"),
             models.CheckConstraint(
                 condition=~Q(status="ready") | Q(live_version__isnull=False),
                 name="style_ready_has_live_version",
@@ -108,7 +181,7 @@ class Style(models.Model):
             models.CheckConstraint(condition=~Q(model_name=""), name="style_has_model_name"),
             models.UniqueConstraint(
                 fields=["model_name"],
-                condition=Q(bank_index__isnull=True),
+                condition=Q(bank_index__isnull=True, owner__isnull=True),
                 name="style_single_model_name_unique",
             ),
             models.UniqueConstraint(
@@ -120,7 +193,9 @@ class Style(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(bank_index__isnull=True, bank_slots__isnull=True)
-                | Q(bank_index__isnull=False, bank_slots__gt=F("bank_index")),
+                | Q(bank_index__isnull=False, bank_slots__gt=F("bank_index"))
+                # An own style paints with a version of bank_slots slots, in none of them.
+                | Q(owner__isnull=False, bank_index__isnull=True, bank_slots__gte=2),
                 name="style_bank_slots_hold_its_slot",
             ),
         ]
@@ -139,6 +214,41 @@ class Style(models.Model):
     def in_bank(self) -> bool:
         """Whether the style is one slot of a conditional network shared with others."""
         return self.bank_index is not None
+
+    @property
+    def is_own(self) -> bool:
+        """Whether this is a user's own style (``owner``), painted from its row."""
+        return self.owner_id is not None
+
+    @property
+    def bank_name(self) -> str | None:
+        """The bank network the style paints with (a slot of it, or an own style's row
+        on it), or None for a single-style network: styles of one bank mix."""
+        return self.model_name if self.in_bank or self.is_own else None
+
+    @property
+    def painting_url(self) -> str:
+        """Where a page shows the painting: the public media URL, or for an own style the
+        owner-checked page that streams it from the private storage."""
+        if self.is_own:
+            from django.urls import reverse
+
+            return reverse("stylize:own_style_painting", args=[self.slug])
+        return self.painting.url
+
+    @property
+    def own_row(self):
+        """An own style's learnt row (numpy float32 ``(P,)``), or None before it is learnt."""
+        if self.style_params is None:
+            return None
+        import numpy as np
+
+        return np.frombuffer(bytes(self.style_params), dtype="<f4").astype(np.float32)
+
+    @property
+    def stored_own_files(self) -> list:
+        """An own style's files in the private storage (what deleting it deletes)."""
+        return [f for f in (self.private_painting, self.private_sample) if f]
 
     @property
     def is_ready(self) -> bool:
@@ -165,21 +275,6 @@ class Style(models.Model):
 
 def _chinese_active() -> bool:
     return (translation.get_language() or "").lower().startswith("zh")
-
-
-def private_storage():
-    """Where users' photos and results live: ``STORAGES["private"]``, which no URL
-    route serves (files are read through the owner-checked views and API only)."""
-    return storages["private"]
-
-
-def _random_name(folder: str, filename: str) -> str:
-    """``<folder>/<32 random hex digits>.<ext>``: nothing of the uploader's own name,
-    nothing a stranger could guess."""
-    suffix = Path(filename).suffix.lower()
-    if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
-        suffix = ""
-    return f"{folder}/{uuid.uuid4().hex}{suffix}"
 
 
 def job_photo_name(job, filename: str) -> str:

@@ -15,7 +15,7 @@ saved with ``update_fields=["password"]`` and no raw password set, as
 """
 
 from .preview_sessions import session_preview_ids
-from .services import previews
+from .services import own_styles, previews
 from .services.accounts import api_token_replace
 
 PASSWORD_CHANGED = "_prisma_password_changed"
@@ -66,3 +66,18 @@ def preview_files_delete(sender, instance, **kwargs):
     was made from or the account (a cascade)."""
     files = instance.stored_files if hasattr(instance, "stored_files") else [instance.image]
     previews.preview_files_delete(files)
+
+
+def own_style_files_delete(sender, instance, **kwargs):
+    """A user's own style's private files (painting, latest sample) go once its deletion
+    is committed, however the row went (``own_styles.own_style_delete``, the sweep, or
+    the owner's account)."""
+    if instance.owner_id is not None:
+        previews.preview_files_delete(instance.stored_own_files)
+
+
+def bank_went_live_follow(sender, model_name=None, **kwargs):
+    """A bank went live at a new version (``services.events.bank_went_live``): users' own
+    styles of it move to it, or are learnt again on it."""
+    if model_name:
+        own_styles.own_styles_follow_bank(model_name=model_name)

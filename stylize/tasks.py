@@ -12,7 +12,7 @@ from django.conf import settings
 
 from .api.serializers import job_api_data
 from .models import Style, StyleJob
-from .services import emails, job_files, jobs, previews, stylizing, training, webhooks
+from .services import emails, job_files, jobs, own_styles, previews, stylizing, training, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ def jobs_requeue_stuck() -> dict:
 @shared_task(name="stylize.tasks.jobs_delete_expired")
 def jobs_delete_expired() -> dict:
     return {"jobs": job_files.jobs_delete_expired(),
-            "orphans": job_files.private_files_sweep_orphans()}
+            "orphans": job_files.private_files_sweep_orphans(),
+            "own_styles": own_styles.own_styles_sweep()}
 
 
 @shared_task(
@@ -114,3 +115,18 @@ def style_train(style_id: int, overrides: dict) -> int:
     style = Style.objects.get(pk=style_id)
     style = training.style_train(style=style, overrides=overrides)
     return style.live_version
+
+
+@shared_task(
+    name="stylize.tasks.own_style_learn",
+    # Acked on receipt, as staff training: a run is minutes; a lost one is failed or
+    # sent again by the hourly sweep (own_styles.own_styles_sweep).
+    acks_late=False,
+    soft_time_limit=max(60, settings.OWN_STYLE_TIME_LIMIT - 60),
+    time_limit=settings.OWN_STYLE_TIME_LIMIT,
+)
+def own_style_learn(style_id: int) -> str | None:
+    """Learn a user's own style (``services.own_styles``); its state, or None when it was
+    not queued."""
+    style = own_styles.own_style_learn(style_id=style_id)
+    return None if style is None else own_styles.own_style_state(style)

@@ -1,4 +1,5 @@
-"""The web pages: gallery, accounts, upload, job page with live status, "my jobs"."""
+"""The web pages: gallery, accounts, upload, job page with live status, "my jobs", and
+the person's own styles (their paintings, learnt: docs/design/own-styles.md)."""
 
 import json
 import math
@@ -9,6 +10,7 @@ from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -33,6 +35,7 @@ from .forms import (
     ALLOWED_CONTENT_TYPES,
     AccountDeleteForm,
     JobAgainForm,
+    OwnStyleForm,
     PasswordResetForm,
     ProfileForm,
     SignupForm,
@@ -50,10 +53,11 @@ from .selectors import (
     job_for_share_token,
     job_jobs_ahead,
     job_list_for_owner,
+    own_style_list_for,
     preview_list_for,
     style_list_offered,
 )
-from .services import accounts, jobs, previews, sharing
+from .services import accounts, jobs, own_styles, previews, sharing
 from .services.job_files import job_expires_at
 from .services.jobs import DEFAULT_BLEND
 from .storage import private_file_response
@@ -331,7 +335,7 @@ def upload(request):
                 minutes = max(1, math.ceil(wait / 60))
                 return _upload_refused(
                     request, UploadForm(initial={"style": request.POST.get("style")},
-                                        previews=owned),
+                                        previews=owned, user=request.user),
                     ngettext(
                         "You have uploaded too many photos: %(rate)s. Nothing was uploaded; "
                         "please try again in %(minutes)d minute.",
@@ -341,7 +345,7 @@ def upload(request):
                          "minutes": minutes},
                     retry_after=wait,
                 )
-        form = UploadForm(request.POST, request.FILES, previews=owned)
+        form = UploadForm(request.POST, request.FILES, previews=owned, user=request.user)
         if form.is_valid():
             if not request.user.is_authenticated:
                 return _upload_kept_for_signup(request, form)
@@ -365,7 +369,7 @@ def upload(request):
         if pending and owned.filter(pk=pending["preview"]).exists():
             # Asked for before signing up or logging in: the same photo and choices.
             initial.update(pending["choices"], preview=pending["preview"])
-        form = UploadForm(initial=initial, previews=owned)
+        form = UploadForm(initial=initial, previews=owned, user=request.user)
         status = 200
     return _upload_page(request, form, status=status)
 
@@ -455,7 +459,7 @@ def job_detail(request, pk):
 def _job_page(request, job: StyleJob, *, again_form=None, status: int = 200):
     """The job page; ``again_form``: a refused "Try another style" (its errors shown)."""
     if again_form is None:
-        again_form = JobAgainForm(initial={
+        again_form = JobAgainForm(user=request.user, initial={
             "style": job.style.slug, "strength": job.strength,
             "blend_with": job.blend_with.slug if job.blend_with else "",
             "blend": job.blend if job.blend_with else DEFAULT_BLEND})
@@ -524,7 +528,7 @@ def job_again(request, pk):
     chosen (the job page's "Try another style" and its strength: "Apply"); the upload
     limits count it as an upload."""
     source = _own_job(request, pk)
-    form = JobAgainForm(request.POST)
+    form = JobAgainForm(request.POST, user=request.user)
     throttle = JobCreateThrottle()
     if not throttle.allow_request(request, None):
         wait = math.ceil(throttle.wait() or 60)
@@ -711,3 +715,136 @@ def _back_url(request) -> str | None:
         return candidate
     return None
 
+
+
+# --- Own styles (services.own_styles, docs/design/own-styles.md) ---------------------
+
+#: How often an own style's page asks how far learning is (ms).
+OWN_STYLE_POLL_MS = 2000
+
+
+def _own_style(request, slug):
+    """The user's own style ``slug``; anyone else's (or none) is a 404."""
+    return get_object_or_404(own_style_list_for(owner=request.user), slug=slug)
+
+
+@login_required(login_url=LOGIN_URL)
+def own_style_list(request):
+    """"My styles": the person's own styles with their state, and the form that uploads a
+    painting to learn as a new one (a 400, 429 or 503 with the reason when refused)."""
+    form = OwnStyleForm(request.POST or None, request.FILES or None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                style = own_styles.own_style_create(owner=request.user, **form.cleaned_data)
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            except own_styles.OwnStylesUnavailable as exc:
+                form.add_error(None, str(exc))
+                status = 503
+            except own_styles.OwnStyleLimitExceeded as exc:
+                form.add_error(None, str(exc))
+                status = 429
+            else:
+                messages.success(request, _(
+                    "Your painting is being learnt: this page shows how far it is. It joins "
+                    "your styles on the upload page when it is ready."))
+                return redirect("stylize:own_style", slug=style.slug)
+    styles = [(style, own_styles.own_style_state(style))
+              for style in own_style_list_for(owner=request.user)]
+    return render(request, "stylize/own_styles.html", {
+        "form": form, "styles": styles, "unavailable": own_styles.own_styles_refusal(),
+        "max_mb": upload_max_bytes() / (1024 * 1024), "min_side": settings.OWN_STYLE_MIN_SIDE,
+        "daily_limit": settings.OWN_STYLE_DAILY_LIMIT,
+        "max_minutes": math.ceil(settings.OWN_STYLE_MAX_SECONDS / 60),
+    }, status=status)
+
+
+def _own_style_status(style) -> dict:
+    """What the own style's page shows, and its script polls (``own_style_status``)."""
+    state = own_styles.own_style_state(style)
+    progress = own_styles.own_style_progress(style)
+    step, steps = progress.get("step") or 0, progress.get("steps") or 0
+    texts = {
+        own_styles.QUEUED: _("Waiting for its turn on the training worker."),
+        own_styles.LEARNING: _("Learning your painting."),
+        own_styles.RELEARNING: _("Learning it again on a new version of the styles' network; "
+                                 "you can use it meanwhile."),
+        own_styles.READY: _("Ready: it is among your styles on the upload page."),
+        own_styles.FAILED: _("It could not be learnt."),
+    }
+    detail = ""
+    if state in (own_styles.LEARNING, own_styles.RELEARNING) and steps:
+        detail = _("Step %(step)d of %(steps)d.") % {"step": step, "steps": steps}
+        left = progress.get("seconds_left")
+        if left is not None:
+            minutes = max(1, math.ceil(left / 60))
+            detail += " " + ngettext("About %(minutes)d minute left.",
+                                     "About %(minutes)d minutes left.", minutes) % {
+                "minutes": minutes}
+    sample_url = None
+    if style.private_sample:
+        version = style.private_sample.name.rsplit("/", 1)[-1].split(".", 1)[0][:12]
+        sample_url = f"{reverse('stylize:own_style_sample', args=[style.slug])}?v={version}"
+    return {
+        "slug": style.slug, "state": state, "state_text": str(texts[state]), "detail": detail,
+        "step": step, "steps": steps, "fraction": (step / steps) if steps else 0.0,
+        "seconds_left": progress.get("seconds_left"), "sample_url": sample_url,
+        "error": style.status_reason if state == own_styles.FAILED else "",
+        "finished": state in (own_styles.READY, own_styles.FAILED),
+    }
+
+
+@login_required(login_url=LOGIN_URL)
+def own_style_detail(request, slug):
+    """One own style: its painting, how far learning is (a progress bar, the time left,
+    the latest sample), and once ready a link to use it."""
+    style = _own_style(request, slug)
+    return render(request, "stylize/own_style.html", {
+        "style": style, "status": _own_style_status(style), "poll_interval_ms": OWN_STYLE_POLL_MS})
+
+
+@require_GET
+@login_required(login_url=LOGIN_URL)
+def own_style_status(request, slug):
+    response = JsonResponse(_own_style_status(_own_style(request, slug)))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_GET
+@login_required(login_url=LOGIN_URL)
+def own_style_painting(request, slug):
+    """The owner's painting, from the private storage."""
+    style = _own_style(request, slug)
+    if not style.private_painting:
+        raise Http404(_("No such image."))
+    suffix = style.private_painting.name.rsplit(".", 1)[-1]
+    return private_file_response(style.private_painting, filename=f"painting.{suffix}")
+
+
+@require_GET
+@login_required(login_url=LOGIN_URL)
+def own_style_sample(request, slug):
+    """The latest sample the learning painted (training photos in the style)."""
+    style = _own_style(request, slug)
+    if not style.private_sample:
+        raise Http404(_("No such image."))
+    return private_file_response(style.private_sample, filename="sample.png")
+
+
+@require_http_methods(["GET", "POST"])
+@login_required(login_url=LOGIN_URL)
+def own_style_delete(request, slug):
+    """GET: the page that asks whether to delete the style. POST: delete it (jobs made
+    with it keep their results), then back to "My styles"."""
+    style = _own_style(request, slug)
+    if request.method == "GET":
+        return render(request, "stylize/own_style_delete.html", {"style": style})
+    own_styles.own_style_delete(style=style)
+    messages.success(request, _("Your style %(name)s and its painting are deleted.")
+                     % {"name": style.name})
+    return redirect("stylize:own_style_list")

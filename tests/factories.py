@@ -1,4 +1,5 @@
 import factory
+import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.utils import timezone
@@ -49,3 +50,30 @@ class BankStyleFactory(StyleFactory):
     model_name = "bank"
     bank_index = 1
     bank_slots = 3
+
+
+class OwnStyleFactory(factory.django.DjangoModelFactory):
+    """A user's own style, learnt: a row of ``params_size`` numbers (``params``, default
+    ``row``) for version ``live_version`` of bank ``model_name`` (``bank_slots`` slots),
+    its painting in the private storage (docs/design/own-styles.md)."""
+
+    class Meta:
+        model = Style
+
+    class Params:
+        params_size = 144  # tests.model_fixtures' tiny bank
+        row = factory.LazyAttribute(
+            lambda o: np.random.default_rng(len(o.name)).normal(1.0, 0.5, o.params_size))
+
+    owner = factory.SubFactory(UserFactory)
+    name = factory.Sequence(lambda n: f"My painting {n}")
+    slug = factory.Sequence(lambda n: f"my-painting-{n}-0a1b2c3d")
+    model_name = "bank"
+    private_painting = factory.LazyFunction(lambda: ContentFile(png_bytes(), name="painting.png"))
+    is_public = False
+    published_at = None
+    status = Style.Status.READY
+    live_version = 1
+    bank_slots = 3
+    style_params = factory.LazyAttribute(lambda o: np.asarray(o.row, "<f4").tobytes())
+    training_progress = factory.LazyFunction(lambda: {"state": "succeeded"})

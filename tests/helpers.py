@@ -237,3 +237,44 @@ def read_models_config(serving_dir):
     config = model_server_config_pb2.ModelServerConfig()
     text_format.Parse((serving_dir / "models.config").read_text(), config)
     return config.model_config_list.config
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def wait_until(check, timeout=60.0, what="it", interval=0.1):
+    """``check()``'s first truthy value, asked every ``interval`` s; the test fails after
+    ``timeout`` seconds naming ``what``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"{what}: not done after {timeout:.0f} s")
+
+
+# --------------------------------------------------------------------------- own styles
+
+
+def painting_file(size=(96, 80), seed=11, fmt="PNG") -> bytes:
+    """A colourful painting (blocks of colour and noise): something a style can be learnt
+    from, unlike a flat picture."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    blocks = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+    pixels = np.kron(blocks, np.ones((8, 8, 1), dtype=np.uint8))[:height, :width]
+    noise = rng.integers(-20, 21, pixels.shape)
+    pixels = np.clip(pixels.astype(int) + noise, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def painting_upload(name="painting.png", **kwargs):
+    """:func:`painting_file` as an uploaded file."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, painting_file(**kwargs), content_type="image/png")

@@ -6,7 +6,8 @@ import yaml
 
 from tests.helpers import BASE_DIR
 
-APP_SERVICES = ["web", "worker", "worker-large", "worker-previews", "trainer", "beat"]
+APP_SERVICES = ["web", "worker", "worker-large", "worker-previews", "trainer",
+                "worker-own-styles", "beat"]
 
 
 def compose():
@@ -111,7 +112,8 @@ def test_the_proxy_limits_bodies_to_what_web_accepts():
 def test_the_proxy_sets_x_forwarded_for_and_web_trusts_exactly_one_proxy():
     services = compose()["services"]
     assert services["web"]["environment"]["NUM_PROXIES"] == "1"
-    for name in ["worker", "worker-large", "worker-previews", "trainer", "beat"]:  # no requests
+    for name in ["worker", "worker-large", "worker-previews", "trainer", "worker-own-styles",
+                 "beat"]:  # no requests
         assert "NUM_PROXIES" not in services[name]["environment"]
     # Caddy sets X-Forwarded-For itself and drops a client's own unless the client is a
     # trusted proxy: none may be configured, or a client could choose its address.

@@ -103,10 +103,11 @@ def test_run_starts_redis_worker_and_web_and_ctrl_c_stops_them(tmp_path):
                 env={**env, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"},
             )
             replies = inspect.stdout + inspect.stderr
-            # Every worker: small jobs, large jobs (a queue of their own), previews and
-            # training.
+            # Every worker: small jobs, large jobs (a queue of their own), previews,
+            # training and users' own styles.
             workers = [f"prisma-{web_port}@", f"prisma-large-{web_port}@",
-                       f"prisma-previews-{web_port}@", f"prisma-trainer-{web_port}@"]
+                       f"prisma-previews-{web_port}@", f"prisma-trainer-{web_port}@",
+                       f"prisma-own-styles-{web_port}@"]
             if all(worker in inspect.stdout for worker in workers):
                 break
         assert all(worker in replies for worker in workers) and "pong" in replies, replies

@@ -52,6 +52,8 @@ SKIPPED = {
     "make ship-bank": "scores every style on the held-out photos, and may export a bank",
     "make check-recipe": "a 200-step training run per painting (an hour)",
     "make bank-peer": "builds the peer's virtualenv and scores it (minutes, downloads)",
+    "make bench-own-styles": "learns four own styles on the live bank (which has not "
+                             "shipped yet) and scores them beside the peer (minutes)",
     "cat > .env <<'ENV'": "writes the production stack's .env in the repository",
     "docker compose up -d --build": "builds and starts the production stack (Docker)",
     "docker compose exec web python manage.py createsuperuser": "needs the production stack",

@@ -24,10 +24,11 @@ from ..selectors import (
     preview_images,
     preview_list_for,
     style_list_mix_partners,
-    style_list_offered,
+    style_list_usable,
 )
 from ..services import webhooks
 from ..services.jobs import DEFAULT_BLEND, job_mix_clean
+from ..services.own_styles import own_style_progress, own_style_state
 from ..services.previews import JOB_PHOTO_CHOICES, preview_expires_at
 from ..services.sharing import job_share_is_live, job_share_url
 from ..validators import validate_photo_upload
@@ -55,8 +56,11 @@ def own_source_job(user, pk):
     return job
 
 class StyleSerializer(serializers.ModelSerializer):
-    painting = serializers.SerializerMethodField()
-    sample = serializers.SerializerMethodField()
+    painting = serializers.SerializerMethodField(
+        help_text="The painting; for one of your own styles a link only you can open.")
+    sample = serializers.SerializerMethodField(
+        help_text="A photo painted in the style; for one of your own, the latest sample its "
+        "learning painted (only you can open it), or null.")
     bank = serializers.SerializerMethodField(
         help_text="The network (bank) the style shares with others; styles of one bank can "
         "be mixed. Null for a style with a network of its own."
@@ -64,15 +68,48 @@ class StyleSerializer(serializers.ModelSerializer):
     mixes_with = serializers.SerializerMethodField(
         help_text="Slugs of the styles this one can be mixed with (a job's `blend_with`)."
     )
+    own = serializers.SerializerMethodField(
+        help_text="Whether this is one of your own styles (POST /api/v1/styles/): only you "
+        "see and use it.")
+    status = serializers.SerializerMethodField(
+        help_text="ready (usable), or for one of your own: queued, learning, relearning "
+        "(learnt again on a new version of its bank; usable meanwhile) or failed (see "
+        "`error`).")
+    progress = serializers.SerializerMethodField(
+        help_text="For one of your own styles being learnt: step, steps, seconds (trained "
+        "so far), seconds_left (estimated, or null); null otherwise.")
+    error = serializers.SerializerMethodField(
+        help_text="Why one of your own styles could not be learnt, or \"\".")
 
     class Meta:
         model = Style
-        fields = ["slug", "name", "description", "painting", "sample", "bank", "mixes_with"]
+        fields = ["slug", "name", "description", "painting", "sample", "bank", "mixes_with",
+                  "own", "status", "progress", "error"]
         read_only_fields = fields
 
     @extend_schema_field({"type": "string", "nullable": True})
     def get_bank(self, style):
-        return style.model_name if style.in_bank else None
+        return style.bank_name
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_own(self, style) -> bool:
+        return style.is_own
+
+    @extend_schema_field({"type": "string", "enum": ["ready", "queued", "learning",
+                                                     "relearning", "failed"]})
+    def get_status(self, style):
+        return own_style_state(style) if style.is_own else "ready"
+
+    @extend_schema_field({"type": "object", "nullable": True})
+    def get_progress(self, style):
+        if not style.is_own or own_style_state(style) not in ("learning", "relearning"):
+            return None
+        return {key: value for key, value in own_style_progress(style).items()
+                if key != "sample_step"}
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_error(self, style) -> str:
+        return style.status_reason if style.is_own and style.status == Style.Status.FAILED else ""
 
     @extend_schema_field({"type": "array", "items": {"type": "string"}})
     def get_mixes_with(self, style):
@@ -80,13 +117,40 @@ class StyleSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_painting(self, style) -> str:
+        if style.is_own:
+            return _absolute(self.context.get("request"),
+                             reverse("api:style-painting", args=[style.slug]))
         return _absolute(self.context.get("request"), style.painting.url)
 
     @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
     def get_sample(self, style):
+        if style.is_own:
+            if not style.private_sample:
+                return None
+            url = reverse("api:style-sample", args=[style.slug])
+            version = style.private_sample.name.rsplit("/", 1)[-1].split(".", 1)[0][:12]
+            return _absolute(self.context.get("request"), f"{url}?v={version}")
         if not style.sample:
             return None
         return _absolute(self.context.get("request"), style.sample.url)
+
+
+class OwnStyleCreateSerializer(serializers.Serializer):
+    """A painting of yours to learn as a style (``services.own_styles.own_style_create``)."""
+
+    painting = serializers.FileField(
+        allow_empty_file=True,  # the shared validator says "The file is empty."
+        help_text="The painting: JPEG, PNG, WebP, HEIC or AVIF, checked as photos are "
+        "(UPLOAD_MAX_BYTES, UPLOAD_MAX_PIXELS), each side at least OWN_STYLE_MIN_SIDE px.")
+    name = serializers.CharField(max_length=100, help_text="What you call it (1–100 "
+                                 "characters, none of your other styles' names).")
+
+    def validate_painting(self, painting):
+        try:
+            validate_photo_upload(painting)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages, code=exc.code) from exc
+        return painting
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -172,7 +236,9 @@ class OfferedStyleField(serializers.SlugRelatedField):
     }
 
     def get_queryset(self):
-        return style_list_offered()
+        # The offered styles, and the asker's own learnt ones: nobody else's.
+        request = self.context.get("request")
+        return style_list_usable(getattr(request, "user", None))
 
 
 _STROKE_SIDES = ", ".join(
@@ -296,7 +362,7 @@ class JobCreateSerializer(serializers.Serializer):
         if "source_job" in given:
             attrs["source_job"] = job = own_source_job(user, attrs["source_job"])
             if attrs.get("style") is None:
-                attrs["style"] = style_list_offered().filter(pk=job.style_id).first()
+                attrs["style"] = style_list_usable(user).filter(pk=job.style_id).first()
         if attrs.get("style") is None:
             raise serializers.ValidationError({"style": [_(
                 "Choose a style: GET /api/v1/styles/ lists them.")]})

@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpResponse
@@ -27,13 +28,21 @@ from .. import imaging
 from ..downloads import UnknownDownloadFormat, result_file_response
 from ..models import MAX_MAX_SIDE, Preview, PreviewImage, StyleJob
 from ..preview_sessions import session_preview_ids, session_preview_remember
-from ..selectors import job_list_for_owner, preview_images, preview_list_for, style_list_offered
-from ..services import accounts, jobs, previews, sharing
+from ..selectors import (
+    job_list_for_owner,
+    own_style_list_for,
+    preview_images,
+    preview_list_for,
+    style_list_offered,
+    style_list_visible,
+)
+from ..services import accounts, jobs, own_styles, previews, sharing
 from ..storage import private_file_response
 from .serializers import (
     JobCreateSerializer,
     JobSerializer,
     JobShareSerializer,
+    OwnStyleCreateSerializer,
     PreviewCreateSerializer,
     PreviewImageSerializer,
     PreviewPaintSerializer,
@@ -149,20 +158,121 @@ class TooManyJobsInFlight(exceptions.APIException):
     default_code = "too_many_jobs_in_flight"
 
 
+OWN_STYLE_DESCRIPTION = """Upload a painting of yours (a painting, a drawing, a poster) as
+`painting` with a `name`: it is learnt as a style of your own on the training worker, in
+minutes, then you use it like any style (`style=<slug>` in a job or a preview, with
+`strength`, `stroke` and a mix with a style of the same bank: its `mixes_with`), and
+nobody else sees it: to anyone else it is a 404. Poll `GET /api/v1/styles/<slug>/`: its
+`status` goes `queued`, `learning` (with `progress`: step, steps, seconds_left), then
+`ready` (or `failed`, with `error`). `DELETE` removes it (jobs made with it keep their
+results).
+
+The painting goes through the photos' checks (formats, `UPLOAD_MAX_BYTES`,
+`UPLOAD_MAX_PIXELS`) and needs `OWN_STYLE_MIN_SIDE` px a side; one that is unreadable or
+a single colour is refused before any training (`failed`, with the reason). One style of
+yours is learnt at a time (`OWN_STYLE_MAX_IN_FLIGHT_PER_USER`) and at most
+`OWN_STYLE_DAILY_LIMIT` are made a day: over either, 429 with a `detail` saying which.
+Own styles need a live bank of styles on the server: without one, 503 saying so.
+"""
+
+
+class OwnStylesUnavailableError(exceptions.APIException):
+    """503: own styles cannot be learnt on this server now (no live bank)."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "own_styles_unavailable"
+
+
+class TooManyOwnStyles(exceptions.APIException):
+    """429: a style of the user's is still being learnt, or the daily limit is reached."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "too_many_own_styles"
+
+
 @extend_schema_view(
-    list=extend_schema(summary="The styles you can use", auth=[]),
-    retrieve=extend_schema(summary="One style", auth=[]),
+    list=extend_schema(summary="The styles you can use (with your own, signed in)",
+                       auth=[{"tokenAuth": []}, {"cookieAuth": []}, {}]),
+    retrieve=extend_schema(summary="One style (one of your own: its status and progress)",
+                           auth=[{"tokenAuth": []}, {"cookieAuth": []}, {}]),
+    create=extend_schema(
+        summary="Learn a painting of yours as your own style", description=OWN_STYLE_DESCRIPTION,
+        request={"multipart/form-data": OwnStyleCreateSerializer},
+        responses={201: StyleSerializer,
+                   400: OpenApiResponse(description="Not a painting we take, too small, or a "
+                                        "name you already use"),
+                   429: OpenApiResponse(description="A style of yours is still being learnt, "
+                                        "or you made the most for today"),
+                   503: OpenApiResponse(description="Own styles need a live bank, which this "
+                                        "server does not have now")}),
+    destroy=extend_schema(summary="Delete one of your own styles (jobs keep their results)"),
 )
-class StyleViewSet(viewsets.ReadOnlyModelViewSet):
-    """Public styles with a trained model that staff published (no draft); anyone may read
-    them."""
+class StyleViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                   mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Public styles with a trained model that staff published (no draft), which anyone may
+    read, and the asker's own (``selectors.style_list_visible``); anyone else's own style
+    is a 404."""
 
     serializer_class = StyleSerializer
-    permission_classes = [AllowAny]
     lookup_field = "slug"
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_permissions(self):
+        if self.action in ("list", "retrieve"):
+            return [AllowAny()]
+        return [IsAuthenticated()]
 
     def get_queryset(self):
-        return style_list_offered()
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return style_list_offered()
+        if self.action in ("list", "retrieve"):
+            return style_list_visible(self.request.user)
+        return own_style_list_for(owner=self.request.user)  # delete, painting, sample
+
+    def create(self, request, *args, **kwargs):
+        form = OwnStyleCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            style = own_styles.own_style_create(owner=request.user, **form.validated_data)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        except own_styles.OwnStylesUnavailable as exc:
+            raise OwnStylesUnavailableError(str(exc)) from exc
+        except own_styles.OwnStyleLimitExceeded as exc:
+            raise TooManyOwnStyles(str(exc)) from exc
+        data = StyleSerializer(style, context=self.get_serializer_context()).data
+        location = request.build_absolute_uri(reverse("api:style-detail", args=[style.slug]))
+        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+    def perform_destroy(self, instance):
+        own_styles.own_style_delete(style=instance)
+
+    @extend_schema(summary="The painting of one of your own styles",
+                   responses={(200, "image/*"): OpenApiTypes.BINARY,
+                              404: OpenApiResponse(description="Not your own style")})
+    @action(detail=True, methods=["get"], url_path="painting")
+    def painting(self, request, slug=None):
+        style = self.get_object()
+        if not style.private_painting:
+            raise Http404(_("No such image."))
+        return private_file_response(style.private_painting, filename=f"painting-{style.slug}"
+                                     f"{Path(style.private_painting.name).suffix}")
+
+    @extend_schema(summary="The latest sample the learning of one of your own styles painted",
+                   responses={(200, "image/png"): OpenApiTypes.BINARY,
+                              404: OpenApiResponse(description="Not your own style, or no "
+                                                   "sample yet")})
+    @action(detail=True, methods=["get"], url_path="sample")
+    def sample(self, request, slug=None):
+        style = self.get_object()
+        if not style.private_sample:
+            raise Http404(_("No such image."))
+        return private_file_response(style.private_sample, filename=f"sample-{style.slug}.png")
+
+    def perform_content_negotiation(self, request, force=False):
+        # A client asking for image/* gets the picture; errors still come back as JSON.
+        return super().perform_content_negotiation(
+            request, force=force or self.action in ("painting", "sample"))
 
 
 @extend_schema_view(

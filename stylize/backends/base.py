@@ -5,7 +5,9 @@ same shape with one exported SavedModel version (``serving_default``: ``images``
 in, ``stylized`` out; see ``ml.export``). A bank's version also takes
 ``style_weights``, float32 ``[N, S]``: each image's mix of the bank's S slots.
 Callers name the version explicitly (``Style.live_version``), so a retrain goes
-live without restarting anything.
+live without restarting anything. A user's own style also sends ``style_params``,
+float32 ``[N, P]``: its row of the bank's maps (times its share), painted through the
+bank's second signature, ``style_params`` (``ml.export``), beside the slots' weights.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ class ModelBackend:
         worker calls it as it starts, before its pool forks (``prisma_site/celery.py``)."""
 
     def stylize(self, *, model_name: str, version: int, images: np.ndarray,
-                style_weights: np.ndarray | None = None) -> np.ndarray:
+                style_weights: np.ndarray | None = None,
+                style_params: np.ndarray | None = None) -> np.ndarray:
         """uint8 ``[N, H, W, 3]`` in, uint8 of the same shape out; ``style_weights``
-        float32 ``[N, S]`` for a bank, None for a single-style model."""
+        float32 ``[N, S]`` for a bank, None for a single-style model; ``style_params``
+        float32 ``[N, P]`` (a bank's ``style_params`` signature, with the weights) or None
+        (``serving_default``)."""
         raise NotImplementedError
 
     def is_ready(self, *, model_name: str, version: int) -> bool:
@@ -67,6 +72,23 @@ def check_style_weights(style_weights, images: np.ndarray) -> np.ndarray | None:
     if not np.isfinite(weights).all():
         raise PermanentBackendError("Style weights must be finite numbers.")
     return np.ascontiguousarray(weights)
+
+
+def check_style_params(style_params, style_weights, images: np.ndarray) -> np.ndarray | None:
+    """The rows as a finite float32 ``[N, P]`` array (N images, with weights), or
+    PermanentBackendError."""
+    if style_params is None:
+        return None
+    if style_weights is None:
+        raise PermanentBackendError("Style params go with style weights (a bank's model).")
+    params = np.asarray(style_params, dtype=np.float32)
+    if params.ndim != 2 or params.shape[0] != len(images) or params.shape[1] < 2:
+        raise PermanentBackendError(
+            f"Style params must be one row of P numbers per image [{len(images)}, P], "
+            f"got shape {params.shape}.")
+    if not np.isfinite(params).all():
+        raise PermanentBackendError("Style params must be finite numbers.")
+    return np.ascontiguousarray(params)
 
 
 def check_stylized(stylized, images: np.ndarray, *, model_name: str, version: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from stylize.backends.base import (
     PermanentBackendError,
     TransientBackendError,
     check_images,
+    check_style_params,
     check_style_weights,
     check_stylized,
 )
@@ -51,12 +52,21 @@ class LocalBackend(ModelBackend):
         import tensorflow  # noqa: F401
 
     def stylize(self, *, model_name: str, version: int, images: np.ndarray,
-                style_weights: np.ndarray | None = None) -> np.ndarray:
+                style_weights: np.ndarray | None = None,
+                style_params: np.ndarray | None = None) -> np.ndarray:
         images = check_images(images)
         style_weights = check_style_weights(style_weights, images)
+        style_params = check_style_params(style_params, style_weights, images)
         model = self._model(model_name, version)
+        with_params = getattr(model.fn, "with_params", None)
+        if style_params is not None and with_params is None:
+            raise PermanentBackendError(
+                f"Model {model_name} version {version} has no style_params signature: it "
+                "cannot paint an own style (export the bank again).")
         try:
-            if style_weights is None:
+            if style_params is not None:
+                stylized = with_params(images, style_weights, style_params)
+            elif style_weights is None:
                 stylized = model.fn(images)
             else:
                 stylized = model.fn(images, style_weights)

@@ -16,13 +16,21 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from ml.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME, WEIGHTS_INPUT_NAME
+from ml.export import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    PARAMS_INPUT_NAME,
+    PARAMS_SIGNATURE_NAME,
+    SIGNATURE_NAME,
+    WEIGHTS_INPUT_NAME,
+)
 from stylize.backends.base import (
     BackendError,
     ModelBackend,
     PermanentBackendError,
     TransientBackendError,
     check_images,
+    check_style_params,
     check_style_weights,
     check_stylized,
 )
@@ -61,17 +69,24 @@ class TFServingBackend(ModelBackend):
         self._lock = threading.Lock()
 
     def stylize(self, *, model_name: str, version: int, images: np.ndarray,
-                style_weights: np.ndarray | None = None) -> np.ndarray:
+                style_weights: np.ndarray | None = None,
+                style_params: np.ndarray | None = None) -> np.ndarray:
         images = check_images(images)
         style_weights = check_style_weights(style_weights, images)
+        style_params = check_style_params(style_params, style_weights, images)
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model_name
         request.model_spec.version.value = int(version)
-        request.model_spec.signature_name = SIGNATURE_NAME
+        # An own style's row goes through the bank's second signature.
+        request.model_spec.signature_name = (
+            SIGNATURE_NAME if style_params is None else PARAMS_SIGNATURE_NAME)
         request.inputs[INPUT_NAME].CopyFrom(tensor_proto(images, types_pb2.DT_UINT8))
         if style_weights is not None:
             request.inputs[WEIGHTS_INPUT_NAME].CopyFrom(
                 tensor_proto(style_weights, types_pb2.DT_FLOAT))
+        if style_params is not None:
+            request.inputs[PARAMS_INPUT_NAME].CopyFrom(
+                tensor_proto(style_params, types_pb2.DT_FLOAT))
         request.output_filter.append(OUTPUT_NAME)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel())
         try:

@@ -53,8 +53,9 @@ def job_mix_clean(*, style: Style, blend_with=None, blend=None, stroke=None) -> 
     and ``stroke`` with messages fit to show a user.
 
     ``blend_with`` is a style's slug or a ``Style``: it must be an offered style (not a
-    draft, private or unknown one), not ``style`` itself, and a slot of the same bank
-    (one network) as ``style``. ``blend`` is its share of the mix, from 0 to 1; left
+    draft, private or unknown one, nor anyone's own), not ``style`` itself, and a slot of
+    the same bank (one network) as ``style`` (for a user's own ``style``, a slot of the
+    bank's version it paints with). ``blend`` is its share of the mix, from 0 to 1; left
     out (None) it is an even mix (``DEFAULT_BLEND``) with a second style and 0 without.
     A share above 0 without a second style is refused. ``stroke`` is one of ``Stroke``
     (None: ``DEFAULT_STROKE``).
@@ -94,7 +95,8 @@ def job_mix_clean(*, style: Style, blend_with=None, blend=None, stroke=None) -> 
                 _("Choose a second style other than %(style)s to mix in. %(mixable)s")
                 % {"style": style.name, "mixable": _mixable_with_text(style)}
             ]
-        elif not (style.in_bank and offered.in_bank and offered.model_name == style.model_name):
+        elif not (style.bank_name and offered.in_bank and offered.model_name == style.model_name
+                  and (not style.is_own or offered.bank_index < (style.bank_slots or 0))):
             errors["blend_with"] = [
                 _("%(style)s and %(other)s cannot be mixed: only styles that share one "
                   "network can. %(mixable)s")
@@ -193,6 +195,10 @@ def job_create(
     style, none without). ``callback_url`` is a program's webhook, already checked by
     ``webhooks.callback_url_clean`` (the API's serializer does; delivery checks it again).
     """
+    if style.is_own and (style.owner_id != owner.pk or style.removed_at is not None):
+        # Callers offer only the owner's own styles; this holds whoever calls.
+        raise ValidationError({"style": [_("That style is not available. Please pick "
+                                           "another.")]})
     _job_limit_check(owner)
     mix = job_mix_clean(style=style, blend_with=blend_with, blend=blend, stroke=stroke)
     job = StyleJob(

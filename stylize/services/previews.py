@@ -42,7 +42,7 @@ from stylize.models import (
     preview_file_name,
     private_storage,
 )
-from stylize.selectors import style_list_offered
+from stylize.selectors import style_list_offered, style_list_usable
 from stylize.validators import ALLOWED_FORMATS
 
 from . import queueing
@@ -71,7 +71,8 @@ def preview_create(*, owner=None, photo=None, source_job: StyleJob | None = None
                    language: str = "") -> Preview:
     """A preview of ``photo`` (an upload the validator passed; stored without metadata,
     as a job's is) or of ``source_job``'s photo (not copied), with one queued painting
-    per offered style, painted by the previews worker once this is committed.
+    per style ``owner`` may use (``selectors.style_list_usable``: the offered ones and
+    their own learnt ones), painted by the previews worker once this is committed.
 
     ``owner`` None: a visitor without an account (the caller keeps the preview's id in
     their session). ``language``: the one their error messages are written in. Exactly
@@ -91,8 +92,8 @@ def preview_create(*, owner=None, photo=None, source_job: StyleJob | None = None
     elif not source_job.input_image:
         raise ValueError(f"job {source_job.pk} has no photo")
     preview.save()
-    PreviewImage.objects.bulk_create(
-        [PreviewImage(preview=preview, style=style) for style in style_list_offered()])
+    PreviewImage.objects.bulk_create(  # the owner's own learnt styles among them
+        [PreviewImage(preview=preview, style=style) for style in style_list_usable(owner)])
     queueing.preview_paint_send(preview_id=preview.pk)
     return preview
 

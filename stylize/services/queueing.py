@@ -17,6 +17,7 @@ JOB_WEBHOOK_DELIVER = "stylize.tasks.job_webhook_deliver"
 STYLE_TRAIN = "stylize.tasks.style_train"
 PREVIEW_PAINT = "stylize.tasks.preview_paint"
 PREVIEWS_WARM = "stylize.tasks.previews_warm"
+OWN_STYLE_LEARN = "stylize.tasks.own_style_learn"
 
 
 def _task(name: str):
@@ -59,3 +60,10 @@ def preview_paint_send(*, preview_id) -> None:
 def previews_warm_send() -> None:
     """The previews worker loads every offered style's model before the first grid."""
     _task(PREVIEWS_WARM).apply_async_on_commit((), queue=settings.PREVIEW_QUEUE)
+
+
+def own_style_learn_send(*, style_id: int) -> None:
+    """Once committed, a user's own style is learnt on the own-styles queue
+    (``OWN_STYLE_QUEUE``, a worker of its own: photo jobs and staff training never wait
+    for it)."""
+    _task(OWN_STYLE_LEARN).apply_async_on_commit((style_id,), queue=settings.OWN_STYLE_QUEUE)

@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 
 from stylize.models import Style
 
-from . import queueing
+from . import events, queueing
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,18 @@ def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
             logger.warning("Skipping %s: %s", shipped.key, error)
             continue
         registered.append(style)
+    _own_styles_follow({style.model_name for style in registered if style.in_bank})
     return registered
+
+
+def _own_styles_follow(banks) -> None:
+    """Announce each shipped bank's live version (``events.bank_went_live``: users' own
+    styles of it follow); a receiver's failure is logged, registering goes on."""
+    for bank in sorted(banks):
+        for receiver, error in events.bank_went_live.send_robust(sender=Style,
+                                                                 model_name=bank):
+            if isinstance(error, Exception):
+                logger.error("After %s was registered, %s failed: %r", bank, receiver, error)
 
 
 @transaction.atomic
@@ -170,6 +181,9 @@ def style_publish_refusal(*, style: Style) -> str | None:
     It needs a trained live version and a held-out evaluation of that very version
     (``metrics["heldout"]["version"]``, from ``manage.py evaluate_style``, whose contact
     sheet and numbers staff see on the style's admin page)."""
+    if style.is_own:
+        return _("%(style)s is a user's own style: it is theirs alone and is never "
+                 "published.") % {"style": style.name}
     if style.live_version is None or style.status not in (Style.Status.READY,
                                                            Style.Status.TRAINING):
         return _("%(style)s has no trained version to publish: train it first.") % {

@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from PIL import UnidentifiedImageError
 
-from ml.bank import mix_weights
+from ml.bank import mix_weights, params_mix
 from stylize.backends import get_backend
 from stylize.backends.base import BackendError, PermanentBackendError, TransientBackendError
 from stylize.image_headers import HeaderError, photo_inspect
@@ -57,6 +57,43 @@ class JobRetry(Exception):
     def __init__(self, job_id, countdown: float, reason: str, queue: str):
         super().__init__(f"Job {job_id} retries in {countdown:.0f} s: {reason}")
         self.countdown, self.queue = countdown, queue
+
+
+def _paint_inputs(style: Style, *, strength: float, blend_with: Style | None,
+                  blend: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(style_weights, style_params)`` rows for ``style`` (both None for a single-style
+    model; params only for a user's own style), or a readable error."""
+    if style.is_own:
+        return _own_style_inputs(style, strength=strength, blend_with=blend_with, blend=blend)
+    return _style_weights(style, strength=strength, blend_with=blend_with, blend=blend), None
+
+
+def _own_style_inputs(style: Style, *, strength: float, blend_with: Style | None,
+                      blend: float) -> tuple[np.ndarray, np.ndarray]:
+    """A user's own style: the weights of the bank's slots (the identity's share for the
+    strength, a second style's for a mix) and its row times its own share
+    (``ml.bank.params_mix``), painted through the bank's ``style_params`` signature."""
+    row = style.own_row
+    if row is None or not style.bank_slots:
+        raise PermanentBackendError(
+            _("The style %(style)s has not been learnt yet.") % {"style": style.name})
+    if blend_with is not None and (
+        not blend_with.in_bank or blend_with.model_name != style.model_name
+        or blend_with.bank_index >= style.bank_slots
+    ):
+        raise PermanentBackendError(
+            _("The styles %(style)s and %(other)s cannot be mixed.")
+            % {"style": style.name, "other": blend_with.name})
+    try:
+        weights, share = params_mix(
+            style.bank_slots, strength=strength,
+            blend_slot=blend_with.bank_index if blend_with is not None else None,
+            blend=blend if blend_with is not None else 0.0)
+    except ValueError as error:
+        raise PermanentBackendError(
+            _("The style %(style)s cannot be painted with these settings (%(error)s).")
+            % {"style": style.name, "error": error}) from error
+    return weights, (share * row).astype(np.float32)
 
 
 def _style_weights(style: Style, *, strength: float, blend_with: Style | None,
@@ -108,15 +145,22 @@ def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
         raise PermanentBackendError(
             f"Brush strokes must be one of {', '.join(STROKE_WORKING_SIDES)}, not {stroke!r}."
         )
-    weights = _style_weights(style, strength=strength, blend_with=blend_with, blend=blend)
+    weights, params = _paint_inputs(style, strength=strength, blend_with=blend_with,
+                                    blend=blend)
     backend = get_backend()
 
+    def rows(row, batch):
+        return None if row is None else np.repeat(row[None], len(batch), 0)
+
     def run(batch: np.ndarray) -> np.ndarray:
-        return backend.stylize(
-            model_name=style.model_name, version=style.live_version, images=batch,
-            # One row per image for a bank; a single-style model takes none.
-            style_weights=None if weights is None else np.repeat(weights[None], len(batch), 0),
-        )
+        # One row per image for a bank (and an own style's row); a single-style model
+        # takes none. Without a row the call is exactly what it was before own styles.
+        if params is None:
+            return backend.stylize(model_name=style.model_name, version=style.live_version,
+                                   images=batch, style_weights=rows(weights, batch))
+        return backend.stylize(model_name=style.model_name, version=style.live_version,
+                               images=batch, style_weights=rows(weights, batch),
+                               style_params=rows(params, batch))
 
     result = stylize_at_working_size(photo, run, working_side=STROKE_WORKING_SIDES[stroke],
                                      tile=settings.STYLIZE_TILE_SIZE, on_pass=on_pass)
@@ -166,36 +210,49 @@ def photo_stylize_many(*, photo: np.ndarray, requests: list[PaintRequest],
         if pairs and on_call is not None:
             on_call(pairs)
 
-    calls: dict[tuple, list[int]] = {}  # one model call each: a bank's version, or a model
+    # One model call each: a bank's version (its slots; users' own styles on it, through
+    # its style_params signature, in a call of their own), or a single-style model.
+    calls: dict[tuple, list[int]] = {}
     for index, request in enumerate(requests):
         style = request.style
-        key = (style.model_name, style.live_version) if style.in_bank else ("", index)
+        if style.is_own:
+            key = ("own", style.model_name, style.live_version)
+        elif style.in_bank:
+            key = (style.model_name, style.live_version)
+        else:
+            key = ("", index)
         calls.setdefault(key, []).append(index)
     backend = get_backend()
     for indices in calls.values():
-        painted, weights, refused = [], [], []
+        painted, weights, params, refused = [], [], [], []
         for index in indices:
             request = requests[index]
             try:
                 if request.style.live_version is None:
                     raise PermanentBackendError(_("The style %(style)s has no trained model yet.")
                                                 % {"style": request.style.name})
-                weights.append(_style_weights(request.style, strength=request.strength,
-                                              blend_with=request.blend_with,
-                                              blend=request.blend))
+                row, own = _paint_inputs(request.style, strength=request.strength,
+                                         blend_with=request.blend_with, blend=request.blend)
             except BackendError as error:
                 refused.append((index, error))
                 continue
+            weights.append(row)
+            params.append(own)
             painted.append(index)
         settle(refused)
         if not painted:
             continue
         style = requests[painted[0]].style
+        images = np.repeat(photo[None], len(painted), axis=0)
         try:
-            batch = backend.stylize(
-                model_name=style.model_name, version=style.live_version,
-                images=np.repeat(photo[None], len(painted), axis=0),
-                style_weights=None if weights[0] is None else np.stack(weights))
+            if params[0] is None:
+                batch = backend.stylize(
+                    model_name=style.model_name, version=style.live_version, images=images,
+                    style_weights=None if weights[0] is None else np.stack(weights))
+            else:
+                batch = backend.stylize(
+                    model_name=style.model_name, version=style.live_version, images=images,
+                    style_weights=np.stack(weights), style_params=np.stack(params))
         except BackendError as error:
             settle([(index, error) for index in painted])
             continue
@@ -210,7 +267,7 @@ def photo_stylize_many(*, photo: np.ndarray, requests: list[PaintRequest],
         for index, result in zip(painted, batch):
             request = requests[index]
             # A bank applied the strength in the network; a single-style model blends.
-            strength = 1.0 if request.style.in_bank else request.strength
+            strength = 1.0 if request.style.bank_name else request.strength
             pairs.append((index, postprocess(photo, np.ascontiguousarray(result),
                                              strength=strength,
                                              preserve_colors=request.preserve_colors)))

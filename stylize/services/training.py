@@ -35,8 +35,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ml.bank import mix_weights
-from stylize.models import Style
+from stylize.models import Style, own_style_file_name, private_storage
 from stylize.selectors import style_list_served
+
+from . import events
 
 if TYPE_CHECKING:
     from ml.callbacks import TrainProgress
@@ -161,6 +163,8 @@ def style_train(*, style: Style, overrides: dict | None = None, on_progress=None
     :func:`training_config`). On any failure the style records why and keeps serving
     its previous version.
     """
+    if style.is_own:
+        raise ValueError(f"{style.slug} is a user's own style: services.own_styles learns it.")
     joins_default_bank = (style.live_version is None and settings.DEFAULT_BANK
                           and bank_live_dir(settings.DEFAULT_BANK) is not None)
     if style.in_bank or joins_default_bank:
@@ -262,6 +266,7 @@ def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None =
         raise
     recorder.succeed()
     serving_config_write()
+    _own_styles_follow(model_name)
     return trained
 
 
@@ -308,7 +313,18 @@ def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
         raise
     recorder.succeed()
     serving_config_write()
+    _own_styles_follow(model_name)
     return style
+
+
+def _own_styles_follow(model_name: str) -> None:
+    """Announce the bank's new live version (``events.bank_went_live``: users' own styles
+    of it follow, ``own_styles.own_styles_follow_bank``); a receiver's failure is logged,
+    never the bank run's."""
+    for receiver, error in events.bank_went_live.send_robust(sender=Style,
+                                                             model_name=model_name):
+        if isinstance(error, Exception):
+            logger.error("After %s went live, %s failed: %r", model_name, receiver, error)
 
 
 def _run_config(config: "TrainConfig") -> "TrainConfig":
@@ -567,12 +583,16 @@ class TrainingRecorder:
     the run wrote (``<out_dir>/samples/step-N.png``) is copied to
     ``Style.training_sample`` at most every :data:`SAMPLE_COPY_SECONDS` and at the
     last step. :meth:`succeed` makes the run's last sample ``training_sheet`` too.
-    A failed write is logged and training goes on. ``on_progress`` (the caller's own
-    hook) is called after the recorder, with the same ``TrainProgress``.
+    With ``private`` (a user's own style: docs/design/own-styles.md) the samples go to
+    ``Style.private_sample`` in the private storage instead, and no contact sheet is
+    made. A failed write is logged and training goes on. ``on_progress`` (the caller's
+    own hook) is called after the recorder, with the same ``TrainProgress``.
     """
 
     def __init__(self, *, styles: list[Style], on_progress=None, name: str | None = None,
-                 clock=time.monotonic):
+                 clock=time.monotonic, private: bool = False):
+        self.private = private
+        self.sample_field = "private_sample" if private else "training_sample"
         self.pks = [style.pk for style in styles]
         self.name = name or styles[0].slug  # of the stored images
         self.on_progress = on_progress
@@ -600,9 +620,9 @@ class TrainingRecorder:
         self.started_at = timezone.now()
         try:
             replaced = list(Style.objects.filter(pk__in=self.pks)
-                            .values_list("training_sample", flat=True))
-            self._write("running", training_sample="")
-            _training_images_forget(replaced)
+                            .values_list(self.sample_field, flat=True))
+            self._write("running", **{self.sample_field: ""})
+            self._forget(replaced)
         except Exception:
             logger.exception("Recording the start of the run of %s failed", self.name)
 
@@ -620,6 +640,17 @@ class TrainingRecorder:
 
     def fail(self, *, reason: str) -> None:
         self._end("failed", reason=reason)
+
+    def _store(self, path: Path, stem: str) -> str:
+        if self.private:
+            return _private_image_store(path)
+        return _training_image_store(path, stem)
+
+    def _forget(self, names) -> None:
+        if self.private:
+            _private_images_forget(names)
+        else:
+            _training_images_forget(names)
 
     # ---------------------------------------------------------------- internals
 
@@ -656,12 +687,12 @@ class TrainingRecorder:
         if copy_sample:
             step, path = self.new_sample
             self.new_sample, self.sample_copied_at = None, self.clock()
-            stored = _training_image_store(path, f"{self.name}-step{step}")
+            stored = self._store(path, f"{self.name}-step{step}")
             replaced.append(self.sample[1] if self.sample else "")
             self.sample = (step, stored)
-            fields["training_sample"] = stored
+            fields[self.sample_field] = stored
         extra = {}
-        if sheet and self.sample is not None:
+        if sheet and self.sample is not None and not self.private:
             replaced += list(Style.objects.filter(pk__in=self.pks)
                              .values_list("training_sheet", flat=True))
             fields["training_sheet"] = self.sample[1]
@@ -671,12 +702,12 @@ class TrainingRecorder:
         if reason:
             extra["reason"] = reason
         self._write(state, **fields, **extra)
-        _training_images_forget(replaced)
+        self._forget(replaced)
 
     def _write(self, state: str, **fields) -> None:
         """One ``update()`` of the training fields: the record, and any image names."""
-        images = {k: fields.pop(k) for k in ("training_sample", "training_sheet")
-                  if k in fields}
+        images = {k: fields.pop(k) for k in ("training_sample", "training_sheet",
+                                             "private_sample") if k in fields}
         progress = self.latest
         step = progress.step if progress else 0
         record = {
@@ -761,4 +792,20 @@ def _training_images_forget(names) -> None:
     storage = Style._meta.get_field("training_sample").storage
     for name in {n for n in names if n}:
         if not Style.objects.filter(Q(training_sample=name) | Q(training_sheet=name)).exists():
+            storage.delete(name)
+
+
+def _private_image_store(path: Path) -> str:
+    """A sample of an own style's run, copied into the private storage under a random
+    name (``models.own_style_file_name``); returns the name."""
+    storage = private_storage()
+    with open(path, "rb") as source:
+        return storage.save(own_style_file_name(None, "sample.png"), File(source))
+
+
+def _private_images_forget(names) -> None:
+    """Delete those of ``names`` (own styles' private files) that no style names."""
+    storage = private_storage()
+    for name in {n for n in names if n}:
+        if not Style.objects.filter(Q(private_sample=name) | Q(private_painting=name)).exists():
             storage.delete(name)

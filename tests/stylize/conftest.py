@@ -76,3 +76,52 @@ def captured_configs(monkeypatch, serving_dir):
     return configs
 
 
+
+
+#: The bank users' own styles are learnt on in these tests (tests.model_fixtures' tiny
+#: bank: the identity and two shipped slots).
+OWN_BANK = "ownbank"
+
+
+@pytest.fixture
+def own_bank(serving_dir, settings, photos, vgg16_random_weights):
+    """``DEFAULT_BANK`` live: a tiny bank (version 1, exported with its ``style_params``
+    signature) whose two slots are published styles, painted by the local backend; own
+    styles learn on it with random VGG weights, 3 steps of 32 px crops. The test needs
+    the database (``db`` or ``transactional_db``). Returns the two shipped styles."""
+    from stylize.backends import get_backend
+    from tests.factories import BankStyleFactory
+    from tests.model_fixtures import export_tiny_bank
+
+    settings.DEFAULT_BANK = OWN_BANK
+    export_tiny_bank(serving_dir / "models", name=OWN_BANK,
+                     slugs=[f"{OWN_BANK}-one", f"{OWN_BANK}-two"])
+    settings.MODEL_BACKEND = "local"
+    settings.TRAINING_OVERRIDES = {"data_dir": str(photos), "loss_network": "vgg16",
+                                   "loss_weights": str(vgg16_random_weights)}
+    settings.OWN_STYLE_OVERRIDES = {"steps": 3, "size": 32, "batch": 2}
+    settings.OWN_STYLE_MIN_SIDE = 64
+    get_backend.cache_clear()
+    shipped = [BankStyleFactory(name=name, slug=f"{OWN_BANK}-{suffix}", model_name=OWN_BANK,
+                                bank_index=slot, bank_slots=3)
+               for slot, (name, suffix) in enumerate((("Bank One", "one"),
+                                                     ("Bank Two", "two")), start=1)]
+    yield shipped
+    get_backend.cache_clear()
+
+
+@pytest.fixture
+def own_styles_worker(transactional_db):
+    """A real Celery worker (a thread of this process) on the test broker, consuming the
+    job queues, the previews' and the own styles' (``OWN_STYLE_QUEUE``)."""
+    from celery.contrib.testing.worker import start_worker
+    from django.conf import settings
+
+    from prisma_site.celery import app
+
+    app.control.purge()
+    queues = list(dict.fromkeys([*settings.JOB_QUEUES.values(), settings.PREVIEW_QUEUE,
+                                 settings.OWN_STYLE_QUEUE]))
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=60,
+                      queues=queues) as worker:
+        yield worker

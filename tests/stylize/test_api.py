@@ -83,8 +83,10 @@ def test_styles_list_is_public_and_only_offered_styles(client, style):
     assert [s["slug"] for s in response.json()] == ["starry-night"]
     body = response.json()[0]
     assert set(body) == {"slug", "name", "description", "painting", "sample", "bank",
-                         "mixes_with"}
+                         "mixes_with", "own", "status", "progress", "error"}
     assert body["bank"] is None and body["mixes_with"] == []  # a network of its own
+    assert (body["own"], body["status"], body["progress"], body["error"]) == (
+        False, "ready", None, "")
     assert body["name"] == "Starry Night"
     assert body["description"] == "Swirls."
     assert body["painting"].startswith("http://testserver/media/styles/paintings/")
@@ -112,9 +114,13 @@ def test_style_detail_of_a_style_not_offered_is_404(client, slug):
     assert response.json()["detail"]
 
 
-def test_styles_are_read_only(auth_client, style):
-    assert auth_client.post("/api/v1/styles/", {"slug": "x"}).status_code == 405
-    assert auth_client.delete("/api/v1/styles/starry-night/").status_code == 405
+def test_shipped_styles_are_read_only(auth_client, style):
+    # POST makes one of your own styles from a painting (test_own_styles.py): nothing else.
+    made = auth_client.post("/api/v1/styles/", {"slug": "x"})
+    assert made.status_code == 400 and "painting" in made.json()
+    assert auth_client.delete("/api/v1/styles/starry-night/").status_code == 404
+    assert auth_client.put("/api/v1/styles/starry-night/", {"name": "x"}).status_code == 405
+    assert Style.objects.filter(slug="starry-night").exists()
 
 
 # --- Jobs: without auth ----------------------------------------------------------------

@@ -128,8 +128,10 @@ def test_make_run_starts_a_worker_for_every_queue(settings, tmp_path):
     commands = dict(devstack.worker_commands(port=8000, workers=2, var_dir=tmp_path))
     per_worker = {name: consumed_queues(command) for name, command in commands.items()}
     assert per_worker == {"worker": {"celery"}, "worker-large": {"large"},
-                          "worker-previews": {"previews"}, "trainer": {"training"}}
-    assert set(settings.JOB_QUEUES.values()) | {settings.PREVIEW_QUEUE, "training"} == \
+                          "worker-previews": {"previews"}, "trainer": {"training"},
+                          "trainer-own-styles": {"own-styles"}}
+    assert set(settings.JOB_QUEUES.values()) | {settings.PREVIEW_QUEUE, "training",
+                                                settings.OWN_STYLE_QUEUE} == \
         set().union(*per_worker.values())
     # What other stacks (bench/loadtest.py) start: one stylize worker per job queue.
     assert sorted(consumed_queues(args).pop() for args in devstack.STYLIZE_WORKERS.values()) \
@@ -145,7 +147,8 @@ def test_docker_compose_runs_a_worker_for_every_queue(settings):
                    if "celery" in str(service.get("command", "")) and "--queues" in
                    str(service.get("command", ""))}
     assert per_service == {"worker": {"celery"}, "worker-large": {"large"},
-                           "worker-previews": {"previews"}, "trainer": {"training"}}
+                           "worker-previews": {"previews"}, "trainer": {"training"},
+                           "worker-own-styles": {"own-styles"}}
     assert "large@" in services_["worker-large"]["healthcheck"]["test"][1]
 
 
