@@ -69,6 +69,13 @@ LUMINANCE_FLOOR = 0.6
 EDGE_FLOOR = 0.45
 #: Score units lost per unit of correlation under its floor (0.1 under costs 1.0).
 SHAPE_PENALTY = 10.0
+#: Score units lost per per cent of a result's pixels that are dark spots
+#: (:func:`dark_spots`): black blobs barely move the correlations but spoil a picture.
+DARK_SPOT_PENALTY = 1.0
+#: A result pixel darker than this (luminance, levels) where the photo is lighter than
+#: :data:`LIGHT_PHOTO` is a dark spot.
+DARK_SPOT = 24.0
+LIGHT_PHOTO = 64.0
 #: The style ratio is counted in units of the peer's, or of this without a peer.
 RATIO_UNIT = 0.1
 #: Held-out photos whose results are drawn on the contact sheet of each scoring.
@@ -167,9 +174,10 @@ def style_score(scores: dict, peer: dict | None = None) -> float:
     """One number per style and checkpoint, lower is better: the style distance ratio in
     units of the peer's ratio on the same painting (of :data:`RATIO_UNIT` without one),
     plus :data:`SHAPE_PENALTY` per unit of luminance or edge correlation under its floor
-    (the peer's, and at least :data:`LUMINANCE_FLOOR` / :data:`EDGE_FLOOR`).
+    (the peer's, and at least :data:`LUMINANCE_FLOOR` / :data:`EDGE_FLOOR`), plus
+    :data:`DARK_SPOT_PENALTY` per per cent of dark spots (:func:`dark_spots`) if given.
 
-    ``scores``: ``ml.quality.evaluate_style``'s keys. A checkpoint that paints strongly
+    ``scores``: ``ml.quality.evaluate_style``'s keys, and ``dark_spots``. A checkpoint that paints strongly
     but loses the photo scores worse than one that paints a little less and keeps it.
     """
     peer = peer or {}
@@ -178,7 +186,20 @@ def style_score(scores: dict, peer: dict | None = None) -> float:
     edge_floor = max(EDGE_FLOOR, peer.get("edge_correlation", 0.0))
     shortfall = (max(0.0, luminance_floor - scores["luminance_correlation"])
                  + max(0.0, edge_floor - scores["edge_correlation"]))
-    return scores["style_distance_ratio"] / unit + SHAPE_PENALTY * shortfall
+    return (scores["style_distance_ratio"] / unit + SHAPE_PENALTY * shortfall
+            + DARK_SPOT_PENALTY * scores.get("dark_spots", 0.0))
+
+
+def dark_spots(photos, results) -> float:
+    """Per cent of the results' pixels that are near-black (luminance under
+    :data:`DARK_SPOT`) where their photo is not dark (over :data:`LIGHT_PHOTO`): the
+    black blobs a network can paint into flat or finely textured parts of a photo.
+    ``photos`` and ``results``: uint8 ``HxWx3`` pairs of one size each."""
+    luma = np.array([0.299, 0.587, 0.114])
+    spotted = [np.mean((result.astype(np.float64) @ luma < DARK_SPOT)
+                       & (photo.astype(np.float64) @ luma > LIGHT_PHOTO))
+               for photo, result in zip(photos, results)]
+    return 100.0 * float(np.mean(spotted)) if spotted else 0.0
 
 
 class BestSnapshots:
@@ -305,11 +326,12 @@ class HeldOutScores(keras.callbacks.Callback):
         scored, sheet = {}, []
         for style in self.plan.styles:
             weights = one_hot([style.slot], net.num_styles)
-            results = []
+            photos, results = [], []
 
-            def stylize(photo, weights=weights, results=results):
+            def stylize(photo, weights=weights, photos=photos, results=results):
                 out = np.asarray(keras.ops.convert_to_numpy(
                     net(np.asarray(photo, np.float32)[None], weights)))[0]
+                photos.append(photo)
                 results.append(np.clip(np.round(out), 0, 255).astype(np.uint8))
                 return results[-1]
 
@@ -318,6 +340,7 @@ class HeldOutScores(keras.callbacks.Callback):
                                     photo_distances=self.photo_distances[style.slug])
             scores = {name: round(float(report[name]), 4) for name in
                       ("style_distance_ratio", "luminance_correlation", "edge_correlation")}
+            scores["dark_spots"] = round(dark_spots(photos, results), 3)
             scores["score"] = round(self.entry_score(style.slug, scores), 4)
             scored[style.slug] = scores
             sheet.append(results[:SHEET_PHOTOS])
@@ -385,7 +408,8 @@ def draw_sheet(rows, path: Path, cell: int = 192) -> Path:
 def scores_table(record: dict, best: dict, improved=()) -> str:
     """The held-out scores of one scoring, beside each style's best so far."""
     lines = [f"held-out scores at step {record['step']} ({record.get('scoring_seconds', '?')} s):",
-             f"  {'style':22} {'ratio':>6} {'lum':>5} {'edges':>5} {'score':>6}   best (step)"]
+             f"  {'style':22} {'ratio':>6} {'lum':>5} {'edges':>5} {'spots':>5} {'score':>6}"
+             "   best (step)"]
     for slug, s in record["styles"].items():
         if slug == WHOLE_BANK:
             continue
@@ -393,6 +417,7 @@ def scores_table(record: dict, best: dict, improved=()) -> str:
         kept = best.get(slug, {})
         lines.append(f"  {slug:22} {s['style_distance_ratio']:6.3f} "
                      f"{s['luminance_correlation']:5.2f} {s['edge_correlation']:5.2f} "
+                     f"{s.get('dark_spots', float('nan')):5.2f} "
                      f"{s['score']:6.2f}   {kept.get('score', float('nan')):.2f} "
                      f"({kept.get('step', '-')}){mark}")
     whole = best.get(WHOLE_BANK)

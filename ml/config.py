@@ -176,6 +176,9 @@ class TrainConfig:
         "--light-weight", "weight of the light term: the photo's coarse light and dark "
         "layout kept whatever the palette (ml.losses.light_layout_loss); 0 leaves it out",
         non_negative_float))
+    light_size: int = field(default=16, metadata=_flag(
+        "--light-size", "side in px of the luminance maps the light term compares (16: the "
+        "broad layout; 32 or 64 also sees small dark or light spots)", positive_int))
     tv_weight: float | None = field(default=None, metadata=_flag(
         "--tv-weight", "weight of the total-variation term", non_negative_float))
     style_size: int | None = field(default=None, metadata=_flag(

@@ -292,6 +292,8 @@ class PerceptualLoss:
             longer side has this many pixels before its Gram matrices are taken.
         light_weight: weight of the ``light`` term (:func:`light_layout_loss`); 0 (the
             default) leaves the term out.
+        light_size: the side (px) both luminance maps are shrunk to for the ``light``
+            term: 16 compares the broad layout; larger sizes see smaller spots too.
         loss_network: an already built :func:`build_loss_network` model with the
             needed layers, to share one between losses (``network`` and
             ``weights`` are then ignored).
@@ -311,6 +313,7 @@ class PerceptualLoss:
         style_size=None,
         loss_network=None,
         light_weight=0.0,
+        light_size=16,
     ):
         _check_network(network)
         self.network = network
@@ -340,6 +343,9 @@ class PerceptualLoss:
         )
         self.tv_weight = float(defaults["tv_weight"] if tv_weight is None else tv_weight)
         self.light_weight = float(light_weight)
+        if not isinstance(light_size, int) or light_size < 2:
+            raise ValueError(f"`light_size` must be an int >= 2. Received: {light_size!r}")
+        self.light_size = light_size
         for name in ("content_weight", "style_weight", "tv_weight", "light_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"`{name}` must be >= 0. Received: {getattr(self, name)}")
@@ -433,7 +439,7 @@ class PerceptualLoss:
         terms["total"] = terms["content"] + terms["style"] + terms["tv"]
         if self.light_weight:
             terms["light"] = self.light_weight * ops.mean(
-                light_layout_loss(content_batch, stylized_batch))
+                light_layout_loss(content_batch, stylized_batch, size=self.light_size))
             terms["total"] = terms["total"] + terms["light"]
         return terms
 

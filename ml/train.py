@@ -301,6 +301,7 @@ def build_perceptual_loss(config: TrainConfig, dtype=None):
         # Its default layers: the network's style layers and content layer.
         loss_network=build_loss_network(network, config.loss_weights, dtype=dtype),
         light_weight=config.light_weight,
+        light_size=config.light_size,
         **weights,
     )
 

@@ -70,6 +70,19 @@ def test_the_score_prefers_keeping_the_photo_to_painting_it_away():
     assert style_score(scores(0.06, 0.9, 0.9)) == pytest.approx(0.6)  # no peer: units of 0.1
 
 
+def test_black_blobs_count_as_dark_spots_and_cost_score():
+    from ml.bank_run import dark_spots
+
+    photo = np.full((100, 100, 3), 140, np.uint8)
+    photo[:, :10] = 10  # the photo's own dark edge is no spot
+    result = photo.copy()
+    result[40:50, 40:50] = 0  # a 10x10 black blob: 1 % of the picture
+    assert dark_spots([photo], [photo]) == 0.0
+    assert dark_spots([photo], [result]) == pytest.approx(1.0)
+    clean = scores(0.1, 0.9, 0.9)
+    assert style_score({**clean, "dark_spots": 1.0}) == pytest.approx(style_score(clean) + 1.0)
+
+
 def test_best_snapshots_keep_each_styles_best_step_and_only_those_weights(tmp_path):
     best = BestSnapshots(tmp_path / "best")
 

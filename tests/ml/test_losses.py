@@ -294,3 +294,15 @@ def test_the_light_term_is_a_weighted_part_of_the_total_only_when_asked_for(pain
     assert float(terms_light["light"]) > 300.0
     assert float(terms_light["total"]) == pytest.approx(
         float(terms_plain["total"]) + float(terms_light["light"]), rel=1e-5)
+
+
+def test_a_larger_light_size_sees_a_small_dark_spot_the_broad_layout_misses():
+    from ml.losses import light_layout_loss
+
+    photo = np.full((1, 128, 128, 3), 150.0, np.float32)
+    photo[:, :, :64] = 90.0  # two broad halves
+    spotted = photo.copy()
+    spotted[:, 60:68, 90:98] = 0.0  # an 8 px black blob in the bright half
+    broad = float(light_layout_loss(photo, spotted, size=16)[0])
+    fine = float(light_layout_loss(photo, spotted, size=64)[0])
+    assert fine > 1.5 * broad
