@@ -177,8 +177,9 @@ def style_score(scores: dict, peer: dict | None = None) -> float:
     (the peer's, and at least :data:`LUMINANCE_FLOOR` / :data:`EDGE_FLOOR`), plus
     :data:`DARK_SPOT_PENALTY` per per cent of dark spots (:func:`dark_spots`) if given.
 
-    ``scores``: ``ml.quality.evaluate_style``'s keys, and ``dark_spots``. A checkpoint that paints strongly
-    but loses the photo scores worse than one that paints a little less and keeps it.
+    ``scores``: ``ml.quality.evaluate_style``'s keys, and ``dark_spots``. A checkpoint that
+    paints strongly but loses the photo scores worse than one that paints a little less and
+    keeps it.
     """
     peer = peer or {}
     unit = peer.get("style_distance_ratio") or RATIO_UNIT
