@@ -86,10 +86,6 @@ test-fast: $(VENV)/.installed-dev $(CATALOGUES) postgresql
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 
-# Latency, peak memory and throughput of stylizing (not part of `make test`).
-bench: $(VENV)/.installed-dev
-	$(DEV_ENV) $(PY) -m bench.stylize_bench $(BENCH_ARGS)
-
 # The shipped bank's long run (docs/design/bank-run.md): resumes from the checkpoint
 # committed under training/bank/run/, scores the held-out photos every few thousand
 # steps, keeps each style's best snapshot, stops at --max-seconds with a checkpoint.
@@ -135,6 +131,12 @@ $(PEER_STAMP):
 	$(PYTHON) -m venv $(PEER_VENV)
 	$(PEER_VENV)/bin/python -m pip install --quiet $(PEER_PACKAGES)
 	@touch $@
+
+# Latency, peak memory and throughput of stylizing, and the shipped styles beside the
+# peer's 26-style network at 1024² (not part of `make test`). Below the peer's variables:
+# a prerequisite is expanded where its rule is read.
+bench: $(VENV)/.installed-dev $(PEER_STAMP)
+	$(DEV_ENV) $(PY) -m bench.stylize_bench --peer-python $(PEER_VENV)/bin/python $(BENCH_ARGS)
 
 bench-quality: $(VENV)/.installed-dev $(VGG16_WEIGHTS) $(PEER_STAMP)
 	@[ -d $(HOLDOUT_PHOTOS) ] || $(MAKE) photos

