@@ -41,6 +41,14 @@ class GatedBackend:
         return 255 - images
 
 
+# The before/after frame is measured only once compare.js runs on it and its pictures
+# are loaded (until then a tap can land where the frame will not be).
+FRAME_SETTLED = """() => {
+    const frame = document.querySelector('.compare-frame.compare-live');
+    return !!frame && Array.from(frame.querySelectorAll('img')).every(
+        img => img.complete && img.naturalWidth > 0);
+}"""
+
 def test_progress_bar_slider_and_share_link(
     live_server, transactional_db, celery_worker_thread, settings, monkeypatch
 ):
@@ -140,6 +148,7 @@ def test_progress_bar_slider_and_share_link(
             owner_phone.goto(f"{live_server.url}/jobs/{job.pk}/")
             assert owner_phone.evaluate("document.documentElement.scrollWidth") <= 390
             phone_frame = owner_phone.locator(".compare-frame")
+            owner_phone.wait_for_function(FRAME_SETTLED)
             box = phone_frame.bounding_box()
             owner_phone.touchscreen.tap(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
             assert abs(int(owner_phone.locator("#compare-range").input_value()) - 30) <= 1
@@ -150,6 +159,8 @@ def test_progress_bar_slider_and_share_link(
             owner_phone.get_by_role("button", name="简体中文").click()
             expect(owner_phone.locator("h1")).to_have_text("你的照片：Tiny Test Style")
             expect(owner_phone.locator("html")).to_have_attribute("lang", "zh-Hans")
+            # The reloaded page's script has run and its pictures have their size.
+            owner_phone.wait_for_function(FRAME_SETTLED)
             box = phone_frame.bounding_box()
             owner_phone.touchscreen.tap(box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2)
             expect(owner_phone.locator("#compare-range")).to_have_attribute(

@@ -212,3 +212,31 @@ def test_a_visitors_photo_and_choices_wait_through_logging_in(
             assert errors == []
         finally:
             browser.close()
+
+
+def test_a_photo_chosen_before_the_page_scripts_ran_is_still_previewed(
+    live_server, use_local_backend, celery_worker_thread, tiny_styles, tmp_path, monkeypatch,
+    empty_cache
+):
+    """On a slow connection a person can pick a photo before upload.js has run: its
+    "change" event goes by unheard, and the grid must be painted all the same."""
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    photo = photo_file(tmp_path / "early.png", size=(320, 240))
+
+    with sync_playwright() as playwright:
+        browser, page, errors = open_browser(playwright)
+        try:
+            held = []  # the page's script arrives only after the photo is in the input
+            page.route("**/static/stylize/upload.js", lambda route: held.append(route))
+            page.goto(f"{live_server.url}/upload/", wait_until="commit")
+            page.get_by_label("Your photo", exact=True).set_input_files(str(photo))
+            page.wait_for_function("() => true")
+            assert len(held) == 1
+            assert page.locator("#image-check").text_content().strip() == ""
+            held[0].continue_()
+            page.wait_for_function(GRID_PAINTED, arg=3)
+            assert errors == []
+        finally:
+            browser.close()

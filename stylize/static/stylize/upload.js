@@ -87,6 +87,9 @@
   }
 
   input.addEventListener("change", checkFile);
+  // A photo chosen while the page was still loading, before this script ran, had its
+  // "change" event go by unheard: check it now.
+  if (input.files && input.files.length) checkFile();
   ["dragenter", "dragover"].forEach(function (name) {
     zone.addEventListener(name, function (event) {
       event.preventDefault();
