@@ -43,6 +43,7 @@ import keras
 import numpy as np
 
 from ml.checkpoints import write_json
+from ml.losses import DARK_SPOT, LIGHT_PHOTO, LUMA_WEIGHTS
 
 __all__ = [
     "BankStyle",
@@ -72,10 +73,6 @@ SHAPE_PENALTY = 10.0
 #: Score units lost per per cent of a result's pixels that are dark spots
 #: (:func:`dark_spots`): black blobs barely move the correlations but spoil a picture.
 DARK_SPOT_PENALTY = 1.0
-#: A result pixel darker than this (luminance, levels) where the photo is lighter than
-#: :data:`LIGHT_PHOTO` is a dark spot.
-DARK_SPOT = 24.0
-LIGHT_PHOTO = 64.0
 #: The style ratio is counted in units of the peer's, or of this without a peer.
 RATIO_UNIT = 0.1
 #: Held-out photos whose results are drawn on the contact sheet of each scoring.
@@ -196,7 +193,7 @@ def dark_spots(photos, results) -> float:
     :data:`DARK_SPOT`) where their photo is not dark (over :data:`LIGHT_PHOTO`): the
     black blobs a network can paint into flat or finely textured parts of a photo.
     ``photos`` and ``results``: uint8 ``HxWx3`` pairs of one size each."""
-    luma = np.array([0.299, 0.587, 0.114])
+    luma = np.array(LUMA_WEIGHTS)
     spotted = [np.mean((result.astype(np.float64) @ luma < DARK_SPOT)
                        & (photo.astype(np.float64) @ luma > LIGHT_PHOTO))
                for photo, result in zip(photos, results)]

@@ -172,13 +172,18 @@ class TrainConfig:
     style_layer_weights: tuple[float, ...] | None = field(default=None, metadata=_flag(
         "--style-layer-weights", "relative weight of each style layer, shallow to deep, "
         "e.g. 1,2,4,8", layer_weights_arg))
-    light_weight: float = field(default=0.0, metadata=_flag(
+    light_weight: float = field(default=1e6, metadata=_flag(
         "--light-weight", "weight of the light term: the photo's coarse light and dark "
-        "layout kept whatever the palette (ml.losses.light_layout_loss); 0 leaves it out",
+        "layout kept whatever the palette (ml.losses.light_layout_loss); 0 leaves it out "
+        "(why 1e6: docs/design/training.md, the 200-step check)",
         non_negative_float))
     light_size: int = field(default=16, metadata=_flag(
         "--light-size", "side in px of the luminance maps the light term compares (16: the "
         "broad layout; 32 or 64 also sees small dark or light spots)", positive_int))
+    spot_weight: float = field(default=0.0, metadata=_flag(
+        "--spot-weight", "weight of the spot term: near-black pixels where the photo is not "
+        "dark, the black blobs a network can paint (ml.losses.dark_spot_loss); 0 leaves it "
+        "out", non_negative_float))
     tv_weight: float | None = field(default=None, metadata=_flag(
         "--tv-weight", "weight of the total-variation term", non_negative_float))
     style_size: int | None = field(default=None, metadata=_flag(
@@ -261,7 +266,7 @@ class TrainConfig:
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
         for name in ("content_weight", "style_weight", "tv_weight", "lr", "identity_weight",
-                     "light_weight"):
+                     "light_weight", "spot_weight"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")

@@ -20,7 +20,10 @@ so its weights transfer to VGG19 directly):
 * light (optional, ``light_weight``): the photo's light and dark layout, kept at a
   coarse scale whatever the palette: ``2 (1 - r)`` with ``r`` the correlation of the
   photo's and the result's luminance shrunk to ``light_size`` px (see
-  :func:`light_layout_loss`), averaged over the batch.
+  :func:`light_layout_loss`), averaged over the batch;
+* spot (optional, ``spot_weight``): near-black pixels where the photo is not dark, the
+  black blobs a network paints into light, finely textured parts of a photo (see
+  :func:`dark_spot_loss`), averaged over the batch.
 
 Each is multiplied by its weight; ``total`` is the sum of the weighted terms.
 """
@@ -248,6 +251,30 @@ def light_layout_loss(photos, stylized, size=16, epsilon=4.0):
     return ops.mean(ops.square(difference), axis=(1, 2, 3))
 
 
+#: A result pixel under :data:`DARK_SPOT` levels of luminance where its photo is over
+#: :data:`LIGHT_PHOTO` is a dark spot (the measure: ``ml.bank_run.dark_spots``).
+DARK_SPOT = 24.0
+LIGHT_PHOTO = 64.0
+
+
+def dark_spot_loss(photos, stylized):
+    """Per image, the mean over pixels of ``w * (max(0, DARK_SPOT - y) / DARK_SPOT)²``:
+    ``y`` the result's luminance, ``w`` how far the photo is from dark there (0 at or
+    under :data:`LIGHT_PHOTO` levels, rising to 1 at twice that, on the photo's
+    luminance averaged over 5x5 px so a thin dark line beside a light area does not
+    count). 0 when the result keeps near-black to where the photo is dark; at most 1.
+    ``photos`` and ``stylized``: ``(batch, H, W, 3)`` in [0, 255]. Returns float32
+    ``(batch,)``."""
+    weights = ops.convert_to_tensor(LUMA_WEIGHTS, dtype="float32")
+    photo_luma = ops.sum(ops.cast(ops.stop_gradient(photos), "float32") * weights, axis=-1,
+                         keepdims=True)
+    photo_luma = ops.average_pool(photo_luma, pool_size=5, strides=1, padding="same")
+    light = ops.clip((photo_luma - LIGHT_PHOTO) / LIGHT_PHOTO, 0.0, 1.0)
+    luma = ops.sum(ops.cast(stylized, "float32") * weights, axis=-1, keepdims=True)
+    darkness = ops.relu(DARK_SPOT - luma) / DARK_SPOT
+    return ops.mean(light * ops.square(darkness), axis=(1, 2, 3))
+
+
 def _as_image_batch(image):
     """Painting as a float32 (1, H, W, 3) array in [0, 255]."""
     if isinstance(image, (str, Path)):
@@ -294,6 +321,8 @@ class PerceptualLoss:
             default) leaves the term out.
         light_size: the side (px) both luminance maps are shrunk to for the ``light``
             term: 16 compares the broad layout; larger sizes see smaller spots too.
+        spot_weight: weight of the ``spot`` term (:func:`dark_spot_loss`); 0 (the
+            default) leaves the term out.
         loss_network: an already built :func:`build_loss_network` model with the
             needed layers, to share one between losses (``network`` and
             ``weights`` are then ignored).
@@ -314,6 +343,7 @@ class PerceptualLoss:
         loss_network=None,
         light_weight=0.0,
         light_size=16,
+        spot_weight=0.0,
     ):
         _check_network(network)
         self.network = network
@@ -343,10 +373,12 @@ class PerceptualLoss:
         )
         self.tv_weight = float(defaults["tv_weight"] if tv_weight is None else tv_weight)
         self.light_weight = float(light_weight)
+        self.spot_weight = float(spot_weight)
         if not isinstance(light_size, int) or light_size < 2:
             raise ValueError(f"`light_size` must be an int >= 2. Received: {light_size!r}")
         self.light_size = light_size
-        for name in ("content_weight", "style_weight", "tv_weight", "light_weight"):
+        for name in ("content_weight", "style_weight", "tv_weight", "light_weight",
+                     "spot_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"`{name}` must be >= 0. Received: {getattr(self, name)}")
         if style_size is not None and (not isinstance(style_size, int) or style_size < 16):
@@ -389,9 +421,10 @@ class PerceptualLoss:
     @property
     def term_names(self) -> tuple[str, ...]:
         """The keys :meth:`loss` returns: totals, then one ``style_<layer>`` each (and
-        ``light`` when its weight is not 0)."""
+        ``light`` and ``spot`` when their weights are not 0)."""
         light = ("light",) if self.light_weight else ()
-        return ("total", "content", "style", "tv", *light,
+        spot = ("spot",) if self.spot_weight else ()
+        return ("total", "content", "style", "tv", *light, *spot,
                 *(f"style_{n}" for n in self.style_layers))
 
     def loss(self, content_batch, stylized_batch, style_scale=1.0, style_index=None):
@@ -441,6 +474,10 @@ class PerceptualLoss:
             terms["light"] = self.light_weight * ops.mean(
                 light_layout_loss(content_batch, stylized_batch, size=self.light_size))
             terms["total"] = terms["total"] + terms["light"]
+        if self.spot_weight:
+            terms["spot"] = self.spot_weight * ops.mean(
+                dark_spot_loss(content_batch, stylized_batch))
+            terms["total"] = terms["total"] + terms["spot"]
         return terms
 
     __call__ = loss

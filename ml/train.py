@@ -302,6 +302,7 @@ def build_perceptual_loss(config: TrainConfig, dtype=None):
         loss_network=build_loss_network(network, config.loss_weights, dtype=dtype),
         light_weight=config.light_weight,
         light_size=config.light_size,
+        spot_weight=config.spot_weight,
         **weights,
     )
 

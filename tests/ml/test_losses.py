@@ -306,3 +306,64 @@ def test_a_larger_light_size_sees_a_small_dark_spot_the_broad_layout_misses():
     broad = float(light_layout_loss(photo, spotted, size=16)[0])
     fine = float(light_layout_loss(photo, spotted, size=64)[0])
     assert fine > 1.5 * broad
+
+
+# --------------------------------------------------------------------------- spot term
+
+
+def test_the_spot_term_counts_black_only_where_the_photo_is_light():
+    from ml.losses import dark_spot_loss
+
+    photo = np.full((1, 64, 64, 3), 160.0, np.float32)
+    photo[:, :, :32] = 30.0  # a dark left half
+    painted = np.clip(photo * 0.8 + 20.0, 0, 255)  # darker, nowhere near black
+    assert float(dark_spot_loss(photo, painted)[0]) == 0.0
+    spotted = painted.copy()
+    spotted[:, 28:36, 44:52] = 0.0  # an 8 px black blob in the light half
+    in_the_dark = painted.copy()
+    in_the_dark[:, 28:36, 8:16] = 0.0  # the same blob where the photo is dark
+    blob = float(dark_spot_loss(photo, spotted)[0])
+    assert blob == pytest.approx(64 / 64**2, rel=0.05)  # its share of the pixels
+    assert float(dark_spot_loss(photo, in_the_dark)[0]) == 0.0
+    # Lightening the blob lowers the term: its gradient points that way.
+    import tensorflow as tf
+
+    result = tf.Variable(spotted)
+    with tf.GradientTape() as tape:
+        value = dark_spot_loss(photo, result)[0]
+    gradient = tape.gradient(value, result).numpy()
+    assert (gradient[:, 28:36, 44:52] < 0).all() and (gradient[:, :, :32] == 0).all()
+
+
+def test_the_spot_term_is_a_weighted_part_of_the_total_only_when_asked_for(painting):
+    from ml.config import TrainConfig
+    from ml.losses import PerceptualLoss
+
+    photo = np.full((1, 32, 32, 3), 180.0, np.float32)
+    spotted = photo.copy()
+    spotted[:, 8:16, 8:16] = 0.0
+    plain = PerceptualLoss(painting, network="vgg16", weights=None)
+    spot = PerceptualLoss(painting, network="vgg16", weights=None,
+                          loss_network=plain.loss_network, spot_weight=1000.0)
+    assert "spot" not in plain.term_names and "spot" in spot.term_names
+    terms_plain, terms_spot = plain(photo, spotted), spot(photo, spotted)
+    assert "spot" not in terms_plain
+    assert float(terms_spot["spot"]) == pytest.approx(1000.0 * 64 / 32**2, rel=0.05)
+    assert float(terms_spot["total"]) == pytest.approx(
+        float(terms_plain["total"]) + float(terms_spot["spot"]), rel=1e-5)
+    with pytest.raises(ValueError, match="spot_weight"):
+        TrainConfig(spot_weight=-1.0)
+
+
+def test_the_training_configs_light_and_spot_settings_reach_its_loss(painting, tmp_path):
+    from PIL import Image
+
+    from ml.config import TrainConfig
+    from ml.train import build_perceptual_loss
+
+    Image.fromarray(np.asarray(painting, np.uint8)).save(tmp_path / "painting.png")
+    config = TrainConfig(painting=str(tmp_path / "painting.png"), loss_network="vgg16",
+                         loss_weights=None, spot_weight=5e7, light_size=32)
+    loss = build_perceptual_loss(config)
+    assert (loss.spot_weight, loss.light_size, loss.light_weight) == (5e7, 32, 1e6)
+    assert TrainConfig().light_weight == 1e6  # the recipe's default (the 200-step check)
