@@ -73,6 +73,9 @@ SHAPE_PENALTY = 10.0
 #: Score units lost per per cent of a result's pixels that are dark spots
 #: (:func:`dark_spots`): black blobs barely move the correlations but spoil a picture.
 DARK_SPOT_PENALTY = 1.0
+#: A style ships only with at most this per cent of dark spots (``ml.bank_ship``): a
+#: few pixels of a photo's own black shadows, not a blob.
+DARK_SPOT_LIMIT = 0.1
 #: The style ratio is counted in units of the peer's, or of this without a peer.
 RATIO_UNIT = 0.1
 #: Held-out photos whose results are drawn on the contact sheet of each scoring.

@@ -10,7 +10,9 @@ one measure, beside every style shipped today that has the same slug (scored her
 the same photos), and shipped only when each of its styles
 
 - keeps the photo: luminance correlation >= :data:`ml.bank_run.LUMINANCE_FLOOR` and edge
-  correlation >= :data:`ml.bank_run.EDGE_FLOOR`, and
+  correlation >= :data:`ml.bank_run.EDGE_FLOOR`, with no black blobs (dark spots, as
+  ``ml.bank_run.dark_spots`` counts them, at most :data:`ml.bank_run.DARK_SPOT_LIMIT`
+  per cent), and
 - is at least as good as the shipped style of the same slug: a lower style ratio than a
   single-style model it replaces, a score (``ml.bank_run.style_score``) no worse than
   the bank version shipped before;
@@ -40,6 +42,7 @@ import numpy as np
 
 from ml.bank_run import (
     BEST_DIR,
+    DARK_SPOT_LIMIT,
     DEFAULT_RUN_DIR,
     EDGE_FLOOR,
     LUMINANCE_FLOOR,
@@ -47,6 +50,7 @@ from ml.bank_run import (
     WHOLE_BANK,
     BankRunPlan,
     BestSnapshots,
+    dark_spots,
     load_plan,
     style_score,
 )
@@ -75,6 +79,8 @@ class ShipCheck:
                          f"{LUMINANCE_FLOOR}")
         if self.scores["edge_correlation"] < EDGE_FLOOR:
             found.append(f"edges {self.scores['edge_correlation']:.2f} < {EDGE_FLOOR}")
+        if self.scores.get("dark_spots", 0.0) > DARK_SPOT_LIMIT:
+            found.append(f"dark spots {self.scores['dark_spots']:.2f} % > {DARK_SPOT_LIMIT} %")
         if self.shipped_kind == "model" and (self.scores["style_distance_ratio"]
                                              >= self.shipped["style_distance_ratio"]):
             found.append(f"style ratio {self.scores['style_distance_ratio']:.3f} not below the "
@@ -93,10 +99,20 @@ def ship_check(slug: str, scores: dict, shipped: dict | None, shipped_kind: str,
 
 
 def _score(stylize, photos, painting, network) -> dict:
+    """The one measure's numbers for ``stylize`` (photo -> result) and its dark spots."""
     from ml.quality import evaluate_style
 
-    report = evaluate_style(photos, painting, network, stylize=stylize)
-    return {name: round(float(report[name]), 4) for name in SCORE_KEYS}
+    pairs = []
+
+    def keep(photo):
+        result = np.clip(np.round(np.asarray(stylize(photo))), 0, 255).astype(np.uint8)
+        pairs.append((np.asarray(photo), result))
+        return result
+
+    report = evaluate_style(photos, painting, network, stylize=keep)
+    scores = {name: round(float(report[name]), 4) for name in SCORE_KEYS}
+    scores["dark_spots"] = round(dark_spots(*zip(*pairs)), 3) if pairs else 0.0
+    return scores
 
 
 def load_snapshot(plan: BankRunPlan, step: int | None):

@@ -83,6 +83,41 @@ def test_black_blobs_count_as_dark_spots_and_cost_score():
     assert style_score({**clean, "dark_spots": 1.0}) == pytest.approx(style_score(clean) + 1.0)
 
 
+def test_a_style_with_black_blobs_is_not_shipped_however_well_it_paints(tmp_path):
+    from ml.bank_ship import _score, ship_check
+
+    shipped = scores(0.2, 0.9, 0.9)
+    clean = ship_check("red", {**scores(0.1, 0.9, 0.9), "dark_spots": 0.0}, shipped, "model",
+                       None)
+    blobs = ship_check("red", {**scores(0.1, 0.9, 0.9), "dark_spots": 0.5}, shipped, "model",
+                       None)
+    assert clean.problems == []
+    assert blobs.problems == ["dark spots 0.50 % > 0.1 %"]
+
+    # The shipping check counts them on the held-out photos it paints.
+    from PIL import Image
+
+    from ml.losses import build_loss_network
+    from ml.quality import QUALITY_LAYERS
+
+    paths = []
+    for index, level in enumerate((120, 200)):
+        paths.append(tmp_path / f"photo-{index}.png")
+        Image.fromarray(np.full((48, 64, 3), level, np.uint8)).save(paths[-1])
+    painting = tmp_path / "painting.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), np.uint8)).save(
+        painting)
+    network = build_loss_network("vgg16", None, layers=list(QUALITY_LAYERS))
+
+    def blob(photo):
+        result = np.array(photo, np.float32)
+        result[:40, :40] = 0.0
+        return result
+
+    assert _score(lambda photo: photo, paths, painting, network)["dark_spots"] == 0.0
+    assert _score(blob, paths, painting, network)["dark_spots"] > 0.1
+
+
 def test_best_snapshots_keep_each_styles_best_step_and_only_those_weights(tmp_path):
     best = BestSnapshots(tmp_path / "best")
 
