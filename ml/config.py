@@ -184,6 +184,10 @@ class TrainConfig:
         "--spot-weight", "weight of the spot term: near-black pixels where the photo is not "
         "dark, the black blobs a network can paint (ml.losses.dark_spot_loss); 0 leaves it "
         "out", non_negative_float))
+    saturation_weight: float = field(default=0.0, metadata=_flag(
+        "--saturation-weight", "weight of the saturation term: the net's last convolution "
+        "kept inside tanh's live range, so a flat black or white blob can be trained away "
+        "(ml.train.StyleTrainer); 0 leaves it out", non_negative_float))
     tv_weight: float | None = field(default=None, metadata=_flag(
         "--tv-weight", "weight of the total-variation term", non_negative_float))
     style_size: int | None = field(default=None, metadata=_flag(
@@ -266,7 +270,7 @@ class TrainConfig:
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
         for name in ("content_weight", "style_weight", "tv_weight", "lr", "identity_weight",
-                     "light_weight", "spot_weight"):
+                     "light_weight", "spot_weight", "saturation_weight"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")

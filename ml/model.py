@@ -54,6 +54,11 @@ SIZE_MULTIPLE = 4
 
 
 @keras.saving.register_keras_serializable(package="prisma")
+def to_pixels(logits):
+    """The network's last convolution mapped to [0, 255]: ``(tanh(x) + 1) * 127.5``."""
+    return (ops.tanh(logits) + 1.0) * 127.5
+
+
 class TransformNet(keras.Model):
     """Feed-forward style transfer network.
 
@@ -187,6 +192,14 @@ class TransformNet(keras.Model):
         return parts
 
     def call(self, inputs, style_weights=None, style_params=None):
+        return to_pixels(self.output_logits(inputs, style_weights, style_params))
+
+    def output_logits(self, inputs, style_weights=None, style_params=None):
+        """What :meth:`call` maps to [0, 255] with ``(tanh(x) + 1) * 127.5``: the last
+        convolution's output, cropped to the input size. Where it goes far past ±3 the
+        picture is flat black or white and no loss on the picture can move it back
+        (tanh's gradient vanishes); training watches it (``ml.train``'s saturation
+        term)."""
         if self.num_styles > 1 and style_weights is None and style_params is None:
             raise ValueError(
                 f"This TransformNet is a bank of {self.num_styles} styles: call it with "
@@ -223,7 +236,6 @@ class TransformNet(keras.Model):
         x = ops.relu(apply_norm(self.norm_up1, self.up1(x), w, p_up1))
         x = ops.relu(apply_norm(self.norm_up2, self.up2(x), w, p_up2))
         x = self.conv_out(x)
-        x = (ops.tanh(x) + 1.0) * 127.5
         return x[:, :height, :width, :]
 
     def compute_output_shape(self, inputs_shape, style_weights_shape=None,

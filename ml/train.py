@@ -56,6 +56,7 @@ from ml.callbacks import (
 from ml.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from ml.config import FLAG_FIELDS, TrainConfig, add_arguments, config_from_args
 from ml.data import PhotoBatches, SkipCounter, list_images, make_dataset
+from ml.model import to_pixels
 
 __all__ = [
     "DivergenceMonitor",
@@ -118,6 +119,11 @@ class LatestValue(keras.metrics.Metric):
         self.value.assign(0.0)
 
 
+#: Past this, ``tanh`` of the net's last convolution is within 0.7 % of ±1 (pixels
+#: under 1.7 or over 253.3 levels): the saturation term's threshold.
+SATURATION_LIMIT = 2.5
+
+
 class StyleTrainer(keras.Model):
     """Wraps the transform net so ``fit`` optimises the perceptual loss.
 
@@ -133,8 +139,10 @@ class StyleTrainer(keras.Model):
     """
 
     def __init__(self, transform_net, perceptual_loss, painting_of_slot=None,
-                 identity_weight=0.0, painting_style_scales=None, **kwargs):
+                 identity_weight=0.0, painting_style_scales=None, saturation_weight=0.0,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.saturation_weight = float(saturation_weight)
         self.transform_net = transform_net
         self.perceptual_loss = perceptual_loss
         self.painting_of_slot = (
@@ -156,6 +164,8 @@ class StyleTrainer(keras.Model):
         self.term_names = tuple(getattr(perceptual_loss, "term_names", LOSS_NAMES))
         if self.is_bank:
             self.term_names += ("identity",)
+        if self.saturation_weight:
+            self.term_names += ("saturation",)
         self.trackers = {
             name: LatestValue(name=name) for name in (*self.term_names, "output_mean", "output_std")
         }
@@ -169,14 +179,27 @@ class StyleTrainer(keras.Model):
         return self.painting_of_slot is not None
 
     def call(self, inputs, training=False):
-        if not self.is_bank:
-            return self.transform_net(inputs, training=training)
-        images, slots = inputs
-        weights = ops.one_hot(slots, self.transform_net.num_styles)
-        return self.transform_net(images, weights, training=training)
+        """The pictures; in training with a ``saturation_weight``, ``(pictures, logits)``
+        (``TransformNet.output_logits``) for the saturation term."""
+        args = [inputs]
+        if self.is_bank:
+            images, slots = inputs
+            args = [images, ops.one_hot(slots, self.transform_net.num_styles)]
+        if not (training and self.saturation_weight):
+            return self.transform_net(*args, training=training)
+        logits = self.transform_net.output_logits(*args)
+        return to_pixels(logits), logits
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """``y`` is the style scale of each example (the warm-up ramp; see ``fit_input``)."""
+        """``y`` is the style scale of each example (the warm-up ramp; see ``fit_input``).
+
+        With a ``saturation_weight``, the ``saturation`` term is that weight times the
+        mean of ``max(0, |logit| - SATURATION_LIMIT)²``: where the last convolution goes
+        past :data:`SATURATION_LIMIT` the picture is flat black or white (a blob) and
+        tanh passes no gradient back from any other term; this one pulls it back."""
+        logits = None
+        if isinstance(y_pred, (tuple, list)):
+            y_pred, logits = y_pred
         stylized = ops.cast(y_pred, "float32")
         if self.is_bank:
             photos, slots = x
@@ -199,6 +222,10 @@ class StyleTrainer(keras.Model):
         else:
             style_scale = 1.0 if y is None else ops.mean(ops.cast(y, "float32"))
             terms = self.perceptual_loss(ops.cast(x, "float32"), stylized, style_scale=style_scale)
+        if logits is not None:
+            excess = ops.relu(ops.abs(ops.cast(logits, "float32")) - SATURATION_LIMIT)
+            terms["saturation"] = self.saturation_weight * ops.mean(ops.square(excess))
+            terms["total"] = terms["total"] + terms["saturation"]
         for name in self.term_names:
             self.trackers[name].update_state(terms[name])
         self.trackers["output_mean"].update_state(ops.mean(stylized))
@@ -509,6 +536,7 @@ def build_trainer(config: TrainConfig, plan: BankPlan | None = None) -> StyleTra
     trainer = StyleTrainer(net, build_perceptual_loss(config, dtype=dtype),
                            painting_of_slot=plan.painting_of_slot if plan else None,
                            identity_weight=config.identity_weight,
+                           saturation_weight=config.saturation_weight,
                            painting_style_scales=(config.painting_style_scales
                                                   if plan and plan.base_weights is None else None),
                            **({"dtype": dtype} if dtype else {}))

@@ -12,6 +12,7 @@ from ml.train import (
     TrainConfig,
     TrainingDiverged,
     build_trainer,
+    fit_input,
     latest_checkpoint,
     load_checkpoint,
     parse_args,
@@ -638,3 +639,38 @@ def test_an_empty_hdf5_file_is_not_loss_weights(tmp_path, painting):
                          loss_weights=str(empty))
     with pytest.raises(CannotTrain, match="the file holds no weights"):
         train(config)
+
+
+def test_the_saturation_term_pulls_a_flat_black_net_back_into_tanhs_live_range(
+        painting, tmp_path):
+    """A net whose last convolution sits far below -SATURATION_LIMIT paints flat black,
+    and tanh passes (next to) no gradient from the picture's terms; the saturation term
+    counts it and a few steps bring the logits back."""
+    from ml.train import SATURATION_LIMIT
+
+    photos = photo_batch()
+    config = tiny_config(painting, tmp_path / "run", saturation_weight=1e4, lr=0.05)
+    trainer = build_trainer(config)
+    assert "saturation" in trainer.term_names
+    assert "saturation" not in build_trainer(tiny_config(painting, tmp_path / "b")).term_names
+    net = trainer.transform_net
+    # In training the trainer gives the pictures and the logits they come from.
+    pictures, logits = trainer(photos, training=True)
+    np.testing.assert_allclose(np.asarray(pictures), np.asarray(net(photos)), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(pictures), (np.tanh(np.asarray(logits)) + 1) * 127.5,
+                               atol=1e-3)
+    assert np.asarray(trainer(photos)).shape == photos.shape  # pictures only, not training
+
+    bias = net.conv_out.trainable_weights[-1]
+    bias.assign(np.full(bias.shape, -8.0, "float32"))
+    assert np.asarray(net(photos)).max() < 0.5  # flat black
+
+    def saturation():
+        logits = np.asarray(net.output_logits(photos))
+        return float(np.mean(np.maximum(np.abs(logits) - SATURATION_LIMIT, 0.0) ** 2))
+
+    before = saturation()
+    trainer.fit(fit_input([photos], warmup_steps=0)[1], steps_per_epoch=15, epochs=1,
+                verbose=0)
+    assert saturation() < 0.5 * before
+    assert np.asarray(net(photos)).max() > 0.5
