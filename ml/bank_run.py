@@ -384,7 +384,7 @@ class ProgressLines(keras.callbacks.Callback):
             return
         now = time.perf_counter()
         terms = " ".join(f"{name} {float(value):.4g}" for name, value in (logs or {}).items()
-                         if name in ("total", "content", "style", "tv", "light", "identity"))
+                         if not name.startswith(("style_", "output_")))
         self.log(f"step {self.step}: {(now - self.since) / self.every:.2f} s/step; {terms}",
                  flush=True)
         self.since = now

@@ -53,12 +53,12 @@ BASE_FILTERS = (32, 64, 128)
 SIZE_MULTIPLE = 4
 
 
-@keras.saving.register_keras_serializable(package="prisma")
 def to_pixels(logits):
     """The network's last convolution mapped to [0, 255]: ``(tanh(x) + 1) * 127.5``."""
     return (ops.tanh(logits) + 1.0) * 127.5
 
 
+@keras.saving.register_keras_serializable(package="prisma")
 class TransformNet(keras.Model):
     """Feed-forward style transfer network.
 

@@ -101,7 +101,9 @@ def test_sign_up_upload_and_see_the_result(
             card = page.locator(".job-card")
             expect(card).to_have_count(1)
             expect(card.locator(".job-status")).to_have_text("Succeeded")
-            assert card.locator("img").evaluate("img => img.naturalWidth") > 0
+            page.wait_for_function(  # the thumbnail loads after the list
+                "() => { const img = document.querySelector('.job-card img');"
+                " return img && img.complete && img.naturalWidth > 0; }")
             page.screenshot(path=str(tmp_path / "my-jobs.png"), full_page=True)
             assert console_errors == []
         finally:
