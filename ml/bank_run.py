@@ -203,6 +203,21 @@ def dark_spots(photos, results) -> float:
     return 100.0 * float(np.mean(spotted)) if spotted else 0.0
 
 
+def identity_levels(net, photos, slot: int) -> float:
+    """Mean |difference| in levels between the photos and ``mix_weights(S, slot,
+    strength=0)``'s results: how well strength 0 gives the photo back."""
+    from ml.bank import mix_weights
+    from ml.quality import fit_longer_side
+
+    weights = mix_weights(net.num_styles, slot, strength=0.0)[None]
+    differences = []
+    for path in photos:
+        photo = fit_longer_side(path, 384).astype(np.float32)
+        out = np.asarray(keras.ops.convert_to_numpy(net(photo[None], weights)), np.float32)[0]
+        differences.append(float(np.mean(np.abs(np.clip(np.round(out), 0, 255) - photo))))
+    return round(float(np.mean(differences)), 2)
+
+
 class BestSnapshots:
     """``run/best/``: each style's best step by :func:`style_score`, with the weights of
     every step that is some style's best (``step-N.weights.h5``) and no other."""
@@ -348,9 +363,12 @@ class HeldOutScores(keras.callbacks.Callback):
         whole = {"styles": {slug: dict(scores) for slug, scores in scored.items()}}
         whole["score"] = round(self.entry_score(WHOLE_BANK, whole), 4)
         improved = self.best.offer(step, {**scored, WHOLE_BANK: whole}, net.save_weights)
+        # Strength 0 must give the photo back (issue 23, item 5): mean |difference|.
+        identity = identity_levels(net, self.photos[:SHEET_PHOTOS], self.plan.styles[0].slot)
         record = {"step": step, "seconds_this_run": round(started - self.started, 1),
                   "train_seconds": round(self.seconds_before + started - self.started, 1),
-                  "scoring_seconds": round(time.perf_counter() - started, 1), "styles": scored}
+                  "scoring_seconds": round(time.perf_counter() - started, 1),
+                  "identity_levels": identity, "styles": scored}
         with open(self.plan.out_dir / SCORES_FILE, "a") as scores_file:
             scores_file.write(json.dumps(record) + "\n")
         self._draw(step, sheet)

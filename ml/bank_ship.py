@@ -51,6 +51,7 @@ from ml.bank_run import (
     BankRunPlan,
     BestSnapshots,
     dark_spots,
+    identity_levels,
     load_plan,
     style_score,
 )
@@ -145,21 +146,6 @@ def run_record(plan: BankRunPlan, step: int) -> dict:
         if record["step"] == step:
             return record
     return {}
-
-
-def identity_levels(net, photos, slot: int) -> float:
-    """Mean |difference| in levels between the photos and ``mix_weights(S, slot,
-    strength=0)``'s results: how well strength 0 gives the photo back."""
-    from ml.bank import mix_weights
-    from ml.quality import fit_longer_side
-
-    weights = mix_weights(net.num_styles, slot, strength=0.0)[None]
-    differences = []
-    for path in photos:
-        photo = fit_longer_side(path, 384).astype(np.float32)
-        out = np.asarray(net(photo[None], weights))[0]
-        differences.append(float(np.mean(np.abs(np.clip(np.round(out), 0, 255) - photo))))
-    return round(float(np.mean(differences)), 2)
 
 
 def main(argv: list[str] | None = None) -> int:

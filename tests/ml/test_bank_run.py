@@ -218,6 +218,29 @@ def test_the_run_stops_at_max_seconds_with_a_checkpoint_and_a_score(tiny_run):
     assert 1 <= state["step"] < 100
     records = (run_dir / "run" / "scores.jsonl").read_text().splitlines()
     assert json.loads(records[-1])["step"] == state["step"]
+    assert json.loads(records[-1])["identity_levels"] >= 0.0
+
+
+def test_identity_levels_say_how_far_strength_0_is_from_the_photo(tmp_path):
+    from PIL import Image
+
+    from ml.bank_run import identity_levels
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.full((30, 40, 3), 100, np.uint8)).save(path)
+
+    class Net:  # stands for a bank: strength 0 is the identity slot's row
+        num_styles = 3
+
+        def __init__(self, shift):
+            self.shift = shift
+
+        def __call__(self, photos, weights):
+            assert np.asarray(weights).tolist() == [[1.0, 0.0, 0.0]]
+            return photos + self.shift
+
+    assert identity_levels(Net(0.0), [path], slot=2) == 0.0
+    assert identity_levels(Net(12.0), [path], slot=2) == 12.0
 
 
 # --------------------------------------------------------------------------- shipping
