@@ -54,11 +54,10 @@ def one_hot(slots, num_styles: int) -> np.ndarray:
     return np.eye(num_styles, dtype=np.float32)[slots]
 
 
-def mix_weights(num_styles: int, slot: int, *, strength: float = 1.0,
-                blend_slot: int | None = None, blend: float = 0.0) -> np.ndarray:
-    """The ``style_weights`` row that paints ``slot`` at ``strength``, mixed with
-    ``blend_slot`` at share ``blend``: ``(1 - strength)`` on the identity slot, the rest
-    split between the two styles. float32 ``(num_styles,)``, summing to 1."""
+def _check_mix(num_styles, strength, blend, slot, blend_slot) -> None:
+    """ValueError unless a bank of ``num_styles`` can paint ``slot`` (None: a
+    ``style_params`` row) at ``strength``, mixed with ``blend_slot`` at ``blend``, as
+    :func:`mix_weights` and :func:`params_mix` need."""
     if num_styles < 2:
         raise ValueError(f"a bank has the identity slot and at least one style, not {num_styles}")
     if not 0.0 <= strength <= 1.0 or not 0.0 <= blend <= 1.0:  # NaN fails too
@@ -68,6 +67,14 @@ def mix_weights(num_styles: int, slot: int, *, strength: float = 1.0,
     for index in (slot, blend_slot):
         if index is not None and not IDENTITY_SLOT < index < num_styles:
             raise ValueError(f"style slots are 1..{num_styles - 1}, got {index}")
+
+
+def mix_weights(num_styles: int, slot: int, *, strength: float = 1.0,
+                blend_slot: int | None = None, blend: float = 0.0) -> np.ndarray:
+    """The ``style_weights`` row that paints ``slot`` at ``strength``, mixed with
+    ``blend_slot`` at share ``blend``: ``(1 - strength)`` on the identity slot, the rest
+    split between the two styles. float32 ``(num_styles,)``, summing to 1."""
+    _check_mix(num_styles, strength, blend, slot, blend_slot)
     weights = np.zeros(num_styles, dtype=np.float32)
     weights[IDENTITY_SLOT] = 1.0 - strength
     weights[slot] += strength * (1.0 - blend)
@@ -146,14 +153,7 @@ def params_mix(num_styles: int, *, strength: float = 1.0, blend_slot: int | None
     ``(num_styles,)`` float32 holding the identity slot's ``1 - strength`` and the other
     style's ``strength * blend``, and ``share`` (``strength * (1 - blend)``) the factor
     of the row itself. Weights and share sum to 1, as :func:`mix_weights`' do."""
-    if num_styles < 2:
-        raise ValueError(f"a bank has the identity slot and at least one style, not {num_styles}")
-    if not 0.0 <= strength <= 1.0 or not 0.0 <= blend <= 1.0:  # NaN fails too
-        raise ValueError(f"strength and blend must be within [0, 1], got {strength}, {blend}")
-    if blend and blend_slot is None:
-        raise ValueError("a blend needs a second slot")
-    if blend_slot is not None and not IDENTITY_SLOT < blend_slot < num_styles:
-        raise ValueError(f"style slots are 1..{num_styles - 1}, got {blend_slot}")
+    _check_mix(num_styles, strength, blend, None, blend_slot)
     weights = np.zeros(num_styles, dtype=np.float32)
     weights[IDENTITY_SLOT] = 1.0 - strength
     if blend_slot is not None:
