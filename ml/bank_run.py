@@ -76,6 +76,14 @@ DARK_SPOT_PENALTY = 1.0
 #: A style ships only with at most this per cent of dark spots (``ml.bank_ship``): a
 #: few pixels of a photo's own black shadows, not a blob.
 DARK_SPOT_LIMIT = 0.1
+#: An inner value (``TransformNet.trace``) this many standard deviations from its map's
+#: mean is a droplet, the one-colour blob with a halo an instance-normalised net can
+#: learn to paint (:func:`droplets`); spread-out detail stays far under it.
+DROPLET_Z = 20.0
+#: Score units lost per per cent of a result's pixels that are droplets.
+DROPLET_PENALTY = 10.0
+#: A style ships only with at most this per cent of droplet pixels (``ml.bank_ship``).
+DROPLET_LIMIT = 0.01
 #: The style ratio is counted in units of the peer's, or of this without a peer.
 RATIO_UNIT = 0.1
 #: Held-out photos whose results are drawn on the contact sheet of each scoring.
@@ -175,9 +183,11 @@ def style_score(scores: dict, peer: dict | None = None) -> float:
     units of the peer's ratio on the same painting (of :data:`RATIO_UNIT` without one),
     plus :data:`SHAPE_PENALTY` per unit of luminance or edge correlation under its floor
     (the peer's, and at least :data:`LUMINANCE_FLOOR` / :data:`EDGE_FLOOR`), plus
-    :data:`DARK_SPOT_PENALTY` per per cent of dark spots (:func:`dark_spots`) if given.
+    :data:`DARK_SPOT_PENALTY` per per cent of dark spots (:func:`dark_spots`) and
+    :data:`DROPLET_PENALTY` per per cent of droplets (:func:`droplets`) if given.
 
-    ``scores``: ``ml.quality.evaluate_style``'s keys, and ``dark_spots``. A checkpoint that
+    ``scores``: ``ml.quality.evaluate_style``'s keys, ``dark_spots`` and ``droplets``. A
+    checkpoint that
     paints strongly but loses the photo scores worse than one that paints a little less and
     keeps it.
     """
@@ -188,7 +198,8 @@ def style_score(scores: dict, peer: dict | None = None) -> float:
     shortfall = (max(0.0, luminance_floor - scores["luminance_correlation"])
                  + max(0.0, edge_floor - scores["edge_correlation"]))
     return (scores["style_distance_ratio"] / unit + SHAPE_PENALTY * shortfall
-            + DARK_SPOT_PENALTY * scores.get("dark_spots", 0.0))
+            + DARK_SPOT_PENALTY * scores.get("dark_spots", 0.0)
+            + DROPLET_PENALTY * scores.get("droplets", 0.0))
 
 
 def dark_spots(photos, results) -> float:
@@ -201,6 +212,30 @@ def dark_spots(photos, results) -> float:
                        & (photo.astype(np.float64) @ luma > LIGHT_PHOTO))
                for photo, result in zip(photos, results)]
     return 100.0 * float(np.mean(spotted)) if spotted else 0.0
+
+
+def droplets(inner_map) -> float:
+    """Per cent of the pixels of ``inner_map`` (one image's ``(H, W, C)`` inner feature
+    map, e.g. the last of ``TransformNet.trace``'s, which has the input's resolution)
+    where some channel is :data:`DROPLET_Z` standard deviations or more from its map's
+    mean: a spot the net makes far stronger than the rest of the map, painted as a
+    blob of one colour with a halo (``ml.losses.spike_loss`` trains it away)."""
+    from ml.losses import spike_z
+
+    z = np.asarray(keras.ops.convert_to_numpy(spike_z(np.asarray(inner_map)[None])))[0]
+    return 100.0 * float(np.mean(z.max(axis=-1) >= DROPLET_Z))
+
+
+def paint(net, photo, weights) -> tuple[np.ndarray, float]:
+    """``(result, droplet per cent)``: ``photo`` (``HxWx3`` in [0, 255]) through the bank
+    ``net`` in the slot mix ``weights`` (``(1, num_styles)``), as uint8, and
+    :func:`droplets` of the last inner map."""
+    from ml.model import to_pixels
+
+    logits, inner = net.trace(np.asarray(photo, np.float32)[None], weights)
+    result = np.asarray(keras.ops.convert_to_numpy(to_pixels(logits)))[0]
+    return (np.clip(np.round(result), 0, 255).astype(np.uint8),
+            droplets(keras.ops.convert_to_numpy(inner[-1])[0]))
 
 
 def identity_levels(net, photos, slot: int) -> float:
@@ -342,14 +377,14 @@ class HeldOutScores(keras.callbacks.Callback):
         scored, sheet = {}, []
         for style in self.plan.styles:
             weights = one_hot([style.slot], net.num_styles)
-            photos, results = [], []
+            photos, results, spots = [], [], []
 
-            def stylize(photo, weights=weights, photos=photos, results=results):
-                out = np.asarray(keras.ops.convert_to_numpy(
-                    net(np.asarray(photo, np.float32)[None], weights)))[0]
+            def stylize(photo, weights=weights, photos=photos, results=results, spots=spots):
+                result, droplet_share = paint(net, photo, weights)
                 photos.append(photo)
-                results.append(np.clip(np.round(out), 0, 255).astype(np.uint8))
-                return results[-1]
+                results.append(result)
+                spots.append(droplet_share)
+                return result
 
             report = evaluate_style(self.photos, style.painting, self.quality_network,
                                     stylize=stylize,
@@ -357,6 +392,7 @@ class HeldOutScores(keras.callbacks.Callback):
             scores = {name: round(float(report[name]), 4) for name in
                       ("style_distance_ratio", "luminance_correlation", "edge_correlation")}
             scores["dark_spots"] = round(dark_spots(photos, results), 3)
+            scores["droplets"] = round(float(np.mean(spots)), 4)
             scores["score"] = round(self.entry_score(style.slug, scores), 4)
             scored[style.slug] = scores
             sheet.append(results[:SHEET_PHOTOS])
@@ -427,7 +463,8 @@ def draw_sheet(rows, path: Path, cell: int = 192) -> Path:
 def scores_table(record: dict, best: dict, improved=()) -> str:
     """The held-out scores of one scoring, beside each style's best so far."""
     lines = [f"held-out scores at step {record['step']} ({record.get('scoring_seconds', '?')} s):",
-             f"  {'style':22} {'ratio':>6} {'lum':>5} {'edges':>5} {'spots':>5} {'score':>6}"
+             f"  {'style':22} {'ratio':>6} {'lum':>5} {'edges':>5} {'spots':>5} {'drops':>6}"
+             f" {'score':>6}"
              "   best (step)"]
     for slug, s in record["styles"].items():
         if slug == WHOLE_BANK:
@@ -437,6 +474,7 @@ def scores_table(record: dict, best: dict, improved=()) -> str:
         lines.append(f"  {slug:22} {s['style_distance_ratio']:6.3f} "
                      f"{s['luminance_correlation']:5.2f} {s['edge_correlation']:5.2f} "
                      f"{s.get('dark_spots', float('nan')):5.2f} "
+                     f"{s.get('droplets', float('nan')):6.3f} "
                      f"{s['score']:6.2f}   {kept.get('score', float('nan')):.2f} "
                      f"({kept.get('step', '-')}){mark}")
     whole = best.get(WHOLE_BANK)

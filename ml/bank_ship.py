@@ -10,9 +10,10 @@ one measure, beside every style shipped today that has the same slug (scored her
 the same photos), and shipped only when each of its styles
 
 - keeps the photo: luminance correlation >= :data:`ml.bank_run.LUMINANCE_FLOOR` and edge
-  correlation >= :data:`ml.bank_run.EDGE_FLOOR`, with no black blobs (dark spots, as
-  ``ml.bank_run.dark_spots`` counts them, at most :data:`ml.bank_run.DARK_SPOT_LIMIT`
-  per cent), and
+  correlation >= :data:`ml.bank_run.EDGE_FLOOR`, with no blobs: no black ones (dark
+  spots, as ``ml.bank_run.dark_spots`` counts them, at most
+  :data:`ml.bank_run.DARK_SPOT_LIMIT` per cent) and no droplets (``ml.bank_run.droplets``,
+  at most :data:`ml.bank_run.DROPLET_LIMIT` per cent), and
 - is at least as good as the shipped style of the same slug: a lower style ratio than a
   single-style model it replaces, a score (``ml.bank_run.style_score``) no worse than
   the bank version shipped before;
@@ -44,6 +45,7 @@ from ml.bank_run import (
     BEST_DIR,
     DARK_SPOT_LIMIT,
     DEFAULT_RUN_DIR,
+    DROPLET_LIMIT,
     EDGE_FLOOR,
     LUMINANCE_FLOOR,
     SCORES_FILE,
@@ -53,6 +55,7 @@ from ml.bank_run import (
     dark_spots,
     identity_levels,
     load_plan,
+    paint,
     style_score,
 )
 
@@ -82,6 +85,8 @@ class ShipCheck:
             found.append(f"edges {self.scores['edge_correlation']:.2f} < {EDGE_FLOOR}")
         if self.scores.get("dark_spots", 0.0) > DARK_SPOT_LIMIT:
             found.append(f"dark spots {self.scores['dark_spots']:.2f} % > {DARK_SPOT_LIMIT} %")
+        if self.scores.get("droplets", 0.0) > DROPLET_LIMIT:
+            found.append(f"droplets {self.scores['droplets']:.3f} % > {DROPLET_LIMIT} %")
         if self.shipped_kind == "model" and (self.scores["style_distance_ratio"]
                                              >= self.shipped["style_distance_ratio"]):
             found.append(f"style ratio {self.scores['style_distance_ratio']:.3f} not below the "
@@ -100,19 +105,26 @@ def ship_check(slug: str, scores: dict, shipped: dict | None, shipped_kind: str,
 
 
 def _score(stylize, photos, painting, network) -> dict:
-    """The one measure's numbers for ``stylize`` (photo -> result) and its dark spots."""
+    """The one measure's numbers for ``stylize`` (photo -> result, or ``(result, droplet
+    per cent)`` as ``ml.bank_run.paint`` gives) and its dark spots (and droplets)."""
     from ml.quality import evaluate_style
 
-    pairs = []
+    pairs, spots = [], []
 
     def keep(photo):
-        result = np.clip(np.round(np.asarray(stylize(photo))), 0, 255).astype(np.uint8)
+        result = stylize(photo)
+        if isinstance(result, tuple):
+            result, droplet_share = result
+            spots.append(droplet_share)
+        result = np.clip(np.round(np.asarray(result)), 0, 255).astype(np.uint8)
         pairs.append((np.asarray(photo), result))
         return result
 
     report = evaluate_style(photos, painting, network, stylize=keep)
     scores = {name: round(float(report[name]), 4) for name in SCORE_KEYS}
     scores["dark_spots"] = round(dark_spots(*zip(*pairs)), 3) if pairs else 0.0
+    if spots:
+        scores["droplets"] = round(float(np.mean(spots)), 4)
     return scores
 
 
@@ -181,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         weights = one_hot([style.slot], net.num_styles)
 
         def stylize(photo, weights=weights):
-            return np.asarray(net(np.asarray(photo, np.float32)[None], weights))[0]
+            return paint(net, photo, weights)
 
         scores = _score(stylize, photos, style.painting, network)
         before, kind = None, ""

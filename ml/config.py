@@ -188,6 +188,10 @@ class TrainConfig:
         "--saturation-weight", "weight of the saturation term: the net's last convolution "
         "kept inside tanh's live range, so a flat black or white blob can be trained away "
         "(ml.train.StyleTrainer); 0 leaves it out", non_negative_float))
+    spike_weight: float = field(default=0.0, metadata=_flag(
+        "--spike-weight", "weight of the spike term: the net's inner feature maps kept free "
+        "of droplets, one spot far stronger than the rest of its map, painted as a blob "
+        "(ml.losses.spike_loss); 0 leaves it out", non_negative_float))
     tv_weight: float | None = field(default=None, metadata=_flag(
         "--tv-weight", "weight of the total-variation term", non_negative_float))
     style_size: int | None = field(default=None, metadata=_flag(
@@ -270,7 +274,7 @@ class TrainConfig:
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
         for name in ("content_weight", "style_weight", "tv_weight", "lr", "identity_weight",
-                     "light_weight", "spot_weight", "saturation_weight"):
+                     "light_weight", "spot_weight", "saturation_weight", "spike_weight"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")

@@ -275,6 +275,34 @@ def dark_spot_loss(photos, stylized):
     return ops.mean(light * ops.square(darkness), axis=(1, 2, 3))
 
 
+#: A value of an inner feature map further than this many standard deviations from its
+#: map's mean is a spike (the spike term's threshold). On photos, the maps of a net
+#: without droplets stay under it but for about 0.01 % of their values; a droplet
+#: reaches 20-40 (docs/design/training.md).
+SPIKE_LIMIT = 10.0
+
+
+def spike_z(feature, epsilon=1e-3):
+    """``|feature - mean| / std`` over each map (per image and channel) of ``(batch, H, W,
+    C)`` features, in float32."""
+    feature = ops.cast(feature, "float32")
+    mean = ops.mean(feature, axis=(1, 2), keepdims=True)
+    variance = ops.var(feature, axis=(1, 2), keepdims=True)
+    return ops.abs(feature - mean) / ops.sqrt(variance + epsilon)
+
+
+def spike_loss(features, limit=SPIKE_LIMIT):
+    """Per image, the mean over ``features`` (a list of ``(batch, H, W, C)`` maps, e.g.
+    ``TransformNet.trace``'s inner maps) of the mean over each map's values of
+    ``max(0, z - limit)²``, ``z`` from :func:`spike_z`. 0 while no value is a spike; it
+    grows with a droplet, one spot the net makes far stronger than the rest of the map
+    so that it dominates the map's instance-norm statistics and is painted as a blob of
+    one colour with a halo. Returns float32 ``(batch,)``."""
+    terms = [ops.mean(ops.square(ops.relu(spike_z(feature) - limit)), axis=(1, 2, 3))
+             for feature in features]
+    return ops.sum(ops.stack(terms), axis=0) / len(terms)
+
+
 def _as_image_batch(image):
     """Painting as a float32 (1, H, W, 3) array in [0, 255]."""
     if isinstance(image, (str, Path)):

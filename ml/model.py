@@ -200,6 +200,15 @@ class TransformNet(keras.Model):
         picture is flat black or white and no loss on the picture can move it back
         (tanh's gradient vanishes); training watches it (``ml.train``'s saturation
         term)."""
+        return self.trace(inputs, style_weights, style_params)[0]
+
+    def trace(self, inputs, style_weights=None, style_params=None):
+        """``(logits, inner)``: :meth:`output_logits` and the inner feature maps, the
+        residual stream after each residual block then the inputs of the two upsampling
+        normalisations. An instance-normalised net can learn to put a strong spike into
+        them, one spot that dominates a map's statistics and comes out as a blob of
+        one colour with a halo (StyleGAN's droplets); training watches them
+        (``ml.losses.spike_loss``)."""
         if self.num_styles > 1 and style_weights is None and style_params is None:
             raise ValueError(
                 f"This TransformNet is a bank of {self.num_styles} styles: call it with "
@@ -231,12 +240,17 @@ class TransformNet(keras.Model):
         x = ops.relu(apply_norm(self.norm_in, self.conv_in(x), w, p_in))
         x = ops.relu(apply_norm(self.norm_down1, self.down1(x), w, p_down1))
         x = ops.relu(apply_norm(self.norm_down2, self.down2(x), w, p_down2))
+        inner = []
         for block, params in zip(self.residual_blocks, p_blocks):
             x = block(x, w) if params is None else block(x, w, style_params=params)
-        x = ops.relu(apply_norm(self.norm_up1, self.up1(x), w, p_up1))
-        x = ops.relu(apply_norm(self.norm_up2, self.up2(x), w, p_up2))
+            inner.append(x)
+        for conv, norm, params in ((self.up1, self.norm_up1, p_up1),
+                                   (self.up2, self.norm_up2, p_up2)):
+            x = conv(x)
+            inner.append(x)
+            x = ops.relu(apply_norm(norm, x, w, params))
         x = self.conv_out(x)
-        return x[:, :height, :width, :]
+        return x[:, :height, :width, :], inner
 
     def compute_output_shape(self, inputs_shape, style_weights_shape=None,
                              style_params_shape=None):

@@ -56,6 +56,7 @@ from ml.callbacks import (
 from ml.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from ml.config import FLAG_FIELDS, TrainConfig, add_arguments, config_from_args
 from ml.data import PhotoBatches, SkipCounter, list_images, make_dataset
+from ml.losses import spike_loss
 from ml.model import to_pixels
 
 __all__ = [
@@ -140,9 +141,10 @@ class StyleTrainer(keras.Model):
 
     def __init__(self, transform_net, perceptual_loss, painting_of_slot=None,
                  identity_weight=0.0, painting_style_scales=None, saturation_weight=0.0,
-                 **kwargs):
+                 spike_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self.saturation_weight = float(saturation_weight)
+        self.spike_weight = float(spike_weight)
         self.transform_net = transform_net
         self.perceptual_loss = perceptual_loss
         self.painting_of_slot = (
@@ -166,6 +168,8 @@ class StyleTrainer(keras.Model):
             self.term_names += ("identity",)
         if self.saturation_weight:
             self.term_names += ("saturation",)
+        if self.spike_weight:
+            self.term_names += ("spike",)
         self.trackers = {
             name: LatestValue(name=name) for name in (*self.term_names, "output_mean", "output_std")
         }
@@ -179,16 +183,16 @@ class StyleTrainer(keras.Model):
         return self.painting_of_slot is not None
 
     def call(self, inputs, training=False):
-        """The pictures; in training with a ``saturation_weight``, ``(pictures, logits)``
-        (``TransformNet.output_logits``) for the saturation term."""
+        """The pictures; in training with a ``saturation_weight`` or a ``spike_weight``,
+        ``(pictures, logits, inner maps)`` (``TransformNet.trace``) for those terms."""
         args = [inputs]
         if self.is_bank:
             images, slots = inputs
             args = [images, ops.one_hot(slots, self.transform_net.num_styles)]
-        if not (training and self.saturation_weight):
+        if not (training and (self.saturation_weight or self.spike_weight)):
             return self.transform_net(*args, training=training)
-        logits = self.transform_net.output_logits(*args)
-        return to_pixels(logits), logits
+        logits, inner = self.transform_net.trace(*args)
+        return to_pixels(logits), logits, inner
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """``y`` is the style scale of each example (the warm-up ramp; see ``fit_input``).
@@ -196,10 +200,13 @@ class StyleTrainer(keras.Model):
         With a ``saturation_weight``, the ``saturation`` term is that weight times the
         mean of ``max(0, |logit| - SATURATION_LIMIT)²``: where the last convolution goes
         past :data:`SATURATION_LIMIT` the picture is flat black or white (a blob) and
-        tanh passes no gradient back from any other term; this one pulls it back."""
-        logits = None
+        tanh passes no gradient back from any other term; this one pulls it back.
+
+        With a ``spike_weight``, the ``spike`` term is that weight times the batch mean of
+        ``ml.losses.spike_loss`` of the net's inner maps: no droplets."""
+        logits = inner = None
         if isinstance(y_pred, (tuple, list)):
-            y_pred, logits = y_pred
+            y_pred, logits, inner = y_pred
         stylized = ops.cast(y_pred, "float32")
         if self.is_bank:
             photos, slots = x
@@ -222,10 +229,13 @@ class StyleTrainer(keras.Model):
         else:
             style_scale = 1.0 if y is None else ops.mean(ops.cast(y, "float32"))
             terms = self.perceptual_loss(ops.cast(x, "float32"), stylized, style_scale=style_scale)
-        if logits is not None:
+        if self.saturation_weight and logits is not None:
             excess = ops.relu(ops.abs(ops.cast(logits, "float32")) - SATURATION_LIMIT)
             terms["saturation"] = self.saturation_weight * ops.mean(ops.square(excess))
             terms["total"] = terms["total"] + terms["saturation"]
+        if self.spike_weight and inner is not None:
+            terms["spike"] = self.spike_weight * ops.mean(spike_loss(inner))
+            terms["total"] = terms["total"] + terms["spike"]
         for name in self.term_names:
             self.trackers[name].update_state(terms[name])
         self.trackers["output_mean"].update_state(ops.mean(stylized))
@@ -537,6 +547,7 @@ def build_trainer(config: TrainConfig, plan: BankPlan | None = None) -> StyleTra
                            painting_of_slot=plan.painting_of_slot if plan else None,
                            identity_weight=config.identity_weight,
                            saturation_weight=config.saturation_weight,
+                           spike_weight=config.spike_weight,
                            painting_style_scales=(config.painting_style_scales
                                                   if plan and plan.base_weights is None else None),
                            **({"dtype": dtype} if dtype else {}))

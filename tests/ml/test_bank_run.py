@@ -177,6 +177,51 @@ def run(run_dir, photos, holdout, *extra):
 
 
 @pytest.mark.slow
+def test_droplets_count_a_spot_far_stronger_than_its_map_and_cost_score():
+    from ml.bank_run import DROPLET_Z, droplets
+
+    rng = np.random.default_rng(1)
+    busy = rng.normal(0.0, 3.0, (100, 100, 4)).astype(np.float32)
+    busy[::5] += 15.0  # strong detail over a fifth of the map is no droplet
+    assert droplets(busy) == 0.0
+    spotted = busy.copy()
+    spotted[50:52, 50:52, 2] += 40.0 * DROPLET_Z  # 4 of 10,000 pixels, one channel
+    assert droplets(spotted) == pytest.approx(0.04)
+    clean = scores(0.1, 0.9, 0.9)
+    assert style_score({**clean, "droplets": 0.1}) == pytest.approx(style_score(clean) + 1.0)
+
+
+def test_a_style_with_droplets_is_not_shipped_and_the_bank_net_reports_them(tmp_path):
+    from ml.bank_run import paint
+    from ml.bank_ship import ship_check
+    from ml.model import TransformNet
+
+    shipped = scores(0.2, 0.9, 0.9)
+    drops = ship_check("red", {**scores(0.1, 0.9, 0.9), "droplets": 0.05}, shipped, "model",
+                       None)
+    assert drops.problems == ["droplets 0.050 % > 0.01 %"]
+    assert ship_check("red", {**scores(0.1, 0.9, 0.9), "droplets": 0.0}, shipped, "model",
+                      None).problems == []
+
+    # paint() gives the picture the net paints and the droplets of its last inner map:
+    # none for a flat photo, some for a bright dot on it, which a fresh net carries into
+    # its maps as one spot far above the flat rest.
+    import keras
+
+    keras.utils.set_random_seed(3)
+    net = TransformNet(width=0.25, num_residual_blocks=1, num_styles=3)
+    net.build((None, None, None, 3))
+    photo = np.full((128, 128, 3), 90.0, np.float32)
+    weights = np.array([[0.0, 1.0, 0.0]], np.float32)
+    result, share = paint(net, photo, weights)
+    assert result.dtype == np.uint8
+    np.testing.assert_allclose(
+        result, np.clip(np.round(np.asarray(net(photo[None], weights))[0]), 0, 255), atol=1)
+    assert share == 0.0
+    photo[64, 64] = 255.0
+    assert paint(net, photo, weights)[1] > 0.0
+
+
 def test_the_run_resumes_from_its_folder_on_another_machine(tiny_run, tmp_path, capsys):
     run_dir, photos, holdout = tiny_run
     run(run_dir, photos, holdout, "--steps", "4")

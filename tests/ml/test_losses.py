@@ -335,6 +335,32 @@ def test_the_spot_term_counts_black_only_where_the_photo_is_light():
     assert (gradient[:, 28:36, 44:52] < 0).all() and (gradient[:, :, :32] == 0).all()
 
 
+def test_the_spike_term_counts_a_droplet_and_not_a_busy_map():
+    """A map of strong but spread-out detail has no value 10 standard deviations out;
+    one spot far stronger than the rest of its map (a droplet) has, and the term's
+    gradient lowers that spot."""
+    from ml.losses import SPIKE_LIMIT, spike_loss
+
+    rng = np.random.default_rng(0)
+    busy = rng.normal(0.0, 5.0, (2, 32, 32, 8)).astype(np.float32)
+    busy[:, ::4] += 20.0  # stripes: strong, and a quarter of the map
+    assert np.all(np.asarray(spike_loss([busy])) == 0.0)
+    droplet = busy.copy()
+    droplet[1, 16:18, 16:18, 3] += 500.0
+    values = np.asarray(spike_loss([busy, droplet]))
+    assert values[0] == 0.0 and values[1] > 0.0  # per image, the mean over the maps
+    assert float(spike_loss([droplet])[1]) == pytest.approx(2 * values[1])
+    assert SPIKE_LIMIT == 10.0
+    import tensorflow as tf
+
+    maps = tf.Variable(droplet)
+    with tf.GradientTape() as tape:
+        value = spike_loss([maps])[1]
+    gradient = tape.gradient(value, maps).numpy()
+    assert (gradient[1, 16:18, 16:18, 3] > 0).all()  # descending lowers the spot
+    assert (gradient[0] == 0).all()
+
+
 def test_the_spot_term_is_a_weighted_part_of_the_total_only_when_asked_for(painting):
     from ml.config import TrainConfig
     from ml.losses import PerceptualLoss

@@ -3,6 +3,7 @@ import importlib.util
 import json
 import re
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -481,6 +482,7 @@ def test_a_bfloat16_run_learns_and_hands_back_a_float32_model(painting, tmp_path
 
 JAX_SCRIPT = """
 import json, sys
+import keras
 import numpy as np
 from PIL import Image
 from ml.config import TrainConfig
@@ -655,7 +657,7 @@ def test_the_saturation_term_pulls_a_flat_black_net_back_into_tanhs_live_range(
     assert "saturation" not in build_trainer(tiny_config(painting, tmp_path / "b")).term_names
     net = trainer.transform_net
     # In training the trainer gives the pictures and the logits they come from.
-    pictures, logits = trainer(photos, training=True)
+    pictures, logits, _ = trainer(photos, training=True)
     np.testing.assert_allclose(np.asarray(pictures), np.asarray(net(photos)), atol=1e-4)
     np.testing.assert_allclose(np.asarray(pictures), (np.tanh(np.asarray(logits)) + 1) * 127.5,
                                atol=1e-3)
@@ -674,3 +676,35 @@ def test_the_saturation_term_pulls_a_flat_black_net_back_into_tanhs_live_range(
                 verbose=0)
     assert saturation() < 0.5 * before
     assert np.asarray(net(photos)).max() > 0.5
+
+
+def test_the_spike_term_trains_a_droplet_out_of_the_inner_maps(painting, tmp_path):
+    """A bright dot on a flat photo is a spike in every inner map of a fresh net (the
+    rest of each map is flat; at 96 px, as a map of n values reaches at most sqrt(n)
+    standard deviations); the spike term counts it, and a few steps with it lower it,
+    where the same steps without it do not."""
+    from ml.losses import spike_loss
+
+    photos = np.full((2, 96, 96, 3), 90.0, np.float32)
+    photos[:, 48, 48] = 255.0
+
+    def spikes(net):
+        return float(np.mean(np.asarray(spike_loss(net.trace(photos)[1]))))
+
+    def fitted(spike_weight, folder):
+        keras.utils.set_random_seed(3)
+        trainer = build_trainer(tiny_config(painting, tmp_path / folder, lr=0.02,
+                                            spike_weight=spike_weight))
+        before = spikes(trainer.transform_net)
+        trainer.fit(fit_input([photos], warmup_steps=0)[1], steps_per_epoch=12, epochs=1,
+                    verbose=0)
+        return trainer, before, spikes(trainer.transform_net)
+
+    trainer, before, after = fitted(1e7, "spike")
+    assert "spike" in trainer.term_names
+    assert before > 0.0
+    assert after < 0.5 * before
+    plain, plain_before, plain_after = fitted(0.0, "plain")
+    assert "spike" not in plain.term_names
+    assert plain_before == pytest.approx(before)  # the same fresh net
+    assert plain_after > after
