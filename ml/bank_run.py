@@ -76,6 +76,9 @@ DARK_SPOT_PENALTY = 1.0
 #: A style ships only with at most this per cent of dark spots (``ml.bank_ship``): a
 #: few pixels of a photo's own black shadows, not a blob.
 DARK_SPOT_LIMIT = 0.1
+#: A dark spot is a near-black patch at least this many pixels square (at the 384 px
+#: of the held-out scoring): a blob, wider than a stroke (docs/design/training.md).
+SPOT_SIDE = 5
 #: An inner value (``TransformNet.trace``) this many standard deviations from its map's
 #: mean is a droplet, the one-colour blob with a halo an instance-normalised net can
 #: learn to paint (:func:`droplets`); spread-out detail stays far under it.
@@ -204,14 +207,35 @@ def style_score(scores: dict, peer: dict | None = None) -> float:
 
 def dark_spots(photos, results) -> float:
     """Per cent of the results' pixels that are near-black (luminance under
-    :data:`DARK_SPOT`) where their photo is not dark (over :data:`LIGHT_PHOTO`): the
-    black blobs a network can paint into flat or finely textured parts of a photo.
+    :data:`DARK_SPOT`) where their photo is not dark (over :data:`LIGHT_PHOTO`), in
+    patches of at least :data:`SPOT_SIDE` px square: the black blobs a network can
+    paint into flat or finely textured parts of a photo, not the dark strokes and
+    deepened shadows of a painting such as *Bal du moulin de la Galette*.
     ``photos`` and ``results``: uint8 ``HxWx3`` pairs of one size each."""
     luma = np.array(LUMA_WEIGHTS)
-    spotted = [np.mean((result.astype(np.float64) @ luma < DARK_SPOT)
-                       & (photo.astype(np.float64) @ luma > LIGHT_PHOTO))
+    spotted = [np.mean(patches((result.astype(np.float64) @ luma < DARK_SPOT)
+                               & (photo.astype(np.float64) @ luma > LIGHT_PHOTO), SPOT_SIDE))
                for photo, result in zip(photos, results)]
     return 100.0 * float(np.mean(spotted)) if spotted else 0.0
+
+
+def patches(mask: np.ndarray, side: int) -> np.ndarray:
+    """The pixels of the 2-D boolean ``mask`` that lie in some ``side`` x ``side`` square
+    wholly inside it (a morphological opening by that square): thin lines and dots
+    drop out, areas stay whole."""
+    height, width = mask.shape
+    if height < side or width < side:
+        return np.zeros(mask.shape, bool)
+
+    def window_sums(values):  # the sum over every side x side window, by its top left
+        total = np.pad(values.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        return (total[side:, side:] - total[:-side, side:] - total[side:, :-side]
+                + total[:-side, :-side])
+
+    full = window_sums(mask.astype(np.int64)) == side * side
+    anchors = np.zeros((height + side - 1, width + side - 1), np.int64)
+    anchors[side - 1:height, side - 1:width] = full
+    return window_sums(anchors)[:height, :width] > 0
 
 
 def droplets(inner_map) -> float:

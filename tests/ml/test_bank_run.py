@@ -79,6 +79,11 @@ def test_black_blobs_count_as_dark_spots_and_cost_score():
     result[40:50, 40:50] = 0  # a 10x10 black blob: 1 % of the picture
     assert dark_spots([photo], [photo]) == 0.0
     assert dark_spots([photo], [result]) == pytest.approx(1.0)
+    strokes = photo.copy()
+    strokes[20:80, 30:33] = 0  # a dark stroke 3 px wide and dots are no blob
+    strokes[60:64:2, 60:64:2] = 0
+    assert dark_spots([photo], [strokes]) == 0.0
+    assert dark_spots([photo, photo], [result, strokes]) == pytest.approx(0.5)
     clean = scores(0.1, 0.9, 0.9)
     assert style_score({**clean, "dark_spots": 1.0}) == pytest.approx(style_score(clean) + 1.0)
 
@@ -177,6 +182,22 @@ def run(run_dir, photos, holdout, *extra):
 
 
 @pytest.mark.slow
+def test_patches_keep_the_areas_a_square_fits_in_and_drop_lines_and_dots():
+    from ml.bank_run import patches
+
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        mask = rng.random((23, 31)) < 0.8
+        for side in (1, 2, 3, 5):
+            expected = np.zeros_like(mask)  # by brute force: every square inside the mask
+            for i in range(mask.shape[0] - side + 1):
+                for j in range(mask.shape[1] - side + 1):
+                    if mask[i:i + side, j:j + side].all():
+                        expected[i:i + side, j:j + side] = True
+            np.testing.assert_array_equal(patches(mask, side), expected)
+    assert not patches(np.ones((4, 4), bool), 5).any()
+
+
 def test_droplets_count_a_spot_far_stronger_than_its_map_and_cost_score():
     from ml.bank_run import DROPLET_Z, droplets
 
