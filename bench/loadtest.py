@@ -19,8 +19,11 @@ started again on its port, and the model server is stopped for ``--outage`` seco
 Afterwards it checks, from the database, the private storage and the mail folder:
 
 - every job ended ``succeeded`` or ``failed`` with a reason (nothing lost);
-- no job ran to success twice (one result file per succeeded job, no orphans);
-- every owner got exactly one email per job (each names its job's page).
+- every succeeded job has its result file (files no row names are counted as orphans:
+  a worker killed between writing a result and committing its row leaves one, which
+  the orphan sweep deletes);
+- every owner got exactly one email per job (each names its job's page): a job that
+  ran to success twice, or succeeded and failed, would have sent two.
 
 and prints jobs/min, p50/p95 of queue wait (upload → start of the run that finished it)
 and run time, and how long a small job of another user took while one user's big
@@ -358,8 +361,9 @@ def _load(stack: Stack, args) -> int:
           f"(reasons: {dict(report['reasons'])}); lost: {report['lost']}")
     print(f"queue wait p50 {report['wait_p50']:.1f} s, p95 {report['wait_p95']:.1f} s; "
           f"run time p50 {report['run_p50']:.2f} s, p95 {report['run_p95']:.2f} s")
-    print(f"results: {report['result_files']} files for {report['succeeded']} successes "
-          f"(ran to success twice: {report['twice']})")
+    print(f"results: {report['result_files']} files; successes without their file: "
+          f"{report['without_file']}; orphans, from a store the killed worker cut short "
+          f"(the orphan sweep deletes them): {report['orphans']}")
     print(f"emails: {report['emails']} for {report['jobs_in_database']} jobs; "
           f"jobs without exactly one: {report['email_mismatches']}")
     print(f"API: {server_errors} × 5xx or no answer; refusals by status {dict(refusals)}")
@@ -367,7 +371,7 @@ def _load(stack: Stack, args) -> int:
           f"{fairness['small_seconds']:.1f} s after its upload while "
           f"{fairness['big_waiting']} of one user's {fairness['big_mp']:.0f} MP jobs "
           "(uploaded first) were unfinished")
-    ok = (not report["lost"] and report["twice"] == 0 and not report["email_mismatches"]
+    ok = (not report["lost"] and not report["without_file"] and not report["email_mismatches"]
           and server_errors == 0 and report["unexplained_failures"] == 0)
     print("OK: nothing lost, nothing done twice, one email per job." if ok else "FAILED")
     return 0 if ok else 1
@@ -463,10 +467,16 @@ def _check(stack: Stack, job_ids: list[str], *, fairness_ids: list[str]) -> dict
     failed = [row for row in ours if row[1] == "failed"]
     waits = [w for row in ours if (w := _seconds(row[4], row[3])) is not None]
     runs = [r for row in ours if (r := _seconds(row[5], row[4])) is not None]
-    # One result file per success: a job that ran to success twice leaves a second one.
+    # Every success has its result file. A file no row names is an orphan: a worker
+    # killed between writing the file and committing the row leaves one, and the
+    # orphan sweep deletes it. (A job that ran to success twice would show as two
+    # emails: each success and failure is one guarded transition with one email.)
     results_dir = stack.var_dir / "private" / "results"
-    result_files = len(list(results_dir.iterdir())) if results_dir.is_dir() else 0
-    all_succeeded = sum(1 for row in by_id.values() if row[1] == "succeeded")
+    files = {f"results/{path.name}" for path in results_dir.iterdir()} if (
+        results_dir.is_dir()) else set()
+    named = {row[6] for row in rows if row[6]}
+    without_file = sorted(str(uuid.UUID(str(row[0]))) for row in rows
+                          if row[1] == "succeeded" and row[6] not in files)
     emails = Counter()
     for path in (stack.var_dir / "mail").glob("*.log"):
         text = path.read_text(errors="replace")
@@ -482,7 +492,8 @@ def _check(stack: Stack, job_ids: list[str], *, fairness_ids: list[str]) -> dict
         "wait_p95": _percentile(waits, 0.95),
         "run_p50": statistics.median(runs) if runs else float("nan"),
         "run_p95": _percentile(runs, 0.95),
-        "result_files": result_files, "twice": result_files - all_succeeded,
+        "result_files": len(files), "without_file": without_file,
+        "orphans": len(files - named),
         "emails": sum(emails.values()), "email_mismatches": mismatches,
         "jobs_in_database": len(by_id),
     }
