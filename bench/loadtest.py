@@ -19,9 +19,9 @@ started again on its port, and the model server is stopped for ``--outage`` seco
 Afterwards it checks, from the database, the private storage and the mail folder:
 
 - every job ended ``succeeded`` or ``failed`` with a reason (nothing lost);
-- every succeeded job has its result file (files no row names are counted as orphans:
-  a worker killed between writing a result and committing its row leaves one, which
-  the orphan sweep deletes);
+- every succeeded job has its result file (files no row names are counted apart as
+  orphans, which the orphan sweep deletes: a worker killed between writing a result
+  and committing its row leaves one);
 - every owner got exactly one email per job (each names its job's page): a job that
   ran to success twice, or succeeded and failed, would have sent two.
 
@@ -362,8 +362,8 @@ def _load(stack: Stack, args) -> int:
     print(f"queue wait p50 {report['wait_p50']:.1f} s, p95 {report['wait_p95']:.1f} s; "
           f"run time p50 {report['run_p50']:.2f} s, p95 {report['run_p95']:.2f} s")
     print(f"results: {report['result_files']} files; successes without their file: "
-          f"{report['without_file']}; orphans, from a store the killed worker cut short "
-          f"(the orphan sweep deletes them): {report['orphans']}")
+          f"{report['without_file']}; orphans (files no job names, which the orphan "
+          f"sweep deletes): {report['orphans']}")
     print(f"emails: {report['emails']} for {report['jobs_in_database']} jobs; "
           f"jobs without exactly one: {report['email_mismatches']}")
     print(f"API: {server_errors} × 5xx or no answer; refusals by status {dict(refusals)}")
@@ -467,9 +467,9 @@ def _check(stack: Stack, job_ids: list[str], *, fairness_ids: list[str]) -> dict
     failed = [row for row in ours if row[1] == "failed"]
     waits = [w for row in ours if (w := _seconds(row[4], row[3])) is not None]
     runs = [r for row in ours if (r := _seconds(row[5], row[4])) is not None]
-    # Every success has its result file. A file no row names is an orphan: a worker
-    # killed between writing the file and committing the row leaves one, and the
-    # orphan sweep deletes it. (A job that ran to success twice would show as two
+    # Every success has its result file. A file no row names is an orphan (a worker
+    # killed between writing the file and committing the row leaves one), which the
+    # orphan sweep deletes. (A job that ran to success twice would show as two
     # emails: each success and failure is one guarded transition with one email.)
     results_dir = stack.var_dir / "private" / "results"
     files = {f"results/{path.name}" for path in results_dir.iterdir()} if (
