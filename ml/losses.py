@@ -276,10 +276,10 @@ def dark_spot_loss(photos, stylized):
 
 
 #: A value of an inner feature map further than this many standard deviations from its
-#: map's mean is a spike (the spike term's threshold). On photos, the maps of a net
-#: without droplets stay under it but for about 0.01 % of their values; a droplet
-#: reaches 20-40 (docs/design/training.md).
-SPIKE_LIMIT = 10.0
+#: map's mean is a spike (the spike term's threshold). A sharp droplet reaches 20-40;
+#: held under 10, the bank spread its droplets into broader blobs at 13-17, so the
+#: limit is where about 0.1 % of a healthy map's values lie (docs/design/training.md).
+SPIKE_LIMIT = 6.0
 
 
 def spike_z(feature, epsilon=1e-3):
