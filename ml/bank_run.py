@@ -81,8 +81,9 @@ DARK_SPOT_LIMIT = 0.1
 SPOT_SIDE = 5
 #: An inner value (``TransformNet.trace``) this many standard deviations from its map's
 #: mean is a droplet, the one-colour blob with a halo an instance-normalised net can
-#: learn to paint (:func:`droplets`); spread-out detail stays far under it.
-DROPLET_Z = 20.0
+#: learn to paint (:func:`droplets`): sharp ones reach 20-40, spread-out ones 13-17;
+#: twice the spike term's limit (``ml.losses.SPIKE_LIMIT``).
+DROPLET_Z = 12.0
 #: Score units lost per per cent of a result's pixels that are droplets.
 DROPLET_PENALTY = 10.0
 #: A style ships only with at most this per cent of droplet pixels (``ml.bank_ship``).
@@ -238,28 +239,36 @@ def patches(mask: np.ndarray, side: int) -> np.ndarray:
     return window_sums(anchors)[:height, :width] > 0
 
 
-def droplets(inner_map) -> float:
-    """Per cent of the pixels of ``inner_map`` (one image's ``(H, W, C)`` inner feature
-    map, e.g. the last of ``TransformNet.trace``'s, which has the input's resolution)
-    where some channel is :data:`DROPLET_Z` standard deviations or more from its map's
-    mean: a spot the net makes far stronger than the rest of the map, painted as a
-    blob of one colour with a halo (``ml.losses.spike_loss`` trains it away)."""
+def droplets(inner_maps) -> float:
+    """Per cent of the pixels where some channel of some inner feature map is
+    :data:`DROPLET_Z` standard deviations or more from its map's mean: a spot the net
+    makes far stronger than the rest of the map, painted as a blob of one colour with a
+    halo (``ml.losses.spike_loss`` trains it away). ``inner_maps``: one image's
+    ``(H, W, C)`` maps (``TransformNet.trace``'s), the largest first or last; each is
+    scaled to the largest by repeating its pixels."""
     from ml.losses import spike_z
 
-    z = np.asarray(keras.ops.convert_to_numpy(spike_z(np.asarray(inner_map)[None])))[0]
-    return 100.0 * float(np.mean(z.max(axis=-1) >= DROPLET_Z))
+    maps = [np.asarray(inner_map) for inner_map in inner_maps]
+    height, width = max((m.shape[0], m.shape[1]) for m in maps)
+    found = np.zeros((height, width), bool)
+    for inner_map in maps:
+        z = np.asarray(keras.ops.convert_to_numpy(spike_z(inner_map[None])))[0]
+        over = z.max(axis=-1) >= DROPLET_Z
+        rows, cols = -(-height // over.shape[0]), -(-width // over.shape[1])
+        found |= np.repeat(np.repeat(over, rows, 0), cols, 1)[:height, :width]
+    return 100.0 * float(np.mean(found))
 
 
 def paint(net, photo, weights) -> tuple[np.ndarray, float]:
     """``(result, droplet per cent)``: ``photo`` (``HxWx3`` in [0, 255]) through the bank
     ``net`` in the slot mix ``weights`` (``(1, num_styles)``), as uint8, and
-    :func:`droplets` of the last inner map."""
+    :func:`droplets` of its inner maps."""
     from ml.model import to_pixels
 
     logits, inner = net.trace(np.asarray(photo, np.float32)[None], weights)
     result = np.asarray(keras.ops.convert_to_numpy(to_pixels(logits)))[0]
     return (np.clip(np.round(result), 0, 255).astype(np.uint8),
-            droplets(keras.ops.convert_to_numpy(inner[-1])[0]))
+            droplets([keras.ops.convert_to_numpy(inner_map)[0] for inner_map in inner]))
 
 
 def identity_levels(net, photos, slot: int) -> float:

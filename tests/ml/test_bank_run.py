@@ -204,10 +204,14 @@ def test_droplets_count_a_spot_far_stronger_than_its_map_and_cost_score():
     rng = np.random.default_rng(1)
     busy = rng.normal(0.0, 3.0, (100, 100, 4)).astype(np.float32)
     busy[::5] += 15.0  # strong detail over a fifth of the map is no droplet
-    assert droplets(busy) == 0.0
+    coarse = rng.normal(0.0, 3.0, (50, 50, 8)).astype(np.float32)
+    assert droplets([busy]) == 0.0 and droplets([coarse, busy]) == 0.0
     spotted = busy.copy()
     spotted[50:52, 50:52, 2] += 40.0 * DROPLET_Z  # 4 of 10,000 pixels, one channel
-    assert droplets(spotted) == pytest.approx(0.04)
+    assert droplets([spotted]) == pytest.approx(0.04)
+    # A coarser map's droplet covers the pixels it stands for at the finest size.
+    coarse[10, 20, 5] += 40.0 * DROPLET_Z
+    assert droplets([coarse, spotted]) == pytest.approx(0.08)
     clean = scores(0.1, 0.9, 0.9)
     assert style_score({**clean, "droplets": 0.1}) == pytest.approx(style_score(clean) + 1.0)
 
