@@ -70,6 +70,15 @@ def test_the_score_prefers_keeping_the_photo_to_painting_it_away():
     assert style_score(scores(0.06, 0.9, 0.9)) == pytest.approx(0.6)  # no peer: units of 0.1
 
 
+def checked_against_a_shipped_model(**extra):
+    """ship_check of a style that beats its shipped model and keeps the photo, with
+    ``extra`` scores (dark spots, droplets) added."""
+    from ml.bank_ship import ship_check
+
+    return ship_check("red", {**scores(0.1, 0.9, 0.9), **extra}, scores(0.2, 0.9, 0.9),
+                      "model", None)
+
+
 def test_black_blobs_count_as_dark_spots_and_cost_score():
     from ml.bank_run import dark_spots
 
@@ -89,13 +98,10 @@ def test_black_blobs_count_as_dark_spots_and_cost_score():
 
 
 def test_a_style_with_black_blobs_is_not_shipped_however_well_it_paints(tmp_path):
-    from ml.bank_ship import _score, ship_check
+    from ml.bank_ship import _score
 
-    shipped = scores(0.2, 0.9, 0.9)
-    clean = ship_check("red", {**scores(0.1, 0.9, 0.9), "dark_spots": 0.0}, shipped, "model",
-                       None)
-    blobs = ship_check("red", {**scores(0.1, 0.9, 0.9), "dark_spots": 0.5}, shipped, "model",
-                       None)
+    clean = checked_against_a_shipped_model(dark_spots=0.0)
+    blobs = checked_against_a_shipped_model(dark_spots=0.5)
     assert clean.problems == []
     assert blobs.problems == ["dark spots 0.50 % > 0.1 %"]
 
@@ -218,15 +224,11 @@ def test_droplets_count_a_spot_far_stronger_than_its_map_and_cost_score():
 
 def test_a_style_with_droplets_is_not_shipped_and_the_bank_net_reports_them(tmp_path):
     from ml.bank_run import paint
-    from ml.bank_ship import ship_check
     from ml.model import TransformNet
 
-    shipped = scores(0.2, 0.9, 0.9)
-    drops = ship_check("red", {**scores(0.1, 0.9, 0.9), "droplets": 0.05}, shipped, "model",
-                       None)
+    drops = checked_against_a_shipped_model(droplets=0.05)
     assert drops.problems == ["droplets 0.050 % > 0.01 %"]
-    assert ship_check("red", {**scores(0.1, 0.9, 0.9), "droplets": 0.0}, shipped, "model",
-                      None).problems == []
+    assert checked_against_a_shipped_model(droplets=0.0).problems == []
 
     # paint() gives the picture the net paints and the droplets of its last inner map:
     # none for a flat photo, some for a bright dot on it, which a fresh net carries into
