@@ -286,6 +286,11 @@ def identity_levels(net, photos, slot: int) -> float:
     return round(float(np.mean(differences)), 2)
 
 
+#: Settings that change what a snapshot's weights compute; each best entry records them
+#: (``"net"``), so a snapshot is loaded as it was scored after the plan has moved on.
+SNAPSHOT_NET_SETTINGS = ("norm_clip_z",)
+
+
 class BestSnapshots:
     """``run/best/``: each style's best step by :func:`style_score`, with the weights of
     every step that is some style's best (``step-N.weights.h5``) and no other."""
@@ -295,9 +300,11 @@ class BestSnapshots:
         path = self.folder / BEST_FILE
         self.best: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
 
-    def offer(self, step: int, scored: dict[str, dict], save_weights) -> list[str]:
+    def offer(self, step: int, scored: dict[str, dict], save_weights,
+              net_settings: dict | None = None) -> list[str]:
         """Record ``scored`` (slug → scores with ``score``) of ``step``; where a style
-        beats its best, ``save_weights(path)`` writes the snapshot. Returns the slugs
+        beats its best, ``save_weights(path)`` writes the snapshot, and the entry keeps
+        ``net_settings`` (:data:`SNAPSHOT_NET_SETTINGS`) as ``"net"``. Returns the slugs
         whose best is now this step."""
         improved = [slug for slug, scores in scored.items()
                     if slug not in self.best or scores["score"] < self.best[slug]["score"]]
@@ -311,6 +318,8 @@ class BestSnapshots:
             temp.replace(snapshot)
         for slug in improved:
             self.best[slug] = {"step": step, **scored[slug]}
+            if net_settings:
+                self.best[slug]["net"] = dict(net_settings)
         write_json(self.folder / BEST_FILE, self.best)
         kept = {self.snapshot_path(entry["step"]).name for entry in self.best.values()}
         for old in self.folder.glob("step-*.weights.h5"):
@@ -326,6 +335,13 @@ class BestSnapshots:
 
     def snapshot_path(self, step: int) -> Path:
         return self.folder / f"step-{step:08d}.weights.h5"
+
+    def net_settings(self, step: int) -> dict:
+        """The :data:`SNAPSHOT_NET_SETTINGS` ``step``'s snapshot was scored with (a
+        setting an entry does not record had its default, None)."""
+        recorded = next((entry.get("net", {}) for entry in self.best.values()
+                         if entry["step"] == step), {})
+        return {name: recorded.get(name) for name in SNAPSHOT_NET_SETTINGS}
 
 
 class HeldOutScores(keras.callbacks.Callback):
@@ -431,7 +447,10 @@ class HeldOutScores(keras.callbacks.Callback):
             sheet.append(results[:SHEET_PHOTOS])
         whole = {"styles": {slug: dict(scores) for slug, scores in scored.items()}}
         whole["score"] = round(self.entry_score(WHOLE_BANK, whole), 4)
-        improved = self.best.offer(step, {**scored, WHOLE_BANK: whole}, net.save_weights)
+        net_settings = {name: getattr(self.config, name) for name in SNAPSHOT_NET_SETTINGS
+                        if getattr(self.config, name) is not None}
+        improved = self.best.offer(step, {**scored, WHOLE_BANK: whole}, net.save_weights,
+                                   net_settings)
         # Strength 0 must give the photo back (issue 23, item 5): mean |difference|.
         identity = identity_levels(net, self.photos[:SHEET_PHOTOS], self.plan.styles[0].slot)
         record = {"step": step, "seconds_this_run": round(started - self.started, 1),

@@ -143,7 +143,7 @@ def load_snapshot(plan: BankRunPlan, step: int | None):
     if not snapshot.is_file():
         raise SystemExit(f"No snapshot of step {step} in {snapshot.parent} "
                          f"(kept: {sorted(p.name for p in snapshot.parent.glob('*.h5'))}).")
-    settings = dict(plan.train)
+    settings = {**plan.train, **best.net_settings(step)}
     config = TrainConfig.from_preset(settings.pop("preset", None), **settings)
     net = build_transform_net(config, num_styles=len(plan.styles) + 1)
     net.load_weights(snapshot)

@@ -217,6 +217,10 @@ class TrainConfig:
     output_kernel_size: int = field(default=3, metadata=_flag(
         "--output-kernel", "kernel size of the last convolution, odd (Johnson et al.: 9)",
         odd_int, metavar="K"))
+    norm_clip_z: float | None = field(default=None, metadata=_flag(
+        "--norm-clip-z", "robust instance norms: their mean and variance ignore how far "
+        "values lie beyond this many standard deviations, so no droplet can set a map's "
+        "statistics (docs/design/training.md)", positive_float, metavar="Z"))
     max_scale: float = field(default=3.0, metadata=_flag(
         "--max-scale", "each photo's shorter side is resized to size x U(1, max-scale) "
         "before the crop; larger values show the net bigger, flatter regions", positive_float))
@@ -269,7 +273,7 @@ class TrainConfig:
             raise ValueError(f"style_warmup must be between 0 and 1, got {self.style_warmup}")
         if self.max_scale < 1:
             raise ValueError(f"max_scale must be >= 1, got {self.max_scale}")
-        for name in ("max_seconds", "width", "style_size_factor", "clipnorm"):
+        for name in ("max_seconds", "width", "style_size_factor", "clipnorm", "norm_clip_z"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")

@@ -71,6 +71,8 @@ class TransformNet(keras.Model):
             integer. Johnson et al. use 9; the fast shipped styles use 3 (why and
             timings: docs/design/network.md).
         num_styles: styles (slots) of a bank; 1 is a single-style network.
+        norm_clip_z: None, or robust statistics in every instance normalisation
+            (``clip_z`` of :class:`ml.layers.InstanceNormalization`).
 
     Call it on a float tensor ``(batch, height, width, 3)`` with RGB values in
     [0, 255] (and, for a bank, ``style_weights`` ``(batch, num_styles)``, or
@@ -87,7 +89,7 @@ class TransformNet(keras.Model):
 
     def __init__(
         self, width=1.0, num_residual_blocks=5, epsilon=1e-5, output_kernel_size=9,
-        num_styles=1, **kwargs
+        num_styles=1, norm_clip_z=None, **kwargs
     ):
         super().__init__(**kwargs)
         width = float(width)
@@ -117,13 +119,14 @@ class TransformNet(keras.Model):
             )
         self.output_kernel_size = output_kernel_size
         self.num_styles = _positive_int("num_styles", num_styles)
+        self.norm_clip_z = None if norm_clip_z is None else float(norm_clip_z)
 
         f1, f2, f3 = (max(1, int(round(f * width))) for f in BASE_FILTERS)
         self.filters = (f1, f2, f3)
         eps = self.epsilon
 
         def norm(name):
-            return instance_norm(num_styles, eps, name)
+            return instance_norm(num_styles, eps, name, self.norm_clip_z)
 
         self.conv_in = ReflectionConv2D(f1, 9, name="conv_in")
         self.norm_in = norm("norm_in")
@@ -132,7 +135,8 @@ class TransformNet(keras.Model):
         self.down2 = ReflectionConv2D(f3, 3, strides=2, name="down2")
         self.norm_down2 = norm("norm_down2")
         self.residual_blocks = [
-            ResidualBlock(f3, 3, epsilon=eps, num_styles=num_styles, name=f"residual_{i + 1}")
+            ResidualBlock(f3, 3, epsilon=eps, num_styles=num_styles, clip_z=self.norm_clip_z,
+                          name=f"residual_{i + 1}")
             for i in range(num_residual_blocks)
         ]
         self.up1 = UpsampleConv2D(f2, 3, size=2, name="up1")
@@ -277,4 +281,6 @@ class TransformNet(keras.Model):
         )
         if self.num_styles != 1:
             config["num_styles"] = self.num_styles
+        if self.norm_clip_z is not None:
+            config["norm_clip_z"] = self.norm_clip_z
         return config

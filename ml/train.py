@@ -267,6 +267,7 @@ def build_transform_net(config: TrainConfig, dtype=None, num_styles: int = 1) ->
         num_residual_blocks=config.num_residual_blocks,
         output_kernel_size=config.output_kernel_size,
         num_styles=num_styles,
+        norm_clip_z=config.norm_clip_z,
         **kwargs,
     )
     net.build((None, None, None, 3))
@@ -281,7 +282,7 @@ class BankPlan:
     num_styles: int
     painting_of_slot: list[int]
     base_weights: list[np.ndarray] | None = None  # fine-tune: the bank it starts from
-    architecture: dict | None = None  # fine-tune: the bank's width and depth
+    architecture: dict | None = None  # fine-tune: the bank's shape and norms
 
     def applied_to(self, config: TrainConfig) -> TrainConfig:
         """``config`` with the network shape of the bank being fine-tuned."""
@@ -316,7 +317,7 @@ def bank_plan(config: TrainConfig) -> BankPlan | None:
         start = bank.grow(start, slot + 1)
     painting_of_slot = [-1] * start.num_styles
     painting_of_slot[slot] = 0
-    shape = ("width", "num_residual_blocks", "output_kernel_size")
+    shape = ("width", "num_residual_blocks", "output_kernel_size", "norm_clip_z")
     return BankPlan(start.num_styles, painting_of_slot,
                     [np.asarray(w, np.float32) for w in start.get_weights()],
                     {name: getattr(start, name) for name in shape})

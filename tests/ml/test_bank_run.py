@@ -283,6 +283,33 @@ def test_the_run_resumes_from_its_folder_on_another_machine(tiny_run, tmp_path, 
 
 
 @pytest.mark.slow
+def test_a_snapshot_loads_with_the_norms_it_was_scored_with_after_the_plan_moves_on(tiny_run):
+    from ml.bank_ship import load_snapshot
+
+    run_dir, photos, holdout = tiny_run
+    plan_file = run_dir / "plan.json"
+    plan = json.loads(plan_file.read_text())
+    plan["train"]["norm_clip_z"] = 6.0
+    plan_file.write_text(json.dumps(plan))
+    run(run_dir, photos, holdout, "--steps", "2")
+    best = json.loads((run_dir / "run" / "best" / "best.json").read_text())
+    assert best["red"]["net"] == {"norm_clip_z": 6.0}
+
+    del plan["train"]["norm_clip_z"]  # the plan moves on; the snapshot keeps its norms
+    plan_file.write_text(json.dumps(plan))
+    step, net, _ = load_snapshot(load_plan(run_dir), None)
+    assert step == 2 and net.norm_clip_z == 6.0
+    # An entry that records nothing was scored with the plain norms.
+    snapshots = BestSnapshots(run_dir / "run" / "best")
+    for entry in snapshots.best.values():
+        entry.pop("net")
+    bank_run.write_json(snapshots.folder / bank_run.BEST_FILE, snapshots.best)
+    plan["train"]["norm_clip_z"] = 3.0
+    plan_file.write_text(json.dumps(plan))
+    assert load_snapshot(load_plan(run_dir), 2)[1].norm_clip_z is None
+
+
+@pytest.mark.slow
 def test_the_run_stops_at_max_seconds_with_a_checkpoint_and_a_score(tiny_run):
     run_dir, photos, holdout = tiny_run
     run(run_dir, photos, holdout, "--max-seconds", "0.001")

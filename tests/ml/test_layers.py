@@ -4,7 +4,13 @@ import keras
 import numpy as np
 import pytest
 
-from ml.layers import InstanceNormalization, ReflectionConv2D, ResidualBlock, UpsampleConv2D
+from ml.layers import (
+    ConditionalInstanceNormalization,
+    InstanceNormalization,
+    ReflectionConv2D,
+    ResidualBlock,
+    UpsampleConv2D,
+)
 
 
 def _random(shape, seed=0, low=-1.0, high=1.0):
@@ -31,6 +37,9 @@ LAYER_CASES = [
     (lambda: ReflectionConv2D(4, 3, strides=2, name="rc"), (2, 9, 11, 3)),
     (lambda: InstanceNormalization(epsilon=1e-3, name="inorm"), (2, 7, 5, 3)),
     (lambda: ResidualBlock(4, kernel_size=3, epsilon=1e-4, name="res"), (2, 7, 9, 4)),
+    # clip_z 1.5 clips uniform values (they reach 1.73 std), so a lost setting shows.
+    (lambda: InstanceNormalization(clip_z=1.5, name="robust"), (2, 7, 5, 3)),
+    (lambda: ResidualBlock(4, clip_z=1.5, name="robust_res"), (2, 7, 9, 4)),
     (lambda: UpsampleConv2D(5, kernel_size=3, size=2, name="up"), (2, 5, 7, 3)),
 ]
 
@@ -117,6 +126,44 @@ def test_instance_norm_normalises_each_image_and_channel():
     np.testing.assert_allclose(
         y.std(axis=(1, 2)), np.broadcast_to([2, 3, 4, 5], (3, 4)), atol=1e-2
     )
+
+
+def test_robust_instance_norm_lets_no_droplet_set_a_maps_statistics():
+    x = np.random.default_rng(3).normal(size=(1, 32, 32, 2)).astype("float32")
+    spiked = x.copy()
+    spiked[0, 5, 7, :] = 200.0  # one pixel 200 std out: a droplet
+    away = np.ones((1, 32, 32, 2), bool)
+    away[0, 5, 7, :] = False
+
+    def change(layer):
+        ordinary = keras.ops.convert_to_numpy(layer(x))
+        dropped = keras.ops.convert_to_numpy(layer(spiked))
+        return np.abs(dropped - ordinary)[away].mean(), ordinary, dropped
+
+    plain_change, plain, _ = change(InstanceNormalization())
+    robust_change, robust, robust_dropped = change(InstanceNormalization(clip_z=6.0))
+    assert plain_change > 0.5  # the spike shrinks the whole map ~6x
+    assert robust_change < 0.05
+    # An ordinary map keeps its statistics, and the droplet itself stays visible
+    # (so the losses, not the norm, must take it away).
+    np.testing.assert_allclose(robust, plain, atol=0.02)
+    assert robust_dropped[0, 5, 7].min() > 100
+
+
+def test_robust_norm_is_kept_by_the_conditional_norm_and_rejects_a_bad_clip():
+    x = np.random.default_rng(4).normal(size=(2, 16, 16, 3)).astype("float32")
+    x[:, 3, 3, :] = 150.0
+    weights = np.eye(2, dtype="float32")
+    plain = ConditionalInstanceNormalization(2)
+    robust = ConditionalInstanceNormalization(2, clip_z=6.0)
+    plain_out = keras.ops.convert_to_numpy(plain(x, weights))
+    robust_out = keras.ops.convert_to_numpy(robust(x, weights))
+    assert robust_out[:, 8:, 8:].std() > 3 * plain_out[:, 8:, 8:].std()
+    clone = ConditionalInstanceNormalization.from_config(robust.get_config())
+    assert clone.clip_z == 6.0
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="clip_z"):
+            InstanceNormalization(clip_z=bad)
 
 
 def test_residual_block_is_identity_when_last_norm_is_zeroed():

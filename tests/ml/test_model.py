@@ -179,3 +179,24 @@ def test_output_kernel_size_survives_from_config_and_a_keras_file(tmp_path):
 def test_rejects_an_output_kernel_that_is_not_a_positive_odd_int(kernel):
     with pytest.raises(ValueError, match="output_kernel_size"):
         TransformNet(output_kernel_size=kernel)
+
+
+def test_robust_norms_reach_every_norm_and_survive_a_keras_file(tmp_path):
+    from ml.layers import ConditionalInstanceNormalization
+
+    net = TransformNet(width=0.25, num_residual_blocks=2, num_styles=3, norm_clip_z=6.0)
+    weights = np.eye(3, dtype="float32")[[1]]
+    net(_photo((1, 16, 16, 3)), weights)
+    norms = [layer for layer in net._flatten_layers()
+             if isinstance(layer, ConditionalInstanceNormalization)]
+    assert len(norms) == 5 + 2 * 2 and {norm.clip_z for norm in norms} == {6.0}
+    path = tmp_path / "robust.keras"
+    net.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.norm_clip_z == 6.0 and loaded.get_config() == net.get_config()
+    x = _photo((1, 24, 20, 3), seed=5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, weights)),
+                               keras.ops.convert_to_numpy(net(x, weights)), atol=1e-4)
+    plain = TransformNet(width=0.25, num_residual_blocks=2, num_styles=3)
+    plain(_photo((1, 16, 16, 3)), weights)
+    assert "norm_clip_z" not in plain.get_config()
