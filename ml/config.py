@@ -224,6 +224,10 @@ class TrainConfig:
     max_scale: float = field(default=3.0, metadata=_flag(
         "--max-scale", "each photo's shorter side is resized to size x U(1, max-scale) "
         "before the crop; larger values show the net bigger, flatter regions", positive_float))
+    crush_blacks: float = field(default=0.0, metadata=_flag(
+        "--crush-blacks", "chance that a training photo's darks, under a random level up to "
+        "80, are crushed to flat black as in night scenes, which the photos seldom have "
+        "(ml.data.crush_blacks_array)", _fraction, metavar="P"))
     augment: bool = field(default=True, metadata=_flag(
         "--augment", "random scale, crop, flip, small rotation and colour jitter",
         action=argparse.BooleanOptionalAction))
@@ -269,8 +273,9 @@ class TrainConfig:
                      "log_every", "keep_checkpoints"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.style_warmup <= 1:
-            raise ValueError(f"style_warmup must be between 0 and 1, got {self.style_warmup}")
+        for name in ("style_warmup", "crush_blacks"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if self.max_scale < 1:
             raise ValueError(f"max_scale must be >= 1, got {self.max_scale}")
         for name in ("max_seconds", "width", "style_size_factor", "clipnorm", "norm_clip_z"):

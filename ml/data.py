@@ -44,6 +44,8 @@ DEFAULT_SEED = 1337
 DEFAULT_SCALE_RANGE = (1.0, 1.3)
 DEFAULT_MAX_ROTATION = 3.0  # degrees, either way
 DEFAULT_COLOUR_JITTER = 0.05  # brightness, contrast and saturation factors in 1 +/- this
+#: A crushed photo (``crush_blacks``) loses every level under a random one up to this.
+CRUSH_MAX_LEVEL = 80.0
 LUMA = (0.299, 0.587, 0.114)
 
 
@@ -152,6 +154,7 @@ def make_dataset(
     augment: bool = True,
     max_rotation: float = DEFAULT_MAX_ROTATION,
     colour_jitter: float = DEFAULT_COLOUR_JITTER,
+    crush_blacks: float = 0.0,
 ):
     """A ``tf.data.Dataset`` of float32 [0, 255] RGB batches ``(batch, size, size, 3)``.
 
@@ -175,7 +178,8 @@ def make_dataset(
     # under parallel map.
     element_seeds = tf.data.Dataset.random(seed=seed).batch(2)
     augmenter = _tf_augmenter(size, scale_range, skips,
-                              max_rotation if augment else 0.0, colour_jitter if augment else 0.0)
+                              max_rotation if augment else 0.0, colour_jitter if augment else 0.0,
+                              crush_blacks if augment else 0.0)
     images = tf.data.Dataset.zip((files, element_seeds)).map(
         augmenter, num_parallel_calls=tf.data.AUTOTUNE
     )
@@ -193,7 +197,8 @@ def rotation_margin(size: int, max_rotation: float) -> int:
 
 
 def _tf_augmenter(size: int, scale_range: tuple[float, float], skips: SkipCounter,
-                  max_rotation: float = 0.0, colour_jitter: float = 0.0):
+                  max_rotation: float = 0.0, colour_jitter: float = 0.0,
+                  crush_blacks: float = 0.0):
     import tensorflow as tf
 
     low, high = scale_range
@@ -228,6 +233,10 @@ def _tf_augmenter(size: int, scale_range: tuple[float, float], skips: SkipCounte
             factors = tf.random.stateless_uniform(
                 [3], seed + 4, 1.0 - colour_jitter, 1.0 + colour_jitter)
             image = _tf_colour_jitter(image, factors[0], factors[1], factors[2])
+        if crush_blacks:
+            draw = tf.random.stateless_uniform([2], seed + 5)
+            crushed = crush_blacks_array(image, draw[1] * CRUSH_MAX_LEVEL)
+            image = tf.where(draw[0] < crush_blacks, crushed, image)
         return tf.ensure_shape(tf.clip_by_value(image, 0.0, 255.0), (size, size, 3))
 
     return augment
@@ -285,12 +294,14 @@ def augment_photo(
     augment: bool = True,
     max_rotation: float = DEFAULT_MAX_ROTATION,
     colour_jitter: float = DEFAULT_COLOUR_JITTER,
+    crush_blacks: float = 0.0,
 ) -> np.ndarray:
     """The ``make_dataset`` augmentation with Pillow: float32 (size, size, 3).
 
     Scale, crop and flip draw the same random numbers with ``augment`` on or off
-    (rotation and jitter draw theirs after), so switching it off gives exactly the
-    scale/crop/flip result for the same ``rng``.
+    (rotation, jitter and crushing draw theirs after), so switching it off gives exactly
+    the scale/crop/flip result for the same ``rng``. With probability ``crush_blacks``
+    the photo's darks are crushed (:func:`crush_blacks_array`).
     """
     image = image.convert("RGB")
     target = int(np.ceil(size * rng.uniform(*scale_range)))
@@ -320,7 +331,20 @@ def augment_photo(
     if augment and colour_jitter:
         brightness, contrast, saturation = rng.uniform(1 - colour_jitter, 1 + colour_jitter, 3)
         pixels = colour_jitter_array(pixels, brightness, contrast, saturation)
+    if augment and crush_blacks:
+        chance, level = rng.random(2)
+        if chance < crush_blacks:
+            pixels = crush_blacks_array(pixels, level * CRUSH_MAX_LEVEL)
     return pixels
+
+
+def crush_blacks_array(pixels, level):
+    """Every level of float RGB ``pixels`` under ``level`` made 0 and the rest stretched
+    back to [0, 255]: the flat black of night scenes and low-key portraits, which the
+    training photos seldom have and the net must paint too (docs/design/training.md).
+    Plain arithmetic, so NumPy arrays and TensorFlow tensors both pass."""
+    shifted = pixels - level
+    return (shifted + abs(shifted)) * (127.5 / (255.0 - level))
 
 
 def colour_jitter_array(pixels: np.ndarray, brightness: float, contrast: float,
@@ -343,8 +367,8 @@ class PhotoBatches(keras.utils.PyDataset):
     order is reshuffled every epoch; augmentation depends only on
     (seed, epoch, index), so parallel workers give reproducible batches. A
     file that fails to load is replaced by another photo and counted in
-    ``skips``. ``augment``, ``max_rotation`` and ``colour_jitter`` are those of
-    ``augment_photo``.
+    ``skips``. ``augment``, ``max_rotation``, ``colour_jitter`` and ``crush_blacks`` are
+    those of ``augment_photo``.
     """
 
     def __init__(
@@ -360,6 +384,7 @@ class PhotoBatches(keras.utils.PyDataset):
         augment: bool = True,
         max_rotation: float = DEFAULT_MAX_ROTATION,
         colour_jitter: float = DEFAULT_COLOUR_JITTER,
+        crush_blacks: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -375,6 +400,7 @@ class PhotoBatches(keras.utils.PyDataset):
         self.augment = augment
         self.max_rotation = max_rotation
         self.colour_jitter = colour_jitter
+        self.crush_blacks = crush_blacks
         self.epoch = 0
         self._order = self._epoch_order()
 
@@ -404,7 +430,8 @@ class PhotoBatches(keras.utils.PyDataset):
                 with Image.open(path) as image:
                     return augment_photo(image, self.size, rng, self.scale_range,
                                          augment=self.augment, max_rotation=self.max_rotation,
-                                         colour_jitter=self.colour_jitter)
+                                         colour_jitter=self.colour_jitter,
+                                         crush_blacks=self.crush_blacks)
             except Exception as error:  # any unreadable file is skipped, not fatal
                 self.skips.skip(path, f"{type(error).__name__}: {error}")
                 position = int(rng.integers(0, len(self.paths)))

@@ -437,7 +437,8 @@ def default_dataset(config: TrainConfig, seed: int, skips: SkipCounter):
     if config.data_dir is None:
         raise ValueError("TrainConfig.data_dir is required when no dataset is given")
     options = dict(size=config.size, batch=config.batch, seed=seed, skips=skips,
-                   scale_range=(1.0, config.max_scale), augment=config.augment)
+                   scale_range=(1.0, config.max_scale), augment=config.augment,
+                   crush_blacks=config.crush_blacks)
     if keras.backend.backend() == "tensorflow":
         return make_dataset(config.data_dir, **options)
     return PhotoBatches(config.data_dir, **options)

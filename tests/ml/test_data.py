@@ -335,3 +335,37 @@ def test_make_dataset_rotation_turns_the_crop_by_a_few_degrees(tmp_path):
              for batch in dataset.take(8).as_numpy_iterator()]
     assert max(leans) >= 3
     assert max(leans) <= int(np.ceil(np.tan(np.radians(8.0)) * 55)) + 1
+
+
+def test_crushing_blacks_makes_the_darks_flat_black_and_keeps_white():
+    from ml.data import crush_blacks_array
+
+    pixels = np.linspace(0, 255, 256, dtype=np.float32).reshape(16, 16, 1).repeat(3, -1)
+    crushed = crush_blacks_array(pixels, 60.0)
+    assert (crushed[pixels < 60] == 0).all() and (crushed[pixels > 61] > 0).all()
+    assert crushed.max() == pytest.approx(255.0) and np.all(np.diff(crushed[..., 0].ravel()) >= 0)
+    np.testing.assert_allclose(crush_blacks_array(pixels, 0.0), pixels)
+
+
+def test_both_pipelines_crush_the_darks_when_asked(tmp_path):
+    # A photo with a dark half: crushed, the dark half is darker, flat black when the
+    # random level is over its 30 levels; the bright half stays light.
+    pixels = np.full((40, 40, 3), 200, np.uint8)
+    pixels[:, :20] = 30
+    root = single_photo_folder(tmp_path / "dark", Image.fromarray(pixels))
+    options = dict(size=32, batch=1, scale_range=(1.0, 1.0), max_rotation=0.0,
+                   colour_jitter=0.0)
+    never = make_dataset(root, **options)
+    always = make_dataset(root, **options, crush_blacks=1.0)
+    flat_black = 0
+    for plain, crushed in zip(never.take(8).as_numpy_iterator(),
+                              always.take(8).as_numpy_iterator()):
+        assert plain.min() >= 29 and plain.max() <= 201
+        assert crushed.min() < 29 and crushed.max() >= 180
+        flat_black += bool((crushed == 0).mean() > 0.2)
+    assert flat_black >= 2
+    plain = PhotoBatches(root, **options, seed=3)[0]
+    crushed = PhotoBatches(root, **options, seed=3, crush_blacks=1.0)[0]
+    dark = plain < 100
+    assert dark.mean() > 0.2 and (crushed[dark] < plain[dark]).all()
+    assert np.array_equal(PhotoBatches(root, **options, seed=3, crush_blacks=0.0)[0], plain)
