@@ -407,3 +407,16 @@ def test_a_paintings_style_scale_multiplies_its_style_term_only(paintings, tmp_p
         styles[scales] = per_slot
     assert styles[(3.0, 1.0)][0] == pytest.approx(3 * styles[()][0], rel=1e-4)
     assert styles[(3.0, 1.0)][1] == pytest.approx(styles[()][1], rel=1e-4)
+
+
+def test_fine_tuning_a_slot_of_a_robust_bank_keeps_its_robust_norms(paintings, tmp_path):
+    from ml.model import TransformNet
+    from ml.train import bank_plan
+
+    start = TransformNet(width=0.125, num_residual_blocks=1, num_styles=3, norm_clip_z=6.0)
+    start(photos(1), bank.one_hot([1], 3))
+    start.save(tmp_path / "robust.keras")
+    config = bank_config(tmp_path / "tune", painting=paintings[0], train_slot=2,
+                         init_weights=str(tmp_path / "robust.keras"))
+    plan = bank_plan(config)
+    assert plan.applied_to(config).norm_clip_z == 6.0  # the plan file said nothing of it
