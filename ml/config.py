@@ -184,6 +184,10 @@ class TrainConfig:
         "--spot-weight", "weight of the spot term: near-black pixels where the photo is not "
         "dark, the black blobs a network can paint (ml.losses.dark_spot_loss); 0 leaves it "
         "out", non_negative_float))
+    shadow_weight: float = field(default=0.0, metadata=_flag(
+        "--shadow-weight", "weight of the shadow term: where the photo is dark, the result "
+        "painted in the painting's own shadow colours, not in one it never uses there "
+        "(ml.losses.shadow_colour_loss); 0 leaves it out", non_negative_float))
     saturation_weight: float = field(default=0.0, metadata=_flag(
         "--saturation-weight", "weight of the saturation term: the net's last convolution "
         "kept inside tanh's live range, so a flat black or white blob can be trained away "
@@ -283,7 +287,8 @@ class TrainConfig:
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
         for name in ("content_weight", "style_weight", "tv_weight", "lr", "identity_weight",
-                     "light_weight", "spot_weight", "saturation_weight", "spike_weight"):
+                     "light_weight", "spot_weight", "shadow_weight", "saturation_weight",
+                     "spike_weight"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")

@@ -23,7 +23,10 @@ so its weights transfer to VGG19 directly):
   :func:`light_layout_loss`), averaged over the batch;
 * spot (optional, ``spot_weight``): near-black pixels where the photo is not dark, the
   black blobs a network paints into light, finely textured parts of a photo (see
-  :func:`dark_spot_loss`), averaged over the batch.
+  :func:`dark_spot_loss`), averaged over the batch;
+* shadow (optional, ``shadow_weight``): where the photo is dark, the distance of the
+  result's colour from the painting's own shadow colours (see
+  :func:`shadow_colour_loss`), averaged over the painted examples of the batch.
 
 Each is multiplied by its weight; ``total`` is the sum of the weighted terms.
 """
@@ -275,6 +278,66 @@ def dark_spot_loss(photos, stylized):
     return ops.mean(light * ops.square(darkness), axis=(1, 2, 3))
 
 
+#: The share of a painting's pixels, darkest first, whose colours are its shadow
+#: palette, and how many colours that palette has (:func:`shadow_palette`).
+SHADOW_SHARE = 0.2
+SHADOW_COLOURS = 4
+#: A photo under this many levels of luminance (averaged over 5x5 px) is in shadow for
+#: the shadow term, fully so at half of it (:func:`shadow_colour_loss`).
+SHADOW_PHOTO = 48.0
+
+
+def shadow_palette(painting, colours=SHADOW_COLOURS, share=SHADOW_SHARE, size=256,
+                   iterations=12) -> np.ndarray:
+    """The painting's shadow colours: ``(colours, 3)`` float32 RGB in [0, 255], the
+    k-means centres of its darkest ``share`` of pixels (luminance, at most ``size`` px
+    on the longer side). Deterministic: the centres start at luminance quantiles.
+    ``painting``: ``HxWx3`` (or ``1xHxWx3``) in [0, 255], or an image path."""
+    image = np.asarray(ops.convert_to_numpy(_as_image_batch(painting)), np.float32)[0]
+    step = max(1, int(np.ceil(max(image.shape[:2]) / size)))
+    pixels = image[::step, ::step].reshape(-1, 3)
+    luma = pixels @ np.asarray(LUMA_WEIGHTS, np.float32)
+    order = np.argsort(luma, kind="stable")
+    darkest = pixels[order[:max(colours, int(round(share * len(pixels))))]]
+    # ``darkest`` is sorted by luminance: start each centre at one quantile of it.
+    starts = ((np.arange(colours) + 0.5) * len(darkest) / colours).astype(int)
+    centres = darkest[starts].copy()
+    for _ in range(iterations):
+        nearest = np.argmin(((darkest[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+        for k in range(colours):
+            members = darkest[nearest == k]
+            if len(members):
+                centres[k] = members.mean(0)
+    return centres.astype(np.float32)
+
+
+def shadow_colour_loss(photos, stylized, palettes):
+    """Per image, the mean over pixels of ``w * d²``: ``d`` the distance (RGB, in
+    units of 255 levels, over the three channels) from the result's local colour
+    (averaged over 4x4 px, so brush texture is free) to the nearest colour of its
+    painting's shadow palette, ``w`` how deep the photo is in shadow there (0 at or
+    over :data:`SHADOW_PHOTO` levels of luminance averaged over 5x5 px, rising to 1 at
+    half of it). 0 where the photo is not dark, or where its dark parts are painted in
+    the painting's own shadow colours; a flat black part of a photo painted in a
+    colour the painting never puts in its shadows (an olive disc in *The Starry
+    Night*) costs the most.
+
+    ``photos``, ``stylized``: ``(batch, H, W, 3)`` in [0, 255]; ``palettes``:
+    ``(batch, colours, 3)`` (:func:`shadow_palette` of each example's painting).
+    Returns float32 ``(batch,)``."""
+    weights = ops.convert_to_tensor(LUMA_WEIGHTS, dtype="float32")
+    photo_luma = ops.sum(ops.cast(ops.stop_gradient(photos), "float32") * weights, axis=-1,
+                         keepdims=True)
+    photo_luma = ops.average_pool(photo_luma, pool_size=5, strides=1, padding="same")
+    shadow = ops.clip((SHADOW_PHOTO - photo_luma) / (SHADOW_PHOTO / 2), 0.0, 1.0)
+    local = ops.average_pool(ops.cast(stylized, "float32"), pool_size=4, strides=1,
+                             padding="same")
+    palettes = ops.cast(palettes, "float32")[:, None, None]  # (batch, 1, 1, K, 3)
+    distance = ops.mean(ops.square((local[..., None, :] - palettes) / 255.0), axis=-1)
+    nearest = ops.min(distance, axis=-1, keepdims=True)
+    return ops.mean(shadow * nearest, axis=(1, 2, 3))
+
+
 #: A value of an inner feature map further than this many standard deviations from its
 #: map's mean is a spike (the spike term's threshold). A sharp droplet reaches 20-40;
 #: held under 10, the bank spread its droplets into broader blobs at 13-17, so the
@@ -351,6 +414,9 @@ class PerceptualLoss:
             term: 16 compares the broad layout; larger sizes see smaller spots too.
         spot_weight: weight of the ``spot`` term (:func:`dark_spot_loss`); 0 (the
             default) leaves the term out.
+        shadow_weight: weight of the ``shadow`` term (:func:`shadow_colour_loss`
+            against each painting's :func:`shadow_palette`); 0 (the default) leaves
+            the term out.
         loss_network: an already built :func:`build_loss_network` model with the
             needed layers, to share one between losses (``network`` and
             ``weights`` are then ignored).
@@ -372,6 +438,7 @@ class PerceptualLoss:
         light_weight=0.0,
         light_size=16,
         spot_weight=0.0,
+        shadow_weight=0.0,
     ):
         _check_network(network)
         self.network = network
@@ -402,11 +469,12 @@ class PerceptualLoss:
         self.tv_weight = float(defaults["tv_weight"] if tv_weight is None else tv_weight)
         self.light_weight = float(light_weight)
         self.spot_weight = float(spot_weight)
+        self.shadow_weight = float(shadow_weight)
         if not isinstance(light_size, int) or light_size < 2:
             raise ValueError(f"`light_size` must be an int >= 2. Received: {light_size!r}")
         self.light_size = light_size
         for name in ("content_weight", "style_weight", "tv_weight", "light_weight",
-                     "spot_weight"):
+                     "spot_weight", "shadow_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"`{name}` must be >= 0. Received: {getattr(self, name)}")
         if style_size is not None and (not isinstance(style_size, int) or style_size < 16):
@@ -429,6 +497,10 @@ class PerceptualLoss:
         self.style_grams = {
             name: ops.concatenate([g[name] for g in grams], axis=0) for name in self.style_layers
         }
+        #: Each painting's :func:`shadow_palette`, ``(paintings, colours, 3)``, with a
+        #: ``shadow_weight``; else None.
+        self.shadow_palettes = None if not self.shadow_weight else ops.convert_to_tensor(
+            np.stack([shadow_palette(painting) for painting in paintings]))
 
     def _painting_grams(self, painting) -> dict:
         style = _as_image_batch(painting)
@@ -449,10 +521,11 @@ class PerceptualLoss:
     @property
     def term_names(self) -> tuple[str, ...]:
         """The keys :meth:`loss` returns: totals, then one ``style_<layer>`` each (and
-        ``light`` and ``spot`` when their weights are not 0)."""
+        ``light``, ``spot`` and ``shadow`` when their weights are not 0)."""
         light = ("light",) if self.light_weight else ()
         spot = ("spot",) if self.spot_weight else ()
-        return ("total", "content", "style", "tv", *light, *spot,
+        shadow = ("shadow",) if self.shadow_weight else ()
+        return ("total", "content", "style", "tv", *light, *spot, *shadow,
                 *(f"style_{n}" for n in self.style_layers))
 
     def loss(self, content_batch, stylized_batch, style_scale=1.0, style_index=None):
@@ -506,6 +579,16 @@ class PerceptualLoss:
             terms["spot"] = self.spot_weight * ops.mean(
                 dark_spot_loss(content_batch, stylized_batch))
             terms["total"] = terms["total"] + terms["spot"]
+        if self.shadow_weight:
+            palettes = self.shadow_palettes[:1] if style_index is None else ops.take(
+                self.shadow_palettes, style_index, axis=0)
+            palettes = ops.broadcast_to(palettes, (batch, *self.shadow_palettes.shape[1:]))
+            # Only painted examples: a bank's identity examples (style scale 0) give
+            # the photo back and are held to it by their own term.
+            painted = ops.cast(scale > 0, "float32")
+            per_example = shadow_colour_loss(content_batch, stylized_batch, palettes)
+            terms["shadow"] = self.shadow_weight * ops.mean(painted * per_example)
+            terms["total"] = terms["total"] + terms["shadow"]
         return terms
 
     __call__ = loss

@@ -341,6 +341,7 @@ def build_perceptual_loss(config: TrainConfig, dtype=None):
         light_weight=config.light_weight,
         light_size=config.light_size,
         spot_weight=config.spot_weight,
+        shadow_weight=config.shadow_weight,
         **weights,
     )
 

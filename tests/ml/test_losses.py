@@ -389,7 +389,84 @@ def test_the_training_configs_light_and_spot_settings_reach_its_loss(painting, t
 
     Image.fromarray(np.asarray(painting, np.uint8)).save(tmp_path / "painting.png")
     config = TrainConfig(painting=str(tmp_path / "painting.png"), loss_network="vgg16",
-                         loss_weights=None, spot_weight=5e7, light_size=32)
+                         loss_weights=None, spot_weight=5e7, light_size=32,
+                         shadow_weight=3e5)
     loss = build_perceptual_loss(config)
     assert (loss.spot_weight, loss.light_size, loss.light_weight) == (5e7, 32, 1e6)
+    assert loss.shadow_weight == 3e5 and loss.shadow_palettes.shape == (1, 4, 3)
     assert TrainConfig().light_weight == 1e6  # the recipe's default (the 200-step check)
+
+
+# --------------------------------------------------------------------------- shadow term
+
+
+def _night_painting():
+    """A painting whose shadows are dark blue and dark green, its lights yellow."""
+    painting = np.full((64, 64, 3), (230.0, 200.0, 60.0), np.float32)  # yellow
+    painting[:16, :32] = (20.0, 30.0, 90.0)  # dark blue
+    painting[:16, 32:] = (20.0, 60.0, 30.0)  # dark green
+    return painting
+
+
+def test_the_shadow_palette_is_the_paintings_darkest_colours():
+    from ml.losses import shadow_palette
+
+    palette = shadow_palette(_night_painting(), colours=2, share=0.25)
+    assert palette.shape == (2, 3) and palette.dtype == np.float32
+    found = sorted(map(tuple, np.round(palette).astype(int)))
+    assert found == [(20, 30, 90), (20, 60, 30)]  # no yellow: it is not a shadow colour
+    again = shadow_palette(_night_painting(), colours=2, share=0.25)
+    np.testing.assert_array_equal(palette, again)  # deterministic
+
+
+def test_the_shadow_term_asks_for_the_paintings_shadow_colours_where_the_photo_is_dark():
+    """A flat black part of a photo painted olive costs; painted in either of the
+    painting's shadow colours it costs nothing; the light part of the photo is free."""
+    from ml.losses import shadow_colour_loss, shadow_palette
+
+    palette = shadow_palette(_night_painting(), colours=2, share=0.25)[None]
+    photo = np.full((1, 64, 64, 3), 170.0, np.float32)
+    photo[:, 16:48, 8:40] = 0.0  # a flat black square
+    painted = np.full_like(photo, 220.0)  # anything in the light: free
+    painted[:, 16:48, 8:24] = (20.0, 30.0, 90.0)
+    painted[:, 16:48, 24:40] = (20.0, 60.0, 30.0)
+    olive = painted.copy()
+    olive[:, 20:44, 12:36] = (70.0, 80.0, 20.0)
+    assert float(shadow_colour_loss(photo, painted, palette)[0]) < 1e-3
+    assert float(shadow_colour_loss(photo, olive, palette)[0]) > 5 * float(
+        shadow_colour_loss(photo, painted, palette)[0])
+    in_the_light = painted.copy()
+    in_the_light[:, 4:12, 48:60] = (70.0, 80.0, 20.0)  # olive where the photo is light
+    assert float(shadow_colour_loss(photo, in_the_light, palette)[0]) == pytest.approx(
+        float(shadow_colour_loss(photo, painted, palette)[0]), abs=1e-7)
+    import tensorflow as tf
+
+    result = tf.Variable(olive)
+    with tf.GradientTape() as tape:
+        value = shadow_colour_loss(photo, result, palette)[0]
+    gradient = tape.gradient(value, result).numpy()[0, 32, 24]
+    # Descending moves the olive towards the nearer shadow colour, dark green.
+    assert gradient[0] > 0 and gradient[1] > 0 and gradient[2] < 0
+
+
+def test_the_shadow_term_weighs_only_painted_examples_and_joins_the_total(painting):
+    from ml.config import TrainConfig
+    from ml.losses import PerceptualLoss
+
+    photo = np.full((2, 32, 32, 3), 170.0, np.float32)
+    photo[:, 8:24, 8:24] = 0.0
+    result = photo.copy()
+    result[:, 8:24, 8:24] = (255.0, 0.0, 255.0)  # magenta: no painting's shadow
+    plain = PerceptualLoss(painting, network="vgg16", weights=None)
+    shadow = PerceptualLoss(painting, network="vgg16", weights=None,
+                            loss_network=plain.loss_network, shadow_weight=100.0)
+    assert "shadow" not in plain.term_names and "shadow" in shadow.term_names
+    both = shadow(photo, result, style_scale=np.array([1.0, 1.0], np.float32))
+    one = shadow(photo, result, style_scale=np.array([1.0, 0.0], np.float32))  # identity
+    assert float(both["shadow"]) > 0.0
+    assert float(one["shadow"]) == pytest.approx(float(both["shadow"]) / 2, rel=1e-5)
+    assert float(both["total"]) == pytest.approx(
+        float(plain(photo, result, style_scale=np.array([1.0, 1.0], np.float32))["total"])
+        + float(both["shadow"]), rel=1e-5)
+    with pytest.raises(ValueError, match="shadow_weight"):
+        TrainConfig(shadow_weight=-1.0)
