@@ -338,11 +338,33 @@ def augment_photo(
     return pixels
 
 
+#: A crush never reaches the levels of a photo's brightest quarter: its level is at
+#: most :data:`CRUSH_CAP_SHARE` of the level that quarter starts at (each pixel's
+#: brightest channel), so a dark crop keeps detail instead of going wholly flat black,
+#: where every instance norm of the net sees a flat map and the gradient blows up
+#: (docs/design/training.md, "the NaN at 19,819").
+CRUSH_CAP_QUANTILE = 0.75
+CRUSH_CAP_SHARE = 0.5
+
+
 def crush_blacks_array(pixels, level):
     """Every level of float RGB ``pixels`` under ``level`` made 0 and the rest stretched
     back to [0, 255]: the flat black of night scenes and low-key portraits, which the
     training photos seldom have and the net must paint too (docs/design/training.md).
-    Plain arithmetic, so NumPy arrays and TensorFlow tensors both pass."""
+    ``level`` is first capped by the photo's brightest quarter (:data:`CRUSH_CAP_SHARE`
+    of its :data:`CRUSH_CAP_QUANTILE` quantile), so a crushed photo is never wholly
+    flat. NumPy arrays and TensorFlow tensors both pass."""
+    if isinstance(pixels, np.ndarray):
+        brightest = np.max(pixels, axis=-1).ravel()
+        quantile = np.sort(brightest)[int(CRUSH_CAP_QUANTILE * (brightest.size - 1))]
+        level = np.float32(min(float(level), CRUSH_CAP_SHARE * float(quantile)))
+    else:
+        import tensorflow as tf
+
+        brightest = tf.sort(tf.reshape(tf.reduce_max(pixels, axis=-1), [-1]))
+        index = tf.cast(CRUSH_CAP_QUANTILE * tf.cast(tf.size(brightest) - 1, tf.float32),
+                        tf.int32)
+        level = tf.minimum(tf.cast(level, tf.float32), CRUSH_CAP_SHARE * brightest[index])
     shifted = pixels - level
     return (shifted + abs(shifted)) * (127.5 / (255.0 - level))
 

@@ -369,3 +369,26 @@ def test_both_pipelines_crush_the_darks_when_asked(tmp_path):
     dark = plain < 100
     assert dark.mean() > 0.2 and (crushed[dark] < plain[dark]).all()
     assert np.array_equal(PhotoBatches(root, **options, seed=3, crush_blacks=0.0)[0], plain)
+
+
+def test_crushing_never_makes_a_dark_photo_wholly_flat():
+    """A photo darker than the drawn level all over would go flat black, and a flat
+    input makes every instance norm of the net divide by its epsilon: gradients of
+    1e37 and NaN (the bank run at step 19,819). The level is capped by the photo's
+    brightest quarter, in both pipelines' arithmetic."""
+    import tensorflow as tf
+
+    from ml.data import CRUSH_MAX_LEVEL, crush_blacks_array
+
+    rng = np.random.default_rng(0)
+    dark = rng.uniform(5, 60, (32, 32, 3)).astype(np.float32)  # all under 80
+    for crushed in (crush_blacks_array(dark, CRUSH_MAX_LEVEL),
+                    crush_blacks_array(tf.constant(dark), CRUSH_MAX_LEVEL).numpy()):
+        assert (crushed > 0).mean() > 0.25 and crushed.std() > 10
+    # A photo with light in it is crushed at the drawn level, as before.
+    light = dark.copy()
+    light[:, 8:] += 150
+    expected = np.maximum(light - 60.0, 0) * (255.0 / 195.0)
+    np.testing.assert_allclose(crush_blacks_array(light, 60.0), expected, rtol=1e-5)
+    np.testing.assert_allclose(crush_blacks_array(tf.constant(light), 60.0).numpy(), expected,
+                               rtol=1e-5)
