@@ -650,6 +650,7 @@ def test_the_saturation_term_pulls_a_flat_black_net_back_into_tanhs_live_range(
     counts it and a few steps bring the logits back."""
     from ml.train import SATURATION_LIMIT
 
+    keras.utils.set_random_seed(5)  # the same fresh net whatever ran before in this worker
     photos = photo_batch()
     config = tiny_config(painting, tmp_path / "run", saturation_weight=1e4, lr=0.05)
     trainer = build_trainer(config)
