@@ -679,6 +679,22 @@ def test_the_saturation_term_pulls_a_flat_black_net_back_into_tanhs_live_range(
     assert np.asarray(net(photos)).max() > 0.5
 
 
+def _with_and_without(term, weight, painting, photos, measure, out_dir):
+    """``(trainer, before, after)`` for 12 steps on ``photos`` with ``{term}_weight`` at
+    ``weight``, then the same for a trainer without the term: the same fresh net (seed
+    3) each time; ``before`` and ``after`` are ``measure(net)`` around the steps."""
+    def fitted(value, folder):
+        keras.utils.set_random_seed(3)
+        trainer = build_trainer(tiny_config(painting, out_dir / folder, lr=0.02,
+                                            **{f"{term}_weight": value}))
+        before = measure(trainer.transform_net)
+        trainer.fit(fit_input([photos], warmup_steps=0)[1], steps_per_epoch=12, epochs=1,
+                    verbose=0)
+        return trainer, before, measure(trainer.transform_net)
+
+    return fitted(weight, term), fitted(0.0, "plain")
+
+
 def test_the_spike_term_trains_a_droplet_out_of_the_inner_maps(painting, tmp_path):
     """A bright dot on a flat photo is a spike in every inner map of a fresh net (the
     rest of each map is flat; at 96 px, as a map of n values reaches at most sqrt(n)
@@ -692,20 +708,11 @@ def test_the_spike_term_trains_a_droplet_out_of_the_inner_maps(painting, tmp_pat
     def spikes(net):
         return float(np.mean(np.asarray(spike_loss(net.trace(photos)[1]))))
 
-    def fitted(spike_weight, folder):
-        keras.utils.set_random_seed(3)
-        trainer = build_trainer(tiny_config(painting, tmp_path / folder, lr=0.02,
-                                            spike_weight=spike_weight))
-        before = spikes(trainer.transform_net)
-        trainer.fit(fit_input([photos], warmup_steps=0)[1], steps_per_epoch=12, epochs=1,
-                    verbose=0)
-        return trainer, before, spikes(trainer.transform_net)
-
-    trainer, before, after = fitted(1e7, "spike")
+    (trainer, before, after), (plain, plain_before, plain_after) = _with_and_without(
+        "spike", 1e7, painting, photos, spikes, tmp_path)
     assert "spike" in trainer.term_names
     assert before > 0.0
     assert after < 0.5 * before
-    plain, plain_before, plain_after = fitted(0.0, "plain")
     assert "spike" not in plain.term_names
     assert plain_before == pytest.approx(before)  # the same fresh net
     assert plain_after > after
@@ -730,18 +737,9 @@ def test_the_shadow_term_trains_a_flat_black_towards_the_paintings_shadow_colour
     def off_palette(net):
         return float(np.mean(np.asarray(shadow_colour_loss(photos, net(photos), palette))))
 
-    def fitted(shadow_weight, folder):
-        keras.utils.set_random_seed(3)
-        trainer = build_trainer(tiny_config(painting, tmp_path / folder, lr=0.02,
-                                            shadow_weight=shadow_weight))
-        before = off_palette(trainer.transform_net)
-        trainer.fit(fit_input([photos], warmup_steps=0)[1], steps_per_epoch=12, epochs=1,
-                    verbose=0)
-        return trainer, before, off_palette(trainer.transform_net)
-
-    trainer, before, after = fitted(1e7, "shadow")
+    (trainer, before, after), (plain, plain_before, plain_after) = _with_and_without(
+        "shadow", 1e7, painting, photos, off_palette, tmp_path)
     assert "shadow" in trainer.term_names
-    plain, plain_before, plain_after = fitted(0.0, "plain")
     assert "shadow" not in plain.term_names
     assert plain_before == pytest.approx(before)  # the same fresh net
     assert after < 0.5 * min(before, plain_after), (before, after, plain_after)
