@@ -254,6 +254,15 @@ def light_layout_loss(photos, stylized, size=16, epsilon=4.0):
     return ops.mean(ops.square(difference), axis=(1, 2, 3))
 
 
+def _local_photo_luma(photos):
+    """The photos' luminance averaged over 5x5 px, ``(batch, H, W, 1)``, no gradient:
+    where a photo is dark or light, not its thin lines."""
+    weights = ops.convert_to_tensor(LUMA_WEIGHTS, dtype="float32")
+    luma = ops.sum(ops.cast(ops.stop_gradient(photos), "float32") * weights, axis=-1,
+                   keepdims=True)
+    return ops.average_pool(luma, pool_size=5, strides=1, padding="same")
+
+
 #: A result pixel under :data:`DARK_SPOT` levels of luminance where its photo is over
 #: :data:`LIGHT_PHOTO` is a dark spot (the measure: ``ml.bank_run.dark_spots``).
 DARK_SPOT = 24.0
@@ -269,9 +278,7 @@ def dark_spot_loss(photos, stylized):
     ``photos`` and ``stylized``: ``(batch, H, W, 3)`` in [0, 255]. Returns float32
     ``(batch,)``."""
     weights = ops.convert_to_tensor(LUMA_WEIGHTS, dtype="float32")
-    photo_luma = ops.sum(ops.cast(ops.stop_gradient(photos), "float32") * weights, axis=-1,
-                         keepdims=True)
-    photo_luma = ops.average_pool(photo_luma, pool_size=5, strides=1, padding="same")
+    photo_luma = _local_photo_luma(photos)
     light = ops.clip((photo_luma - LIGHT_PHOTO) / LIGHT_PHOTO, 0.0, 1.0)
     luma = ops.sum(ops.cast(stylized, "float32") * weights, axis=-1, keepdims=True)
     darkness = ops.relu(DARK_SPOT - luma) / DARK_SPOT
@@ -325,10 +332,7 @@ def shadow_colour_loss(photos, stylized, palettes):
     ``photos``, ``stylized``: ``(batch, H, W, 3)`` in [0, 255]; ``palettes``:
     ``(batch, colours, 3)`` (:func:`shadow_palette` of each example's painting).
     Returns float32 ``(batch,)``."""
-    weights = ops.convert_to_tensor(LUMA_WEIGHTS, dtype="float32")
-    photo_luma = ops.sum(ops.cast(ops.stop_gradient(photos), "float32") * weights, axis=-1,
-                         keepdims=True)
-    photo_luma = ops.average_pool(photo_luma, pool_size=5, strides=1, padding="same")
+    photo_luma = _local_photo_luma(photos)
     shadow = ops.clip((SHADOW_PHOTO - photo_luma) / (SHADOW_PHOTO / 2), 0.0, 1.0)
     local = ops.average_pool(ops.cast(stylized, "float32"), pool_size=4, strides=1,
                              padding="same")
@@ -492,6 +496,7 @@ class PerceptualLoss:
         paintings = painting if isinstance(painting, (list, tuple)) else [painting]
         if not paintings:
             raise ValueError("At least one style image is needed.")
+        paintings = [_as_image_batch(painting) for painting in paintings]
         grams = [self._painting_grams(painting) for painting in paintings]
         #: Painting Gram matrices, ``{layer: (paintings, C, C)}``, float32.
         self.style_grams = {
