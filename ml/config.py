@@ -225,6 +225,10 @@ class TrainConfig:
         "--norm-clip-z", "robust instance norms: their mean and variance ignore how far "
         "values lie beyond this many standard deviations, so no droplet can set a map's "
         "statistics (docs/design/training.md)", positive_float, metavar="Z"))
+    edge_margin: int = field(default=16, metadata=_flag(
+        "--edge-margin", "pixels of reflection the net adds on every side of a picture "
+        "outside training and crops off its result, so nothing it paints at an edge "
+        "reaches the photo (docs/design/network.md); 0: none", non_negative_int, metavar="PX"))
     max_scale: float = field(default=3.0, metadata=_flag(
         "--max-scale", "each photo's shorter side is resized to size x U(1, max-scale) "
         "before the crop; larger values show the net bigger, flatter regions", positive_float))

@@ -31,6 +31,12 @@ def _positive_int(name, value):
     return value
 
 
+def _non_negative_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
+    return value
+
+
 def _check_rank4(layer, input_shape):
     if len(input_shape) != 4:
         raise ValueError(

@@ -25,8 +25,16 @@ two stride-2 convolutions need sizes that are multiples of 4 to come back to
 the same size, so the network pads the input by reflection on the bottom and
 right edges to the next multiple of 4 (at most 3 pixels) and crops the output
 back to the input size. Reflection matches the padding used by every
-convolution, so the edge carries no border artefact. Inputs must be at least
-5 pixels on each side.
+convolution. Inputs must be at least 5 pixels on each side.
+
+A trained net can still paint its outermost rows differently from the rest (a
+line of neon dashes along the top edge, stripes down the sides): nothing in
+training asks the edge of a crop to look like its inside. With ``edge_margin=m``
+the net, when not training, first extends the picture by ``m`` pixels of
+reflection on every side and crops them off its result, so whatever it paints
+at an edge falls outside the photo (at most one pixel less than the picture's
+side, rounded down to a multiple of 4; measurements: docs/design/network.md).
+Training runs without it: the margin only costs time there.
 
 Why some of it is built the way it is, and timings: docs/design/network.md.
 """
@@ -40,6 +48,7 @@ from ml.layers import (
     ReflectionConv2D,
     ResidualBlock,
     UpsampleConv2D,
+    _non_negative_int,
     _positive_int,
     apply_norm,
     instance_norm,
@@ -73,6 +82,8 @@ class TransformNet(keras.Model):
         num_styles: styles (slots) of a bank; 1 is a single-style network.
         norm_clip_z: None, or robust statistics in every instance normalisation
             (``clip_z`` of :class:`ml.layers.InstanceNormalization`).
+        edge_margin: pixels of reflection added on every side of the picture outside
+            training and cropped off the result (0: none).
 
     Call it on a float tensor ``(batch, height, width, 3)`` with RGB values in
     [0, 255] (and, for a bank, ``style_weights`` ``(batch, num_styles)``, or
@@ -89,23 +100,15 @@ class TransformNet(keras.Model):
 
     def __init__(
         self, width=1.0, num_residual_blocks=5, epsilon=1e-5, output_kernel_size=9,
-        num_styles=1, norm_clip_z=None, **kwargs
+        num_styles=1, norm_clip_z=None, edge_margin=0, **kwargs
     ):
         super().__init__(**kwargs)
         width = float(width)
         if not width > 0:
             raise ValueError(f"`width` must be > 0. Received: width={width}")
-        if (
-            isinstance(num_residual_blocks, bool)
-            or not isinstance(num_residual_blocks, int)
-            or num_residual_blocks < 0
-        ):
-            raise ValueError(
-                "`num_residual_blocks` must be a non-negative integer. "
-                f"Received: num_residual_blocks={num_residual_blocks!r}"
-            )
         self.width = width
-        self.num_residual_blocks = num_residual_blocks
+        self.num_residual_blocks = _non_negative_int("num_residual_blocks",
+                                                     num_residual_blocks)
         self.epsilon = float(epsilon)
         if (
             isinstance(output_kernel_size, bool)
@@ -120,6 +123,7 @@ class TransformNet(keras.Model):
         self.output_kernel_size = output_kernel_size
         self.num_styles = _positive_int("num_styles", num_styles)
         self.norm_clip_z = None if norm_clip_z is None else float(norm_clip_z)
+        self.edge_margin = _non_negative_int("edge_margin", edge_margin)
 
         f1, f2, f3 = (max(1, int(round(f * width))) for f in BASE_FILTERS)
         self.filters = (f1, f2, f3)
@@ -195,24 +199,26 @@ class TransformNet(keras.Model):
             start += size
         return parts
 
-    def call(self, inputs, style_weights=None, style_params=None):
-        return to_pixels(self.output_logits(inputs, style_weights, style_params))
+    def call(self, inputs, style_weights=None, style_params=None, training=None):
+        return to_pixels(self.output_logits(inputs, style_weights, style_params, training))
 
-    def output_logits(self, inputs, style_weights=None, style_params=None):
+    def output_logits(self, inputs, style_weights=None, style_params=None, training=None):
         """What :meth:`call` maps to [0, 255] with ``(tanh(x) + 1) * 127.5``: the last
         convolution's output, cropped to the input size. Where it goes far past ±3 the
         picture is flat black or white and no loss on the picture can move it back
         (tanh's gradient vanishes); training watches it (``ml.train``'s saturation
         term)."""
-        return self.trace(inputs, style_weights, style_params)[0]
+        return self.trace(inputs, style_weights, style_params, training)[0]
 
-    def trace(self, inputs, style_weights=None, style_params=None):
+    def trace(self, inputs, style_weights=None, style_params=None, training=None):
         """``(logits, inner)``: :meth:`output_logits` and the inner feature maps, the
         residual stream after each residual block then the inputs of the two upsampling
         normalisations. An instance-normalised net can learn to put a strong spike into
         them, one spot that dominates a map's statistics and comes out as a blob of
         one colour with a halo (StyleGAN's droplets); training watches them
-        (``ml.losses.spike_loss``)."""
+        (``ml.losses.spike_loss``). Outside training (``training`` not true) the
+        picture is extended by the edge margin first, and the logits and every inner
+        map are cropped back to the picture."""
         if self.num_styles > 1 and style_weights is None and style_params is None:
             raise ValueError(
                 f"This TransformNet is a bank of {self.num_styles} styles: call it with "
@@ -236,8 +242,17 @@ class TransformNet(keras.Model):
         x = ops.cast(inputs, self.compute_dtype)
         shape = ops.shape(x)
         height, width = shape[1], shape[2]
-        pad_h = (SIZE_MULTIPLE - height % SIZE_MULTIPLE) % SIZE_MULTIPLE
-        pad_w = (SIZE_MULTIPLE - width % SIZE_MULTIPLE) % SIZE_MULTIPLE
+        if self.edge_margin and not training:
+            # Reflection needs a margin under the side; a multiple of 4 keeps every
+            # inner map's crop on whole pixels.
+            top = ops.minimum(self.edge_margin, height - 1) // SIZE_MULTIPLE * SIZE_MULTIPLE
+            left = ops.minimum(self.edge_margin, width - 1) // SIZE_MULTIPLE * SIZE_MULTIPLE
+            x = ops.pad(x, [[0, 0], [top, top], [left, left], [0, 0]], mode="reflect")
+        else:
+            top = left = 0
+        padded = ops.shape(x)
+        pad_h = (SIZE_MULTIPLE - padded[1] % SIZE_MULTIPLE) % SIZE_MULTIPLE
+        pad_w = (SIZE_MULTIPLE - padded[2] % SIZE_MULTIPLE) % SIZE_MULTIPLE
         x = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
 
         x = x / 127.5 - 1.0  # [0, 255] -> [-1, 1]
@@ -254,7 +269,10 @@ class TransformNet(keras.Model):
             inner.append(x)
             x = ops.relu(apply_norm(norm, x, w, params))
         x = self.conv_out(x)
-        return x[:, :height, :width, :], inner
+        if self.edge_margin and not training:
+            inner = [_crop(inner_map, top, left, height, width, ops.shape(x)[1]
+                           // ops.shape(inner_map)[1]) for inner_map in inner]
+        return x[:, top:top + height, left:left + width, :], inner
 
     def compute_output_shape(self, inputs_shape, style_weights_shape=None,
                              style_params_shape=None):
@@ -283,4 +301,13 @@ class TransformNet(keras.Model):
             config["num_styles"] = self.num_styles
         if self.norm_clip_z is not None:
             config["norm_clip_z"] = self.norm_clip_z
+        if self.edge_margin:
+            config["edge_margin"] = self.edge_margin
         return config
+
+
+def _crop(inner_map, top, left, height, width, scale):
+    """The part of an inner map ``scale`` times smaller than the padded picture that
+    covers the picture at ``top``, ``left`` of ``height`` x ``width`` px."""
+    return inner_map[:, top // scale:(top + height + scale - 1) // scale,
+                     left // scale:(left + width + scale - 1) // scale, :]

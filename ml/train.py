@@ -191,7 +191,7 @@ class StyleTrainer(keras.Model):
             args = [images, ops.one_hot(slots, self.transform_net.num_styles)]
         if not (training and (self.saturation_weight or self.spike_weight)):
             return self.transform_net(*args, training=training)
-        logits, inner = self.transform_net.trace(*args)
+        logits, inner = self.transform_net.trace(*args, training=True)
         return to_pixels(logits), logits, inner
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -268,6 +268,7 @@ def build_transform_net(config: TrainConfig, dtype=None, num_styles: int = 1) ->
         output_kernel_size=config.output_kernel_size,
         num_styles=num_styles,
         norm_clip_z=config.norm_clip_z,
+        edge_margin=config.edge_margin,
         **kwargs,
     )
     net.build((None, None, None, 3))
@@ -317,7 +318,7 @@ def bank_plan(config: TrainConfig) -> BankPlan | None:
         start = bank.grow(start, slot + 1)
     painting_of_slot = [-1] * start.num_styles
     painting_of_slot[slot] = 0
-    shape = ("width", "num_residual_blocks", "output_kernel_size", "norm_clip_z")
+    shape = ("width", "num_residual_blocks", "output_kernel_size", "norm_clip_z", "edge_margin")
     return BankPlan(start.num_styles, painting_of_slot,
                     [np.asarray(w, np.float32) for w in start.get_weights()],
                     {name: getattr(start, name) for name in shape})

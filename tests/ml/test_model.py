@@ -200,3 +200,77 @@ def test_robust_norms_reach_every_norm_and_survive_a_keras_file(tmp_path):
     plain = TransformNet(width=0.25, num_residual_blocks=2, num_styles=3)
     plain(_photo((1, 16, 16, 3)), weights)
     assert "norm_clip_z" not in plain.get_config()
+
+
+def _margin_twin(net, margin):
+    """A net with ``net``'s weights and ``edge_margin=margin``."""
+    twin = TransformNet.from_config({**net.get_config(), "edge_margin": margin})
+    twin.build((None, None, None, 3))
+    twin.set_weights(net.get_weights())
+    return twin
+
+
+def test_the_edge_margin_paints_the_reflected_picture_and_crops_the_edge_off(small_net):
+    # What the net paints at its edges falls in the margin: the result is the
+    # margin-less net's painting of the picture extended by reflection, cropped.
+    net = _margin_twin(small_net, 8)
+    x = _photo((1, 37, 53, 3), seed=7)
+    extended = np.pad(x, [(0, 0), (8, 8), (8, 8), (0, 0)], mode="reflect")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(net(x)),
+                               keras.ops.convert_to_numpy(small_net(extended))[:, 8:-8, 8:-8],
+                               atol=1e-3)
+    assert not np.allclose(keras.ops.convert_to_numpy(net(x))[:, 0],
+                           keras.ops.convert_to_numpy(small_net(x))[:, 0], atol=1.0)
+
+
+def test_training_runs_without_the_edge_margin(small_net):
+    net = _margin_twin(small_net, 8)
+    x = _photo((1, 24, 20, 3), seed=8)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(net(x, training=True)),
+                               keras.ops.convert_to_numpy(small_net(x)), atol=1e-4)
+    logits, inner = net.trace(x, training=True)
+    assert [tuple(m.shape)[1:3] for m in inner] == [
+        tuple(m.shape)[1:3] for m in small_net.trace(x)[1]]
+
+
+def test_the_edge_margin_crops_every_inner_map_to_the_picture(small_net):
+    # The droplet measure reads the inner maps: they cover the picture, not the margin.
+    net = _margin_twin(small_net, 8)
+    x = _photo((1, 36, 52, 3), seed=9)
+    _, inner = net.trace(x)
+    _, extended = small_net.trace(np.pad(x, [(0, 0), (8, 8), (8, 8), (0, 0)], mode="reflect"))
+    for mine, whole in zip(inner, extended):
+        scale = 52 // tuple(mine.shape)[2]
+        edge = 8 // scale
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(mine),
+                                   keras.ops.convert_to_numpy(whole)[:, edge:-edge, edge:-edge],
+                                   atol=1e-3)
+
+
+@pytest.mark.parametrize("size", [(5, 5), (6, 9), (17, 30)])
+def test_the_edge_margin_shrinks_for_small_pictures(small_net, size):
+    # Reflection needs a margin under the picture's side: a 5 px picture still paints.
+    y = keras.ops.convert_to_numpy(_margin_twin(small_net, 16)(_photo((1, *size, 3))))
+    assert y.shape == (1, *size, 3) and np.isfinite(y).all()
+
+
+def test_the_edge_margin_survives_a_keras_file_and_is_checked(small_net, tmp_path):
+    net = _margin_twin(small_net, 12)
+    path = tmp_path / "margin.keras"
+    net.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.edge_margin == 12 and loaded.get_config() == net.get_config()
+    assert "edge_margin" not in small_net.get_config()
+    with pytest.raises(ValueError, match="edge_margin"):
+        TransformNet(edge_margin=-1)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow graph tracing")
+def test_the_edge_margin_traces_with_unknown_height_and_width(small_net):
+    import tensorflow as tf
+
+    net = _margin_twin(small_net, 16)
+    fn = tf.function(net, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    for size in [(37, 53), (9, 300)]:
+        x = _photo((1, *size, 3))
+        np.testing.assert_allclose(fn(x).numpy(), keras.ops.convert_to_numpy(net(x)), atol=1e-3)

@@ -13,6 +13,7 @@ from ml.train import (
     TrainConfig,
     TrainingDiverged,
     build_trainer,
+    build_transform_net,
     fit_input,
     latest_checkpoint,
     load_checkpoint,
@@ -385,14 +386,17 @@ def test_cli_maps_the_time_budget_architecture_and_init_weights_flags(tmp_path, 
     config = parse_args([
         "--style", "p.jpg", "--data", "coco", "--out", "runs/p", "--max-seconds", "400.5",
         "--init-weights", str(start), "--residual-blocks", "5", "--output-kernel", "9",
+        "--edge-margin", "0",
     ])
     assert config.max_seconds == 400.5
     assert config.init_weights == str(start.resolve())
     assert (config.num_residual_blocks, config.output_kernel_size) == (5, 9)
+    assert config.edge_margin == 0 and build_transform_net(config).edge_margin == 0
 
     defaults = parse_args(["--style", "p", "--data", "d", "--out", "o"])
     assert (defaults.max_seconds, defaults.init_weights) == (None, None)
     assert (defaults.num_residual_blocks, defaults.output_kernel_size) == (3, 3)
+    assert build_transform_net(defaults).edge_margin == 16
     for bad in (["--max-seconds", "0"], ["--init-weights", str(tmp_path / "none.keras")],
                 ["--output-kernel", "4"]):
         with pytest.raises(SystemExit):
@@ -657,9 +661,11 @@ def test_the_saturation_term_pulls_a_flat_black_net_back_into_tanhs_live_range(
     assert "saturation" in trainer.term_names
     assert "saturation" not in build_trainer(tiny_config(painting, tmp_path / "b")).term_names
     net = trainer.transform_net
-    # In training the trainer gives the pictures and the logits they come from.
+    # In training the trainer gives the pictures (without the edge margin) and the
+    # logits they come from.
     pictures, logits, _ = trainer(photos, training=True)
-    np.testing.assert_allclose(np.asarray(pictures), np.asarray(net(photos)), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(pictures), np.asarray(net(photos, training=True)),
+                               atol=1e-4)
     np.testing.assert_allclose(np.asarray(pictures), (np.tanh(np.asarray(logits)) + 1) * 127.5,
                                atol=1e-3)
     assert np.asarray(trainer(photos)).shape == photos.shape  # pictures only, not training
