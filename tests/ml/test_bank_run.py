@@ -147,6 +147,42 @@ def test_best_snapshots_keep_each_styles_best_step_and_only_those_weights(tmp_pa
     assert BestSnapshots(tmp_path / "best").best["b"]["step"] == 8
 
 
+def test_best_snapshots_forget_what_was_scored_under_another_measure(tmp_path):
+    best = BestSnapshots(tmp_path / "best")
+
+    def save(path):
+        Path(path).write_bytes(b"weights")
+
+    measures = {"a": {"painting": "1", "edge_margin": 16},
+                "b": {"painting": "2", "edge_margin": 16}}
+    best.offer(2, {"a": {"score": 1.0}, "b": {"score": 1.0}}, save, measures=measures)
+    assert best.forget_stale(measures) == []
+    changed = {**measures, "a": {"painting": "3", "edge_margin": 16}}
+    assert best.forget_stale(changed) == ["a"]
+    assert set(BestSnapshots(tmp_path / "best").best) == {"b"}  # written back
+    # A worse score under the new measure is now a's best; b's stands.
+    scored = {"a": {"score": 5.0}, "b": {"score": 5.0}}
+    assert best.offer(4, scored, save, measures=changed) == ["a"]
+    assert best.best["a"]["measure"] == changed["a"] and best.best["b"]["step"] == 2
+    # An entry kept before measures were recorded is stale too.
+    best.best["b"].pop("measure")
+    assert best.forget_stale(changed) == ["b"]
+
+
+def test_the_measure_names_the_painting_and_the_edge_margin(tmp_path):
+    from ml.config import TrainConfig
+
+    painting = tmp_path / "painting.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(painting)
+    style = bank_run.BankStyle(1, "a", "A", painting, 1.0, tmp_path)
+    config = TrainConfig(painting=str(painting), data_dir="d", out_dir="o")
+    first = bank_run.measure_of(style, config)
+    assert first["edge_margin"] == config.edge_margin
+    assert bank_run.measure_of(style, config.replace(edge_margin=0)) != first
+    Image.fromarray(np.full((8, 8, 3), 9, np.uint8)).save(painting)  # a cropped scan, say
+    assert bank_run.measure_of(style, config)["painting"] != first["painting"]
+
+
 # --------------------------------------------------------------------------- a tiny run
 
 
@@ -307,6 +343,24 @@ def test_a_snapshot_loads_with_the_norms_it_was_scored_with_after_the_plan_moves
     plan["train"]["norm_clip_z"] = 3.0
     plan_file.write_text(json.dumps(plan))
     assert load_snapshot(load_plan(run_dir), 2)[1].norm_clip_z is None
+
+
+@pytest.mark.slow
+def test_a_changed_painting_starts_its_styles_best_afresh(tiny_run, capsys):
+    run_dir, photos, holdout = tiny_run
+    run(run_dir, photos, holdout, "--steps", "2")
+    painting = run_dir / "styles" / "red" / "painting.png"
+    with Image.open(painting) as image:
+        image.crop((2, 2, 46, 46)).save(painting)  # its frame cropped off
+    capsys.readouterr()
+    run(run_dir, photos, holdout, "--steps", "4")
+    assert "forgotten" in capsys.readouterr().out
+    best = json.loads((run_dir / "run" / "best" / "best.json").read_text())
+    assert best["red"]["step"] == 4 and best[bank_run.WHOLE_BANK]["step"] == 4
+    records = [json.loads(line) for line in
+               (run_dir / "run" / "scores.jsonl").read_text().splitlines()]
+    lowest = min(records, key=lambda record: record["styles"]["blue"]["score"])
+    assert best["blue"]["step"] == lowest["step"]  # blue's painting did not change
 
 
 @pytest.mark.slow
