@@ -144,11 +144,12 @@ bench-quality: $(VENV)/.installed-dev $(VGG16_WEIGHTS) $(PEER_STAMP)
 		--peer-python $(PEER_VENV)/bin/python $(QUALITY_ARGS)
 
 # The peer's held-out scores on the bank's paintings (training/bank/peer.json, committed):
-# what the bank run's best-checkpoint score is measured against.
+# what the bank run's best-checkpoint score is measured against (BANK_PEER_ARGS:
+# --styles SLUG,SLUG for paintings that changed).
 bank-peer: $(VENV)/.installed-dev $(VGG16_WEIGHTS) $(PEER_STAMP)
 	@[ -d $(HOLDOUT_PHOTOS) ] || $(MAKE) photos
 	$(DEV_ENV) $(PY) -m bench.bank_peer --photos $(HOLDOUT_PHOTOS) \
-		--vgg16-weights $(VGG16_WEIGHTS) --peer-python $(PEER_VENV)/bin/python
+		--vgg16-weights $(VGG16_WEIGHTS) --peer-python $(PEER_VENV)/bin/python $(BANK_PEER_ARGS)
 
 # Own styles (docs/design/own-styles.md): four paintings not in the bank learnt as rows of
 # the live bank, timed, scored on the held-out photos beside the peer (OWN_ARGS: --steps,
