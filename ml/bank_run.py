@@ -297,7 +297,7 @@ def measure_of(style: BankStyle, config) -> dict:
     file's digest) and the net's edge margin. Numbers taken under another measure
     cannot be compared (:meth:`BestSnapshots.forget_stale`)."""
     digest = hashlib.sha256(Path(style.painting).read_bytes()).hexdigest()[:16]
-    return {"painting": digest, "edge_margin": getattr(config, "edge_margin", 0)}
+    return {"painting": digest, "edge_margin": config.edge_margin}
 
 
 class BestSnapshots:
