@@ -80,6 +80,16 @@ DARK_SPOT_LIMIT = 0.1
 #: A dark spot is a near-black patch at least this many pixels square (at the 384 px
 #: of the held-out scoring): a blob, wider than a stroke (docs/design/training.md).
 SPOT_SIDE = 5
+#: Where a photo's luminance (averaged over :data:`SPOT_SIDE` px square) is under this
+#: share of its surroundings' (:data:`SHADE_SURROUND` px square), the photo itself is
+#: darker there: a letter, a stripe, a fruit's rind, which a dark painting may deepen to
+#: black. No dark spot is counted there (docs/design/training.md, "Dark spots").
+SHADE_SHARE = 0.8
+SHADE_SURROUND = 31
+#: The version of the rules that count dark spots and droplets: scores taken under
+#: another version cannot be compared (:func:`measure_of`). 2: shades of the photo
+#: (:data:`SHADE_SHARE`) are no dark spots.
+SPOT_RULES = 2
 #: An inner value (``TransformNet.trace``) this many standard deviations from its map's
 #: mean is a droplet, the one-colour blob with a halo an instance-normalised net can
 #: learn to paint (:func:`droplets`): sharp ones reach 20-40, spread-out ones 13-17;
@@ -209,16 +219,36 @@ def style_score(scores: dict, peer: dict | None = None) -> float:
 
 def dark_spots(photos, results) -> float:
     """Per cent of the results' pixels that are near-black (luminance under
-    :data:`DARK_SPOT`) where their photo is not dark (over :data:`LIGHT_PHOTO`), in
-    patches of at least :data:`SPOT_SIDE` px square: the black blobs a network can
-    paint into flat or finely textured parts of a photo, not the dark strokes and
-    deepened shadows of a painting such as *Bal du moulin de la Galette*.
-    ``photos`` and ``results``: uint8 ``HxWx3`` pairs of one size each."""
+    :data:`DARK_SPOT`) where their photo is neither dark (over :data:`LIGHT_PHOTO`) nor
+    darker than its surroundings (:data:`SHADE_SHARE`), in patches of at least
+    :data:`SPOT_SIDE` px square: the black blobs a network can paint into flat or finely
+    textured parts of a photo, not the dark strokes and deepened shadows of a painting
+    such as *Bal du moulin de la Galette*. ``photos`` and ``results``: uint8 ``HxWx3``
+    pairs of one size each."""
     luma = np.array(LUMA_WEIGHTS)
-    spotted = [np.mean(patches((result.astype(np.float64) @ luma < DARK_SPOT)
-                               & (photo.astype(np.float64) @ luma > LIGHT_PHOTO), SPOT_SIDE))
-               for photo, result in zip(photos, results)]
+    spotted = []
+    for photo, result in zip(photos, results):
+        photo_luma = photo.astype(np.float64) @ luma
+        shade = (box_mean(photo_luma, SPOT_SIDE)
+                 < SHADE_SHARE * box_mean(photo_luma, SHADE_SURROUND))
+        black = (result.astype(np.float64) @ luma < DARK_SPOT) & (photo_luma > LIGHT_PHOTO)
+        spotted.append(np.mean(patches(black & ~shade, SPOT_SIDE)))
     return 100.0 * float(np.mean(spotted)) if spotted else 0.0
+
+
+def box_mean(values: np.ndarray, side: int) -> np.ndarray:
+    """The mean of the 2-D ``values`` over the ``side`` x ``side`` square centred on each
+    pixel (``side`` odd), the picture's edge pixels repeated outwards; the same shape."""
+    padded = np.pad(values.astype(np.float64), side // 2, mode="edge")
+    return window_sums(padded, side) / side**2
+
+
+def window_sums(values: np.ndarray, side: int) -> np.ndarray:
+    """The sum of the 2-D ``values`` over every ``side`` x ``side`` window wholly inside
+    them, indexed by the window's top left: ``(H - side + 1, W - side + 1)``."""
+    total = np.pad(values.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    return (total[side:, side:] - total[:-side, side:] - total[side:, :-side]
+            + total[:-side, :-side])
 
 
 def patches(mask: np.ndarray, side: int) -> np.ndarray:
@@ -228,16 +258,10 @@ def patches(mask: np.ndarray, side: int) -> np.ndarray:
     height, width = mask.shape
     if height < side or width < side:
         return np.zeros(mask.shape, bool)
-
-    def window_sums(values):  # the sum over every side x side window, by its top left
-        total = np.pad(values.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-        return (total[side:, side:] - total[:-side, side:] - total[side:, :-side]
-                + total[:-side, :-side])
-
-    full = window_sums(mask.astype(np.int64)) == side * side
+    full = window_sums(mask.astype(np.int64), side) == side * side
     anchors = np.zeros((height + side - 1, width + side - 1), np.int64)
     anchors[side - 1:height, side - 1:width] = full
-    return window_sums(anchors)[:height, :width] > 0
+    return window_sums(anchors, side)[:height, :width] > 0
 
 
 def droplets(inner_maps) -> float:
@@ -294,10 +318,11 @@ SNAPSHOT_NET_SETTINGS = ("norm_clip_z",)
 
 def measure_of(style: BankStyle, config) -> dict:
     """What a style's held-out numbers depend on besides the weights: its painting (the
-    file's digest) and the net's edge margin. Numbers taken under another measure
-    cannot be compared (:meth:`BestSnapshots.forget_stale`)."""
+    file's digest), the net's edge margin and the version of the spot rules
+    (:data:`SPOT_RULES`). Numbers taken under another measure cannot be compared
+    (:meth:`BestSnapshots.forget_stale`)."""
     digest = hashlib.sha256(Path(style.painting).read_bytes()).hexdigest()[:16]
-    return {"painting": digest, "edge_margin": config.edge_margin}
+    return {"painting": digest, "edge_margin": config.edge_margin, "spot_rules": SPOT_RULES}
 
 
 class BestSnapshots:

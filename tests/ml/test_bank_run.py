@@ -97,6 +97,37 @@ def test_black_blobs_count_as_dark_spots_and_cost_score():
     assert style_score({**clean, "dark_spots": 1.0}) == pytest.approx(style_score(clean) + 1.0)
 
 
+def test_a_shade_of_the_photo_painted_black_is_no_dark_spot_but_a_flat_area_is():
+    """A dark painting may deepen what the photo already has darker than its
+    surroundings (a green letter on white, a rind, a stripe) to black; the same black
+    patch on a flat mid-grey photo, or on the light ground beside the letter, is a blob."""
+    from ml.bank_run import SHADE_SHARE, dark_spots
+
+    photo = np.full((100, 100, 3), 200, np.uint8)
+    photo[40:60, 40:60] = int(200 * SHADE_SHARE) - 40  # a letter: mid-tone, yet darker
+    assert 100 < photo[50, 50, 0] < 200  # over LIGHT_PHOTO: the old rule counted it
+    letter_black = photo.copy()
+    letter_black[40:60, 40:60] = 0
+    assert dark_spots([photo], [letter_black]) == 0.0
+    ground_black = photo.copy()
+    ground_black[10:20, 10:20] = 0  # 10x10 on the light ground: 1 %
+    assert dark_spots([photo], [ground_black]) == pytest.approx(1.0)
+    flat = np.full((100, 100, 3), 120, np.uint8)  # as dark as the letter, but flat
+    assert dark_spots([flat], [np.where(letter_black == 0, 0, flat)]) == pytest.approx(4.0)
+
+
+def test_box_mean_averages_each_pixels_square_repeating_the_edges():
+    from ml.bank_run import box_mean
+
+    values = np.arange(30, dtype=float).reshape(5, 6)
+    means = box_mean(values, 3)
+    assert means.shape == values.shape
+    assert means[2, 3] == pytest.approx(values[1:4, 2:5].mean())
+    padded = np.pad(values, 1, mode="edge")
+    assert means[0, 0] == pytest.approx(padded[0:3, 0:3].mean())
+    assert means[4, 5] == pytest.approx(padded[4:7, 5:8].mean())
+
+
 def test_a_style_with_black_blobs_is_not_shipped_however_well_it_paints(tmp_path):
     from ml.bank_ship import _score
 
@@ -169,7 +200,7 @@ def test_best_snapshots_forget_what_was_scored_under_another_measure(tmp_path):
     assert best.forget_stale(changed) == ["b"]
 
 
-def test_the_measure_names_the_painting_and_the_edge_margin(tmp_path):
+def test_the_measure_names_the_painting_the_edge_margin_and_the_spot_rules(tmp_path):
     from ml.config import TrainConfig
 
     painting = tmp_path / "painting.png"
@@ -178,6 +209,7 @@ def test_the_measure_names_the_painting_and_the_edge_margin(tmp_path):
     config = TrainConfig(painting=str(painting), data_dir="d", out_dir="o")
     first = bank_run.measure_of(style, config)
     assert first["edge_margin"] == config.edge_margin
+    assert first["spot_rules"] == bank_run.SPOT_RULES
     assert bank_run.measure_of(style, config.replace(edge_margin=0)) != first
     Image.fromarray(np.full((8, 8, 3), 9, np.uint8)).save(painting)  # a cropped scan, say
     assert bank_run.measure_of(style, config)["painting"] != first["painting"]
