@@ -553,13 +553,16 @@ class ProgressLines(keras.callbacks.Callback):
 
 
 def draw_sheet(rows, path: Path, cell: int = 192) -> Path:
-    """A JPEG grid: one row per list of images, each fitted into a ``cell`` square."""
+    """A JPEG grid: one row per list of images, each fitted into a ``cell`` square (an
+    image of ``None`` leaves its cell white)."""
     from PIL import Image, ImageOps
 
     columns = max(len(row) for row in rows)
     sheet = Image.new("RGB", (columns * cell, len(rows) * cell), "white")
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
+            if image is None:
+                continue
             thumb = ImageOps.contain(Image.fromarray(np.asarray(image, np.uint8)), (cell, cell))
             sheet.paste(thumb, (c * cell + (cell - thumb.width) // 2,
                                 r * cell + (cell - thumb.height) // 2))

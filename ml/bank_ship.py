@@ -24,6 +24,9 @@ the same photos), and shipped only when each of its styles
   and ``transform_net.keras``;
 - ``serving/styles/<bank>/<slug>/``: the painting, a sample (``tests/data/chelsea.jpg``
   painted), ``style.json`` with its source, licence, training and held-out numbers;
+- ``docs/contact-sheet-<slug>.jpg`` (beside ``serving/``, or ``--docs-dir``): the first
+  :data:`SHEET_PHOTOS` held-out photos and their results; ``docs/gallery.jpg``, the
+  README's picture: the paintings over :data:`GALLERY_PHOTOS` painted in every style;
 
 removes the single-style models whose slugs the bank now paints (``register_styles``
 moves their Style rows into the bank; old jobs keep their result files), rewrites
@@ -53,6 +56,7 @@ from ml.bank_run import (
     BankRunPlan,
     BestSnapshots,
     dark_spots,
+    draw_sheet,
     identity_levels,
     load_plan,
     paint,
@@ -63,6 +67,10 @@ __all__ = ["ShipCheck", "ship_check", "main"]
 
 SAMPLE_PHOTO = Path(__file__).resolve().parents[1] / "tests" / "data" / "chelsea.jpg"
 SCORE_KEYS = ("style_distance_ratio", "luminance_correlation", "edge_correlation")
+#: Held-out photos on each style's contact sheet, and the ones the gallery shows (by file
+#: name without suffix; the first held-out photos where these are missing).
+SHEET_PHOTOS = 8
+GALLERY_PHOTOS = ("astronaut", "chelsea", "building")
 
 
 @dataclass
@@ -104,12 +112,14 @@ def ship_check(slug: str, scores: dict, shipped: dict | None, shipped_kind: str,
     return ShipCheck(slug, scores, shipped, shipped_kind if shipped else "", peer)
 
 
-def _score(stylize, photos, painting, network) -> dict:
+def _score(stylize, photos, painting, network, pairs: list | None = None) -> dict:
     """The one measure's numbers for ``stylize`` (photo -> result, or ``(result, droplet
-    per cent)`` as ``ml.bank_run.paint`` gives) and its dark spots (and droplets)."""
+    per cent)`` as ``ml.bank_run.paint`` gives) and its dark spots (and droplets).
+    ``pairs``, if given, receives each (photo as scored, uint8 result)."""
     from ml.quality import evaluate_style
 
-    pairs, spots = [], []
+    pairs = [] if pairs is None else pairs
+    spots = []
 
     def keep(photo):
         result = stylize(photo)
@@ -167,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=int, default=None,
                         help="the snapshot to ship (default: the whole bank's best)")
     parser.add_argument("--serving-dir", type=Path, default=Path("serving"))
+    parser.add_argument("--docs-dir", type=Path, default=None,
+                        help="contact sheets and gallery (default: docs/ beside --serving-dir)")
     parser.add_argument("--holdout", type=Path, default=Path("var/photos/holdout"))
     parser.add_argument("--loss-weights", default="var/vgg16_imagenet_notop.weights.h5")
     parser.add_argument("--force", action="store_true",
@@ -188,14 +200,15 @@ def main(argv: list[str] | None = None) -> int:
                                  else args.loss_weights, layers=list(QUALITY_LAYERS))
     peer = plan.peer_scores()
     shipped = {style.slug: style for style in shipped_styles(args.serving_dir)}
-    checks = []
+    checks, painted = [], {}
     for style in plan.styles:
         weights = one_hot([style.slot], net.num_styles)
 
         def stylize(photo, weights=weights):
             return paint(net, photo, weights)
 
-        scores = _score(stylize, photos, style.painting, network)
+        painted[style.slug] = []
+        scores = _score(stylize, photos, style.painting, network, pairs=painted[style.slug])
         before, kind = None, ""
         if style.slug in shipped:
             old = shipped[style.slug]
@@ -230,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     for model in sorted(set(retired)):
         shutil.rmtree(args.serving_dir / "models" / model)
         shutil.rmtree(args.serving_dir / "styles" / model, ignore_errors=True)
+    draw_pictures(args.docs_dir or args.serving_dir.resolve().parent / "docs", plan, photos,
+                  painted)
     write_models_config(args.serving_dir / "models.config", [
         (name, f"/models/models/{name}", version_)
         for name, version_ in shipped_models(args.serving_dir)])
@@ -263,6 +278,27 @@ def _write_style_folder(folder: Path, style, net, check: ShipCheck, settings: di
                                 "quality": check.scores, "peer": check.peer}},
     })
     (folder / "style.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+
+
+def draw_pictures(docs_dir: Path, plan: BankRunPlan, photos: list, painted: dict) -> None:
+    """``contact-sheet-<slug>.jpg`` for every style (held-out photos over their results)
+    and ``gallery.jpg`` (a row of the paintings, then each gallery photo and its results
+    in every style) in ``docs_dir``. ``painted``: slug → (photo, result) pairs in the
+    order of ``photos`` (paths)."""
+    from ml.quality import fit_longer_side
+
+    for slug, pairs in painted.items():
+        draw_sheet([[photo for photo, _ in pairs[:SHEET_PHOTOS]],
+                    [result for _, result in pairs[:SHEET_PHOTOS]]],
+                   docs_dir / f"contact-sheet-{slug}.jpg", cell=256)
+    stems = [Path(path).stem for path in photos]
+    chosen = [stems.index(stem) for stem in GALLERY_PHOTOS if stem in stems]
+    chosen = chosen or list(range(min(len(photos), len(GALLERY_PHOTOS))))
+    rows = [[None] + [fit_longer_side(style.painting, 384) for style in plan.styles]]
+    for index in chosen:
+        rows.append([painted[plan.styles[0].slug][index][0]]
+                    + [painted[style.slug][index][1] for style in plan.styles])
+    draw_sheet(rows, docs_dir / "gallery.jpg")
 
 
 def check_table(checks: list[ShipCheck], step: int) -> str:
@@ -309,6 +345,8 @@ def styles_record(plan, version, step, settings, checks, identity, retired, phot
         "style scales in each `styles/<slug>/style.json`.",
         f"- **Identity**: `mix_weights(S, k, strength=0)` gives the photo back within "
         f"{identity} levels (mean |difference| on 8 held-out photos at 384 px).",
+        "- **Contact sheets**: `docs/contact-sheet-<slug>.jpg` (held-out photos over their "
+        "results); the README's `docs/gallery.jpg`.",
         f"- **Replaces**: {', '.join(sorted(set(retired))) or 'nothing'}."
         + (" **Shipped with --force**: some style is below the bar (table)." if forced else ""),
         "",

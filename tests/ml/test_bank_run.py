@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml import bank_run
+from ml import bank_run, bank_ship
 from ml.bank_run import BestSnapshots, load_plan, style_score
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -478,6 +478,14 @@ def test_shipping_exports_the_best_snapshot_and_retires_the_model_it_replaces(
     assert "red_model" not in (serving / "models.config").read_text()
     record = (serving / "STYLES.md").read_text()
     assert "## Bank `tiny`, version 1" in record and "red_model" in record
+    # The pictures beside serving/: a contact sheet per style, the README's gallery.
+    for slug in ("red", "blue"):
+        with Image.open(tmp_path / "docs" / f"contact-sheet-{slug}.jpg") as sheet:
+            columns = min(len(list(holdout.iterdir())), bank_ship.SHEET_PHOTOS)
+            assert sheet.size == (columns * 256, 2 * 256)
+    with Image.open(tmp_path / "docs" / "gallery.jpg") as gallery:
+        assert gallery.width == 3 * 192  # the photo column, then both styles
+        assert gallery.height > 192  # the paintings' row, then the photos' rows
     # The exported version paints with the snapshot's weights.
     net = keras.saving.load_model(styles[0].version_dir / "transform_net.keras")
     snapshot = TransformNet.from_config(net.get_config())
