@@ -135,6 +135,13 @@ class BankRunPlan:
     def out_dir(self) -> Path:
         return self.run_dir / RUN_SUBDIR
 
+    def in_force(self) -> dict:
+        """The settings this plan trains with: ``{"train": plan.json's "train", "style_scales":
+        {slug: style_scale}}``; each scoring records them (``scores.jsonl``'s ``"plan"``),
+        since the plan may change between runs."""
+        return {"train": dict(self.train),
+                "style_scales": {style.slug: style.style_scale for style in self.styles}}
+
     def peer_scores(self) -> dict:
         """``{slug: {style_distance_ratio, luminance_correlation, edge_correlation}}``
         from ``peer.json``, or ``{}``."""
@@ -512,7 +519,7 @@ class HeldOutScores(keras.callbacks.Callback):
         record = {"step": step, "seconds_this_run": round(started - self.started, 1),
                   "train_seconds": round(self.seconds_before + started - self.started, 1),
                   "scoring_seconds": round(time.perf_counter() - started, 1),
-                  "identity_levels": identity, "styles": scored}
+                  "identity_levels": identity, "styles": scored, "plan": self.plan.in_force()}
         with open(self.plan.out_dir / SCORES_FILE, "a") as scores_file:
             scores_file.write(json.dumps(record) + "\n")
         self._draw(step, sheet)

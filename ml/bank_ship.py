@@ -225,19 +225,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     record = run_record(plan, step)
+    in_force = record.get("plan")
+    if in_force is None:
+        in_force = plan.in_force()
+        print(f"The run's record of step {step} does not say which settings it trained with: "
+              "writing the plan's present ones; correct them if the plan changed since.")
     identity = identity_levels(net, photos[:8], plan.styles[0].slot)
     slots = [{"slug": None, "name": "The photo itself", "identity": True}]
-    settings = {**plan.train, "steps_done": step,
+    settings = {**in_force["train"], "steps_done": step,
                 "cpu_hours": round(record.get("train_seconds", 0) / 3600, 2)}
+    scales = {style.slug: in_force["style_scales"].get(style.slug, style.style_scale)
+              for style in plan.styles}
     for style in plan.styles:
         slots.append({"slug": style.slug, "name": style.name,
                       "painting": f"painting{style.painting.suffix}",
-                      "settings": {**settings, "style_scale": style.style_scale}})
+                      "settings": {**settings, "style_scale": scales[style.slug]}})
     version, version_dir = export_savedmodel(net, args.serving_dir / "models" / plan.bank,
                                              slots=slots)
     for style, check in zip(plan.styles, checks):
         _write_style_folder(args.serving_dir / "styles" / plan.bank / style.slug, style, net,
-                            check, settings, version, len(photos))
+                            check, {**settings, "style_scale": scales[style.slug]}, version,
+                            len(photos))
     retired = [old.model for old in shipped.values()
                if not old.in_bank and old.slug in {s.slug for s in plan.styles}]
     for model in sorted(set(retired)):
@@ -273,7 +281,7 @@ def _write_style_folder(folder: Path, style, net, check: ShipCheck, settings: di
     meta = json.loads((style.folder / "style.json").read_text())
     meta.update({
         "painting": painting, "sample": "sample.jpg",
-        "training": {**settings, "style_scale": style.style_scale, "version": version},
+        "training": {**settings, "version": version},
         "metrics": {"heldout": {"photos": photos, "photo_size": 384,
                                 "quality": check.scores, "peer": check.peer}},
     })

@@ -465,9 +465,19 @@ def test_shipping_exports_the_best_snapshot_and_retires_the_model_it_replaces(
     assert "Not shipped" in capsys.readouterr().out
     assert not (serving / "models" / "tiny").exists()
 
+    # The plan moves on after the run: the shipped version records what it trained with.
+    plan = json.loads((run_dir / "plan.json").read_text())
+    (run_dir / "plan.json").write_text(json.dumps({**plan, "train": {**plan["train"],
+                                                                      "lr": 0.5}}))
+    red_json = run_dir / "styles" / "red" / "style.json"
+    red_json.write_text(json.dumps({**json.loads(red_json.read_text()),
+                                    "training": {"style_scale": 7.0}}))
     assert ship(run_dir, serving, holdout, "--force") == 0
     best = json.loads((run_dir / "run" / "best" / "best.json").read_text())
     styles = shipped_styles(serving)
+    assert styles[0].meta["training"]["style_scale"] == 1.0
+    assert styles[0].meta["training"]["lr"] == 0.01
+    assert '"lr": 0.01' in (serving / "STYLES.md").read_text()
     assert [(s.model, s.slot, s.slug) for s in styles] == [("tiny", 1, "red"), ("tiny", 2, "blue")]
     assert not (serving / "models" / "red_model").exists()
     meta = styles[0].meta
