@@ -263,9 +263,11 @@ from rest_framework.authtoken.models import Token
 from ml.shipped import shipped_styles
 from django.conf import settings
 from tests.factories import StyleFactory, UserFactory
-single = [s for s in shipped_styles(settings.SERVING_DIR) if s.slot is None]
-chosen = next((s for s in single if s.model == "starry_night"), single[0])
-StyleFactory(slug="fuzz", name="Fuzz", model_name=chosen.model, live_version=chosen.version)
+shipped = shipped_styles(settings.SERVING_DIR)
+chosen = next((s for s in shipped if s.name == "The Starry Night"), shipped[0])
+slot = {} if chosen.slot is None else {"bank_index": chosen.slot, "bank_slots": chosen.num_styles}
+StyleFactory(slug="fuzz", name="Fuzz", model_name=chosen.model, live_version=chosen.version,
+             **slot)
 user = UserFactory(username="fuzzer")
 print(json.dumps({"token": Token.objects.create(user=user).key}))
 """

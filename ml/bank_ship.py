@@ -232,8 +232,7 @@ def main(argv: list[str] | None = None) -> int:
               "writing the plan's present ones; correct them if the plan changed since.")
     identity = identity_levels(net, photos[:8], plan.styles[0].slot)
     slots = [{"slug": None, "name": "The photo itself", "identity": True}]
-    settings = {**in_force["train"], "steps_done": step,
-                "cpu_hours": round(record.get("train_seconds", 0) / 3600, 2)}
+    settings = shipped_settings(in_force["train"], config, step, record)
     scales = {style.slug: in_force["style_scales"].get(style.slug, style.style_scale)
               for style in plan.styles}
     for style in plan.styles:
@@ -262,6 +261,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nShipped {plan.bank} version {version} ({version_dir}); retired "
           f"{', '.join(sorted(set(retired))) or 'nothing'}.")
     return 0
+
+
+#: Where the bank run trains (``style.json``'s ``"where"``).
+TRAINED_WHERE = "CPU (the bank run, a few hours a session on a 2-core development machine)"
+#: The net's shape, resolved from the preset, that each style.json records.
+NET_SHAPE = ("width", "num_residual_blocks", "output_kernel_size", "norm_clip_z",
+             "edge_margin")
+
+
+def shipped_settings(train: dict, config, step: int, record: dict) -> dict:
+    """What a shipped version records of its training: the run's ``train`` settings in
+    force at ``step``, the net's shape (:data:`NET_SHAPE`, from ``config``), the steps
+    done, the CPU hours so far (``record``: the run's scores.jsonl record of ``step``)
+    and where it trained."""
+    return {**train, **{name: getattr(config, name) for name in NET_SHAPE},
+            "steps_done": step, "cpu_hours": round(record.get("train_seconds", 0) / 3600, 2),
+            "where": TRAINED_WHERE}
 
 
 def _write_style_folder(folder: Path, style, net, check: ShipCheck, settings: dict,
@@ -343,7 +359,7 @@ def styles_record(plan, version, step, settings, checks, identity, retired, phot
         rows.append(f"| {check.slug} | {beside('style_distance_ratio')} | "
                     f"{beside('luminance_correlation')} | {beside('edge_correlation')} | "
                     f"{'yes' if beats else 'no'} |")
-    train = {k: v for k, v in settings.items() if k not in ("steps_done", "cpu_hours")}
+    train = {k: v for k, v in settings.items() if k not in ("steps_done", "cpu_hours", "where")}
     return "\n".join([
         "", f"## Bank `{plan.bank}`, version {version}", "",
         f"- **Snapshot**: step {step} of the bank run (`training/bank/`), "

@@ -477,6 +477,8 @@ def test_shipping_exports_the_best_snapshot_and_retires_the_model_it_replaces(
     styles = shipped_styles(serving)
     assert styles[0].meta["training"]["style_scale"] == 1.0
     assert styles[0].meta["training"]["lr"] == 0.01
+    assert styles[0].meta["training"]["width"] == 0.125  # the net's shape, resolved
+    assert styles[0].meta["training"]["where"] == bank_ship.TRAINED_WHERE
     assert '"lr": 0.01' in (serving / "STYLES.md").read_text()
     assert [(s.model, s.slot, s.slug) for s in styles] == [("tiny", 1, "red"), ("tiny", 2, "blue")]
     assert not (serving / "models" / "red_model").exists()

@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
+from ml.shipped import shipped_styles
 from stylize.admin import _number
 from stylize.services import styles
 from tests.factories import StyleFactory, UserFactory
@@ -31,14 +32,18 @@ def test_numbers_have_three_digits_and_a_unit(value, shown):
 
 
 def test_the_shipped_styles_numbers_are_their_live_versions(staff_client):
-    styles.styles_register_shipped(serving_dir=Path(settings.BASE_DIR) / "serving")
+    serving_dir = Path(settings.BASE_DIR) / "serving"
+    styles.styles_register_shipped(serving_dir=serving_dir)
     html = staff_client.get(reverse("admin:stylize_style_changelist")).content.decode()
     start = html.index(">The Starry Night</a>")
     row = html[start:html.index("</tr>", start)]
-    assert '<td class="field-heldout_of">v1, 8 photos</td>' in row
+    starry = next(s for s in shipped_styles(serving_dir) if s.meta["name"] == "The Starry Night")
+    photos = starry.meta["metrics"]["heldout"]["photos"]
+    assert f'<td class="field-heldout_of">v{starry.version}, {photos} photos</td>' in row
     assert "not the live version" not in html and "v?" not in html
     assert "e+0" not in html  # no "2.83e+03k"
-    assert '<td class="field-network">starry_night, v1</td>' in row
+    slot = "" if starry.slot is None else f"slot {starry.slot}, "
+    assert f'<td class="field-network">{starry.model}, {slot}v{starry.version}</td>' in row
 
 
 def test_numbers_without_a_version_say_so_rather_than_v_question_mark(staff_client):

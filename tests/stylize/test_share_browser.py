@@ -18,9 +18,10 @@ from django.test import Client
 from django.utils import timezone
 from PIL import Image
 
+from ml.shipped import shipped_styles
 from stylize.models import StyleJob
 from stylize.services import sharing, styles
-from tests.factories import StyleJobFactory, UserFactory
+from tests.factories import StyleFactory, StyleJobFactory, UserFactory
 from tests.helpers import BASE_DIR, admin_log_in, logged_in_context, needs_chromium, open_browser
 
 pytestmark = [pytest.mark.slow, needs_chromium]
@@ -29,6 +30,7 @@ SCREENSHOT_DIR = BASE_DIR / "var" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 SERVING_DIR = Path(django_settings.BASE_DIR) / "serving"
+STARRY_NIGHT = next(s for s in shipped_styles(SERVING_DIR) if s.meta["name"] == "The Starry Night")
 #: Replaces navigator.share before any script runs: what a phone's browser offers.
 FAKE_SHARE = ("navigator.share = (data) => { window.__shared = data; return Promise.resolve(); };")
 #: Every link and button of the header on one line each (not taller than a line: the
@@ -50,7 +52,7 @@ def jpeg(picture: Image.Image) -> bytes:
 
 def result_job(owner, style, *, size=(512, 600)):
     """A finished job whose result is ``size`` (a crop of the style's painting)."""
-    painting = Image.open(SERVING_DIR / "styles" / "starry_night" / "painting.jpg")
+    painting = Image.open(STARRY_NIGHT.painting).convert("RGB")
     photo = Image.open(BASE_DIR / "tests" / "data" / "chelsea.jpg").resize(size)
     return StyleJobFactory(
         owner=owner, style=style, status=StyleJob.Status.SUCCEEDED, stage="done", progress=1,
@@ -276,6 +278,10 @@ def test_the_admin_style_list_fits_a_1280_px_screen(world, live_server):
     from playwright.sync_api import sync_playwright
 
     UserFactory(username="staff", is_staff=True, is_superuser=True)
+    # A style evaluated by `manage.py evaluate_style`, with held-out losses in the
+    # thousands beside the shipped styles' ratios (the bank ships no losses).
+    StyleFactory(name="Evaluated", live_version=1, metrics={"heldout": {
+        "version": 1, "photos": 8, "losses": {"content": 975853.9, "style": 2830.0}}})
     with sync_playwright() as playwright:
         browser, page, errors = open_browser(playwright)
         try:
