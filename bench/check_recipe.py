@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.colour import LUMA_WEIGHTS
+
 LUMINANCE_FLOOR = 0.6
 EDGE_FLOOR = 0.45
 BORDER_LIMIT = 10.0  # levels
@@ -37,7 +39,7 @@ def border_darkening(photo: np.ndarray, result: np.ndarray) -> float:
     """Levels by which ``result``'s outer frame is darker than the band inside it, beyond
     what ``photo``'s own frame is (both uint8 HxWx3 of one size)."""
     def drop(image):
-        luma = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        luma = image.astype(np.float64) @ np.array(LUMA_WEIGHTS)
         inner = np.zeros(luma.shape, bool)
         inner[FRAME:-FRAME, FRAME:-FRAME] = True
         band = inner.copy()

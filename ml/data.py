@@ -36,6 +36,8 @@ import keras
 import numpy as np
 from PIL import Image
 
+from ml.colour import LUMA_WEIGHTS
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Formats TensorFlow's decode_image understands; anything else is skipped up front.
 TF_DECODABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
@@ -46,7 +48,6 @@ DEFAULT_MAX_ROTATION = 3.0  # degrees, either way
 DEFAULT_COLOUR_JITTER = 0.05  # brightness, contrast and saturation factors in 1 +/- this
 #: A crushed photo (``crush_blacks``) loses every level under a random one up to this.
 CRUSH_MAX_LEVEL = 80.0
-LUMA = (0.299, 0.587, 0.114)
 
 
 # --------------------------------------------------------------------------- listing
@@ -263,7 +264,7 @@ def _tf_rotate(image, angle):
 def _tf_colour_jitter(image, brightness, contrast, saturation):
     import tensorflow as tf
 
-    luma = tf.constant(LUMA, tf.float32)
+    luma = tf.constant(LUMA_WEIGHTS, tf.float32)
     image = image * brightness
     mean = tf.reduce_mean(tf.tensordot(image, luma, 1))
     image = (image - mean) * contrast + mean
@@ -373,7 +374,7 @@ def colour_jitter_array(pixels: np.ndarray, brightness: float, contrast: float,
                         saturation: float) -> np.ndarray:
     """Brightness (scale), contrast (about the mean grey) and saturation (about each
     pixel's grey) of float RGB ``pixels``, clipped to [0, 255]."""
-    luma = np.asarray(LUMA, np.float32)
+    luma = np.asarray(LUMA_WEIGHTS, np.float32)
     pixels = pixels * np.float32(brightness)
     mean = (pixels @ luma).mean()
     pixels = (pixels - mean) * np.float32(contrast) + mean

@@ -39,6 +39,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from ml.colour import LUMA_WEIGHTS
+
 __all__ = [
     "DEFAULT_CONTENT_LAYER",
     "DEFAULT_LOSS_WEIGHTS",
@@ -227,7 +229,6 @@ def total_variation(images):
     return ops.mean(ops.square(dy)) + ops.mean(ops.square(dx))
 
 
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601
 
 
 def light_layout_loss(photos, stylized, size=16, epsilon=4.0):

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from ml.colour import LUMA_WEIGHTS
 from ml.losses import gram_matrix
 
 __all__ = [
@@ -70,7 +71,7 @@ SCORE_NAMES = (
 #: Suffixes tried, in this order, for a photo's result in a folder (:func:`result_paths`).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
-_LUMA = np.array([0.299, 0.587, 0.114], dtype="float64")  # ITU-R BT.601
+_LUMA = np.array(LUMA_WEIGHTS, dtype="float64")
 
 
 def _image(image, name="image"):

@@ -23,6 +23,8 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy
 from PIL import Image, ImageOps, features
 
+from ml.colour import LUMA_WEIGHTS
+
 RunFn = Callable[[np.ndarray], np.ndarray]
 #: ``on_pass(done, total)``: after each model call, how many of the photo's ``total`` are done.
 PassFn = Callable[[int, int], None]
@@ -572,7 +574,7 @@ def size_plan(width: int, height: int, *, max_side: int, stroke: str) -> SizePla
                     shrunk=(result_width, result_height) != (width, height), painted_side=side,
                     same_strokes=tuple(o for o in STROKE_WORKING_SIDES if painted(o) == side))
 
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601, as preserve_colors
+_LUMA = np.array(LUMA_WEIGHTS, dtype=np.float32)  # as preserve_colors
 _STRIP_PIXELS = 1 << 18  # full-size pixels per strip in guided_upsample
 
 
@@ -742,7 +744,7 @@ def preserve_colors(photo: np.ndarray, result: np.ndarray) -> np.ndarray:
 
 
 _RGB_TO_YCBCR = np.array(
-    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+    [LUMA_WEIGHTS, [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
 )
 _YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
 

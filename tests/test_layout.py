@@ -1,6 +1,7 @@
-"""The code's layout: ``stylize`` has no import cycle, counting imports inside
-functions too (only ``if TYPE_CHECKING:`` blocks are left out); ``ml`` knows nothing of
-the site; the web process never loads TensorFlow."""
+"""The code's layout: neither ``stylize`` nor ``ml`` has an import cycle, counting
+imports inside functions too (only ``if TYPE_CHECKING:`` blocks are left out); ``ml``
+knows nothing of the site; the web process never loads TensorFlow; a constant shared by
+both sides has one home."""
 
 import ast
 import subprocess
@@ -98,6 +99,20 @@ def test_the_graph_sees_imports_inside_functions():
 
 def test_stylize_has_no_import_cycle():
     assert cycles(import_graph("stylize")) == []
+
+
+def test_ml_has_no_import_cycle():
+    assert cycles(import_graph("ml")) == []
+
+
+def test_the_luma_weights_have_one_home():
+    """ITU-R BT.601's luminance weights are written once, in ml/colour.py, and imported
+    by the loss, the measure, the data pipeline and the web's imaging alike."""
+    homes = sorted(str(path.relative_to(BASE_DIR))
+                   for package in ("ml", "stylize", "bench", "prisma_site")
+                   for path in (BASE_DIR / package).rglob("*.py")
+                   if "0.587" in path.read_text())
+    assert homes == ["ml/colour.py"]
 
 
 def test_ml_does_not_import_django_or_the_app():

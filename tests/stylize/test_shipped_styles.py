@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from bench.quality_bench import DEFAULT_WEIGHTS
+from ml.colour import LUMA_WEIGHTS
 from ml.quality import (
     PHOTO_SIZE,
     QUALITY_LAYERS,
@@ -185,7 +186,7 @@ def test_each_shipped_style_repaints_a_held_out_photo_keeping_it_recognisable(st
     # White blobs: near-white patches where the photo is mid-tone or dark. (Light
     # regions may go white: Composition VIII's cream ground turns the photo's light
     # grey background white, a tone, not a blob.)
-    luminance = photo.astype(float) @ np.array([0.299, 0.587, 0.114])
+    luminance = photo.astype(float) @ np.array(LUMA_WEIGHTS)
     blobs = (result.min(axis=-1) > 240) & (luminance < 170)
     assert blobs.mean() < 0.001
     # Border artefact: the outer 4 px stay as close to the photo as the interior does.
