@@ -32,14 +32,7 @@ import keras
 import numpy as np
 
 from ml import checkpoints
-
-
-class TrainingDiverged(RuntimeError):
-    """Training produced NaN/inf, an exploding loss or a dead (NaN/constant) image."""
-
-    def __init__(self, message: str, last_checkpoint: Path | None = None):
-        super().__init__(message)
-        self.last_checkpoint = last_checkpoint
+from ml.checkpoints import TrainingDiverged
 
 
 @dataclass

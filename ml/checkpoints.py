@@ -29,6 +29,14 @@ CHECKPOINT_STATE = "state.json"
 LATEST = "latest.json"
 
 
+class TrainingDiverged(RuntimeError):
+    """Training produced NaN/inf, an exploding loss or a dead (NaN/constant) image."""
+
+    def __init__(self, message: str, last_checkpoint: Path | None = None):
+        super().__init__(message)
+        self.last_checkpoint = last_checkpoint
+
+
 def checkpoint_dir_name(step: int) -> str:
     return f"step-{step:08d}"
 
@@ -58,8 +66,6 @@ def save_checkpoint(trainer, out_dir, step: int, state: dict, probe_images, moni
     smallest output standard deviation that still counts as a live image.
     Raises ``TrainingDiverged`` (and writes nothing) when they are not healthy.
     """
-    from ml.callbacks import TrainingDiverged
-
     net = trainer.transform_net
     if not weights_finite(net):
         raise TrainingDiverged(f"step {step}: the weights hold NaN/inf; checkpoint not written")
