@@ -20,8 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ml.data import list_images
-
-LOSS_NAMES = ("total", "content", "style", "tv")
+from ml.losses import LOSS_NAMES
 
 # Takes a uint8 (1, H, W, 3) RGB batch, returns its stylized version (uint8 or
 # float in [0, 255]) of the same size, e.g. ml.export.load_savedmodel_fn(path).

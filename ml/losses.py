@@ -41,6 +41,10 @@ from keras import ops
 
 from ml.colour import LUMA_WEIGHTS
 
+#: The terms every perceptual loss reports (:attr:`PerceptualLoss.term_names` adds the
+#: optional ones and one per style layer).
+LOSS_NAMES = ("total", "content", "style", "tv")
+
 __all__ = [
     "DEFAULT_CONTENT_LAYER",
     "DEFAULT_LOSS_WEIGHTS",
@@ -531,7 +535,7 @@ class PerceptualLoss:
         light = ("light",) if self.light_weight else ()
         spot = ("spot",) if self.spot_weight else ()
         shadow = ("shadow",) if self.shadow_weight else ()
-        return ("total", "content", "style", "tv", *light, *spot, *shadow,
+        return (*LOSS_NAMES, *light, *spot, *shadow,
                 *(f"style_{n}" for n in self.style_layers))
 
     def loss(self, content_batch, stylized_batch, style_scale=1.0, style_index=None):

@@ -56,7 +56,7 @@ from ml.callbacks import (
 from ml.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from ml.config import FLAG_FIELDS, TrainConfig, add_arguments, config_from_args
 from ml.data import PhotoBatches, SkipCounter, list_images, make_dataset
-from ml.losses import spike_loss
+from ml.losses import LOSS_NAMES, spike_loss
 from ml.model import to_pixels
 
 __all__ = [
@@ -77,7 +77,6 @@ __all__ = [
     "train",
 ]
 
-LOSS_NAMES = ("total", "content", "style", "tv")
 FINAL_MODEL_NAME = "transform_net.keras"
 
 
