@@ -63,7 +63,6 @@ from .services.jobs import DEFAULT_BLEND
 from .storage import private_file_response
 from .validators import upload_max_bytes
 
-LOGIN_URL = "stylize:login"
 #: What this browser signed up with ({"email", "password_hash"}), until it follows the
 #: link: the password it chose becomes the account's (accounts.email_confirm).
 SIGNUP_SESSION_KEY = "stylize_signup"
@@ -166,7 +165,7 @@ class EmailConfirmPasswordView(auth_views.PasswordResetConfirmView):
 
 
 @require_POST
-@login_required(login_url=LOGIN_URL)
+@login_required
 def email_confirm_resend(request):
     if accounts.email_is_confirmed(request.user):
         messages.info(request, _("Your email address is already confirmed."))
@@ -180,7 +179,7 @@ def email_confirm_resend(request):
     return redirect("stylize:profile")
 
 
-@login_required(login_url=LOGIN_URL)
+@login_required
 def account_delete(request):
     """Delete the account and everything in it, once the password is given again."""
     form = AccountDeleteForm(request.POST if request.method == "POST" else None,
@@ -195,7 +194,7 @@ def account_delete(request):
 
 
 @never_cache  # it shows the API token: no copy in any cache, the browser's included
-@login_required(login_url=LOGIN_URL)
+@login_required
 def profile(request):
     profile = Profile.for_user(request.user)
     form = ProfileForm(request.POST if request.method == "POST" else None, instance=profile)
@@ -213,7 +212,7 @@ def profile(request):
 
 
 @require_POST
-@login_required(login_url=LOGIN_URL)
+@login_required
 def api_token_create(request):
     """A new API token for programs; the old one, if any, stops working."""
     accounts.api_token_create(user=request.user)
@@ -222,7 +221,7 @@ def api_token_create(request):
 
 
 @require_POST
-@login_required(login_url=LOGIN_URL)
+@login_required
 def webhook_secret_rotate(request):
     """A new key for signing the user's webhooks; the old one no longer signs any."""
     accounts.profile_webhook_secret_rotate(user=request.user)
@@ -451,7 +450,7 @@ def _job_status(job: StyleJob) -> dict:
     }
 
 
-@login_required(login_url=LOGIN_URL)
+@login_required
 def job_detail(request, pk):
     return _job_page(request, _own_job(request, pk))
 
@@ -522,7 +521,7 @@ def _size_notes(job: StyleJob, plan) -> list[str]:
 
 
 @require_POST
-@login_required(login_url=LOGIN_URL)
+@login_required
 def job_again(request, pk):
     """A new job of this job's photo, not uploaded again, in the style, strength and mix
     chosen (the job page's "Try another style" and its strength: "Apply"); the upload
@@ -556,7 +555,7 @@ def job_again(request, pk):
 
 
 @require_GET
-@login_required(login_url=LOGIN_URL)
+@login_required
 def job_status(request, pk):
     response = JsonResponse(_job_status(_own_job(request, pk)))
     response["Cache-Control"] = "no-store"
@@ -564,7 +563,7 @@ def job_status(request, pk):
 
 
 @require_GET
-@login_required(login_url=LOGIN_URL)
+@login_required
 def job_image(request, pk, which):
     """The owner's photo or result, through a check of who asks (``?download`` saves it,
     ``?format=jpeg|png|webp`` picks the result's format)."""
@@ -587,7 +586,7 @@ def _result_response(request, job: StyleJob, filename: str | None = None):
 
 
 @require_POST
-@login_required(login_url=LOGIN_URL)
+@login_required
 def job_share(request, pk):
     """Make (or renew) the result's share link; the job page then shows it."""
     job = _own_job(request, pk)
@@ -602,7 +601,7 @@ def job_share(request, pk):
 
 
 @require_POST
-@login_required(login_url=LOGIN_URL)
+@login_required
 def job_unshare(request, pk):
     job = _own_job(request, pk)
     if sharing.job_unshare(job=job):
@@ -683,7 +682,7 @@ def shared_result_preview(request, token):
     return _not_indexed(response)
 
 
-@login_required(login_url=LOGIN_URL)
+@login_required
 def job_list(request):
     jobs = job_list_for_owner(owner=request.user)
     page = Paginator(jobs, 24).get_page(request.GET.get("page"))
@@ -691,7 +690,7 @@ def job_list(request):
 
 
 @require_http_methods(["GET", "POST"])
-@login_required(login_url=LOGIN_URL)
+@login_required
 def job_delete(request, pk):
     """GET: the page that asks whether to delete the job (the job page's and "My jobs"'
     Delete lead here; nothing is deleted by one click). POST: delete it with its photo,
@@ -728,7 +727,7 @@ def _own_style(request, slug):
     return get_object_or_404(own_style_list_for(owner=request.user), slug=slug)
 
 
-@login_required(login_url=LOGIN_URL)
+@login_required
 def own_style_list(request):
     """"My styles": the person's own styles with their state, and the form that uploads a
     painting to learn as a new one (a 400, 429 or 503 with the reason when refused)."""
@@ -798,7 +797,7 @@ def _own_style_status(style) -> dict:
     }
 
 
-@login_required(login_url=LOGIN_URL)
+@login_required
 def own_style_detail(request, slug):
     """One own style: its painting, how far learning is (a progress bar, the time left,
     the latest sample), and once ready a link to use it."""
@@ -808,7 +807,7 @@ def own_style_detail(request, slug):
 
 
 @require_GET
-@login_required(login_url=LOGIN_URL)
+@login_required
 def own_style_status(request, slug):
     response = JsonResponse(_own_style_status(_own_style(request, slug)))
     response["Cache-Control"] = "no-store"
@@ -816,7 +815,7 @@ def own_style_status(request, slug):
 
 
 @require_GET
-@login_required(login_url=LOGIN_URL)
+@login_required
 def own_style_painting(request, slug):
     """The owner's painting, from the private storage."""
     style = _own_style(request, slug)
@@ -827,7 +826,7 @@ def own_style_painting(request, slug):
 
 
 @require_GET
-@login_required(login_url=LOGIN_URL)
+@login_required
 def own_style_sample(request, slug):
     """The latest sample the learning painted (training photos in the style)."""
     style = _own_style(request, slug)
@@ -837,7 +836,7 @@ def own_style_sample(request, slug):
 
 
 @require_http_methods(["GET", "POST"])
-@login_required(login_url=LOGIN_URL)
+@login_required
 def own_style_delete(request, slug):
     """GET: the page that asks whether to delete the style. POST: delete it (jobs made
     with it keep their results), then back to "My styles"."""
