@@ -8,11 +8,11 @@ from django.core.exceptions import ValidationError
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
-from .imaging import STROKE_WORKING_SIDES
 from .models import DEFAULT_MAX_SIDE, DEFAULT_STROKE, Preview, Profile, Stroke
 from .selectors import style_list_mixable, style_list_offered, style_list_usable
 from .services.accounts import confirmation_resend
 from .services.jobs import DEFAULT_BLEND, job_mix_clean
+from .strokes import STROKE_WORKING_SIDES
 from .validators import (
     ALLOWED_EXTENSIONS,
     ALLOWED_FORMATS,

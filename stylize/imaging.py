@@ -25,6 +25,8 @@ from PIL import Image, ImageOps, features
 
 from ml.colour import LUMA_WEIGHTS
 
+from .strokes import STROKE_WORKING_SIDES
+
 RunFn = Callable[[np.ndarray], np.ndarray]
 #: ``on_pass(done, total)``: after each model call, how many of the photo's ``total`` are done.
 PassFn = Callable[[int, int], None]
@@ -537,12 +539,6 @@ class _ToneReference:
 
 
 # --------------------------------------------------------------------------- stroke size
-
-# Longer side (px) the network paints at for each stroke option: its brush strokes have
-# a fixed size in pixels, so a smaller working size gives bigger strokes on the photo.
-# Why bold is the default, and timings: docs/design/stroke.md.
-STROKE_WORKING_SIDES = {"fine": 1024, "medium": 768, "bold": 512}
-DEFAULT_STROKE = "bold"
 
 
 @dataclass(frozen=True)

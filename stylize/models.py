@@ -10,7 +10,7 @@ from django.db.models import F, Q
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
-from . import imaging
+from . import strokes
 
 MIN_MAX_SIDE = 64
 MAX_MAX_SIDE = 4096
@@ -287,14 +287,14 @@ def job_result_name(job, filename: str) -> str:
 
 class Stroke(models.TextChoices):
     """How big the brush strokes are: the size the network paints at
-    (``imaging.STROKE_WORKING_SIDES``)."""
+    (``strokes.STROKE_WORKING_SIDES``)."""
 
     FINE = "fine", _("Fine")
     MEDIUM = "medium", _("Medium")
     BOLD = "bold", _("Bold")
 
 
-DEFAULT_STROKE = Stroke(imaging.DEFAULT_STROKE)
+DEFAULT_STROKE = Stroke(strokes.DEFAULT_STROKE)
 
 
 class StyleJob(models.Model):

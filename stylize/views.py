@@ -61,6 +61,7 @@ from .services import accounts, jobs, own_styles, previews, sharing
 from .services.job_files import job_expires_at
 from .services.jobs import DEFAULT_BLEND
 from .storage import private_file_response
+from .strokes import STROKE_WORKING_SIDES
 from .validators import upload_max_bytes
 
 #: What this browser signed up with ({"email", "password_hash"}), until it follows the
@@ -420,7 +421,7 @@ def _upload_page(request, form, *, status):
             "preview_id": preview_id or "",
             "preview_side": settings.PREVIEW_SIDE,
             # size-plan.js: each stroke's working side and name, for "what it will do".
-            "stroke_plan": json.dumps({value: {"side": imaging.STROKE_WORKING_SIDES[value],
+            "stroke_plan": json.dumps({value: {"side": STROKE_WORKING_SIDES[value],
                                                "label": str(label).lower()}
                                        for value, label in Stroke.choices}),
         },

@@ -105,6 +105,12 @@ def test_ml_has_no_import_cycle():
     assert cycles(import_graph("ml")) == []
 
 
+def test_the_models_do_not_import_the_imaging():
+    """stylize.models needs only the stroke options (stylize.strokes), not the pixel code
+    with Pillow, pillow-heif and NumPy behind it."""
+    assert "stylize.imaging" not in import_graph("stylize")["stylize.models"]
+
+
 def test_the_luma_weights_have_one_home():
     """ITU-R BT.601's luminance weights are written once, in ml/colour.py, and imported
     by the loss, the measure, the data pipeline and the web's imaging alike."""

@@ -30,7 +30,7 @@ loader ``ml.export.load_savedmodel_fn`` (the bare model) and ``ml.shipped.shippe
    network (``stylize(photo, style=0)``) through ``bench/peer_stylize.py`` run by
    --peer-python (its side virtualenv, which `make bench` builds), one warm-up, median
    of max(5, --runs); per shipped style, its section-0 median (the default stroke,
-   ``stylize.imaging.DEFAULT_STROKE``) / the peer's, pass/fail against TARGET_PEER_RATIO.
+   ``stylize.strokes.DEFAULT_STROKE``) / the peer's, pass/fail against TARGET_PEER_RATIO.
 
 0c. Preview grids (also in --quick; alone with --previews-only): a 12 MP JPEG posted to
    ``/api/v1/previews/`` and polled as the upload page does, every painting fetched,

@@ -92,12 +92,12 @@ def child_photo(args) -> None:
     The model is ``SERVING_DIR/models/<--model>/<--version>/`` (default: the random-weights
     ``bench/1`` export; the shipped-styles section points SERVING_DIR at serving/), for a
     bank its slot ``--slot`` of ``--num-styles``; the stroke is photo_stylize's default
-    (``stylize.imaging.DEFAULT_STROKE``, in the result). ``--bare`` also times the loaded
+    (``stylize.strokes.DEFAULT_STROKE``, in the result). ``--bare`` also times the loaded
     SavedModel alone on a 1×1024×1024×3 batch.
     """
     _django()
-    from stylize.imaging import DEFAULT_STROKE
     from stylize.services.stylizing import photo_stylize
+    from stylize.strokes import DEFAULT_STROKE
 
     style = _child_style(args)
     photo = make_photo(args.size)
@@ -162,8 +162,9 @@ def child_profile(args) -> None:
     _django()
     from django.conf import settings
 
-    from stylize.imaging import DEFAULT_STROKE, encode_image
+    from stylize.imaging import encode_image
     from stylize.services.stylizing import photo_stylize, stored_photo_load
+    from stylize.strokes import DEFAULT_STROKE
 
     data = photo_jpeg(args.size)
     style = _child_style(args)

@@ -6,7 +6,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..imaging import STROKE_WORKING_SIDES
 from ..models import (
     DEFAULT_MAX_SIDE,
     DEFAULT_STROKE,
@@ -31,6 +30,7 @@ from ..services.jobs import DEFAULT_BLEND, job_mix_clean
 from ..services.own_styles import own_style_progress, own_style_state
 from ..services.previews import JOB_PHOTO_CHOICES, preview_expires_at
 from ..services.sharing import job_share_is_live, job_share_url
+from ..strokes import STROKE_WORKING_SIDES
 from ..validators import validate_photo_upload
 
 

@@ -28,7 +28,6 @@ from stylize.image_headers import HeaderError, photo_inspect
 from stylize.imaging import (
     PHOTO_FORMATS,
     REWRITTEN_FORMATS,
-    STROKE_WORKING_SIDES,
     UnreadablePhoto,
     encode_image,
     load_photo,
@@ -37,6 +36,7 @@ from stylize.imaging import (
     stylize_at_working_size,
 )
 from stylize.models import DEFAULT_STROKE, Style, StyleJob
+from stylize.strokes import STROKE_WORKING_SIDES
 from stylize.validators import message_for
 
 from .accounts import user_language

