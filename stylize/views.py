@@ -58,7 +58,7 @@ from .selectors import (
     style_list_offered,
 )
 from .services import accounts, jobs, own_styles, previews, sharing
-from .services.job_files import job_expires_at
+from .services.job_files import DOWNLOAD_CHOICES, job_expires_at
 from .services.jobs import DEFAULT_BLEND
 from .storage import private_file_response
 from .strokes import STROKE_WORKING_SIDES
@@ -68,8 +68,6 @@ from .validators import upload_max_bytes
 #: link: the password it chose becomes the account's (accounts.email_confirm).
 SIGNUP_SESSION_KEY = "stylize_signup"
 POLL_INTERVAL_MS = 1500
-#: The job page's download buttons: ``?format=`` value and label.
-DOWNLOAD_CHOICES = [("jpeg", "JPEG"), ("png", "PNG"), ("webp", "WebP")]
 
 
 def home(request):
@@ -474,7 +472,7 @@ def _job_page(request, job: StyleJob, *, again_form=None, status: int = 200):
             "retention_days": settings.JOB_RETENTION_DAYS,
             "share_url": sharing.job_share_url(job),
             "share_days": settings.SHARE_LINK_DAYS,
-            "download_formats": DOWNLOAD_CHOICES,
+            "download_formats": list(DOWNLOAD_CHOICES.items()),
             "again_form": again_form,
             **_job_page_details(job),
         },

@@ -37,6 +37,7 @@ from ..selectors import (
     style_list_visible,
 )
 from ..services import accounts, jobs, own_styles, previews, sharing
+from ..services.job_files import DOWNLOAD_CHOICES, DOWNLOAD_FORMATS
 from ..storage import private_file_response
 from .serializers import (
     JobCreateSerializer,
@@ -345,13 +346,12 @@ class JobViewSet(
     @extend_schema(
         summary="Download the result of one of your jobs",
         parameters=[OpenApiParameter(
-            "format", str, enum=["jpeg", "png", "webp"], required=False,
+            "format", str, enum=list(DOWNLOAD_CHOICES), required=False,
             description="The image format, at the result's full size (default jpeg, as "
             "stored).")],
         responses={
-            (200, "image/jpeg"): OpenApiTypes.BINARY,
-            (200, "image/png"): OpenApiTypes.BINARY,
-            (200, "image/webp"): OpenApiTypes.BINARY,
+            **{(200, imaging.FORMAT_CONTENT_TYPES[DOWNLOAD_FORMATS[name]]): OpenApiTypes.BINARY
+               for name in DOWNLOAD_CHOICES},
             400: OpenApiResponse(description="An unknown format"),
             404: OpenApiResponse(description="Not your job, or no result yet"),
         },

@@ -168,8 +168,12 @@ def job_photo_replace(job: StyleJob, data: bytes, image_format: str) -> None:
         storage.delete(new_name)
 
 
-#: What ``?format=`` may ask a result download for, and the format each name means.
-DOWNLOAD_FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+#: The formats a result is offered in: ``?format=`` name → label (the job page's buttons,
+#: the API's schema).
+DOWNLOAD_CHOICES = {"jpeg": "JPEG", "png": "PNG", "webp": "WebP"}
+#: What ``?format=`` may ask a result download for ("jpg" too), and the Pillow format
+#: each name means.
+DOWNLOAD_FORMATS = {**{name: name.upper() for name in DOWNLOAD_CHOICES}, "jpg": "JPEG"}
 
 
 #: The formats a result is kept in besides its own (a JPEG), and the field of each.
