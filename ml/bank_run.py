@@ -44,7 +44,7 @@ import keras
 import numpy as np
 
 from ml.checkpoints import write_json
-from ml.colour import LUMA_WEIGHTS
+from ml.images import LUMA_WEIGHTS
 from ml.losses import DARK_SPOT, LIGHT_PHOTO
 
 __all__ = [

@@ -36,9 +36,8 @@ import keras
 import numpy as np
 from PIL import Image
 
-from ml.colour import LUMA_WEIGHTS
+from ml.images import LUMA_WEIGHTS, TRAINING_IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Formats TensorFlow's decode_image understands; anything else is skipped up front.
 TF_DECODABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
 COCO_2014_TRAIN_URL = "http://images.cocodataset.org/zips/train2014.zip"
@@ -61,7 +60,7 @@ def list_images(root: str | os.PathLike) -> list[str]:
     return sorted(
         str(path)
         for path in root.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+        if path.suffix.lower() in TRAINING_IMAGE_SUFFIXES and path.is_file()
     )
 
 

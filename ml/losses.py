@@ -39,7 +39,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ml.colour import LUMA_WEIGHTS
+from ml.images import LUMA_WEIGHTS
 
 #: The terms every perceptual loss reports (:attr:`PerceptualLoss.term_names` adds the
 #: optional ones and one per style layer).

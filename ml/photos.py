@@ -41,11 +41,12 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ml.images import IMAGE_SUFFIXES
+
 MIN_SIDE = 256  # shorter side of a usable photo, in pixels
 MAX_SIDE = 512  # photos are shrunk to this shorter side when written
 JPEG_QUALITY = 92
 PHASH_DISTANCE = 12  # of 64 bits: at most this far apart is "the same photo"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 # --------------------------------------------------------------------------- reserved
 

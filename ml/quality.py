@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ml.colour import LUMA_WEIGHTS
+from ml.images import IMAGE_SUFFIXES, LUMA_WEIGHTS
 from ml.losses import gram_matrix
 
 __all__ = [
@@ -68,8 +68,6 @@ SCORE_NAMES = (
     "edge_correlation",
 )
 
-#: Suffixes tried, in this order, for a photo's result in a folder (:func:`result_paths`).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 _LUMA = np.array(LUMA_WEIGHTS, dtype="float64")
 

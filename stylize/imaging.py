@@ -23,7 +23,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy
 from PIL import Image, ImageOps, features
 
-from ml.colour import LUMA_WEIGHTS
+from ml.images import LUMA_WEIGHTS
 
 from .strokes import STROKE_WORKING_SIDES
 

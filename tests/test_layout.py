@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import clean_env
 
 BASE_DIR = Path(__file__).resolve().parents[1]
@@ -111,14 +113,22 @@ def test_the_models_do_not_import_the_imaging():
     assert "stylize.imaging" not in import_graph("stylize")["stylize.models"]
 
 
-def test_the_luma_weights_have_one_home():
-    """ITU-R BT.601's luminance weights are written once, in ml/colour.py, and imported
-    by the loss, the measure, the data pipeline and the web's imaging alike."""
+@pytest.mark.parametrize("written, home", [
+    ("0.587", "ml/images.py"),  # ITU-R BT.601's luma weights
+    ("IMAGE_SUFFIXES = ", "ml/images.py"),
+    ("LOSS_NAMES = ", "ml/losses.py"),
+    ("STROKE_WORKING_SIDES = ", "stylize/strokes.py"),
+    ("DOWNLOAD_CHOICES = ", "stylize/services/job_files.py"),
+    ("LOGIN_URL = ", "prisma_site/settings.py"),
+])
+def test_a_shared_constant_is_written_in_one_place(written, home):
+    """Shared by training, the measure, the web's imaging and pages alike: defined once
+    and imported everywhere else."""
     homes = sorted(str(path.relative_to(BASE_DIR))
                    for package in ("ml", "stylize", "bench", "prisma_site")
                    for path in (BASE_DIR / package).rglob("*.py")
-                   if "0.587" in path.read_text())
-    assert homes == ["ml/colour.py"]
+                   if written in path.read_text())
+    assert homes == [home]
 
 
 def test_ml_does_not_import_django_or_the_app():

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from ml.images import TRAINING_IMAGE_SUFFIXES
 from stylize.models import Style
 
 from . import events, queueing
@@ -218,11 +219,6 @@ def style_publish(*, style: Style) -> Style:
     return style
 
 
-#: What training reads as photos (ml.data.IMAGE_SUFFIXES; not imported: the web
-#: process never loads Keras).
-TRAINING_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
 class RetrainRefused(Exception):
     """A retrain would fail at once; the message says what to run first, fit to show staff."""
 
@@ -238,7 +234,7 @@ def styles_retrain_refusal(*, config) -> str | None:
                  "exist). On this machine run “make photos” first (244 photos from Debian "
                  "packages and scikit-image, a few minutes), or set TRAINING_DATA_DIR to a "
                  "folder of JPEG or PNG photos.") % {"folder": config.data_dir or "—"}
-    if not any(path.suffix.lower() in TRAINING_PHOTO_SUFFIXES
+    if not any(path.suffix.lower() in TRAINING_IMAGE_SUFFIXES
                for path in folder.rglob("*") if path.is_file()):
         return _("Nothing was queued: %(folder)s holds no JPEG or PNG photos. Run “make "
                  "photos” first, or set TRAINING_DATA_DIR to a folder of photos.") % {

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from bench.quality_bench import DEFAULT_WEIGHTS
-from ml.colour import LUMA_WEIGHTS
+from ml.images import LUMA_WEIGHTS
 from ml.quality import (
     PHOTO_SIZE,
     QUALITY_LAYERS,
