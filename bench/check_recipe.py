@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.colour import LUMA_WEIGHTS
+from ml.images import LUMA_WEIGHTS
 
 LUMINANCE_FLOOR = 0.6
 EDGE_FLOOR = 0.45

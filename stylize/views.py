@@ -683,8 +683,8 @@ def shared_result_preview(request, token):
 
 @login_required
 def job_list(request):
-    jobs = job_list_for_owner(owner=request.user)
-    page = Paginator(jobs, 24).get_page(request.GET.get("page"))
+    owned = job_list_for_owner(owner=request.user)
+    page = Paginator(owned, 24).get_page(request.GET.get("page"))
     return render(request, "stylize/job_list.html", {"page": page, "jobs": page.object_list})
 
 
