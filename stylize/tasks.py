@@ -12,7 +12,16 @@ from django.conf import settings
 
 from .api.serializers import job_api_data
 from .models import Style, StyleJob
-from .services import emails, job_files, jobs, own_styles, previews, stylizing, training, webhooks
+from .services import (
+    job_emails,
+    job_files,
+    jobs,
+    own_styles,
+    previews,
+    stylizing,
+    training,
+    webhooks,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +56,7 @@ def job_run(self, job_id: str) -> None:
     max_retries=8,
 )
 def job_email_send(job_id: str) -> None:
-    emails.job_email_send(job_id=job_id)
+    job_emails.job_email_send(job_id=job_id)
 
 
 @shared_task(

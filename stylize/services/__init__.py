@@ -5,7 +5,8 @@
 - ``stylizing``: one job's run: stored photo → model backend → result.
 - ``job_files``: a job's photo and result files: replaced upright, kept private,
   deleted when the job expires.
-- ``emails``: the email that tells an owner how their job ended.
+- ``job_emails``: the email that tells an owner how their job ended (account mails:
+  ``accounts``).
 - ``styles``: the shipped styles registered, a retrain queued.
 - ``training``: a style's or a bank's network trained, exported and made live.
 - ``accounts``: sign-up, the address confirmed, API tokens, an account deleted.

@@ -8,7 +8,7 @@ from django.core import mail
 from django.urls import reverse
 
 from stylize.models import Profile, StyleJob
-from stylize.services.emails import job_email_send
+from stylize.services.job_emails import job_email_send
 from tests.factories import StyleJobFactory, UserFactory
 from tests.helpers import PASSWORD, signup
 

@@ -20,7 +20,7 @@ from django.core.files.base import ContentFile
 from django.db import connection
 
 from stylize.models import Style, StyleJob
-from stylize.services import emails, jobs, training
+from stylize.services import job_emails, jobs, training
 from tests.factories import BankStyleFactory, StyleFactory, StyleJobFactory, UserFactory
 from tests.helpers import gradient_upload, png_bytes
 
@@ -133,7 +133,7 @@ def emails_sent_now():
 
     def send(args=(), kwargs=None, **options):
         try:
-            emails.job_email_send(job_id=args[0])
+            job_emails.job_email_send(job_id=args[0])
         except Exception as exc:
             errors.append(exc)
             raise

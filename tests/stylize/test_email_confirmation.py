@@ -23,7 +23,7 @@ from rest_framework.test import APIClient
 
 from stylize.models import Profile, StyleJob
 from stylize.services import accounts, jobs
-from stylize.services.emails import job_email_send
+from stylize.services.job_emails import job_email_send
 from tests.factories import StyleFactory, StyleJobFactory, UserFactory
 from tests.helpers import PASSWORD, gradient_upload, signup
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from prisma_site.devstack import free_port
 from stylize.models import StyleJob
-from stylize.services.emails import job_email_send
+from stylize.services.job_emails import job_email_send
 from tests.factories import BankStyleFactory, StyleJobFactory, UserFactory
 
 

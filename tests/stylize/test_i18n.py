@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from stylize.models import Profile, Style, StyleJob
 from stylize.services import accounts, sharing
-from stylize.services.emails import job_email_send
+from stylize.services.job_emails import job_email_send
 from stylize.services.stylizing import job_run
 from tests.factories import StyleFactory, StyleJobFactory, UserFactory
 from tests.helpers import PASSWORD
