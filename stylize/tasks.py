@@ -84,7 +84,7 @@ def jobs_requeue_stuck() -> dict:
 
 @shared_task(name="stylize.tasks.jobs_delete_expired")
 def jobs_delete_expired() -> dict:
-    return {"jobs": job_files.jobs_delete_expired(),
+    return {"jobs": jobs.jobs_delete_expired(),
             "orphans": job_files.private_files_sweep_orphans(),
             "own_styles": own_styles.own_styles_sweep()}
 

@@ -1,14 +1,15 @@
 """How long users' photos and results are kept, and how they leave.
 
 Photos and results live in the private storage (``stylize.storage``). A job, with its
-files, is deleted ``JOB_RETENTION_DAYS`` after it was made (``jobs_delete_expired``,
-run by beat); files that no row names any more (a crash between the row and the file)
-are swept (``private_files_sweep_orphans``); files stored the old way, in the public
-media storage under the uploader's own name, are moved in (``job_files_make_private``,
-``manage.py make_job_files_private``, which ``make run`` calls); the worker replaces a
-photo stored with its EXIF orientation by its upright copy (``job_photo_replace``). A
-result downloaded as PNG or WebP is encoded once, the first time it is asked for, and
-kept as a file of the job's like the others (``job_result_copy``).
+files, is deleted ``JOB_RETENTION_DAYS`` after it was made (at ``job_expires_at``, by
+``jobs.jobs_delete_expired``, which beat runs); files that no row names any more (a
+crash between the row and the file) are swept (``private_files_sweep_orphans``); files
+stored the old way, in the public media storage under the uploader's own name, are moved
+in (``job_files_make_private``, ``manage.py make_job_files_private``, which ``make run``
+calls); the worker replaces a photo stored with its EXIF orientation by its upright copy
+(``job_photo_replace``). A result downloaded as PNG or WebP is encoded once, the first
+time it is asked for, and kept as a file of the job's like the others
+(``job_result_copy``).
 """
 
 import io
@@ -32,8 +33,6 @@ from stylize.models import (
 )
 from stylize.validators import ALLOWED_FORMATS
 
-from .jobs import job_delete
-
 logger = logging.getLogger(__name__)
 
 #: The private storage's folders (``StyleJob.input_image`` / ``result_image``).
@@ -45,22 +44,6 @@ ORPHAN_MIN_AGE = timedelta(hours=1)
 def job_expires_at(job: StyleJob) -> datetime:
     """When the job and its files will be deleted."""
     return job.created_at + timedelta(days=settings.JOB_RETENTION_DAYS)
-
-
-def jobs_delete_expired(*, now=None) -> int:
-    """Delete every job made more than ``JOB_RETENTION_DAYS`` ago, files included.
-
-    A job still queued or running is left to finish (the sweep ends it within its
-    attempts); it goes at the next run after that. Returns how many were deleted.
-    """
-    now = now or timezone.now()
-    cutoff = now - timedelta(days=settings.JOB_RETENTION_DAYS)
-    expired = StyleJob.objects.filter(created_at__lt=cutoff, status__in=StyleJob.FINISHED)
-    deleted = 0
-    for job in expired.iterator():
-        job_delete(job=job)
-        deleted += 1
-    return deleted
 
 
 def private_files_sweep_orphans(*, now=None) -> int:

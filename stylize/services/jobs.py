@@ -258,6 +258,22 @@ def job_delete(*, job: StyleJob) -> None:
     transaction.on_commit(lambda: [storage.delete(name) for storage, name in files])
 
 
+def jobs_delete_expired(*, now=None) -> int:
+    """Delete every job made more than ``JOB_RETENTION_DAYS`` ago, files included.
+
+    A job still queued or running is left to finish (the sweep ends it within its
+    attempts); it goes at the next run after that. Returns how many were deleted.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.JOB_RETENTION_DAYS)
+    expired = StyleJob.objects.filter(created_at__lt=cutoff, status__in=StyleJob.FINISHED)
+    deleted = 0
+    for job in expired.iterator():
+        job_delete(job=job)
+        deleted += 1
+    return deleted
+
+
 def job_start(*, job_id) -> bool:
     """queued → running, counting the attempt. False if the job was not queued."""
     return bool(

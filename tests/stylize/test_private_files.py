@@ -356,7 +356,7 @@ def test_jobs_past_retention_go_with_their_files(settings, django_capture_on_com
     old_files = [old.input_image.name, old.result_image.name]
 
     with django_capture_on_commit_callbacks(execute=True):
-        deleted = job_files.jobs_delete_expired()
+        deleted = jobs.jobs_delete_expired()
 
     assert deleted == 1
     assert set(StyleJob.objects.values_list("pk", flat=True)) == {recent.pk, running.pk}

@@ -398,7 +398,7 @@ def test_the_retention_sweep_deletes_the_copies_with_the_job(
     files = [field.name for field in job.stored_files]
     assert len(files) == 3  # photo, result, its WebP
     with django_capture_on_commit_callbacks(execute=True):
-        assert job_files.jobs_delete_expired() == 1
+        assert jobs.jobs_delete_expired() == 1
     assert not any(private_storage().exists(name) for name in files)
 
 

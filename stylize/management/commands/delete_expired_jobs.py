@@ -1,7 +1,8 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from stylize.services.job_files import jobs_delete_expired, private_files_sweep_orphans
+from stylize.services.job_files import private_files_sweep_orphans
+from stylize.services.jobs import jobs_delete_expired
 
 
 class Command(BaseCommand):
