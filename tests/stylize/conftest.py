@@ -1,5 +1,5 @@
-"""Fixtures of the site's tests: the job queue, accounts and throttles, and the training tests
-(train_style, train_bank, the admin's Retrain)."""
+"""Fixtures of the site's tests: accounts and clients, the job queue and throttles, and the
+training tests (train_style, train_bank, the admin's Retrain)."""
 
 from unittest import mock
 
@@ -8,8 +8,38 @@ import numpy as np
 import pytest
 from django.core.cache import cache
 from PIL import Image
+from rest_framework.test import APIClient
 
+from tests.factories import UserFactory
 from tests.helpers import RecordingBackend, TrainingCaptured
+
+
+@pytest.fixture
+def account():
+    """Ada's account (ada@example.com), not signed in anywhere."""
+    return UserFactory(email="ada@example.com")
+
+
+@pytest.fixture
+def user(client, account):
+    """Ada, signed in on ``client`` (the pages)."""
+    client.force_login(account)
+    return account
+
+
+@pytest.fixture
+def auth_client(account):
+    """The API as Ada (DRF's test client, authenticated)."""
+    api = APIClient()
+    api.force_authenticate(account)
+    return api
+
+
+@pytest.fixture
+def staff_client(client):
+    """``client`` signed in as a staff superuser (the admin)."""
+    client.force_login(UserFactory(username="staff", is_staff=True, is_superuser=True))
+    return client
 
 
 @pytest.fixture

@@ -6,12 +6,6 @@ from tests.factories import StyleFactory, StyleJobFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff_client(client):
-    client.force_login(UserFactory(username="staff", is_staff=True, is_superuser=True))
-    return client
-
-
 def test_style_admin_pages_render(staff_client):
     style = StyleFactory(name="Starry Night")
     StyleFactory(name="Great Wave", is_public=False)

@@ -11,15 +11,9 @@ from django.urls import reverse
 from ml.shipped import shipped_styles
 from stylize.admin import _number
 from stylize.services import styles
-from tests.factories import StyleFactory, UserFactory
+from tests.factories import StyleFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client):
-    client.force_login(UserFactory(username="staff", is_staff=True, is_superuser=True))
-    return client
 
 
 @pytest.mark.parametrize("value, shown", [

@@ -28,20 +28,8 @@ JOB_FIELDS = {
 
 
 @pytest.fixture
-def user():
-    return UserFactory()
-
-
-@pytest.fixture
 def client():
     return APIClient()
-
-
-@pytest.fixture
-def auth_client(user):
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture
@@ -126,8 +114,8 @@ def test_shipped_styles_are_read_only(auth_client, style):
 # --- Jobs: without auth ----------------------------------------------------------------
 
 
-def test_jobs_need_auth(client, style, user):
-    job = StyleJobFactory(owner=user, style=style)
+def test_jobs_need_auth(client, style, account):
+    job = StyleJobFactory(owner=account, style=style)
     for method, url in [
         ("get", "/api/v1/jobs/"),
         ("post", "/api/v1/jobs/"),
@@ -151,7 +139,7 @@ def test_a_bad_token_is_401(client, style):
 # --- Jobs: create ----------------------------------------------------------------------
 
 
-def test_create_job(auth_client, user, style):
+def test_create_job(auth_client, account, style):
     response = auth_client.post(
         "/api/v1/jobs/",
         {"image": upload(), "style": "starry-night", "strength": "0.5",
@@ -163,7 +151,7 @@ def test_create_job(auth_client, user, style):
     body = response.json()
     assert set(body) == JOB_FIELDS
     job = StyleJob.objects.get(pk=body["id"])
-    assert job.owner == user
+    assert job.owner == account
     assert job.style == style
     assert (job.strength, job.preserve_colors, job.max_side) == (0.5, True, 512)
     assert body["status"] == "queued"
@@ -196,20 +184,20 @@ def test_create_job_enqueues_on_commit(auth_client, style, django_capture_on_com
     assert sent == [((response.json()["id"],), "celery")]  # a small job's queue
 
 
-def test_create_job_with_a_token(client, user, style):
-    token = Token.objects.create(user=user)
+def test_create_job_with_a_token(client, account, style):
+    token = Token.objects.create(user=account)
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     response = client.post(
         "/api/v1/jobs/", {"image": upload(), "style": "starry-night"}, format="multipart"
     )
     assert response.status_code == 201
-    assert StyleJob.objects.get().owner == user
+    assert StyleJob.objects.get().owner == account
 
 
-def test_session_auth_needs_csrf(user, style):
+def test_session_auth_needs_csrf(account, style):
     """The pages use the session; an unsafe request from them must carry the CSRF token."""
     client = APIClient(enforce_csrf_checks=True)
-    client.force_login(user)
+    client.force_login(account)
     response = client.post(
         "/api/v1/jobs/", {"image": upload(), "style": "starry-night"}, format="multipart"
     )
@@ -385,9 +373,9 @@ def test_broken_json_to_the_token_endpoint_is_400(client):
 # --- Jobs: list, detail, delete --------------------------------------------------------
 
 
-def test_list_shows_only_own_jobs_newest_first(auth_client, user, style):
-    older = StyleJobFactory(owner=user, style=style)
-    newer = StyleJobFactory(owner=user, style=style)
+def test_list_shows_only_own_jobs_newest_first(auth_client, account, style):
+    older = StyleJobFactory(owner=account, style=style)
+    newer = StyleJobFactory(owner=account, style=style)
     StyleJobFactory(style=style)  # someone else's
     StyleJob.objects.filter(pk=older.pk).update(created_at=timezone.now() - timezone.timedelta(1))
 
@@ -400,9 +388,9 @@ def test_list_shows_only_own_jobs_newest_first(auth_client, user, style):
     assert set(body["results"][0]) == JOB_FIELDS
 
 
-def test_list_is_paginated_by_20(auth_client, user, style):
+def test_list_is_paginated_by_20(auth_client, account, style):
     for _ in range(23):
-        StyleJobFactory(owner=user, style=style)
+        StyleJobFactory(owner=account, style=style)
 
     first = auth_client.get("/api/v1/jobs/").json()
     second = auth_client.get(first["next"]).json()
@@ -417,8 +405,8 @@ def test_list_is_paginated_by_20(auth_client, user, style):
     assert auth_client.get("/api/v1/jobs/?page=9").status_code == 404
 
 
-def test_detail_of_own_job(auth_client, user, style):
-    job = StyleJobFactory(owner=user, style=style, strength=0.25, max_side=2048)
+def test_detail_of_own_job(auth_client, account, style):
+    job = StyleJobFactory(owner=account, style=style, strength=0.25, max_side=2048)
 
     body = auth_client.get(f"/api/v1/jobs/{job.pk}/").json()
 
@@ -431,8 +419,8 @@ def test_detail_of_own_job(auth_client, user, style):
     assert body["error"] == ""
 
 
-def test_detail_of_a_succeeded_job_has_an_absolute_result_url(auth_client, user, style):
-    job = succeeded(StyleJobFactory(owner=user, style=style))
+def test_detail_of_a_succeeded_job_has_an_absolute_result_url(auth_client, account, style):
+    job = succeeded(StyleJobFactory(owner=account, style=style))
     body = auth_client.get(f"/api/v1/jobs/{job.pk}/").json()
     assert body["status"] == "succeeded"
     assert body["result_url"] == f"http://testserver/api/v1/jobs/{job.pk}/result/"
@@ -440,9 +428,9 @@ def test_detail_of_a_succeeded_job_has_an_absolute_result_url(auth_client, user,
 
 
 @pytest.mark.parametrize("accept", [None, "image/jpeg", "*/*", "application/json"])
-def test_result_download_for_the_owner(client, user, style, accept):
-    job = succeeded(StyleJobFactory(owner=user, style=style))
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+def test_result_download_for_the_owner(client, account, style, accept):
+    job = succeeded(StyleJobFactory(owner=account, style=style))
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=account).key}")
     url = client.get(f"/api/v1/jobs/{job.pk}/").json()["result_url"]
     headers = {"HTTP_ACCEPT": accept} if accept else {}
 
@@ -456,9 +444,9 @@ def test_result_download_for_the_owner(client, user, style, accept):
     assert response["Cache-Control"] == "private, no-store"
 
 
-def test_result_download_refused_to_others_and_before_success(client, auth_client, user, style):
+def test_result_download_refused_to_others_and_before_success(client, auth_client, account, style):
     other = succeeded(StyleJobFactory(style=style))
-    unfinished = StyleJobFactory(owner=user, style=style)
+    unfinished = StyleJobFactory(owner=account, style=style)
     assert client.get(f"/api/v1/jobs/{other.pk}/result/").status_code == 401
     for job in (other, unfinished):
         response = auth_client.get(f"/api/v1/jobs/{job.pk}/result/", HTTP_ACCEPT="image/jpeg")
@@ -467,8 +455,8 @@ def test_result_download_refused_to_others_and_before_success(client, auth_clien
         assert response.json()["detail"]
 
 
-def test_detail_of_a_failed_job_has_its_error(auth_client, user, style):
-    job = StyleJobFactory(owner=user, style=style, status=StyleJob.Status.FAILED,
+def test_detail_of_a_failed_job_has_its_error(auth_client, account, style):
+    job = StyleJobFactory(owner=account, style=style, status=StyleJob.Status.FAILED,
                           error="The photo could not be read.", finished_at=timezone.now())
     body = auth_client.get(f"/api/v1/jobs/{job.pk}/").json()
     assert (body["status"], body["error"], body["result_url"]) == (
@@ -490,9 +478,9 @@ def test_unknown_job_is_404(auth_client, job_id):
     assert auth_client.get(f"/api/v1/jobs/{job_id}/").status_code == 404
 
 
-def test_delete_own_job_deletes_its_files(auth_client, user, style,
+def test_delete_own_job_deletes_its_files(auth_client, account, style,
                                           django_capture_on_commit_callbacks):
-    job = succeeded(StyleJobFactory(owner=user, style=style))
+    job = succeeded(StyleJobFactory(owner=account, style=style))
     storage = job.input_image.storage
     names = [job.input_image.name, job.result_image.name]
     assert all(storage.exists(n) for n in names)
@@ -505,8 +493,8 @@ def test_delete_own_job_deletes_its_files(auth_client, user, style,
     assert not any(storage.exists(n) for n in names)
 
 
-def test_jobs_cannot_be_edited(auth_client, user, style):
-    job = StyleJobFactory(owner=user, style=style)
+def test_jobs_cannot_be_edited(auth_client, account, style):
+    job = StyleJobFactory(owner=account, style=style)
     assert auth_client.patch(f"/api/v1/jobs/{job.pk}/", {"strength": 0}).status_code == 405
     assert auth_client.put(f"/api/v1/jobs/{job.pk}/", {}).status_code == 405
 
@@ -549,12 +537,12 @@ def test_default_job_create_rate_is_set():
 
 
 def test_token_for_username_and_password(client):
-    user = UserFactory(username="ada")
+    account = UserFactory(username="ada")
     response = client.post("/api/v1/auth/token/",
                            {"username": "ada", "password": "correct horse battery staple"})
     assert response.status_code == 200
     token = response.json()["token"]
-    assert token == Token.objects.get(user=user).key
+    assert token == Token.objects.get(user=account).key
     # JSON works too, and gives the same token.
     again = client.post("/api/v1/auth/token/",
                         {"username": "ada", "password": "correct horse battery staple"},
@@ -592,10 +580,10 @@ def test_token_endpoint_is_throttled(settings, client):
 
 
 def test_drf_create_token_command_keeps_working(client):
-    user = UserFactory(username="grace")
+    account = UserFactory(username="grace")
     out = StringIO()
     call_command("drf_create_token", "grace", stdout=out)
-    key = Token.objects.get(user=user).key
+    key = Token.objects.get(user=account).key
     assert key in out.getvalue()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get("/api/v1/jobs/").status_code == 200

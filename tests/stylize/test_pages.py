@@ -8,19 +8,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from stylize.models import DEFAULT_STROKE, Stroke, Style, StyleJob
-from tests.factories import BankStyleFactory, StyleFactory, StyleJobFactory, UserFactory
+from tests.factories import BankStyleFactory, StyleFactory, StyleJobFactory
 from tests.helpers import png_bytes
 
 # queue: the pages only create jobs (the pipeline tests run them on a real worker).
 # empty_cache: page uploads count against the job-create throttle (per user, in the cache).
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("queue", "empty_cache")]
-
-
-@pytest.fixture
-def user(client):
-    user = UserFactory(email="ada@example.com")
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
-from rest_framework.test import APIClient
 
 from stylize import imaging
 from stylize.models import StyleJob, private_storage
@@ -24,22 +23,6 @@ from tests.helpers import gradient_file, gradient_upload, identity
 
 # empty_cache: share links count each client address's requests in the cache.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
-
-
-@pytest.fixture
-def user(client):
-    """A user logged into ``client`` (the pages)."""
-    user = UserFactory(email="ada@example.com")
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
-def auth_client(user):
-    """The API as ``user``."""
-    api = APIClient()
-    api.force_authenticate(user)
-    return api
 
 
 def jpeg_bytes(size=(90, 60)) -> bytes:

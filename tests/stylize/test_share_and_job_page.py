@@ -18,7 +18,7 @@ from PIL import Image
 from stylize import imaging
 from stylize.models import StyleJob
 from stylize.services import jobs, sharing
-from tests.factories import StyleFactory, StyleJobFactory, UserFactory
+from tests.factories import StyleFactory, StyleJobFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache", "queue")]
 
@@ -29,13 +29,6 @@ def jpeg(size, colour) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, "JPEG", quality=95)
     return buffer.getvalue()
-
-
-@pytest.fixture
-def user(client):
-    user = UserFactory(email="ada@example.com")
-    client.force_login(user)
-    return user
 
 
 def shared_job(owner, *, result_size=(1600, 1200), **fields):

@@ -53,13 +53,6 @@ def api_client():
 
 
 @pytest.fixture
-def staff_client():
-    client = Client()
-    client.force_login(UserFactory(username="staff", is_staff=True, is_superuser=True))
-    return client
-
-
-@pytest.fixture
 def fake_ml(monkeypatch, serving_dir):
     """``ml.train.train`` reports its steps and ends well; the export writes a folder
     Serving would accept. Everything around them (the services) is the real one."""

@@ -38,12 +38,6 @@ SVG = "{http://www.w3.org/2000/svg}"
 TERMS = ("content", "style", "tv", "total")
 
 
-@pytest.fixture
-def staff_client(client):
-    client.force_login(UserFactory(username="staff", is_staff=True, is_superuser=True))
-    return client
-
-
 class Clock:
     def __init__(self):
         self.now = 1000.0
