@@ -60,6 +60,20 @@ def gradient_photo(path: Path, size=(160, 120)) -> Path:
     return path
 
 
+def noise_photos(folder: Path, count: int, *, size=(48, 40), grow=(0, 0), seed=0,
+                 name="photo{}", suffix=".png") -> Path:
+    """``count`` photos of random pixels written into ``folder`` (made if missing): the
+    i-th is ``size + i * grow`` px (width, height) and named ``name.format(i) + suffix``.
+    Returns ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        width, height = size[0] + index * grow[0], size[1] + index * grow[1]
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{name.format(index)}{suffix}")
+    return folder
+
+
 def identity(batch: np.ndarray) -> np.ndarray:
     """A stylize ``run`` that gives the photos back."""
     return batch.copy()

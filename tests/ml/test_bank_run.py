@@ -11,6 +11,7 @@ from PIL import Image
 
 from ml import bank_run, bank_ship
 from ml.bank_run import BestSnapshots, load_plan, style_score
+from tests.helpers import noise_photos
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -219,12 +220,8 @@ def test_the_measure_names_the_painting_the_edge_margin_and_the_spot_rules(tmp_p
 
 
 def write_images(folder: Path, count: int, size: int, seed: int) -> Path:
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for index in range(count):
-        pixels = rng.integers(0, 256, (size, size + 8 * index, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"photo-{index}.png")
-    return folder
+    return noise_photos(folder, count, size=(size, size), grow=(8, 0), seed=seed,
+                        name="photo-{}")
 
 
 @pytest.fixture

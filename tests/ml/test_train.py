@@ -21,7 +21,7 @@ from ml.train import (
     save_checkpoint,
     train,
 )
-from tests.helpers import BASE_DIR
+from tests.helpers import BASE_DIR, noise_photos
 from tests.helpers import TRAIN_SIZE as SIZE
 
 
@@ -273,12 +273,7 @@ def test_cli_flags_map_to_the_config():
 
 
 def test_train_reads_photos_from_a_folder(painting, tmp_path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(3)
-    for index in range(3):
-        pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(photos / f"{index}.jpg")
+    photos = noise_photos(tmp_path / "photos", 3, seed=3, name="{}", suffix=".jpg")
     (photos / "broken.jpg").write_bytes(b"nope")
 
     result = train(tiny_config(painting, tmp_path / "run", data_dir=str(photos), steps=2))
@@ -289,12 +284,7 @@ def test_train_reads_photos_from_a_folder(painting, tmp_path):
 def test_train_takes_a_pydataset_of_photos(painting, tmp_path):
     from ml.data import PhotoBatches
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(4)
-    for index in range(5):
-        pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(photos / f"{index}.png")
+    photos = noise_photos(tmp_path / "photos", 5, seed=4, name="{}")
     batches = PhotoBatches(photos, size=SIZE, batch=2)
 
     result = train(tiny_config(painting, tmp_path / "run", steps=5), dataset=batches)

@@ -3,12 +3,10 @@
 import json
 import os
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from ml.train_styles import RESULT_PREFIX, load_plan, main
-from tests.helpers import BASE_DIR
+from tests.helpers import BASE_DIR, noise_photos
 from tests.helpers import TRAIN_SIZE as SIZE
 
 
@@ -20,13 +18,7 @@ def write_plan(tmp_path, plan, name="plan.json"):
 
 @pytest.fixture
 def photos(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    rng = np.random.default_rng(5)
-    for index in range(4):
-        pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"{index}.png")
-    return folder
+    return noise_photos(tmp_path / "photos", 4, seed=5, name="{}")
 
 
 @pytest.fixture

@@ -4,14 +4,12 @@ training tests (train_style, train_bank, the admin's Retrain)."""
 from unittest import mock
 
 import keras
-import numpy as np
 import pytest
 from django.core.cache import cache
-from PIL import Image
 from rest_framework.test import APIClient
 
 from tests.factories import UserFactory
-from tests.helpers import RecordingBackend, TrainingCaptured
+from tests.helpers import RecordingBackend, TrainingCaptured, noise_photos
 
 
 @pytest.fixture
@@ -76,13 +74,7 @@ def vgg16_random_weights(tmp_path_factory):
 
 @pytest.fixture
 def photos(tmp_path):
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(6):
-        pixels = rng.integers(0, 256, (48 + i, 56, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"photo{i}.png")
-    return folder
+    return noise_photos(tmp_path / "photos", 6, size=(56, 48), grow=(0, 1))
 
 
 @pytest.fixture
