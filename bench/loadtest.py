@@ -374,6 +374,15 @@ def _load(stack: Stack, args) -> int:
     ok = (not report["lost"] and not report["without_file"] and not report["email_mismatches"]
           and server_errors == 0 and report["unexplained_failures"] == 0)
     print("OK: nothing lost, nothing done twice, one email per job." if ok else "FAILED")
+    if args.json:
+        summary = {"ok": ok, "jobs": len(all_ids), "faults": list(FAULTS_DONE),
+                   "server_errors": server_errors,
+                   **{key: report[key] for key in ("succeeded", "failed", "lost",
+                                                   "without_file", "email_mismatches",
+                                                   "unexplained_failures")},
+                   "fairness": {key: fairness[key] for key in (
+                       "small_mp", "small_seconds", "big_mp", "big_waiting")}}
+        Path(args.json).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return 0 if ok else 1
 
 
@@ -515,6 +524,8 @@ def main(argv=None) -> int:
                         help="seconds before each fault")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--serving-dir", default=str(BASE_DIR / "serving"))
+    parser.add_argument("--json", default=None,
+                        help="also write the outcome here as JSON (what the test reads)")
     return run(parser.parse_args(argv))
 
 
