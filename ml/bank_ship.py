@@ -245,13 +245,13 @@ def main(argv: list[str] | None = None) -> int:
         _write_style_folder(args.serving_dir / "styles" / plan.bank / style.slug, style, net,
                             check, {**settings, "style_scale": scales[style.slug]}, version,
                             len(photos))
+    draw_pictures(args.docs_dir or args.serving_dir.resolve().parent / "docs", plan, photos,
+                  painted)
     retired = [old.model for old in shipped.values()
                if not old.in_bank and old.slug in {s.slug for s in plan.styles}]
     for model in sorted(set(retired)):
         shutil.rmtree(args.serving_dir / "models" / model)
         shutil.rmtree(args.serving_dir / "styles" / model, ignore_errors=True)
-    draw_pictures(args.docs_dir or args.serving_dir.resolve().parent / "docs", plan, photos,
-                  painted)
     write_models_config(args.serving_dir / "models.config", [
         (name, f"/models/models/{name}", version_)
         for name, version_ in shipped_models(args.serving_dir)])
@@ -265,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
 
 #: Where the bank run trains (``style.json``'s ``"where"``).
 TRAINED_WHERE = "CPU (the bank run, a few hours a session on a 2-core development machine)"
-#: The net's shape, resolved from the preset, that each style.json records.
+#: The exported net's shape, resolved from the preset, that each style.json records: what
+#: ``load_snapshot`` built and the ship check scored (the weights fix all but the edge
+#: margin, which is the plan's at shipping time).
 NET_SHAPE = ("width", "num_residual_blocks", "output_kernel_size", "norm_clip_z",
              "edge_margin")
 

@@ -138,8 +138,8 @@ def child_photo(args) -> None:
 def child_stroke(args) -> None:
     """A 1024² photo through photo_stylize at every stroke option, in one fresh process."""
     _django()
-    from stylize.imaging import STROKE_WORKING_SIDES
     from stylize.services.stylizing import photo_stylize
+    from stylize.strokes import STROKE_WORKING_SIDES
 
     style = _child_style(args)
     photo = make_photo(args.size)

@@ -1,10 +1,11 @@
 """Business logic of the app, one module per subject; every write goes through here.
 
 - ``jobs``: a job's life: checked and created from an upload, guarded state changes
-  (queued → running → succeeded / failed), retries, the stuck-job sweep, deletion.
+  (queued → running → succeeded / failed), retries, the stuck-job sweep, deletion (and
+  of every job once it expires).
 - ``stylizing``: one job's run: stored photo → model backend → result.
-- ``job_files``: a job's photo and result files: replaced upright, kept private,
-  deleted when the job expires.
+- ``job_files``: a job's photo and result files: replaced upright, kept private, when
+  they expire, orphans swept.
 - ``job_emails``: the email that tells an owner how their job ended (account mails:
   ``accounts``).
 - ``styles``: the shipped styles registered, a retrain queued.

@@ -34,7 +34,7 @@ def files_of(jobs) -> list:
 
 
 @pytest.fixture
-def account():
+def ada_with_jobs():
     """A user with a profile, a token, two jobs (one with a result) and their files;
     and someone else's job, which must stay."""
     user = UserFactory(username="ada", email="ada@example.com")
@@ -47,14 +47,14 @@ def account():
     return {"user": user, "token": token, "jobs": jobs, "files": files, "theirs": theirs}
 
 
-def assert_all_gone(account):
-    user = account["user"]
+def assert_all_gone(ada_with_jobs):
+    user = ada_with_jobs["user"]
     assert not get_user_model().objects.filter(pk=user.pk).exists()
     assert not StyleJob.objects.filter(owner_id=user.pk).exists()
     assert not Profile.objects.filter(user_id=user.pk).exists()
     assert not Token.objects.filter(user_id=user.pk).exists()
-    assert not [name for storage, name in account["files"] if storage.exists(name)]
-    theirs = account["theirs"]
+    assert not [name for storage, name in ada_with_jobs["files"] if storage.exists(name)]
+    theirs = ada_with_jobs["theirs"]
     assert StyleJob.objects.filter(pk=theirs.pk).exists()
     assert all(storage.exists(name) for storage, name in files_of([theirs]))
 
@@ -63,9 +63,9 @@ def assert_all_gone(account):
 
 
 @pytest.mark.django_db(transaction=True)  # files go after the real commit
-def test_the_page_asks_for_the_password_then_deletes_everything_and_logs_out(account):
+def test_the_page_asks_for_the_password_then_deletes_everything_and_logs_out(ada_with_jobs):
     client = Client()
-    client.force_login(account["user"])
+    client.force_login(ada_with_jobs["user"])
     profile_page = client.get(reverse("stylize:profile")).content.decode()
     assert reverse("stylize:account_delete") in profile_page
 
@@ -74,63 +74,63 @@ def test_the_page_asks_for_the_password_then_deletes_everything_and_logs_out(acc
 
     wrong = client.post(reverse("stylize:account_delete"), {"password": "not it"})
     assert wrong.status_code == 400 and "That is not your password." in wrong.content.decode()
-    assert get_user_model().objects.filter(pk=account["user"].pk).exists()
-    assert all(storage.exists(name) for storage, name in account["files"])
+    assert get_user_model().objects.filter(pk=ada_with_jobs["user"].pk).exists()
+    assert all(storage.exists(name) for storage, name in ada_with_jobs["files"])
 
     response = client.post(reverse("stylize:account_delete"), {"password": PASSWORD}, follow=True)
 
     assert response.redirect_chain == [(reverse("stylize:home"), 302)]
     assert "Your account, your jobs and their images are deleted." in response.content.decode()
     assert "_auth_user_id" not in client.session
-    assert_all_gone(account)
+    assert_all_gone(ada_with_jobs)
 
 
 @pytest.mark.django_db
-def test_the_page_needs_login_post_and_the_csrf_token(account):
+def test_the_page_needs_login_post_and_the_csrf_token(ada_with_jobs):
     anonymous = Client()
     response = anonymous.post(reverse("stylize:account_delete"), {"password": PASSWORD})
     assert response.status_code == 302 and response.url.startswith(reverse("stylize:login"))
 
     strict = Client(enforce_csrf_checks=True)
-    strict.force_login(account["user"])
+    strict.force_login(ada_with_jobs["user"])
     response = strict.post(reverse("stylize:account_delete"), {"password": PASSWORD})
     assert response.status_code == 403
-    assert get_user_model().objects.filter(pk=account["user"].pk).exists()
-    assert StyleJob.objects.filter(owner=account["user"]).count() == 2
+    assert get_user_model().objects.filter(pk=ada_with_jobs["user"].pk).exists()
+    assert StyleJob.objects.filter(owner=ada_with_jobs["user"]).count() == 2
 
 
 # --- The API ---------------------------------------------------------------------------
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_api_deletes_the_account_of_the_token_and_the_token_stops_working(account):
+def test_the_api_deletes_the_account_of_the_token_and_the_token_stops_working(ada_with_jobs):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {account['token'].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {ada_with_jobs['token'].key}")
 
     response = client.delete(API_URL)
 
     assert response.status_code == 204 and not response.content
-    assert_all_gone(account)
+    assert_all_gone(ada_with_jobs)
     assert client.get("/api/v1/jobs/").status_code == 401
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_api_deletes_the_account_of_the_session(account):
+def test_the_api_deletes_the_account_of_the_session(ada_with_jobs):
     client = APIClient()
     response = client.post(reverse("stylize:login"), {"username": "ada", "password": PASSWORD})
     assert response.status_code == 302 and "_auth_user_id" in client.session
     assert client.delete(API_URL).status_code == 204
-    assert_all_gone(account)
+    assert_all_gone(ada_with_jobs)
 
 
 @pytest.mark.django_db
-def test_the_api_refuses_without_credentials_and_a_session_without_csrf(account):
+def test_the_api_refuses_without_credentials_and_a_session_without_csrf(ada_with_jobs):
     assert APIClient().delete(API_URL).status_code == 401
     strict = APIClient(enforce_csrf_checks=True)
-    strict.force_login(account["user"])  # a session, as from the browser
+    strict.force_login(ada_with_jobs["user"])  # a session, as from the browser
     assert strict.delete(API_URL).status_code == 403
-    assert get_user_model().objects.filter(pk=account["user"].pk).exists()
-    assert StyleJob.objects.filter(owner=account["user"]).count() == 2
+    assert get_user_model().objects.filter(pk=ada_with_jobs["user"].pk).exists()
+    assert StyleJob.objects.filter(owner=ada_with_jobs["user"]).count() == 2
 
 
 @pytest.mark.django_db

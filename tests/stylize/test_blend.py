@@ -14,10 +14,10 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from stylize.backends.base import PermanentBackendError
-from stylize.imaging import STROKE_WORKING_SIDES
 from stylize.models import DEFAULT_STROKE, Style, StyleJob
 from stylize.services import jobs, stylizing
 from stylize.services.stylizing import job_run, photo_stylize
+from stylize.strokes import STROKE_WORKING_SIDES
 from tests.factories import BankStyleFactory, StyleFactory, StyleJobFactory, UserFactory
 from tests.helpers import gradient
 from tests.model_fixtures import TINY_BANK_NAME, TINY_BANK_SLOTS

@@ -30,7 +30,6 @@ SCREENSHOT_DIR = BASE_DIR / "var" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 SERVING_DIR = Path(django_settings.BASE_DIR) / "serving"
-STARRY_NIGHT = next(s for s in shipped_styles(SERVING_DIR) if s.meta["name"] == "The Starry Night")
 #: Replaces navigator.share before any script runs: what a phone's browser offers.
 FAKE_SHARE = ("navigator.share = (data) => { window.__shared = data; return Promise.resolve(); };")
 #: Every link and button of the header on one line each (not taller than a line: the
@@ -51,8 +50,9 @@ def jpeg(picture: Image.Image) -> bytes:
 
 
 def result_job(owner, style, *, size=(512, 600)):
-    """A finished job whose result is ``size`` (a crop of the style's painting)."""
-    painting = Image.open(STARRY_NIGHT.painting).convert("RGB")
+    """A finished job whose result is ``size`` (a crop of the shipped style's painting)."""
+    shipped = next(s for s in shipped_styles(SERVING_DIR) if s.slug == style.slug)
+    painting = Image.open(shipped.painting).convert("RGB")
     photo = Image.open(BASE_DIR / "tests" / "data" / "chelsea.jpg").resize(size)
     return StyleJobFactory(
         owner=owner, style=style, status=StyleJob.Status.SUCCEEDED, stage="done", progress=1,

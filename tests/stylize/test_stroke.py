@@ -239,7 +239,6 @@ def test_invalid_arguments_are_refused():
 
 
 def test_every_job_stroke_choice_has_a_working_size_and_the_default_is_one():
-    from stylize.models import DEFAULT_STROKE, Stroke
+    from stylize.models import Stroke
 
     assert set(Stroke.values) == set(STROKE_WORKING_SIDES)
-    assert DEFAULT_STROKE in STROKE_WORKING_SIDES

@@ -26,7 +26,8 @@ from django.utils import timezone
 from django.views.static import serve
 from PIL import Image
 
-from ml.callbacks import TrainingDiverged, TrainProgress
+from ml.callbacks import TrainProgress
+from ml.checkpoints import TrainingDiverged
 from stylize.loss_curves import loss_curves_svg
 from stylize.models import Style
 from stylize.services import training
