@@ -190,3 +190,24 @@ def shared_digest(net) -> str:
         digest.update(str(value.shape).encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
+
+
+#: The loss settings a bank records for its painted slots (``slots.json``'s ``settings``)
+#: that a new slot of it learns with too (:func:`slot_loss_settings`).
+SLOT_LOSS_SETTINGS = ("content_weight", "style_weight", "style_layer_weights", "style_size",
+                      "light_weight", "light_size", "spot_weight", "saturation_weight",
+                      "spike_weight", "shadow_weight")
+
+
+def slot_loss_settings(slots: dict) -> dict:
+    """The loss settings (:data:`SLOT_LOSS_SETTINGS`) the bank's painted slots were
+    trained with, from ``slots.json`` (``slots``: ``ml.export.read_slots``'s dict): the
+    first painted slot that records them. A new slot (a user's own style) learns with the
+    balance its neighbours were trained to, not the single-style defaults. ``{}`` when the
+    bank records none."""
+    for slot in slots.get("slots", []):
+        recorded = slot.get("settings") or {}
+        if not slot.get("identity") and recorded:
+            return {name: recorded[name] for name in SLOT_LOSS_SETTINGS
+                    if recorded.get(name) is not None}
+    return {}

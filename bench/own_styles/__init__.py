@@ -170,13 +170,14 @@ def learn_row(*, bank: Path, painting: Path, photos: Path, weights: Path | None,
     style (a new slot, γ and β only). Returns ``(row, result, wall_seconds)``."""
     from PIL import Image
 
-    from ml.bank import slot_params
+    from ml.bank import slot_loss_settings, slot_params
     from ml.config import TrainConfig
     from ml.export import BANK_MODEL_FILE, read_slots
     from ml.train import train
 
     started = time.perf_counter()
-    slot = read_slots(bank)["num_styles"]
+    slots = read_slots(bank)
+    slot = slots["num_styles"]
     out_dir.mkdir(parents=True, exist_ok=True)
     working = out_dir / "painting.png"  # as the site reads it: upright RGB, at most 1024 px
     with Image.open(painting) as image:
@@ -184,9 +185,9 @@ def learn_row(*, bank: Path, painting: Path, photos: Path, weights: Path | None,
         image.thumbnail((1024, 1024))
         image.save(working)
     config = TrainConfig.from_preset(
-        painting=str(working), data_dir=str(photos), out_dir=str(out_dir / "run"),
-        train_slot=slot, init_weights=str(bank / BANK_MODEL_FILE), steps=steps, size=size,
-        batch=batch, max_seconds=max_seconds, loss_network="vgg16",
+        **slot_loss_settings(slots), painting=str(working), data_dir=str(photos),
+        out_dir=str(out_dir / "run"), train_slot=slot, init_weights=str(bank / BANK_MODEL_FILE),
+        steps=steps, size=size, batch=batch, max_seconds=max_seconds, loss_network="vgg16",
         loss_weights=str(weights) if weights else None, checkpoint_every=steps,
         sample_every=steps, verbose=0)
     result = train(config)

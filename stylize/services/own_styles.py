@@ -43,6 +43,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from PIL import Image
 
+from ml.bank import slot_loss_settings
 from stylize import image_headers
 from stylize.imaging import UnreadablePhoto
 from stylize.models import Style, own_style_file_name, private_storage
@@ -294,7 +295,7 @@ def _own_style_learn(style: Style, work_dir: Path, on_progress) -> Style | None:
     recorder = TrainingRecorder(styles=[style], on_progress=on_progress, private=True)
     try:
         config = training_config(
-            overrides={**settings.OWN_STYLE_OVERRIDES,
+            overrides={**slot_loss_settings(slots), **settings.OWN_STYLE_OVERRIDES,
                        "max_seconds": settings.OWN_STYLE_MAX_SECONDS, "verbose": 0},
             painting=str(painting), out_dir=str(work_dir / "run"), train_slot=slot,
             init_weights=str(folder / BANK_MODEL_FILE))

@@ -420,3 +420,18 @@ def test_fine_tuning_a_slot_of_a_robust_bank_keeps_its_robust_norms(paintings, t
                          init_weights=str(tmp_path / "robust.keras"))
     plan = bank_plan(config)
     assert plan.applied_to(config).norm_clip_z == 6.0  # the plan file said nothing of it
+
+
+def test_a_new_slot_learns_with_the_loss_settings_the_banks_slots_record():
+    slots = {"num_styles": 3, "slots": [
+        {"slug": None, "identity": True, "settings": {"style_weight": 99.0}},
+        {"slug": "a", "settings": {"style_weight": 16.0, "content_weight": 6.0,
+                                   "light_size": 32, "shadow_weight": None, "lr": 0.002,
+                                   "steps": 30000, "width": 0.5}},
+        {"slug": "b", "settings": {"style_weight": 1.0}},
+    ]}
+    # The first painted slot's loss terms only: no schedule, no shape, no missing value.
+    assert bank.slot_loss_settings(slots) == {
+        "style_weight": 16.0, "content_weight": 6.0, "light_size": 32}
+    assert bank.slot_loss_settings({"slots": [{"slug": "a"}]}) == {}
+    assert bank.slot_loss_settings({}) == {}

@@ -358,6 +358,27 @@ def test_learning_adds_a_row_of_its_own_and_leaves_the_bank_and_everyone_bit_ide
     assert api(owner).get(f"{API}{learnt.slug}/sample/").status_code == 200
 
 
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_an_own_style_learns_with_the_loss_balance_of_the_banks_own_slots(own_bank, sent):
+    """The bank's painted slots were trained with their own loss weights (slots.json says
+    which); a new row learns with the same, not the single-style defaults."""
+    slots_file = bank_dir() / "slots.json"
+    slots = json.loads(slots_file.read_text())
+    for slot in slots["slots"][1:]:
+        slot["settings"] = {"style_weight": 11.0, "content_weight": 3.0, "steps": 30000}
+    slots_file.write_text(json.dumps(slots))
+    style = own_styles.own_style_create(owner=UserFactory(), name="Mine",
+                                        painting=painting_upload())
+
+    learnt = own_styles.own_style_learn(style_id=style.pk)
+
+    assert learnt.status == "ready"
+    assert learnt.training_settings["style_weight"] == 11.0
+    assert learnt.training_settings["content_weight"] == 3.0
+    assert learnt.training_settings["steps"] != 30000  # its own length, not the bank's
+
+
 # --------------------------------------------------------------------------- backends
 
 
