@@ -199,15 +199,19 @@ SLOT_LOSS_SETTINGS = ("content_weight", "style_weight", "style_layer_weights", "
                       "spike_weight", "shadow_weight")
 
 
-def slot_loss_settings(slots: dict) -> dict:
+def slot_loss_settings(slots: dict, style_scale: float = 1.0) -> dict:
     """The loss settings (:data:`SLOT_LOSS_SETTINGS`) the bank's painted slots were
     trained with, from ``slots.json`` (``slots``: ``ml.export.read_slots``'s dict): the
-    first painted slot that records them. A new slot (a user's own style) learns with the
-    balance its neighbours were trained to, not the single-style defaults. ``{}`` when the
-    bank records none."""
+    first painted slot that records them, its style weight times ``style_scale`` (as the
+    bank run scales a painting's, ``style.json``'s ``style_scale``). A new slot (a user's
+    own style) learns with the balance its neighbours were trained to, not the
+    single-style defaults. ``{}`` when the bank records none."""
     for slot in slots.get("slots", []):
         recorded = slot.get("settings") or {}
         if not slot.get("identity") and recorded:
-            return {name: recorded[name] for name in SLOT_LOSS_SETTINGS
-                    if recorded.get(name) is not None}
+            found = {name: recorded[name] for name in SLOT_LOSS_SETTINGS
+                     if recorded.get(name) is not None}
+            if "style_weight" in found:
+                found["style_weight"] = found["style_weight"] * style_scale
+            return found
     return {}

@@ -53,9 +53,10 @@ DEFAULT_PAINTINGS = HERE / "paintings"
 DEFAULT_OUT = BASE_DIR / "var" / "bench" / "own-styles"
 DEFAULT_TRAIN_PHOTOS = BASE_DIR / "var" / "photos" / "train"
 DEFAULT_DEBS = BASE_DIR / "var" / "downloads" / "debs"
-#: The product's defaults (prisma_site/settings.py: OWN_STYLE_STEPS, _SIZE, _BATCH,
+#: The product's defaults (prisma_site/settings.py: OWN_STYLE_STEPS, _SIZE, _BATCH, _LR,
 #: OWN_STYLE_MAX_SECONDS).
 DEFAULT_STEPS, DEFAULT_SIZE, DEFAULT_BATCH, DEFAULT_MAX_SECONDS = 600, 256, 4, 540.0
+DEFAULT_LR, DEFAULT_STYLE_SCALE = 3e-3, 1.0
 #: What issue 27 asks of own styles.
 TARGETS = {"seconds": 600.0, "ratio_wins": 3, "luminance": 0.6, "edges": 0.45}
 SCORES = ("style_distance_ratio", "luminance_correlation", "edge_correlation")
@@ -165,7 +166,8 @@ def live_bank(serving_dir: Path, name: str) -> Path | None:
 
 
 def learn_row(*, bank: Path, painting: Path, photos: Path, weights: Path | None, out_dir: Path,
-              steps: int, size: int, batch: int, max_seconds: float):
+              steps: int, size: int, batch: int, max_seconds: float, lr: float = DEFAULT_LR,
+              style_scale: float = DEFAULT_STYLE_SCALE):
     """A row for ``painting`` on bank version ``bank``, learnt as the site learns an own
     style (a new slot, γ and β only). Returns ``(row, result, wall_seconds)``."""
     from PIL import Image
@@ -185,9 +187,10 @@ def learn_row(*, bank: Path, painting: Path, photos: Path, weights: Path | None,
         image.thumbnail((1024, 1024))
         image.save(working)
     config = TrainConfig.from_preset(
-        **slot_loss_settings(slots), painting=str(working), data_dir=str(photos),
+        **slot_loss_settings(slots, style_scale), painting=str(working), data_dir=str(photos),
         out_dir=str(out_dir / "run"), train_slot=slot, init_weights=str(bank / BANK_MODEL_FILE),
-        steps=steps, size=size, batch=batch, max_seconds=max_seconds, loss_network="vgg16",
+        steps=steps, size=size, batch=batch, lr=lr, max_seconds=max_seconds,
+        loss_network="vgg16",
         loss_weights=str(weights) if weights else None, checkpoint_every=steps,
         sample_every=steps, verbose=0)
     result = train(config)
@@ -270,6 +273,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE)
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH)
+    parser.add_argument("--lr", type=float, default=DEFAULT_LR)
+    parser.add_argument("--style-scale", type=float, default=DEFAULT_STYLE_SCALE,
+                        help="the bank's style weight times this")
     parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--extract", action="store_true",
@@ -315,7 +321,9 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows, settings = {}, {
         "bank": str(bank), "steps": args.steps, "size": args.size, "batch": args.batch,
-        "max_seconds": args.max_seconds, "photos": len(holdout), "cpus": os.cpu_count()}
+        "lr": args.lr, "style_scale": args.style_scale, "max_seconds": args.max_seconds,
+        "photos": len(holdout),
+        "cpus": os.cpu_count()}
     print(f"# Own styles: {len(paintings)} paintings on {bank}, {len(holdout)} held-out "
           "photos", flush=True)
     try:
@@ -342,7 +350,8 @@ def main(argv=None) -> int:
             row, result, seconds = learn_row(
                 bank=bank, painting=painting, photos=args.photos, weights=weights,
                 out_dir=tmp / "runs" / painting.stem, steps=args.steps, size=args.size,
-                batch=args.batch, max_seconds=args.max_seconds)
+                batch=args.batch, max_seconds=args.max_seconds, lr=args.lr,
+                style_scale=args.style_scale)
             np.save(args.out / f"{painting.stem}.npy", row)
 
             def paint(photo, row=row):

@@ -295,7 +295,8 @@ def _own_style_learn(style: Style, work_dir: Path, on_progress) -> Style | None:
     recorder = TrainingRecorder(styles=[style], on_progress=on_progress, private=True)
     try:
         config = training_config(
-            overrides={**slot_loss_settings(slots), **settings.OWN_STYLE_OVERRIDES,
+            overrides={**slot_loss_settings(slots, settings.OWN_STYLE_STYLE_SCALE),
+                       **settings.OWN_STYLE_OVERRIDES,
                        "max_seconds": settings.OWN_STYLE_MAX_SECONDS, "verbose": 0},
             painting=str(painting), out_dir=str(work_dir / "run"), train_slot=slot,
             init_weights=str(folder / BANK_MODEL_FILE))

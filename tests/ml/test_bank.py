@@ -433,5 +433,6 @@ def test_a_new_slot_learns_with_the_loss_settings_the_banks_slots_record():
     # The first painted slot's loss terms only: no schedule, no shape, no missing value.
     assert bank.slot_loss_settings(slots) == {
         "style_weight": 16.0, "content_weight": 6.0, "light_size": 32}
+    assert bank.slot_loss_settings(slots, style_scale=3.0)["style_weight"] == 48.0
     assert bank.slot_loss_settings({"slots": [{"slug": "a"}]}) == {}
     assert bank.slot_loss_settings({}) == {}

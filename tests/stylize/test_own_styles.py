@@ -360,9 +360,12 @@ def test_learning_adds_a_row_of_its_own_and_leaves_the_bank_and_everyone_bit_ide
 
 @pytest.mark.slow
 @pytest.mark.django_db
-def test_an_own_style_learns_with_the_loss_balance_of_the_banks_own_slots(own_bank, sent):
+def test_an_own_style_learns_with_the_loss_balance_of_the_banks_own_slots(own_bank, sent,
+                                                                         settings):
     """The bank's painted slots were trained with their own loss weights (slots.json says
-    which); a new row learns with the same, not the single-style defaults."""
+    which); a new row learns with the same, not the single-style defaults, its style
+    weight scaled by OWN_STYLE_STYLE_SCALE."""
+    settings.OWN_STYLE_STYLE_SCALE = 2.0
     slots_file = bank_dir() / "slots.json"
     slots = json.loads(slots_file.read_text())
     for slot in slots["slots"][1:]:
@@ -374,7 +377,7 @@ def test_an_own_style_learns_with_the_loss_balance_of_the_banks_own_slots(own_ba
     learnt = own_styles.own_style_learn(style_id=style.pk)
 
     assert learnt.status == "ready"
-    assert learnt.training_settings["style_weight"] == 11.0
+    assert learnt.training_settings["style_weight"] == 22.0
     assert learnt.training_settings["content_weight"] == 3.0
     assert learnt.training_settings["steps"] != 30000  # its own length, not the bank's
 
