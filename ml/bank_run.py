@@ -428,8 +428,8 @@ class HeldOutScores(keras.callbacks.Callback):
         self.measures[WHOLE_BANK] = dict(self.measures)
         forgotten = self.best.forget_stale(self.measures)
         if forgotten:
-            log("best snapshots forgotten, scored under another measure (painting or edge "
-                f"margin): {', '.join(forgotten)}", flush=True)
+            log("best snapshots forgotten, scored under another measure (painting, edge "
+                f"margin or spot rules): {', '.join(forgotten)}", flush=True)
         self.best.rescore(self.entry_score)
         self.photo_distances: dict[str, dict] = {style.slug: {} for style in plan.styles}
         self.scored_step: int | None = None
