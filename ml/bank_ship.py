@@ -233,18 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     identity = identity_levels(net, photos[:8], plan.styles[0].slot)
     slots = [{"slug": None, "name": "The photo itself", "identity": True}]
     settings = shipped_settings(in_force["train"], config, step, record)
-    scales = {style.slug: in_force["style_scales"].get(style.slug, style.style_scale)
-              for style in plan.styles}
+    style_settings = {style.slug: {**settings, "style_scale": in_force["style_scales"].get(
+        style.slug, style.style_scale)} for style in plan.styles}
     for style in plan.styles:
         slots.append({"slug": style.slug, "name": style.name,
                       "painting": f"painting{style.painting.suffix}",
-                      "settings": {**settings, "style_scale": scales[style.slug]}})
+                      "settings": style_settings[style.slug]})
     version, version_dir = export_savedmodel(net, args.serving_dir / "models" / plan.bank,
                                              slots=slots)
     for style, check in zip(plan.styles, checks):
         _write_style_folder(args.serving_dir / "styles" / plan.bank / style.slug, style, net,
-                            check, {**settings, "style_scale": scales[style.slug]}, version,
-                            len(photos))
+                            check, style_settings[style.slug], version, len(photos))
     draw_pictures(args.docs_dir or args.serving_dir.resolve().parent / "docs", plan, photos,
                   painted)
     retired = [old.model for old in shipped.values()

@@ -233,8 +233,6 @@ def total_variation(images):
     return ops.mean(ops.square(dy)) + ops.mean(ops.square(dx))
 
 
-
-
 def light_layout_loss(photos, stylized, size=16, epsilon=4.0):
     """Per image, ``2 (1 - r)``: ``r`` the correlation between the luminance of
     ``photos`` and of ``stylized`` (both ``(batch, H, W, 3)`` in [0, 255]), each shrunk

@@ -540,7 +540,6 @@ class _ToneReference:
 
 # --------------------------------------------------------------------------- stroke size
 
-
 @dataclass(frozen=True)
 class SizePlan:
     """What a job's ``max_side`` and stroke do to one photo (``size_plan``)."""

@@ -323,8 +323,7 @@ def main(argv=None) -> int:
     rows, settings = {}, {
         "bank": str(bank), "steps": args.steps, "size": args.size, "batch": args.batch,
         "lr": args.lr, "style_scale": args.style_scale, "max_seconds": args.max_seconds,
-        "photos": len(holdout),
-        "cpus": os.cpu_count()}
+        "photos": len(holdout), "cpus": os.cpu_count()}
     print(f"# Own styles: {len(paintings)} paintings on {bank}, {len(holdout)} held-out "
           "photos", flush=True)
     try:

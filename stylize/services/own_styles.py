@@ -43,7 +43,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from PIL import Image
 
-from ml.bank import slot_loss_settings
+from ml.bank import slot_loss_settings, slot_params
 from stylize import image_headers
 from stylize.imaging import UnreadablePhoto
 from stylize.models import Style, own_style_file_name, private_storage
@@ -302,7 +302,6 @@ def _own_style_learn(style: Style, work_dir: Path, on_progress) -> Style | None:
             init_weights=str(folder / BANK_MODEL_FILE))
         config = _run_config(config)
         recorder.start(config=config)
-        from ml.bank import slot_params
         from ml.train import train
 
         result = train(config, on_progress=recorder)
