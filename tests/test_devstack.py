@@ -256,3 +256,30 @@ def test_a_port_taken_meanwhile_gets_the_server_another(tmp_path, monkeypatch):
         finally:
             group.stop()
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _make_run_plan(**variables) -> str:
+    """What `make run` would run (``make -n``; recursive makes are planned, not run)."""
+    args = [f"{name}={value}" for name, value in variables.items()]
+    result = subprocess.run(["make", "-n", "run", *args], cwd=BASE_DIR, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_make_run_fetches_what_own_styles_learn_with_once(tmp_path):
+    """A fresh clone's `make run` lets a new user learn their own painting (issue 27):
+    it fetches the VGG16 weights and the training photos first, and not again once
+    they are there. A failed download only warns: the site still starts."""
+    weights, photos = tmp_path / "vgg16.weights.h5", tmp_path / "photos" / "train"
+    plan = _make_run_plan(VGG16_WEIGHTS=weights, PHOTOS_DIR=tmp_path / "photos")
+    assert "ml.weights vgg16-from-onnx" in plan and f"-o {weights}" in plan
+    assert "ml.photos fetch" in plan and f"ml.photos collect {tmp_path / 'photos'}" in plan
+    assert plan.index("ml.photos collect") < plan.index("prisma_site.devstack run")
+    assert "warning: the training photos could not be fetched" in plan
+
+    weights.write_bytes(b"weights")
+    photos.mkdir(parents=True)
+    plan = _make_run_plan(VGG16_WEIGHTS=weights, PHOTOS_DIR=tmp_path / "photos")
+    assert "vgg16-from-onnx" not in plan and "ml.photos fetch" not in plan
+    assert "prisma_site.devstack run" in plan

@@ -118,11 +118,21 @@ def test_production_environment_switches_on_the_real_parts():
     assert loaded["STORAGE"] == "storages.backends.s3.S3Storage"
 
 
-def test_training_overrides_come_only_from_the_environment():
-    env = {k: v for k, v in clean_env().items() if not k.startswith("TRAINING_")}
+def test_training_overrides_come_only_from_the_environment(tmp_path):
+    env = {k: v for k, v in clean_env(PRISMA_VAR_DIR=str(tmp_path)).items()
+           if not k.startswith("TRAINING_")}
     training = load_settings(env)["TRAINING"]
     # Unset variables leave the preset's values (ml.config.TrainConfig) alone.
-    assert set(training) == {"data_dir"}
+    assert training == {"data_dir": str(tmp_path / "photos" / "train")}
+
+    # ...but for the VGG16 weights `make run` fetched (`make vgg16-weights`): a machine
+    # that cannot reach Keras's ImageNet download learns own styles with them.
+    (tmp_path / "vgg16_imagenet_notop.weights.h5").write_bytes(b"weights")
+    training = load_settings(env)["TRAINING"]
+    assert training["loss_weights"] == str(tmp_path / "vgg16_imagenet_notop.weights.h5")
+    env["TRAINING_LOSS_WEIGHTS"] = "imagenet"
+    assert load_settings(env)["TRAINING"]["loss_weights"] == "imagenet"
+    del env["TRAINING_LOSS_WEIGHTS"]
 
     env.update(TRAINING_PRESET="balanced", TRAINING_WIDTH="0.25", TRAINING_RESIDUAL_BLOCKS="5",
                TRAINING_OUTPUT_KERNEL="9", TRAINING_STEPS="300")
