@@ -43,7 +43,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ml.checkpoints import write_json
+from ml.checkpoints import TrainingDiverged, write_json
 from ml.images import LUMA_WEIGHTS
 from ml.losses import DARK_SPOT, LIGHT_PHOTO
 
@@ -473,7 +473,7 @@ class HeldOutScores(keras.callbacks.Callback):
 
     def float32_net(self):
         """A float32 copy of the trainer's net with its current weights."""
-        from ml.train import build_transform_net
+        from ml.trainer import build_transform_net
 
         net = self.model.transform_net
         if self._net32 is None:
@@ -654,8 +654,9 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     from ml.losses import build_loss_network
+    from ml.preflight import CannotTrain
     from ml.quality import QUALITY_LAYERS
-    from ml.train import CannotTrain, TrainingDiverged, train
+    from ml.train import train
 
     loss_weights = None if args.loss_weights == "random" else args.loss_weights
     config = bank_config(plan, photos=args.photos, loss_weights=loss_weights,

@@ -141,7 +141,7 @@ def _score(stylize, photos, painting, network, pairs: list | None = None) -> dic
 def load_snapshot(plan: BankRunPlan, step: int | None):
     """(step, float32 bank net) of ``step``'s snapshot, by default the whole bank's best."""
     from ml.config import TrainConfig
-    from ml.train import build_transform_net
+    from ml.trainer import build_transform_net
 
     best = BestSnapshots(plan.out_dir / BEST_DIR)
     if step is None:

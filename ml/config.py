@@ -191,7 +191,7 @@ class TrainConfig:
     saturation_weight: float = field(default=0.0, metadata=_flag(
         "--saturation-weight", "weight of the saturation term: the net's last convolution "
         "kept inside tanh's live range, so a flat black or white blob can be trained away "
-        "(ml.train.StyleTrainer); 0 leaves it out", non_negative_float))
+        "(ml.trainer.StyleTrainer); 0 leaves it out", non_negative_float))
     spike_weight: float = field(default=0.0, metadata=_flag(
         "--spike-weight", "weight of the spike term: the net's inner feature maps kept free "
         "of droplets, one spot far stronger than the rest of its map, painted as a blob "

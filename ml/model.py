@@ -206,7 +206,7 @@ class TransformNet(keras.Model):
         """What :meth:`call` maps to [0, 255] with ``(tanh(x) + 1) * 127.5``: the last
         convolution's output, cropped to the input size. Where it goes far past ±3 the
         picture is flat black or white and no loss on the picture can move it back
-        (tanh's gradient vanishes); training watches it (``ml.train``'s saturation
+        (tanh's gradient vanishes); training watches it (``ml.trainer``'s saturation
         term)."""
         return self.trace(inputs, style_weights, style_params, training)[0]
 

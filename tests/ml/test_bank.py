@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from ml import bank
+from ml.config import TrainConfig
 from ml.export import (
     BANK_MODEL_FILE,
     SLOTS_FILE,
@@ -15,9 +16,10 @@ from ml.export import (
     load_savedmodel_fn,
     read_slots,
 )
+from ml.fit_input import SlotSampler
 from ml.layers import ConditionalInstanceNormalization, InstanceNormalization, ResidualBlock
 from ml.model import TransformNet
-from ml.train import SlotSampler, TrainConfig, train
+from ml.train import train
 from tests.helpers import TRAIN_SIZE as SIZE
 
 
@@ -231,7 +233,7 @@ def photo_batches(count=3, batch=4):
 def slot_losses(model, config, images):
     """Each slot's own loss on fixed photos: pixel error for slot 0, the perceptual
     total against its painting for the others."""
-    from ml.train import build_perceptual_loss
+    from ml.trainer import build_perceptual_loss
 
     loss = build_perceptual_loss(config)
     n = len(images)
@@ -275,7 +277,7 @@ def test_fine_tuning_one_slot_leaves_every_other_slot_bit_identical(paintings, t
     tuned = train(config, dataset=photo_batches(1)).model
 
     after = {slot: np.asarray(tuned(x, bank.one_hot([slot] * 2, 3))) for slot in range(3)}
-    from ml.train import build_trainer
+    from ml.trainer import build_trainer
 
     trainer = build_trainer(config)
     norms = {v.path for layer in bank.style_norms(trainer.transform_net) for v in layer.weights}
@@ -369,7 +371,7 @@ def test_the_command_line_adds_a_slot_to_a_saved_bank_in_a_fresh_process(paintin
 
 
 def test_identity_examples_do_not_dilute_the_style_term(paintings, tmp_path):
-    from ml.train import build_trainer
+    from ml.trainer import build_trainer
 
     config = bank_config(tmp_path / "b", paintings=tuple(paintings))
     trainer = build_trainer(config)
@@ -386,7 +388,7 @@ def test_identity_examples_do_not_dilute_the_style_term(paintings, tmp_path):
 
 
 def test_a_paintings_style_scale_multiplies_its_style_term_only(paintings, tmp_path):
-    from ml.train import build_trainer
+    from ml.trainer import build_trainer
 
     images = photos(2, SIZE)
     slots = np.array([1, 2], np.int32)
@@ -410,8 +412,8 @@ def test_a_paintings_style_scale_multiplies_its_style_term_only(paintings, tmp_p
 
 
 def test_fine_tuning_a_slot_of_a_robust_bank_keeps_its_robust_norms(paintings, tmp_path):
+    from ml.bank_plan import bank_plan
     from ml.model import TransformNet
-    from ml.train import bank_plan
 
     start = TransformNet(width=0.125, num_residual_blocks=1, num_styles=3, norm_clip_z=6.0)
     start(photos(1), bank.one_hot([1], 3))

@@ -36,7 +36,7 @@ def test_the_shipped_plan_lists_every_painting_with_its_source_licence_and_chine
 def test_the_plans_checkpoint_fits_in_the_repository():
     """Weights and Adam's two moments of the plan's network stay under 10 MB."""
     from ml.config import TrainConfig
-    from ml.train import build_transform_net
+    from ml.trainer import build_transform_net
 
     plan = load_plan(BASE_DIR / "training" / "bank")
     settings = dict(plan.train)

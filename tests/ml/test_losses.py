@@ -385,7 +385,7 @@ def test_the_training_configs_light_and_spot_settings_reach_its_loss(painting, t
     from PIL import Image
 
     from ml.config import TrainConfig
-    from ml.train import build_perceptual_loss
+    from ml.trainer import build_perceptual_loss
 
     Image.fromarray(np.asarray(painting, np.uint8)).save(tmp_path / "painting.png")
     config = TrainConfig(painting=str(tmp_path / "painting.png"), loss_network="vgg16",

@@ -8,19 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.train import (
-    DivergenceMonitor,
-    TrainConfig,
-    TrainingDiverged,
-    build_trainer,
-    build_transform_net,
-    fit_input,
-    latest_checkpoint,
-    load_checkpoint,
-    parse_args,
-    save_checkpoint,
-    train,
-)
+from ml.callbacks import DivergenceMonitor
+from ml.checkpoints import TrainingDiverged, latest_checkpoint, load_checkpoint, save_checkpoint
+from ml.config import TrainConfig
+from ml.fit_input import fit_input
+from ml.train import parse_args, train
+from ml.trainer import build_trainer, build_transform_net
 from tests.helpers import BASE_DIR, noise_photos
 from tests.helpers import TRAIN_SIZE as SIZE
 
@@ -178,9 +171,9 @@ def test_nan_image_with_finite_losses_is_caught_by_the_image_check(painting, tmp
     # finite VGG losses. Simulate that: the loss only ever sees NaN-free pixels.
     from keras import ops
 
-    import ml.train
+    import ml.trainer
 
-    real_builder = ml.train.build_perceptual_loss
+    real_builder = ml.trainer.build_perceptual_loss
 
     def loss_blind_to_nan(config, dtype=None):
         real_loss = real_builder(config, dtype=dtype)
@@ -194,7 +187,7 @@ def test_nan_image_with_finite_losses_is_caught_by_the_image_check(painting, tmp
         loss.term_names = real_loss.term_names
         return loss
 
-    monkeypatch.setattr(ml.train, "build_perceptual_loss", loss_blind_to_nan)
+    monkeypatch.setattr(ml.trainer, "build_perceptual_loss", loss_blind_to_nan)
     good = photo_batch()
     poisoned = good.copy()
     poisoned[0, 0, 0, 0] = np.nan
@@ -321,7 +314,7 @@ def source_net(painting, tmp_path):
     """A transform net of the tiny architecture whose weights differ from a seeded fresh one."""
     import keras
 
-    from ml.train import build_transform_net
+    from ml.trainer import build_transform_net
 
     config = tiny_config(painting, tmp_path / "source")
     keras.utils.set_random_seed(12345)
@@ -395,7 +388,7 @@ def test_cli_maps_the_time_budget_architecture_and_init_weights_flags(tmp_path, 
 
 
 def test_config_output_kernel_and_residual_blocks_shape_the_net(painting, tmp_path):
-    from ml.train import build_transform_net
+    from ml.trainer import build_transform_net
 
     config = tiny_config(painting, tmp_path, output_kernel_size=3, num_residual_blocks=2)
     net = build_transform_net(config)
@@ -429,7 +422,7 @@ def test_the_default_recipe_trains_without_diverging_over_seeds(painting, tmp_pa
 
 
 def test_cpu_bfloat16_is_read_from_the_cpu_flags():
-    from ml.train import cpu_has_bf16
+    from ml.precision import cpu_has_bf16
 
     assert cpu_has_bf16("processor: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
     assert cpu_has_bf16("flags : fpu amx_bf16 amx_tile\n")
@@ -440,17 +433,17 @@ def test_cpu_bfloat16_is_read_from_the_cpu_flags():
 def test_auto_precision_is_bfloat16_on_a_bf16_cpu_float16_on_a_gpu(painting, tmp_path, monkeypatch):
     import keras
 
-    import ml.train
-    from ml.train import resolve_precision
+    import ml.precision
+    from ml.precision import resolve_precision
 
     config = tiny_config(painting, tmp_path, precision="auto")
-    monkeypatch.setattr(ml.train, "gpu_available", lambda: True)
+    monkeypatch.setattr(ml.precision, "gpu_available", lambda: True)
     assert resolve_precision(config) == "mixed_float16"
-    monkeypatch.setattr(ml.train, "gpu_available", lambda: False)
-    monkeypatch.setattr(ml.train, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(ml.precision, "gpu_available", lambda: False)
+    monkeypatch.setattr(ml.precision, "cpu_has_bf16", lambda: True)
     expected = "mixed_bfloat16" if keras.backend.backend() == "tensorflow" else "float32"
     assert resolve_precision(config) == expected
-    monkeypatch.setattr(ml.train, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(ml.precision, "cpu_has_bf16", lambda: False)
     assert resolve_precision(config) == "float32"
     asked = tiny_config(painting, tmp_path, precision="mixed_bfloat16")
     assert resolve_precision(asked) == "mixed_bfloat16"
@@ -512,7 +505,7 @@ def test_fit_trains_on_the_jax_backend_too(painting, tmp_path):
 
 
 def test_cosine_schedule_decays_to_a_tenth_over_the_steps_and_resumes_in_place(painting, tmp_path):
-    from ml.train import learning_rate
+    from ml.trainer import learning_rate
 
     config = tiny_config(painting, tmp_path / "run", steps=4, lr=1e-2, lr_schedule="cosine")
     schedule = learning_rate(config)
@@ -533,20 +526,20 @@ def test_cosine_schedule_decays_to_a_tenth_over_the_steps_and_resumes_in_place(p
 def test_the_photo_pipeline_gets_the_configs_scale_range_and_augmentation(
     painting, tmp_path, monkeypatch
 ):
-    import ml.train
+    import ml.fit_input
     from ml.data import SkipCounter
 
     seen = {}
-    monkeypatch.setattr(ml.train, "make_dataset", lambda folder, **kw: seen.update(kw) or "tf")
-    monkeypatch.setattr(ml.train, "PhotoBatches", lambda folder, **kw: seen.update(kw) or "py")
+    monkeypatch.setattr(ml.fit_input, "make_dataset", lambda folder, **kw: seen.update(kw) or "tf")
+    monkeypatch.setattr(ml.fit_input, "PhotoBatches", lambda folder, **kw: seen.update(kw) or "py")
     config = tiny_config(painting, tmp_path, data_dir=str(tmp_path), max_scale=3.0, augment=False)
-    ml.train.default_dataset(config, seed=5, skips=SkipCounter())
+    ml.fit_input.default_dataset(config, seed=5, skips=SkipCounter())
     assert seen["scale_range"] == (1.0, 3.0) and seen["augment"] is False
     assert (seen["size"], seen["batch"], seen["seed"]) == (SIZE, 2, 5)
 
 
 def test_style_warmup_ramps_the_style_term_from_zero(painting, tmp_path):
-    from ml.train import style_scale
+    from ml.fit_input import style_scale
 
     assert [style_scale(step, 4) for step in (1, 2, 3, 5, 9)] == [0.0, 0.25, 0.5, 1.0, 1.0]
     assert style_scale(1, 0) == 1.0
@@ -559,7 +552,7 @@ def test_style_warmup_ramps_the_style_term_from_zero(painting, tmp_path):
 
 @pytest.mark.parametrize("as_tf_data", [False, True])
 def test_the_warmup_ramp_continues_from_the_resumed_step(as_tf_data):
-    from ml.train import fit_input
+    from ml.fit_input import fit_input
 
     batches = [photo_batch(seed) for seed in range(3)]
     if as_tf_data:
@@ -578,7 +571,7 @@ def test_the_warmup_ramp_continues_from_the_resumed_step(as_tf_data):
 
 
 def test_a_run_missing_what_it_needs_fails_at_once_naming_each_thing(tmp_path, painting):
-    from ml.train import CannotTrain
+    from ml.preflight import CannotTrain
 
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG not really")
@@ -612,7 +605,7 @@ def _one_photo(tmp_path):
 ])
 def test_weights_that_cannot_be_loaded_stop_a_run_at_once(tmp_path, painting, name, content,
                                                           why):
-    from ml.train import CannotTrain
+    from ml.preflight import CannotTrain
 
     weights = tmp_path / name
     weights.write_bytes(content)
@@ -626,7 +619,7 @@ def test_weights_that_cannot_be_loaded_stop_a_run_at_once(tmp_path, painting, na
 def test_an_empty_hdf5_file_is_not_loss_weights(tmp_path, painting):
     import h5py
 
-    from ml.train import CannotTrain
+    from ml.preflight import CannotTrain
 
     empty = tmp_path / "empty.weights.h5"
     with h5py.File(empty, "w") as handle:
@@ -642,7 +635,7 @@ def test_the_saturation_term_pulls_a_flat_black_net_back_into_tanhs_live_range(
     """A net whose last convolution sits far below -SATURATION_LIMIT paints flat black,
     and tanh passes (next to) no gradient from the picture's terms; the saturation term
     counts it and a few steps bring the logits back."""
-    from ml.train import SATURATION_LIMIT
+    from ml.trainer import SATURATION_LIMIT
 
     keras.utils.set_random_seed(5)  # the same fresh net whatever ran before in this worker
     photos = photo_batch()

@@ -1,0 +1,69 @@
+"""What a bank run trains: its slots, which painting each slot learns, and for a slot
+fine-tune the bank it starts from.
+
+A bank (``ml.bank``) trained from scratch has one slot per painting plus slot 0, the
+identity. A slot fine-tune (``--init-weights BANK --train-slot N``) loads the bank,
+grows it by one slot when ``N`` is the next free one, and paints only slot ``N``; its
+:class:`BankPlan` carries the bank's weights and shape, which the run keeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from ml import bank
+from ml.config import TrainConfig
+
+__all__ = ["BankPlan", "bank_plan"]
+
+
+@dataclass
+class BankPlan:
+    """What a bank run trains: how many slots, which slot has which painting, and
+    for a slot fine-tune the (grown) starting weights everything else keeps."""
+
+    num_styles: int
+    painting_of_slot: list[int]
+    base_weights: list[np.ndarray] | None = None  # fine-tune: the bank it starts from
+    architecture: dict | None = None  # fine-tune: the bank's shape and norms
+
+    def applied_to(self, config: TrainConfig) -> TrainConfig:
+        """``config`` with the network shape of the bank being fine-tuned."""
+        return config.replace(**self.architecture) if self.architecture else config
+
+    @property
+    def choices(self) -> list[int]:
+        """The slots examples are drawn from."""
+        if self.base_weights is None:
+            return list(range(self.num_styles))
+        return [slot for slot, painting in enumerate(self.painting_of_slot) if painting >= 0]
+
+
+def bank_plan(config: TrainConfig) -> BankPlan | None:
+    """The bank ``config`` trains, or None for a single-style run."""
+    if config.paintings:
+        return BankPlan(len(config.paintings) + 1, [-1, *range(len(config.paintings))])
+    if config.train_slot is None:
+        return None
+    from ml.model import TransformNet  # registers the class load_model looks up
+
+    start = keras.saving.load_model(config.init_weights, compile=False)
+    if not isinstance(start, TransformNet):
+        raise ValueError(f"{config.init_weights} is not a TransformNet")
+    if getattr(start, "num_styles", 1) < 2:
+        raise ValueError(f"{config.init_weights} is a single-style network, not a bank")
+    slot = config.train_slot
+    if slot > start.num_styles:
+        raise ValueError(f"the bank has {start.num_styles} slots: --train-slot may be at "
+                         f"most {start.num_styles} (the next free one), got {slot}")
+    if slot == start.num_styles:
+        start = bank.grow(start, slot + 1)
+    painting_of_slot = [-1] * start.num_styles
+    painting_of_slot[slot] = 0
+    shape = ("width", "num_residual_blocks", "output_kernel_size", "norm_clip_z", "edge_margin")
+    return BankPlan(start.num_styles, painting_of_slot,
+                    [np.asarray(w, np.float32) for w in start.get_weights()],
+                    {name: getattr(start, name) for name in shape})
