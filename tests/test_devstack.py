@@ -274,12 +274,12 @@ def test_make_run_fetches_what_own_styles_learn_with_once(tmp_path):
     weights, photos = tmp_path / "vgg16.weights.h5", tmp_path / "photos" / "train"
     plan = _make_run_plan(VGG16_WEIGHTS=weights, PHOTOS_DIR=tmp_path / "photos")
     assert "ml.weights vgg16-from-onnx" in plan and f"-o {weights}" in plan
-    assert "ml.photos fetch" in plan and f"ml.photos collect {tmp_path / 'photos'}" in plan
-    assert plan.index("ml.photos collect") < plan.index("prisma_site.devstack run")
+    assert "tools.photos fetch" in plan and f"tools.photos collect {tmp_path / 'photos'}" in plan
+    assert plan.index("tools.photos collect") < plan.index("prisma_site.devstack run")
     assert "warning: the training photos could not be fetched" in plan
 
     weights.write_bytes(b"weights")
     photos.mkdir(parents=True)
     plan = _make_run_plan(VGG16_WEIGHTS=weights, PHOTOS_DIR=tmp_path / "photos")
-    assert "vgg16-from-onnx" not in plan and "ml.photos fetch" not in plan
+    assert "vgg16-from-onnx" not in plan and "tools.photos fetch" not in plan
     assert "prisma_site.devstack run" in plan

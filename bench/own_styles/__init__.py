@@ -121,7 +121,7 @@ def extract_paintings(debs_dir: Path, out_dir: Path) -> list[Path]:
     ``gcompris-qt-data`` in ``debs_dir`` (``make photos`` downloads it); returns them."""
     from PIL import Image
 
-    from ml.photos import deb_members, read_rcc
+    from tools.photos.formats import deb_members, read_rcc
 
     debs = sorted(debs_dir.glob(f"{PACKAGE}_*.deb"))
     if not debs:

@@ -34,7 +34,7 @@ SHIPPED = shipped_styles(SERVING_DIR)  # one entry per style (a bank: one per pa
 SHIPPED_MODELS = sorted({style.model for style in SHIPPED})  # a bank counts once
 needs_shipped = pytest.mark.skipif(not SHIPPED, reason="no styles shipped yet")
 
-# A held-out photo (scikit-image's "chelsea", 451x300: one of the eight that ml.photos
+# A held-out photo (scikit-image's "chelsea", 451x300: one of the eight that tools.photos
 # keeps out of training and style.json's numbers are measured on).
 HELD_OUT_PHOTO = BASE_DIR / "tests" / "data" / "chelsea.jpg"
 # The quality bar every shipped style is held to (serving/STYLES.md): shapes kept on

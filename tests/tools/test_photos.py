@@ -11,27 +11,31 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml import photos
-from ml.photos import (
-    HOLDOUT,
+from tests.helpers import BASE_DIR
+from tools.photos import lists
+from tools.photos.cli import main
+from tools.photos.curate import (
     PHASH_DISTANCE,
-    Candidate,
-    DebSource,
-    ReservedSourceError,
-    all_candidates,
-    check_not_reserved,
     collect,
-    deb_photos,
-    dep5_licence,
     hamming,
     is_colour_photo,
-    parse_dep5,
     phash,
     photo_problem,
-    read_rcc,
+)
+from tools.photos.formats import deb_members, dep5_licence, parse_dep5, read_rcc
+from tools.photos.lists import HOLDOUT, SKIP
+from tools.photos.reserved import RESERVED_PACKAGES, ReservedSourceError, check_not_reserved
+from tools.photos.sources import (
+    SOURCES,
+    Candidate,
+    DebSource,
+    all_candidates,
+    deb_photos,
+    fetch,
+    kde_stem,
+    rcc_stem,
     skimage_photos,
 )
-from tests.helpers import BASE_DIR
 
 
 def noisy_colour(size=(300, 260), seed=0):
@@ -195,7 +199,7 @@ def test_read_rcc_on_a_real_gcompris_bundle_if_there():
     if installed.exists():
         data = installed.read_bytes()
     elif debs and shutil.which("dpkg-deb"):  # left there by `make photos`
-        [data] = photos.deb_members(debs[-1], ["usr/share/gcompris-qt/rcc/erase.rcc"]).values()
+        [data] = deb_members(debs[-1], ["usr/share/gcompris-qt/rcc/erase.rcc"]).values()
     else:
         pytest.skip("no gcompris-qt-data here (make photos downloads it)")
     files = read_rcc(data)
@@ -308,6 +312,44 @@ def test_the_original_eight_stay_held_out_among_twenty_or_more():
         assert f"opencv-doc:/usr/share/doc/opencv-doc/examples/data/{name}.jpg" in HOLDOUT
 
 
+# ----------------------------------------------------------------------------- lists
+
+
+def test_the_hand_made_lists_name_known_sources_and_nothing_reserved():
+    known = {*SOURCES, "scikit-image"}
+    assert SKIP and HOLDOUT and lists.OPENCV_TUTORIAL_PHOTOS
+    for key in (*SKIP, *HOLDOUT):
+        source, _, original = key.partition(":")
+        assert source in known, key
+        check_not_reserved(source, original)
+    assert SKIP["opencv-doc:/usr/share/doc/opencv-doc/examples/data/starry_night.jpg"] == (
+        "a painting (style material, never content)")
+    assert lists.SKIMAGE_PHOTOS["chelsea.png"] == "CC0-1.0 (Stefan van der Walt)"
+
+
+def test_the_list_files_keep_order_and_refuse_stray_or_repeated_entries(tmp_path):
+    skips = tmp_path / "skip.txt"
+    skips.write_text("# why\n[a painting]\npkg:*/b*\n\n[a render]\n  pkg:*/a*  \n")
+    assert list(lists.read_skips(skips).items()) == [("pkg:*/b*", "a painting"),
+                                                      ("pkg:*/a*", "a render")]
+    skips.write_text("pkg:*/a*\n[a render]\n")
+    with pytest.raises(ValueError, match=r"skip.txt:1: a pattern before any \[reason\]"):
+        lists.read_skips(skips)
+    skips.write_text("[a render]\npkg:*/a*\n[a painting]\npkg:*/a*\n")
+    with pytest.raises(ValueError, match="skip.txt:4: 'pkg:\\*/a\\*' is listed twice"):
+        lists.read_skips(skips)
+
+    keys = tmp_path / "holdout.txt"
+    keys.write_text("# people\npkg:/a.jpg\nno-colon.jpg\n")
+    with pytest.raises(ValueError, match="holdout.txt:3: not a 'package:original path' key"):
+        lists.read_keys(keys)
+
+    licences = tmp_path / "skimage-photos.txt"
+    licences.write_text("a.png\tCC0-1.0 (Someone)\nb.png\n")
+    with pytest.raises(ValueError, match="skimage-photos.txt:2: a file name without"):
+        lists.read_licences(licences)
+
+
 # ----------------------------------------------------------------------------- reserved
 
 
@@ -346,8 +388,8 @@ def test_reserved_wheels_debs_and_packages_are_refused(tmp_path):
     with pytest.raises(ReservedSourceError):
         list(all_candidates(debs, None, None, []))
     with pytest.raises(ReservedSourceError):
-        photos.fetch(debs, ["gnome-backgrounds", "mate-backgrounds"])
-    assert not any(name in photos.SOURCES for name in photos.RESERVED_PACKAGES)
+        fetch(debs, ["gnome-backgrounds", "mate-backgrounds"])
+    assert not any(name in SOURCES for name in RESERVED_PACKAGES)
 
 
 # ----------------------------------------------------------------------------- sources
@@ -403,7 +445,7 @@ def test_deb_photos_reads_files_and_rcc_bundles_with_licences(tmp_path):
     })
     bundles = DebSource(include=("usr/share/demo/rcc/*.rcc",), tag="demo", rcc=True,
                         licence_path=lambda path: path.partition(":")[2].removeprefix("gcompris/"),
-                        stem=photos.rcc_stem)
+                        stem=rcc_stem)
     [cat] = deb_photos(deb, bundles, tmp_path / "licences")
     assert cat.source == "demo-data" and cat.version == "1.0-1"
     assert cat.original == ("/usr/share/demo/rcc/erase.rcc:"
@@ -432,7 +474,7 @@ def test_kde_wallpapers_give_one_photo_per_folder_the_largest(tmp_path):
     })
     skipped = []
     source = DebSource(include=("usr/share/wallpapers/*/contents/images/*",), tag="kde",
-                       plasma=True, stem=photos.kde_stem)
+                       plasma=True, stem=kde_stem)
     [lake] = deb_photos(deb, source, skipped=skipped)
     assert lake.original.endswith("/images/640x400.jpg") and lake.name == "kde-Lake"
     assert lake.licence.startswith("CC-BY-4.0 (metadata.json)")
@@ -443,7 +485,7 @@ def test_command_line_collects_from_a_wheel_and_writes_the_manifest(tmp_path, ca
     wheel = fake_wheel(tmp_path / "scikit_image-0.26.0-cp311-cp311-linux_x86_64.whl", {
         "chelsea.png": photo(seed=1), "rocket.jpg": photo(seed=2),
         "coffee.png": photo(seed=3).convert("L")})
-    photos.main(["collect", str(tmp_path / "out"), "--skimage-wheel", str(wheel)])
+    main(["collect", str(tmp_path / "out"), "--skimage-wheel", str(wheel)])
     printed = capsys.readouterr().out
     assert "1 training photos" in printed and "1 held out" in printed
     assert (tmp_path / "out" / "holdout" / "chelsea.png").is_file()
@@ -453,5 +495,5 @@ def test_command_line_collects_from_a_wheel_and_writes_the_manifest(tmp_path, ca
     licences = (tmp_path / "out" / "licences" / "scikit-image.txt").read_text()
     assert "skimage/data/chelsea.png: CC0-1.0" in licences
 
-    photos.main(["sheet", str(tmp_path / "out")])
+    main(["sheet", str(tmp_path / "out")])
     assert Image.open(tmp_path / "out" / "sheet-train-0.png").width > 0

@@ -1,0 +1,1 @@
+"""Developer tools run by hand or by the Makefile, never imported by the site or ``ml``."""

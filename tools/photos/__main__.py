@@ -1,0 +1,3 @@
+from tools.photos.cli import main
+
+main()
