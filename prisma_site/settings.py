@@ -291,7 +291,7 @@ JOB_MAX_IN_FLIGHT_PER_USER = env.int("JOB_MAX_IN_FLIGHT_PER_USER", default=3)
 # 1088 = 1024 + the 64 px overlap: 2048 px then needs 2 tiles a side instead of 3.
 STYLIZE_TILE_SIZE = env.int("STYLIZE_TILE_SIZE", default=1088)
 # The most memory the worker may take to decode a photo, estimated from its header
-# before a pixel is decoded (stylize.imaging.decode_cost_bytes); a photo over it fails
+# before a pixel is decoded (stylize.imaging.loading.decode_cost_bytes); a photo over it fails
 # its job with a readable reason. Every accepted upload (40 MP, any format) fits.
 STYLIZE_DECODE_MAX_BYTES = env.int("STYLIZE_DECODE_MAX_BYTES", default=768 * 1024 * 1024)
 EMAIL_ATTACHMENT_MAX_BYTES = env.int("EMAIL_ATTACHMENT_MAX_BYTES", default=8 * 1024 * 1024)

@@ -23,7 +23,8 @@ from .services.styles import (
     style_publish_refusal,
     styles_retrain,
 )
-from .services.training import PROGRESS_SAVE_SECONDS, training_config
+from .services.training import training_config
+from .services.training_progress import PROGRESS_SAVE_SECONDS
 
 #: While a run goes on, the Training section of a style's page updates this often (s).
 TRAINING_REFRESH_SECONDS = 10

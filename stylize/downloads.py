@@ -10,7 +10,7 @@ import os
 from django.http import Http404, HttpResponse
 from django.utils.translation import gettext as _
 
-from . import imaging
+from .imaging.encoding import FORMAT_EXTENSIONS, RESULT_FORMAT
 from .models import StyleJob
 from .services.job_files import DOWNLOAD_FORMATS, ResultCopyBusy, job_result_copy
 from .storage import private_file_response
@@ -38,9 +38,9 @@ def result_file_response(job, *, format_name: str | None = None, download: bool 
     image_format = DOWNLOAD_FORMATS.get((format_name or "jpeg").lower())
     if image_format is None:
         raise UnknownDownloadFormat(format_name)
-    if image_format == imaging.RESULT_FORMAT:
+    if image_format == RESULT_FORMAT:
         return private_file_response(job.result_image, filename=filename, download=download)
-    filename = os.path.splitext(filename)[0] + imaging.FORMAT_EXTENSIONS[image_format]
+    filename = os.path.splitext(filename)[0] + FORMAT_EXTENSIONS[image_format]
     try:
         copy = job_result_copy(job=job, image_format=image_format)
     except ResultCopyBusy as busy:

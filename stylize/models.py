@@ -364,7 +364,7 @@ class StyleJob(models.Model):
         validators=[MinValueValidator(MIN_MAX_SIDE), MaxValueValidator(MAX_MAX_SIDE)],
     )
     # The photo's size upright, from its header at upload (empty for older jobs): what
-    # the job page says max_side and the strokes will do for it (imaging.size_plan).
+    # the job page says max_side and the strokes will do for it (imaging.stroke_size.size_plan).
     photo_width = models.PositiveIntegerField(null=True, blank=True, editable=False)
     photo_height = models.PositiveIntegerField(null=True, blank=True, editable=False)
     status = models.CharField(

@@ -44,14 +44,15 @@ from the content, so a polyglot (a PNG with HTML or a ZIP appended is still a PN
 accepted) is stored and served as an image, never under a name a browser would
 render as a page; the bytes after the picture's end are not stored
 (``image_headers.photo_strip_metadata``). The file is rewound so it can be saved. CMYK
-JPEGs and 16-bit PNGs are accepted; ``stylize.imaging.load_photo`` converts them to RGB.
+JPEGs and 16-bit PNGs are accepted; ``stylize.imaging.loading.load_photo`` converts them
+to RGB.
 
 HEIF (iPhones' HEIC) and AVIF photos are stored as uploaded, less their metadata
 items (overwritten in place: ``image_headers.photo_strip_metadata``), so the web
 process still decodes no pixel; the worker's first step writes every one of them anew
 as an upright JPEG (PNG with alpha) with no metadata and stores that in its place
-(``imaging.REWRITTEN_FORMATS``, ``stylizing.stored_photo_load``), which is what the job
-page then shows in any browser (docs/design/uploads.md, "Phone photos").
+(``imaging.loading.REWRITTEN_FORMATS``, ``stylizing.stored_photo_load``), which is what
+the job page then shows in any browser (docs/design/uploads.md, "Phone photos").
 """
 
 import io
@@ -68,7 +69,7 @@ from django.utils.translation import gettext_lazy as _
 from PIL import Image
 
 from .image_headers import HeaderError, photo_inspect, photo_strip_metadata
-from .imaging import AVIF_SUPPORTED
+from .imaging.loading import AVIF_SUPPORTED
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -82,7 +83,7 @@ ALLOWED_FORMATS = {
     "MPO": ("image/jpeg", "jpg"),
     "PNG": ("image/png", "png"),
     "WEBP": ("image/webp", "webp"),
-    "HEIF": ("image/heic", "heic"),  # pillow-heif (libheif), registered by stylize.imaging
+    "HEIF": ("image/heic", "heic"),  # pillow-heif (libheif), registered by stylize.imaging.loading
     **({"AVIF": ("image/avif", "avif")} if AVIF_SUPPORTED else {}),
 }
 #: What a phone's file chooser may call them where it gives no content type.

@@ -23,7 +23,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from rest_framework.authtoken.models import Token
 
-from . import imaging
 from .api.throttles import (
     JobCreateThrottle,
     PasswordResetClientThrottle,
@@ -41,6 +40,7 @@ from .forms import (
     SignupForm,
     UploadForm,
 )
+from .imaging.stroke_size import size_plan
 from .models import Profile, Stroke, StyleJob
 from .preview_sessions import (
     session_pending,
@@ -486,7 +486,7 @@ def _job_page_details(job: StyleJob) -> dict:
     share sheet gets (``share_title``)."""
     plan = None
     if job.photo_width and job.photo_height:
-        plan = imaging.size_plan(job.photo_width, job.photo_height, max_side=job.max_side,
+        plan = size_plan(job.photo_width, job.photo_height, max_side=job.max_side,
                                  stroke=job.stroke)
     return {"size_notes": _size_notes(job, plan) if plan else [],
             "result_size": (plan.width, plan.height) if plan else None,

@@ -1,7 +1,7 @@
 """The code's layout: neither ``stylize`` nor ``ml`` has an import cycle, counting
 imports inside functions too (only ``if TYPE_CHECKING:`` blocks are left out); ``ml``
-knows nothing of the site; the web process never loads TensorFlow; a constant shared by
-both sides has one home."""
+knows nothing of the site and nothing run by the site or ``ml`` imports ``tools``; the web
+process never loads TensorFlow; a constant shared by both sides has one home."""
 
 import ast
 import subprocess
@@ -96,7 +96,7 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_the_graph_sees_imports_inside_functions():
     graph = import_graph("stylize")
     assert "stylize.services.training" in graph["stylize.tasks"]
-    assert "stylize.backends" in graph["stylize.services.training"]  # imported in a function
+    assert "stylize.backends" in graph["stylize.services.serving"]  # imported in a function
 
 
 def test_stylize_has_no_import_cycle():
@@ -109,8 +109,12 @@ def test_ml_has_no_import_cycle():
 
 def test_the_models_do_not_import_the_imaging():
     """stylize.models needs only the stroke options (stylize.strokes), not the pixel code
-    with Pillow, pillow-heif and NumPy behind it."""
-    assert "stylize.imaging" not in import_graph("stylize")["stylize.models"]
+    with Pillow, pillow-heif and NumPy behind it (the package or any of its stages)."""
+    graph = import_graph("stylize")
+    assert "stylize.imaging.loading" in graph["stylize.validators"]  # the graph sees them
+    imaging = {name for name in graph["stylize.models"]
+               if name == "stylize.imaging" or name.startswith("stylize.imaging.")}
+    assert imaging == set()
 
 
 @pytest.mark.parametrize("written, home", [
@@ -125,7 +129,7 @@ def test_a_shared_constant_is_written_in_one_place(written, home):
     """Shared by training, the measure, the web's imaging and pages alike: defined once
     and imported everywhere else."""
     homes = sorted(str(path.relative_to(BASE_DIR))
-                   for package in ("ml", "stylize", "bench", "prisma_site")
+                   for package in ("ml", "stylize", "bench", "prisma_site", "tools")
                    for path in (BASE_DIR / package).rglob("*.py")
                    if written in path.read_text())
     assert homes == [home]
@@ -138,6 +142,18 @@ def test_ml_does_not_import_django_or_the_app():
                  for name in _imported(module, path, node)}
         app_imports = {n for n in names if n.split(".")[0] in ("django", "stylize", "prisma_site")}
         assert not app_imports, module
+
+
+def test_the_runtime_code_does_not_import_the_tools():
+    """``tools/`` (the offline photo curation) is run by hand and by the Makefile; the
+    site, its tasks and ``ml`` never depend on it."""
+    for package in ("ml", "stylize", "prisma_site"):
+        for module, path in ((_module_name(p), p) for p in (BASE_DIR / package).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            names = {name for node in ast.walk(tree)
+                     if isinstance(node, (ast.Import, ast.ImportFrom))
+                     for name in _imported(module, path, node)}
+            assert not {n for n in names if n.split(".")[0] == "tools"}, module
 
 
 WEB_PROCESS = """

@@ -13,7 +13,7 @@ worker processes.
 
 Everything runs on this machine, through the product's own code: the job pipeline's
 stages (``stylize.services.stylizing``: ``stored_photo_load``, ``photo_stylize``;
-``stylize.imaging.encode_image``), ``stylize.services.jobs.job_create``, the SavedModel
+``stylize.imaging.encoding.encode_image``), ``stylize.services.jobs.job_create``, the SavedModel
 loader ``ml.export.load_savedmodel_fn`` (the bare model) and ``ml.shipped.shipped_styles``.
 
 0. Shipped styles at 1024² (first, also in --quick): every shipped style, latest version,

@@ -162,7 +162,7 @@ def child_profile(args) -> None:
     _django()
     from django.conf import settings
 
-    from stylize.imaging import encode_image
+    from stylize.imaging.encoding import encode_image
     from stylize.services.stylizing import photo_stylize, stored_photo_load
     from stylize.strokes import DEFAULT_STROKE
 

@@ -24,8 +24,8 @@ from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import imaging
 from ..downloads import UnknownDownloadFormat, result_file_response
+from ..imaging import encoding, loading
 from ..models import MAX_MAX_SIDE, Preview, PreviewImage, StyleJob
 from ..preview_sessions import session_preview_ids, session_preview_remember
 from ..selectors import (
@@ -139,9 +139,9 @@ def preview_image_response(image: PreviewImage, *, format_name: str | None):
         raise exceptions.ValidationError({"format": [_("A preview comes as jpeg or png.")]})
     with image.image.open("rb") as stored:
         # Our own JPEG, never scaled down here.
-        array = imaging.load_photo(stored, max_side=MAX_MAX_SIDE,
-                                   formats=(imaging.RESULT_FORMAT,))
-    response = HttpResponse(imaging.encode_image(array, format="PNG"), content_type="image/png")
+        array = loading.load_photo(stored, max_side=MAX_MAX_SIDE,
+                                   formats=(encoding.RESULT_FORMAT,))
+    response = HttpResponse(encoding.encode_image(array, format="PNG"), content_type="image/png")
     response["Content-Disposition"] = f'inline; filename="{filename}.png"'
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, no-store"
@@ -350,7 +350,7 @@ class JobViewSet(
             description="The image format, at the result's full size (default jpeg, as "
             "stored).")],
         responses={
-            **{(200, imaging.FORMAT_CONTENT_TYPES[DOWNLOAD_FORMATS[name]]): OpenApiTypes.BINARY
+            **{(200, encoding.FORMAT_CONTENT_TYPES[DOWNLOAD_FORMATS[name]]): OpenApiTypes.BINARY
                for name in DOWNLOAD_CHOICES},
             400: OpenApiResponse(description="An unknown format"),
             404: OpenApiResponse(description="Not your job, or no result yet"),

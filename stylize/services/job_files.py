@@ -23,7 +23,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from stylize import imaging
+from stylize.imaging import encoding, loading
 from stylize.models import (
     MAX_MAX_SIDE,
     StyleJob,
@@ -116,7 +116,7 @@ def job_files_make_private() -> dict[str, int]:
 def _move_one(job: StyleJob, field_name: str, old_name: str) -> None:
     with default_storage.open(old_name, "rb") as old:
         if field_name == "input_image":
-            data, image_format = imaging.photo_without_metadata(old)
+            data, image_format = loading.photo_without_metadata(old)
             new_name = f"photo.{ALLOWED_FORMATS[image_format][1]}"
         else:
             data, new_name = old.read(), old_name  # upload_to keeps only its extension
@@ -197,7 +197,7 @@ def job_result_copy(*, job: StyleJob, image_format: str):
         if not stored:  # not made by another request since the job was loaded either
             storage = getattr(job, field_name).storage
             name = storage.save(
-                job_result_name(job, "result" + imaging.FORMAT_EXTENSIONS[image_format]),
+                job_result_name(job, "result" + encoding.FORMAT_EXTENSIONS[image_format]),
                 ContentFile(job_result_encoded(job, image_format)))
             if StyleJob.objects.filter(pk=job.pk, **{field_name: ""}).update(
                     **{field_name: name}):
@@ -218,14 +218,14 @@ def _stored_name(job: StyleJob, field_name: str) -> str:
 
 def job_result_encoded(job: StyleJob, image_format: str) -> bytes:
     """The job's stored result (a JPEG) at its full size, as ``image_format`` bytes
-    (``imaging.FORMAT_EXTENSIONS``: JPEG as stored, PNG or WebP encoded anew). Decodes
+    (``encoding.FORMAT_EXTENSIONS``: JPEG as stored, PNG or WebP encoded anew). Decodes
     and encodes every time: downloads go through ``job_result_copy``, which calls it
     once."""
     with job.result_image.open("rb") as stored:
         data = stored.read()
-    if image_format == imaging.RESULT_FORMAT:
+    if image_format == encoding.RESULT_FORMAT:
         return data
     # Our own JPEG, at most MAX_MAX_SIDE a side: never scaled down here.
-    array = imaging.load_photo(io.BytesIO(data), max_side=MAX_MAX_SIDE,
-                               formats=(imaging.RESULT_FORMAT,))
-    return imaging.encode_image(array, format=image_format)
+    array = loading.load_photo(io.BytesIO(data), max_side=MAX_MAX_SIDE,
+                               formats=(encoding.RESULT_FORMAT,))
+    return encoding.encode_image(array, format=image_format)

@@ -45,7 +45,7 @@ from PIL import Image
 
 from ml.bank import slot_loss_settings, slot_params
 from stylize import image_headers
-from stylize.imaging import UnreadablePhoto
+from stylize.imaging.loading import UnreadablePhoto
 from stylize.models import Style, own_style_file_name, private_storage
 from stylize.validators import ALLOWED_FORMATS
 
@@ -112,7 +112,7 @@ def bank_for_own_styles(model_name: str | None = None) -> tuple[int, Path, dict]
     ``style_params`` signature), else None."""
     from ml.export import read_slots
 
-    from .training import bank_live_dir, bank_live_version
+    from .model_files import bank_live_dir, bank_live_version
 
     model_name = model_name or settings.DEFAULT_BANK
     if not model_name:
@@ -275,7 +275,8 @@ def own_style_learn(*, style_id: int, on_progress=None) -> Style | None:
 
 
 def _own_style_learn(style: Style, work_dir: Path, on_progress) -> Style | None:
-    from .training import TrainingRecorder, _run_config, _settings_record, training_config
+    from .training import _run_config, _settings_record, training_config
+    from .training_progress import TrainingRecorder
 
     try:
         painting = _painting_for_training(style, work_dir)
@@ -405,7 +406,7 @@ def _own_style_fail(style: Style, *, reason: str, state: str = "failed") -> None
 def _digest(model_name: str, version: int | None) -> str | None:
     from ml.export import read_slots
 
-    from .training import bank_live_dir
+    from .model_files import bank_live_dir
 
     folder = None if version is None else bank_live_dir(model_name, version)
     slots = read_slots(folder) if folder is not None else None
@@ -418,7 +419,7 @@ def own_styles_follow_bank(*, model_name: str, styles=None) -> dict[str, int]:
     weights are the same (``slots.json``'s ``shared_digest``: a staff slot fine-tune
     keeps them), and is otherwise queued to be learnt again on it, painting with its old
     version meanwhile. Returns the counts ``{"moved", "relearn"}``."""
-    from .training import bank_live_version
+    from .model_files import bank_live_version
 
     counts = {"moved": 0, "relearn": 0}
     live = bank_live_version(model_name)

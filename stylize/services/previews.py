@@ -34,7 +34,8 @@ from django.utils.translation import gettext as _
 from PIL import UnidentifiedImageError
 
 from stylize import image_headers
-from stylize.imaging import UnreadablePhoto, encode_image, load_photo
+from stylize.imaging.encoding import encode_image
+from stylize.imaging.loading import UnreadablePhoto, load_photo
 from stylize.models import (
     Preview,
     PreviewImage,

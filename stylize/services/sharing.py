@@ -25,7 +25,7 @@ from PIL import Image
 from rest_framework.throttling import SimpleRateThrottle
 
 from prisma_site.middleware import client_ip
-from stylize import imaging
+from stylize.imaging import encoding
 from stylize.models import StyleJob
 
 SHARE_TOKEN_BYTES = 24  # 32 URL-safe characters
@@ -84,7 +84,7 @@ def share_preview_size(job: StyleJob) -> tuple[int, int] | None:
             size = image.size
     except (OSError, ValueError):
         return None
-    return imaging.thumbnail_size(size, SHARE_PREVIEW_SIDE)
+    return encoding.thumbnail_size(size, SHARE_PREVIEW_SIDE)
 
 
 def share_preview(job: StyleJob) -> bytes:
@@ -93,7 +93,7 @@ def share_preview(job: StyleJob) -> bytes:
     ever the result, never the photo; the caller has checked the link
     (``selectors.job_for_share_token``: live, not revoked)."""
     with job.result_image.open("rb") as result:
-        return imaging.thumbnail_jpeg(result, max_side=SHARE_PREVIEW_SIDE)
+        return encoding.thumbnail_jpeg(result, max_side=SHARE_PREVIEW_SIDE)
 
 
 class ShareLinkThrottle(SimpleRateThrottle):

@@ -227,7 +227,7 @@ def styles_retrain_refusal(*, config) -> str | None:
     """Why a retrain with ``config`` (``training.training_config()``) would fail as soon
     as it starts, saying what to run first, or None. Checks what is cheap to check in
     the web process: the photo folder has photos, and a loss-weights file given by path
-    exists (the worker's ``ml.train.check_can_train`` checks the rest)."""
+    exists (the worker's ``ml.preflight.check_can_train`` checks the rest)."""
     folder = Path(config.data_dir) if config.data_dir else None
     if folder is None or not folder.is_dir():
         return _("Nothing was queued: the training photos are missing (%(folder)s does not "

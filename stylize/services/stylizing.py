@@ -25,16 +25,16 @@ from ml.bank import mix_weights, params_mix
 from stylize.backends import get_backend
 from stylize.backends.base import BackendError, PermanentBackendError, TransientBackendError
 from stylize.image_headers import HeaderError, photo_inspect
-from stylize.imaging import (
+from stylize.imaging.encoding import encode_image
+from stylize.imaging.loading import (
     PHOTO_FORMATS,
     REWRITTEN_FORMATS,
     UnreadablePhoto,
-    encode_image,
     load_photo,
     photo_without_metadata,
-    postprocess,
-    stylize_at_working_size,
 )
+from stylize.imaging.postprocessing import postprocess
+from stylize.imaging.stroke_size import stylize_at_working_size
 from stylize.models import DEFAULT_STROKE, Style, StyleJob
 from stylize.strokes import STROKE_WORKING_SIDES
 from stylize.validators import message_for
@@ -136,7 +136,7 @@ def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
     share) are style weights inside the network; for a single-style model strength
     blends the painting with the photo afterwards. ``preserve_colors`` is always a
     pixel post-process. ``on_pass(done, total)`` follows the model calls
-    (``imaging.stylize_tiled``).
+    (``imaging.tiling.stylize_tiled``).
     """
     if style.live_version is None:
         raise PermanentBackendError(
@@ -289,9 +289,9 @@ def stored_photo_load(data: bytes, *, max_side: int, max_decode_bytes: int | Non
     The bytes are walked again first (``image_headers.photo_inspect``: a file stored
     before that check, or changed since, gets the upload's refusals). A photo that
     still carries an EXIF orientation, and every HEIF or AVIF photo (which most
-    browsers cannot show: ``imaging.REWRITTEN_FORMATS``), is written anew upright
-    without metadata (``imaging.photo_without_metadata``: HEIF/AVIF as JPEG, PNG with
-    alpha) and handed to ``on_upright(data, format)`` before it is read. Raises
+    browsers cannot show: ``imaging.loading.REWRITTEN_FORMATS``), is written anew
+    upright without metadata (``imaging.loading.photo_without_metadata``: HEIF/AVIF as
+    JPEG, PNG with alpha) and handed to ``on_upright(data, format)`` before it is read. Raises
     ``UnreadablePhoto`` (``PhotoTooLarge`` included), whose message is for the photo's
     owner, and nothing else for any file.
     """

@@ -53,7 +53,7 @@ def test_a_single_style_model_gets_no_weights_and_the_pixel_blend(recording_back
 
 
 def test_colours_are_still_preserved_for_a_bank_style(recording_backend):
-    from stylize.imaging import postprocess
+    from stylize.imaging.postprocessing import postprocess
 
     photo = gradient()
     kept = photo_stylize(photo=photo, style=bank_style(1), strength=0.5, preserve_colors=True)

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from PIL import Image
 
 from stylize.backends import get_backend
-from stylize.imaging import load_photo
+from stylize.imaging.loading import load_photo
 from stylize.services.stylizing import photo_stylize
 from tests.factories import BankStyleFactory, StyleFactory
 from tests.helpers import BASE_DIR, worker_env

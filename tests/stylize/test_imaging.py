@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylize import imaging
+from stylize.imaging import encoding, loading, postprocessing, tiling
 from tests.helpers import identity
 
 
@@ -59,7 +59,7 @@ def test_exif_orientation_is_applied():
     exif[0x0112] = 6  # stored rotated: display needs 90° clockwise
     source = saved(Image.fromarray(pixels), "JPEG", exif=exif.tobytes(), quality=95)
 
-    photo = imaging.load_photo(source, max_side=100)
+    photo = loading.load_photo(source, max_side=100)
 
     assert photo.shape == (40, 20, 3)
     assert photo[2, 10, 0] > 200 and photo[2, 10, 2] < 60  # the red half is now on top
@@ -85,7 +85,7 @@ def test_exif_orientation_is_applied():
     ids=["rgba-clear", "rgba-opaque", "la-clear", "l", "p", "cmyk", "16bit-white", "16bit-mid"],
 )
 def test_any_mode_loads_as_rgb_uint8(image, format, expected):
-    photo = imaging.load_photo(saved(image, format), max_side=100)
+    photo = loading.load_photo(saved(image, format), max_side=100)
 
     assert photo.dtype == np.uint8 and photo.shape == (6, 8, 3)
     assert np.abs(photo.astype(int) - expected).max() <= 3
@@ -94,7 +94,7 @@ def test_any_mode_loads_as_rgb_uint8(image, format, expected):
 def test_palette_with_transparent_index_is_composited_on_white():
     image = Image.new("P", (8, 6), 0)
     image.putpalette([0, 0, 0] * 256)
-    photo = imaging.load_photo(saved(image, "PNG", transparency=0), max_side=100)
+    photo = loading.load_photo(saved(image, "PNG", transparency=0), max_side=100)
 
     assert (photo == 255).all()
 
@@ -103,20 +103,20 @@ def test_large_photo_is_downscaled_keeping_aspect(tmp_path):
     path = tmp_path / "wide.png"
     Image.fromarray(textured_photo(300, 800)).save(path)
 
-    photo = imaging.load_photo(path, max_side=200)
+    photo = loading.load_photo(path, max_side=200)
 
     assert photo.shape == (75, 200, 3)
 
 
 def test_large_jpeg_is_downscaled_to_exact_size():
     source = saved(Image.fromarray(textured_photo(1000, 600)), "JPEG")
-    photo = imaging.load_photo(source, max_side=130)
+    photo = loading.load_photo(source, max_side=130)
 
     assert photo.shape == (130, 78, 3)
 
 
 def test_small_photo_is_never_upscaled():
-    photo = imaging.load_photo(saved(Image.new("RGB", (30, 20)), "PNG"), max_side=500)
+    photo = loading.load_photo(saved(Image.new("RGB", (30, 20)), "PNG"), max_side=500)
 
     assert photo.shape == (20, 30, 3)
 
@@ -129,14 +129,14 @@ def test_animated_gif_gives_its_first_frame():
     assert Image.open(source).n_frames == 3
     source.seek(0)
 
-    photo = imaging.load_photo(source, max_side=100)
+    photo = loading.load_photo(source, max_side=100)
 
     assert tuple(photo[5, 5]) == (255, 0, 0)
 
 
 def test_load_photo_rejects_a_non_positive_max_side():
     with pytest.raises(ValueError):
-        imaging.load_photo(saved(Image.new("RGB", (4, 4)), "PNG"), max_side=0)
+        loading.load_photo(saved(Image.new("RGB", (4, 4)), "PNG"), max_side=0)
 
 
 # --------------------------------------------------------------------------- stylize_tiled
@@ -158,7 +158,7 @@ def test_identity_run_returns_the_photo(size, match_tone):
     photo = textured_photo(*size)
     recorder = Recorder(identity)
 
-    result = imaging.stylize_tiled(photo, recorder, tile=128, overlap=32, match_tone=match_tone)
+    result = tiling.stylize_tiled(photo, recorder, tile=128, overlap=32, match_tone=match_tone)
 
     assert result.dtype == np.uint8
     assert np.abs(result.astype(int) - photo).max() <= 1
@@ -169,7 +169,7 @@ def test_photo_that_fits_one_tile_goes_through_in_one_pass():
     recorder = Recorder(instance_norm_like)
     photo = textured_photo(128, 100)
 
-    result = imaging.stylize_tiled(photo, recorder, tile=128, overlap=32)
+    result = tiling.stylize_tiled(photo, recorder, tile=128, overlap=32)
 
     assert recorder.shapes == [(1, 128, 100, 3)]
     assert np.array_equal(result, instance_norm_like(photo[None])[0])
@@ -179,7 +179,7 @@ def test_big_photo_is_sent_as_overlapping_tiles_that_cover_it():
     recorder = Recorder(identity)
 
     photo = textured_photo(300, 500)
-    imaging.stylize_tiled(photo, recorder, tile=128, overlap=32, match_tone=False)
+    tiling.stylize_tiled(photo, recorder, tile=128, overlap=32, match_tone=False)
 
     butt_joined = (300 // 128 + 1) * (500 // 128 + 1)
     assert len(recorder.shapes) > butt_joined
@@ -192,11 +192,11 @@ def test_tone_matching_removes_instance_norm_seams():
 
     naive = error_against_whole(naive_tiles(photo, instance_norm_like, 128), whole)
     feathered = error_against_whole(
-        imaging.stylize_tiled(photo, instance_norm_like, tile=128, overlap=32, match_tone=False),
+        tiling.stylize_tiled(photo, instance_norm_like, tile=128, overlap=32, match_tone=False),
         whole,
     )
     matched = error_against_whole(
-        imaging.stylize_tiled(photo, instance_norm_like, tile=128, overlap=32), whole
+        tiling.stylize_tiled(photo, instance_norm_like, tile=128, overlap=32), whole
     )
 
     assert matched * 10 < naive
@@ -216,8 +216,8 @@ def worst_column_step(image: np.ndarray) -> float:
 def test_tiled_result_has_no_column_that_stands_out_as_a_seam():
     photo = textured_photo(120, 500)
     naive = naive_tiles(photo, instance_norm_like, 128)
-    ours = imaging.stylize_tiled(photo, instance_norm_like, tile=128, overlap=32)
-    feathered_only = imaging.stylize_tiled(
+    ours = tiling.stylize_tiled(photo, instance_norm_like, tile=128, overlap=32)
+    feathered_only = tiling.stylize_tiled(
         photo, instance_norm_like, tile=128, overlap=32, match_tone=False
     )
     whole = instance_norm_like(photo[None])[0]
@@ -229,12 +229,12 @@ def test_tiled_result_has_no_column_that_stands_out_as_a_seam():
 
 def test_tiles_must_leave_a_stride():
     with pytest.raises(ValueError):
-        imaging.stylize_tiled(textured_photo(300, 300), identity, tile=64, overlap=64)
+        tiling.stylize_tiled(textured_photo(300, 300), identity, tile=64, overlap=64)
 
 
 def test_run_returning_a_wrong_shape_is_an_error():
     with pytest.raises(ValueError):
-        imaging.stylize_tiled(textured_photo(20, 20), lambda batch: batch[:, :10], tile=64)
+        tiling.stylize_tiled(textured_photo(20, 20), lambda batch: batch[:, :10], tile=64)
 
 
 # --------------------------------------------------------------------------- post-processing
@@ -244,24 +244,24 @@ def test_blend_strength_extremes_and_half_are_exact():
     photo = np.array([[[0, 10, 255]]], dtype=np.uint8)
     result = np.array([[[255, 11, 0]]], dtype=np.uint8)
 
-    assert np.array_equal(imaging.blend_strength(photo, result, 1.0), result)
-    assert np.array_equal(imaging.blend_strength(photo, result, 0.0), photo)
+    assert np.array_equal(postprocessing.blend_strength(photo, result, 1.0), result)
+    assert np.array_equal(postprocessing.blend_strength(photo, result, 0.0), photo)
     # Halves round up.
-    assert imaging.blend_strength(photo, result, 0.5).tolist() == [[[128, 11, 128]]]
-    assert imaging.blend_strength(photo, result, 0.25).tolist() == [[[64, 10, 191]]]
+    assert postprocessing.blend_strength(photo, result, 0.5).tolist() == [[[128, 11, 128]]]
+    assert postprocessing.blend_strength(photo, result, 0.25).tolist() == [[[64, 10, 191]]]
 
 
 def test_blend_strength_rejects_out_of_range_strength():
     photo = np.zeros((2, 2, 3), dtype=np.uint8)
     with pytest.raises(ValueError):
-        imaging.blend_strength(photo, photo, 1.5)
+        postprocessing.blend_strength(photo, photo, 1.5)
 
 
 def test_preserve_colors_keeps_photo_chroma_and_result_luminance():
     photo = np.full((4, 4, 3), (200, 30, 30), dtype=np.uint8)
     result = np.full((4, 4, 3), 90, dtype=np.uint8)
 
-    kept = imaging.preserve_colors(photo, result).astype(np.float64)
+    kept = postprocessing.preserve_colors(photo, result).astype(np.float64)
 
     red, green, blue = kept[0, 0]
     assert red > green + 60 and red > blue + 60  # reddish
@@ -271,22 +271,23 @@ def test_preserve_colors_keeps_photo_chroma_and_result_luminance():
 def test_preserve_colors_of_a_photo_with_itself_is_the_photo():
     photo = textured_photo(16, 16)
 
-    assert np.abs(imaging.preserve_colors(photo, photo).astype(int) - photo).max() <= 1
+    assert np.abs(postprocessing.preserve_colors(photo, photo).astype(int) - photo).max() <= 1
 
 
 def test_postprocess_applies_colour_preservation_then_strength():
     photo = np.full((2, 2, 3), (200, 30, 30), dtype=np.uint8)
     result = np.full((2, 2, 3), 90, dtype=np.uint8)
 
-    plain = imaging.postprocess(photo, result, strength=1.0, preserve_colors=False)
-    coloured = imaging.postprocess(photo, result, strength=1.0, preserve_colors=True)
-    half = imaging.postprocess(photo, result, strength=0.5, preserve_colors=True)
+    plain = postprocessing.postprocess(photo, result, strength=1.0, preserve_colors=False)
+    coloured = postprocessing.postprocess(photo, result, strength=1.0, preserve_colors=True)
+    half = postprocessing.postprocess(photo, result, strength=0.5, preserve_colors=True)
 
     assert np.array_equal(plain, result)
-    assert np.array_equal(coloured, imaging.preserve_colors(photo, result))
-    expected_half = imaging.blend_strength(photo, imaging.preserve_colors(photo, result), 0.5)
+    assert np.array_equal(coloured, postprocessing.preserve_colors(photo, result))
+    kept = postprocessing.preserve_colors(photo, result)
+    expected_half = postprocessing.blend_strength(photo, kept, 0.5)
     assert np.abs(half.astype(int) - expected_half).max() <= 1
-    untouched = imaging.postprocess(photo, result, strength=0.0, preserve_colors=True)
+    untouched = postprocessing.postprocess(photo, result, strength=0.0, preserve_colors=True)
     assert np.array_equal(untouched, photo)
 
 
@@ -296,7 +297,7 @@ def test_postprocess_applies_colour_preservation_then_strength():
 def test_png_round_trip_is_lossless():
     photo = textured_photo(20, 30)
 
-    data = imaging.encode_image(photo, format="PNG")
+    data = encoding.encode_image(photo, format="PNG")
 
     assert data.startswith(b"\x89PNG")
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), photo)
@@ -306,8 +307,8 @@ def test_jpeg_round_trip_is_close_and_honours_quality():
     rows, cols = np.mgrid[0:64, 0:64]
     photo = np.stack([rows * 4, cols * 4, (rows + cols) * 2], axis=-1).astype(np.uint8)
 
-    data = imaging.encode_image(photo)
-    low = imaging.encode_image(photo, quality=30)
+    data = encoding.encode_image(photo)
+    low = encoding.encode_image(photo, quality=30)
 
     decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
     assert data.startswith(b"\xff\xd8") and decoded.shape == photo.shape
@@ -317,4 +318,4 @@ def test_jpeg_round_trip_is_close_and_honours_quality():
 
 def test_unknown_format_is_rejected():
     with pytest.raises(ValueError):
-        imaging.encode_image(textured_photo(4, 4), format="BMP")
+        encoding.encode_image(textured_photo(4, 4), format="BMP")

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
-from stylize import imaging
+from stylize.imaging import encoding, loading, tiling
 from stylize.models import StyleJob, private_storage
 from stylize.services import job_files, jobs, sharing
 from stylize.services.stylizing import job_run
@@ -43,14 +43,14 @@ def succeeded_job(owner, **fields):
 def test_stylize_tiled_reports_each_model_call_out_of_the_total():
     photo = np.asarray(Image.open(io.BytesIO(gradient_file((300, 200)))).convert("RGB"))
     calls = []
-    imaging.stylize_tiled(photo, identity, tile=128, overlap=16,
+    tiling.stylize_tiled(photo, identity, tile=128, overlap=16,
                           on_pass=lambda done, total: calls.append((done, total)))
     total = calls[0][1]
     assert total > 2  # tiles and the tone reference
     assert calls == [(done, total) for done in range(1, total + 1)]
 
     one = []
-    imaging.stylize_tiled(photo, identity, tile=512, on_pass=lambda *a: one.append(a))
+    tiling.stylize_tiled(photo, identity, tile=512, on_pass=lambda *a: one.append(a))
     assert one == [(1, 1)]
 
 
@@ -278,18 +278,18 @@ def test_deleting_the_job_ends_its_link(client, user):
 def codec_calls(monkeypatch):
     """Every decode and encode of a result the downloads make, as (what, format)."""
     calls = []
-    decode, encode = imaging.load_photo, imaging.encode_image
+    decode, encode = loading.load_photo, encoding.encode_image
 
     def counted_decode(*args, **kwargs):
         calls.append(("decode", None))
         return decode(*args, **kwargs)
 
-    def counted_encode(array, *, format=imaging.RESULT_FORMAT, **kwargs):
+    def counted_encode(array, *, format=encoding.RESULT_FORMAT, **kwargs):
         calls.append(("encode", format))
         return encode(array, format=format, **kwargs)
 
-    monkeypatch.setattr(imaging, "load_photo", counted_decode)
-    monkeypatch.setattr(imaging, "encode_image", counted_encode)
+    monkeypatch.setattr(loading, "load_photo", counted_decode)
+    monkeypatch.setattr(encoding, "encode_image", counted_encode)
     return calls
 
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
-from stylize import imaging
+from stylize.imaging.stroke_size import size_plan
 from stylize.models import StyleJob
 from stylize.services import jobs, sharing
 from tests.factories import StyleFactory, StyleJobFactory
@@ -167,14 +167,14 @@ def test_my_jobs_delete_asks_first_and_cancel_goes_back_to_the_list(client, user
 
 
 def test_size_plan_says_what_max_side_and_strokes_do_for_one_photo():
-    small = imaging.size_plan(640, 480, max_side=4096, stroke="bold")
+    small = size_plan(640, 480, max_side=4096, stroke="bold")
     assert (small.width, small.height, small.shrunk) == (640, 480, False)
     assert small.painted_side == 512 and small.same_strokes == ("bold",)
-    fine = imaging.size_plan(640, 480, max_side=4096, stroke="fine")
+    fine = size_plan(640, 480, max_side=4096, stroke="fine")
     assert fine.painted_side == 640 and fine.same_strokes == ("fine", "medium")
-    tiny = imaging.size_plan(400, 300, max_side=1024, stroke="medium")
+    tiny = size_plan(400, 300, max_side=1024, stroke="medium")
     assert tiny.painted_side == 400 and tiny.same_strokes == ("fine", "medium", "bold")
-    big = imaging.size_plan(4000, 3000, max_side=1024, stroke="fine")
+    big = size_plan(4000, 3000, max_side=1024, stroke="fine")
     assert (big.width, big.height, big.shrunk, big.painted_side) == (1024, 768, True, 1024)
     assert big.same_strokes == ("fine",)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylize.imaging import guided_upsample, stylize_at_working_size
+from stylize.imaging.stroke_size import guided_upsample, stylize_at_working_size
 from stylize.strokes import STROKE_WORKING_SIDES
 from tests.helpers import identity
 

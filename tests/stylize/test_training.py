@@ -146,7 +146,7 @@ def _fake_export(serving_dir, name, version):
 
 
 def test_a_new_version_is_listed_beside_the_live_one_until_serving_has_it(serving_dir):
-    from stylize.services.training import serving_config_write
+    from stylize.services.serving import serving_config_write
 
     for name, version in [("starry", 1), ("starry", 2), ("brand_new", 1)]:
         _fake_export(serving_dir, name, version)
@@ -164,7 +164,7 @@ def test_a_new_version_is_listed_beside_the_live_one_until_serving_has_it(servin
 def test_models_config_leaves_out_what_serving_could_not_load_and_lists_the_rest(
     serving_dir, caplog
 ):
-    from stylize.services.training import serving_config_write
+    from stylize.services.serving import serving_config_write
 
     _fake_export(serving_dir, "starry", 1)
     StyleFactory(slug="starry", model_name="starry", live_version=1)

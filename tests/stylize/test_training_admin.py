@@ -1,5 +1,5 @@
 """Staff see training (issue 16, item 7): the progress recorder of every training run
-(``stylize.services.training.TrainingRecorder``), the Training section of a style's
+(``stylize.services.training_progress.TrainingRecorder``), the Training section of a style's
 admin page, held-out numbers in the style list, and ``stylize.loss_curves``.
 
 The recorder is driven by hand-made ``TrainProgress`` steps on a fake clock (its
@@ -30,8 +30,8 @@ from ml.callbacks import TrainProgress
 from ml.checkpoints import TrainingDiverged
 from stylize.loss_curves import loss_curves_svg
 from stylize.models import Style
-from stylize.services import training
-from stylize.services.training import HISTORY_POINTS, TrainingRecorder
+from stylize.services import training, training_progress
+from stylize.services.training_progress import HISTORY_POINTS, TrainingRecorder
 from tests.factories import BankStyleFactory, StyleFactory, UserFactory
 from tests.helpers import admin_log_in, needs_chromium, open_browser, png_bytes
 
@@ -181,7 +181,7 @@ def test_points_that_cannot_be_drawn_are_left_out():
 def test_the_recorder_writes_progress_throttled_and_always_the_first_and_last_step(
     tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(training, "PROGRESS_SAVE_SECONDS", 5.0)
+    monkeypatch.setattr(training_progress, "PROGRESS_SAVE_SECONDS", 5.0)
     style = StyleFactory()
     clock, seen = Clock(), []
     recorder = TrainingRecorder(styles=[style], on_progress=seen.append, clock=clock)
@@ -244,7 +244,7 @@ def test_the_history_stays_bounded_and_evenly_spaced(tmp_path):
 def test_the_recorder_copies_the_newest_sample_throttled_and_lets_old_ones_go(
     tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(training, "SAMPLE_COPY_SECONDS", 30.0)
+    monkeypatch.setattr(training_progress, "SAMPLE_COPY_SECONDS", 30.0)
     style = StyleFactory()
     old = default_storage.save("styles/training/old-run.png", ContentFile(png_bytes()))
     Style.objects.filter(pk=style.pk).update(training_sample=old)
@@ -305,7 +305,7 @@ def test_the_recorder_updates_only_its_fields_and_a_failed_write_does_not_stop_t
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(training.Style.objects, "filter", broken)
+    monkeypatch.setattr(training_progress.Style.objects, "filter", broken)
     seen = []
     recorder.on_progress = seen.append
     recorder(progress(5, 5))  # logged, not raised; the caller's hook still runs
@@ -544,7 +544,7 @@ def test_the_style_list_shows_held_out_numbers(staff_client):
 def test_a_real_tiny_run_reports_as_it_goes_and_the_admin_shows_it(
     serving_dir, photos, vgg16_random_weights, staff_client, monkeypatch, tmp_path
 ):
-    monkeypatch.setattr(training, "PROGRESS_SAVE_SECONDS", 3600.0)  # only what must be
+    monkeypatch.setattr(training_progress, "PROGRESS_SAVE_SECONDS", 3600.0)  # only what must be
     style = StyleFactory(slug="starry", model_name="starry", status="draft", live_version=None)
     seen = []
 

@@ -25,7 +25,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageFile
 from rest_framework.test import APIClient
 
-from stylize import imaging
+from stylize.imaging import loading
 from stylize.models import StyleJob
 from stylize.services.stylizing import job_run
 from stylize.validators import validate_photo_upload
@@ -178,21 +178,21 @@ def test_an_upload_request_costs_the_web_process_little(api, kind, request):
 
 _MEASURE = """
 import io, json, sys
-from stylize import imaging
+from stylize.imaging import loading, pixels
 from PIL import Image
 data = open(sys.argv[1], "rb").read()
 side = int(sys.argv[2])
 with Image.open(io.BytesIO(data)) as image:
     full = image.size
-    image.draft("RGB", imaging._fitted_size(image.size, side))
-    estimate = imaging.decode_cost_bytes(image, max_side=side, full_size=full)
+    image.draft("RGB", pixels.fitted_size(image.size, side))
+    estimate = loading.decode_cost_bytes(image, max_side=side, full_size=full)
 def rss(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
             return int(line.split()[1]) * 1024
 open("/proc/self/clear_refs", "w").write("5")  # reset VmHWM to the current RSS
 before = rss("VmRSS")
-shape = imaging.load_photo(io.BytesIO(data), max_side=side).shape
+shape = loading.load_photo(io.BytesIO(data), max_side=side).shape
 print(json.dumps({"estimate": estimate, "peak": rss("VmHWM") - before, "shape": shape}))
 """
 
@@ -294,7 +294,7 @@ def test_pixels_that_do_not_decode_pass_the_upload_and_fail_the_job_readably(tin
 
 
 def test_load_photo_turns_every_decode_error_into_an_unreadable_photo():
-    with pytest.raises(imaging.UnreadablePhoto):
-        imaging.load_photo(io.BytesIO(broken_pixels_png()), max_side=100)
-    with pytest.raises(imaging.UnreadablePhoto):
-        imaging.load_photo(io.BytesIO(b"not an image at all"), max_side=100)
+    with pytest.raises(loading.UnreadablePhoto):
+        loading.load_photo(io.BytesIO(broken_pixels_png()), max_side=100)
+    with pytest.raises(loading.UnreadablePhoto):
+        loading.load_photo(io.BytesIO(b"not an image at all"), max_side=100)

@@ -17,7 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageFile
 from rest_framework.test import APIClient
 
-from stylize.imaging import load_photo
+from stylize.imaging.loading import load_photo
 from stylize.models import StyleJob
 from stylize.validators import validate_photo_upload
 from tests.factories import StyleFactory, UserFactory

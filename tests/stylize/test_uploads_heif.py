@@ -22,7 +22,7 @@ from rest_framework.test import APIClient
 
 from stylize import image_headers
 from stylize.image_headers import photo_inspect, photo_strip_metadata
-from stylize.imaging import AVIF_SUPPORTED, PhotoTooLarge, UnreadablePhoto, load_photo
+from stylize.imaging.loading import AVIF_SUPPORTED, PhotoTooLarge, UnreadablePhoto, load_photo
 from stylize.models import StyleJob
 from stylize.services.stylizing import job_run, stored_photo_load
 from stylize.validators import validate_photo_upload

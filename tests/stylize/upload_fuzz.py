@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from stylize.image_headers import photo_inspect, photo_strip_metadata
-from stylize.imaging import UnreadablePhoto
+from stylize.imaging.loading import UnreadablePhoto
 from stylize.services.stylizing import stored_photo_load
 from stylize.validators import MESSAGES
 

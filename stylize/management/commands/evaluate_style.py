@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from stylize.management.lookups import style_or_command_error
-from stylize.services.training import style_evaluate
+from stylize.services.evaluation import style_evaluate
 
 
 class Command(BaseCommand):

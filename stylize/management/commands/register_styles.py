@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from stylize.services.serving import serving_config_write
 from stylize.services.styles import styles_register_shipped
-from stylize.services.training import serving_config_write
 
 
 class Command(BaseCommand):

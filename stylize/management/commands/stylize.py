@@ -21,7 +21,8 @@ from django.core.management.base import BaseCommand, CommandError
 from PIL import Image, UnidentifiedImageError
 
 from stylize.backends.base import BackendError
-from stylize.imaging import encode_image, load_photo
+from stylize.imaging.encoding import encode_image
+from stylize.imaging.loading import load_photo
 from stylize.management.lookups import style_or_command_error
 from stylize.models import DEFAULT_MAX_SIDE, DEFAULT_STROKE, MAX_MAX_SIDE, MIN_MAX_SIDE, Stroke
 from stylize.services.jobs import job_mix_clean
