@@ -148,6 +148,12 @@ class StyleAdmin(admin.ModelAdmin):
         if obj is not None and obj.in_bank:
             fields.append("model_name")  # the bank's: moving one slot out would break it
         return fields
+
+    def get_prepopulated_fields(self, request, obj=None):
+        # A read-only field is not in the form: prefilling it would fail the page.
+        readonly = set(self.get_readonly_fields(request, obj))
+        return {field: sources for field, sources in
+                super().get_prepopulated_fields(request, obj).items() if field not in readonly}
     actions = ["retrain", "publish"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "description", "name_zh", "description_zh",

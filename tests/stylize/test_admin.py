@@ -1,7 +1,7 @@
 import pytest
 from django.urls import reverse
 
-from tests.factories import StyleFactory, StyleJobFactory, UserFactory
+from tests.factories import BankStyleFactory, StyleFactory, StyleJobFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -23,6 +23,16 @@ def test_style_admin_pages_render(staff_client):
     change = staff_client.get(reverse("admin:stylize_style_change", args=[style.pk]))
     assert change.status_code == 200 and b"Created at" in change.content
     assert staff_client.get(reverse("admin:stylize_style_add")).status_code == 200
+
+
+def test_a_bank_styles_change_page_renders_with_its_bank_read_only(staff_client):
+    """A slot's model name is its bank's, read-only; the page must not try to prefill
+    it from the name (every shipped style is a bank slot)."""
+    style = BankStyleFactory(name="Great Wave", model_name="paintings", bank_index=2)
+    change = staff_client.get(reverse("admin:stylize_style_change", args=[style.pk]))
+    assert change.status_code == 200
+    assert b'name="model_name"' not in change.content and b"paintings" in change.content
+    assert b'name="slug"' in change.content  # the rest of the form is editable
 
 
 def test_job_admin_pages_render(staff_client):
