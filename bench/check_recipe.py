@@ -65,6 +65,7 @@ def main(argv=None) -> int:
                              "e.g. --set content_weight=6")
     args = parser.parse_args(argv)
 
+    from ml.bank import one_hot
     from ml.bank_run import load_plan
     from ml.config import TrainConfig
     from ml.evaluate import contact_sheet
@@ -97,9 +98,11 @@ def main(argv=None) -> int:
             result = train(config)
             seconds = time.monotonic() - began
         net, pairs = result.model, []
+        # A lone painting trains a bank of the identity and itself: it paints in slot 1.
+        painted = one_hot([1], net.num_styles)
 
-        def stylize(photo, net=net, pairs=pairs):
-            out = np.asarray(net(np.asarray(photo, np.float32)[None]))[0]
+        def stylize(photo, net=net, pairs=pairs, painted=painted):
+            out = np.asarray(net(np.asarray(photo, np.float32)[None], painted))[0]
             pairs.append((photo, np.clip(np.round(out), 0, 255).astype(np.uint8)))
             return pairs[-1][1]
 

@@ -1,8 +1,10 @@
 """What a bank run trains: its slots, which painting each slot learns, and for a slot
 fine-tune the bank it starts from.
 
-A bank (``ml.bank``) trained from scratch has one slot per painting plus slot 0, the
-identity. A slot fine-tune (``--init-weights BANK --train-slot N``) loads the bank,
+Every network is a bank (``ml.bank``). One trained from scratch has one slot per
+painting plus slot 0, the identity: a lone painting (``--style``) is a bank of the
+identity and itself, so strength and the identity work the same for every style. A slot
+fine-tune (``--init-weights BANK --train-slot N``) loads the bank,
 grows it by one slot when ``N`` is the next free one, and paints only slot ``N``; its
 :class:`BankPlan` carries the bank's weights and shape, which the run keeps.
 """
@@ -17,7 +19,13 @@ import numpy as np
 from ml import bank
 from ml.config import TrainConfig
 
-__all__ = ["BankPlan", "bank_plan"]
+__all__ = ["BankPlan", "bank_plan", "paintings_of"]
+
+
+def paintings_of(config: TrainConfig) -> list[str]:
+    """The paintings a run learns, in slot order (slot ``i + 1`` learns painting ``i``):
+    ``paintings``, or the lone ``painting``."""
+    return list(config.paintings) or [config.painting]
 
 
 @dataclass
@@ -42,19 +50,21 @@ class BankPlan:
         return [slot for slot, painting in enumerate(self.painting_of_slot) if painting >= 0]
 
 
-def bank_plan(config: TrainConfig) -> BankPlan | None:
-    """The bank ``config`` trains, or None for a single-style run."""
-    if config.paintings:
-        return BankPlan(len(config.paintings) + 1, [-1, *range(len(config.paintings))])
+def bank_plan(config: TrainConfig) -> BankPlan:
+    """The bank ``config`` trains: its paintings (``paintings``, or the lone ``painting``)
+    after the identity slot, or one slot of the bank in ``init_weights``
+    (``train_slot``)."""
     if config.train_slot is None:
-        return None
+        paintings = paintings_of(config)
+        return BankPlan(len(paintings) + 1, [-1, *range(len(paintings))])
     from ml.model import TransformNet  # registers the class load_model looks up
 
     start = keras.saving.load_model(config.init_weights, compile=False)
     if not isinstance(start, TransformNet):
         raise ValueError(f"{config.init_weights} is not a TransformNet")
     if getattr(start, "num_styles", 1) < 2:
-        raise ValueError(f"{config.init_weights} is a single-style network, not a bank")
+        raise ValueError(f"{config.init_weights} is a single-style network, not a bank: "
+                         "train its painting again as a bank of its own")
     slot = config.train_slot
     if slot > start.num_styles:
         raise ValueError(f"the bank has {start.num_styles} slots: --train-slot may be at "

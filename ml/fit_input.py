@@ -94,31 +94,23 @@ class SlotSampler:
         return rng.choice(self.choices, size=n).astype(np.int32)
 
 
-def fit_input(dataset, *, start_step: int = 0, warmup_steps: int = 0,
-              slots: SlotSampler | None = None, batch: int | None = None):
+def fit_input(dataset, *, slots: SlotSampler, start_step: int = 0, warmup_steps: int = 0,
+              batch: int | None = None):
     """``(first photo batch, what fit iterates)``.
 
-    ``fit`` gets ``(photos, style_scale)`` pairs, the scale (one per photo) following
-    :func:`style_scale` from the global step ``start_step + 1`` on, so a resumed run
-    continues the ramp; with ``slots`` (a bank) ``((photos, slots), style_scale)``,
-    ``batch`` then being the largest batch the dataset yields. A tf.data pipeline
-    repeats; anything else (a PyDataset, a list of batches) becomes an endless
-    generator.
+    ``fit`` gets ``((photos, slots), style_scale)``: each photo's slot drawn by
+    ``slots``, and the scale (one per photo) following :func:`style_scale` from the
+    global step ``start_step + 1`` on, so a resumed run continues the ramp. A tf.data
+    pipeline repeats (``batch`` is then the largest batch it yields); anything else (a
+    PyDataset, a list of batches) becomes an endless generator.
     """
     if _is_tf_dataset(dataset):
         import tensorflow as tf
 
         repeated = dataset.repeat()
         first = np.asarray(next(iter(repeated.take(1))), dtype=np.float32)
-        if slots is None:
-            scales = tf.data.Dataset.from_generator(
-                lambda: _scales(start_step, warmup_steps),
-                output_signature=tf.TensorSpec((), tf.float32))
-            pairs = tf.data.Dataset.zip((repeated, scales)).map(
-                lambda images, scale: (images, tf.fill(tf.shape(images)[:1], scale)))
-            return first, pairs
         if batch is None:
-            raise ValueError("a bank's tf.data input needs the batch size")
+            raise ValueError("a tf.data input needs the batch size")
         targets = tf.data.Dataset.from_generator(
             lambda: _bank_targets(start_step, warmup_steps, slots, batch),
             output_signature=(tf.TensorSpec((), tf.float32), tf.TensorSpec((batch,), tf.int32)))
@@ -144,12 +136,12 @@ def _bank_targets(start_step, warmup_steps, slots, batch):
         yield scale, slots(step, batch)
 
 
-def _generator(batches, start_step, warmup_steps, slots=None):
+def _generator(batches, start_step, warmup_steps, slots):
     # fit takes generators (not other iterators) of (inputs, targets) tuples.
     steps = itertools.count(start_step + 1)
     for batch, scale, step in zip(batches, _scales(start_step, warmup_steps), steps):
         scales = np.full((len(batch),), scale, np.float32)
-        yield (batch if slots is None else (batch, slots(step, len(batch)))), scales
+        yield (batch, slots(step, len(batch))), scales
 
 
 def _is_tf_dataset(dataset) -> bool:

@@ -109,8 +109,7 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     plan = bank_plan(config)
-    if plan is not None:
-        config = plan.applied_to(config)
+    config = plan.applied_to(config)
     trainer = build_trainer(config, plan)
     start_step = 0
     if checkpoint is not None:
@@ -127,7 +126,7 @@ def train(
 
     state = RunState(start_step=start_step, steps=config.steps, term_names=trainer.term_names)
     if config.steps > start_step:
-        sampler = SlotSampler(plan.choices, config.seed) if plan else None
+        sampler = SlotSampler(plan.choices, config.seed)
         sample_photos, batches = fit_input(dataset, start_step=start_step,
                                            warmup_steps=config.style_warmup_steps,
                                            slots=sampler, batch=config.batch)
@@ -143,7 +142,7 @@ def train(
 
     model_path = out_dir / FINAL_MODEL_NAME
     final = float32_copy(config, trainer.transform_net)
-    if plan is not None and plan.base_weights is not None:
+    if plan.base_weights is not None:
         # Only the fine-tuned slot changes; every other weight is the bank's own.
         final.set_weights(bank.splice_slot(plan.base_weights, final, config.train_slot))
     final.save(model_path)

@@ -15,7 +15,7 @@ import numpy as np
 from keras import ops
 
 from ml import bank
-from ml.bank_plan import BankPlan, bank_plan
+from ml.bank_plan import BankPlan, bank_plan, paintings_of
 from ml.config import TrainConfig
 from ml.losses import LOSS_NAMES, spike_loss
 from ml.model import to_pixels
@@ -66,14 +66,13 @@ class StyleTrainer(keras.Model):
     output image's mean and standard deviation: on TF's CPU kernels a NaN image can
     still give finite VGG losses, so the image itself must be watched.
 
-    For a bank, ``painting_of_slot`` maps each slot to its painting in the loss
-    (``-1``: the identity slot: no style term, and the ``identity`` term, its mean
-    squared pixel error against the photo times ``identity_weight``), and ``fit``
-    feeds ``((photos, slots), style_scale)``; otherwise it feeds
-    ``(photos, style_scale)``.
+    Every net is a bank (``ml.bank_plan``): ``painting_of_slot`` maps each slot to its
+    painting in the loss (``-1``: the identity slot: no style term, and the ``identity``
+    term, its mean squared pixel error against the photo times ``identity_weight``), and
+    ``fit`` feeds ``((photos, slots), style_scale)``.
     """
 
-    def __init__(self, transform_net, perceptual_loss, painting_of_slot=None,
+    def __init__(self, transform_net, perceptual_loss, painting_of_slot,
                  identity_weight=0.0, painting_style_scales=None, saturation_weight=0.0,
                  spike_weight=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -81,25 +80,19 @@ class StyleTrainer(keras.Model):
         self.spike_weight = float(spike_weight)
         self.transform_net = transform_net
         self.perceptual_loss = perceptual_loss
-        self.painting_of_slot = (
-            None if painting_of_slot is None else np.asarray(painting_of_slot, np.int32))
-        # A bank's per-painting multiplier of the style weight (1 each by default).
-        self.painting_style_scales = None
-        if self.painting_of_slot is not None:
-            count = int(self.painting_of_slot.max()) + 1
-            scales = np.ones(count, np.float32) if not painting_style_scales else np.asarray(
-                painting_style_scales, np.float32)
-            if scales.shape != (count,):
-                raise ValueError(f"painting_style_scales needs {count} numbers, "
-                                 f"got {len(scales)}")
-            self.painting_style_scales = scales
+        self.painting_of_slot = np.asarray(painting_of_slot, np.int32)
+        # Each painting's multiplier of the style weight (1 each by default).
+        count = int(self.painting_of_slot.max()) + 1
+        scales = np.ones(count, np.float32) if not painting_style_scales else np.asarray(
+            painting_style_scales, np.float32)
+        if scales.shape != (count,):
+            raise ValueError(f"painting_style_scales needs {count} numbers, got {len(scales)}")
+        self.painting_style_scales = scales
         self.identity_weight = float(identity_weight)
         # Tracked as an attribute so its (frozen) VGG variables are part of the
         # model state that the jax backend passes through its stateless step.
         self.loss_network = perceptual_loss.loss_network
-        self.term_names = tuple(getattr(perceptual_loss, "term_names", LOSS_NAMES))
-        if self.is_bank:
-            self.term_names += ("identity",)
+        self.term_names = (*getattr(perceptual_loss, "term_names", LOSS_NAMES), "identity")
         if self.saturation_weight:
             self.term_names += ("saturation",)
         if self.spike_weight:
@@ -112,17 +105,11 @@ class StyleTrainer(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
-    @property
-    def is_bank(self) -> bool:
-        return self.painting_of_slot is not None
-
     def call(self, inputs, training=False):
         """The pictures; in training with a ``saturation_weight`` or a ``spike_weight``,
         ``(pictures, logits, inner maps)`` (``TransformNet.trace``) for those terms."""
-        args = [inputs]
-        if self.is_bank:
-            images, slots = inputs
-            args = [images, ops.one_hot(slots, self.transform_net.num_styles)]
+        images, slots = inputs
+        args = [images, ops.one_hot(slots, self.transform_net.num_styles)]
         if not (training and (self.saturation_weight or self.spike_weight)):
             return self.transform_net(*args, training=training)
         logits, inner = self.transform_net.trace(*args, training=True)
@@ -142,27 +129,24 @@ class StyleTrainer(keras.Model):
         if isinstance(y_pred, (tuple, list)):
             y_pred, logits, inner = y_pred
         stylized = ops.cast(y_pred, "float32")
-        if self.is_bank:
-            photos, slots = x
-            painting = ops.take(ops.convert_to_tensor(self.painting_of_slot), slots)
-            # Identity examples (painting -1) get no style term, and the painted ones
-            # share the batch's style weight, as in a single-style run of their own.
-            painted = ops.cast(painting >= 0, "float32")
-            share = ops.cast(ops.shape(painted)[0], "float32") / ops.maximum(ops.sum(painted), 1.0)
-            scale = ops.cast(y, "float32") * painted * share * ops.take(
-                ops.convert_to_tensor(self.painting_style_scales), ops.maximum(painting, 0))
-            photos = ops.cast(photos, "float32")
-            terms = self.perceptual_loss(photos, stylized, style_scale=scale,
-                                         style_index=ops.maximum(painting, 0))
-            # Slot 0 must give the photo back (strength interpolates towards it): the
-            # content loss alone leaves its colours free (docs/design/banks.md).
-            identity = ops.cast(painting < 0, "float32")
-            pixel_error = ops.mean(ops.square(stylized - photos), axis=(1, 2, 3))
-            terms["identity"] = self.identity_weight * ops.mean(identity * pixel_error)
-            terms["total"] = terms["total"] + terms["identity"]
-        else:
-            style_scale = 1.0 if y is None else ops.mean(ops.cast(y, "float32"))
-            terms = self.perceptual_loss(ops.cast(x, "float32"), stylized, style_scale=style_scale)
+        photos, slots = x
+        painting = ops.take(ops.convert_to_tensor(self.painting_of_slot), slots)
+        # Identity examples (painting -1) get no style term, and the painted ones share
+        # the batch's style weight, as if the batch were theirs alone.
+        painted = ops.cast(painting >= 0, "float32")
+        share = ops.cast(ops.shape(painted)[0], "float32") / ops.maximum(ops.sum(painted), 1.0)
+        scale = ops.cast(y, "float32") * painted * share * ops.take(
+            ops.convert_to_tensor(self.painting_style_scales), ops.maximum(painting, 0))
+        photos = ops.cast(photos, "float32")
+        terms = self.perceptual_loss(photos, stylized, style_scale=scale,
+                                     style_index=ops.maximum(painting, 0))
+        # Slot 0 must give the photo back (strength interpolates towards it): the
+        # content loss alone leaves its colours free (docs/design/banks.md).
+        # (where, not a product: a painted example's error never reaches this term.)
+        pixel_error = ops.mean(ops.square(stylized - photos), axis=(1, 2, 3))
+        terms["identity"] = self.identity_weight * ops.mean(
+            ops.where(painting < 0, pixel_error, 0.0))
+        terms["total"] = terms["total"] + terms["identity"]
         if self.saturation_weight and logits is not None:
             excess = ops.relu(ops.abs(ops.cast(logits, "float32")) - SATURATION_LIMIT)
             terms["saturation"] = self.saturation_weight * ops.mean(ops.square(excess))
@@ -182,17 +166,15 @@ class StyleTrainer(keras.Model):
         return [int(s) for s in np.flatnonzero(self.painting_of_slot >= 0)]
 
     def preview(self, photos) -> np.ndarray:
-        """The net's output for ``photos`` (float32); a bank paints photo ``i`` in its
+        """The net's output for ``photos`` (float32): photo ``i`` painted in the
         ``i``-th painted slot, cycling, so samples and checks see every style."""
-        if not self.is_bank:
-            return np.asarray(ops.convert_to_numpy(self.transform_net(photos)), np.float32)
         painted = self.painted_slots
         slots = [painted[i % len(painted)] for i in range(len(photos))]
         weights = bank.one_hot(slots, self.transform_net.num_styles)
         return np.asarray(ops.convert_to_numpy(self.transform_net(photos, weights)), np.float32)
 
 
-def build_transform_net(config: TrainConfig, dtype=None, num_styles: int = 1) -> keras.Model:
+def build_transform_net(config: TrainConfig, num_styles: int, dtype=None) -> keras.Model:
     """A built ``TransformNet`` of ``config``'s shape with ``num_styles`` slots, in the
     dtype policy ``dtype`` (default: Keras' global one); its weights are fresh."""
     from ml.model import TransformNet
@@ -222,7 +204,7 @@ def build_perceptual_loss(config: TrainConfig, dtype=None):
         if getattr(config, name) is not None
     }
     return PerceptualLoss(
-        list(config.paintings) or config.painting,
+        paintings_of(config),
         network=network,
         style_size=config.painting_size,
         # Its default layers: the network's style layers and content layer.
@@ -242,18 +224,18 @@ def build_trainer(config: TrainConfig, plan: BankPlan | None = None) -> StyleTra
     dtype = None if policy == "float32" else policy
     if plan is None:
         plan = bank_plan(config)
-        config = plan.applied_to(config) if plan is not None else config
-    net = build_transform_net(config, dtype=dtype, num_styles=plan.num_styles if plan else 1)
-    if plan is not None and plan.base_weights is not None:
+        config = plan.applied_to(config)
+    net = build_transform_net(config, plan.num_styles, dtype=dtype)
+    if plan.base_weights is not None:
         net.set_weights(plan.base_weights)
         bank.freeze_all_but_style_norms(net)
     trainer = StyleTrainer(net, build_perceptual_loss(config, dtype=dtype),
-                           painting_of_slot=plan.painting_of_slot if plan else None,
+                           painting_of_slot=plan.painting_of_slot,
                            identity_weight=config.identity_weight,
                            saturation_weight=config.saturation_weight,
                            spike_weight=config.spike_weight,
                            painting_style_scales=(config.painting_style_scales
-                                                  if plan and plan.base_weights is None else None),
+                                                  if plan.base_weights is None else None),
                            **({"dtype": dtype} if dtype else {}))
     # A mixed_float16 trainer gets a LossScaleOptimizer from compile().
     trainer.compile(optimizer=keras.optimizers.Adam(
@@ -280,6 +262,6 @@ def float32_copy(config: TrainConfig, net: keras.Model) -> keras.Model:
     """The trained net as a float32 model (what is exported and served)."""
     if net.dtype_policy.name == "float32":
         return net
-    copy = build_transform_net(config, num_styles=net.num_styles)
+    copy = build_transform_net(config, net.num_styles)
     copy.set_weights([np.asarray(w, dtype=np.float32) for w in net.get_weights()])
     return copy

@@ -42,9 +42,7 @@ from .model_files import (
     bank_name_check,
     live_version,
     local_copy,
-    model_dir,
     slot_dir,
-    training_dir,
 )
 from .serving import serving_config_write, serving_version_preload
 from .training_progress import TrainingRecorder
@@ -112,10 +110,12 @@ def training_config(*, overrides: dict | None = None, **paths) -> "TrainConfig":
 def style_train(*, style: Style, overrides: dict | None = None, on_progress=None) -> Style:
     """Retrain ``style`` and make the new version live, as a draft that staff publish.
 
-    A style in a bank fine-tunes its own slot (every other style's output stays
-    bit-identical); a new style (never trained) joins ``settings.DEFAULT_BANK`` as a new
-    slot when that bank has a live version; otherwise (and for a trained single-style
-    style) it trains a single-style network.
+    A style in a bank with other styles fine-tunes its own slot (every other style's
+    output stays bit-identical); a new style (never trained) joins
+    ``settings.DEFAULT_BANK`` as a new slot when that bank has a live version;
+    otherwise (and for a style trained as a single-style model before every network
+    was a bank) it trains a bank of its own, the identity and the style
+    (:func:`bank_train`), so strength works in the network for it too.
     ``overrides``: ``TrainConfig`` fields over ``settings.TRAINING_OVERRIDES`` (see
     :func:`training_config`). On any failure the style records why and keeps serving
     its previous version.
@@ -124,41 +124,15 @@ def style_train(*, style: Style, overrides: dict | None = None, on_progress=None
         raise ValueError(f"{style.slug} is a user's own style: services.own_styles learns it.")
     joins_default_bank = (style.live_version is None and settings.DEFAULT_BANK
                           and bank_live_dir(settings.DEFAULT_BANK) is not None)
-    if style.in_bank or joins_default_bank:
+    shares_a_bank = style.in_bank and [m.pk for m in bank_members(style.model_name)] != [style.pk]
+    if shares_a_bank or joins_default_bank:
         return _slot_train(style=style, overrides=overrides, on_progress=on_progress)
-    return _single_train(style=style, overrides=overrides, on_progress=on_progress)
-
-
-def _single_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
-    from ml.export import export_savedmodel
-    from ml.train import train
-
-    style_training_start(style=style)
-    recorder = TrainingRecorder(styles=[style], on_progress=on_progress)
-    try:
-        work_dir = training_dir(style)
-        painting = local_copy(style.painting, work_dir)
-        config = _run_config(training_config(overrides=overrides, painting=str(painting),
-                                             out_dir=str(work_dir)))
-        recorder.start(config=config)
-        result = train(config, on_progress=recorder)
-        version, _ = export_savedmodel(result.model, model_dir(style))
-        serving_version_preload(model_name=style.model_name, version=version)
-    except Exception as exc:
-        logger.exception("Training %s failed", style.slug)
-        reason = f"{type(exc).__name__}: {exc}"
-        style_training_fail(style=style, reason=reason)
-        recorder.fail(reason=reason)
-        raise
-    style_training_succeed(
-        style=style,
-        version=version,
-        training_settings=_settings_record(result),
-        metrics=_metrics_record(result),
-    )
-    recorder.succeed()
-    serving_config_write()
-    return style
+    # Every network is a bank: a style of its own is a bank of the identity and itself,
+    # named after it, trained whole (also a style trained as a single-style model before
+    # every network was a bank).
+    [trained] = bank_train(model_name=style.model_name, styles=[style], overrides=overrides,
+                           on_progress=on_progress)
+    return trained
 
 
 def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None = None,

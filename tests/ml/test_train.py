@@ -8,14 +8,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ml import bank
 from ml.callbacks import DivergenceMonitor
 from ml.checkpoints import TrainingDiverged, latest_checkpoint, load_checkpoint, save_checkpoint
 from ml.config import TrainConfig
-from ml.fit_input import fit_input
+from ml.fit_input import SlotSampler, fit_input
 from ml.train import parse_args, train
 from ml.trainer import build_trainer, build_transform_net
 from tests.helpers import BASE_DIR, noise_photos
 from tests.helpers import TRAIN_SIZE as SIZE
+
+#: What fit feeds a lone painting's trainer when only its painted slot should train.
+PAINTED_SLOT = SlotSampler([1], seed=0)
+
+
+def in_style(photos, slot=1, num_styles=2):
+    """The style weights that paint ``photos`` in ``slot`` of a lone painting's bank."""
+    return bank.one_hot([slot] * len(photos), num_styles)
 
 
 def photo_batch(seed=0, batch=2):
@@ -98,7 +107,9 @@ def test_training_writes_checkpoints_samples_and_the_final_model(painting, tmp_p
         assert "stylized" in tensorboard_tags(out / "logs" / "samples")
     reloaded = keras.saving.load_model(result.model_path)
     photos = photo_batch()
-    np.testing.assert_allclose(reloaded(photos), result.model(photos), atol=1e-3)
+    assert reloaded.num_styles == 2  # a lone painting is a bank of the identity and itself
+    np.testing.assert_allclose(reloaded(photos, in_style(photos)),
+                               result.model(photos, in_style(photos)), atol=1e-3)
 
 
 def test_resume_continues_from_the_last_checkpoint(painting, tmp_path):
@@ -188,6 +199,9 @@ def test_nan_image_with_finite_losses_is_caught_by_the_image_check(painting, tmp
         return loss
 
     monkeypatch.setattr(ml.trainer, "build_perceptual_loss", loss_blind_to_nan)
+    # Step 3 paints both photos in the painting's slot, so the identity term (which
+    # compares the picture with the photo) does not see the poisoned photo either.
+    assert SlotSampler([0, 1], TrainConfig.seed)(3, 2).tolist() == [1, 1]
     good = photo_batch()
     poisoned = good.copy()
     poisoned[0, 0, 0, 0] = np.nan
@@ -318,13 +332,13 @@ def source_net(painting, tmp_path):
 
     config = tiny_config(painting, tmp_path / "source")
     keras.utils.set_random_seed(12345)
-    net = build_transform_net(config)
+    net = build_transform_net(config, 2)
     net.save(tmp_path / "source.keras")
     net.save_weights(tmp_path / "source.weights.h5")
     # train() seeds with config.seed before building its net: that start must differ,
     # or starting "from the source" would prove nothing.
     keras.utils.set_random_seed(config.seed)
-    seeded = build_transform_net(config)
+    seeded = build_transform_net(config, 2)
     assert any(
         not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(seeded.weights, net.weights)
     )
@@ -374,12 +388,12 @@ def test_cli_maps_the_time_budget_architecture_and_init_weights_flags(tmp_path, 
     assert config.max_seconds == 400.5
     assert config.init_weights == str(start.resolve())
     assert (config.num_residual_blocks, config.output_kernel_size) == (5, 9)
-    assert config.edge_margin == 0 and build_transform_net(config).edge_margin == 0
+    assert config.edge_margin == 0 and build_transform_net(config, 2).edge_margin == 0
 
     defaults = parse_args(["--style", "p", "--data", "d", "--out", "o"])
     assert (defaults.max_seconds, defaults.init_weights) == (None, None)
     assert (defaults.num_residual_blocks, defaults.output_kernel_size) == (3, 3)
-    assert build_transform_net(defaults).edge_margin == 16
+    assert build_transform_net(defaults, 2).edge_margin == 16
     for bad in (["--max-seconds", "0"], ["--init-weights", str(tmp_path / "none.keras")],
                 ["--output-kernel", "4"]):
         with pytest.raises(SystemExit):
@@ -391,7 +405,7 @@ def test_config_output_kernel_and_residual_blocks_shape_the_net(painting, tmp_pa
     from ml.trainer import build_transform_net
 
     config = tiny_config(painting, tmp_path, output_kernel_size=3, num_residual_blocks=2)
-    net = build_transform_net(config)
+    net = build_transform_net(config, 2)
     assert net.output_kernel_size == 3 and len(net.residual_blocks) == 2
     assert tuple(net.conv_out.kernel.shape)[:2] == (3, 3)
 
@@ -464,7 +478,9 @@ def test_a_bfloat16_run_learns_and_hands_back_a_float32_model(painting, tmp_path
     reloaded = keras.saving.load_model(result.model_path)
     assert reloaded.dtype_policy.name == "float32"
     assert all(w.dtype == "float32" for w in reloaded.weights)
-    np.testing.assert_allclose(reloaded(photo_batch()), result.model(photo_batch()), atol=1e-3)
+    photos = photo_batch()
+    np.testing.assert_allclose(reloaded(photos, in_style(photos)),
+                               result.model(photos, in_style(photos)), atol=1e-3)
 
 
 JAX_SCRIPT = """
@@ -546,7 +562,10 @@ def test_style_warmup_ramps_the_style_term_from_zero(painting, tmp_path):
     styles = []
     config = tiny_config(painting, tmp_path / "run", steps=8, style_warmup=0.5)
     assert config.style_warmup_steps == 4
-    train(config, dataset=[photo_batch()], on_progress=lambda p: styles.append(p.losses["style"]))
+    # Eight photos a step: every step paints some in the painting's slot (the others
+    # train the identity, which has no style term).
+    train(config, dataset=[photo_batch(batch=8)],
+          on_progress=lambda p: styles.append(p.losses["style"]))
     assert styles[0] == 0.0 and all(value > 0 for value in styles[1:])
 
 
@@ -561,11 +580,13 @@ def test_the_warmup_ramp_continues_from_the_resumed_step(as_tf_data):
         dataset = tf.data.Dataset.from_tensor_slices(np.stack(batches))
     else:
         dataset = batches
-    first, pairs = fit_input(dataset, start_step=4, warmup_steps=6)
+    first, pairs = fit_input(dataset, slots=PAINTED_SLOT, start_step=4, warmup_steps=6,
+                             batch=2)
     np.testing.assert_array_equal(first, batches[0])
     scales = []
-    for _, (images, scale) in zip(range(4), pairs):
+    for _, ((images, slots), scale) in zip(range(4), pairs):
         assert np.asarray(images).shape == (2, SIZE, SIZE, 3) and np.asarray(scale).shape == (2,)
+        assert np.asarray(slots).tolist() == [1, 1]
         scales.append(float(np.asarray(scale)[0]))
     assert scales == pytest.approx([4 / 6, 5 / 6, 1.0, 1.0])
 
@@ -644,28 +665,30 @@ def test_the_saturation_term_pulls_a_flat_black_net_back_into_tanhs_live_range(
     assert "saturation" in trainer.term_names
     assert "saturation" not in build_trainer(tiny_config(painting, tmp_path / "b")).term_names
     net = trainer.transform_net
+    weights, slots = in_style(photos), np.ones(len(photos), np.int32)
     # In training the trainer gives the pictures (without the edge margin) and the
     # logits they come from.
-    pictures, logits, _ = trainer(photos, training=True)
-    np.testing.assert_allclose(np.asarray(pictures), np.asarray(net(photos, training=True)),
-                               atol=1e-4)
+    pictures, logits, _ = trainer((photos, slots), training=True)
+    np.testing.assert_allclose(np.asarray(pictures),
+                               np.asarray(net(photos, weights, training=True)), atol=1e-4)
     np.testing.assert_allclose(np.asarray(pictures), (np.tanh(np.asarray(logits)) + 1) * 127.5,
                                atol=1e-3)
-    assert np.asarray(trainer(photos)).shape == photos.shape  # pictures only, not training
+    # Pictures only, not training.
+    assert np.asarray(trainer((photos, slots))).shape == photos.shape
 
     bias = net.conv_out.trainable_weights[-1]
     bias.assign(np.full(bias.shape, -8.0, "float32"))
-    assert np.asarray(net(photos)).max() < 0.5  # flat black
+    assert np.asarray(net(photos, weights)).max() < 0.5  # flat black
 
     def saturation():
-        logits = np.asarray(net.output_logits(photos))
+        logits = np.asarray(net.output_logits(photos, weights))
         return float(np.mean(np.maximum(np.abs(logits) - SATURATION_LIMIT, 0.0) ** 2))
 
     before = saturation()
-    trainer.fit(fit_input([photos], warmup_steps=0)[1], steps_per_epoch=15, epochs=1,
-                verbose=0)
+    trainer.fit(fit_input([photos], slots=PAINTED_SLOT, warmup_steps=0)[1], steps_per_epoch=15,
+                epochs=1, verbose=0)
     assert saturation() < 0.5 * before
-    assert np.asarray(net(photos)).max() > 0.5
+    assert np.asarray(net(photos, weights)).max() > 0.5
 
 
 def _with_and_without(term, weight, painting, photos, measure, out_dir):
@@ -677,8 +700,8 @@ def _with_and_without(term, weight, painting, photos, measure, out_dir):
         trainer = build_trainer(tiny_config(painting, out_dir / folder, lr=0.02,
                                             **{f"{term}_weight": value}))
         before = measure(trainer.transform_net)
-        trainer.fit(fit_input([photos], warmup_steps=0)[1], steps_per_epoch=12, epochs=1,
-                    verbose=0)
+        trainer.fit(fit_input([photos], slots=PAINTED_SLOT, warmup_steps=0)[1],
+                    steps_per_epoch=12, epochs=1, verbose=0)
         return trainer, before, measure(trainer.transform_net)
 
     return fitted(weight, term), fitted(0.0, "plain")
@@ -695,7 +718,7 @@ def test_the_spike_term_trains_a_droplet_out_of_the_inner_maps(painting, tmp_pat
     photos[:, 48, 48] = 255.0
 
     def spikes(net):
-        return float(np.mean(np.asarray(spike_loss(net.trace(photos)[1]))))
+        return float(np.mean(np.asarray(spike_loss(net.trace(photos, in_style(photos))[1]))))
 
     (trainer, before, after), (plain, plain_before, plain_after) = _with_and_without(
         "spike", 1e7, painting, photos, spikes, tmp_path)
@@ -724,7 +747,8 @@ def test_the_shadow_term_trains_a_flat_black_towards_the_paintings_shadow_colour
     palette = shadow_palette(painting)[None].repeat(2, axis=0)
 
     def off_palette(net):
-        return float(np.mean(np.asarray(shadow_colour_loss(photos, net(photos), palette))))
+        painted = net(photos, in_style(photos))
+        return float(np.mean(np.asarray(shadow_colour_loss(photos, painted, palette))))
 
     (trainer, before, after), (plain, plain_before, plain_after) = _with_and_without(
         "shadow", 1e7, painting, photos, off_palette, tmp_path)

@@ -1,6 +1,7 @@
 """train_bank, and train_style / the admin's Retrain on bank styles (tiny, random VGG)."""
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,8 +106,11 @@ def test_with_no_live_default_bank_a_new_style_gets_its_own_network(
     style = StyleFactory(slug="solo", model_name="solo", status="draft", live_version=None)
     run("train_style", "solo", photos=photos, weights=vgg16_random_weights)
     style.refresh_from_db()
-    assert style.bank_index is None and style.live_version == 1
-    assert read_slots(serving_dir / "models" / "solo" / "1") is None
+    # A bank of its own: the identity and itself, under its own model name.
+    assert (style.model_name, style.bank_index, style.bank_slots) == ("solo", 1, 2)
+    assert style.live_version == 1
+    slots = read_slots(serving_dir / "models" / "solo" / "1")
+    assert slots["num_styles"] == 2 and slots["slots"][1]["slug"] == "solo"
 
 
 def test_train_bank_refuses_a_style_of_another_bank(serving_dir):
@@ -142,7 +146,10 @@ def test_a_trained_single_style_style_is_not_moved_into_the_default_bank(
     with pytest.raises(TrainingCaptured):
         train_task(shipped.pk, {})
     [config] = captured_configs
-    assert config.train_slot is None and not config.paintings  # its own network, as before
+    # Its own network again, now a bank of its own: its painting alone, trained whole.
+    assert config.train_slot is None and config.init_weights is None
+    assert [Path(p).stem for p in config.paintings] == ["shipped"]
+    assert "duo" not in config.out_dir
 
 
 def test_a_bank_cannot_take_the_name_of_a_single_style_model(serving_dir):

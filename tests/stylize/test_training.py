@@ -10,6 +10,7 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from PIL import Image
 
+from ml.export import read_slots
 from stylize.models import Style
 from tests.factories import StyleFactory
 from tests.helpers import TrainingCaptured, read_models_config
@@ -46,6 +47,12 @@ def test_train_style_exports_a_live_version_and_lists_it_for_serving(
     assert style.status == Style.Status.READY and style.live_version == 1
     assert "version 1 is live" in printed
     assert (serving_dir / "models" / "starry" / "1" / "saved_model.pb").is_file()
+    # Every network is a bank: a style of its own is slot 1 of a bank of the identity
+    # and itself, so strength and the identity work in the network for it too.
+    assert (style.bank_index, style.bank_slots) == (1, 2)
+    slots = read_slots(serving_dir / "models" / "starry" / "1")["slots"]
+    assert [slot.get("identity", False) for slot in slots] == [True, False]
+    assert slots[1]["slug"] == "starry"
     assert style.training_settings["steps_done"] == 3
     assert style.training_settings["loss_network"] == "vgg16"
     assert set(style.metrics["train"]["final"]) >= {"content", "style", "tv", "total"}
@@ -66,10 +73,11 @@ def test_train_style_exports_a_live_version_and_lists_it_for_serving(
     width, height = Image.open(sheet).size
     assert width > height  # photos above, results below, side by side
 
-    # A second run is the next version, and becomes the one served.
+    # A second run trains its bank whole again: the next version, the one served.
     train("starry", photos, vgg16_random_weights)
     style.refresh_from_db()
-    assert style.live_version == 2
+    assert style.live_version == 2 and (style.bank_index, style.bank_slots) == (1, 2)
+    assert read_slots(serving_dir / "models" / "starry" / "2")["num_styles"] == 2
     assert list(read_models_config(serving_dir)[0].model_version_policy.specific.versions) == [2]
 
 
@@ -241,7 +249,8 @@ def test_one_config_drives_both_command_lines_and_the_admin(captured_configs, se
     with pytest.raises(TrainingCaptured):
         train_task(style.pk, {})
     from_command, from_admin = captured_configs
-    from_cli = parse_args(["--style", from_command.painting, "--out", from_command.out_dir,
+    # A style of its own trains as a bank of the identity and itself: --paintings.
+    from_cli = parse_args(["--paintings", *from_command.paintings, "--out", from_command.out_dir,
                            "--data", str(tmp_path), "--preset", "balanced",
                            "--content-weight", "2.5", *flags])
 
