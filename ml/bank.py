@@ -6,6 +6,9 @@ back; slots ``1 … S-1`` are paintings. Every convolution is shared; each slot 
 one row of every :class:`ml.layers.ConditionalInstanceNormalization`'s ``scale``
 and ``offset``.
 
+- :class:`BankSlot` is where one style is painted (a model version, a slot of it or a
+  user's own row): :meth:`BankSlot.inputs` builds a job's model inputs, so no caller
+  asks which kind of style or model it has;
 - :func:`mix_weights` builds the ``style_weights`` row of a job (strength and blend);
 - :func:`grow` adds empty slots (a new style joins a trained bank);
 - :func:`freeze_all_but_style_norms` leaves only the per-style rows trainable;
@@ -23,6 +26,7 @@ only :func:`mix_weights`); the functions that take a network import it themselve
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,6 +36,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IDENTITY_SLOT",
+    "BankSlot",
+    "CannotMix",
+    "PaintInputs",
     "freeze_all_but_style_norms",
     "grow",
     "mix_weights",
@@ -81,6 +88,75 @@ def mix_weights(num_styles: int, slot: int, *, strength: float = 1.0,
     if blend_slot is not None:
         weights[blend_slot] += strength * blend
     return weights
+
+
+class CannotMix(ValueError):
+    """Two styles that do not share a network's slots cannot be mixed."""
+
+
+@dataclass(frozen=True)
+class PaintInputs:
+    """What one model call needs to paint a photo in a style, and what is left to do on
+    the pixels: ``style_weights`` (float32 ``(S,)``, or None for a model trained as a
+    single style), ``style_params`` (a user's own row times its share, or None) and
+    ``pixel_strength`` (the strength still to blend with the photo afterwards: 1.0
+    where the network did it)."""
+
+    style_weights: np.ndarray | None
+    style_params: np.ndarray | None
+    pixel_strength: float
+
+
+@dataclass(frozen=True, eq=False)
+class BankSlot:
+    """Where one style is painted: version ``version`` of the network ``model``, which
+    has ``slots`` slots (slot 0 the identity), in slot ``index`` — or, for a user's own
+    style (``index`` None), with its own ``row`` of γ and β learnt on that version.
+
+    A network trained as a single style before every network was a bank is ``slots``
+    1, ``index`` 0: it has no identity slot, so its strength is left to the pixels
+    (:class:`PaintInputs` ``pixel_strength``) and it mixes with nothing.
+    """
+
+    model: str
+    version: int
+    slots: int
+    index: int | None = None
+    row: np.ndarray | None = None
+
+    @property
+    def call_key(self) -> tuple:
+        """Styles with the same key are painted in one batched model call: the same
+        network version, through the same signature (a row or slot weights)."""
+        return (self.model, self.version, self.row is not None)
+
+    def mixes_with(self, other: BankSlot) -> bool:
+        """Whether ``other`` is a painted slot of the network this style is painted
+        with (a second style of a job's mix)."""
+        return (self.slots > 1 and other.model == self.model and other.index is not None
+                and IDENTITY_SLOT < other.index < self.slots)
+
+    def inputs(self, *, strength: float = 1.0, blend_with: BankSlot | None = None,
+               blend: float = 0.0) -> PaintInputs:
+        """The model inputs that paint this style at ``strength`` (0 gives the photo
+        back), mixed with ``blend_with`` at share ``blend``. ``CannotMix`` if
+        ``blend_with`` is not a slot of this network, ``ValueError`` for a strength or
+        blend outside [0, 1]."""
+        if blend_with is not None and not self.mixes_with(blend_with):
+            raise CannotMix(f"{blend_with.model} slot {blend_with.index} is not a style of "
+                            f"{self.model}'s {self.slots} slots")
+        blend_slot = None if blend_with is None else blend_with.index
+        blend = blend if blend_with is not None else 0.0
+        if self.row is not None:
+            weights, share = params_mix(self.slots, strength=strength, blend_slot=blend_slot,
+                                        blend=blend)
+            return PaintInputs(weights, (share * self.row).astype(np.float32), 1.0)
+        if self.slots == 1:
+            if not 0.0 <= strength <= 1.0:
+                raise ValueError(f"strength must be within [0, 1], got {strength}")
+            return PaintInputs(None, None, float(strength))
+        return PaintInputs(mix_weights(self.slots, self.index, strength=strength,
+                                       blend_slot=blend_slot, blend=blend), None, 1.0)
 
 
 def style_norms(net) -> list[ConditionalInstanceNormalization]:

@@ -246,6 +246,26 @@ class Style(models.Model):
         return np.frombuffer(bytes(self.style_params), dtype="<f4").astype(np.float32)
 
     @property
+    def paint_slot(self):
+        """Where this style is painted (``ml.bank.BankSlot``: its network's live version
+        and slot, or an own style's row), or None while it has nothing to paint with
+        (never trained, or an own style not learnt yet). A style trained before every
+        network was a bank is slot 0 of a one-slot network."""
+        from ml.bank import BankSlot
+
+        if self.live_version is None:
+            return None
+        if self.is_own:
+            row = self.own_row
+            if row is None or not self.bank_slots:
+                return None
+            return BankSlot(self.model_name, self.live_version, self.bank_slots, row=row)
+        if self.bank_index is None:
+            return BankSlot(self.model_name, self.live_version, 1, 0)
+        return BankSlot(self.model_name, self.live_version, self.bank_slots or 0,
+                        self.bank_index)
+
+    @property
     def stored_own_files(self) -> list:
         """An own style's files in the private storage (what deleting it deletes)."""
         return [f for f in (self.private_painting, self.private_sample) if f]

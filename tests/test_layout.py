@@ -4,6 +4,7 @@ knows nothing of the site and nothing run by the site or ``ml`` imports ``tools`
 process never loads TensorFlow; a constant shared by both sides has one home."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,20 @@ def test_the_models_do_not_import_the_imaging():
     imaging = {name for name in graph["stylize.models"]
                if name == "stylize.imaging" or name.startswith("stylize.imaging.")}
     assert imaging == set()
+
+
+def test_the_app_builds_no_style_inputs_itself():
+    """A job's model inputs (slot weights, an own style's row, what strength is left to
+    the pixels) come from ``Style.paint_slot`` (``ml.bank.BankSlot``), so no code of the
+    app decides which kind of style or model it paints with (issue 26)."""
+    builders = re.compile(r"\b(mix_weights|params_mix|one_hot)\(")
+    found = sorted(f"{path.relative_to(BASE_DIR)}:{number}"
+                   for path in (BASE_DIR / "stylize").rglob("*.py")
+                   for number, line in enumerate(path.read_text().splitlines(), 1)
+                   if builders.search(line))
+    assert found == []
+    paint_slot = (BASE_DIR / "stylize" / "models.py").read_text()
+    assert "def paint_slot" in paint_slot and "BankSlot(" in paint_slot  # the rule's premise
 
 
 @pytest.mark.parametrize("written, home", [

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from django.db import transaction
 
-from ml.bank import mix_weights
 from stylize.models import Style
 
 from .model_files import local_copy, model_dir, training_dir
@@ -72,9 +71,7 @@ def style_stylize_fn(style: Style):
     from ml.export import load_savedmodel_fn
 
     stylize = load_savedmodel_fn(model_dir(style) / str(style.live_version))
-    if not style.in_bank:
-        return stylize
-    weights = mix_weights(stylize.num_styles, style.bank_index)
+    weights = style.paint_slot.inputs().style_weights
     return lambda images: stylize(images, weights)
 
 

@@ -95,8 +95,8 @@ def job_mix_clean(*, style: Style, blend_with=None, blend=None, stroke=None) -> 
                 _("Choose a second style other than %(style)s to mix in. %(mixable)s")
                 % {"style": style.name, "mixable": _mixable_with_text(style)}
             ]
-        elif not (style.bank_name and offered.in_bank and offered.model_name == style.model_name
-                  and (not style.is_own or offered.bank_index < (style.bank_slots or 0))):
+        elif not (style.paint_slot and offered.paint_slot
+                  and style.paint_slot.mixes_with(offered.paint_slot)):
             errors["blend_with"] = [
                 _("%(style)s and %(other)s cannot be mixed: only styles that share one "
                   "network can. %(mixable)s")

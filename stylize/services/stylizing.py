@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from PIL import UnidentifiedImageError
 
-from ml.bank import mix_weights, params_mix
+from ml.bank import CannotMix, PaintInputs
 from stylize.backends import get_backend
 from stylize.backends.base import BackendError, PermanentBackendError, TransientBackendError
 from stylize.image_headers import HeaderError, photo_inspect
@@ -60,69 +60,39 @@ class JobRetry(Exception):
 
 
 def _paint_inputs(style: Style, *, strength: float, blend_with: Style | None,
-                  blend: float) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """``(style_weights, style_params)`` rows for ``style`` (both None for a single-style
-    model; params only for a user's own style), or a readable error."""
-    if style.is_own:
-        return _own_style_inputs(style, strength=strength, blend_with=blend_with, blend=blend)
-    return _style_weights(style, strength=strength, blend_with=blend_with, blend=blend), None
-
-
-def _own_style_inputs(style: Style, *, strength: float, blend_with: Style | None,
-                      blend: float) -> tuple[np.ndarray, np.ndarray]:
-    """A user's own style: the weights of the bank's slots (the identity's share for the
-    strength, a second style's for a mix) and its row times its own share
-    (``ml.bank.params_mix``), painted through the bank's ``style_params`` signature."""
-    row = style.own_row
-    if row is None or not style.bank_slots:
+                  blend: float) -> PaintInputs:
+    """The model inputs that paint ``style`` with a job's strength and mix
+    (``Style.paint_slot``, ``ml.bank.BankSlot.inputs``), or a readable error."""
+    slot = style.paint_slot
+    if slot is None:
         raise PermanentBackendError(
             _("The style %(style)s has not been learnt yet.") % {"style": style.name})
-    if blend_with is not None and (
-        not blend_with.in_bank or blend_with.model_name != style.model_name
-        or blend_with.bank_index >= style.bank_slots
-    ):
+    other = None if blend_with is None else blend_with.paint_slot
+    try:
+        if blend_with is not None and other is None:
+            raise CannotMix(f"{blend_with.slug} has nothing to paint with")
+        return slot.inputs(strength=strength, blend_with=other, blend=blend)
+    except CannotMix as error:
         raise PermanentBackendError(
             _("The styles %(style)s and %(other)s cannot be mixed.")
-            % {"style": style.name, "other": blend_with.name})
-    try:
-        weights, share = params_mix(
-            style.bank_slots, strength=strength,
-            blend_slot=blend_with.bank_index if blend_with is not None else None,
-            blend=blend if blend_with is not None else 0.0)
+            % {"style": style.name, "other": blend_with.name}) from error
     except ValueError as error:
         raise PermanentBackendError(
             _("The style %(style)s cannot be painted with these settings (%(error)s).")
             % {"style": style.name, "error": error}) from error
-    return weights, (share * row).astype(np.float32)
 
 
-def _style_weights(style: Style, *, strength: float, blend_with: Style | None,
-                   blend: float) -> np.ndarray | None:
-    """The weights row for ``style`` (None for a single-style model), or a readable error."""
-    if not style.in_bank:
-        if blend_with is not None:
-            raise PermanentBackendError(
-                _("The style %(style)s cannot be mixed with another style.")
-                % {"style": style.name})
-        return None
-    if blend_with is not None and (
-        not blend_with.in_bank or blend_with.model_name != style.model_name
-    ):
-        raise PermanentBackendError(
-            _("The styles %(style)s and %(other)s cannot be mixed.")
-            % {"style": style.name, "other": blend_with.name})
-    try:
-        return mix_weights(
-            style.bank_slots or 0,
-            style.bank_index,
-            strength=strength,
-            blend_slot=blend_with.bank_index if blend_with is not None else None,
-            blend=blend if blend_with is not None else 0.0,
-        )
-    except ValueError as error:
-        raise PermanentBackendError(
-            _("The style %(style)s cannot be painted with these settings (%(error)s).")
-            % {"style": style.name, "error": error}) from error
+def _model_call(backend, style: Style, images: np.ndarray, inputs: list[PaintInputs]):
+    """One call of ``style``'s network on ``images``, one row of ``inputs`` per image
+    (without rows, the call is exactly what it was before banks and own styles)."""
+    weights = None if inputs[0].style_weights is None else np.stack(
+        [row.style_weights for row in inputs])
+    if inputs[0].style_params is None:
+        return backend.stylize(model_name=style.model_name, version=style.live_version,
+                               images=images, style_weights=weights)
+    return backend.stylize(model_name=style.model_name, version=style.live_version,
+                           images=images, style_weights=weights,
+                           style_params=np.stack([row.style_params for row in inputs]))
 
 
 def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
@@ -131,10 +101,11 @@ def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
                   on_pass=None) -> np.ndarray:
     """A photo (uint8 RGB) painted in ``style``'s live version, with the job's options.
 
-    ``stroke`` picks the size the network paints at (``STROKE_WORKING_SIDES``). For a
-    style of a bank, ``strength`` and the mix with ``blend_with`` (``blend`` is its
-    share) are style weights inside the network; for a single-style model strength
-    blends the painting with the photo afterwards. ``preserve_colors`` is always a
+    ``stroke`` picks the size the network paints at (``STROKE_WORKING_SIDES``).
+    ``strength`` and the mix with ``blend_with`` (``blend`` is its share) are the
+    network's inputs (``Style.paint_slot``: style weights, an own style's row), but for
+    a network trained as a single style before every network was a bank, whose
+    strength blends the painting with the photo afterwards. ``preserve_colors`` is always a
     pixel post-process. ``on_pass(done, total)`` follows the model calls
     (``imaging.tiling.stylize_tiled``).
     """
@@ -145,27 +116,16 @@ def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
         raise PermanentBackendError(
             f"Brush strokes must be one of {', '.join(STROKE_WORKING_SIDES)}, not {stroke!r}."
         )
-    weights, params = _paint_inputs(style, strength=strength, blend_with=blend_with,
-                                    blend=blend)
+    inputs = _paint_inputs(style, strength=strength, blend_with=blend_with, blend=blend)
     backend = get_backend()
 
-    def rows(row, batch):
-        return None if row is None else np.repeat(row[None], len(batch), 0)
-
     def run(batch: np.ndarray) -> np.ndarray:
-        # One row per image for a bank (and an own style's row); a single-style model
-        # takes none. Without a row the call is exactly what it was before own styles.
-        if params is None:
-            return backend.stylize(model_name=style.model_name, version=style.live_version,
-                                   images=batch, style_weights=rows(weights, batch))
-        return backend.stylize(model_name=style.model_name, version=style.live_version,
-                               images=batch, style_weights=rows(weights, batch),
-                               style_params=rows(params, batch))
+        return _model_call(backend, style, batch, [inputs] * len(batch))
 
     result = stylize_at_working_size(photo, run, working_side=STROKE_WORKING_SIDES[stroke],
                                      tile=settings.STYLIZE_TILE_SIZE, on_pass=on_pass)
-    pixel_strength = strength if weights is None else 1.0  # a bank did it in the network
-    return postprocess(photo, result, strength=pixel_strength, preserve_colors=preserve_colors)
+    return postprocess(photo, result, strength=inputs.pixel_strength,
+                       preserve_colors=preserve_colors)
 
 
 @dataclass(frozen=True)
@@ -186,8 +146,8 @@ def photo_stylize_many(*, photo: np.ndarray, requests: list[PaintRequest],
     painted at its own size) painted once per request, in as few model calls as the
     models allow: the requests whose styles share a bank's network (its live version)
     go through it in ONE batched call, the photo repeated with one row of style weights
-    each (``ml.bank.mix_weights``: the style, its strength, any second style); a
-    single-style model gets a call of its own. Strength and "preserve colours" are then
+    each (``Style.paint_slot``: the style, its strength, any second style); a
+    network version gets a call of its own. Strength and "preserve colours" are then
     applied as ``photo_stylize`` applies them.
 
     Returns, in the order of ``requests``, each painted photo or the ``BackendError``
@@ -210,34 +170,28 @@ def photo_stylize_many(*, photo: np.ndarray, requests: list[PaintRequest],
         if pairs and on_call is not None:
             on_call(pairs)
 
-    # One model call each: a bank's version (its slots; users' own styles on it, through
-    # its style_params signature, in a call of their own), or a single-style model.
+    # One model call each network version and signature (``BankSlot.call_key``): the
+    # slots of a bank together, users' own styles on it (their rows) in a call of their
+    # own.
     calls: dict[tuple, list[int]] = {}
     for index, request in enumerate(requests):
-        style = request.style
-        if style.is_own:
-            key = ("own", style.model_name, style.live_version)
-        elif style.in_bank:
-            key = (style.model_name, style.live_version)
-        else:
-            key = ("", index)
+        slot = request.style.paint_slot
+        key = ("nothing to paint with", index) if slot is None else slot.call_key
         calls.setdefault(key, []).append(index)
     backend = get_backend()
     for indices in calls.values():
-        painted, weights, params, refused = [], [], [], []
+        painted, inputs, refused = [], [], []
         for index in indices:
             request = requests[index]
             try:
                 if request.style.live_version is None:
                     raise PermanentBackendError(_("The style %(style)s has no trained model yet.")
                                                 % {"style": request.style.name})
-                row, own = _paint_inputs(request.style, strength=request.strength,
-                                         blend_with=request.blend_with, blend=request.blend)
+                inputs.append(_paint_inputs(request.style, strength=request.strength,
+                                            blend_with=request.blend_with, blend=request.blend))
             except BackendError as error:
                 refused.append((index, error))
                 continue
-            weights.append(row)
-            params.append(own)
             painted.append(index)
         settle(refused)
         if not painted:
@@ -245,14 +199,7 @@ def photo_stylize_many(*, photo: np.ndarray, requests: list[PaintRequest],
         style = requests[painted[0]].style
         images = np.repeat(photo[None], len(painted), axis=0)
         try:
-            if params[0] is None:
-                batch = backend.stylize(
-                    model_name=style.model_name, version=style.live_version, images=images,
-                    style_weights=None if weights[0] is None else np.stack(weights))
-            else:
-                batch = backend.stylize(
-                    model_name=style.model_name, version=style.live_version, images=images,
-                    style_weights=np.stack(weights), style_params=np.stack(params))
+            batch = _model_call(backend, style, images, inputs)
         except BackendError as error:
             settle([(index, error) for index in painted])
             continue
@@ -263,15 +210,10 @@ def photo_stylize_many(*, photo: np.ndarray, requests: list[PaintRequest],
                              style.live_version)
             settle([(index, PermanentBackendError(str(UNEXPECTED_ERROR))) for index in painted])
             continue
-        pairs = []
-        for index, result in zip(painted, batch):
-            request = requests[index]
-            # A bank applied the strength in the network; a single-style model blends.
-            strength = 1.0 if request.style.bank_name else request.strength
-            pairs.append((index, postprocess(photo, np.ascontiguousarray(result),
-                                             strength=strength,
-                                             preserve_colors=request.preserve_colors)))
-        settle(pairs)
+        settle([(index, postprocess(photo, np.ascontiguousarray(result),
+                                    strength=row.pixel_strength,
+                                    preserve_colors=requests[index].preserve_colors))
+                for index, row, result in zip(painted, inputs, batch)])
     return results
 
 

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from ml import bank
+from ml.bank import BankSlot, CannotMix
 from ml.config import TrainConfig
 from ml.export import (
     BANK_MODEL_FILE,
@@ -438,3 +439,37 @@ def test_a_new_slot_learns_with_the_loss_settings_the_banks_slots_record():
     assert bank.slot_loss_settings(slots, style_scale=3.0)["style_weight"] == 48.0
     assert bank.slot_loss_settings({"slots": [{"slug": "a"}]}) == {}
     assert bank.slot_loss_settings({}) == {}
+
+
+def test_a_bank_slot_builds_every_kind_of_styles_inputs():
+    """``BankSlot.inputs``: a bank's slot gets its weights row (strength in the network),
+    an own style its row times its share, a network trained as a single style no row
+    and its strength left to the pixels; only slots of one network mix."""
+    wave = BankSlot("paintings", 3, 4, 2)
+    starry = BankSlot("paintings", 3, 4, 1)
+    painted = wave.inputs(strength=0.6, blend_with=starry, blend=0.25)
+    np.testing.assert_allclose(painted.style_weights, [0.4, 0.15, 0.45, 0.0])
+    assert painted.style_params is None and painted.pixel_strength == 1.0
+
+    row = np.arange(6, dtype=np.float32)
+    own = BankSlot("paintings", 3, 4, row=row)
+    mine = own.inputs(strength=0.5, blend_with=starry, blend=0.5)
+    np.testing.assert_allclose(mine.style_weights, [0.5, 0.25, 0.0, 0.0])
+    np.testing.assert_allclose(mine.style_params, 0.25 * row)
+    assert mine.pixel_strength == 1.0
+
+    single = BankSlot("old", 7, 1, 0)
+    alone = single.inputs(strength=0.3)
+    assert (alone.style_weights, alone.style_params, alone.pixel_strength) == (None, None, 0.3)
+
+    # Calls: slots of one version together, own rows apart, other networks apart.
+    assert wave.call_key == starry.call_key != own.call_key != single.call_key
+    assert own.mixes_with(starry) and not starry.mixes_with(own)
+    for a, b in ((single, starry), (starry, single), (wave, BankSlot("other", 1, 4, 2)),
+                 (own, BankSlot("paintings", 3, 9, 6))):
+        with pytest.raises(CannotMix):
+            a.inputs(blend_with=b, blend=0.5)
+    for bad in (-0.1, 1.5, float("nan")):
+        for slot in (wave, own, single):
+            with pytest.raises(ValueError):
+                slot.inputs(strength=bad)
