@@ -1,35 +1,34 @@
-"""Training photos: listing, validation, augmentation and COCO 2014 download.
+"""Training photos: listing, validation and augmentation.
 
-Two pipelines give the same augmentation (shorter side resized to
-``size x random scale``, random ``size x size`` crop, random horizontal flip,
-float32 RGB in [0, 255]) and, unless ``augment=False``, a small random rotation
-(up to ``max_rotation`` degrees, about the crop's centre, the crop taken from a
-reflect-padded image so no corner is ever empty) and a mild colour jitter
-(brightness, contrast and saturation each scaled by up to ``1 +/- colour_jitter``).
-With ``augment=False`` the output is exactly the scale/crop/flip one:
+One :class:`Augmentation` says what is done to a training photo, and how strongly:
+the shorter side resized to ``size x random scale`` (``scale_range``), a random
+``size x size`` crop, a random horizontal flip, float32 RGB in [0, 255], then a
+small random rotation (up to ``max_rotation`` degrees, about the crop's centre, the
+crop taken from a reflect-padded image so no corner is ever empty), a mild colour
+jitter (brightness, contrast and saturation each scaled by up to ``1 +/- colour_jitter``)
+and, with chance ``crush_blacks``, crushed darks. ``Augmentation.plain()`` is the
+scale/crop/flip part alone (``--no-augment``).
 
-- ``make_dataset``: a ``tf.data`` pipeline for the TensorFlow backend;
-- ``PhotoBatches``: a ``keras.utils.PyDataset`` using only Pillow and NumPy,
-  for the GPU machine that runs Keras on JAX or torch without TensorFlow.
+Each photo's random numbers are drawn into a :class:`Draw`, which two executions
+carry out alike:
+
+- ``make_dataset``: a ``tf.data`` pipeline for the TensorFlow backend (stateless tf
+  draws, :func:`tf_apply_draw`);
+- ``PhotoBatches``: a ``keras.utils.PyDataset`` using only Pillow and NumPy
+  (:meth:`Augmentation.draw`, :func:`apply_draw`), for the GPU machine that runs Keras
+  on JAX or torch without TensorFlow.
 
 Unreadable files never stop training: they are skipped and counted in a
 ``SkipCounter``. TensorFlow is imported lazily so that this module imports on
-machines without it.
-
-Command line: ``python -m ml.data fetch-coco DEST`` downloads and unpacks
-COCO 2014 train images (13 GiB zip, about 83k photos) into ``DEST/train2014``.
+machines without it. COCO 2014 is downloaded by ``python -m tools.coco DEST``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import threading
-import urllib.parse
-import urllib.request
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -40,11 +39,7 @@ from ml.images import LUMA_WEIGHTS, TRAINING_IMAGE_SUFFIXES
 
 # Formats TensorFlow's decode_image understands; anything else is skipped up front.
 TF_DECODABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
-COCO_2014_TRAIN_URL = "http://images.cocodataset.org/zips/train2014.zip"
 DEFAULT_SEED = 1337
-DEFAULT_SCALE_RANGE = (1.0, 1.3)
-DEFAULT_MAX_ROTATION = 3.0  # degrees, either way
-DEFAULT_COLOUR_JITTER = 0.05  # brightness, contrast and saturation factors in 1 +/- this
 #: A crushed photo (``crush_blacks``) loses every level under a random one up to this.
 CRUSH_MAX_LEVEL = 80.0
 
@@ -137,54 +132,89 @@ def _photo_paths(root, skips: SkipCounter, validate: bool) -> list[str]:
     return paths
 
 
-# --------------------------------------------------------------------------- tf.data
+
+# --------------------------------------------------------------------------- augmentation
 
 
-def make_dataset(
-    root: str | os.PathLike,
-    size: int = 256,
-    batch: int = 4,
-    seed: int = DEFAULT_SEED,
-    scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE,
-    shuffle: bool = True,
-    repeat: bool = True,
-    validate: bool = True,
-    skips: SkipCounter | None = None,
-    *,
-    augment: bool = True,
-    max_rotation: float = DEFAULT_MAX_ROTATION,
-    colour_jitter: float = DEFAULT_COLOUR_JITTER,
-    crush_blacks: float = 0.0,
-):
-    """A ``tf.data.Dataset`` of float32 [0, 255] RGB batches ``(batch, size, size, 3)``.
+@dataclass(frozen=True)
+class Draw:
+    """One photo's augmentation, drawn from an :class:`Augmentation`: what
+    :func:`apply_draw` (Pillow) and :func:`tf_apply_draw` (TensorFlow) both carry out.
+    In the tf.data pipeline the drawn fields are tensors."""
 
-    list -> shuffle -> repeat -> map(decode + augment, AUTOTUNE) -> ignore_errors
-    -> batch(drop_remainder) -> prefetch(AUTOTUNE). Pass a ``SkipCounter`` as
-    ``skips`` to read how many files were left out.
-    """
-    import tensorflow as tf
+    target: int  # the shorter side once resized (the longer one: resized_size)
+    top: int  # the crop's corner in the resized photo
+    left: int
+    flip: bool  # mirrored left to right
+    margin: int = 0  # taken around the crop (reflect-padded) and rotated with it
+    angle: float = 0.0  # degrees, anticlockwise, about the crop's centre (with a margin)
+    jitter: tuple[float, float, float] | None = None  # brightness, contrast, saturation
+    crush_level: float | None = None  # levels under it crushed to black
 
-    skips = skips if skips is not None else SkipCounter()
-    paths = _photo_paths(root, skips, validate)
-    skips._attempted = tf.Variable(0, dtype=tf.int64, trainable=False)
-    skips._decoded = tf.Variable(0, dtype=tf.int64, trainable=False)
 
-    files = tf.data.Dataset.from_tensor_slices(paths)
-    if shuffle:
-        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        files = files.repeat()
-    # One stateless seed pair per element keeps augmentation reproducible
-    # under parallel map.
-    element_seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    augmenter = _tf_augmenter(size, scale_range, skips,
-                              max_rotation if augment else 0.0, colour_jitter if augment else 0.0,
-                              crush_blacks if augment else 0.0)
-    images = tf.data.Dataset.zip((files, element_seeds)).map(
-        augmenter, num_parallel_calls=tf.data.AUTOTUNE
-    )
-    images = images.ignore_errors()
-    return images.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+@dataclass(frozen=True)
+class Augmentation:
+    """What both pipelines do to a training photo, and how strongly (the module's
+    docstring). Each photo draws a scale in ``scale_range``, a crop and a flip; then an
+    angle in ``+/- max_rotation`` degrees, three colour factors in
+    :attr:`jitter_range`, and with chance ``crush_blacks`` a crush level up to
+    ``crush_max_level``; a zero field draws nothing for its step."""
+
+    scale_range: tuple[float, float] = (1.0, 1.3)
+    max_rotation: float = 3.0  # degrees, either way
+    colour_jitter: float = 0.05  # brightness, contrast and saturation factors in 1 +/- this
+    crush_blacks: float = 0.0  # chance
+    crush_max_level: float = CRUSH_MAX_LEVEL
+
+    def __post_init__(self):
+        low, high = (float(value) for value in self.scale_range)
+        object.__setattr__(self, "scale_range", (low, high))
+        if not 1.0 <= low <= high:
+            raise ValueError(f"scale_range must be 1 <= low <= high, got {self.scale_range}")
+        if not 0.0 <= self.max_rotation <= 45.0:
+            raise ValueError(f"max_rotation must be in [0, 45] degrees, got {self.max_rotation}")
+        if not 0.0 <= self.colour_jitter < 1.0:
+            raise ValueError(f"colour_jitter must be in [0, 1), got {self.colour_jitter}")
+        if not 0.0 <= self.crush_blacks <= 1.0:
+            raise ValueError(f"crush_blacks must be in [0, 1], got {self.crush_blacks}")
+        if not 0.0 < self.crush_max_level < 255.0:
+            raise ValueError(f"crush_max_level must be in (0, 255), got {self.crush_max_level}")
+
+    def plain(self) -> Augmentation:
+        """Scale, crop and flip only: no rotation, colour jitter or crushing. Its draws
+        are the first ones of the full augmentation's for the same NumPy generator."""
+        return replace(self, max_rotation=0.0, colour_jitter=0.0, crush_blacks=0.0)
+
+    def margin(self, size: int) -> int:
+        """Pixels taken around a ``size`` crop so that rotating it leaves no corner empty."""
+        return rotation_margin(size, self.max_rotation)
+
+    @property
+    def jitter_range(self) -> tuple[float, float]:
+        return 1.0 - self.colour_jitter, 1.0 + self.colour_jitter
+
+    def draw(self, rng: np.random.Generator, photo_size: tuple[int, int], size: int) -> Draw:
+        """One photo's draw with NumPy, for a ``photo_size`` (width, height) photo.
+
+        Scale, crop and flip draw the same numbers whatever the other fields (rotation,
+        jitter and crushing draw theirs after, and only when not zero), so
+        :meth:`plain` gives exactly the scale/crop/flip result for the same ``rng``."""
+        target = int(np.ceil(size * rng.uniform(*self.scale_range)))
+        width, height = resized_size(photo_size, target)
+        left = int(rng.integers(0, width - size + 1))
+        top = int(rng.integers(0, height - size + 1))
+        flip = bool(rng.random() < 0.5)
+        margin = self.margin(size)
+        angle = float(rng.uniform(-self.max_rotation, self.max_rotation)) if margin else 0.0
+        jitter = None
+        if self.colour_jitter:
+            jitter = tuple(float(factor) for factor in rng.uniform(*self.jitter_range, 3))
+        crush_level = None
+        if self.crush_blacks:
+            chance, level = rng.random(2)
+            if chance < self.crush_blacks:
+                crush_level = float(level * self.crush_max_level)
+        return Draw(target, top, left, flip, margin, angle, jitter, crush_level)
 
 
 def rotation_margin(size: int, max_rotation: float) -> int:
@@ -196,146 +226,12 @@ def rotation_margin(size: int, max_rotation: float) -> int:
     return int(np.ceil(size * (np.cos(angle) + np.sin(angle) - 1) / 2)) + 1
 
 
-def _tf_augmenter(size: int, scale_range: tuple[float, float], skips: SkipCounter,
-                  max_rotation: float = 0.0, colour_jitter: float = 0.0,
-                  crush_blacks: float = 0.0):
-    import tensorflow as tf
-
-    low, high = scale_range
-    margin = rotation_margin(size, max_rotation)
-
-    def augment(path, seed):
-        seed = tf.cast(seed % (2**31 - 1), tf.int32)
-        with tf.control_dependencies([skips._attempted.assign_add(1)]):
-            encoded = tf.io.read_file(path)
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-        # Counted only once decoding has succeeded (the data dependency matters:
-        # a bare assign would run even when the decoder fails).
-        with tf.control_dependencies([image]):
-            counted = skips._decoded.assign_add(1)
-        with tf.control_dependencies([counted]):
-            image = tf.cast(image, tf.float32)
-        scale = tf.random.stateless_uniform([], seed, low, high)
-        image = _tf_resize_shorter_side(image, tf.math.ceil(size * scale))
-        if margin:
-            # A (size + 2 margin) patch of the reflect-padded image has the same offsets
-            # as a size crop of the image; rotated about its centre, its middle is full.
-            padded = tf.pad(image, [[margin, margin], [margin, margin], [0, 0]], "REFLECT")
-            patch = tf.image.stateless_random_crop(
-                padded, (size + 2 * margin, size + 2 * margin, 3), seed + 1)
-            angle = tf.random.stateless_uniform(
-                [], seed + 3, -max_rotation, max_rotation) * (np.pi / 180)
-            image = _tf_rotate(patch, angle)[margin:margin + size, margin:margin + size]
-        else:
-            image = tf.image.stateless_random_crop(image, (size, size, 3), seed + 1)
-        image = tf.image.stateless_random_flip_left_right(image, seed + 2)
-        if colour_jitter:
-            factors = tf.random.stateless_uniform(
-                [3], seed + 4, 1.0 - colour_jitter, 1.0 + colour_jitter)
-            image = _tf_colour_jitter(image, factors[0], factors[1], factors[2])
-        if crush_blacks:
-            draw = tf.random.stateless_uniform([2], seed + 5)
-            crushed = crush_blacks_array(image, draw[1] * CRUSH_MAX_LEVEL)
-            image = tf.where(draw[0] < crush_blacks, crushed, image)
-        return tf.ensure_shape(tf.clip_by_value(image, 0.0, 255.0), (size, size, 3))
-
-    return augment
-
-
-def _tf_rotate(image, angle):
-    """``image`` (H, W, C) rotated by ``angle`` radians about its centre, bilinear."""
-    import tensorflow as tf
-
-    height = tf.cast(tf.shape(image)[0], tf.float32)
-    width = tf.cast(tf.shape(image)[1], tf.float32)
-    cos, sin = tf.cos(angle), tf.sin(angle)
-    cx, cy = (width - 1) / 2, (height - 1) / 2
-    # Output pixel (x, y) reads input (cos dx - sin dy + cx, sin dx + cos dy + cy).
-    transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy,
-                          sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0])[None]
-    rotated = tf.raw_ops.ImageProjectiveTransformV3(
-        images=image[None], transforms=transform,
-        output_shape=tf.shape(image)[:2], fill_value=0.0,
-        interpolation="BILINEAR", fill_mode="REFLECT")
-    return rotated[0]
-
-
-def _tf_colour_jitter(image, brightness, contrast, saturation):
-    import tensorflow as tf
-
-    luma = tf.constant(LUMA_WEIGHTS, tf.float32)
-    image = image * brightness
-    mean = tf.reduce_mean(tf.tensordot(image, luma, 1))
-    image = (image - mean) * contrast + mean
-    grey = tf.tensordot(image, luma, 1)[..., None]
-    return grey + (image - grey) * saturation
-
-
-def _tf_resize_shorter_side(image, target):
-    import tensorflow as tf
-
-    height = tf.cast(tf.shape(image)[0], tf.float32)
-    width = tf.cast(tf.shape(image)[1], tf.float32)
-    ratio = target / tf.minimum(height, width)
-    new_size = tf.cast(tf.math.ceil([height * ratio, width * ratio]), tf.int32)
-    new_size = tf.maximum(new_size, tf.cast(target, tf.int32))
-    return tf.image.resize(image, new_size, method="bilinear", antialias=True)
-
-
-# --------------------------------------------------------------------------- Pillow
-
-
-def augment_photo(
-    image: Image.Image,
-    size: int,
-    rng: np.random.Generator,
-    scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE,
-    *,
-    augment: bool = True,
-    max_rotation: float = DEFAULT_MAX_ROTATION,
-    colour_jitter: float = DEFAULT_COLOUR_JITTER,
-    crush_blacks: float = 0.0,
-) -> np.ndarray:
-    """The ``make_dataset`` augmentation with Pillow: float32 (size, size, 3).
-
-    Scale, crop and flip draw the same random numbers with ``augment`` on or off
-    (rotation, jitter and crushing draw theirs after), so switching it off gives exactly
-    the scale/crop/flip result for the same ``rng``. With probability ``crush_blacks``
-    the photo's darks are crushed (:func:`crush_blacks_array`).
-    """
-    image = image.convert("RGB")
-    target = int(np.ceil(size * rng.uniform(*scale_range)))
-    ratio = target / min(image.size)
-    new_size = (max(target, int(np.ceil(image.width * ratio))),
-                max(target, int(np.ceil(image.height * ratio))))
-    image = image.resize(new_size, Image.Resampling.BILINEAR, reducing_gap=None)
-    left = int(rng.integers(0, image.width - size + 1))
-    top = int(rng.integers(0, image.height - size + 1))
-    flip = rng.random() < 0.5
-    margin = rotation_margin(size, max_rotation) if augment else 0
-    if margin:
-        # The crop plus a margin, reflect-padded where it leaves the image, rotated
-        # about its centre: the middle size x size is then full, corners included.
-        pixels = np.asarray(image)
-        padded = np.pad(pixels, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
-        patch = Image.fromarray(padded[top:top + size + 2 * margin,
-                                       left:left + size + 2 * margin])
-        angle = float(rng.uniform(-max_rotation, max_rotation))
-        patch = patch.rotate(angle, resample=Image.Resampling.BILINEAR)
-        image = patch.crop((margin, margin, margin + size, margin + size))
-    else:
-        image = image.crop((left, top, left + size, top + size))
-    if flip:
-        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    pixels = np.asarray(image, dtype=np.float32)
-    if augment and colour_jitter:
-        brightness, contrast, saturation = rng.uniform(1 - colour_jitter, 1 + colour_jitter, 3)
-        pixels = colour_jitter_array(pixels, brightness, contrast, saturation)
-    if augment and crush_blacks:
-        chance, level = rng.random(2)
-        if chance < crush_blacks:
-            pixels = crush_blacks_array(pixels, level * CRUSH_MAX_LEVEL)
-    return pixels
+def resized_size(photo_size: tuple[int, int], target: int) -> tuple[int, int]:
+    """(width, height) of a ``photo_size`` photo whose shorter side is resized to
+    ``target``, the longer one rounded up (integer arithmetic, as ``_tf_resized_shape``)."""
+    width, height = photo_size
+    shorter = min(width, height)
+    return -(-width * target // shorter), -(-height * target // shorter)
 
 
 #: A crush never reaches the levels of a photo's brightest quarter: its level is at
@@ -372,7 +268,8 @@ def crush_blacks_array(pixels, level):
 def colour_jitter_array(pixels: np.ndarray, brightness: float, contrast: float,
                         saturation: float) -> np.ndarray:
     """Brightness (scale), contrast (about the mean grey) and saturation (about each
-    pixel's grey) of float RGB ``pixels``, clipped to [0, 255]."""
+    pixel's grey) of float RGB ``pixels``, clipped to [0, 255] (``_tf_colour_jitter``
+    with TensorFlow)."""
     luma = np.asarray(LUMA_WEIGHTS, np.float32)
     pixels = pixels * np.float32(brightness)
     mean = (pixels @ luma).mean()
@@ -382,15 +279,213 @@ def colour_jitter_array(pixels: np.ndarray, brightness: float, contrast: float,
     return np.clip(pixels, 0.0, 255.0).astype(np.float32)
 
 
+# --------------------------------------------------------------------------- tf.data
+
+
+def make_dataset(
+    root: str | os.PathLike,
+    size: int = 256,
+    batch: int = 4,
+    seed: int = DEFAULT_SEED,
+    shuffle: bool = True,
+    repeat: bool = True,
+    validate: bool = True,
+    skips: SkipCounter | None = None,
+    *,
+    augmentation: Augmentation = Augmentation(),
+):
+    """A ``tf.data.Dataset`` of float32 [0, 255] RGB batches ``(batch, size, size, 3)``.
+
+    list -> shuffle -> repeat -> map(decode + augment, AUTOTUNE) -> ignore_errors
+    -> batch(drop_remainder) -> prefetch(AUTOTUNE). Pass a ``SkipCounter`` as
+    ``skips`` to read how many files were left out.
+    """
+    import tensorflow as tf
+
+    skips = skips if skips is not None else SkipCounter()
+    paths = _photo_paths(root, skips, validate)
+    skips._attempted = tf.Variable(0, dtype=tf.int64, trainable=False)
+    skips._decoded = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    if shuffle:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        files = files.repeat()
+    # One stateless seed pair per element keeps augmentation reproducible
+    # under parallel map.
+    element_seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    images = tf.data.Dataset.zip((files, element_seeds)).map(
+        _tf_augmenter(size, augmentation, skips), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    images = images.ignore_errors()
+    return images.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _tf_augmenter(size: int, augmentation: Augmentation, skips: SkipCounter):
+    import tensorflow as tf
+
+    def augment(path, seed):
+        seed = tf.cast(seed % (2**31 - 1), tf.int32)
+        with tf.control_dependencies([skips._attempted.assign_add(1)]):
+            encoded = tf.io.read_file(path)
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        # Counted only once decoding has succeeded (the data dependency matters:
+        # a bare assign would run even when the decoder fails).
+        with tf.control_dependencies([image]):
+            counted = skips._decoded.assign_add(1)
+        with tf.control_dependencies([counted]):
+            image = tf.cast(image, tf.float32)
+        draw = tf_draw(augmentation, size, seed, tf.shape(image)[:2])
+        return tf_apply_draw(image, size, draw)
+
+    return augment
+
+
+def tf_draw(augmentation: Augmentation, size: int, seed, shape) -> Draw:
+    """:meth:`Augmentation.draw` with TensorFlow, for a photo of ``shape`` (height,
+    width): stateless, one seed offset per step, so a parallel map is reproducible.
+    The fields a zero field of ``augmentation`` leaves out stay static."""
+    import tensorflow as tf
+
+    scale = tf.random.stateless_uniform([], seed, *augmentation.scale_range)
+    target = tf.cast(tf.math.ceil(size * scale), tf.int32)
+    # The offsets tf.image.stateless_random_crop draws: uniform int32 modulo the room.
+    room = tf.concat([_tf_resized_shape(shape, target) - size + 1, [1]], 0)
+    offset = tf.random.stateless_uniform(
+        [3], seed + 1, maxval=tf.int32.max, dtype=tf.int32) % room
+    flip = tf.random.stateless_uniform([], seed + 2) < 0.5  # as stateless_random_flip
+    margin = augmentation.margin(size)
+    angle = 0.0
+    if margin:
+        angle = tf.random.stateless_uniform(
+            [], seed + 3, -augmentation.max_rotation, augmentation.max_rotation)
+    jitter = None
+    if augmentation.colour_jitter:
+        factors = tf.random.stateless_uniform([3], seed + 4, *augmentation.jitter_range)
+        jitter = (factors[0], factors[1], factors[2])
+    crush_level = None
+    if augmentation.crush_blacks:
+        chance, level = tf.unstack(tf.random.stateless_uniform([2], seed + 5))
+        # Level 0 leaves [0, 255] pixels as they are: the photos not crushed.
+        crush_level = tf.where(chance < augmentation.crush_blacks,
+                               level * augmentation.crush_max_level, 0.0)
+    return Draw(target, offset[0], offset[1], flip, margin, angle, jitter, crush_level)
+
+
+def tf_apply_draw(image, size: int, draw: Draw):
+    """:func:`apply_draw` with TensorFlow: float (H, W, 3) ``image`` -> (size, size, 3)."""
+    import tensorflow as tf
+
+    image = tf.image.resize(image, _tf_resized_shape(tf.shape(image)[:2], draw.target),
+                            method="bilinear", antialias=True)
+    margin = draw.margin
+    if margin:
+        # A (size + 2 margin) patch of the reflect-padded image has the same offsets
+        # as a size crop of the image; rotated about its centre, its middle is full.
+        padded = tf.pad(image, [[margin, margin], [margin, margin], [0, 0]], "REFLECT")
+        patch = tf.slice(padded, tf.stack([draw.top, draw.left, 0]),
+                         [size + 2 * margin, size + 2 * margin, 3])
+        angle = tf.cast(draw.angle, tf.float32) * (np.pi / 180)
+        image = _tf_rotate(patch, angle)[margin:margin + size, margin:margin + size]
+    else:
+        image = tf.slice(image, tf.stack([draw.top, draw.left, 0]), [size, size, 3])
+    image = tf.cond(tf.convert_to_tensor(draw.flip), lambda: tf.reverse(image, [1]),
+                    lambda: image)
+    if draw.jitter is not None:
+        image = tf.clip_by_value(_tf_colour_jitter(image, *draw.jitter), 0.0, 255.0)
+    if draw.crush_level is not None:
+        image = crush_blacks_array(image, draw.crush_level)
+    return tf.ensure_shape(tf.clip_by_value(image, 0.0, 255.0), (size, size, 3))
+
+
+def _tf_resized_shape(shape, target):
+    """``resized_size`` with TensorFlow: (height, width) int32 of a ``shape`` photo whose
+    shorter side becomes ``target``."""
+    import tensorflow as tf
+
+    shape = tf.cast(shape, tf.int32)
+    target = tf.cast(target, tf.int32)
+    return -(-shape * target // tf.reduce_min(shape))
+
+
+def _tf_rotate(image, angle):
+    """``image`` (H, W, C) rotated by ``angle`` radians about its centre, bilinear."""
+    import tensorflow as tf
+
+    height = tf.cast(tf.shape(image)[0], tf.float32)
+    width = tf.cast(tf.shape(image)[1], tf.float32)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    # Output pixel (x, y) reads input (cos dx - sin dy + cx, sin dx + cos dy + cy).
+    transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy,
+                          sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0])[None]
+    rotated = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=transform,
+        output_shape=tf.shape(image)[:2], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="REFLECT")
+    return rotated[0]
+
+
+def _tf_colour_jitter(image, brightness, contrast, saturation):
+    """:func:`colour_jitter_array` with TensorFlow (not clipped)."""
+    import tensorflow as tf
+
+    luma = tf.constant(LUMA_WEIGHTS, tf.float32)
+    image = image * brightness
+    mean = tf.reduce_mean(tf.tensordot(image, luma, 1))
+    image = (image - mean) * contrast + mean
+    grey = tf.tensordot(image, luma, 1)[..., None]
+    return grey + (image - grey) * saturation
+
+
+# --------------------------------------------------------------------------- Pillow
+
+
+def augment_photo(image: Image.Image, size: int, rng: np.random.Generator,
+                  augmentation: Augmentation = Augmentation()) -> np.ndarray:
+    """The ``make_dataset`` augmentation with Pillow: float32 (size, size, 3), drawn
+    from ``rng`` (:meth:`Augmentation.draw`) and carried out by :func:`apply_draw`."""
+    return apply_draw(image, size, augmentation.draw(rng, image.size, size))
+
+
+def apply_draw(image: Image.Image, size: int, draw: Draw) -> np.ndarray:
+    """One photo's :class:`Draw` carried out with Pillow and NumPy (as
+    :func:`tf_apply_draw` with TensorFlow): float32 (size, size, 3) in [0, 255]."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    image = image.resize(resized_size(image.size, draw.target), Image.Resampling.BILINEAR,
+                         reducing_gap=None)
+    top, left, margin = draw.top, draw.left, draw.margin
+    if margin:
+        # The crop plus a margin, reflect-padded where it leaves the image, rotated
+        # about its centre: the middle size x size is then full, corners included.
+        pixels = np.asarray(image)
+        padded = np.pad(pixels, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
+        patch = Image.fromarray(padded[top:top + size + 2 * margin,
+                                       left:left + size + 2 * margin])
+        patch = patch.rotate(draw.angle, resample=Image.Resampling.BILINEAR)
+        image = patch.crop((margin, margin, margin + size, margin + size))
+    else:
+        image = image.crop((left, top, left + size, top + size))
+    if draw.flip:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    pixels = np.asarray(image, dtype=np.float32)
+    if draw.jitter is not None:
+        pixels = colour_jitter_array(pixels, *draw.jitter)
+    if draw.crush_level is not None:
+        pixels = np.clip(crush_blacks_array(pixels, draw.crush_level), 0.0, 255.0)
+    return pixels
+
+
 class PhotoBatches(keras.utils.PyDataset):
     """Augmented photo batches with Pillow + NumPy, for any Keras backend.
 
     Each item is a float32 array ``(batch, size, size, 3)`` in [0, 255]. The
-    order is reshuffled every epoch; augmentation depends only on
-    (seed, epoch, index), so parallel workers give reproducible batches. A
-    file that fails to load is replaced by another photo and counted in
-    ``skips``. ``augment``, ``max_rotation``, ``colour_jitter`` and ``crush_blacks`` are
-    those of ``augment_photo``.
+    order is reshuffled every epoch; augmentation (``augmentation``, as in
+    ``make_dataset``) depends only on (seed, epoch, index), so parallel workers give
+    reproducible batches. A file that fails to load is replaced by another photo and
+    counted in ``skips``.
     """
 
     def __init__(
@@ -399,14 +494,10 @@ class PhotoBatches(keras.utils.PyDataset):
         size: int = 256,
         batch: int = 4,
         seed: int = DEFAULT_SEED,
-        scale_range: tuple[float, float] = DEFAULT_SCALE_RANGE,
         shuffle: bool = True,
         validate: bool = True,
         skips: SkipCounter | None = None,
-        augment: bool = True,
-        max_rotation: float = DEFAULT_MAX_ROTATION,
-        colour_jitter: float = DEFAULT_COLOUR_JITTER,
-        crush_blacks: float = 0.0,
+        augmentation: Augmentation = Augmentation(),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -417,12 +508,8 @@ class PhotoBatches(keras.utils.PyDataset):
         self.size = size
         self.batch = batch
         self.seed = seed
-        self.scale_range = scale_range
         self.shuffle = shuffle
-        self.augment = augment
-        self.max_rotation = max_rotation
-        self.colour_jitter = colour_jitter
-        self.crush_blacks = crush_blacks
+        self.augmentation = augmentation
         self.epoch = 0
         self._order = self._epoch_order()
 
@@ -450,83 +537,8 @@ class PhotoBatches(keras.utils.PyDataset):
             path = self.paths[position]
             try:
                 with Image.open(path) as image:
-                    return augment_photo(image, self.size, rng, self.scale_range,
-                                         augment=self.augment, max_rotation=self.max_rotation,
-                                         colour_jitter=self.colour_jitter,
-                                         crush_blacks=self.crush_blacks)
+                    return augment_photo(image, self.size, rng, self.augmentation)
             except Exception as error:  # any unreadable file is skipped, not fatal
                 self.skips.skip(path, f"{type(error).__name__}: {error}")
                 position = int(rng.integers(0, len(self.paths)))
         raise RuntimeError("no photo in the folder could be loaded")
-
-
-# --------------------------------------------------------------------------- COCO
-
-
-def fetch_coco2014(
-    dest: str | os.PathLike, url: str = COCO_2014_TRAIN_URL, keep_zip: bool = False
-) -> Path:
-    """Download and unpack COCO 2014 train images; returns ``dest/train2014``.
-
-    Skips the download when the folder already holds images, and resumes
-    nothing: a partial download is written to ``*.part`` and discarded on
-    failure, so a rerun starts clean.
-    """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    images_dir = dest / "train2014"
-    if images_dir.is_dir() and any(images_dir.iterdir()):
-        print(f"{images_dir} already holds images; nothing to do")
-        return images_dir
-    archive = dest / Path(urllib.parse.urlparse(url).path).name
-    if not archive.exists():
-        download(url, archive)
-    unpack(archive, dest)
-    if not keep_zip:
-        archive.unlink()
-    return images_dir
-
-
-def download(url: str, target: Path, chunk_bytes: int = 1 << 20) -> Path:
-    """Stream ``url`` to ``target`` with a progress bar, via a ``.part`` file."""
-    partial = target.with_name(target.name + ".part")
-    try:
-        with urllib.request.urlopen(url) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            progress = keras.utils.Progbar(total, unit_name="byte")
-            done = 0
-            while chunk := response.read(chunk_bytes):
-                out.write(chunk)
-                done += len(chunk)
-                progress.update(done)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(target)
-    return target
-
-
-def unpack(archive: Path, dest: Path) -> None:
-    """Extract a zip into ``dest`` with a progress bar (one tick per file)."""
-    with zipfile.ZipFile(archive) as zipped:
-        members = zipped.infolist()
-        progress = keras.utils.Progbar(len(members), unit_name="file")
-        for done, member in enumerate(members, start=1):
-            zipped.extract(member, dest)
-            progress.update(done)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ml.data")
-    commands = parser.add_subparsers(dest="command", required=True)
-    fetch = commands.add_parser("fetch-coco", help="download COCO 2014 train images")
-    fetch.add_argument("dest", help="folder to unpack train2014/ into")
-    fetch.add_argument("--url", default=COCO_2014_TRAIN_URL)
-    fetch.add_argument("--keep-zip", action="store_true")
-    args = parser.parse_args(argv)
-    images_dir = fetch_coco2014(args.dest, url=args.url, keep_zip=args.keep_zip)
-    print(f"\n{len(list_images(images_dir))} photos in {images_dir}")
-
-
-if __name__ == "__main__":
-    main()

@@ -20,7 +20,7 @@ import numpy as np
 from keras import ops
 
 from ml.config import TrainConfig
-from ml.data import PhotoBatches, SkipCounter, make_dataset
+from ml.data import Augmentation, PhotoBatches, SkipCounter, make_dataset
 
 __all__ = [
     "SlotSampler",
@@ -66,9 +66,10 @@ def _prefetched(dataset: keras.utils.PyDataset, depth: int) -> Iterable:
 def default_dataset(config: TrainConfig, seed: int, skips: SkipCounter):
     if config.data_dir is None:
         raise ValueError("TrainConfig.data_dir is required when no dataset is given")
+    augmentation = Augmentation(scale_range=(1.0, config.max_scale),
+                                crush_blacks=config.crush_blacks)
     options = dict(size=config.size, batch=config.batch, seed=seed, skips=skips,
-                   scale_range=(1.0, config.max_scale), augment=config.augment,
-                   crush_blacks=config.crush_blacks)
+                   augmentation=augmentation if config.augment else augmentation.plain())
     if keras.backend.backend() == "tensorflow":
         return make_dataset(config.data_dir, **options)
     return PhotoBatches(config.data_dir, **options)

@@ -41,7 +41,7 @@ SKIPPED = {
     "--loss-weights var/vgg16_imagenet_notop.weights.h5": TRAINS,
     ".venv/bin/python manage.py evaluate_style starry-night --images var/photos/holdout":
         "needs `make photos` first, and rewrites the style's held-out numbers",
-    ".venv/bin/python -m ml.data fetch-coco var/coco": "downloads COCO 2014 (13 GB)",
+    ".venv/bin/python -m tools.coco var/coco": "downloads COCO 2014 (13 GB)",
     ".venv/bin/python manage.py train_style starry-night --data var/coco/train2014 "
     "--preset balanced": TRAINS + ", on COCO",
     ".venv/bin/python manage.py train_bank my-bank --styles starry-night,great-wave "

@@ -1,7 +1,7 @@
 import os
 import subprocess
 import sys
-import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,14 +9,17 @@ import pytest
 from PIL import Image
 
 from ml.data import (
+    Augmentation,
+    Draw,
     PhotoBatches,
     SkipCounter,
+    apply_draw,
     augment_photo,
     colour_jitter_array,
-    fetch_coco2014,
     list_images,
-    main,
     make_dataset,
+    resized_size,
+    rotation_margin,
 )
 from tests.helpers import BASE_DIR
 
@@ -145,7 +148,7 @@ def test_data_module_imports_and_batches_without_tensorflow(photo_tree):
         "    def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):\n"
         "        pass\n"
         "keras = types.ModuleType('keras')\n"
-        "keras.utils = types.SimpleNamespace(PyDataset=PyDataset, Progbar=object)\n"
+        "keras.utils = types.SimpleNamespace(PyDataset=PyDataset)\n"
         "sys.modules['keras'] = keras\n"
         "import ml.data\n"
         f"batch = ml.data.PhotoBatches({str(photo_tree)!r}, size=16, batch=2)[0]\n"
@@ -157,43 +160,6 @@ def test_data_module_imports_and_batches_without_tensorflow(photo_tree):
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr[-2000:]
-
-
-def test_fetch_coco2014_downloads_and_unpacks_a_zip(tmp_path, capsys):
-    archive = tmp_path / "served" / "train2014.zip"
-    archive.parent.mkdir()
-    photo = save_image(tmp_path / "src.jpg", "RGB")
-    with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.write(photo, "train2014/COCO_train2014_000000000009.jpg")
-        zipped.write(photo, "train2014/COCO_train2014_000000000025.jpg")
-
-    dest = tmp_path / "coco"
-    images_dir = fetch_coco2014(dest, url=archive.as_uri())
-
-    assert images_dir == dest / "train2014"
-    assert len(list_images(images_dir)) == 2
-    assert not (dest / "train2014.zip").exists()
-    assert not list(dest.glob("*.part"))
-    # A second call finds the images and downloads nothing.
-    archive.unlink()
-    assert fetch_coco2014(dest, url=archive.as_uri()) == images_dir
-
-
-def test_fetch_coco_command_line(tmp_path, capsys):
-    archive = tmp_path / "train2014.zip"
-    with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.write(save_image(tmp_path / "src.jpg", "RGB"), "train2014/a.jpg")
-    main(["fetch-coco", str(tmp_path / "coco"), "--url", archive.as_uri(), "--keep-zip"])
-    assert "1 photos in" in capsys.readouterr().out
-    assert (tmp_path / "coco" / "train2014" / "a.jpg").is_file()
-    assert (tmp_path / "coco" / "train2014.zip").is_file()
-
-
-def test_fetch_coco2014_leaves_no_partial_file_when_the_download_fails(tmp_path):
-    dest = tmp_path / "coco"
-    with pytest.raises(OSError):
-        fetch_coco2014(dest, url=(tmp_path / "missing.zip").as_uri())
-    assert not list(dest.glob("*"))
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -209,7 +175,7 @@ def smooth_photo(size=(64, 64), seed=0) -> Image.Image:
 
 def test_augment_photo_changes_the_image_and_keeps_shape_dtype_and_range():
     image = smooth_photo((80, 60), seed=1)
-    plain = augment_photo(image, 48, np.random.default_rng(3), augment=False)
+    plain = augment_photo(image, 48, np.random.default_rng(3), Augmentation().plain())
     augmented = augment_photo(image, 48, np.random.default_rng(3))  # on by default
     assert augmented.shape == plain.shape == (48, 48, 3)
     assert augmented.dtype == np.float32
@@ -225,11 +191,12 @@ def test_augment_off_is_exactly_scale_crop_and_flip():
     pixels = np.asarray(image, dtype=np.float32)
     mirrored = pixels[:, ::-1]
     flips = 0
+    augmentation = Augmentation(scale_range=(1.0, 1.0))
     for seed in range(8):
-        out = augment_photo(image, 32, np.random.default_rng(seed), (1.0, 1.0), augment=False)
+        out = augment_photo(image, 32, np.random.default_rng(seed), augmentation.plain())
         assert np.array_equal(out, pixels) or np.array_equal(out, mirrored)
         flips += np.array_equal(out, mirrored)
-        on = augment_photo(image, 32, np.random.default_rng(seed), (1.0, 1.0))
+        on = augment_photo(image, 32, np.random.default_rng(seed), augmentation)
         assert not (np.array_equal(on, pixels) or np.array_equal(on, mirrored))
     assert 0 < flips < 8
 
@@ -237,8 +204,8 @@ def test_augment_off_is_exactly_scale_crop_and_flip():
 def test_rotation_leaves_no_empty_corners():
     image = Image.new("RGB", (50, 40), (200, 180, 160))
     for seed in range(6):
-        out = augment_photo(image, 40, np.random.default_rng(seed), (1.0, 1.2),
-                            max_rotation=10.0, colour_jitter=0.0)
+        out = augment_photo(image, 40, np.random.default_rng(seed), Augmentation(
+            scale_range=(1.0, 1.2), max_rotation=10.0, colour_jitter=0.0))
         np.testing.assert_allclose(out, np.broadcast_to([200, 180, 160], out.shape), atol=1.0)
 
 
@@ -253,8 +220,8 @@ def test_rotation_turns_the_crop_by_a_few_degrees():
 
     leans = []
     for seed in range(8):
-        out = augment_photo(image, 64, np.random.default_rng(seed), (1.0, 1.0),
-                            max_rotation=8.0, colour_jitter=0.0)
+        out = augment_photo(image, 64, np.random.default_rng(seed), Augmentation(
+            scale_range=(1.0, 1.0), max_rotation=8.0, colour_jitter=0.0))
         leans.append(abs(edge(out[4]) - edge(out[59])))
     assert max(leans) >= 3  # rotated
     assert max(leans) <= int(np.ceil(np.tan(np.radians(8.0)) * 55)) + 1  # a few degrees only
@@ -274,8 +241,9 @@ def test_colour_jitter_scales_brightness_contrast_and_saturation():
 
 def test_photo_batches_augment_by_default_and_can_switch_it_off(photo_tree):
     on = PhotoBatches(photo_tree, size=32, batch=2, seed=5)
-    off = PhotoBatches(photo_tree, size=32, batch=2, seed=5, augment=False)
-    assert on.augment and not off.augment
+    off = PhotoBatches(photo_tree, size=32, batch=2, seed=5,
+                       augmentation=Augmentation().plain())
+    assert on.augmentation == Augmentation() and off.augmentation.max_rotation == 0.0
     assert not np.array_equal(on[0], off[0])
     assert 0.0 <= on[0].min() and on[0].max() <= 255.0
 
@@ -290,10 +258,11 @@ def test_make_dataset_augment_off_is_exactly_scale_crop_and_flip(tmp_path):
     image = smooth_photo((32, 32), seed=4)
     pixels = np.asarray(image, dtype=np.float32)
     root = single_photo_folder(tmp_path / "one", image)
-    plain = make_dataset(root, size=32, batch=1, scale_range=(1.0, 1.0), augment=False)
+    augmentation = Augmentation(scale_range=(1.0, 1.0))
+    plain = make_dataset(root, size=32, batch=1, augmentation=augmentation.plain())
     for batch in plain.take(6).as_numpy_iterator():
         assert np.array_equal(batch[0], pixels) or np.array_equal(batch[0], pixels[:, ::-1])
-    augmented = make_dataset(root, size=32, batch=1, scale_range=(1.0, 1.0))
+    augmented = make_dataset(root, size=32, batch=1, augmentation=augmentation)
     for batch in augmented.take(6).as_numpy_iterator():
         out = batch[0]
         assert out.shape == (32, 32, 3) and 0.0 <= out.min() and out.max() <= 255.0
@@ -303,8 +272,8 @@ def test_make_dataset_augment_off_is_exactly_scale_crop_and_flip(tmp_path):
 
 def test_make_dataset_rotation_leaves_no_empty_corners(tmp_path):
     root = single_photo_folder(tmp_path / "flat", Image.new("RGB", (50, 40), (200, 180, 160)))
-    dataset = make_dataset(root, size=40, batch=1, scale_range=(1.0, 1.2),
-                           max_rotation=10.0, colour_jitter=0.0)
+    dataset = make_dataset(root, size=40, batch=1, augmentation=Augmentation(
+        scale_range=(1.0, 1.2), max_rotation=10.0, colour_jitter=0.0))
     for batch in dataset.take(6).as_numpy_iterator():
         np.testing.assert_allclose(batch[0], np.broadcast_to([200, 180, 160], batch[0].shape),
                                    atol=1.0)
@@ -312,10 +281,10 @@ def test_make_dataset_rotation_leaves_no_empty_corners(tmp_path):
 
 def test_make_dataset_colour_jitter_changes_colours_within_range(tmp_path):
     root = single_photo_folder(tmp_path / "one", smooth_photo((32, 32), seed=6))
-    base = make_dataset(root, size=32, batch=1, seed=2, scale_range=(1.0, 1.0),
-                        max_rotation=0.0, colour_jitter=0.0)
-    jittered = make_dataset(root, size=32, batch=1, seed=2, scale_range=(1.0, 1.0),
-                            max_rotation=0.0, colour_jitter=0.2)
+    base = Augmentation(scale_range=(1.0, 1.0), max_rotation=0.0, colour_jitter=0.0)
+    jittered = make_dataset(root, size=32, batch=1, seed=2,
+                            augmentation=replace(base, colour_jitter=0.2))
+    base = make_dataset(root, size=32, batch=1, seed=2, augmentation=base)
     for a, b in zip(base.take(4).as_numpy_iterator(), jittered.take(4).as_numpy_iterator()):
         assert not np.allclose(a, b, atol=0.5)
         assert 0.0 <= b.min() and b.max() <= 255.0
@@ -325,8 +294,8 @@ def test_make_dataset_rotation_turns_the_crop_by_a_few_degrees(tmp_path):
     pixels = np.zeros((64, 64, 3), np.uint8)
     pixels[:, 32:] = 255
     root = single_photo_folder(tmp_path / "edge", Image.fromarray(pixels))
-    dataset = make_dataset(root, size=64, batch=1, scale_range=(1.0, 1.0),
-                           max_rotation=8.0, colour_jitter=0.0)
+    dataset = make_dataset(root, size=64, batch=1, augmentation=Augmentation(
+        scale_range=(1.0, 1.0), max_rotation=8.0, colour_jitter=0.0))
 
     def edge(row):
         return int(np.argmax(np.abs(np.diff(row[:, 0])) > 60))
@@ -353,22 +322,22 @@ def test_both_pipelines_crush_the_darks_when_asked(tmp_path):
     pixels = np.full((40, 40, 3), 200, np.uint8)
     pixels[:, :20] = 30
     root = single_photo_folder(tmp_path / "dark", Image.fromarray(pixels))
-    options = dict(size=32, batch=1, scale_range=(1.0, 1.0), max_rotation=0.0,
-                   colour_jitter=0.0)
-    never = make_dataset(root, **options)
-    always = make_dataset(root, **options, crush_blacks=1.0)
+    never = Augmentation(scale_range=(1.0, 1.0), max_rotation=0.0, colour_jitter=0.0)
+    always = replace(never, crush_blacks=1.0)
+    options = dict(size=32, batch=1)
     flat_black = 0
-    for plain, crushed in zip(never.take(16).as_numpy_iterator(),
-                              always.take(16).as_numpy_iterator()):
+    for plain, crushed in zip(make_dataset(root, **options, augmentation=never).take(16)
+                              .as_numpy_iterator(),
+                              make_dataset(root, **options, augmentation=always).take(16)
+                              .as_numpy_iterator()):
         assert plain.min() >= 29 and plain.max() <= 201
         assert crushed.min() <= 30.0 and crushed.max() >= 174  # 200 at a level of 80
         flat_black += bool((crushed == 0).mean() > 0.2)
     assert flat_black >= 2  # the level is drawn up to 80: over 30 five times in eight
-    plain = PhotoBatches(root, **options, seed=3)[0]
-    crushed = PhotoBatches(root, **options, seed=3, crush_blacks=1.0)[0]
+    plain = PhotoBatches(root, **options, seed=3, augmentation=never)[0]
+    crushed = PhotoBatches(root, **options, seed=3, augmentation=always)[0]
     dark = plain < 100
     assert dark.mean() > 0.2 and (crushed[dark] < plain[dark]).all()
-    assert np.array_equal(PhotoBatches(root, **options, seed=3, crush_blacks=0.0)[0], plain)
 
 
 def test_crushing_never_makes_a_dark_photo_wholly_flat():
@@ -392,3 +361,148 @@ def test_crushing_never_makes_a_dark_photo_wholly_flat():
     np.testing.assert_allclose(crush_blacks_array(light, 60.0), expected, rtol=1e-5)
     np.testing.assert_allclose(crush_blacks_array(tf.constant(light), 60.0).numpy(), expected,
                                rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- one augmentation
+
+
+def test_an_augmentation_is_checked_and_plain_keeps_only_scale_crop_and_flip():
+    augmentation = Augmentation(scale_range=[1, 2], crush_blacks=0.3)
+    assert augmentation.scale_range == (1.0, 2.0)
+    assert augmentation.plain() == Augmentation(scale_range=(1.0, 2.0), max_rotation=0.0,
+                                                colour_jitter=0.0)
+    for wrong in (dict(scale_range=(0.9, 1.2)), dict(scale_range=(1.3, 1.2)),
+                  dict(max_rotation=-1.0), dict(colour_jitter=1.0), dict(crush_blacks=1.5),
+                  dict(crush_max_level=255.0)):
+        with pytest.raises(ValueError):
+            Augmentation(**wrong)
+
+
+@pytest.mark.parametrize("draw", [
+    Draw(32, 0, 5, False),
+    Draw(40, 3, 11, True),
+    Draw(36, 2, 4, False, rotation_margin(32, 8.0), 6.0),
+    Draw(36, 2, 4, True, rotation_margin(32, 8.0), -7.5),
+    Draw(32, 0, 9, False, jitter=(1.1, 0.85, 1.2)),
+    Draw(32, 0, 9, False, crush_level=60.0),
+    Draw(45, 10, 20, True, rotation_margin(32, 8.0), 4.0, (0.9, 1.15, 0.8), 70.0),
+], ids=["crop", "scale-flip", "rotate", "rotate-back-flip", "jitter", "crush", "all"])
+def test_both_executions_carry_out_a_draw_alike(draw):
+    """The same draw, carried out by Pillow + NumPy and by TensorFlow, gives the same
+    pixels but for rounding (Pillow keeps uint8 between its resize and its rotation):
+    a rotation the other way, a flip, a jitter or crush applied differently is tens
+    of levels off."""
+    import tensorflow as tf
+
+    from ml.data import tf_apply_draw
+
+    image = smooth_photo((80, 60), seed=1)
+    pillow = apply_draw(image, 32, draw)
+    tensorflow = tf_apply_draw(tf.constant(np.asarray(image), tf.float32), 32, draw).numpy()
+    assert pillow.shape == tensorflow.shape == (32, 32, 3)
+    assert pillow.dtype == tensorflow.dtype == np.float32
+    assert 0.0 <= pillow.min() and pillow.max() <= 255.0
+    assert np.abs(pillow - tensorflow).mean() < 1.0
+    assert np.abs(pillow - tensorflow).max() < 4.0
+
+
+def test_both_pipelines_resize_to_the_same_shape():
+    import tensorflow as tf
+
+    from ml.data import _tf_resized_shape
+
+    for width, height, target in [(80, 60, 32), (21, 23, 22), (23, 21, 46), (640, 427, 333),
+                                  (500, 375, 299), (427, 640, 256), (100, 100, 130)]:
+        expected = resized_size((width, height), target)
+        assert min(expected) == target and max(expected) >= target
+        resized = _tf_resized_shape(tf.constant([height, width]), tf.constant(target)).numpy()
+        assert (int(resized[1]), int(resized[0])) == expected
+
+
+def check_draws(draws: list[Draw], augmentation: Augmentation, size: int, photo_size):
+    """A run of one pipeline's draws shows each field of ``augmentation``."""
+    low, high = (int(np.ceil(size * scale)) for scale in augmentation.scale_range)
+    targets = [int(d.target) for d in draws]
+    assert low <= min(targets) and max(targets) <= high
+    assert max(targets) - min(targets) >= 0.8 * (high - low)
+    for d in draws:
+        width, height = resized_size(photo_size, int(d.target))
+        assert 0 <= int(d.left) <= width - size and 0 <= int(d.top) <= height - size
+    assert 0.35 < np.mean([bool(d.flip) for d in draws]) < 0.65
+    assert {int(d.margin) for d in draws} == {augmentation.margin(size)}
+    angles = np.array([float(d.angle) for d in draws])
+    most = augmentation.max_rotation
+    assert np.abs(angles).max() <= most and (angles.min() < -0.9 * most or most == 0)
+    assert angles.max() > 0.9 * most or most == 0 == angles.max()
+    if augmentation.colour_jitter:
+        factors = np.array([[float(f) for f in d.jitter] for d in draws])
+        lowest, highest = augmentation.jitter_range
+        assert lowest <= factors.min() < lowest + 0.1 * (highest - lowest)
+        assert highest - 0.1 * (highest - lowest) < factors.max() <= highest
+    else:
+        assert all(d.jitter is None for d in draws)
+    if augmentation.crush_blacks:
+        levels = np.array([float(d.crush_level) if d.crush_level is not None else 0.0
+                           for d in draws])
+        crushed = levels[levels > 0]
+        assert abs(len(crushed) / len(draws) - augmentation.crush_blacks) < 0.1
+        assert 0.8 * augmentation.crush_max_level < crushed.max()
+        assert crushed.max() <= augmentation.crush_max_level
+    else:
+        assert all(d.crush_level is None for d in draws)
+
+
+@pytest.mark.parametrize("augmentation", [
+    Augmentation(),
+    Augmentation(scale_range=(1.2, 1.5), max_rotation=8.0, colour_jitter=0.2, crush_blacks=0.5),
+    Augmentation(colour_jitter=0.0, crush_blacks=1.0, crush_max_level=40.0),
+    Augmentation(scale_range=(1.1, 1.1), max_rotation=0.0),
+    Augmentation().plain(),
+], ids=["default", "strong", "no-jitter-crush-40", "no-rotation", "plain"])
+def test_both_pipelines_draw_what_one_augmentation_says(augmentation):
+    """Both pipelines take their random numbers from the one Augmentation: each field,
+    changed or zeroed, shows in the NumPy draws (PhotoBatches) and in the stateless tf
+    draws (make_dataset) alike."""
+    import tensorflow as tf
+
+    from ml.data import tf_draw
+
+    size, photo_size, count = 32, (80, 60), 300
+    numpy = [augmentation.draw(np.random.default_rng(i), photo_size, size) for i in range(count)]
+    draw = tf.function(lambda seed: vars(tf_draw(augmentation, size, seed, [60, 80])))
+    tensorflow = [Draw(**draw(tf.constant([i, 7 * i + 1], tf.int32))) for i in range(count)]
+    for draws in (numpy, tensorflow):
+        check_draws(draws, augmentation, size, photo_size)
+
+
+def test_both_pipelines_built_from_one_augmentation_agree_on_a_photo_of_the_crop_size(
+    tmp_path,
+):
+    """A photo exactly the crop's size at scale 1: plain, both pipelines give it back as
+    it is or mirrored; with only the colour jitter on, both keep its layout and change
+    its colours within the jitter's reach."""
+    image = smooth_photo((32, 32), seed=8)
+    pixels = np.asarray(image, dtype=np.float32)
+    root = single_photo_folder(tmp_path / "one", image)
+    plain = Augmentation(scale_range=(1.0, 1.0)).plain()
+    jitter = replace(plain, colour_jitter=0.1)
+
+    def batches(augmentation):
+        tf_data = [b[0] for b in make_dataset(root, size=32, batch=1, seed=4,
+                                              augmentation=augmentation)
+                   .take(6).as_numpy_iterator()]
+        py_dataset = PhotoBatches(root, size=32, batch=1, seed=4, augmentation=augmentation)
+        for _ in range(6):
+            yield from py_dataset[0]
+            py_dataset.on_epoch_end()
+        yield from tf_data
+
+    for out in batches(plain):
+        assert np.array_equal(out, pixels) or np.array_equal(out, pixels[:, ::-1])
+    for out in batches(jitter):
+        unflipped = out if np.abs(out - pixels).mean() < np.abs(out - pixels[:, ::-1]).mean() \
+            else out[:, ::-1]
+        assert not np.allclose(unflipped, pixels, atol=0.5)
+        # Brightness, contrast and saturation each within 10 %: about 3 x 10 % at most.
+        assert np.abs(unflipped - pixels).max() < 0.35 * 255
+        assert np.corrcoef(unflipped.mean(-1).ravel(), pixels.mean(-1).ravel())[0, 1] > 0.95

@@ -543,15 +543,18 @@ def test_the_photo_pipeline_gets_the_configs_scale_range_and_augmentation(
     painting, tmp_path, monkeypatch
 ):
     import ml.fit_input
-    from ml.data import SkipCounter
+    from ml.data import Augmentation, SkipCounter
 
     seen = {}
     monkeypatch.setattr(ml.fit_input, "make_dataset", lambda folder, **kw: seen.update(kw) or "tf")
     monkeypatch.setattr(ml.fit_input, "PhotoBatches", lambda folder, **kw: seen.update(kw) or "py")
-    config = tiny_config(painting, tmp_path, data_dir=str(tmp_path), max_scale=3.0, augment=False)
+    config = tiny_config(painting, tmp_path, data_dir=str(tmp_path), max_scale=3.0, augment=False,
+                         crush_blacks=0.3)
     ml.fit_input.default_dataset(config, seed=5, skips=SkipCounter())
-    assert seen["scale_range"] == (1.0, 3.0) and seen["augment"] is False
+    assert seen["augmentation"] == Augmentation(scale_range=(1.0, 3.0)).plain()
     assert (seen["size"], seen["batch"], seen["seed"]) == (SIZE, 2, 5)
+    ml.fit_input.default_dataset(config.replace(augment=True), seed=5, skips=SkipCounter())
+    assert seen["augmentation"] == Augmentation(scale_range=(1.0, 3.0), crush_blacks=0.3)
 
 
 def test_style_warmup_ramps_the_style_term_from_zero(painting, tmp_path):

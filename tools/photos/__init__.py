@@ -14,7 +14,7 @@ training, a spread of subjects). ``DEST/manifest.csv`` lists every kept photo (f
 split, source package, original path, licence), ``DEST/skipped.csv`` every file left
 out with the reason, and ``DEST/licences/`` holds each package's copyright file. A
 second run rebuilds both folders. On a connected machine, train on COCO instead
-(``python -m ml.data fetch-coco``).
+(``python -m tools.coco DEST``).
 
 Debian's ``mate-backgrounds`` and the sample images of the scikit-learn and matplotlib
 wheels are reserved for outside evaluation: ``reserved.check_not_reserved`` refuses
