@@ -3,13 +3,8 @@
 // it takes the keyboard (Tab to it, then the arrow keys, Home, End), and a drag on the
 // picture with a mouse, pen or finger sets it from where the pointer is (pointer
 // events: the same on a phone, and vertical swipes still scroll the page).
-(function () {
+(function (gettext, interpolate) {
   "use strict";
-  // Django's JavaScript catalogue (/jsi18n/) gives gettext and interpolate.
-  var gettext = window.gettext || function (text) { return text; };
-  var interpolate = window.interpolate || function (text, values, named) {
-    return text.replace(/%\((\w+)\)s/g, function (_, key) { return String(values[key]); });
-  };
   var frame = document.querySelector(".compare-frame");
   var range = document.getElementById("compare-range");
   if (!frame || !range) return;
@@ -46,4 +41,4 @@
   });
   frame.classList.add("compare-live");
   show();
-})();
+})(window.prisma.gettext, window.prisma.interpolate);

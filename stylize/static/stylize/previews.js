@@ -5,14 +5,8 @@
 // that style as the worker paints it (GET /api/v1/previews/<id>/, polled); picking a
 // tile picks the style, and the strength and mix re-paint the picked style's preview
 // (POST /api/v1/previews/<id>/styles/<slug>/). The forms work without this script.
-(function () {
+(function (gettext, ngettext, interpolate) {
   "use strict";
-  // Django's JavaScript catalogue (/jsi18n/) gives gettext, ngettext and interpolate.
-  var gettext = window.gettext || function (text) { return text; };
-  var ngettext = window.ngettext || function (one, many, n) { return n === 1 ? one : many; };
-  var interpolate = window.interpolate || function (text, values) {
-    return text.replace(/%\((\w+)\)s/g, function (_, key) { return String(values[key]); });
-  };
   var form = document.querySelector("form[data-previews-url]");
   if (!form || !window.fetch || !window.FormData) return;
 
@@ -266,21 +260,9 @@
   }
 
   // A second style must share the picked one's bank (one network): offer only those
-  // (the upload page's upload.js does the same there).
+  // (on the upload page upload.js does it).
   function updateMix() {
-    if (!second || source !== "job") return;
-    var chosen = form.querySelector("input[name=style]:checked");
-    var bank = chosen ? chosen.dataset.bank || "" : "";
-    var available = 0;
-    Array.prototype.forEach.call(second.options, function (option) {
-      if (!option.value) return;
-      var ok = bank !== "" && option.dataset.bank === bank && option.value !== chosen.value;
-      option.hidden = option.disabled = !ok;
-      if (ok) available += 1;
-      if (!ok && option.selected) second.value = "";
-    });
-    second.disabled = available === 0;
-    if (share) share.disabled = second.disabled || !second.value;
+    if (second && source === "job") window.prisma.offerMixes(form, second, share);
   }
 
   function showValue(range) {
@@ -332,4 +314,4 @@
     showValue(share);
     updateMix();
   }
-})();
+})(window.prisma.gettext, window.prisma.ngettext, window.prisma.interpolate);

@@ -3,13 +3,8 @@
 // enlarged, so a "Huge" result of a 640 px photo is 640 px; and a photo no longer than
 // a stroke's working side is painted at its own size, so several strokes look the same.
 // The same rule as stylize.imaging.size_plan, which the job page states afterwards.
-(function () {
+(function (gettext, interpolate) {
   "use strict";
-  // Django's JavaScript catalogue (/jsi18n/) gives gettext and interpolate.
-  var gettext = window.gettext || function (text) { return text; };
-  var interpolate = window.interpolate || function (text, values, named) {
-    return text.replace(/%\((\w+)\)s/g, function (_, key) { return String(values[key]); });
-  };
   var form = document.querySelector(".upload-form");
   var preview = document.getElementById("image-preview");
   var sizeNote = document.getElementById("size-plan");
@@ -86,4 +81,4 @@
   Array.prototype.forEach.call(form.querySelectorAll("input[name=stroke]"), function (radio) {
     radio.addEventListener("change", update);
   });
-})();
+})(window.prisma.gettext, window.prisma.interpolate);

@@ -1,13 +1,8 @@
 // Upload page: drag-and-drop onto the file input, a preview, the strength and mix values,
 // a size/type check before sending, and only the second styles that can be mixed with
 // the chosen style. The form works without this; the server checks anyway.
-(function () {
+(function (gettext, interpolate) {
   "use strict";
-  // Django's JavaScript catalogue (/jsi18n/) gives gettext and interpolate.
-  var gettext = window.gettext || function (text) { return text; };
-  var interpolate = window.interpolate || function (text, values, named) {
-    return text.replace(/%\((\w+)\)s/g, function (_, key) { return String(values[key]); });
-  };
   var form = document.querySelector(".upload-form");
   if (!form) return;
   var input = form.querySelector("input[type=file]");
@@ -143,24 +138,11 @@
   var share = document.getElementById("id_blend");
   if (second) {
     var styles = form.querySelectorAll("input[name=style]");
-    var updateMix = function () {
-      var chosen = form.querySelector("input[name=style]:checked");
-      var bank = chosen ? chosen.dataset.bank || "" : "";
-      var available = 0;
-      Array.prototype.forEach.call(second.options, function (option) {
-        if (!option.value) return;
-        var ok = bank !== "" && option.dataset.bank === bank && option.value !== chosen.value;
-        option.hidden = option.disabled = !ok;
-        if (ok) available += 1;
-        if (!ok && option.selected) second.value = "";
-      });
-      second.disabled = available === 0;
-      if (share) share.disabled = second.disabled || !second.value;
-    };
+    var updateMix = function () { window.prisma.offerMixes(form, second, share); };
     Array.prototype.forEach.call(styles, function (radio) {
       radio.addEventListener("change", updateMix);
     });
     second.addEventListener("change", updateMix);
     updateMix();
   }
-})();
+})(window.prisma.gettext, window.prisma.interpolate);
