@@ -88,26 +88,22 @@ def loss_curves_svg(history: Sequence, *, width: int = 640, height: int = 320,
         f'aria-labelledby="{title_id} {desc_id}" font-family="sans-serif" font-size="11">',
         f'<title id="{title_id}">{_text(title)}</title>',
         f'<desc id="{desc_id}">{_text(desc % {"last": last})}</desc>',
-        f'<text x="{_LEFT}" y="16" fill="currentColor" font-size="12">{_text(title)}</text>',
+        _label(_LEFT, 16, title, ' font-size="12"'),
     ]
     # Grid, ticks and their labels.
     for tick in y_ticks:
         y = _coord(y_of(tick))
-        out.append(f'<line x1="{_LEFT}" y1="{y}" x2="{_LEFT + plot_w}" y2="{y}" '
-                   'stroke="currentColor" stroke-opacity="0.15"/>')
-        out.append(f'<text x="{_LEFT - 6}" y="{y}" fill="currentColor" text-anchor="end" '
-                   f'dominant-baseline="middle">{_text(_number(tick))}</text>')
+        out.append(_line(_LEFT, y, _LEFT + plot_w, y, ' stroke-opacity="0.15"'))
+        out.append(_label(_LEFT - 6, y, _number(tick),
+                          ' text-anchor="end" dominant-baseline="middle"'))
     for tick in x_ticks:
         x = _coord(x_of(tick))
-        out.append(f'<line x1="{x}" y1="{plot_bottom}" x2="{x}" y2="{plot_bottom + 4}" '
-                   'stroke="currentColor"/>')
-        out.append(f'<text x="{x}" y="{plot_bottom + 16}" fill="currentColor" '
-                   f'text-anchor="middle">{_text(_number(tick))}</text>')
+        out.append(_line(x, plot_bottom, x, plot_bottom + 4))
+        out.append(_label(x, plot_bottom + 16, _number(tick), ' text-anchor="middle"'))
     out.append(f'<rect x="{_LEFT}" y="{_TOP}" width="{plot_w}" height="{plot_h}" fill="none" '
                'stroke="currentColor" stroke-opacity="0.5"/>')
     step_label = _("step")  # outside the f-string, where makemessages finds it
-    out.append(f'<text x="{_LEFT + plot_w}" y="{plot_bottom + _AXIS}" fill="currentColor" '
-               f'text-anchor="end">{_text(step_label)}</text>')
+    out.append(_label(_LEFT + plot_w, plot_bottom + _AXIS, step_label, ' text-anchor="end"'))
     # One line per term, then the legend.
     for index, (name, points) in enumerate(series.items()):
         colour = PALETTE[index % len(PALETTE)]
@@ -124,8 +120,7 @@ def loss_curves_svg(history: Sequence, *, width: int = 640, height: int = 320,
         x = _LEFT + column * (plot_w / 4)
         y = plot_bottom + _AXIS + (row + 1) * _LEGEND_ROW
         out.append(f'<rect x="{_coord(x)}" y="{y - 8}" width="14" height="4" fill="{colour}"/>')
-        out.append(f'<text x="{_coord(x + 20)}" y="{y}" fill="currentColor">{_text(name)}'
-                   "</text>")
+        out.append(_label(_coord(x + 20), y, name))
     out.append("</svg>")
     return "\n".join(out)
 
@@ -198,6 +193,17 @@ def _number(value: float) -> str:
 
 def _coord(value: float) -> str:
     return f"{value:.1f}"
+
+
+def _line(x1, y1, x2, y2, attributes: str = "") -> str:
+    """A ``<line>`` in ``currentColor``; ``attributes`` (formatted here) follow its own."""
+    return f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="currentColor"{attributes}/>'
+
+
+def _label(x, y, text: str, attributes: str = "") -> str:
+    """A ``<text>`` of ``text`` (escaped) in ``currentColor``; ``attributes`` (formatted
+    here) follow its own."""
+    return f'<text x="{x}" y="{y}" fill="currentColor"{attributes}>{_text(text)}</text>'
 
 
 def _text(value: str) -> str:

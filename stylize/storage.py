@@ -52,3 +52,9 @@ def private_file_response(field_file, *, filename: str, download: bool = False):
     response["Cache-Control"] = "private, no-store"
     return response
 
+
+def versioned_url(url: str, field_file) -> str:
+    """``url`` with ``?v=`` and the start of ``field_file``'s random name: a new file (a
+    new painting, a new sample) is a new URL, so no cache shows the one it replaced."""
+    version = field_file.name.rsplit("/", 1)[-1].split(".", 1)[0][:12]
+    return f"{url}?v={version}"

@@ -26,15 +26,17 @@ from .services import (
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
-    bind=True,
-    name="stylize.tasks.job_run",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    # The job's row counts the attempts (JOB_MAX_ATTEMPTS); Celery's count would not
-    # see the sweep's resends.
-    max_retries=None,
-)
+def _row_counted_task(name: str):
+    """``shared_task`` for a service whose attempts the job's row counts (and whose
+    ``*Retry`` says when the next is): bound, for ``self.retry``; acked late and sent
+    again if its worker is lost; no Celery limit on retries (``max_retries=None``), as
+    Celery's count would not see the sweep's resends."""
+    return shared_task(bind=True, name=name, acks_late=True, reject_on_worker_lost=True,
+                       max_retries=None)
+
+
+# The job's row counts the attempts: JOB_MAX_ATTEMPTS.
+@_row_counted_task("stylize.tasks.job_run")
 def job_run(self, job_id: str) -> None:
     try:
         stylizing.job_run(job_id=job_id)
@@ -59,14 +61,8 @@ def job_email_send(job_id: str) -> None:
     job_emails.job_email_send(job_id=job_id)
 
 
-@shared_task(
-    bind=True,
-    name="stylize.tasks.job_webhook_deliver",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    # The job's row counts the attempts (WEBHOOK_MAX_ATTEMPTS) and sets the backoff.
-    max_retries=None,
-)
+# The job's row counts the attempts (WEBHOOK_MAX_ATTEMPTS) and sets the backoff.
+@_row_counted_task("stylize.tasks.job_webhook_deliver")
 def job_webhook_deliver(self, job_id: str) -> None:
     try:
         webhooks.job_webhook_deliver(job_id=job_id, payload=job_api_data)

@@ -1,6 +1,7 @@
 """The web pages: gallery, accounts, upload, job page with live status, "my jobs", and
 the person's own styles (their paintings, learnt: docs/design/own-styles.md)."""
 
+import functools
 import json
 import math
 from urllib.parse import urlsplit
@@ -60,7 +61,7 @@ from .selectors import (
 from .services import accounts, jobs, own_styles, previews, sharing
 from .services.job_files import DOWNLOAD_CHOICES, job_expires_at
 from .services.jobs import DEFAULT_BLEND
-from .storage import private_file_response
+from .storage import private_file_response, versioned_url
 from .strokes import STROKE_WORKING_SIDES
 from .validators import upload_max_bytes
 
@@ -68,6 +69,21 @@ from .validators import upload_max_bytes
 #: link: the password it chose becomes the account's (accounts.email_confirm).
 SIGNUP_SESSION_KEY = "stylize_signup"
 POLL_INTERVAL_MS = 1500
+
+
+def _status_json(view):
+    """A page's polled ``status.json``: for a logged-in GET, the dict ``view`` returns as
+    JSON, never cached."""
+
+    @require_GET
+    @login_required
+    @functools.wraps(view)
+    def status_json(request, *args, **kwargs):
+        response = JsonResponse(view(request, *args, **kwargs))
+        response["Cache-Control"] = "no-store"
+        return response
+
+    return status_json
 
 
 def home(request):
@@ -553,12 +569,9 @@ def job_again(request, pk):
     return redirect("stylize:job", pk=job.pk)
 
 
-@require_GET
-@login_required
+@_status_json
 def job_status(request, pk):
-    response = JsonResponse(_job_status(_own_job(request, pk)))
-    response["Cache-Control"] = "no-store"
-    return response
+    return _job_status(_own_job(request, pk))
 
 
 @require_GET
@@ -726,6 +739,15 @@ def _own_style(request, slug):
     return get_object_or_404(own_style_list_for(owner=request.user), slug=slug)
 
 
+def _own_style_file(request, slug, field: str):
+    """The private file ``field`` (its painting, its latest sample) of the user's own style
+    ``slug``; a 404 while it has none, or for anyone else's style."""
+    field_file = getattr(_own_style(request, slug), field)
+    if not field_file:
+        raise Http404(_("No such image."))
+    return field_file
+
+
 @login_required
 def own_style_list(request):
     """"My styles": the person's own styles with their state, and the form that uploads a
@@ -785,8 +807,8 @@ def _own_style_status(style) -> dict:
                 "minutes": minutes}
     sample_url = None
     if style.private_sample:
-        version = style.private_sample.name.rsplit("/", 1)[-1].split(".", 1)[0][:12]
-        sample_url = f"{reverse('stylize:own_style_sample', args=[style.slug])}?v={version}"
+        sample_url = versioned_url(reverse("stylize:own_style_sample", args=[style.slug]),
+                                   style.private_sample)
     return {
         "slug": style.slug, "state": state, "state_text": str(texts[state]), "detail": detail,
         "step": step, "steps": steps, "fraction": (step / steps) if steps else 0.0,
@@ -805,33 +827,26 @@ def own_style_detail(request, slug):
         "style": style, "status": _own_style_status(style), "poll_interval_ms": OWN_STYLE_POLL_MS})
 
 
-@require_GET
-@login_required
+@_status_json
 def own_style_status(request, slug):
-    response = JsonResponse(_own_style_status(_own_style(request, slug)))
-    response["Cache-Control"] = "no-store"
-    return response
+    return _own_style_status(_own_style(request, slug))
 
 
 @require_GET
 @login_required
 def own_style_painting(request, slug):
     """The owner's painting, from the private storage."""
-    style = _own_style(request, slug)
-    if not style.private_painting:
-        raise Http404(_("No such image."))
-    suffix = style.private_painting.name.rsplit(".", 1)[-1]
-    return private_file_response(style.private_painting, filename=f"painting.{suffix}")
+    painting = _own_style_file(request, slug, "private_painting")
+    suffix = painting.name.rsplit(".", 1)[-1]
+    return private_file_response(painting, filename=f"painting.{suffix}")
 
 
 @require_GET
 @login_required
 def own_style_sample(request, slug):
     """The latest sample the learning painted (training photos in the style)."""
-    style = _own_style(request, slug)
-    if not style.private_sample:
-        raise Http404(_("No such image."))
-    return private_file_response(style.private_sample, filename="sample.png")
+    return private_file_response(_own_style_file(request, slug, "private_sample"),
+                                 filename="sample.png")
 
 
 @require_http_methods(["GET", "POST"])

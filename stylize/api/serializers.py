@@ -30,6 +30,7 @@ from ..services.jobs import DEFAULT_BLEND, job_mix_clean
 from ..services.own_styles import own_style_progress, own_style_state
 from ..services.previews import JOB_PHOTO_CHOICES, preview_expires_at
 from ..services.sharing import job_share_is_live, job_share_url
+from ..storage import versioned_url
 from ..strokes import STROKE_WORKING_SIDES
 from ..validators import validate_photo_upload
 
@@ -54,6 +55,25 @@ def own_source_job(user, pk):
         raise serializers.ValidationError({"source_job": [_(
             "There is no job “%(id)s” of yours.") % {"id": pk}]})
     return job
+
+
+class PhotoUploadField(serializers.FileField):
+    """An uploaded photo (or painting), checked as every upload is
+    (``validators.validate_photo_upload``: JPEG, PNG, WebP, HEIC or AVIF by content,
+    ``UPLOAD_MAX_BYTES``, ``UPLOAD_MAX_PIXELS``), a refusal as a 400 with that validator's
+    messages and code. An empty file is let through to that validator, which says so."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_empty_file=True, **kwargs)
+
+    def to_internal_value(self, data):
+        upload = super().to_internal_value(data)
+        try:
+            validate_photo_upload(upload)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages, code=exc.code) from exc
+        return upload
+
 
 class StyleSerializer(serializers.ModelSerializer):
     painting = serializers.SerializerMethodField(
@@ -127,9 +147,9 @@ class StyleSerializer(serializers.ModelSerializer):
         if style.is_own:
             if not style.private_sample:
                 return None
-            url = reverse("api:style-sample", args=[style.slug])
-            version = style.private_sample.name.rsplit("/", 1)[-1].split(".", 1)[0][:12]
-            return _absolute(self.context.get("request"), f"{url}?v={version}")
+            url = versioned_url(reverse("api:style-sample", args=[style.slug]),
+                                style.private_sample)
+            return _absolute(self.context.get("request"), url)
         if not style.sample:
             return None
         return _absolute(self.context.get("request"), style.sample.url)
@@ -138,19 +158,11 @@ class StyleSerializer(serializers.ModelSerializer):
 class OwnStyleCreateSerializer(serializers.Serializer):
     """A painting of yours to learn as a style (``services.own_styles.own_style_create``)."""
 
-    painting = serializers.FileField(
-        allow_empty_file=True,  # the shared validator says "The file is empty."
+    painting = PhotoUploadField(
         help_text="The painting: JPEG, PNG, WebP, HEIC or AVIF, checked as photos are "
         "(UPLOAD_MAX_BYTES, UPLOAD_MAX_PIXELS), each side at least OWN_STYLE_MIN_SIDE px.")
     name = serializers.CharField(max_length=100, help_text="What you call it (1–100 "
                                  "characters, none of your other styles' names).")
-
-    def validate_painting(self, painting):
-        try:
-            validate_photo_upload(painting)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.messages, code=exc.code) from exc
-        return painting
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -255,9 +267,8 @@ class StrokeField(serializers.ChoiceField):
 
 
 class JobCreateSerializer(serializers.Serializer):
-    image = serializers.FileField(
+    image = PhotoUploadField(
         required=False,
-        allow_empty_file=True,  # the shared validator says "The file is empty."
         help_text="The photo: JPEG, PNG, WebP, HEIC or AVIF (checked by content, not by "
         "name). Or, instead, `preview` or `source_job`: exactly one of the three.",
     )
@@ -368,13 +379,6 @@ class JobCreateSerializer(serializers.Serializer):
                 "Choose a style: GET /api/v1/styles/ lists them.")]})
         return attrs
 
-    def validate_image(self, image):
-        try:
-            validate_photo_upload(image)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.messages, code=exc.code) from exc
-        return image
-
 
 class JobShareSerializer(serializers.Serializer):
     """A job's live share link."""
@@ -415,9 +419,7 @@ class PreviewImageSerializer(serializers.ModelSerializer):
             return None
         url = reverse("api:preview-style-image",
                       kwargs={"pk": image.preview_id, "slug": image.style.slug})
-        # A new painting is a new file: its random name (not the path) changes the URL.
-        version = image.image.name.rsplit("/", 1)[-1].split(".", 1)[0][:12]
-        return _absolute(self.context.get("request"), f"{url}?v={version}")
+        return _absolute(self.context.get("request"), versioned_url(url, image.image))
 
 
 class PreviewSerializer(serializers.ModelSerializer):
@@ -458,21 +460,14 @@ class PreviewSerializer(serializers.ModelSerializer):
 
 
 class PreviewCreateSerializer(serializers.Serializer):
-    image = serializers.FileField(
-        required=False, allow_empty_file=True,
+    image = PhotoUploadField(
+        required=False,
         help_text="The photo: JPEG, PNG, WebP, HEIC or AVIF (checked as a job's upload is).",
     )
     source_job = serializers.UUIDField(
         required=False,
         help_text="Instead of `image`: one of your jobs, whose photo is painted (no upload).",
     )
-
-    def validate_image(self, image):
-        try:
-            validate_photo_upload(image)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.messages, code=exc.code) from exc
-        return image
 
     def validate(self, attrs):
         if (attrs.get("image") is None) == (attrs.get("source_job") is None):

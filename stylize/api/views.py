@@ -148,6 +148,18 @@ def preview_image_response(image: PreviewImage, *, format_name: str | None):
     return response
 
 
+class CreatedResponseMixin:
+    """For a viewset whose ``create`` makes its object through a service."""
+
+    def created_response(self, instance) -> Response:
+        """201: ``instance`` as ``retrieve`` shows it (``serializer_class``), with its
+        ``Location`` (the router's ``api:<basename>-detail`` by ``lookup_field``)."""
+        data = self.serializer_class(instance, context=self.get_serializer_context()).data
+        url = reverse(f"api:{self.basename}-detail", args=[getattr(instance, self.lookup_field)])
+        return Response(data, status=status.HTTP_201_CREATED,
+                        headers={"Location": self.request.build_absolute_uri(url)})
+
+
 class JobPagination(PageNumberPagination):
     page_size = 20
 
@@ -208,8 +220,8 @@ class TooManyOwnStyles(exceptions.APIException):
                                         "server does not have now")}),
     destroy=extend_schema(summary="Delete one of your own styles (jobs keep their results)"),
 )
-class StyleViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                   mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class StyleViewSet(CreatedResponseMixin, mixins.CreateModelMixin, mixins.ListModelMixin,
+                   mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """Public styles with a trained model that staff published (no draft), which anyone may
     read, and the asker's own (``selectors.style_list_visible``); anyone else's own style
     is a 404."""
@@ -241,9 +253,7 @@ class StyleViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrie
             raise OwnStylesUnavailableError(str(exc)) from exc
         except own_styles.OwnStyleLimitExceeded as exc:
             raise TooManyOwnStyles(str(exc)) from exc
-        data = StyleSerializer(style, context=self.get_serializer_context()).data
-        location = request.build_absolute_uri(reverse("api:style-detail", args=[style.slug]))
-        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
+        return self.created_response(style)
 
     def perform_destroy(self, instance):
         own_styles.own_style_delete(style=instance)
@@ -291,6 +301,7 @@ class StyleViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrie
     destroy=extend_schema(summary="Delete one of your jobs and its images"),
 )
 class JobViewSet(
+    CreatedResponseMixin,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -336,9 +347,7 @@ class JobViewSet(
             ) from exc
         except jobs.JobLimitExceeded as exc:
             raise TooManyJobsInFlight(str(exc)) from exc
-        data = JobSerializer(job, context=self.get_serializer_context()).data
-        location = request.build_absolute_uri(reverse("api:job-detail", args=[job.pk]))
-        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
+        return self.created_response(job)
 
     def perform_destroy(self, instance):
         jobs.job_delete(job=instance)
@@ -418,8 +427,8 @@ class JobViewSet(
     destroy=extend_schema(summary="Delete one of your previews with its photo and paintings",
                           auth=[{"tokenAuth": []}, {"cookieAuth": []}, {}]),
 )
-class PreviewViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
-                     mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class PreviewViewSet(CreatedResponseMixin, mixins.CreateModelMixin,
+                     mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """The asker's previews (``selectors.preview_list_for``): a user's own, or without an
     account those of this browser session; anyone else's is a 404."""
 
@@ -451,9 +460,7 @@ class PreviewViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
                                           language=translation.get_language() or "")
         if user is None:
             session_preview_remember(request.session, preview.pk)
-        data = PreviewSerializer(preview, context=self.get_serializer_context()).data
-        location = request.build_absolute_uri(reverse("api:preview-detail", args=[preview.pk]))
-        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
+        return self.created_response(preview)
 
     def _check_create_rate(self, request, *, anonymous: bool) -> None:
         if anonymous:

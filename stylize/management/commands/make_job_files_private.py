@@ -1,18 +1,14 @@
-from django.core.management.base import BaseCommand
-
+from stylize.management.base import ServiceCommand
 from stylize.services.job_files import job_files_make_private
 
 
-class Command(BaseCommand):
+class Command(ServiceCommand):
     help = (
         "Move users' photos and results stored the old way (public media, the uploader's "
         "file name) into the private storage under random names, without metadata. "
         "Safe to run again; make run runs it after migrating."
     )
+    report = "{moved} file(s) made private, {missing} missing, {failed} could not be moved."
 
-    def handle(self, *args, **options):
-        counts = job_files_make_private()
-        self.stdout.write(
-            f"{counts['moved']} file(s) made private, {counts['missing']} missing, "
-            f"{counts['failed']} could not be moved."
-        )
+    def run(self):
+        return job_files_make_private()

@@ -1,17 +1,14 @@
-from django.core.management.base import BaseCommand
-
+from stylize.management.base import ServiceCommand
 from stylize.services.jobs import jobs_requeue_stuck
 
 
-class Command(BaseCommand):
+class Command(ServiceCommand):
     help = (
         "Re-enqueue jobs left queued or running past their deadline (failing those "
         "out of attempts) and resend missing result emails; beat runs this every minute."
     )
+    report = ("{requeued} job(s) re-enqueued, {failed} failed after their last attempt, "
+              "{emails} email(s) resent.")
 
-    def handle(self, *args, **options):
-        counts = jobs_requeue_stuck()
-        self.stdout.write(
-            f"{counts['requeued']} job(s) re-enqueued, {counts['failed']} failed after "
-            f"their last attempt, {counts['emails']} email(s) resent."
-        )
+    def run(self):
+        return jobs_requeue_stuck()
