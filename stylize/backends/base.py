@@ -39,7 +39,22 @@ class ModelBackend:
         """uint8 ``[N, H, W, 3]`` in, uint8 of the same shape out; ``style_weights``
         float32 ``[N, S]`` for a bank, None for a single-style model; ``style_params``
         float32 ``[N, P]`` (a bank's ``style_params`` signature, with the weights) or None
-        (``serving_default``)."""
+        (``serving_default``).
+
+        Checks the inputs (``check_images``, ``check_style_weights``,
+        ``check_style_params``: PermanentBackendError), has the backend's ``_paint`` run
+        the model on them, and checks its answer (``check_stylized``)."""
+        images = check_images(images)
+        style_weights = check_style_weights(style_weights, images)
+        style_params = check_style_params(style_params, style_weights, images)
+        stylized = self._paint(model_name=model_name, version=version, images=images,
+                               style_weights=style_weights, style_params=style_params)
+        return check_stylized(stylized, images, model_name=model_name, version=version)
+
+    def _paint(self, *, model_name: str, version: int, images: np.ndarray,
+               style_weights: np.ndarray | None, style_params: np.ndarray | None):
+        """The model's answer for inputs ``stylize`` has checked (``style_params`` only
+        with ``style_weights``), any array-like; a failure raises BackendError."""
         raise NotImplementedError
 
     def is_ready(self, *, model_name: str, version: int) -> bool:

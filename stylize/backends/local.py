@@ -16,10 +16,6 @@ from stylize.backends.base import (
     ModelBackend,
     PermanentBackendError,
     TransientBackendError,
-    check_images,
-    check_style_params,
-    check_style_weights,
-    check_stylized,
 )
 
 logger = logging.getLogger(__name__)
@@ -51,12 +47,8 @@ class LocalBackend(ModelBackend):
         """TensorFlow (seconds to import), so a worker's first job does not wait for it."""
         import tensorflow  # noqa: F401
 
-    def stylize(self, *, model_name: str, version: int, images: np.ndarray,
-                style_weights: np.ndarray | None = None,
-                style_params: np.ndarray | None = None) -> np.ndarray:
-        images = check_images(images)
-        style_weights = check_style_weights(style_weights, images)
-        style_params = check_style_params(style_params, style_weights, images)
+    def _paint(self, *, model_name: str, version: int, images: np.ndarray,
+               style_weights: np.ndarray | None, style_params: np.ndarray | None):
         model = self._model(model_name, version)
         with_params = getattr(model.fn, "with_params", None)
         if style_params is not None and with_params is None:
@@ -72,7 +64,7 @@ class LocalBackend(ModelBackend):
                 stylized = model.fn(images, style_weights)
         except Exception as error:
             raise _backend_error(error, model_name, version) from error
-        return check_stylized(stylized, images, model_name=model_name, version=version)
+        return stylized
 
     def is_ready(self, *, model_name: str, version: int) -> bool:
         path = self.version_dir(model_name, version)

@@ -150,47 +150,57 @@ def _name(user) -> str:
     return user.get_short_name() or user.get_username()
 
 
+def _user_mail_send(*, user, write) -> bool:
+    """Mail ``user`` at their address the ``(subject, body)`` that ``write(user)``
+    returns, called with their language active (``user_language``). False if it could
+    not be sent (``_send``: logged, not raised)."""
+    with translation.override(user_language(user)):
+        subject, body = write(user)
+        message = EmailMessage(subject=subject, body=body, to=[user.email])
+    return _send(message)
+
+
 def confirmation_send(*, user) -> bool:
     """Mail ``user`` the link that confirms their address. False if nothing was sent."""
     if not user.email:
         return False
-    with translation.override(user_language(user)):
-        message = EmailMessage(
-            subject=_("Confirm your email address for Prisma"),
-            body=_(
-                "Hello %(name)s,\n\n"
-                "Please confirm that this is your address by opening this link:\n\n"
-                "    %(link)s\n\n"
-                "The link works for %(duration)s. Until your address is confirmed we send it "
-                "nothing else: your results wait for you on the site.\n\n"
-                "If you did not sign up for Prisma, ignore this email; nothing more will "
-                "be sent to you.\n\n— Prisma\n"
-            ) % {"name": _name(user), "link": confirmation_link(user),
-                 "duration": _duration(confirmation_timeout())},
-            to=[user.email],
-        )
-    return _send(message)
+    return _user_mail_send(user=user, write=_confirmation_mail)
+
+
+def _confirmation_mail(user) -> tuple[str, str]:
+    """The confirmation mail's subject and body, in the active language."""
+    body = _(
+        "Hello %(name)s,\n\n"
+        "Please confirm that this is your address by opening this link:\n\n"
+        "    %(link)s\n\n"
+        "The link works for %(duration)s. Until your address is confirmed we send it "
+        "nothing else: your results wait for you on the site.\n\n"
+        "If you did not sign up for Prisma, ignore this email; nothing more will "
+        "be sent to you.\n\n— Prisma\n"
+    ) % {"name": _name(user), "link": confirmation_link(user),
+         "duration": _duration(confirmation_timeout())}
+    return _("Confirm your email address for Prisma"), body
 
 
 def _taken_notice_send(*, user) -> bool:
     """Tell the owner of an address someone tried to sign up with it."""
-    with translation.override(user_language(user)):
-        message = EmailMessage(
-            subject=_("Someone tried to sign up for Prisma with your address"),
-            body=_(
-                "Hello %(name)s,\n\n"
-                "Someone just tried to sign up for Prisma with this email address, which "
-                "already belongs to your account %(username)s.\n\n"
-                "If it was you, log in here:\n\n    %(login)s\n\n"
-                "or, if you forgot your password, choose a new one here:\n\n"
-                "    %(reset)s\n\n"
-                "If it was not you, ignore this email; your account stays as it is.\n\n"
-                "— Prisma\n"
-            ) % {"name": _name(user), "username": user.get_username(),
-                 "login": _link("stylize:login"), "reset": _link("stylize:password_reset")},
-            to=[user.email],
-        )
-    return _send(message)
+    return _user_mail_send(user=user, write=_taken_notice_mail)
+
+
+def _taken_notice_mail(user) -> tuple[str, str]:
+    """The sign-up notice's subject and body, in the active language."""
+    body = _(
+        "Hello %(name)s,\n\n"
+        "Someone just tried to sign up for Prisma with this email address, which "
+        "already belongs to your account %(username)s.\n\n"
+        "If it was you, log in here:\n\n    %(login)s\n\n"
+        "or, if you forgot your password, choose a new one here:\n\n"
+        "    %(reset)s\n\n"
+        "If it was not you, ignore this email; your account stays as it is.\n\n"
+        "— Prisma\n"
+    ) % {"name": _name(user), "username": user.get_username(),
+         "login": _link("stylize:login"), "reset": _link("stylize:password_reset")}
+    return _("Someone tried to sign up for Prisma with your address"), body
 
 
 def _account_with_address(email: str):

@@ -9,7 +9,9 @@ in (``job_files_make_private``, ``manage.py make_job_files_private``, which ``ma
 calls); the worker replaces a photo stored with its EXIF orientation by its upright copy
 (``job_photo_replace``). A result downloaded as PNG or WebP is encoded once, the first
 time it is asked for, and kept as a file of the job's like the others
-(``job_result_copy``).
+(``job_result_copy``). Previews and own styles keep their files in the same storage and
+sweep and replace them with the same two services (``private_files_sweep``,
+``private_file_replace``).
 """
 
 import io
@@ -52,36 +54,47 @@ def private_files_sweep_orphans(*, now=None) -> int:
     Returns how many were deleted.
     """
     now = now or timezone.now()
-    storage = private_storage()
     named = set(StyleJob.objects.values_list("input_image", flat=True))
     for field_name in ("result_image", *RESULT_COPY_FIELDS.values()):
         named |= set(StyleJob.objects.exclude(**{field_name: ""})
                      .values_list(field_name, flat=True))
+    return private_files_sweep(folders=PRIVATE_FOLDERS, nested=True, named=named,
+                               min_age=ORPHAN_MIN_AGE, now=now, kind="orphan file")
+
+
+def private_files_sweep(*, folders, named: set[str], min_age: timedelta, now: datetime,
+                        kind: str, nested: bool = False) -> int:
+    """Delete every file in ``folders`` of the private storage (their sub-folders too
+    where ``nested``) that ``named`` lacks and that was last changed at least ``min_age``
+    before ``now``. A file that cannot be read or deleted is logged ("Could not sweep
+    the ``kind`` …") and left. Returns how many were deleted."""
+    storage = private_storage()
     deleted = 0
-    for folder in PRIVATE_FOLDERS:
-        for name in _files_under(storage, folder):
+    for folder in folders:
+        for name in _files_under(storage, folder, nested=nested):
             if name in named:
                 continue
             try:
-                if now - storage.get_modified_time(name) < ORPHAN_MIN_AGE:
+                if now - storage.get_modified_time(name) < min_age:
                     continue
                 storage.delete(name)
             except OSError as error:
-                logger.warning("Could not sweep the orphan file %s: %s", name, error)
+                logger.warning("Could not sweep the %s %s: %s", kind, name, error)
                 continue
             deleted += 1
     return deleted
 
 
-def _files_under(storage, folder: str) -> list[str]:
-    """Every file name under ``folder`` of ``storage``, its sub-folders included."""
+def _files_under(storage, folder: str, *, nested: bool) -> list[str]:
+    """Every file name in ``folder`` of ``storage`` (none if it does not exist), and in
+    its sub-folders where ``nested``."""
     try:
         subfolders, files = storage.listdir(folder)
     except FileNotFoundError:
         return []
     names = [f"{folder}/{name}" for name in files]
-    for subfolder in subfolders:
-        names += _files_under(storage, f"{folder}/{subfolder}")
+    for subfolder in subfolders if nested else ():
+        names += _files_under(storage, f"{folder}/{subfolder}", nested=True)
     return names
 
 
@@ -140,12 +153,24 @@ def job_photo_replace(job: StyleJob, data: bytes, image_format: str) -> None:
     file gets a new random name; the old one is deleted once the row names the new one
     (if the job was deleted or changed meanwhile, the new file goes instead).
     """
-    old_name = job.input_image.name
-    storage = job.input_image.storage
-    new_name = storage.save(job_photo_name(job, f"photo.{ALLOWED_FORMATS[image_format][1]}"),
-                            ContentFile(data))
-    if StyleJob.objects.filter(pk=job.pk, input_image=old_name).update(input_image=new_name):
-        job.input_image.name = new_name
+    private_file_replace(instance=job, field_name="input_image",
+                         storage=job.input_image.storage,
+                         name=job_photo_name(job, f"photo.{ALLOWED_FORMATS[image_format][1]}"),
+                         data=data)
+
+
+def private_file_replace(*, instance, field_name: str, storage, name: str, data: bytes) -> None:
+    """Store ``data`` in ``storage`` as ``name`` (or a free name like it) and point the
+    row of ``instance`` (a model instance) at it in ``field_name``, if the row still
+    names the file ``instance`` holds there; that old file is then deleted and
+    ``instance`` names the new one. If the row is gone or names another file by then,
+    the new file is deleted instead and ``instance`` is left as it was."""
+    field = getattr(instance, field_name)
+    old_name = field.name
+    new_name = storage.save(name, ContentFile(data))
+    if type(instance).objects.filter(pk=instance.pk, **{field_name: old_name}).update(
+            **{field_name: new_name}):
+        field.name = new_name
         storage.delete(old_name)
     else:
         storage.delete(new_name)

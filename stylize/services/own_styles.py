@@ -51,6 +51,7 @@ from stylize.validators import ALLOWED_FORMATS
 
 from . import queueing
 from .accounts import user_language
+from .job_files import private_file_replace, private_files_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -369,15 +370,10 @@ def _painting_for_training(style: Style, work_dir: Path) -> Path:
 
 def _painting_replace(style: Style, data: bytes, image_format: str) -> None:
     """The stored painting replaced by ``data`` (the worker's upright copy)."""
-    storage = private_storage()
-    old = style.private_painting.name
-    new = storage.save(own_style_file_name(style, f"painting.{ALLOWED_FORMATS[image_format][1]}"),
-                       ContentFile(data))
-    if Style.objects.filter(pk=style.pk, private_painting=old).update(private_painting=new):
-        style.private_painting.name = new
-        storage.delete(old)
-    else:
-        storage.delete(new)
+    private_file_replace(
+        instance=style, field_name="private_painting", storage=private_storage(),
+        name=own_style_file_name(style, f"painting.{ALLOWED_FORMATS[image_format][1]}"),
+        data=data)
 
 
 def painting_is_flat(pixels: np.ndarray) -> bool:
@@ -523,16 +519,6 @@ def own_styles_delete_removed(*, now=None) -> int:
     named = set()
     for field in ("private_painting", "private_sample"):
         named |= set(Style.objects.exclude(**{field: ""}).values_list(field, flat=True))
-    storage = private_storage()
-    try:
-        names = storage.listdir(OWN_STYLES_FOLDER)[1]
-    except FileNotFoundError:
-        names = []
-    for name in (f"{OWN_STYLES_FOLDER}/{name}" for name in names):
-        try:
-            if name in named or now - storage.get_modified_time(name) < REMOVED_KEEP:
-                continue
-            storage.delete(name)
-        except OSError as error:
-            logger.warning("Could not sweep the own-style file %s: %s", name, error)
+    private_files_sweep(folders=(OWN_STYLES_FOLDER,), named=named, min_age=REMOVED_KEEP,
+                        now=now, kind="own-style file")
     return deleted

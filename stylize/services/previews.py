@@ -47,7 +47,7 @@ from stylize.selectors import style_list_offered, style_list_usable
 from stylize.validators import ALLOWED_FORMATS
 
 from . import queueing
-from .job_files import job_photo_replace
+from .job_files import job_photo_replace, private_file_replace, private_files_sweep
 from .jobs import JOB_CHOICES, job_create, job_mix_clean
 from .stylizing import UNEXPECTED_ERROR, PaintRequest, photo_stylize_many, stored_photo_load
 
@@ -223,16 +223,10 @@ def _preview_photo_load(preview: Preview) -> np.ndarray:
 def _preview_photo_replace(preview: Preview, data: bytes, image_format: str) -> None:
     """The preview's photo replaced by ``data`` (the worker's upright copy), as
     ``job_files.job_photo_replace`` does for a job's."""
-    storage = private_storage()
-    old_name = preview.photo.name
-    new_name = storage.save(
-        preview_file_name(preview, f"photo.{ALLOWED_FORMATS[image_format][1]}"),
-        ContentFile(data))
-    if Preview.objects.filter(pk=preview.pk, photo=old_name).update(photo=new_name):
-        preview.photo.name = new_name
-        storage.delete(old_name)
-    else:
-        storage.delete(new_name)
+    private_file_replace(
+        instance=preview, field_name="photo", storage=private_storage(),
+        name=preview_file_name(preview, f"photo.{ALLOWED_FORMATS[image_format][1]}"),
+        data=data)
 
 
 def _preview_images_store(paintings: list[tuple[PreviewImage, bytes]]) -> int:
@@ -323,23 +317,8 @@ def previews_delete_expired(*, now=None) -> dict[str, int]:
         named |= set(Preview.objects.exclude(**{field_name: ""})
                      .values_list(field_name, flat=True))
     named |= set(PreviewImage.objects.exclude(image="").values_list("image", flat=True))
-    storage = private_storage()
-    files = 0
-    try:
-        names = storage.listdir(PREVIEW_FOLDER)[1]
-    except FileNotFoundError:
-        names = []
-    for name in (f"{PREVIEW_FOLDER}/{name}" for name in names):
-        if name in named:
-            continue
-        try:
-            if now - storage.get_modified_time(name) < retention:
-                continue
-            storage.delete(name)
-        except OSError as error:
-            logger.warning("Could not sweep the preview file %s: %s", name, error)
-            continue
-        files += 1
+    files = private_files_sweep(folders=(PREVIEW_FOLDER,), named=named, min_age=retention,
+                                now=now, kind="preview file")
     return {"previews": deleted, "files": files}
 
 

@@ -23,6 +23,7 @@ when it ends well, ``Style.training_sheet``; the admin shows them
 
 import hashlib
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -170,7 +171,8 @@ def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None =
         style_training_start(style=style)
     # One run trains every slot: each member's page shows it.
     recorder = TrainingRecorder(styles=lineup, on_progress=on_progress, name=model_name)
-    try:
+    with _training_run(model_name=model_name, styles=lineup, recorder=recorder,
+                       failure=("Training the bank %s failed", model_name)):
         work_dir = settings.VAR_DIR / "training" / model_name
         paintings = [local_copy(by_slot[slot].painting, work_dir / "paintings",
                                  stem=by_slot[slot].slug) for slot in range(1, num_styles)]
@@ -188,16 +190,6 @@ def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None =
         trained = _bank_make_live(model_name=model_name, version=version, num_styles=num_styles,
                                   slot_of=slot_of, trained=lineup, record=record,
                                   metrics=_metrics_record(result), started_from=started_from)
-    except Exception as exc:
-        logger.exception("Training the bank %s failed", model_name)
-        reason = f"{type(exc).__name__}: {exc}"
-        for style in lineup:
-            style_training_fail(style=style, reason=reason)
-        recorder.fail(reason=reason)
-        raise
-    recorder.succeed()
-    serving_config_write()
-    _own_styles_follow(model_name)
     return trained
 
 
@@ -211,7 +203,8 @@ def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
     style_training_start(style=style)
     # Only this slot changes: the run is this style's alone.
     recorder = TrainingRecorder(styles=[style], on_progress=on_progress)
-    try:
+    with _training_run(model_name=model_name, styles=[style], recorder=recorder,
+                       failure=("Training %s failed", style.slug)):
         live = None if started_from is None else bank_live_dir(model_name, started_from)
         if live is None:
             raise ValueError(f"The bank {model_name} has no live version to fine-tune.")
@@ -236,16 +229,30 @@ def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
         [style] = _bank_make_live(model_name=model_name, version=version, num_styles=len(slots),
                                   slot_of=slot_of, trained=[style], record=record,
                                   metrics=_metrics_record(result), started_from=started_from)
+    return style
+
+
+@contextmanager
+def _training_run(*, model_name: str, styles: list[Style], recorder: TrainingRecorder,
+                  failure: tuple[str, str]):
+    """Around one training run of bank ``model_name`` for ``styles``. On any exception
+    inside: log ``failure`` (a message and its arguments) with the traceback, fail each
+    style (``style_training_fail``: what it served stays live) and the recorder with the
+    exception as the reason, and raise it again. Once the run ends well: the recorder
+    succeeds, ``serving/models.config`` is rewritten and the bank's new live version is
+    announced (``_own_styles_follow``)."""
+    try:
+        yield
     except Exception as exc:
-        logger.exception("Training %s failed", style.slug)
+        logger.exception(*failure)
         reason = f"{type(exc).__name__}: {exc}"
-        style_training_fail(style=style, reason=reason)
+        for style in styles:
+            style_training_fail(style=style, reason=reason)
         recorder.fail(reason=reason)
         raise
     recorder.succeed()
     serving_config_write()
     _own_styles_follow(model_name)
-    return style
 
 
 def _own_styles_follow(model_name: str) -> None:
