@@ -79,6 +79,45 @@ def identity(batch: np.ndarray) -> np.ndarray:
     return batch.copy()
 
 
+# --------------------------------------------------------------------------- networks
+
+
+def feature_maps(seed=0, shape=(3, 7, 9, 5)) -> np.ndarray:
+    """Random feature maps (float32 ``NHWC``), to normalise."""
+    return np.random.default_rng(seed).normal(2.0, 3.0, shape).astype("float32")
+
+
+def randomised(layer, seed=1, loc=0.0, scale=1.0):
+    """``layer`` with every weight drawn from a normal distribution of ``loc`` and ``scale``."""
+    rng = np.random.default_rng(seed)
+    layer.set_weights([rng.normal(loc, scale, w.shape).astype("float32")
+                       for w in layer.get_weights()])
+    return layer
+
+
+def tiny_bank(num_styles=3, seed=0, blocks=1):
+    """A small bank (``TransformNet(num_styles=...)``), built, whose slots' norm maps are
+    distinct, as after training."""
+    import keras
+
+    from ml import bank
+    from ml.model import TransformNet
+
+    keras.utils.set_random_seed(seed)
+    net = TransformNet(width=0.125, num_residual_blocks=blocks, num_styles=num_styles)
+    net.build((None, None, None, 3))
+    rng = np.random.default_rng(seed)
+    for layer in bank.style_norms(net):
+        layer.set_weights([rng.normal(1, 0.5, w.shape).astype("float32")
+                           for w in layer.get_weights()])
+    return net
+
+
+def noise_batch(n=2, size=20, seed=3) -> np.ndarray:
+    """``n`` photos of random pixels (float32 ``n x size x size x 3``, 0 to 255)."""
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
+
+
 class RecordingBackend:
     """A model backend that paints the negative of the photo and remembers every call
     (the ``recording_backend`` fixture puts one in place)."""
@@ -103,6 +142,41 @@ def signup(client, email="ada@example.com", password=PASSWORD, confirm=None):
         reverse("stylize:signup"),
         {"email": email, "password1": password, "password2": confirm or password},
     )
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def race_job_creations(owner, style, count, photo) -> list[str]:
+    """``count`` threads that create a job of ``style`` for ``owner`` at the same moment,
+    each with a new ``photo()``; their outcomes, sorted: ``"created"``, ``"refused"``
+    (over the in-flight limit) or the repr of whatever else one raised."""
+    import threading
+
+    from django.db import connection
+
+    from stylize.services import jobs
+
+    outcomes, start = [], threading.Barrier(count)
+
+    def create():
+        try:
+            start.wait()
+            jobs.job_create(owner=owner, style=style, input_image=photo())
+            outcomes.append("created")
+        except jobs.JobLimitExceeded:
+            outcomes.append("refused")
+        except Exception as exc:
+            outcomes.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=create) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return sorted(outcomes)
 
 
 # --------------------------------------------------------------------------- processes
@@ -207,6 +281,16 @@ def logged_in_context(browser, client, live_server, **options):
     context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
                           "url": live_server.url}])
     return context
+
+
+def logged_in_page(browser, client, live_server, errors, *, timeout=30_000, **options):
+    """A page of :func:`logged_in_context` (``options``: the context's) that waits at most
+    ``timeout`` ms and adds every console error and script failure to ``errors``."""
+    page = logged_in_context(browser, client, live_server, **options).new_page()
+    page.set_default_timeout(timeout)
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return page
 
 
 COLLECT_VIOLATIONS = """

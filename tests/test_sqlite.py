@@ -11,7 +11,7 @@ import sys
 from tests.helpers import BASE_DIR, clean_env
 
 SCRIPT = r"""
-import json, threading
+import json
 import django
 django.setup()
 from django.conf import settings
@@ -24,7 +24,7 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from stylize.models import Style, StyleJob
 from stylize.services import jobs, queueing
-from tests.helpers import png_bytes
+from tests.helpers import png_bytes, race_job_creations
 
 sent = []
 class Recorded:
@@ -46,23 +46,7 @@ def upload():
     return SimpleUploadedFile("photo.png", png_bytes(), content_type="image/png")
 
 settings.JOB_MAX_IN_FLIGHT_PER_USER = 3
-outcomes, start = [], threading.Barrier(5)
-def racer():
-    try:
-        start.wait()
-        jobs.job_create(owner=owner, style=style, input_image=upload())
-        outcomes.append("created")
-    except jobs.JobLimitExceeded:
-        outcomes.append("refused")
-    except Exception as exc:
-        outcomes.append(repr(exc))
-    finally:
-        connection.close()
-threads = [threading.Thread(target=racer) for _ in range(5)]
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join(60)
+outcomes = race_job_creations(owner, style, 5, upload)
 
 job = StyleJob.objects.filter(owner=owner).first()
 started = [jobs.job_start(job_id=job.pk), jobs.job_start(job_id=job.pk)]
@@ -72,7 +56,7 @@ job.refresh_from_db()
 print(json.dumps({
     "engine": connection.vendor,
     "name": str(settings.DATABASES["default"]["NAME"]),
-    "outcomes": sorted(outcomes),
+    "outcomes": outcomes,
     "jobs": StyleJob.objects.filter(owner=owner).count(),
     "started": started,
     "succeeded": succeeded,

@@ -22,17 +22,7 @@ from ml.layers import ConditionalInstanceNormalization, InstanceNormalization, R
 from ml.model import TransformNet
 from ml.train import train
 from tests.helpers import TRAIN_SIZE as SIZE
-
-
-def features(seed=0, shape=(3, 7, 9, 5)):
-    return np.random.default_rng(seed).normal(2.0, 3.0, shape).astype("float32")
-
-
-def randomised(layer, seed=1):
-    rng = np.random.default_rng(seed)
-    layer.set_weights([rng.normal(0, 1, w.shape).astype("float32") for w in layer.get_weights()])
-    return layer
-
+from tests.helpers import feature_maps, noise_batch, randomised, tiny_bank
 
 # --------------------------------------------------------------------------- the layer
 
@@ -46,7 +36,7 @@ def test_conditional_norm_config_round_trip():
 
 
 def test_one_hot_weights_give_that_style_and_a_mix_gives_the_mean_map():
-    x = features()
+    x = feature_maps()
     layer = randomised(ConditionalInstanceNormalization(3))
     layer(x, bank.one_hot([0, 0, 0], 3))  # build
     layer = randomised(layer)
@@ -66,7 +56,7 @@ def test_one_hot_weights_give_that_style_and_a_mix_gives_the_mean_map():
 
 
 def test_one_style_equals_instance_normalization():
-    x = features(2)
+    x = feature_maps(2)
     plain = InstanceNormalization()
     plain(x)
     randomised(plain)
@@ -81,7 +71,7 @@ def test_one_style_equals_instance_normalization():
 def test_wrong_number_of_style_weights_is_refused():
     layer = ConditionalInstanceNormalization(3)
     with pytest.raises(ValueError, match="style_weights of shape"):
-        layer(features(), np.ones((3, 2), "float32"))
+        layer(feature_maps(), np.ones((3, 2), "float32"))
 
 
 def test_residual_block_keeps_num_styles_in_its_config():
@@ -93,24 +83,9 @@ def test_residual_block_keeps_num_styles_in_its_config():
 # --------------------------------------------------------------------------- the network
 
 
-def tiny_bank(num_styles=3, seed=0):
-    keras.utils.set_random_seed(seed)
-    net = TransformNet(width=0.125, num_residual_blocks=1, num_styles=num_styles)
-    net.build((None, None, None, 3))
-    rng = np.random.default_rng(seed)
-    for layer in bank.style_norms(net):  # distinct slots, as after training
-        slots = [rng.normal(1, 0.5, w.shape).astype("float32") for w in layer.get_weights()]
-        layer.set_weights(slots)
-    return net
-
-
-def photos(n=2, size=20, seed=3):
-    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
-
-
 def test_a_bank_paints_each_slot_differently_and_a_mix_lies_between():
     net = tiny_bank()
-    x = photos(1)
+    x = noise_batch(1)
     one, two = (np.asarray(net(x, bank.one_hot([s], 3))) for s in (1, 2))
     mix = np.asarray(net(x, np.array([[0, 0.5, 0.5]], "float32")))
     assert np.abs(one - two).mean() > 1.0
@@ -120,20 +95,20 @@ def test_a_bank_paints_each_slot_differently_and_a_mix_lies_between():
 def test_a_bank_needs_style_weights_and_saves_with_its_slots(tmp_path):
     net = tiny_bank()
     with pytest.raises(ValueError, match="bank of 3 styles"):
-        net(photos(1))
+        net(noise_batch(1))
     net.save(tmp_path / "bank.keras")
     loaded = keras.saving.load_model(tmp_path / "bank.keras")
     weights = bank.one_hot([1, 2], 3)
     assert loaded.num_styles == 3
     np.testing.assert_array_equal(
-        np.asarray(loaded(photos(), weights)), np.asarray(net(photos(), weights))
+        np.asarray(loaded(noise_batch(), weights)), np.asarray(net(noise_batch(), weights))
     )
 
 
 def test_single_style_network_is_unchanged_by_num_styles():
     keras.utils.set_random_seed(4)
     net = TransformNet(width=0.125, num_residual_blocks=1)
-    net(photos(1))
+    net(noise_batch(1))
     assert "num_styles" not in net.get_config()
     assert not bank.style_norms(net)
     assert all(
@@ -191,7 +166,7 @@ def test_impossible_weights_are_refused(kwargs):
 def test_grow_keeps_every_slot_and_starts_the_new_one_from_the_paintings_mean():
     net = tiny_bank(3)
     grown = bank.grow(net, 4)
-    x = photos(1)
+    x = noise_batch(1)
     for slot in (0, 1, 2):
         np.testing.assert_array_equal(np.asarray(grown(x, bank.one_hot([slot], 4))),
                                       np.asarray(net(x, bank.one_hot([slot], 3))))
@@ -270,7 +245,7 @@ def test_slot_sampler_is_seeded_per_step():
 def test_fine_tuning_one_slot_leaves_every_other_slot_bit_identical(paintings, tmp_path):
     start = tiny_bank(3)
     start.save(tmp_path / "bank.keras")
-    x = photos(2)
+    x = noise_batch(2)
     before = {slot: np.asarray(start(x, bank.one_hot([slot] * 2, 3))) for slot in range(3)}
 
     config = bank_config(tmp_path / "tune", painting=paintings[1], train_slot=2,
@@ -296,7 +271,7 @@ def test_fine_tuning_the_next_slot_adds_a_style(paintings, tmp_path):
                          init_weights=str(tmp_path / "bank.keras"), steps=2)
     added = train(config, dataset=photo_batches(1)).model
     assert added.num_styles == 4
-    x = photos(1)
+    x = noise_batch(1)
     np.testing.assert_array_equal(np.asarray(added(x, bank.one_hot([1], 4))),
                                   np.asarray(start(x, bank.one_hot([1], 3))))
     with pytest.raises(ValueError, match="at most 3"):
@@ -333,7 +308,7 @@ def test_bank_export_takes_style_weights_and_lists_its_slots(tmp_path):
     assert signature.structured_outputs["stylized"].dtype == tf.uint8
 
     stylize = load_savedmodel_fn(path)
-    images = photos(2).astype(np.uint8)
+    images = noise_batch(2).astype(np.uint8)
     weights = bank.one_hot([1, 2], 3)
     out = stylize(images, weights)
     expected = np.clip(np.round(np.asarray(net(images.astype("float32"), weights))), 0, 255)
@@ -359,7 +334,7 @@ def test_the_command_line_adds_a_slot_to_a_saved_bank_in_a_fresh_process(paintin
     photo_dir = tmp_path / "photos"
     photo_dir.mkdir()
     for i in range(2):
-        Image.fromarray(photos(1, 40, seed=i)[0].astype(np.uint8)).save(photo_dir / f"{i}.png")
+        Image.fromarray(noise_batch(1, 40, seed=i)[0].astype(np.uint8)).save(photo_dir / f"{i}.png")
     done = subprocess.run(
         [sys.executable, "-m", "ml.train", "--init-weights", str(tmp_path / "bank.keras"),
          "--train-slot", "3", "--style", paintings[0], "--data", str(photo_dir),
@@ -376,7 +351,7 @@ def test_identity_examples_do_not_dilute_the_style_term(paintings, tmp_path):
 
     config = bank_config(tmp_path / "b", paintings=tuple(paintings))
     trainer = build_trainer(config)
-    images = photos(2, SIZE)
+    images = noise_batch(2, SIZE)
     stylized = np.asarray(trainer((images, np.array([1, 0], np.int32))))
     trainer.compute_loss(x=(images, np.array([1, 0], np.int32)), y=np.ones(2, "float32"),
                          y_pred=stylized)
@@ -391,7 +366,7 @@ def test_identity_examples_do_not_dilute_the_style_term(paintings, tmp_path):
 def test_a_paintings_style_scale_multiplies_its_style_term_only(paintings, tmp_path):
     from ml.trainer import build_trainer
 
-    images = photos(2, SIZE)
+    images = noise_batch(2, SIZE)
     slots = np.array([1, 2], np.int32)
     styles = {}
     for scales in ((), (3.0, 1.0)):
@@ -417,7 +392,7 @@ def test_fine_tuning_a_slot_of_a_robust_bank_keeps_its_robust_norms(paintings, t
     from ml.model import TransformNet
 
     start = TransformNet(width=0.125, num_residual_blocks=1, num_styles=3, norm_clip_z=6.0)
-    start(photos(1), bank.one_hot([1], 3))
+    start(noise_batch(1), bank.one_hot([1], 3))
     start.save(tmp_path / "robust.keras")
     config = bank_config(tmp_path / "tune", painting=paintings[0], train_slot=2,
                          init_weights=str(tmp_path / "robust.keras"))

@@ -280,20 +280,27 @@ def test_the_light_term_ignores_palette_and_contrast_but_not_an_inverted_layout(
     assert 0.8 < float(light_layout_loss(photo, flat)[0]) < 1.0  # no layout at all
 
 
-def test_the_light_term_is_a_weighted_part_of_the_total_only_when_asked_for(painting):
+def _weighted_term(painting, photo, painted, name, **weight):
+    """The ``name`` term of a PerceptualLoss given its ``weight`` setting, once checked
+    that the loss without the setting has no such term and that the term adds to the
+    total."""
     from ml.losses import PerceptualLoss
 
+    plain = PerceptualLoss(painting, network="vgg16", weights=None)
+    weighted = PerceptualLoss(painting, network="vgg16", weights=None,
+                              loss_network=plain.loss_network, **weight)
+    assert name not in plain.term_names and name in weighted.term_names
+    terms_plain, terms_weighted = plain(photo, painted), weighted(photo, painted)
+    assert name not in terms_plain
+    assert float(terms_weighted["total"]) == pytest.approx(
+        float(terms_plain["total"]) + float(terms_weighted[name]), rel=1e-5)
+    return float(terms_weighted[name])
+
+
+def test_the_light_term_is_a_weighted_part_of_the_total_only_when_asked_for(painting):
     photo = _gradient_photo(size=32)
     inverted = 255.0 - photo
-    plain = PerceptualLoss(painting, network="vgg16", weights=None)
-    light = PerceptualLoss(painting, network="vgg16", weights=None,
-                           loss_network=plain.loss_network, light_weight=100.0)
-    assert "light" not in plain.term_names and "light" in light.term_names
-    terms_plain, terms_light = plain(photo, inverted), light(photo, inverted)
-    assert "light" not in terms_plain
-    assert float(terms_light["light"]) > 300.0
-    assert float(terms_light["total"]) == pytest.approx(
-        float(terms_plain["total"]) + float(terms_light["light"]), rel=1e-5)
+    assert _weighted_term(painting, photo, inverted, "light", light_weight=100.0) > 300.0
 
 
 def test_a_larger_light_size_sees_a_small_dark_spot_the_broad_layout_misses():
@@ -363,20 +370,12 @@ def test_the_spike_term_counts_a_droplet_and_not_a_busy_map():
 
 def test_the_spot_term_is_a_weighted_part_of_the_total_only_when_asked_for(painting):
     from ml.config import TrainConfig
-    from ml.losses import PerceptualLoss
 
     photo = np.full((1, 32, 32, 3), 180.0, np.float32)
     spotted = photo.copy()
     spotted[:, 8:16, 8:16] = 0.0
-    plain = PerceptualLoss(painting, network="vgg16", weights=None)
-    spot = PerceptualLoss(painting, network="vgg16", weights=None,
-                          loss_network=plain.loss_network, spot_weight=1000.0)
-    assert "spot" not in plain.term_names and "spot" in spot.term_names
-    terms_plain, terms_spot = plain(photo, spotted), spot(photo, spotted)
-    assert "spot" not in terms_plain
-    assert float(terms_spot["spot"]) == pytest.approx(1000.0 * 64 / 32**2, rel=0.05)
-    assert float(terms_spot["total"]) == pytest.approx(
-        float(terms_plain["total"]) + float(terms_spot["spot"]), rel=1e-5)
+    assert _weighted_term(painting, photo, spotted, "spot", spot_weight=1000.0) == pytest.approx(
+        1000.0 * 64 / 32**2, rel=0.05)
     with pytest.raises(ValueError, match="spot_weight"):
         TrainConfig(spot_weight=-1.0)
 

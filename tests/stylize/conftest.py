@@ -1,5 +1,6 @@
-"""Fixtures of the site's tests: accounts and clients, the job queue and throttles, and the
-training tests (train_style, train_bank, the admin's Retrain)."""
+"""Fixtures of the site's tests: accounts and clients, the job queue and throttles, the tiny
+models' styles, the browser, and the training tests (train_style, train_bank, the admin's
+Retrain)."""
 
 from unittest import mock
 
@@ -8,8 +9,9 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from tests.factories import UserFactory
-from tests.helpers import RecordingBackend, TrainingCaptured, noise_photos
+from tests.factories import BankStyleFactory, StyleFactory, UserFactory
+from tests.helpers import RecordingBackend, TrainingCaptured, noise_photos, open_browser
+from tests.model_fixtures import TINY_BANK_NAME
 
 
 @pytest.fixture
@@ -46,6 +48,31 @@ def recording_backend(monkeypatch):
     recorder = RecordingBackend()
     monkeypatch.setattr("stylize.services.stylizing.get_backend", lambda: recorder)
     return recorder
+
+
+@pytest.fixture
+def tiny_styles(transactional_db):
+    """The tiny single-style model and the tiny bank's two styles (tests.model_fixtures)."""
+    return [StyleFactory(name="Tiny", slug="tiny", model_name="tiny"),
+            BankStyleFactory(name="Tiny Bank One", slug="tiny-bank-1",
+                             model_name=TINY_BANK_NAME, bank_index=1, bank_slots=3),
+            BankStyleFactory(name="Tiny Bank Two", slug="tiny-bank-2",
+                             model_name=TINY_BANK_NAME, bank_index=2, bank_slots=3)]
+
+
+@pytest.fixture
+def chromium(monkeypatch):
+    """Debian's chromium for the test, closed after it: ``(browser, page, errors)`` of
+    tests.helpers.open_browser. The test may use the ORM between browser steps."""
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser, page, errors = open_browser(playwright)
+        try:
+            yield browser, page, errors
+        finally:
+            browser.close()
 
 
 @pytest.fixture

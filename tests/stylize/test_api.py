@@ -206,6 +206,11 @@ def test_session_auth_needs_csrf(account, style):
     assert client.get("/api/v1/jobs/").status_code == 200
 
 
+def bad_option(field, value, message):
+    """A row of the test below: a photo and a style, and ``field``'s bad ``value``."""
+    return {"image": True, "style": "starry-night", field: value}, field, message
+
+
 @pytest.mark.parametrize(
     "data, field, message",
     [
@@ -215,21 +220,14 @@ def test_session_auth_needs_csrf(account, style):
         ({"image": True}, "style", "Choose a style: GET /api/v1/styles/ lists them."),
         ({"image": True, "style": "nope"}, "style", "There is no style “nope” to use."),
         ({"image": True, "style": "draft"}, "style", "There is no style “draft” to use."),
-        ({"image": True, "style": "starry-night", "strength": "1.5"}, "strength",
-         "less than or equal to 1"),
-        ({"image": True, "style": "starry-night", "strength": "-0.1"}, "strength",
-         "greater than or equal to 0"),
-        ({"image": True, "style": "starry-night", "strength": "strong"}, "strength",
-         "A valid number is required."),
-        ({"image": True, "style": "starry-night", "strength": "nan"}, "strength", "number"),
-        ({"image": True, "style": "starry-night", "max_side": "63"}, "max_side",
-         "greater than or equal to 64"),
-        ({"image": True, "style": "starry-night", "max_side": "4097"}, "max_side",
-         "less than or equal to 4096"),
-        ({"image": True, "style": "starry-night", "max_side": "1e3"}, "max_side",
-         "A valid integer is required."),
-        ({"image": True, "style": "starry-night", "preserve_colors": "perhaps"},
-         "preserve_colors", "Must be a valid boolean."),
+        bad_option("strength", "1.5", "less than or equal to 1"),
+        bad_option("strength", "-0.1", "greater than or equal to 0"),
+        bad_option("strength", "strong", "A valid number is required."),
+        bad_option("strength", "nan", "number"),
+        bad_option("max_side", "63", "greater than or equal to 64"),
+        bad_option("max_side", "4097", "less than or equal to 4096"),
+        bad_option("max_side", "1e3", "A valid integer is required."),
+        bad_option("preserve_colors", "perhaps", "Must be a valid boolean."),
     ],
 )
 def test_create_job_bad_input_is_400_with_a_message(auth_client, style, data, field, message):

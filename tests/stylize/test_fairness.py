@@ -1,14 +1,12 @@
 """Fair scheduling (docs/design/fairness.md): a queue per job cost class with a worker
 each, a per-user limit of jobs in flight, one creation rate for the page and the API."""
 
-import threading
 from datetime import timedelta
 from unittest import mock
 
 import pytest
 import yaml
 from celery.exceptions import Retry
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -19,7 +17,7 @@ from stylize.models import StyleJob
 from stylize.services import jobs
 from stylize.tasks import job_run as job_run_task
 from tests.factories import StyleFactory, UserFactory
-from tests.helpers import BASE_DIR, gradient_upload
+from tests.helpers import BASE_DIR, gradient_upload, race_job_creations
 
 PHOTO = (64, 48)  # a small job's photo (width, height)
 
@@ -233,24 +231,8 @@ def test_the_upload_page_refuses_a_fourth_job_in_flight_with_429(client, queue, 
 def test_uploads_at_the_same_moment_do_not_overshoot_the_limit(settings, queue):
     settings.JOB_MAX_IN_FLIGHT_PER_USER = 3
     style, owner = StyleFactory(), UserFactory()
-    outcomes, start = [], threading.Barrier(6)
-
-    def upload():
-        try:
-            start.wait()
-            jobs.job_create(owner=owner, style=style, input_image=gradient_upload(PHOTO))
-            outcomes.append("created")
-        except jobs.JobLimitExceeded:
-            outcomes.append("refused")
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=upload) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert sorted(outcomes) == ["created"] * 3 + ["refused"] * 3
+    outcomes = race_job_creations(owner, style, 6, lambda: gradient_upload(PHOTO))
+    assert outcomes == ["created"] * 3 + ["refused"] * 3
     assert StyleJob.objects.filter(owner=owner).count() == 3
 
 

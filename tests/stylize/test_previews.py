@@ -27,8 +27,7 @@ from stylize.models import Preview, PreviewImage, StyleJob
 from stylize.preview_sessions import PENDING_SESSION_KEY, PREVIEWS_SESSION_KEY
 from stylize.services import jobs, previews
 from tests.factories import BankStyleFactory, StyleFactory, StyleJobFactory, UserFactory
-from tests.helpers import BASE_DIR, PASSWORD, RecordingBackend, gradient_file, gradient_upload
-from tests.model_fixtures import TINY_BANK_NAME
+from tests.helpers import BASE_DIR, PASSWORD, gradient_file, gradient_upload, wait_until
 
 PHOTO = (400, 300)  # painted at PREVIEW_SIDE (320) on the longer side: 320×240
 
@@ -46,14 +45,6 @@ def sent(monkeypatch):
 
     monkeypatch.setattr("prisma_site.celery.Task.apply_async_on_commit", record)
     return calls
-
-
-@pytest.fixture
-def recorder(monkeypatch):
-    """A RecordingBackend for every photo the previews (and jobs) paint."""
-    backend = RecordingBackend()
-    monkeypatch.setattr("stylize.services.stylizing.get_backend", lambda: backend)
-    return backend
 
 
 @pytest.fixture
@@ -78,7 +69,7 @@ def painted(image: PreviewImage) -> Image.Image:
 
 
 def test_a_grid_is_painted_with_one_batched_call_per_bank(
-    mixed_styles, recorder, sent, settings
+    mixed_styles, recording_backend, sent, settings
 ):
     owner = UserFactory()
     preview = previews.preview_create(owner=owner, photo=gradient_upload(size=PHOTO))
@@ -88,8 +79,8 @@ def test_a_grid_is_painted_with_one_batched_call_per_bank(
 
     assert previews.preview_paint(preview_id=preview.pk) == 5
 
-    bank_calls = [call for call in recorder.calls if call["model_name"] == "bank"]
-    single_calls = [call for call in recorder.calls if call["model_name"] != "bank"]
+    bank_calls = [call for call in recording_backend.calls if call["model_name"] == "bank"]
+    single_calls = [call for call in recording_backend.calls if call["model_name"] != "bank"]
     # The bank's three styles: ONE call, the photo three times, a weights row each.
     [bank_call] = bank_calls
     assert bank_call["shape"] == (3, 240, 320, 3)
@@ -107,19 +98,19 @@ def test_a_grid_is_painted_with_one_batched_call_per_bank(
     assert preview.working_photo.name.startswith("previews/")  # re-paints read this
 
     # A re-paint reads the small copy, not the upload, and only its own style.
-    recorder.calls.clear()
+    recording_backend.calls.clear()
     bank_two = preview.images.get(style__slug="bank-2")
     previews.preview_image_repaint(image=bank_two, strength=0.5, blend_with="bank-3",
                                    blend=0.25)
     assert previews.preview_paint(preview_id=preview.pk) == 1
-    [call] = recorder.calls
+    [call] = recording_backend.calls
     np.testing.assert_allclose(call["style_weights"], [[0.5, 0.0, 0.375, 0.125]], atol=1e-6)
     bank_two.refresh_from_db()
     assert (bank_two.status, bank_two.revision, bank_two.strength, bank_two.blend) == (
         "done", 2, 0.5, 0.25)
 
 
-def test_a_paint_for_an_older_revision_is_dropped(mixed_styles, recorder, sent):
+def test_a_paint_for_an_older_revision_is_dropped(mixed_styles, recording_backend, sent):
     preview = previews.preview_create(owner=UserFactory(), photo=gradient_upload(size=PHOTO))
     image = preview.images.get(style__slug="alpha-single")
     stale = PreviewImage.objects.get(pk=image.pk)  # what a task loaded, revision 1
@@ -136,7 +127,7 @@ def test_a_paint_for_an_older_revision_is_dropped(mixed_styles, recorder, sent):
     assert sent == []
 
 
-def test_a_repaint_is_checked_as_a_job_is(mixed_styles, recorder, sent):
+def test_a_repaint_is_checked_as_a_job_is(mixed_styles, recording_backend, sent):
     from django.core.exceptions import ValidationError
 
     preview = previews.preview_create(owner=UserFactory(), photo=gradient_upload(size=PHOTO))
@@ -146,14 +137,16 @@ def test_a_repaint_is_checked_as_a_job_is(mixed_styles, recorder, sent):
     assert set(refused.value.message_dict) == {"strength", "blend_with"}
 
 
-def test_an_unreadable_photo_fails_every_style_with_the_reason(mixed_styles, recorder, sent):
+def test_an_unreadable_photo_fails_every_style_with_the_reason(
+    mixed_styles, recording_backend, sent
+):
     preview = previews.preview_create(owner=UserFactory(), photo=gradient_upload(size=PHOTO))
     with preview.photo.open("wb") as broken:
         broken.write(b"not a picture any more")
     assert previews.preview_paint(preview_id=preview.pk) == 0
     assert set(preview.images.values_list("status", "error")) == {
         ("failed", "Your photo could not be read as an image.")}
-    assert recorder.calls == []
+    assert recording_backend.calls == []
 
 
 def test_a_missing_model_fails_only_its_own_styles(mixed_styles, use_local_backend, sent):
@@ -166,9 +159,9 @@ def test_a_missing_model_fails_only_its_own_styles(mixed_styles, use_local_backe
     assert all("not installed" in image.error for image in failed)
 
 
-def test_the_previews_worker_warms_every_offered_model(mixed_styles, recorder):
+def test_the_previews_worker_warms_every_offered_model(mixed_styles, recording_backend):
     assert previews.previews_warm() == 5
-    assert sorted(call["model_name"] for call in recorder.calls) == [
+    assert sorted(call["model_name"] for call in recording_backend.calls) == [
         "alpha_single", "bank", "beta_single"]
 
 
@@ -210,7 +203,7 @@ def test_make_run_docker_compose_and_the_test_worker_serve_the_previews_queue(se
 # --------------------------------------------------------------------------- privacy
 
 
-def test_previews_are_deleted_an_hour_after_with_their_files(mixed_styles, recorder, sent,
+def test_previews_are_deleted_an_hour_after_with_their_files(mixed_styles, recording_backend, sent,
                                                              django_capture_on_commit_callbacks):
     preview = previews.preview_create(owner=UserFactory(), photo=gradient_upload(size=PHOTO))
     previews.preview_paint(preview_id=preview.pk)
@@ -231,7 +224,7 @@ def test_previews_are_deleted_an_hour_after_with_their_files(mixed_styles, recor
     assert not any(storage.exists(name) for name in [*files, orphan])
 
 
-def test_a_preview_of_a_job_goes_with_the_job(mixed_styles, recorder, sent,
+def test_a_preview_of_a_job_goes_with_the_job(mixed_styles, recording_backend, sent,
                                              django_capture_on_commit_callbacks):
     job = StyleJobFactory(style=mixed_styles["single"][0])
     preview = previews.preview_create(owner=job.owner, source_job=job)
@@ -245,7 +238,7 @@ def test_a_preview_of_a_job_goes_with_the_job(mixed_styles, recorder, sent,
     assert not any(storage.exists(name) for name in names)
 
 
-def test_a_deleted_account_takes_its_previews_files(mixed_styles, recorder, sent,
+def test_a_deleted_account_takes_its_previews_files(mixed_styles, recording_backend, sent,
                                                      django_capture_on_commit_callbacks):
     from stylize.services.accounts import account_delete
 
@@ -262,7 +255,7 @@ def test_a_deleted_account_takes_its_previews_files(mixed_styles, recorder, sent
     assert not any(storage.exists(name) for name in names)
 
 
-def test_the_beat_sweep_task_is_the_service(mixed_styles, recorder, sent):
+def test_the_beat_sweep_task_is_the_service(mixed_styles, recording_backend, sent):
     from stylize import tasks
 
     with mock.patch("stylize.services.previews.previews_delete_expired",
@@ -278,7 +271,7 @@ def api_styles(db):
 
 
 @pytest.mark.usefixtures("empty_cache")
-def test_only_the_owner_sees_a_preview_and_its_images(api_styles, recorder, sent):
+def test_only_the_owner_sees_a_preview_and_its_images(api_styles, recording_backend, sent):
     owner, stranger = UserFactory(), UserFactory()
     client = APIClient()
     client.force_authenticate(owner)
@@ -319,7 +312,7 @@ def test_only_the_owner_sees_a_preview_and_its_images(api_styles, recorder, sent
 
 @pytest.mark.usefixtures("empty_cache")
 def test_without_an_account_one_preview_per_address_every_few_minutes(
-    api_styles, recorder, sent, settings
+    api_styles, recording_backend, sent, settings
 ):
     settings.PREVIEW_ANONYMOUS_RATE = "1/5m"
     visitor = APIClient()
@@ -363,7 +356,7 @@ def test_without_an_account_one_preview_per_address_every_few_minutes(
 
 
 @pytest.mark.usefixtures("empty_cache")
-def test_without_an_account_the_sessions_csrf_token_is_needed(api_styles, recorder, sent):
+def test_without_an_account_the_sessions_csrf_token_is_needed(api_styles, recording_backend, sent):
     browser = APIClient(enforce_csrf_checks=True)
     response = browser.post("/api/v1/previews/", {"image": gradient_upload(size=PHOTO)},
                             format="multipart")
@@ -371,7 +364,7 @@ def test_without_an_account_the_sessions_csrf_token_is_needed(api_styles, record
 
 
 @pytest.mark.usefixtures("empty_cache")
-def test_users_preview_and_repaint_rates(api_styles, recorder, sent, settings):
+def test_users_preview_and_repaint_rates(api_styles, recording_backend, sent, settings):
     settings.PREVIEW_CREATE_RATE = "2/h"
     settings.PREVIEW_PAINT_RATE = "3/m"
     client = APIClient()
@@ -387,7 +380,7 @@ def test_users_preview_and_repaint_rates(api_styles, recorder, sent, settings):
 
 
 @pytest.mark.usefixtures("empty_cache")
-def test_a_repaint_through_the_api(api_styles, recorder, sent):
+def test_a_repaint_through_the_api(api_styles, recording_backend, sent):
     client = APIClient()
     client.force_authenticate(UserFactory())
     preview_id = client.post("/api/v1/previews/", {"image": gradient_upload(size=PHOTO)},
@@ -415,8 +408,9 @@ def api_user(db, empty_cache):
     return client, user
 
 
-def test_a_job_from_a_preview_uses_its_photo_without_an_upload(api_styles, api_user, recorder,
-                                                                sent, queue):
+def test_a_job_from_a_preview_uses_its_photo_without_an_upload(
+    api_styles, api_user, recording_backend, sent, queue
+):
     client, user = api_user
     preview_id = client.post("/api/v1/previews/", {"image": gradient_upload(size=PHOTO)},
                              format="multipart").json()["id"]
@@ -441,7 +435,7 @@ def test_a_job_from_a_preview_uses_its_photo_without_an_upload(api_styles, api_u
     assert both.status_code == 400 and "image" in both.json()
 
 
-def test_a_job_from_an_earlier_jobs_photo(api_styles, api_user, recorder, sent, queue):
+def test_a_job_from_an_earlier_jobs_photo(api_styles, api_user, recording_backend, sent, queue):
     client, user = api_user
     first = client.post("/api/v1/jobs/", {"image": gradient_upload(size=PHOTO),
                                           "style": "starry-night", "max_side": 256,
@@ -471,8 +465,9 @@ def test_a_job_from_an_earlier_jobs_photo(api_styles, api_user, recorder, sent, 
         assert refused.status_code == 400 and "source_job" in refused.json()
 
 
-def test_jobs_from_previews_and_jobs_keep_the_per_user_limits(api_styles, api_user, recorder,
-                                                               sent, queue, settings):
+def test_jobs_from_previews_and_jobs_keep_the_per_user_limits(
+    api_styles, api_user, recording_backend, sent, queue, settings
+):
     client, user = api_user
     settings.JOB_MAX_IN_FLIGHT_PER_USER = 2
     preview_id = client.post("/api/v1/previews/", {"image": gradient_upload(size=PHOTO)},
@@ -514,7 +509,9 @@ def test_the_openapi_description_has_previews_and_jobs_from_them(client):
 
 
 @pytest.mark.usefixtures("empty_cache")
-def test_a_visitor_previews_then_signs_in_and_finds_the_photo_kept(api_styles, recorder, sent):
+def test_a_visitor_previews_then_signs_in_and_finds_the_photo_kept(
+    api_styles, recording_backend, sent
+):
     owner = UserFactory(username="ada", email="ada@example.com")
     browser = Client()
     page = browser.get(reverse("stylize:upload"))
@@ -554,7 +551,7 @@ def test_a_visitor_previews_then_signs_in_and_finds_the_photo_kept(api_styles, r
 
 
 @pytest.mark.usefixtures("empty_cache")
-def test_a_visitor_without_script_gets_a_preview_made_from_the_upload(api_styles, recorder,
+def test_a_visitor_without_script_gets_a_preview_made_from_the_upload(api_styles, recording_backend,
                                                                         sent):
     browser = Client()
     response = browser.post(reverse("stylize:upload"), {
@@ -568,7 +565,7 @@ def test_a_visitor_without_script_gets_a_preview_made_from_the_upload(api_styles
     assert again.status_code == 429 and "sign up or log in" in again.content.decode()
 
 
-def test_someone_elses_or_an_expired_preview_is_refused_on_the_page(api_styles, recorder,
+def test_someone_elses_or_an_expired_preview_is_refused_on_the_page(api_styles, recording_backend,
                                                                      sent):
     preview = previews.preview_create(owner=UserFactory(), photo=gradient_upload(size=PHOTO))
     browser = Client()
@@ -581,7 +578,7 @@ def test_someone_elses_or_an_expired_preview_is_refused_on_the_page(api_styles, 
 
 
 @pytest.mark.usefixtures("empty_cache")
-def test_the_job_page_paints_the_photo_again_in_another_style(api_styles, recorder, sent,
+def test_the_job_page_paints_the_photo_again_in_another_style(api_styles, recording_backend, sent,
                                                              queue, settings):
     user = UserFactory()
     browser = Client()
@@ -619,26 +616,6 @@ def test_the_job_page_paints_the_photo_again_in_another_style(api_styles, record
 SLOW = pytest.mark.slow
 
 
-def wait_for(check, timeout=60.0, what="the previews"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"{what}: not done after {timeout:.0f} s")
-
-
-@pytest.fixture
-def tiny_styles(transactional_db):
-    """The tiny single-style model and the tiny bank's two styles (tests.model_fixtures)."""
-    return [StyleFactory(name="Tiny", slug="tiny", model_name="tiny"),
-            BankStyleFactory(name="Tiny Bank One", slug="tiny-bank-1",
-                             model_name=TINY_BANK_NAME, bank_index=1, bank_slots=3),
-            BankStyleFactory(name="Tiny Bank Two", slug="tiny-bank-2",
-                             model_name=TINY_BANK_NAME, bank_index=2, bank_slots=3)]
-
-
 @SLOW
 @pytest.mark.usefixtures("empty_cache")
 def test_the_preview_api_on_a_real_worker(use_local_backend, tiny_styles, celery_worker_thread):
@@ -650,8 +627,8 @@ def test_the_preview_api_on_a_real_worker(use_local_backend, tiny_styles, celery
                        format="multipart")
     assert made.status_code == 201
     preview_id = made.json()["id"]
-    data = wait_for(lambda: (lambda d: d if d["done"] else None)(
-        client.get(f"/api/v1/previews/{preview_id}/").json()))
+    data = wait_until(lambda: (lambda d: d if d["done"] else None)(
+        client.get(f"/api/v1/previews/{preview_id}/").json()), what="the previews")
     elapsed = time.monotonic() - started
     assert [(row["style"], row["status"]) for row in data["styles"]] == [
         ("tiny", "done"), ("tiny-bank-1", "done"), ("tiny-bank-2", "done")], data
@@ -669,22 +646,23 @@ def test_the_preview_api_on_a_real_worker(use_local_backend, tiny_styles, celery
     before = data["styles"][1]["image_url"]
     assert client.post(f"/api/v1/previews/{preview_id}/styles/tiny-bank-1/",
                        {"strength": 0.3}, format="json").status_code == 202
-    row = wait_for(lambda: next(
+    row = wait_until(lambda: next(
         (r for r in client.get(f"/api/v1/previews/{preview_id}/").json()["styles"]
-         if r["style"] == "tiny-bank-1" and r["status"] == "done"), None))
+         if r["style"] == "tiny-bank-1" and r["status"] == "done"), None), what="the repaint")
     assert row["strength"] == 0.3 and row["image_url"] != before
 
     # The full-size job from the preview, painted by the same workers.
     job_id = client.post("/api/v1/jobs/", {"preview": preview_id, "style": "tiny-bank-2",
                                            "max_side": 256}, format="multipart").json()["id"]
-    job = wait_for(lambda: (lambda j: j if j.is_finished else None)(
+    job = wait_until(lambda: (lambda j: j if j.is_finished else None)(
         StyleJob.objects.get(pk=job_id)), what="the job")
     assert job.status == "succeeded", job.error
     assert Image.open(job.result_image).size == (256, 192)
     # … and a preview of that job's photo, for "Try another style".
     again = client.post("/api/v1/previews/", {"source_job": job_id}, format="multipart")
     assert again.status_code == 201
-    wait_for(lambda: client.get(f"/api/v1/previews/{again.json()['id']}/").json()["done"])
+    wait_until(lambda: client.get(f"/api/v1/previews/{again.json()['id']}/").json()["done"],
+               what="the previews of the job's photo")
 
 
 @SLOW
@@ -703,7 +681,8 @@ def test_a_preview_never_waits_behind_a_job(use_local_backend, tiny_styles):
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30,
                       queues=[settings.PREVIEW_QUEUE]):
         preview = previews.preview_create(owner=owner, photo=gradient_upload(size=PHOTO))
-        wait_for(lambda: not preview.images.filter(status="queued").exists())
+        wait_until(lambda: not preview.images.filter(status="queued").exists(),
+                   what="the previews")
     assert set(preview.images.values_list("status", flat=True)) == {"done"}
     assert StyleJob.objects.get(pk=job.pk).status == "queued"
     app.control.purge()

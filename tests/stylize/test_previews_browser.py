@@ -15,9 +15,8 @@ from django.test import Client
 from PIL import Image
 
 from stylize.models import Preview, StyleJob
-from tests.factories import BankStyleFactory, StyleFactory, UserFactory
-from tests.helpers import BASE_DIR, PASSWORD, logged_in_context, needs_chromium, open_browser
-from tests.model_fixtures import TINY_BANK_NAME
+from tests.factories import UserFactory
+from tests.helpers import BASE_DIR, PASSWORD, logged_in_page, needs_chromium
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 
@@ -50,15 +49,6 @@ def photo_file(path, size=(640, 480)):
     return path
 
 
-@pytest.fixture
-def tiny_styles(transactional_db):
-    return [StyleFactory(name="Tiny", slug="tiny", model_name="tiny"),
-            BankStyleFactory(name="Tiny Bank One", slug="tiny-bank-1",
-                             model_name=TINY_BANK_NAME, bank_index=1, bank_slots=3),
-            BankStyleFactory(name="Tiny Bank Two", slug="tiny-bank-2",
-                             model_name=TINY_BANK_NAME, bank_index=2, bank_slots=3)]
-
-
 def no_horizontal_scroll(page, viewport):
     width = VIEWPORTS[viewport]["width"]
     assert page.evaluate("document.documentElement.scrollWidth") <= width
@@ -75,12 +65,12 @@ def uploads_sent(page):
 @pytest.mark.parametrize("language", ["en", "zh-hans"])
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
 def test_photo_grid_pick_job_and_another_style(
-    live_server, use_local_backend, celery_worker_thread, tiny_styles, tmp_path, monkeypatch,
-    viewport, language, empty_cache
+    live_server, use_local_backend, celery_worker_thread, tiny_styles, tmp_path, viewport,
+    language, empty_cache, chromium
 ):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    browser, _, errors = chromium
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     text = TEXT[language]
     photo = photo_file(tmp_path / "holiday.png")
@@ -89,154 +79,132 @@ def test_photo_grid_pick_job_and_another_style(
     client.force_login(user)
     phone = viewport == "phone"
 
-    with sync_playwright() as playwright:
-        browser, _, errors = open_browser(playwright)
-        try:
-            context = logged_in_context(
-                browser, client, live_server, viewport=VIEWPORTS[viewport],
-                has_touch=phone, is_mobile=phone,
-                extra_http_headers={"Accept-Language": language})
-            page = context.new_page()
-            page.set_default_timeout(60_000)
-            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            sent = uploads_sent(page)
-            page.goto(f"{live_server.url}/upload/")
+    page = logged_in_page(browser, client, live_server, errors, timeout=60_000,
+                          viewport=VIEWPORTS[viewport], has_touch=phone, is_mobile=phone,
+                          extra_http_headers={"Accept-Language": language})
+    sent = uploads_sent(page)
+    page.goto(f"{live_server.url}/upload/")
 
-            # The photo, once chosen, comes back painted in every style.
-            page.get_by_label(text["photo"], exact=True).set_input_files(str(photo))
-            page.wait_for_function(GRID_PAINTED, arg=3)
-            expect(page.locator("#preview-status")).to_have_text(text["grid"])
-            sizes = page.evaluate("""() => Array.from(document.querySelectorAll(
-                '.tile-preview')).map(img => [img.naturalWidth, img.naturalHeight])""")
-            assert sizes == [[320, 240]] * 3
-            no_horizontal_scroll(page, viewport)
-            page.screenshot(path=str(SCREENSHOT_DIR / f"previews-{viewport}-{language}.png"),
-                            full_page=True)
+    # The photo, once chosen, comes back painted in every style.
+    page.get_by_label(text["photo"], exact=True).set_input_files(str(photo))
+    page.wait_for_function(GRID_PAINTED, arg=3)
+    expect(page.locator("#preview-status")).to_have_text(text["grid"])
+    sizes = page.evaluate("""() => Array.from(document.querySelectorAll(
+        '.tile-preview')).map(img => [img.naturalWidth, img.naturalHeight])""")
+    assert sizes == [[320, 240]] * 3
+    no_horizontal_scroll(page, viewport)
+    page.screenshot(path=str(SCREENSHOT_DIR / f"previews-{viewport}-{language}.png"),
+                    full_page=True)
 
-            # Picking a preview picks its style; the strength paints it again.
-            tile = page.locator(".style-choice", has_text="Tiny Bank Two")
-            tile.click()
-            expect(tile.locator("input[type=radio]")).to_be_checked()
-            before = tile.locator(".tile-preview").get_attribute("src")
-            page.locator("#id_strength").fill("0.5")
-            page.wait_for_function("""(before) => {
-                const tile = Array.from(document.querySelectorAll('.style-choice'))
-                    .find(t => t.textContent.includes('Tiny Bank Two'));
-                const img = tile.querySelector('.tile-preview');
-                return img.getAttribute('src') !== before && !tile.classList.contains('painting')
-                    && img.complete && img.naturalWidth > 0; }""", arg=before)
+    # Picking a preview picks its style; the strength paints it again.
+    tile = page.locator(".style-choice", has_text="Tiny Bank Two")
+    tile.click()
+    expect(tile.locator("input[type=radio]")).to_be_checked()
+    before = tile.locator(".tile-preview").get_attribute("src")
+    page.locator("#id_strength").fill("0.5")
+    page.wait_for_function("""(before) => {
+        const tile = Array.from(document.querySelectorAll('.style-choice'))
+            .find(t => t.textContent.includes('Tiny Bank Two'));
+        const img = tile.querySelector('.tile-preview');
+        return img.getAttribute('src') !== before && !tile.classList.contains('painting')
+            && img.complete && img.naturalWidth > 0; }""", arg=before)
 
-            # The job uses the preview's photo: the form sends no photo again.
-            page.get_by_role("button", name=text["repaint"]).click()
-            page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}/$"))
-            [body] = sent
-            assert b"\x89PNG" not in body and b"name=\"preview\"" in body
-            job = StyleJob.objects.get()
-            assert (job.style.slug, job.strength) == ("tiny-bank-2", 0.5)
-            with job.input_image.open("rb") as stored:
-                assert stored.read() == photo.read_bytes()
-            expect(page.locator("#result-image")).to_be_visible(timeout=120_000)
+    # The job uses the preview's photo: the form sends no photo again.
+    page.get_by_role("button", name=text["repaint"]).click()
+    page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}/$"))
+    [body] = sent
+    assert b"\x89PNG" not in body and b"name=\"preview\"" in body
+    job = StyleJob.objects.get()
+    assert (job.style.slug, job.strength) == ("tiny-bank-2", 0.5)
+    with job.input_image.open("rb") as stored:
+        assert stored.read() == photo.read_bytes()
+    expect(page.locator("#result-image")).to_be_visible(timeout=120_000)
 
-            # "Try another style": the grid again, from the job's photo, no upload.
-            page.get_by_role("button", name=text["again"]).click()
-            page.wait_for_function(GRID_PAINTED, arg=3)
-            assert Preview.objects.filter(source_job=job).count() == 1
-            # The job's own style at the job's strength (the slider's), painted again.
-            expect(page.locator("#again-strength")).to_have_value("0.5")
-            expect(page.locator("#again-preview-caption")).to_have_text(
-                text["caption"].format(name="Tiny Bank Two", strength="0.5"))
-            no_horizontal_scroll(page, viewport)
-            page.screenshot(path=str(SCREENSHOT_DIR / f"again-{viewport}-{language}.png"),
-                            full_page=True)
-            page.locator("#again .style-choice", has_text="Tiny").first.click()
-            expect(page.locator("#again-preview")).to_be_visible()
-            page.get_by_role("button", name=text["apply"], exact=True).click()
-            page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}/$"))
-            expect(page.get_by_role("heading", level=1)).to_have_text(
-                text["heading"].format(name="Tiny"))
-            again = StyleJob.objects.exclude(pk=job.pk).get()
-            assert again.style.slug == "tiny" and again.max_side == job.max_side
-            with again.input_image.open("rb") as stored:
-                assert stored.read() == photo.read_bytes()
-            no_horizontal_scroll(page, viewport)
-            assert errors == []
-        finally:
-            browser.close()
+    # "Try another style": the grid again, from the job's photo, no upload.
+    page.get_by_role("button", name=text["again"]).click()
+    page.wait_for_function(GRID_PAINTED, arg=3)
+    assert Preview.objects.filter(source_job=job).count() == 1
+    # The job's own style at the job's strength (the slider's), painted again.
+    expect(page.locator("#again-strength")).to_have_value("0.5")
+    expect(page.locator("#again-preview-caption")).to_have_text(
+        text["caption"].format(name="Tiny Bank Two", strength="0.5"))
+    no_horizontal_scroll(page, viewport)
+    page.screenshot(path=str(SCREENSHOT_DIR / f"again-{viewport}-{language}.png"),
+                    full_page=True)
+    page.locator("#again .style-choice", has_text="Tiny").first.click()
+    expect(page.locator("#again-preview")).to_be_visible()
+    page.get_by_role("button", name=text["apply"], exact=True).click()
+    page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}/$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        text["heading"].format(name="Tiny"))
+    again = StyleJob.objects.exclude(pk=job.pk).get()
+    assert again.style.slug == "tiny" and again.max_side == job.max_side
+    with again.input_image.open("rb") as stored:
+        assert stored.read() == photo.read_bytes()
+    no_horizontal_scroll(page, viewport)
+    assert errors == []
 
 
 def test_a_visitors_photo_and_choices_wait_through_logging_in(
-    live_server, use_local_backend, celery_worker_thread, tiny_styles, tmp_path, monkeypatch,
-    empty_cache
+    live_server, use_local_backend, celery_worker_thread, tiny_styles, tmp_path, empty_cache,
+    chromium
 ):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    _, page, errors = chromium
     UserFactory(username="ada", email="ada@example.com")
     photo = photo_file(tmp_path / "visit.png", size=(480, 640))
 
-    with sync_playwright() as playwright:
-        browser, page, errors = open_browser(playwright)
-        try:
-            page.set_viewport_size(VIEWPORTS["desktop"])
-            page.goto(f"{live_server.url}/")
-            page.locator("#try-it").click()
-            page.wait_for_url(f"{live_server.url}/upload/")
-            expect(page.locator("#signup-note")).to_be_visible()
-            page.get_by_label("Your photo", exact=True).set_input_files(str(photo))
-            page.wait_for_function(GRID_PAINTED, arg=3)
-            assert page.evaluate("document.querySelector('.tile-preview').naturalHeight") == 320
-            page.locator(".style-choice", has_text="Tiny Bank One").click()
-            page.get_by_role("button", name="Repaint my photo").click()
+    page.set_viewport_size(VIEWPORTS["desktop"])
+    page.goto(f"{live_server.url}/")
+    page.locator("#try-it").click()
+    page.wait_for_url(f"{live_server.url}/upload/")
+    expect(page.locator("#signup-note")).to_be_visible()
+    page.get_by_label("Your photo", exact=True).set_input_files(str(photo))
+    page.wait_for_function(GRID_PAINTED, arg=3)
+    assert page.evaluate("document.querySelector('.tile-preview').naturalHeight") == 320
+    page.locator(".style-choice", has_text="Tiny Bank One").click()
+    page.get_by_role("button", name="Repaint my photo").click()
 
-            # Asked to sign up or log in; the photo waits.
-            page.wait_for_url(f"{live_server.url}/accounts/signup/")
-            expect(page.locator(".messages")).to_contain_text("kept for an hour")
-            assert not StyleJob.objects.exists()
-            page.goto(f"{live_server.url}/accounts/login/")
-            page.get_by_label("Email or username").fill("ada")
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Log in").click()
-            page.wait_for_url(f"{live_server.url}/upload/")
+    # Asked to sign up or log in; the photo waits.
+    page.wait_for_url(f"{live_server.url}/accounts/signup/")
+    expect(page.locator(".messages")).to_contain_text("kept for an hour")
+    assert not StyleJob.objects.exists()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.get_by_label("Email or username").fill("ada")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{live_server.url}/upload/")
 
-            expect(page.locator("#kept-photo")).to_be_visible()
-            page.wait_for_function(GRID_PAINTED, arg=3)
-            expect(page.locator(".style-choice", has_text="Tiny Bank One")
-                   .locator("input[type=radio]")).to_be_checked()
-            page.get_by_role("button", name="Repaint my photo").click()
-            page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}/$"))
-            job = StyleJob.objects.get()
-            assert job.owner.username == "ada" and job.style.slug == "tiny-bank-1"
-            with job.input_image.open("rb") as stored:
-                assert Image.open(io.BytesIO(stored.read())).size == (480, 640)
-            assert errors == []
-        finally:
-            browser.close()
+    expect(page.locator("#kept-photo")).to_be_visible()
+    page.wait_for_function(GRID_PAINTED, arg=3)
+    expect(page.locator(".style-choice", has_text="Tiny Bank One")
+           .locator("input[type=radio]")).to_be_checked()
+    page.get_by_role("button", name="Repaint my photo").click()
+    page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}/$"))
+    job = StyleJob.objects.get()
+    assert job.owner.username == "ada" and job.style.slug == "tiny-bank-1"
+    with job.input_image.open("rb") as stored:
+        assert Image.open(io.BytesIO(stored.read())).size == (480, 640)
+    assert errors == []
 
 
 def test_a_photo_chosen_before_the_page_scripts_ran_is_still_previewed(
-    live_server, use_local_backend, celery_worker_thread, tiny_styles, tmp_path, monkeypatch,
-    empty_cache
+    live_server, use_local_backend, celery_worker_thread, tiny_styles, tmp_path, empty_cache,
+    chromium
 ):
     """On a slow connection a person can pick a photo before upload.js has run: its
     "change" event goes by unheard, and the grid must be painted all the same."""
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    _, page, errors = chromium
     photo = photo_file(tmp_path / "early.png", size=(320, 240))
 
-    with sync_playwright() as playwright:
-        browser, page, errors = open_browser(playwright)
-        try:
-            held = []  # the page's script arrives only after the photo is in the input
-            page.route("**/static/stylize/upload.js", lambda route: held.append(route))
-            page.goto(f"{live_server.url}/upload/", wait_until="commit")
-            page.get_by_label("Your photo", exact=True).set_input_files(str(photo))
-            page.wait_for_function("() => true")
-            assert len(held) == 1
-            assert page.locator("#image-check").text_content().strip() == ""
-            held[0].continue_()
-            page.wait_for_function(GRID_PAINTED, arg=3)
-            assert errors == []
-        finally:
-            browser.close()
+    held = []  # the page's script arrives only after the photo is in the input
+    page.route("**/static/stylize/upload.js", lambda route: held.append(route))
+    page.goto(f"{live_server.url}/upload/", wait_until="commit")
+    page.get_by_label("Your photo", exact=True).set_input_files(str(photo))
+    page.wait_for_function("() => true")
+    assert len(held) == 1
+    assert page.locator("#image-check").text_content().strip() == ""
+    held[0].continue_()
+    page.wait_for_function(GRID_PAINTED, arg=3)
+    assert errors == []
