@@ -142,3 +142,15 @@ def test_extracting_again_gives_the_committed_paintings(tmp_path):
     for path in written:
         assert path.read_bytes() == (bench.DEFAULT_PAINTINGS / path.name).read_bytes()
     assert os.path.getsize(written[0]) < 1_000_000
+
+
+def test_the_bench_learns_with_the_products_own_style_defaults():
+    """The bench measures what the site does: its defaults are the settings' own-style
+    run (prisma_site/settings.py), so a change of one shows up in the other."""
+    from django.conf import settings
+
+    product = settings.OWN_STYLE_OVERRIDES
+    assert (bench.DEFAULT_STEPS, bench.DEFAULT_SIZE, bench.DEFAULT_BATCH, bench.DEFAULT_LR) == (
+        product["steps"], product["size"], product["batch"], product["lr"])
+    assert bench.DEFAULT_STYLE_SCALE == settings.OWN_STYLE_STYLE_SCALE
+    assert bench.DEFAULT_MAX_SECONDS == settings.OWN_STYLE_MAX_SECONDS
