@@ -6,7 +6,7 @@ the same network with the same recipe:
 * ``python -m ml.train`` (``ml.train.parse_args``),
 * ``manage.py train_style`` and the admin's "Retrain" (``stylize.services.training``, which
   passes ``settings.TRAINING_OVERRIDES`` and the command's flags as overrides),
-* ``python -m ml.train_styles PLAN.json`` (each run is a dict of fields).
+* ``python -m ml.parallel_runs PLAN.json`` (each run is a dict of fields).
 
 Precedence, lowest first: the dataclass defaults, the chosen preset
 (:data:`PRESETS`), the caller's overrides (e.g. settings), the command-line flags

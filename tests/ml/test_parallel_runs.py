@@ -1,11 +1,11 @@
-"""Tests of ml.train_styles: the plan file and several runs in child processes."""
+"""Tests of ml.parallel_runs: the plan file and several runs in child processes."""
 
 import json
 import os
 
 import pytest
 
-from ml.train_styles import RESULT_PREFIX, load_plan, main
+from ml.parallel_runs import RESULT_PREFIX, load_plan, main
 from tests.helpers import BASE_DIR, noise_photos
 from tests.helpers import TRAIN_SIZE as SIZE
 
@@ -41,7 +41,7 @@ def tiny_defaults(painting, photos):
 
 @pytest.fixture
 def child_python_path(monkeypatch):
-    """The child processes run ``python -m ml.train_styles``: let them find ``ml`` from any cwd."""
+    """The child processes run ``python -m ml.parallel_runs``: let them find ``ml`` from any cwd."""
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [str(BASE_DIR), os.environ.get("PYTHONPATH")]))
     )
@@ -224,7 +224,7 @@ def test_main_refuses_a_non_positive_time_cap_before_starting_anything(tmp_path,
 
 
 def test_each_child_gets_its_share_of_gpu_memory(monkeypatch):
-    from ml.train_styles import child_env
+    from ml.parallel_runs import child_env
 
     monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
     monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
@@ -237,7 +237,7 @@ def test_each_child_gets_its_share_of_gpu_memory(monkeypatch):
 def test_an_interrupted_plan_stops_its_training_processes(tmp_path, tiny_defaults, monkeypatch):
     import subprocess
 
-    from ml import train_styles
+    from ml import parallel_runs
 
     started = []
     real_popen = subprocess.Popen
@@ -251,11 +251,11 @@ def test_an_interrupted_plan_stops_its_training_processes(tmp_path, tiny_default
     def interrupt(_seconds):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_styles.subprocess, "Popen", popen)
-    monkeypatch.setattr(train_styles.time, "sleep", interrupt)
+    monkeypatch.setattr(parallel_runs.subprocess, "Popen", popen)
+    monkeypatch.setattr(parallel_runs.time, "sleep", interrupt)
     runs = [{"name": "a", **tiny_defaults}, {"name": "b", **tiny_defaults}]
     with pytest.raises(KeyboardInterrupt):
-        train_styles.run_all(runs, tmp_path / "runs", parallel=2)
+        parallel_runs.run_all(runs, tmp_path / "runs", parallel=2)
     assert len(started) == 2
     assert all(process.poll() is not None for process in started)
 

@@ -1,6 +1,6 @@
-"""Train several styles at once on one machine (a GPU, usually), one process per run.
+"""Several unrelated training runs at once on one machine (a GPU, usually), one process each.
 
-    python -m ml.train_styles PLAN.json --out runs/ [--max-seconds 400] [--parallel 16]
+    python -m ml.parallel_runs PLAN.json --out runs/ [--max-seconds 400] [--parallel 16]
 
 ``PLAN.json`` names the runs and their settings (any ``TrainConfig`` field)::
 
@@ -115,7 +115,7 @@ def _run_loop(pending, active, summaries, out: Path, parallel: int) -> None:
             log = run_dir / "train.log"
             with open(log, "w") as stream:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "ml.train_styles", "--one", json.dumps(run)],
+                    [sys.executable, "-m", "ml.parallel_runs", "--one", json.dumps(run)],
                     stdout=stream, stderr=subprocess.STDOUT, env=child_env(parallel),
                 )
             active.append((run, process, log, time.monotonic()))
@@ -142,7 +142,7 @@ def _summary(name: str, returncode: int, log: Path, wall: float) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m ml.train_styles", description=__doc__.split("\n")[0]
+        prog="python -m ml.parallel_runs", description=__doc__.split("\n")[0]
     )
     parser.add_argument("plan", nargs="?", help="plan JSON file")
     parser.add_argument("--out", help="folder for the runs")
