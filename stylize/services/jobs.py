@@ -47,6 +47,11 @@ def _mixable_with_text(style: Style) -> str:
     return _("%(style)s can be mixed with: %(names)s.") % {"style": style.name, "names": names}
 
 
+def _slots_mix(slot, other) -> bool:
+    """Whether two styles' ``paint_slot``s (None: nothing to paint with) mix."""
+    return slot is not None and other is not None and slot.mixes_with(other)
+
+
 def job_mix_clean(*, style: Style, blend_with=None, blend=None, stroke=None) -> JobMix:
     """The one check of a job's mix and strokes, for the API, the upload page, the CLI
     and ``job_create``; raises ``ValidationError`` keyed by ``blend_with``, ``blend``
@@ -95,8 +100,7 @@ def job_mix_clean(*, style: Style, blend_with=None, blend=None, stroke=None) -> 
                 _("Choose a second style other than %(style)s to mix in. %(mixable)s")
                 % {"style": style.name, "mixable": _mixable_with_text(style)}
             ]
-        elif not (style.paint_slot and offered.paint_slot
-                  and style.paint_slot.mixes_with(offered.paint_slot)):
+        elif not _slots_mix(style.paint_slot, offered.paint_slot):
             errors["blend_with"] = [
                 _("%(style)s and %(other)s cannot be mixed: only styles that share one "
                   "network can. %(mixable)s")
