@@ -5,7 +5,8 @@
         [--vgg16-weights var/vgg16_imagenet_notop.weights.h5] [--out var/bench/check-recipe]
 
 ``make check-recipe`` runs it (a benchmark, not part of ``make test``). For each painting
-of the bank's plan (``training/bank/styles/<slug>/``) it trains one single-style network
+of the bank's plan (``training/bank/styles/<slug>/``) it trains one lone network (a bank
+of the identity and the painting)
 the way ``manage.py train_style`` does with every default (``ml.config.TrainConfig``'s
 default preset and recipe; batch 4, 128 px crops, ImageNet VGG16) for ``--steps`` steps,
 with the painting's own settings from its ``style.json`` (``training.style_scale``

@@ -265,9 +265,8 @@ from django.conf import settings
 from tests.factories import StyleFactory, UserFactory
 shipped = shipped_styles(settings.SERVING_DIR)
 chosen = next((s for s in shipped if s.name == "The Starry Night"), shipped[0])
-slot = {} if chosen.slot is None else {"bank_index": chosen.slot, "bank_slots": chosen.num_styles}
 StyleFactory(slug="fuzz", name="Fuzz", model_name=chosen.model, live_version=chosen.version,
-             **slot)
+             bank_index=chosen.slot, bank_slots=chosen.num_styles)
 user = UserFactory(username="fuzzer")
 print(json.dumps({"token": Token.objects.create(user=user).key}))
 """

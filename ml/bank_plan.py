@@ -59,12 +59,13 @@ def bank_plan(config: TrainConfig) -> BankPlan:
         return BankPlan(len(paintings) + 1, [-1, *range(len(paintings))])
     from ml.model import TransformNet  # registers the class load_model looks up
 
-    start = keras.saving.load_model(config.init_weights, compile=False)
+    try:
+        start = keras.saving.load_model(config.init_weights, compile=False)
+    except (TypeError, ValueError) as error:  # e.g. saved before every network was a bank
+        raise ValueError(f"{config.init_weights} cannot be loaded as a bank ({error}): train "
+                         "its paintings again") from error
     if not isinstance(start, TransformNet):
         raise ValueError(f"{config.init_weights} is not a TransformNet")
-    if getattr(start, "num_styles", 1) < 2:
-        raise ValueError(f"{config.init_weights} is a single-style network, not a bank: "
-                         "train its painting again as a bank of its own")
     slot = config.train_slot
     if slot > start.num_styles:
         raise ValueError(f"the bank has {start.num_styles} slots: --train-slot may be at "

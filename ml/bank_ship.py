@@ -14,9 +14,9 @@ the same photos), and shipped only when each of its styles
   spots, as ``ml.bank_run.dark_spots`` counts them, at most
   :data:`ml.bank_run.DARK_SPOT_LIMIT` per cent) and no droplets (``ml.bank_run.droplets``,
   at most :data:`ml.bank_run.DROPLET_LIMIT` per cent), and
-- is at least as good as the shipped style of the same slug: a lower style ratio than a
-  single-style model it replaces, a score (``ml.bank_run.style_score``) no worse than
-  the bank version shipped before;
+- is at least as good as the shipped style of the same slug: a lower style ratio than
+  the network of its own it replaces, a score (``ml.bank_run.style_score``) no worse
+  than the bank version shipped before;
 
 ``--force`` ships anyway (say why in ``serving/STYLES.md``). Shipping writes
 
@@ -28,7 +28,7 @@ the same photos), and shipped only when each of its styles
   :data:`SHEET_PHOTOS` held-out photos and their results; ``docs/gallery.jpg``, the
   README's picture: the paintings over :data:`GALLERY_PHOTOS` painted in every style;
 
-removes the single-style models whose slugs the bank now paints (``register_styles``
+removes the other networks whose slugs the bank now paints (``register_styles``
 moves their Style rows into the bank; old jobs keep their result files), rewrites
 ``serving/models.config``, and appends the version's record (steps, CPU hours, settings,
 the numbers beside the peer's) to ``serving/STYLES.md``.
@@ -80,7 +80,7 @@ class ShipCheck:
     slug: str
     scores: dict
     shipped: dict | None  # the shipped style's scores on the same photos, or None
-    shipped_kind: str  # "model" (single-style), "bank" (an earlier bank version) or ""
+    shipped_kind: str  # "model" (another network), "bank" (an earlier version) or ""
     peer: dict | None
 
     @property
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         if style.slug in shipped:
             old = shipped[style.slug]
             before = _score(old.load_stylize(), photos, old.painting or style.painting, network)
-            kind = "bank" if old.in_bank else "model"
+            kind = "bank" if old.model == plan.bank else "model"
         checks.append(ship_check(style.slug, scores, before, kind, peer.get(style.slug)))
     print(check_table(checks, step))
     failing = [check for check in checks if check.problems]
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     draw_pictures(args.docs_dir or args.serving_dir.resolve().parent / "docs", plan, photos,
                   painted)
     retired = [old.model for old in shipped.values()
-               if not old.in_bank and old.slug in {s.slug for s in plan.styles}]
+               if old.model != plan.bank and old.slug in {s.slug for s in plan.styles}]
     for model in sorted(set(retired)):
         shutil.rmtree(args.serving_dir / "models" / model)
         shutil.rmtree(args.serving_dir / "styles" / model, ignore_errors=True)

@@ -57,12 +57,17 @@ def load_photo(path, max_side: int | None = None) -> np.ndarray:
         return np.asarray(image, dtype=np.uint8)
 
 
-def keras_stylize_fn(model) -> StylizeFn:
-    """Wrap a Keras TransformNet as a uint8 batch -> uint8 batch function."""
+def keras_stylize_fn(model, style_weights) -> StylizeFn:
+    """Wrap a Keras TransformNet as a uint8 batch -> uint8 batch function painting every
+    image with the ``style_weights`` row (float32 ``(S,)``, e.g. ``ml.bank.mix_weights``)."""
     from keras import ops
 
+    row = np.asarray(style_weights, np.float32)[None]
+
     def stylize(images: np.ndarray) -> np.ndarray:
-        return _as_uint8(ops.convert_to_numpy(model(np.asarray(images, np.float32))))
+        images = np.asarray(images, np.float32)
+        weights = np.repeat(row, len(images), axis=0)
+        return _as_uint8(ops.convert_to_numpy(model(images, weights)))
 
     return stylize
 
@@ -85,7 +90,8 @@ def evaluate(
 
     Args:
         stylize: uint8 (1, H, W, 3) batch -> stylized batch of the same size
-            (``ml.export.load_savedmodel_fn(path)`` or ``keras_stylize_fn(model)``).
+            (``ml.export.load_savedmodel_fn(path)`` with a slot's weights, or
+            ``keras_stylize_fn(model, weights)``).
         photos: a folder (searched recursively) or a list of image paths.
         painting: the style image (path or HxWx3 array in [0, 255]).
         loss: a ready ``PerceptualLoss``; otherwise one is built from

@@ -4,19 +4,19 @@ SavedModel signature ``serving_default`` (the gRPC client relies on these names)
 
 - input ``images``: uint8 ``[batch, height, width, 3]``, RGB, any height and
   width (at least 5 px);
-- input ``style_weights`` (banks only): float32 ``[batch, S]``, each image's mix
-  of the bank's S slots (slot 0 is the photo itself; a one-hot row is one style);
+- input ``style_weights``: float32 ``[batch, S]``, each image's mix of the network's S
+  slots (slot 0 is the photo itself; a one-hot row is one style);
 - output ``stylized``: uint8 ``[batch, height, width, 3]``, RGB, same size
   (the network's [0, 255] floats rounded and clipped inside the signature).
 
-A bank also has a second signature, ``style_params`` (:data:`PARAMS_SIGNATURE_NAME`),
+A second signature, ``style_params`` (:data:`PARAMS_SIGNATURE_NAME`),
 for a style that is no slot of it (a user's own, docs/design/own-styles.md): inputs
 ``images``, ``style_weights`` float32 ``[batch, S]`` and ``style_params`` float32
 ``[batch, P]`` (P = ``TransformNet.style_params_size``: every norm's scale and offset,
 one row per image), added to the slots' mix (``style_weights`` all zero: the row alone);
 output ``stylized`` as above. ``serving_default`` is unchanged by it.
 
-A bank's version folder also holds ``slots.json`` (``{"num_styles": S,
+Each version folder also holds ``slots.json`` (``{"num_styles": S,
 "style_params_size": P, "shared_digest": ..., "slots": [{"slot": 0, ...}, ...]}``:
 which style each slot paints, its painting and how it was trained, and a digest of the
 shared weights, ``ml.bank.shared_digest``) and ``transform_net.keras`` (the Keras
@@ -74,30 +74,31 @@ def next_version(base_dir) -> int:
     return max(existing_versions(base_dir), default=0) + 1
 
 
-def export_savedmodel(model, base_dir, *, slots: list[dict] | None = None,
+def export_savedmodel(model, base_dir, *, slots: list[dict],
                       attempts: int = 5) -> tuple[int, Path]:
-    """Write ``model`` as the next version under ``base_dir``; returns (version, path).
+    """Write ``model`` (a ``TransformNet``) as the next version under ``base_dir``;
+    returns (version, path).
 
-    A bank needs ``slots``: one dict per slot (``slot`` is added), written to
+    ``slots`` describes each of its slots (a dict; ``slot`` is added), written to
     ``slots.json`` with the Keras model beside the SavedModel.
     """
+    from ml.bank import shared_digest
+
     base_dir = Path(base_dir)
-    num_styles = getattr(model, "num_styles", 1)
-    if num_styles > 1 and (slots is None or len(slots) != num_styles):
-        raise ValueError(f"a bank of {num_styles} slots needs {num_styles} slot descriptions")
+    num_styles = model.num_styles
+    if slots is None or len(slots) != num_styles:
+        raise ValueError(f"a network of {num_styles} slots needs {num_styles} slot "
+                         "descriptions")
     base_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=base_dir))
     try:
         build_export_archive(model).write_out(str(staging / "model"), verbose=False)
-        if num_styles > 1:
-            from ml.bank import shared_digest
-
-            model.save(staging / "model" / BANK_MODEL_FILE)
-            described = [{**slot, "slot": index} for index, slot in enumerate(slots)]
-            (staging / "model" / SLOTS_FILE).write_text(json.dumps({
-                "num_styles": num_styles, "style_params_size": model.style_params_size,
-                "shared_digest": shared_digest(model), "slots": described,
-            }, indent=2, default=str))
+        model.save(staging / "model" / BANK_MODEL_FILE)
+        described = [{**slot, "slot": index} for index, slot in enumerate(slots)]
+        (staging / "model" / SLOTS_FILE).write_text(json.dumps({
+            "num_styles": num_styles, "style_params_size": model.style_params_size,
+            "shared_digest": shared_digest(model), "slots": described,
+        }, indent=2, default=str))
         for _ in range(attempts):
             version = next_version(base_dir)
             target = base_dir / str(version)
@@ -113,82 +114,80 @@ def export_savedmodel(model, base_dir, *, slots: list[dict] | None = None,
 
 
 def build_export_archive(model):
-    """A ``keras.export.ExportArchive`` with the uint8 ``serving_default`` signature
-    (and, for a bank, the ``style_params`` one)."""
+    """A ``keras.export.ExportArchive`` with the uint8 ``serving_default`` and
+    ``style_params`` signatures."""
     import keras
     import tensorflow as tf
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    num_styles = getattr(model, "num_styles", 1)
+    num_styles = model.num_styles
 
     def to_uint8(stylized):
         stylized = tf.clip_by_value(tf.round(tf.cast(stylized, tf.float32)), 0.0, 255.0)
         return {OUTPUT_NAME: tf.cast(stylized, tf.uint8)}
 
     images_spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)
-    if num_styles == 1:
-        def serve(images):
-            return to_uint8(model(tf.cast(images, tf.float32), training=False))
+    def serve(images, style_weights):
+        return to_uint8(model(tf.cast(images, tf.float32), style_weights, training=False))
 
-        signature = [images_spec]
-    else:
-        def serve(images, style_weights):
-            return to_uint8(model(tf.cast(images, tf.float32), style_weights, training=False))
+    signature = [images_spec,
+                 tf.TensorSpec([None, num_styles], tf.float32, name=WEIGHTS_INPUT_NAME)]
 
-        signature = [images_spec,
-                     tf.TensorSpec([None, num_styles], tf.float32, name=WEIGHTS_INPUT_NAME)]
+    def serve_params(images, style_weights, style_params):
+        return to_uint8(model(tf.cast(images, tf.float32), style_weights,
+                              style_params=style_params, training=False))
 
-        def serve_params(images, style_weights, style_params):
-            return to_uint8(model(tf.cast(images, tf.float32), style_weights,
-                                  style_params=style_params, training=False))
-
-        archive.add_endpoint(
-            name=PARAMS_SIGNATURE_NAME, fn=serve_params,
-            input_signature=[*signature, tf.TensorSpec(
-                [None, model.style_params_size], tf.float32, name=PARAMS_INPUT_NAME)])
+    archive.add_endpoint(
+        name=PARAMS_SIGNATURE_NAME, fn=serve_params,
+        input_signature=[*signature, tf.TensorSpec(
+            [None, model.style_params_size], tf.float32, name=PARAMS_INPUT_NAME)])
     archive.add_endpoint(name=SIGNATURE_NAME, fn=serve, input_signature=signature)
     return archive
 
 
 def read_slots(version_dir) -> dict | None:
-    """A bank version's ``slots.json``, or None for a single-style model."""
+    """A version's ``slots.json``, or None where it has none (a network exported before
+    every network was a bank, which nothing paints with any more)."""
     path = Path(version_dir) / SLOTS_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def load_savedmodel_fn(path) -> Callable[..., np.ndarray]:
-    """``stylize(images, style_weights=None)`` over an exported version folder: a numpy
-    uint8 batch (and for a bank float32 ``[batch, S]`` weights, or one ``[S]`` row for
-    every image) -> uint8 batch. ``stylize.num_styles`` is S (1: single style).
+    """``stylize(images, style_weights)`` over an exported version folder: a numpy
+    uint8 batch and float32 ``[batch, S]`` weights (or one ``[S]`` row for every image)
+    -> uint8 batch. ``stylize.num_styles`` is S. ``ValueError`` for a network exported
+    before every network was a bank (it takes no ``style_weights``).
 
-    A bank exported with the ``style_params`` signature also gives
+    A version exported with the ``style_params`` signature also gives
     ``stylize.with_params(images, style_weights, style_params)`` (weights ``[batch, S]``
     or one ``[S]`` row, params ``[batch, P]`` or one ``[P]`` row) and
-    ``stylize.params_size`` P; otherwise ``with_params`` is None and ``params_size`` 0."""
+    ``stylize.params_size`` P; a version exported before own styles existed has no such
+    signature: ``with_params`` is None and ``params_size`` 0."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
     signature = loaded.signatures[SIGNATURE_NAME]
     weights_spec = signature.structured_input_signature[1].get(WEIGHTS_INPUT_NAME)
-    num_styles = 1 if weights_spec is None else int(weights_spec.shape[-1])
+    if weights_spec is None:
+        raise ValueError(f"{path} was exported before every network was a bank (it takes "
+                         "no style_weights): train its style again")
+    num_styles = int(weights_spec.shape[-1])
     params_signature = loaded.signatures.get(PARAMS_SIGNATURE_NAME)
     params_size = 0 if params_signature is None else int(
         params_signature.structured_input_signature[1][PARAMS_INPUT_NAME].shape[-1])
 
-    def stylize(images: np.ndarray, style_weights: np.ndarray | None = None) -> np.ndarray:
+    def stylize(images: np.ndarray, style_weights: np.ndarray) -> np.ndarray:
         images = np.asarray(images, dtype=np.uint8)
         if images.ndim == 3:
             images = images[None]
-        inputs = {INPUT_NAME: tf.constant(images)}
-        if num_styles > 1:
-            if style_weights is None:
-                raise ValueError(f"{path} is a bank of {num_styles} slots: give style_weights")
-            inputs[WEIGHTS_INPUT_NAME] = tf.constant(
-                batch_weights(style_weights, len(images), num_styles))
-        elif style_weights is not None:
-            raise ValueError(f"{path} is a single-style model: it takes no style_weights")
-        return signature(**inputs)[OUTPUT_NAME].numpy()
+        if style_weights is None:
+            raise ValueError(f"{path} has {num_styles} slots: give style_weights")
+        return signature(**{
+            INPUT_NAME: tf.constant(images),
+            WEIGHTS_INPUT_NAME: tf.constant(batch_weights(style_weights, len(images),
+                                                          num_styles)),
+        })[OUTPUT_NAME].numpy()
 
     def with_params(images: np.ndarray, style_weights: np.ndarray,
                     style_params: np.ndarray) -> np.ndarray:

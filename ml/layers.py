@@ -37,6 +37,14 @@ def _non_negative_int(name, value):
     return value
 
 
+def _slot_count(value):
+    """A network's slot count: at least 2 (slot 0 the identity, then its styles)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ValueError("`num_styles` counts the identity slot and at least one style: it "
+                         f"must be an integer of at least 2. Received: num_styles={value!r}")
+    return value
+
+
 def _check_rank4(layer, input_shape):
     if len(input_shape) != 4:
         raise ValueError(
@@ -298,8 +306,7 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
         y = (x - mean_hw(x)) / sqrt(var_hw(x) + epsilon) * (w @ scale) + (w @ offset)
 
     One-hot weights give that style exactly; weights summing to 1 interpolate
-    between styles; with ``num_styles=1`` and weights 1 it is
-    :class:`InstanceNormalization`.
+    between styles.
 
     ``style_params`` ``(batch, 2 * channels)`` give each image an explicit map instead
     (a style that is no slot of the layer: ``[:, :channels]`` is its scale,
@@ -320,7 +327,7 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
 
     def __init__(self, num_styles, epsilon=1e-5, clip_z=None, **kwargs):
         super().__init__(**kwargs)
-        self.num_styles = _positive_int("num_styles", num_styles)
+        self.num_styles = _slot_count(num_styles)
         self.epsilon = _positive_epsilon(epsilon)
         self.clip_z = _clip_z(clip_z)
 
@@ -385,21 +392,12 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
         return config
 
 
-def instance_norm(num_styles, epsilon, name, clip_z=None):
-    """:class:`InstanceNormalization` for one style, else the conditional layer."""
-    if num_styles == 1:
-        return InstanceNormalization(epsilon, clip_z=clip_z, name=name)
-    return ConditionalInstanceNormalization(num_styles, epsilon, clip_z=clip_z, name=name)
-
-
 def apply_norm(norm, x, style_weights, style_params=None):
-    """Call a norm made by :func:`instance_norm` (the plain one takes no weights);
-    ``style_params`` is that norm's own slice of an explicit row, or None."""
-    if isinstance(norm, ConditionalInstanceNormalization):
-        if style_params is None:
-            return norm(x, style_weights)
-        return norm(x, style_weights, style_params=style_params)
-    return norm(x)
+    """Call a :class:`ConditionalInstanceNormalization` with a slot mix, ``style_params``
+    (that norm's own slice of an explicit row) or both."""
+    if style_params is None:
+        return norm(x, style_weights)
+    return norm(x, style_weights, style_params=style_params)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -414,31 +412,33 @@ class ResidualBlock(keras.layers.Layer):
         filters: channels of the input, of both convolutions and of the output.
         kernel_size: side of both convolution kernels.
         epsilon: epsilon of both instance normalisations.
-        num_styles: above 1, both normalisations are
-            :class:`ConditionalInstanceNormalization` and the block is called
-            with ``style_weights`` ``(batch, num_styles)`` as second argument, and
-            ``style_params`` ``(batch, 4 * filters)`` (the two norms' explicit rows,
-            ``norm1``'s first) as a keyword instead of or beside them.
+        num_styles: slots of both :class:`ConditionalInstanceNormalization` layers
+            (at least 2). The block is called with ``style_weights``
+            ``(batch, num_styles)`` as second argument, and ``style_params``
+            ``(batch, 4 * filters)`` (the two norms' explicit rows, ``norm1``'s first)
+            as a keyword instead of or beside them.
         clip_z: robust statistics in both normalisations (:class:`InstanceNormalization`).
     """
 
-    def __init__(self, filters, kernel_size=3, epsilon=1e-5, num_styles=1, clip_z=None,
+    def __init__(self, filters, kernel_size=3, epsilon=1e-5, num_styles=2, clip_z=None,
                  **kwargs):
         super().__init__(**kwargs)
         self.filters = _positive_int("filters", filters)
         self.kernel_size = _positive_int("kernel_size", kernel_size)
         self.epsilon = float(epsilon)
-        self.num_styles = _positive_int("num_styles", num_styles)
+        self.num_styles = _slot_count(num_styles)
         self.clip_z = _clip_z(clip_z)
         self.conv1 = ReflectionConv2D(self.filters, self.kernel_size, name="conv1")
-        self.norm1 = instance_norm(self.num_styles, self.epsilon, "norm1", self.clip_z)
+        self.norm1 = ConditionalInstanceNormalization(self.num_styles, self.epsilon,
+                                                      clip_z=self.clip_z, name="norm1")
         self.conv2 = ReflectionConv2D(self.filters, self.kernel_size, name="conv2")
-        self.norm2 = instance_norm(self.num_styles, self.epsilon, "norm2", self.clip_z)
+        self.norm2 = ConditionalInstanceNormalization(self.num_styles, self.epsilon,
+                                                      clip_z=self.clip_z, name="norm2")
 
     @property
     def params_size(self) -> int:
-        """Length of the block's ``style_params`` row (0 for a single-style block)."""
-        return 0 if self.num_styles == 1 else 4 * self.filters
+        """Length of the block's ``style_params`` row: both norms' scales and offsets."""
+        return 4 * self.filters
 
     def build(self, inputs_shape, style_weights_shape=None, style_params_shape=None):
         _check_rank4(self, inputs_shape)
@@ -470,11 +470,8 @@ class ResidualBlock(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"filters": self.filters, "kernel_size": self.kernel_size, "epsilon": self.epsilon}
-        )
-        if self.num_styles != 1:
-            config["num_styles"] = self.num_styles
+        config.update({"filters": self.filters, "kernel_size": self.kernel_size,
+                       "epsilon": self.epsilon, "num_styles": self.num_styles})
         if self.clip_z is not None:
             config["clip_z"] = self.clip_z
         return config

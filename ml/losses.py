@@ -546,7 +546,7 @@ class PerceptualLoss:
                 warm-up ramps it from 0 to 1) or one value per example (0 for a
                 bank's identity examples, which get the content loss only).
             style_index: which painting each example is compared with, int
-                ``(batch,)``; default: the first (the only one of a single style).
+                ``(batch,)``; default: the first (the only one when one painting trains).
 
         Returns:
             float32 scalar tensors, every one already multiplied by its weights:

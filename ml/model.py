@@ -9,16 +9,16 @@ All convolutions are reflection padded; instance normalisation and ReLU
 follow every convolution but the last; the last is mapped to [0, 255] with
 ``(tanh(x) + 1) * 127.5``.
 
-With ``num_styles=S > 1`` it is a *bank*: every instance normalisation is
-conditional (one scale and offset per style, Dumoulin et al. 2017) and the net is
-called with ``style_weights`` ``(batch, S)`` that mix them; all convolutions are
-shared. Slot 0 of a bank is trained as the identity (the photo itself), so
-weights ``(1 - s) * onehot(0) + s * onehot(k)`` give style ``k`` at strength
-``s``. A bank also takes ``style_params`` ``(batch, style_params_size)``: every
-conditional norm's scale and offset given explicitly, one row per image (a style
-that is no slot of the bank, e.g. a user's own: docs/design/own-styles.md), added to
-the slots' mix when ``style_weights`` come too. ``num_styles=1`` is the plain
-single-style network, called with images only.
+Every network is a *bank* of ``num_styles = S >= 2`` slots: every instance
+normalisation is conditional (one scale and offset per slot, Dumoulin et al. 2017)
+and the net is called with ``style_weights`` ``(batch, S)`` that mix them; all
+convolutions are shared. Slot 0 is trained as the identity (the photo itself), so
+weights ``(1 - s) * onehot(0) + s * onehot(k)`` give style ``k`` at strength ``s``; a
+lone style is a bank of the identity and itself (``S = 2``). The net also takes
+``style_params`` ``(batch, style_params_size)``: every conditional norm's scale and
+offset given explicitly, one row per image (a style that is no slot of the bank, e.g.
+a user's own: docs/design/own-styles.md), added to the slots' mix when
+``style_weights`` come too.
 
 Inputs are float32 NHWC RGB images in [0, 255] of any height and width. The
 two stride-2 convolutions need sizes that are multiples of 4 to come back to
@@ -45,13 +45,13 @@ import keras
 from keras import ops
 
 from ml.layers import (
+    ConditionalInstanceNormalization,
     ReflectionConv2D,
     ResidualBlock,
     UpsampleConv2D,
     _non_negative_int,
-    _positive_int,
+    _slot_count,
     apply_norm,
-    instance_norm,
 )
 
 __all__ = ["TransformNet"]
@@ -79,28 +79,27 @@ class TransformNet(keras.Model):
         output_kernel_size: kernel of the last convolution, a positive odd
             integer. Johnson et al. use 9; the fast shipped styles use 3 (why and
             timings: docs/design/network.md).
-        num_styles: styles (slots) of a bank; 1 is a single-style network.
+        num_styles: slots, the identity (slot 0) included: at least 2.
         norm_clip_z: None, or robust statistics in every instance normalisation
-            (``clip_z`` of :class:`ml.layers.InstanceNormalization`).
+            (``clip_z`` of :class:`ml.layers.ConditionalInstanceNormalization`).
         edge_margin: pixels of reflection added on every side of the picture outside
             training and cropped off the result (0: none).
 
     Call it on a float tensor ``(batch, height, width, 3)`` with RGB values in
-    [0, 255] (and, for a bank, ``style_weights`` ``(batch, num_styles)``, or
-    ``style_params`` ``(batch, style_params_size)``, or both: see
+    [0, 255] and ``style_weights`` ``(batch, num_styles)``, or ``style_params``
+    ``(batch, style_params_size)``, or both (see
     :class:`ml.layers.ConditionalInstanceNormalization`); it returns a tensor of the
     same shape with values in [0, 255]. ``style_params`` is laid out norm by norm in
     the order of :meth:`style_norm_layers`, each norm's scale then its offset.
 
     Raises ``ValueError`` for a bad argument above, for inputs that are not
-    ``(batch, height, width, 3)``, when ``style_weights`` or ``style_params`` are given
-    to a single-style network, when a bank gets neither, and for a ``style_params`` row
-    of the wrong length.
+    ``(batch, height, width, 3)``, when neither ``style_weights`` nor ``style_params``
+    come, and for a ``style_params`` row of the wrong length.
     """
 
     def __init__(
         self, width=1.0, num_residual_blocks=5, epsilon=1e-5, output_kernel_size=9,
-        num_styles=1, norm_clip_z=None, edge_margin=0, **kwargs
+        num_styles=2, norm_clip_z=None, edge_margin=0, **kwargs
     ):
         super().__init__(**kwargs)
         width = float(width)
@@ -121,7 +120,7 @@ class TransformNet(keras.Model):
                 f"Received: output_kernel_size={output_kernel_size!r}"
             )
         self.output_kernel_size = output_kernel_size
-        self.num_styles = _positive_int("num_styles", num_styles)
+        self.num_styles = _slot_count(num_styles)
         self.norm_clip_z = None if norm_clip_z is None else float(norm_clip_z)
         self.edge_margin = _non_negative_int("edge_margin", edge_margin)
 
@@ -130,7 +129,8 @@ class TransformNet(keras.Model):
         eps = self.epsilon
 
         def norm(name):
-            return instance_norm(num_styles, eps, name, self.norm_clip_z)
+            return ConditionalInstanceNormalization(num_styles, eps, clip_z=self.norm_clip_z,
+                                                    name=name)
 
         self.conv_in = ReflectionConv2D(f1, 9, name="conv_in")
         self.norm_in = norm("norm_in")
@@ -183,9 +183,7 @@ class TransformNet(keras.Model):
 
     @property
     def style_params_size(self) -> int:
-        """Length of one image's ``style_params`` row (0 for a single-style network)."""
-        if self.num_styles == 1:
-            return 0
+        """Length of one image's ``style_params`` row: every norm's scale and offset."""
         f1, f2, f3 = self.filters
         return 2 * (2 * f1 + 2 * f2 + f3 * (1 + 2 * self.num_residual_blocks))
 
@@ -219,15 +217,12 @@ class TransformNet(keras.Model):
         (``ml.losses.spike_loss``). Outside training (``training`` not true) the
         picture is extended by the edge margin first, and the logits and every inner
         map are cropped back to the picture."""
-        if self.num_styles > 1 and style_weights is None and style_params is None:
+        if style_weights is None and style_params is None:
             raise ValueError(
-                f"This TransformNet is a bank of {self.num_styles} styles: call it with "
+                f"This TransformNet is a bank of {self.num_styles} slots: call it with "
                 "images and style_weights of shape (batch, num_styles), or style_params of "
                 f"shape (batch, {self.style_params_size})."
             )
-        if self.num_styles == 1 and (style_weights is not None or style_params is not None):
-            raise ValueError("A single-style TransformNet takes no style_weights or "
-                             "style_params.")
         w = style_weights
         if style_params is not None:
             if len(style_params.shape) != 2 or style_params.shape[-1] not in (
@@ -281,11 +276,9 @@ class TransformNet(keras.Model):
     @property
     def _default_save_signature(self):
         # Keras' TensorFlow backend traces a one-input default signature while a
-        # SavedModel is written; a bank takes two inputs, and ml.export defines the
+        # SavedModel is written; the net takes two inputs, and ml.export defines the
         # serving signature itself.
-        if self.num_styles > 1:
-            return None
-        return super()._default_save_signature
+        return None
 
     def get_config(self):
         config = super().get_config()
@@ -295,10 +288,9 @@ class TransformNet(keras.Model):
                 "num_residual_blocks": self.num_residual_blocks,
                 "epsilon": self.epsilon,
                 "output_kernel_size": self.output_kernel_size,
+                "num_styles": self.num_styles,
             }
         )
-        if self.num_styles != 1:
-            config["num_styles"] = self.num_styles
         if self.norm_clip_z is not None:
             config["norm_clip_z"] = self.norm_clip_z
         if self.edge_margin:

@@ -1,6 +1,6 @@
-"""The styles shipped under ``serving/``: one entry per style, for a single-style model
-or a slot of a bank alike. Pure Python: no Django, and TensorFlow only when a stylize
-function is loaded.
+"""The styles shipped under ``serving/``: one entry per painted slot of each shipped
+network. Pure Python: no Django, and TensorFlow only when a stylize function is
+loaded.
 
 The benches (``bench/stylize_bench/``, ``bench/quality_bench.py``) and the shipped-style
 tests (``tests/stylize/test_shipped_styles.py``) all list shipped styles through
@@ -9,17 +9,15 @@ registers:
 
 - every folder ``<serving_dir>/models/<model>/`` with an exported version
   (``ml.export.exported_versions``); only its latest version counts;
-- a single-style model (no ``slots.json``) is one style, its metadata in
-  ``<serving_dir>/styles/<model>/style.json``, its slug ``style.json``'s ``slug`` (else
-  the model name);
-- a bank (``slots.json``) is one style per painted slot (slot 0, the identity, is none),
-  its metadata in ``<serving_dir>/styles/<bank>/<slug>/style.json``, its slug the slot's
-  in ``slots.json``.
+- each network (its ``slots.json``) is one style per painted slot (slot 0, the
+  identity, is none), its metadata in ``<serving_dir>/styles/<bank>/<slug>/style.json``,
+  its slug the slot's in ``slots.json``. A model without ``slots.json`` (exported
+  before every network was a bank) is left out with a warning.
 
 Each :class:`ShippedStyle` has the painting and ``style.json`` beside it (``painting``
 None and ``meta`` empty when they are missing: callers decide whether that is an error)
 and :meth:`ShippedStyle.load_stylize`, ``stylize(images)`` on the exported SavedModel
-(for a bank with the slot's one-hot ``style_weights``, ``ml.bank.mix_weights``).
+(with the slot's one-hot ``style_weights``, ``ml.bank.mix_weights``).
 """
 
 from __future__ import annotations
@@ -46,12 +44,12 @@ DEFAULT_PAINTING = "painting.jpg"
 
 @dataclass(frozen=True)
 class ShippedStyle:
-    """One shipped style: a single-style model (``slot`` None) or one slot of a bank."""
+    """One shipped style: one painted slot of a shipped network."""
 
-    model: str  # the model folder under models/ (a bank's name for a bank slot)
+    model: str  # the model folder under models/ (the bank's name)
     version: int  # the model's latest exported version
-    slot: int | None  # the bank slot (1 …), None for a single-style model
-    num_styles: int  # the bank's S (identity included); 1 for a single-style model
+    slot: int  # the slot (1 …)
+    num_styles: int  # the bank's S (identity included)
     slug: str  # as registered (Style.slug)
     name: str  # display name (style.json's, else slots.json's, else the slug)
     version_dir: Path  # <serving_dir>/models/<model>/<version>
@@ -60,25 +58,17 @@ class ShippedStyle:
     painting: Path | None = None  # the painting beside style.json (None if missing)
 
     @property
-    def in_bank(self) -> bool:
-        return self.slot is not None
-
-    @property
     def key(self) -> str:
-        """Unique among shipped styles: ``<model>`` or ``<bank>/<slug>``."""
-        return self.model if self.slot is None else f"{self.model}/{self.slug}"
+        """Unique among shipped styles: ``<bank>/<slug>``."""
+        return f"{self.model}/{self.slug}"
 
     @property
     def label(self) -> str:
-        """For tables: ``starry_night v1`` or ``paintings v2 slot 3 (great-wave)``."""
-        if self.slot is None:
-            return f"{self.model} v{self.version}"
+        """For tables: ``paintings v2 slot 3 (great-wave)``."""
         return f"{self.model} v{self.version} slot {self.slot} ({self.slug})"
 
-    def style_weights(self) -> np.ndarray | None:
-        """The slot's ``style_weights`` row at full strength (None: single-style)."""
-        if self.slot is None:
-            return None
+    def style_weights(self) -> np.ndarray:
+        """The slot's ``style_weights`` row at full strength."""
         return mix_weights(self.num_styles, self.slot)
 
     def load_stylize(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -93,7 +83,7 @@ class ShippedStyle:
 
         def stylize(images: np.ndarray) -> np.ndarray:
             images = np.asarray(images, dtype=np.uint8)
-            out = fn(images) if weights is None else fn(images, weights)
+            out = fn(images, weights)
             return out[0] if images.ndim == 3 else out
 
         stylize.style = self
@@ -143,13 +133,8 @@ def shipped_styles(serving_dir) -> list[ShippedStyle]:
             logger.warning("Leaving out %s: its slots.json cannot be read (%s).", model, error)
             continue
         if slots is None:
-            meta_file = meta_root / META_FILE
-            meta = _read_meta(meta_file)
-            styles.append(ShippedStyle(
-                model=model, version=version, slot=None, num_styles=1,
-                slug=meta.get("slug", model), name=meta.get("name", model),
-                version_dir=version_dir, meta_file=meta_file, meta=meta,
-                painting=_painting(meta_file, meta)))
+            logger.warning("Leaving out %s: it has no slots.json (exported before every "
+                           "network was a bank; train it again).", model)
             continue
         try:
             num_styles, listed = int(slots["num_styles"]), list(slots["slots"])
@@ -172,7 +157,7 @@ def shipped_styles(serving_dir) -> list[ShippedStyle]:
 
 
 def select_styles(styles: Iterable[ShippedStyle], wanted: Iterable[str]) -> list[ShippedStyle]:
-    """The styles named in ``wanted``: by key (``starry_night``, ``paintings/great-wave``),
+    """The styles named in ``wanted``: by key (``paintings/great-wave``),
     slug, or model name (a bank's name gives all its slots). Raises ``KeyError`` naming
     what matched nothing."""
     styles = list(styles)

@@ -336,7 +336,8 @@ _TRAINING_ENV = {
 TRAINING_OVERRIDES = {name: value for name, value in _TRAINING_ENV.items() if value is not None}
 # The bank (one conditional network, ml.bank) a new style joins when it is trained:
 # `manage.py train_style` / the admin's "Retrain" add it as the bank's next slot.
-# While that bank has no live version, new styles get a single-style network.
+# While that bank has no live version, a new style gets a bank of its own (the
+# identity and itself).
 DEFAULT_BANK = env("DEFAULT_BANK", default="paintings")
 
 # --- A user's own style (stylize.services.own_styles, docs/design/own-styles.md) -------

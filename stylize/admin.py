@@ -145,8 +145,12 @@ class StyleAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
-        if obj is not None and obj.in_bank:
+        if obj is not None and obj.bank_index is not None:
             fields.append("model_name")  # the bank's: moving one slot out would break it
+        else:
+            # Never trained: no slot, so no version to pick, and a draft until training
+            # (every network is a bank: only a slot can go live).
+            fields += ["live_version", "status"]
         return fields
 
     def get_prepopulated_fields(self, request, obj=None):
@@ -274,13 +278,15 @@ class StyleAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("Network"), ordering="model_name")
     def network(self, obj):
-        """The model's name with the live version, and the slot for a bank's style."""
-        version = (gettext("v%(version)s") % {"version": obj.live_version}
-                   if obj.live_version is not None else gettext("untrained"))
-        if obj.in_bank:
-            return gettext("%(model)s, slot %(slot)s, %(version)s") % {
-                "model": obj.model_name, "slot": obj.bank_index, "version": version}
-        return gettext("%(model)s, %(version)s") % {"model": obj.model_name, "version": version}
+        """The model's name with its slot and live version (``Style.paint_slot``), or
+        "untrained"."""
+        slot = obj.paint_slot
+        if slot is None:
+            return gettext("%(model)s, %(version)s") % {"model": obj.model_name,
+                                                       "version": gettext("untrained")}
+        return gettext("%(model)s, slot %(slot)s, %(version)s") % {
+            "model": slot.model, "slot": slot.index,
+            "version": gettext("v%(version)s") % {"version": slot.version}}
 
     # --- Review: publication, and the held-out numbers and sheet staff judge by -----------
 

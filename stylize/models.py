@@ -77,8 +77,8 @@ class Style(models.Model):
     bank_index = models.PositiveSmallIntegerField(
         null=True,
         blank=True,
-        help_text="The style's slot in its bank's network (slot 0 is the photo itself); "
-        "empty for a single-style model.",
+        help_text="The style's slot in its network (slot 0 is the photo itself); empty "
+        "until it is trained, and for a user's own style.",
     )
     bank_slots = models.PositiveSmallIntegerField(
         null=True,
@@ -174,6 +174,12 @@ class Style(models.Model):
                 condition=~Q(status="ready") | Q(live_version__isnull=False),
                 name="style_ready_has_live_version",
             ),
+            # Every network is a bank: a staff style that paints has a slot of one.
+            models.CheckConstraint(
+                condition=Q(owner__isnull=False) | Q(live_version__isnull=True)
+                | Q(bank_index__isnull=False),
+                name="style_live_version_is_a_slot",
+            ),
             models.CheckConstraint(
                 condition=Q(published_at__isnull=True) | Q(live_version__isnull=False),
                 name="style_published_has_live_version",
@@ -211,20 +217,16 @@ class Style(models.Model):
         super().save(*args, **kwargs)
 
     @property
-    def in_bank(self) -> bool:
-        """Whether the style is one slot of a conditional network shared with others."""
-        return self.bank_index is not None
-
-    @property
     def is_own(self) -> bool:
         """Whether this is a user's own style (``owner``), painted from its row."""
         return self.owner_id is not None
 
     @property
     def bank_name(self) -> str | None:
-        """The bank network the style paints with (a slot of it, or an own style's row
-        on it), or None for a single-style network: styles of one bank mix."""
-        return self.model_name if self.in_bank or self.is_own else None
+        """The network the style paints with (a slot of it, or an own style's row on it:
+        an own style names its bank from the start), or None for a staff style never
+        trained: styles of one network mix."""
+        return self.model_name if self.live_version is not None or self.is_own else None
 
     @property
     def painting_url(self) -> str:
@@ -249,21 +251,18 @@ class Style(models.Model):
     def paint_slot(self):
         """Where this style is painted (``ml.bank.BankSlot``: its network's live version
         and slot, or an own style's row), or None while it has nothing to paint with
-        (never trained, or an own style not learnt yet). A style trained before every
-        network was a bank is slot 0 of a one-slot network."""
+        (never trained, or an own style not learnt yet)."""
         from ml.bank import BankSlot
 
-        if self.live_version is None:
+        if self.live_version is None or not self.bank_slots:
             return None
         if self.is_own:
             row = self.own_row
-            if row is None or not self.bank_slots:
-                return None
-            return BankSlot(self.model_name, self.live_version, self.bank_slots, row=row)
-        if self.bank_index is None:
-            return BankSlot(self.model_name, self.live_version, 1, 0)
-        return BankSlot(self.model_name, self.live_version, self.bank_slots or 0,
-                        self.bank_index)
+            return None if row is None else BankSlot(self.model_name, self.live_version,
+                                                      self.bank_slots, row=row)
+        if self.bank_index is None:  # an unsaved row: a saved one cannot be live without
+            return None
+        return BankSlot(self.model_name, self.live_version, self.bank_slots, self.bank_index)
 
     @property
     def stored_own_files(self) -> list:

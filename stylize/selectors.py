@@ -59,12 +59,12 @@ def own_style_list_for(*, owner) -> QuerySet[Style]:
 def style_list_mixable(user=None) -> list[Style]:
     """Offered styles that share a bank with at least one other style ``user`` may use
     (another offered one, or one of their own, which paints with its bank)."""
-    in_banks = list(style_list_offered().filter(bank_index__isnull=False))
-    per_bank = Counter(style.model_name for style in in_banks)
+    slotted = list(style_list_offered().filter(bank_index__isnull=False))
+    per_bank = Counter(style.model_name for style in slotted)
     if user is not None and user.is_authenticated:
         per_bank.update(Style.objects.filter(_own_usable(user))
                         .values_list("model_name", flat=True))
-    return [style for style in in_banks if per_bank[style.model_name] > 1]
+    return [style for style in slotted if per_bank[style.model_name] > 1]
 
 
 def style_list_served() -> QuerySet[Style]:

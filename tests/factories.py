@@ -28,6 +28,10 @@ class StyleFactory(factory.django.DjangoModelFactory):
     painting = factory.LazyFunction(lambda: ContentFile(png_bytes(), name="painting.png"))
     status = Style.Status.READY
     live_version = 1
+    # A trained style of its own: slot 1 of its network (the identity and itself); a
+    # draft never trained (live_version=None) has no slot.
+    bank_index = factory.LazyAttribute(lambda s: 1 if s.live_version is not None else None)
+    bank_slots = factory.LazyAttribute(lambda s: 2 if s.live_version is not None else None)
     # Published once it has a live version (as staff would have, after reviewing it);
     # give published_at=None for a draft.
     published_at = factory.LazyAttribute(

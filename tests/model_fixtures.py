@@ -29,17 +29,11 @@ TINY_BANK_SLOTS = 3  # the identity and two styles
 
 
 def export_tiny_model(models_dir, name: str = TINY_MODEL_NAME, width: float = 0.125, seed: int = 0):
-    """Export a small TransformNet with fixed random weights as the next version of
-    ``<models_dir>/<name>/``; returns ``(version, path)``. Same seed, same pixels."""
-    import keras
-
-    from ml.export import export_savedmodel
-    from ml.model import TransformNet
-
-    keras.utils.set_random_seed(seed)
-    model = TransformNet(width=width, num_residual_blocks=1)
-    model(np.zeros((1, 16, 16, 3), "float32"))
-    return export_savedmodel(model, Path(models_dir) / name)
+    """Export a small network of one style (the identity and slot 1, a lone style's
+    bank) with fixed random weights as the next version of ``<models_dir>/<name>/``;
+    returns ``(version, path)``. Same seed, same pixels."""
+    return export_tiny_bank(models_dir, name, num_styles=2, width=width, seed=seed,
+                            slugs=[name])
 
 
 def export_tiny_bank(models_dir, name: str = TINY_BANK_NAME, num_styles: int = TINY_BANK_SLOTS,
@@ -67,7 +61,7 @@ def export_tiny_bank(models_dir, name: str = TINY_BANK_NAME, num_styles: int = T
 
 @pytest.fixture(scope="session")
 def tiny_serving_dir(tmp_path_factory) -> Path:
-    """A SERVING_DIR holding ``models/tiny/1`` and the bank ``models/tinybank/1``
+    """A SERVING_DIR holding ``models/tiny/1`` (one style) and the bank ``models/tinybank/1``
     (shared by the session: do not modify)."""
     serving_dir = tmp_path_factory.mktemp("serving")
     export_tiny_model(serving_dir / "models")

@@ -119,9 +119,9 @@ def test_the_models_do_not_import_the_imaging():
 
 
 def test_the_app_builds_no_style_inputs_itself():
-    """A job's model inputs (slot weights, an own style's row, what strength is left to
-    the pixels) come from ``Style.paint_slot`` (``ml.bank.BankSlot``), so no code of the
-    app decides which kind of style or model it paints with (issue 26)."""
+    """A job's model inputs (slot weights, an own style's row) come from
+    ``Style.paint_slot`` (``ml.bank.BankSlot``), so no code of the app decides which
+    kind of style it paints with (issue 26)."""
     builders = re.compile(r"\b(mix_weights|params_mix|one_hot)\(")
     found = sorted(f"{path.relative_to(BASE_DIR)}:{number}"
                    for path in (BASE_DIR / "stylize").rglob("*.py")
@@ -130,6 +130,36 @@ def test_the_app_builds_no_style_inputs_itself():
     assert found == []
     paint_slot = (BASE_DIR / "stylize" / "models.py").read_text()
     assert "def paint_slot" in paint_slot and "BankSlot(" in paint_slot  # the rule's premise
+
+
+# Asking whether a network is a bank, or building a single-style one: the kinds' names
+# (``in_bank``, ``is_bank``), a slot count compared with 1, a "one slot" default.
+KIND_CHECK = re.compile(r"\b(in_bank|is_bank)\b|num_styles\s*(==|!=|>|<=)\s*1\b"
+                        r"|num_styles\s*<\s*2|\bslots\s*==\s*1\b|\"num_styles\",\s*1\)"
+                        r"|single.style")
+
+
+def test_the_kind_check_finds_what_it_looks_for():
+    for line in ("if style.in_bank:", "if self.num_styles == 1:", "num_styles > 1 and",
+                 'getattr(model, "num_styles", 1)', "if self.slots == 1:",
+                 "a single-style model"):
+        assert KIND_CHECK.search(line), line
+    for line in ("num_styles=13", "if slots == 12:", "bank_index is not None"):
+        assert not KIND_CHECK.search(line), line
+
+
+def test_no_module_outside_the_bank_asks_whether_a_network_is_a_bank():
+    """One kind of model (issue 26): every network is a bank, a lone style one of the
+    identity and itself, so only ``ml/bank*`` (which checks what it is handed) may ask."""
+    found = sorted(
+        f"{path.relative_to(BASE_DIR)}:{number}: {line.strip()}"
+        for package in ("ml", "stylize", "bench", "prisma_site", "tools")
+        for path in (BASE_DIR / package).rglob("*.py")
+        if "migrations" not in path.parts and not (package == "ml"
+                                                   and path.name.startswith("bank"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if KIND_CHECK.search(line))
+    assert found == []
 
 
 @pytest.mark.parametrize("written, home", [

@@ -36,7 +36,7 @@ loader ``ml.export.load_savedmodel_fn`` (the bare model) and ``ml.shipped.shippe
    ``/api/v1/previews/`` and polled as the upload page does, every painting fetched,
    on `make run`'s previews worker (``prisma_site.devstack.PREVIEW_WORKER``, warmed
    up) with the shipped styles, a bank of 12 random-weights styles and (without
-   --quick) 12 single-style networks; pass/fail for 12 styles against
+   --quick) 12 networks of one style each; pass/fail for 12 styles against
    TARGET_PREVIEW_GRID_S (docs/design/previews.md).
 
 The other sections use a TransformNet exported with random weights

@@ -41,14 +41,14 @@ def photo_jpeg(size: int, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def bench_style(*, model: str, version: int, slot: int | None, num_styles: int,
+def bench_style(*, model: str, version: int, slot: int, num_styles: int,
                 name: str, slug: str):
-    """The unsaved Style row photo_stylize paints with, as registered: a single-style
-    model, or a bank slot (``bank_index``, ``bank_slots``: photo_stylize passes weights)."""
+    """The unsaved Style row photo_stylize paints with, as registered: slot ``slot`` of
+    the network's ``num_styles`` (``bank_index``, ``bank_slots``)."""
     from stylize.models import Style
 
     return Style(name=name, slug=slug, model_name=model, live_version=version,
-                 bank_index=slot, bank_slots=num_styles if slot is not None else None)
+                 bank_index=slot, bank_slots=num_styles)
 
 
 def _django():
@@ -58,7 +58,7 @@ def _django():
 
 
 def _child_style(args):
-    """``bench_style`` of ``--model``/``--version`` and, for a bank, ``--slot``/``--num-styles``."""
+    """``bench_style`` of ``--model``/``--version``, ``--slot``/``--num-styles``."""
     return bench_style(model=args.model, version=args.version, slot=args.slot,
                        num_styles=args.num_styles, name=args.model, slug="bench")
 
@@ -71,18 +71,12 @@ def _bare_model(model: str, version: int):
 
 
 def child_export(args) -> None:
-    """A TransformNet with random weights (seed 0) exported as ``<--models-dir>/bench/``."""
-    import keras
-    import numpy as np
-
+    """A lone style's network (the identity and one style) with random weights (seed 0)
+    exported as ``<--models-dir>/bench/``."""
     from ml.export import export_savedmodel
-    from ml.model import TransformNet
 
-    keras.utils.set_random_seed(0)
-    model = TransformNet(width=args.width, num_residual_blocks=args.blocks,
-                         output_kernel_size=args.output_kernel)
-    model(np.zeros((1, 16, 16, 3), "float32"))
-    version, path = export_savedmodel(model, Path(args.models_dir) / MODEL_NAME)
+    version, path = export_savedmodel(_random_bank(args, 2), Path(args.models_dir) / MODEL_NAME,
+                                      slots=_slots(["bench"]))
     emit({"version": version, "path": str(path)})
 
 
@@ -90,8 +84,8 @@ def child_photo(args) -> None:
     """One size through photo_stylize (local or tfserving backend), in a fresh process.
 
     The model is ``SERVING_DIR/models/<--model>/<--version>/`` (default: the random-weights
-    ``bench/1`` export; the shipped-styles section points SERVING_DIR at serving/), for a
-    bank its slot ``--slot`` of ``--num-styles``; the stroke is photo_stylize's default
+    ``bench/1`` export; the shipped-styles section points SERVING_DIR at serving/), its
+    slot ``--slot`` of ``--num-styles``; the stroke is photo_stylize's default
     (``stylize.strokes.DEFAULT_STROKE``, in the result). ``--bare`` also times the loaded
     SavedModel alone on a 1×1024×1024×3 batch.
     """
@@ -117,13 +111,10 @@ def child_photo(args) -> None:
     if args.bare:
         stylize = _bare_model(args.model, args.version)
         batch = make_photo(1024)[None]
-        if args.slot is not None:
-            from ml.bank import mix_weights
+        from ml.bank import mix_weights
 
-            weights = mix_weights(args.num_styles, args.slot)
-            call = lambda: stylize(batch, weights)  # noqa: E731
-        else:
-            call = lambda: stylize(batch)  # noqa: E731
+        weights = mix_weights(args.num_styles, args.slot)
+        call = lambda: stylize(batch, weights)  # noqa: E731
         call()  # warm-up
         bare = []
         for _ in range(max(3, args.runs)):
@@ -279,9 +270,12 @@ class BareModel:
         from stylize.backends.local import limit_tf_threads
 
         limit_tf_threads()
+        from ml.bank import mix_weights
+
         stylize = _bare_model(MODEL_NAME, 1)
         batch = make_photo(size)[None]
-        self.call = lambda: stylize(batch)
+        weights = mix_weights(2, 1)  # the lone style of the random-weights network
+        self.call = lambda: stylize(batch, weights)
         self.call()  # warm-up
 
     def times(self, runs: int) -> list[float]:
@@ -313,7 +307,7 @@ def photo_jpeg_sized(width: int, height: int, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def _random_bank(args, num_styles: int):
+def _random_bank(args, num_styles: int, seed: int = 0):
     """A TransformNet bank of the options' architecture, every style's norms random."""
     import keras
     import numpy as np
@@ -321,11 +315,11 @@ def _random_bank(args, num_styles: int):
     from ml.bank import style_norms
     from ml.model import TransformNet
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     model = TransformNet(width=args.width, num_residual_blocks=args.blocks,
                          output_kernel_size=args.output_kernel, num_styles=num_styles)
     model.build((None, None, None, 3))
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for norm in style_norms(model):
         norm.set_weights([rng.normal(1.0, 0.3, w.shape).astype("float32")
                           for w in norm.get_weights()])
@@ -338,28 +332,26 @@ def child_export_bank(args) -> None:
     from ml.export import export_savedmodel
 
     model = _random_bank(args, args.count + 1)
-    slots = [{"slug": None, "identity": True}] + [
-        {"slug": f"bench-{i}"} for i in range(1, args.count + 1)]
+    slots = _slots([f"bench-{i}" for i in range(1, args.count + 1)])
     version, path = export_savedmodel(model, Path(args.models_dir) / args.model, slots=slots)
     emit({"version": version, "path": str(path)})
 
 
-def child_export_singles(args) -> None:
-    """``--count`` single-style TransformNets with random weights (seeds 0…), the
-    options' architecture, exported as ``<--models-dir>/bench_01/`` …"""
-    import keras
-    import numpy as np
+def _slots(slugs: list[str]) -> list[dict]:
+    """``slots.json``'s slots of a network painting ``slugs`` after the identity."""
+    return [{"slug": None, "identity": True}] + [{"slug": slug} for slug in slugs]
 
+
+def child_export_lone(args) -> None:
+    """``--count`` networks of one style each (the identity and the style) with random
+    weights (seeds 1…), the options' architecture, exported as
+    ``<--models-dir>/bench_01/`` …"""
     from ml.export import export_savedmodel
-    from ml.model import TransformNet
 
     names = []
     for i in range(1, args.count + 1):
-        keras.utils.set_random_seed(i)
-        model = TransformNet(width=args.width, num_residual_blocks=args.blocks,
-                             output_kernel_size=args.output_kernel)
-        model(np.zeros((1, 16, 16, 3), "float32"))
-        export_savedmodel(model, Path(args.models_dir) / f"bench_{i:02d}")
+        export_savedmodel(_random_bank(args, 2, seed=i), Path(args.models_dir) / f"bench_{i:02d}",
+                          slots=_slots([f"bench-{i:02d}"]))
         names.append(f"bench_{i:02d}")
     emit({"models": names})
 
@@ -367,7 +359,7 @@ def child_export_singles(args) -> None:
 def child_register(args) -> None:
     """The offered styles of a preview bench stack: ``--register shipped`` (every style
     under SERVING_DIR, as ``make run`` registers them), ``bank`` (``--count`` slots of the
-    bank ``--model``) or ``singles`` (``bench_01`` … ``bench_<--count>``)."""
+    bank ``--model``) or ``lone`` (slot 1 of each of ``bench_01`` … ``bench_<--count>``)."""
     _django()
     from django.core.files.base import ContentFile
     from django.utils import timezone
@@ -387,7 +379,7 @@ def child_register(args) -> None:
             styles.append(Style.objects.create(
                 name=f"Bench {i:02d}", slug=f"bench-{i:02d}",
                 model_name=args.model if bank else f"bench_{i:02d}",
-                bank_index=i if bank else None, bank_slots=args.count + 1 if bank else None,
+                bank_index=i if bank else 1, bank_slots=args.count + 1 if bank else 2,
                 live_version=1, status=Style.Status.READY, published_at=timezone.now(),
                 painting=ContentFile(painting.getvalue(), name="painting.png")))
     emit({"styles": [style.slug for style in styles],
@@ -450,7 +442,7 @@ def child_previews(args) -> None:
 
 CHILDREN = {"_export": child_export, "_photo": child_photo, "_profile": child_profile,
             "_jobs": child_jobs, "_stroke": child_stroke, "_export_bank": child_export_bank,
-            "_export_singles": child_export_singles, "_register": child_register,
+            "_export_lone": child_export_lone, "_register": child_register,
             "_previews": child_previews}
 
 
@@ -464,8 +456,8 @@ def child_main(argv: list[str]) -> int:
     sub.add_argument("--output-kernel", type=int, default=3)
     sub.add_argument("--model", default=MODEL_NAME)
     sub.add_argument("--version", type=int, default=1)
-    sub.add_argument("--slot", type=int, default=None)
-    sub.add_argument("--num-styles", type=int, default=None)
+    sub.add_argument("--slot", type=int, default=1)
+    sub.add_argument("--num-styles", type=int, default=2)
     sub.add_argument("--size", type=int)
     sub.add_argument("--runs", type=int, default=3)
     sub.add_argument("--bare", action="store_true")
@@ -473,7 +465,7 @@ def child_main(argv: list[str]) -> int:
     sub.add_argument("--count", type=int)
     sub.add_argument("--warmup", type=int, default=1)
     sub.add_argument("--timeout", type=float, default=600)
-    sub.add_argument("--register", choices=["shipped", "bank", "singles"])
+    sub.add_argument("--register", choices=["shipped", "bank", "lone"])
     child = sub.parse_args(argv)
     CHILDREN[child.command](child)
     return 0

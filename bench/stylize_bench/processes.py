@@ -99,10 +99,8 @@ def base_env(serving_dir: Path, var_dir: Path, **extra) -> dict:
 
 def style_args(style) -> list[str]:
     """The child options (``--model`` …) that name an ``ml.shipped.ShippedStyle``."""
-    args = ["--model", style.model, "--version", str(style.version)]
-    if style.in_bank:
-        args += ["--slot", str(style.slot), "--num-styles", str(style.num_styles)]
-    return args
+    return ["--model", style.model, "--version", str(style.version),
+            "--slot", str(style.slot), "--num-styles", str(style.num_styles)]
 
 
 def load_avg() -> str:

@@ -30,7 +30,7 @@ TARGET_SHIPPED_1024_S = 0.6  # a shipped style, 1024² photo, local backend, med
 # A shipped style at the default stroke / the peer's 26-style network, same 1024² photo, medians.
 TARGET_PEER_RATIO = 0.5
 TARGET_STROKE_BOLD_RATIO = 0.5  # bold / fine at 1024², local backend, medians
-# The shipped style the stroke section times: a single-style model's name or a slug.
+# The shipped style the stroke section times: its model's name or its slug.
 STROKE_STYLE = ("starry_night", "starry-night")
 
 TARGET_PREVIEW_GRID_S = 2.0  # upload → 12 styles' previews on screen, median
@@ -94,10 +94,9 @@ class Bench:
             return
         timed, banks = [], {}
         for style in styles:
-            if style.in_bank:
-                banks.setdefault((style.model, style.version), []).append(style)
-                if not args.every_slot and len(banks[style.model, style.version]) > 1:
-                    continue  # one slot stands for the bank: the same network, other weights
+            banks.setdefault((style.model, style.version), []).append(style)
+            if not args.every_slot and len(banks[style.model, style.version]) > 1:
+                continue  # one slot stands for the bank: the same network, other weights
             timed.append(style)
         rows = []
         for style in timed:
@@ -106,7 +105,7 @@ class Bench:
             child = ["_photo", "--size", "1024", "--runs", str(args.runs), "--bare",
                      *style_args(style)]
             label = style.label
-            if style.in_bank and not args.every_slot:
+            if not args.every_slot and len(banks[style.model, style.version]) > 1:
                 label += f", for its {len(banks[style.model, style.version])} styles"
             verdict = f"{label}: 1024² local ≤ {TARGET_SHIPPED_1024_S} s"
             try:
@@ -272,7 +271,7 @@ class Bench:
         """A photo's grid of previews, upload → every painting fetched, on the previews
         worker of `make run` (its own queue, one process, warmed up as it starts): the
         shipped styles as they are, a bank of PREVIEW_STYLES random-weights styles (one
-        batched call) and, without --quick, PREVIEW_STYLES single-style networks."""
+        batched call) and, without --quick, PREVIEW_STYLES networks of one style each."""
         args, report = self.args, self.report
         shipped_dir = Path(args.serving_dir).resolve()
         arch = ["--width", str(args.widths[0]), "--blocks", str(args.blocks),
@@ -287,13 +286,13 @@ class Bench:
                       ["--register", "bank", "--model", "bench_bank",
                        "--count", str(PREVIEW_STYLES)]))
         if not args.quick:
-            singles_dir = self.tmp / "serving-preview-singles"
-            run_child(["_export_singles", "--models-dir", str(singles_dir / "models"),
+            lone_dir = self.tmp / "serving-preview-lone"
+            run_child(["_export_lone", "--models-dir", str(lone_dir / "models"),
                        "--count", str(PREVIEW_STYLES), *arch],
-                      base_env(singles_dir, self.tmp / "var"), timeout=900, log=self.log)
-            cases.append((f"{PREVIEW_STYLES} single-style networks (random weights, "
-                          f"{self.arch(args.widths[0])})", singles_dir,
-                          ["--register", "singles", "--count", str(PREVIEW_STYLES)]))
+                      base_env(lone_dir, self.tmp / "var"), timeout=900, log=self.log)
+            cases.append((f"{PREVIEW_STYLES} networks of one style each (random weights, "
+                          f"{self.arch(args.widths[0])})", lone_dir,
+                          ["--register", "lone", "--count", str(PREVIEW_STYLES)]))
         rows = []
         for label, serving_dir, register in cases:
             load = load_avg()

@@ -82,8 +82,9 @@ class StyleSerializer(serializers.ModelSerializer):
         help_text="A photo painted in the style; for one of your own, the latest sample its "
         "learning painted (only you can open it), or null.")
     bank = serializers.SerializerMethodField(
-        help_text="The network (bank) the style shares with others; styles of one bank can "
-        "be mixed. Null for a style with a network of its own."
+        help_text="The network (bank) the style paints with; styles of one bank can be "
+        "mixed (mixes_with lists those you may use). A style trained on its own has a bank "
+        "of its own."
     )
     mixes_with = serializers.SerializerMethodField(
         help_text="Slugs of the styles this one can be mixed with (a job's `blend_with`)."

@@ -1,9 +1,9 @@
 """The interface every model backend implements, and the errors it raises.
 
 A backend turns a uint8 RGB batch ``[N, H, W, 3]`` into a stylized batch of the
-same shape with one exported SavedModel version (``serving_default``: ``images``
-in, ``stylized`` out; see ``ml.export``). A bank's version also takes
-``style_weights``, float32 ``[N, S]``: each image's mix of the bank's S slots.
+same shape with one exported SavedModel version (``serving_default``: ``images`` and
+``style_weights`` in, ``stylized`` out; see ``ml.export``). ``style_weights`` is
+float32 ``[N, S]``: each image's mix of the network's S slots.
 Callers name the version explicitly (``Style.live_version``), so a retrain goes
 live without restarting anything. A user's own style also sends ``style_params``,
 float32 ``[N, P]``: its row of the bank's maps (times its share), painted through the
@@ -34,12 +34,11 @@ class ModelBackend:
         worker calls it as it starts, before its pool forks (``prisma_site/celery.py``)."""
 
     def stylize(self, *, model_name: str, version: int, images: np.ndarray,
-                style_weights: np.ndarray | None = None,
+                style_weights: np.ndarray,
                 style_params: np.ndarray | None = None) -> np.ndarray:
         """uint8 ``[N, H, W, 3]`` in, uint8 of the same shape out; ``style_weights``
-        float32 ``[N, S]`` for a bank, None for a single-style model; ``style_params``
-        float32 ``[N, P]`` (a bank's ``style_params`` signature, with the weights) or None
-        (``serving_default``).
+        float32 ``[N, S]``; ``style_params`` float32 ``[N, P]`` (the ``style_params``
+        signature, beside the weights) or None (``serving_default``).
 
         Checks the inputs (``check_images``, ``check_style_weights``,
         ``check_style_params``: PermanentBackendError), has the backend's ``_paint`` run
@@ -52,9 +51,9 @@ class ModelBackend:
         return check_stylized(stylized, images, model_name=model_name, version=version)
 
     def _paint(self, *, model_name: str, version: int, images: np.ndarray,
-               style_weights: np.ndarray | None, style_params: np.ndarray | None):
-        """The model's answer for inputs ``stylize`` has checked (``style_params`` only
-        with ``style_weights``), any array-like; a failure raises BackendError."""
+               style_weights: np.ndarray, style_params: np.ndarray | None):
+        """The model's answer for inputs ``stylize`` has checked, any array-like; a
+        failure raises BackendError."""
         raise NotImplementedError
 
     def is_ready(self, *, model_name: str, version: int) -> bool:
@@ -74,10 +73,11 @@ def check_images(images) -> np.ndarray:
     return images
 
 
-def check_style_weights(style_weights, images: np.ndarray) -> np.ndarray | None:
+def check_style_weights(style_weights, images: np.ndarray) -> np.ndarray:
     """The weights as a finite float32 ``[N, S]`` array (N images), or PermanentBackendError."""
     if style_weights is None:
-        return None
+        raise PermanentBackendError("Style weights are missing: every network takes one "
+                                    "row of slot weights per image.")
     weights = np.asarray(style_weights, dtype=np.float32)
     if weights.ndim != 2 or weights.shape[0] != len(images) or weights.shape[1] < 2:
         raise PermanentBackendError(
@@ -94,8 +94,6 @@ def check_style_params(style_params, style_weights, images: np.ndarray) -> np.nd
     PermanentBackendError."""
     if style_params is None:
         return None
-    if style_weights is None:
-        raise PermanentBackendError("Style params go with style weights (a bank's model).")
     params = np.asarray(style_params, dtype=np.float32)
     if params.ndim != 2 or params.shape[0] != len(images) or params.shape[1] < 2:
         raise PermanentBackendError(

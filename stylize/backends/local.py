@@ -48,7 +48,7 @@ class LocalBackend(ModelBackend):
         import tensorflow  # noqa: F401
 
     def _paint(self, *, model_name: str, version: int, images: np.ndarray,
-               style_weights: np.ndarray | None, style_params: np.ndarray | None):
+               style_weights: np.ndarray, style_params: np.ndarray | None):
         model = self._model(model_name, version)
         with_params = getattr(model.fn, "with_params", None)
         if style_params is not None and with_params is None:
@@ -58,8 +58,6 @@ class LocalBackend(ModelBackend):
         try:
             if style_params is not None:
                 stylized = with_params(images, style_weights, style_params)
-            elif style_weights is None:
-                stylized = model.fn(images)
             else:
                 stylized = model.fn(images, style_weights)
         except Exception as error:

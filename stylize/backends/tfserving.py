@@ -65,7 +65,7 @@ class TFServingBackend(ModelBackend):
         self._lock = threading.Lock()
 
     def _paint(self, *, model_name: str, version: int, images: np.ndarray,
-               style_weights: np.ndarray | None, style_params: np.ndarray | None):
+               style_weights: np.ndarray, style_params: np.ndarray | None):
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model_name
         request.model_spec.version.value = int(version)
@@ -73,9 +73,7 @@ class TFServingBackend(ModelBackend):
         request.model_spec.signature_name = (
             SIGNATURE_NAME if style_params is None else PARAMS_SIGNATURE_NAME)
         request.inputs[INPUT_NAME].CopyFrom(tensor_proto(images, types_pb2.DT_UINT8))
-        if style_weights is not None:
-            request.inputs[WEIGHTS_INPUT_NAME].CopyFrom(
-                tensor_proto(style_weights, types_pb2.DT_FLOAT))
+        request.inputs[WEIGHTS_INPUT_NAME].CopyFrom(tensor_proto(style_weights, types_pb2.DT_FLOAT))
         if style_params is not None:
             request.inputs[PARAMS_INPUT_NAME].CopyFrom(
                 tensor_proto(style_params, types_pb2.DT_FLOAT))

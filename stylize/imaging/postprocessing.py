@@ -1,9 +1,9 @@
-"""Colour post-processing of a painted photo: ``postprocess``.
+"""Colour post-processing of a painted photo.
 
 ``preserve_colors`` keeps the photo's chroma under the painting's luminance;
-``blend_strength`` mixes photo and painting; ``postprocess`` does both, in that order,
-rounding once. Photo and painting are RGB ``uint8`` arrays of one shape (else
-``ValueError``); so is the result.
+``colors_kept`` applies it where a job asks for it. Photo and painting are RGB
+``uint8`` arrays of one shape (else ``ValueError``); so is the result. Strength is no
+post-process: the network paints it (``ml.bank.BankSlot.inputs``).
 """
 
 from __future__ import annotations
@@ -13,18 +13,6 @@ import numpy as np
 from ml.images import LUMA_WEIGHTS
 
 from .pixels import as_rgb_uint8, round_to_uint8
-
-
-def blend_strength(photo: np.ndarray, result: np.ndarray, strength: float) -> np.ndarray:
-    """``strength`` 1 gives ``result``, 0 gives ``photo``, linear in between (rounded half up)."""
-    _check_pair(photo, result)
-    return round_to_uint8(_blend(photo.astype(np.float32), result.astype(np.float32), strength))
-
-
-def _blend(photo: np.ndarray, result: np.ndarray, strength: float) -> np.ndarray:
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be within [0, 1], got {strength}")
-    return photo + strength * (result - photo)
 
 
 def preserve_colors(photo: np.ndarray, result: np.ndarray) -> np.ndarray:
@@ -47,19 +35,10 @@ def _preserved_colors(photo: np.ndarray, result: np.ndarray) -> np.ndarray:
     return np.clip(ycbcr @ _YCBCR_TO_RGB.T, 0, 255)
 
 
-def postprocess(photo: np.ndarray, result: np.ndarray, *, strength: float,
-                preserve_colors: bool) -> np.ndarray:
-    """Colour preservation first, then the strength blend, rounded once at the end.
-
-    That order because recombining luminance and chroma can leave the RGB gamut and
-    must be clipped, while blending two in-gamut images cannot; and so ``strength``
-    means the same ("how much of the stylized image") with or without colours kept.
-    """
-    _check_pair(photo, result)
-    if strength == 1.0 and not preserve_colors:
-        return result  # the common case: no float copies of a possibly 4096² photo
-    stylized = _preserved_colors(photo, result) if preserve_colors else result.astype(np.float32)
-    return round_to_uint8(_blend(photo.astype(np.float32), stylized, strength))
+def colors_kept(photo: np.ndarray, result: np.ndarray, keep: bool) -> np.ndarray:
+    """``preserve_colors(photo, result)`` if ``keep``, else ``result`` untouched (no
+    float copy of a possibly 4096² photo)."""
+    return preserve_colors(photo, result) if keep else result
 
 
 def _check_pair(photo: np.ndarray, result: np.ndarray) -> None:

@@ -21,8 +21,9 @@ from stylize.models import Style
 
 
 def training_dir(style: Style) -> Path:
-    """Checkpoints, TensorBoard logs and samples of one style's training runs."""
-    if style.in_bank:
+    """Checkpoints, TensorBoard logs and samples of one style's training runs: its
+    slot's fine-tunes in a bank it shares, else its bank's joint runs."""
+    if [member.pk for member in bank_members(style.model_name)] not in ([], [style.pk]):
         return slot_dir(style.model_name, style)
     return settings.VAR_DIR / "training" / style.model_name
 
@@ -65,12 +66,14 @@ def bank_live_dir(model_name: str, version: int | None = None) -> Path | None:
 
 
 def bank_name_check(model_name: str, lineup: list[Style]) -> None:
-    """A bank must not share its name (its Serving model) with another single-style model:
-    ``ValueError`` if a single-style style outside ``lineup`` has ``model_name``."""
-    clash = (Style.objects.filter(model_name=model_name, bank_index__isnull=True)
+    """A bank must not take the name (the Serving model) of a style outside ``lineup``
+    that is no slot of it yet (a draft whose own bank would be ``model_name``):
+    ``ValueError`` if there is one."""
+    clash = (Style.objects.filter(model_name=model_name, bank_index__isnull=True,
+                                  owner__isnull=True)
              .exclude(pk__in=[s.pk for s in lineup]).first())
     if clash is not None:
-        raise ValueError(f"{model_name} is the model of the single-style {clash.name}; "
+        raise ValueError(f"{model_name} is the model name of the style {clash.name}; "
                          "choose another bank name.")
 
 

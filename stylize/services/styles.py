@@ -31,7 +31,7 @@ def shipped_versions(model_dir: Path) -> list[int]:
 
 def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
     """Create a ready public style for every style shipped under ``serving_dir``
-    (``ml.shipped.shipped_styles``: a single-style model, or each slot of a bank).
+    (``ml.shipped.shipped_styles``: each painted slot of each shipped network).
     Shipped versions were reviewed before they were shipped: each one made live here
     is published.
 
@@ -55,15 +55,14 @@ def styles_register_shipped(*, serving_dir: Path) -> list[Style]:
             logger.warning("Skipping %s: %s gives no name.", shipped.key, shipped.meta_file)
             continue
         try:
-            register = _style_register_slot if shipped.in_bank else _style_register_one
-            style = register(shipped=shipped)
+            style = _style_register_slot(shipped=shipped, serving_dir=serving_dir)
         except (IntegrityError, OSError, ValueError) as error:
             # A slot held by a style trained here, a painting that cannot be read, a
             # bad value: this style is skipped, the others still register.
             logger.warning("Skipping %s: %s", shipped.key, error)
             continue
         registered.append(style)
-    _own_styles_follow({style.model_name for style in registered if style.in_bank})
+    _own_styles_follow({style.model_name for style in registered})
     return registered
 
 
@@ -78,37 +77,24 @@ def _own_styles_follow(banks) -> None:
 
 
 @transaction.atomic
-def _style_register_slot(*, shipped) -> Style:
-    """A shipped bank's slot: its style row (made, or moved in from anywhere) goes live."""
+def _style_register_slot(*, shipped, serving_dir: Path) -> Style:
+    """A shipped network's slot: its style row (made, or moved in from a network that no
+    longer ships) goes live. A row that paints in another network still under
+    ``serving_dir`` (staff retrained it into a bank here) stays there."""
     style = Style.objects.select_for_update().filter(slug=shipped.slug).first()
     if style is None:
         style = _style_from_shipped(shipped)
     elif (style.model_name == shipped.model and style.live_version is not None
           and style.live_version >= shipped.version):
         return _style_fill_shipped(style, shipped)  # trained here since, or registered
+    elif (style.model_name != shipped.model and style.live_version is not None
+          and shipped_versions(serving_dir / "models" / style.model_name)):
+        return style
     else:
         _style_fill_shipped(style, shipped)  # before the version changes
     style.model_name = shipped.model
     style.bank_index = shipped.slot
     style.bank_slots = shipped.num_styles
-    return _style_go_live(style, shipped.version)
-
-
-@transaction.atomic
-def _style_register_one(*, shipped) -> Style:
-    """A shipped single-style model: its style row is made, or its newer version goes live."""
-    style = Style.objects.select_for_update().filter(
-        model_name=shipped.model, bank_index__isnull=True).first()
-    if style is None:
-        moved = Style.objects.filter(slug=shipped.slug).first()
-        if moved is not None:
-            # Retrained into a bank (or renamed by staff): it no longer uses this model.
-            return moved
-        style = _style_from_shipped(shipped)
-    elif style.live_version is not None and style.live_version >= shipped.version:
-        return _style_fill_shipped(style, shipped)
-    else:
-        _style_fill_shipped(style, shipped)  # before the version changes
     return _style_go_live(style, shipped.version)
 
 

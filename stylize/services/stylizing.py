@@ -33,7 +33,7 @@ from stylize.imaging.loading import (
     load_photo,
     photo_without_metadata,
 )
-from stylize.imaging.postprocessing import postprocess
+from stylize.imaging.postprocessing import colors_kept
 from stylize.imaging.stroke_size import stylize_at_working_size
 from stylize.models import DEFAULT_STROKE, Style, StyleJob
 from stylize.strokes import STROKE_WORKING_SIDES
@@ -83,10 +83,8 @@ def _paint_inputs(style: Style, *, strength: float, blend_with: Style | None,
 
 
 def _model_call(backend, style: Style, images: np.ndarray, inputs: list[PaintInputs]):
-    """One call of ``style``'s network on ``images``, one row of ``inputs`` per image
-    (without rows, the call is exactly what it was before banks and own styles)."""
-    weights = None if inputs[0].style_weights is None else np.stack(
-        [row.style_weights for row in inputs])
+    """One call of ``style``'s network on ``images``, one row of ``inputs`` per image."""
+    weights = np.stack([row.style_weights for row in inputs])
     if inputs[0].style_params is None:
         return backend.stylize(model_name=style.model_name, version=style.live_version,
                                images=images, style_weights=weights)
@@ -103,10 +101,8 @@ def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
 
     ``stroke`` picks the size the network paints at (``STROKE_WORKING_SIDES``).
     ``strength`` and the mix with ``blend_with`` (``blend`` is its share) are the
-    network's inputs (``Style.paint_slot``: style weights, an own style's row), but for
-    a network trained as a single style before every network was a bank, whose
-    strength blends the painting with the photo afterwards. ``preserve_colors`` is always a
-    pixel post-process. ``on_pass(done, total)`` follows the model calls
+    network's inputs (``Style.paint_slot``: style weights, an own style's row).
+    ``preserve_colors`` is a pixel post-process. ``on_pass(done, total)`` follows the model calls
     (``imaging.tiling.stylize_tiled``).
     """
     if style.live_version is None:
@@ -124,8 +120,7 @@ def photo_stylize(*, photo: np.ndarray, style: Style, strength: float = 1.0,
 
     result = stylize_at_working_size(photo, run, working_side=STROKE_WORKING_SIDES[stroke],
                                      tile=settings.STYLIZE_TILE_SIZE, on_pass=on_pass)
-    return postprocess(photo, result, strength=inputs.pixel_strength,
-                       preserve_colors=preserve_colors)
+    return colors_kept(photo, result, preserve_colors)
 
 
 @dataclass(frozen=True)
@@ -147,8 +142,8 @@ def photo_stylize_many(*, photo: np.ndarray, requests: list[PaintRequest],
     models allow: the requests whose styles share a bank's network (its live version)
     go through it in ONE batched call, the photo repeated with one row of style weights
     each (``Style.paint_slot``: the style, its strength, any second style); a
-    network version gets a call of its own. Strength and "preserve colours" are then
-    applied as ``photo_stylize`` applies them.
+    network version gets a call of its own. "Preserve colours" is then applied as
+    ``photo_stylize`` applies it.
 
     Returns, in the order of ``requests``, each painted photo or the ``BackendError``
     whose message says why that one could not be painted (a missing model fails only
@@ -210,10 +205,9 @@ def photo_stylize_many(*, photo: np.ndarray, requests: list[PaintRequest],
                              style.live_version)
             settle([(index, PermanentBackendError(str(UNEXPECTED_ERROR))) for index in painted])
             continue
-        settle([(index, postprocess(photo, np.ascontiguousarray(result),
-                                    strength=row.pixel_strength,
-                                    preserve_colors=requests[index].preserve_colors))
-                for index, row, result in zip(painted, inputs, batch)])
+        settle([(index, colors_kept(photo, np.ascontiguousarray(result),
+                                    requests[index].preserve_colors))
+                for index, result in zip(painted, batch)])
     return results
 
 

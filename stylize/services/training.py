@@ -6,12 +6,12 @@ users are not offered until staff publish it: ``services.styles.style_publish``)
 reason when it fails (the live version stays), and ``serving/models.config`` rewritten
 to list every ready style at its live version (``services.serving``).
 
-Two kinds of network: a single-style model, and a *bank* (one conditional network,
-``ml.bank``) whose slots are styles. :func:`bank_train` trains a bank jointly;
-:func:`style_train` retrains one style: a bank style by fine-tuning only its slot, a
-new style by joining ``settings.DEFAULT_BANK`` when that bank exists, else as a
-single-style model. Where each run works and each version lands, and which version of
-a bank is live: ``services.model_files``.
+Every network is a *bank* (one conditional network, ``ml.bank``) whose slots are
+styles; a style of its own is a bank of the identity and itself. :func:`bank_train`
+trains a bank jointly; :func:`style_train` retrains one style: a style that shares its
+bank by fine-tuning only its slot, a new style by joining ``settings.DEFAULT_BANK``
+when that bank exists, else as a bank of its own. Where each run works and each version
+lands, and which version of a bank is live: ``services.model_files``.
 
 Every run reports as it goes through a ``TrainingRecorder`` (its ``on_progress``,
 ``services.training_progress``): ``Style.training_progress`` (step, loss terms, time
@@ -114,9 +114,8 @@ def style_train(*, style: Style, overrides: dict | None = None, on_progress=None
     A style in a bank with other styles fine-tunes its own slot (every other style's
     output stays bit-identical); a new style (never trained) joins
     ``settings.DEFAULT_BANK`` as a new slot when that bank has a live version;
-    otherwise (and for a style trained as a single-style model before every network
-    was a bank) it trains a bank of its own, the identity and the style
-    (:func:`bank_train`), so strength works in the network for it too.
+    otherwise it trains a bank of its own, the identity and the style
+    (:func:`bank_train`).
     ``overrides``: ``TrainConfig`` fields over ``settings.TRAINING_OVERRIDES`` (see
     :func:`training_config`). On any failure the style records why and keeps serving
     its previous version.
@@ -125,12 +124,12 @@ def style_train(*, style: Style, overrides: dict | None = None, on_progress=None
         raise ValueError(f"{style.slug} is a user's own style: services.own_styles learns it.")
     joins_default_bank = (style.live_version is None and settings.DEFAULT_BANK
                           and bank_live_dir(settings.DEFAULT_BANK) is not None)
-    shares_a_bank = style.in_bank and [m.pk for m in bank_members(style.model_name)] != [style.pk]
+    shares_a_bank = (style.bank_index is not None
+                     and [m.pk for m in bank_members(style.model_name)] != [style.pk])
     if shares_a_bank or joins_default_bank:
         return _slot_train(style=style, overrides=overrides, on_progress=on_progress)
-    # Every network is a bank: a style of its own is a bank of the identity and itself,
-    # named after it, trained whole (also a style trained as a single-style model before
-    # every network was a bank).
+    # A style of its own is a bank of the identity and itself, named after it, trained
+    # whole.
     [trained] = bank_train(model_name=style.model_name, styles=[style], overrides=overrides,
                            on_progress=on_progress)
     return trained
@@ -150,7 +149,7 @@ def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None =
 
     members = bank_members(model_name)
     for style in styles:
-        if style.in_bank and style.model_name != model_name:
+        if style.bank_index is not None and style.model_name != model_name:
             raise ValueError(f"{style.name} is in the bank {style.model_name}, not {model_name}.")
     newcomers = [s for s in styles if s.pk not in {m.pk for m in members}]
     lineup = members + newcomers
@@ -198,7 +197,7 @@ def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
     from ml.export import BANK_MODEL_FILE, export_savedmodel, read_slots
     from ml.train import train
 
-    model_name = style.model_name if style.in_bank else settings.DEFAULT_BANK
+    model_name = style.model_name if style.bank_index is not None else settings.DEFAULT_BANK
     started_from = bank_live_version(model_name)
     style_training_start(style=style)
     # Only this slot changes: the run is this style's alone.
@@ -209,7 +208,7 @@ def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
         if live is None:
             raise ValueError(f"The bank {model_name} has no live version to fine-tune.")
         described = read_slots(live)["slots"]
-        slot = style.bank_index if style.in_bank else len(described)
+        slot = style.bank_index if style.bank_index is not None else len(described)
         work_dir = slot_dir(model_name, style)
         painting = local_copy(style.painting, work_dir)
         config = training_config(overrides=overrides, painting=str(painting),
@@ -308,7 +307,8 @@ def _bank_make_live(*, model_name: str, version: int, num_styles: int, slot_of: 
     _bank_lock(model_name)
     rows = list(Style.objects.select_for_update().filter(
         Q(pk__in=slot_of) | Q(model_name=model_name, bank_index__isnull=False)))
-    now_live = live_version(s for s in rows if s.model_name == model_name and s.in_bank)
+    now_live = live_version(s for s in rows
+                            if s.model_name == model_name and s.bank_index is not None)
     if now_live != started_from:
         raise BankChanged(
             f"The bank {model_name} went from version {started_from} to {now_live} while this "

@@ -1,5 +1,6 @@
 """Banks: conditional instance norm, joint training, slot fine-tunes, bank export."""
 
+import dataclasses
 import json
 
 import keras
@@ -8,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ml import bank
-from ml.bank import BankSlot, CannotMix
+from ml.bank import BankSlot, CannotMix, PaintInputs
 from ml.config import TrainConfig
 from ml.export import (
     BANK_MODEL_FILE,
@@ -55,17 +56,31 @@ def test_one_hot_weights_give_that_style_and_a_mix_gives_the_mean_map():
     np.testing.assert_allclose(mixed, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_one_style_equals_instance_normalization():
+def test_a_one_hot_row_equals_instance_normalization_with_that_slots_map():
     x = feature_maps(2)
     plain = InstanceNormalization()
     plain(x)
     randomised(plain)
-    conditional = ConditionalInstanceNormalization(1)
-    conditional(x, np.ones((3, 1), "float32"))
-    scale, offset = plain.get_weights()
-    conditional.set_weights([scale[None], offset[None]])
-    np.testing.assert_allclose(np.asarray(conditional(x, np.ones((3, 1), "float32"))),
+    conditional = ConditionalInstanceNormalization(2)
+    conditional(x, bank.one_hot([1, 1, 1], 2))
+    randomised(conditional, seed=3)
+    scale, offset = (np.asarray(w) for w in conditional.get_weights())
+    plain_scale, plain_offset = plain.get_weights()
+    scale[1], offset[1] = plain_scale, plain_offset  # slot 1 holds the plain layer's map
+    conditional.set_weights([scale, offset])
+    np.testing.assert_allclose(np.asarray(conditional(x, bank.one_hot([1, 1, 1], 2))),
                                np.asarray(plain(x)), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(np.asarray(conditional(x, bank.one_hot([0, 0, 0], 2))),
+                           np.asarray(plain(x)), atol=1e-2)
+
+
+@pytest.mark.parametrize("num_styles", [1, 0, True, 2.0])
+def test_fewer_than_two_slots_are_refused_by_every_layer_and_the_network(num_styles):
+    """Slot 0 is the identity: every network has it and at least one style."""
+    for make in (ConditionalInstanceNormalization, lambda n: ResidualBlock(8, num_styles=n),
+                 lambda n: TransformNet(width=0.125, num_styles=n)):
+        with pytest.raises(ValueError, match="identity slot and at least one style"):
+            make(num_styles)
 
 
 def test_wrong_number_of_style_weights_is_refused():
@@ -77,7 +92,8 @@ def test_wrong_number_of_style_weights_is_refused():
 def test_residual_block_keeps_num_styles_in_its_config():
     block = ResidualBlock(8, num_styles=3)
     assert ResidualBlock.from_config(block.get_config()).num_styles == 3
-    assert "num_styles" not in ResidualBlock(8).get_config()  # single style: as before
+    assert ResidualBlock(8).get_config()["num_styles"] == 2  # a lone style's block
+    assert ResidualBlock.from_config(ResidualBlock(8).get_config()).num_styles == 2
 
 
 # --------------------------------------------------------------------------- the network
@@ -94,7 +110,7 @@ def test_a_bank_paints_each_slot_differently_and_a_mix_lies_between():
 
 def test_a_bank_needs_style_weights_and_saves_with_its_slots(tmp_path):
     net = tiny_bank()
-    with pytest.raises(ValueError, match="bank of 3 styles"):
+    with pytest.raises(ValueError, match="bank of 3 slots"):
         net(noise_batch(1))
     net.save(tmp_path / "bank.keras")
     loaded = keras.saving.load_model(tmp_path / "bank.keras")
@@ -105,15 +121,21 @@ def test_a_bank_needs_style_weights_and_saves_with_its_slots(tmp_path):
     )
 
 
-def test_single_style_network_is_unchanged_by_num_styles():
+def test_a_network_of_one_style_is_a_lone_bank_of_the_identity_and_itself():
     keras.utils.set_random_seed(4)
     net = TransformNet(width=0.125, num_residual_blocks=1)
-    net(noise_batch(1))
-    assert "num_styles" not in net.get_config()
-    assert not bank.style_norms(net)
-    assert all(
-        isinstance(getattr(net, name), InstanceNormalization) for name in ("norm_in", "norm_up2")
-    )
+    with pytest.raises(ValueError, match="bank of 2 slots"):
+        net(noise_batch(1))  # no weights, no params: nothing says what to paint
+    net(noise_batch(1), bank.one_hot([1], 2))
+    assert net.num_styles == 2 and net.get_config()["num_styles"] == 2
+    norms = bank.style_norms(net)
+    assert norms and len(norms) == len(net.style_norm_layers())
+    assert {norm.num_styles for norm in norms} == {2}
+    assert not any(isinstance(layer, InstanceNormalization)
+                   for layer in net._flatten_layers(include_self=False))
+    # It is a bank like any other: slot 1 as a row, grown, spliced.
+    assert bank.slot_params(net, 1).shape == (net.style_params_size,)
+    assert bank.grow(net, 3).num_styles == 3
 
 
 def test_mix_weights_at_full_strength_are_one_hot_on_the_style():
@@ -278,6 +300,31 @@ def test_fine_tuning_the_next_slot_adds_a_style(paintings, tmp_path):
         train(config.replace(train_slot=5, out_dir=str(tmp_path / "gap")), dataset=photo_batches(1))
 
 
+def test_a_slot_cannot_start_from_a_network_that_is_no_bank(paintings, tmp_path):
+    """A saved network of fewer than two slots (as the single-style networks were) does
+    not load as a bank: the run says so rather than failing somewhere inside Keras."""
+    import zipfile
+
+    from ml.bank_plan import bank_plan
+
+    tiny_bank(2).save(tmp_path / "lone.keras")
+    with zipfile.ZipFile(tmp_path / "lone.keras") as source, \
+            zipfile.ZipFile(tmp_path / "old.keras", "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                saved = json.loads(data)
+                assert saved["config"]["num_styles"] == 2
+                saved["config"]["num_styles"] = 1
+                data = json.dumps(saved).encode()
+            target.writestr(item, data)
+    lone = bank_config(tmp_path / "tune", painting=paintings[0], train_slot=1,
+                       init_weights=str(tmp_path / "lone.keras"))
+    assert bank_plan(lone).num_styles == 2  # the untouched file is a bank
+    with pytest.raises(ValueError, match="old.keras cannot be loaded as a bank"):
+        bank_plan(lone.replace(init_weights=str(tmp_path / "old.keras")))
+
+
 def test_train_slot_needs_a_bank_to_start_from(paintings):
     with pytest.raises(ValueError, match="needs init_weights"):
         bank_config("out", painting=paintings[0], train_slot=1)
@@ -315,8 +362,10 @@ def test_bank_export_takes_style_weights_and_lists_its_slots(tmp_path):
     assert out.dtype == np.uint8 and out.shape == images.shape
     assert np.abs(out.astype(int) - expected).max() <= 1
     np.testing.assert_array_equal(stylize(images[1:], weights[1]), out[1:])  # one row for all
-    with pytest.raises(ValueError, match="give style_weights"):
-        stylize(images)
+    with pytest.raises(TypeError):
+        stylize(images)  # the weights are no option
+    with pytest.raises(ValueError, match="has 3 slots: give style_weights"):
+        stylize(images, None)
     with pytest.raises(ValueError, match="shape"):
         stylize(images, np.ones((2, 4), "float32"))
 
@@ -418,33 +467,38 @@ def test_a_new_slot_learns_with_the_loss_settings_the_banks_slots_record():
 
 def test_a_bank_slot_builds_every_kind_of_styles_inputs():
     """``BankSlot.inputs``: a bank's slot gets its weights row (strength in the network),
-    an own style its row times its share, a network trained as a single style no row
-    and its strength left to the pixels; only slots of one network mix."""
+    an own style its row times its share, a lone style (a bank of the identity and
+    itself) its weights row too; nothing is left to the pixels; only slots of one
+    network mix."""
+    assert [field.name for field in dataclasses.fields(PaintInputs)] == [
+        "style_weights", "style_params"]
     wave = BankSlot("paintings", 3, 4, 2)
     starry = BankSlot("paintings", 3, 4, 1)
     painted = wave.inputs(strength=0.6, blend_with=starry, blend=0.25)
     np.testing.assert_allclose(painted.style_weights, [0.4, 0.15, 0.45, 0.0])
-    assert painted.style_params is None and painted.pixel_strength == 1.0
+    assert painted.style_params is None
 
     row = np.arange(6, dtype=np.float32)
     own = BankSlot("paintings", 3, 4, row=row)
     mine = own.inputs(strength=0.5, blend_with=starry, blend=0.5)
     np.testing.assert_allclose(mine.style_weights, [0.5, 0.25, 0.0, 0.0])
     np.testing.assert_allclose(mine.style_params, 0.25 * row)
-    assert mine.pixel_strength == 1.0
 
-    single = BankSlot("old", 7, 1, 0)
-    alone = single.inputs(strength=0.3)
-    assert (alone.style_weights, alone.style_params, alone.pixel_strength) == (None, None, 0.3)
+    lone = BankSlot("lone", 7, 2, 1)
+    alone = lone.inputs(strength=0.3)
+    assert alone.style_weights.dtype == np.float32
+    np.testing.assert_allclose(alone.style_weights, [0.7, 0.3])
+    assert alone.style_params is None
+    np.testing.assert_allclose(lone.inputs().style_weights, [0.0, 1.0])
 
     # Calls: slots of one version together, own rows apart, other networks apart.
-    assert wave.call_key == starry.call_key != own.call_key != single.call_key
+    assert wave.call_key == starry.call_key != own.call_key != lone.call_key
     assert own.mixes_with(starry) and not starry.mixes_with(own)
-    for a, b in ((single, starry), (starry, single), (wave, BankSlot("other", 1, 4, 2)),
-                 (own, BankSlot("paintings", 3, 9, 6))):
+    for a, b in ((lone, starry), (starry, lone), (wave, BankSlot("other", 1, 4, 2)),
+                 (own, BankSlot("paintings", 3, 9, 6)), (lone, BankSlot("lone", 7, 2, 0))):
         with pytest.raises(CannotMix):
             a.inputs(blend_with=b, blend=0.5)
     for bad in (-0.1, 1.5, float("nan")):
-        for slot in (wave, own, single):
+        for slot in (wave, own, lone):
             with pytest.raises(ValueError):
                 slot.inputs(strength=bad)

@@ -440,27 +440,29 @@ def test_shipping_exports_the_best_snapshot_and_retires_the_model_it_replaces(
         tiny_run, tmp_path, capsys):
     import keras
 
-    from ml.export import export_savedmodel
     from ml.model import TransformNet
     from ml.shipped import shipped_styles
+    from tests.model_fixtures import export_tiny_bank
 
     run_dir, photos, holdout = tiny_run
     run(run_dir, photos, holdout, "--steps", "4")
     serving = tmp_path / "serving"
-    # Today's single-style model of the same slug as the bank's first style.
-    old = TransformNet(width=0.125, num_residual_blocks=0, output_kernel_size=3)
-    old.build((None, None, None, 3))
-    export_savedmodel(old, serving / "models" / "red_model")
-    (serving / "styles" / "red_model").mkdir(parents=True)
-    shutil.copy(run_dir / "styles" / "red" / "painting.png", serving / "styles" / "red_model")
-    (serving / "styles" / "red_model" / "style.json").write_text(json.dumps(
+    # Today's network of the same slug as the bank's first style: a lone style's own
+    # bank (the identity and "red") under another model name.
+    export_tiny_bank(serving / "models", name="red_model", num_styles=2, slugs=["red"])
+    (serving / "styles" / "red_model" / "red").mkdir(parents=True)
+    shutil.copy(run_dir / "styles" / "red" / "painting.png",
+                serving / "styles" / "red_model" / "red")
+    (serving / "styles" / "red_model" / "red" / "style.json").write_text(json.dumps(
         {"name": "Red", "slug": "red", "painting": "painting.png"}))
     (serving / "STYLES.md").write_text("# Shipped styles\n")
+    assert [(s.model, s.slug) for s in shipped_styles(serving)] == [("red_model", "red")]
 
     # Four steps of a tiny net keep no photo: refused, nothing written.
     assert ship(run_dir, serving, holdout) == 1
     assert "Not shipped" in capsys.readouterr().out
     assert not (serving / "models" / "tiny").exists()
+    assert (serving / "models" / "red_model").is_dir()
 
     # The plan moves on after the run: the shipped version records what it trained with.
     plan = json.loads((run_dir / "plan.json").read_text())
@@ -479,6 +481,7 @@ def test_shipping_exports_the_best_snapshot_and_retires_the_model_it_replaces(
     assert '"lr": 0.01' in (serving / "STYLES.md").read_text()
     assert [(s.model, s.slot, s.slug) for s in styles] == [("tiny", 1, "red"), ("tiny", 2, "blue")]
     assert not (serving / "models" / "red_model").exists()
+    assert not (serving / "styles" / "red_model").exists()
     meta = styles[0].meta
     assert meta["training"]["steps_done"] == best[bank_run.WHOLE_BANK]["step"]
     assert meta["metrics"]["heldout"]["quality"]["luminance_correlation"] is not None

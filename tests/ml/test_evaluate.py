@@ -60,6 +60,16 @@ def test_evaluate_reports_mean_losses_and_quality(held_out):
     assert set(identity.as_dict()) >= {"losses", "quality", "per_photo"}
 
 
+def _in_slot_1(model, batch):
+    """A lone network (``num_styles=2``) on a uint8 ``batch``, painting slot 1 (its
+    style), as uint8."""
+    from ml.bank import one_hot
+
+    weights = np.repeat(one_hot([1], model.num_styles), len(batch), axis=0)
+    painted = np.asarray(model(np.asarray(batch, np.float32), weights))
+    return np.clip(np.round(painted), 0, 255).astype(np.uint8)
+
+
 def test_evaluate_runs_a_keras_model_at_each_photo_size(held_out):
     from ml.model import TransformNet
 
@@ -69,7 +79,7 @@ def test_evaluate_runs_a_keras_model_at_each_photo_size(held_out):
 
     def stylize(batch):
         seen_shapes.append(batch.shape)
-        return keras_stylize_fn(model)(batch)
+        return _in_slot_1(model, batch)
 
     report = evaluate(stylize, folder, painting, network="vgg16", weights=None, quality=False)
     assert seen_shapes == [(1, 32, 40, 3), (1, 44, 36, 3)]
@@ -95,3 +105,15 @@ def test_evaluate_reports_the_one_quality_measure_of_ml_quality(held_out):
     for name in SCORE_NAMES:
         assert report.quality[name] == pytest.approx(direct[name], rel=1e-6), name
     assert report.quality["style_distance_ratio"] != pytest.approx(1.0, abs=1e-3)
+
+
+def test_keras_stylize_fn_wraps_a_network_as_a_uint8_function_of_one_slot():
+    from ml.bank import mix_weights
+    from ml.model import TransformNet
+
+    model = TransformNet(width=0.125, num_residual_blocks=1)
+    batch = np.random.default_rng(0).integers(0, 256, (2, 20, 24, 3), dtype=np.uint8)
+    out = keras_stylize_fn(model, mix_weights(2, 1))(batch)
+    assert out.dtype == np.uint8 and out.shape == batch.shape
+    direct = np.asarray(model(batch.astype(np.float32), np.repeat(mix_weights(2, 1)[None], 2, 0)))
+    assert np.abs(out.astype(int) - np.clip(np.round(direct), 0, 255)).max() <= 1

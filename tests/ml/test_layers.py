@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from ml.bank import one_hot
 from ml.layers import (
     ConditionalInstanceNormalization,
     InstanceNormalization,
@@ -15,6 +16,18 @@ from ml.layers import (
 
 def _random(shape, seed=0, low=-1.0, high=1.0):
     return np.random.default_rng(seed).uniform(low, high, shape).astype("float32")
+
+
+def _lone_style(batch):
+    """Style weights that paint slot 1 of a lone network (``num_styles=2``) for every image."""
+    return np.repeat(one_hot([1], 2), batch, axis=0)
+
+
+def _call(layer, x):
+    """``layer`` on ``x``; a residual block (whose norms are conditional) in slot 1."""
+    if isinstance(layer, ResidualBlock):
+        return layer(x, _lone_style(len(x)))
+    return layer(x)
 
 
 def _reference_reflect_conv(x, kernel, bias, strides):
@@ -51,23 +64,29 @@ def test_from_config_round_trip_gives_same_outputs(make, shape):
     # Non-trivial weights everywhere (instance-norm scale/offset included).
     layer.build(shape)
     layer.set_weights([_random(w.shape, seed=i + 1) for i, w in enumerate(layer.weights)])
-    expected = keras.ops.convert_to_numpy(layer(x))
+    expected = keras.ops.convert_to_numpy(_call(layer, x))
 
     config = layer.get_config()
     clone = type(layer).from_config(config)
     assert clone.get_config() == config
     clone.build(shape)
     clone.set_weights(layer.get_weights())
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(x)), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(_call(clone, x)), expected,
+                               rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("make, shape", LAYER_CASES)
 def test_keras_file_round_trip_gives_same_outputs(make, shape, tmp_path):
     layer = make()
     inputs = keras.Input(shape=(None, None, shape[-1]))
-    model = keras.Model(inputs, layer(inputs))
-    model.set_weights([_random(w.shape, seed=i + 1) for i, w in enumerate(model.weights)])
     x = _random(shape)
+    if isinstance(layer, ResidualBlock):  # conditional norms: the style weights come too
+        weights = keras.Input(shape=(2,))
+        model = keras.Model([inputs, weights], layer(inputs, weights))
+        x = [x, _lone_style(shape[0])]
+    else:
+        model = keras.Model(inputs, layer(inputs))
+    model.set_weights([_random(w.shape, seed=i + 1) for i, w in enumerate(model.weights)])
     expected = keras.ops.convert_to_numpy(model(x))
 
     path = tmp_path / "layer.keras"
@@ -169,16 +188,35 @@ def test_robust_norm_is_kept_by_the_conditional_norm_and_rejects_a_bad_clip():
 def test_residual_block_is_identity_when_last_norm_is_zeroed():
     block = ResidualBlock(4)
     x = _random((2, 7, 5, 4))
-    y = keras.ops.convert_to_numpy(block(x))
+    weights = _lone_style(2)
+    y = keras.ops.convert_to_numpy(block(x, weights))
     assert y.shape == x.shape
     assert not np.allclose(y, x)
-    block.norm2.set_weights([np.zeros(4, "float32"), np.zeros(4, "float32")])
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(block(x)), x, atol=1e-6)
+    # Slot 1's map zeroed (slot 0's left as it is): the painted slot adds nothing.
+    scale, offset = block.norm2.get_weights()
+    scale[1], offset[1] = 0.0, 0.0
+    block.norm2.set_weights([scale, offset])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(block(x, weights)), x, atol=1e-6)
+    assert not np.allclose(keras.ops.convert_to_numpy(block(x, np.repeat(one_hot([0], 2), 2, 0))),
+                           x)
 
 
 def test_residual_block_needs_matching_channels():
     with pytest.raises(ValueError, match="4 channels"):
-        ResidualBlock(4)(_random((1, 5, 5, 3)))
+        ResidualBlock(4)(_random((1, 5, 5, 3)), _lone_style(1))
+
+
+def test_residual_block_is_always_conditional_with_at_least_two_slots():
+    block = ResidualBlock(4)
+    assert block.num_styles == 2 and block.get_config()["num_styles"] == 2
+    assert isinstance(block.norm1, ConditionalInstanceNormalization)
+    assert isinstance(block.norm2, ConditionalInstanceNormalization)
+    assert block.params_size == 16
+    for bad in (1, 0, True, 2.0):
+        with pytest.raises(ValueError, match="identity slot and at least one style"):
+            ResidualBlock(4, num_styles=bad)
+    with pytest.raises(ValueError, match="needs style_weights, style_params or both"):
+        block(_random((1, 5, 5, 4)))
 
 
 def test_upsample_is_nearest_neighbour_then_conv():

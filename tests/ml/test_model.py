@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from ml.bank import one_hot
 from ml.model import TransformNet
 
 
@@ -11,16 +12,27 @@ def _photo(shape, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
 
 
+def _styled(x):
+    """Style weights for ``x``: slot 1 of a lone network (``num_styles=2``) for every image."""
+    return np.repeat(one_hot([1], 2), len(x), axis=0)
+
+
+def _paint(net, x, **kwargs):
+    """``net`` on ``x`` in slot 1, as numpy."""
+    return keras.ops.convert_to_numpy(net(x, _styled(x), **kwargs))
+
+
 @pytest.fixture(scope="module")
 def small_net():
     net = TransformNet(width=0.25, num_residual_blocks=2)
-    net(_photo((1, 16, 16, 3)))
+    x = _photo((1, 16, 16, 3))
+    net(x, _styled(x))
     return net
 
 
 @pytest.mark.parametrize("size", [(37, 53), (32, 32), (5, 6), (41, 30)])
 def test_any_size_comes_back_same_size_in_range(small_net, size):
-    y = keras.ops.convert_to_numpy(small_net(_photo((2, *size, 3))))
+    y = _paint(small_net, _photo((2, *size, 3)))
     assert y.shape == (2, *size, 3)
     assert np.isfinite(y).all()
     assert y.min() >= 0.0 and y.max() <= 255.0
@@ -34,16 +46,16 @@ def test_constant_photo_gives_constant_output_no_border_artefact():
     # multiplies the convolutions' rounding noise (which differs between CPUs'
     # kernels) a hundredfold: a large epsilon keeps this about the padding alone.
     net = TransformNet(width=0.25, num_residual_blocks=2, epsilon=1.0)
-    y = keras.ops.convert_to_numpy(net(np.full((1, 37, 53, 3), 120.0, "float32")))
+    y = _paint(net, np.full((1, 37, 53, 3), 120.0, "float32"))
     np.testing.assert_allclose(y, np.broadcast_to(y[:, :1, :1, :], y.shape), atol=1e-3)
 
 
 def test_odd_size_output_matches_the_top_left_of_a_padded_run(small_net):
     # Images are handled per pixel position: the crop is of the right region.
     x = _photo((1, 37, 53, 3), seed=3)
-    y = keras.ops.convert_to_numpy(small_net(x))
+    y = _paint(small_net, x)
     x_big = np.pad(x, [(0, 0), (0, 3), (0, 3), (0, 0)], mode="reflect")
-    y_big = keras.ops.convert_to_numpy(small_net(x_big))
+    y_big = _paint(small_net, x_big)
     np.testing.assert_allclose(y, y_big[:, :37, :53], atol=1e-3)
 
 
@@ -78,6 +90,26 @@ def test_rejects_bad_arguments():
         TransformNet(num_residual_blocks=-1)
 
 
+@pytest.mark.parametrize("num_styles", [1, 0, -2, True, 2.0, "2", None])
+def test_rejects_fewer_than_two_slots(num_styles):
+    # Slot 0 is the identity: a network has it and at least one style.
+    with pytest.raises(ValueError, match="identity slot and at least one style"):
+        TransformNet(num_styles=num_styles)
+
+
+def test_every_network_is_a_lone_bank_by_default_and_needs_weights_or_params(small_net):
+    from ml.layers import ConditionalInstanceNormalization, InstanceNormalization
+
+    assert small_net.num_styles == 2 and small_net.get_config()["num_styles"] == 2
+    layers = list(small_net._flatten_layers(include_self=False))
+    norms = [layer for layer in layers if isinstance(layer, ConditionalInstanceNormalization)]
+    assert len(norms) == 5 + 2 * 2 and {norm.num_styles for norm in norms} == {2}
+    assert not any(isinstance(layer, InstanceNormalization) for layer in layers)
+    assert small_net.style_params_size > 0
+    with pytest.raises(ValueError, match="bank of 2 slots: call it with images and style_weights"):
+        small_net(_photo((1, 16, 16, 3)))
+
+
 def test_get_config_and_from_config_round_trip(small_net):
     config = small_net.get_config()
     assert config["width"] == 0.25 and config["num_residual_blocks"] == 2
@@ -86,9 +118,7 @@ def test_get_config_and_from_config_round_trip(small_net):
     clone.build((None, None, None, 3))
     clone.set_weights(small_net.get_weights())
     x = _photo((1, 21, 19, 3), seed=1)
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(clone(x)), keras.ops.convert_to_numpy(small_net(x)), atol=1e-4
-    )
+    np.testing.assert_allclose(_paint(clone, x), _paint(small_net, x), atol=1e-4)
 
 
 def test_keras_file_round_trip_gives_identical_outputs(small_net, tmp_path):
@@ -98,36 +128,37 @@ def test_keras_file_round_trip_gives_identical_outputs(small_net, tmp_path):
     assert isinstance(loaded, TransformNet)
     assert loaded.get_config() == small_net.get_config()
     x = _photo((2, 37, 53, 3), seed=2)
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(small_net(x))
-    )
+    np.testing.assert_array_equal(_paint(loaded, x), _paint(small_net, x))
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow graph tracing")
 def test_traces_with_unknown_height_and_width(small_net):
     import tensorflow as tf
 
-    fn = tf.function(small_net, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    fn = tf.function(small_net, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
+                                                 tf.TensorSpec([None, 2], tf.float32)])
     for size in [(37, 53), (24, 20)]:
-        assert tuple(fn(_photo((1, *size, 3))).shape) == (1, *size, 3)
+        x = _photo((1, *size, 3))
+        assert tuple(fn(x, _styled(x)).shape) == (1, *size, 3)
 
 
 def test_gradients_reach_every_weight():
     net = TransformNet(width=0.125, num_residual_blocks=1)
     x = _photo((1, 12, 12, 3))
-    net(x)
+    weights = _styled(x)
+    net(x, weights)
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(net(x) - 100.0))
+            loss = tf.reduce_mean(tf.square(net(x, weights) - 100.0))
         grads = [g.numpy() for g in tape.gradient(loss, net.trainable_variables)]
     elif backend == "jax":
         import jax
 
         def loss_fn(values):
-            y, _ = net.stateless_call(values, [], x)
+            y, _ = net.stateless_call(values, [], x, weights)
             return jax.numpy.mean((y - 100.0) ** 2)
 
         trainable = [v.value for v in net.trainable_variables]
@@ -151,14 +182,14 @@ def test_output_kernel_size_defaults_to_9_and_sets_the_last_conv():
     assert tuple(small.conv_out.kernel.shape) == (3, 3, 4, 3)
     assert tuple(small.conv_in.kernel.shape) == (9, 9, 3, 4)  # only the last conv changes
     assert default.count_params() - small.count_params() == (81 - 9) * 4 * 3
-    y = keras.ops.convert_to_numpy(small(_photo((1, 13, 11, 3))))
+    y = _paint(small, _photo((1, 13, 11, 3)))
     assert y.shape == (1, 13, 11, 3) and np.isfinite(y).all()
 
 
 def test_output_kernel_size_survives_from_config_and_a_keras_file(tmp_path):
     net = TransformNet(width=0.125, num_residual_blocks=1, output_kernel_size=5)
     x = _photo((1, 17, 19, 3), seed=4)
-    expected = keras.ops.convert_to_numpy(net(x))
+    expected = _paint(net, x)
     config = net.get_config()
     assert config["output_kernel_size"] == 5
 
@@ -172,7 +203,7 @@ def test_output_kernel_size_survives_from_config_and_a_keras_file(tmp_path):
     loaded = keras.saving.load_model(path)
     assert loaded.output_kernel_size == 5
     assert tuple(loaded.conv_out.kernel.shape) == (5, 5, 4, 3)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)), expected)
+    np.testing.assert_array_equal(_paint(loaded, x), expected)
 
 
 @pytest.mark.parametrize("kernel", [0, -3, 2, 4, True, 3.0, "3", None])
@@ -216,29 +247,27 @@ def test_the_edge_margin_paints_the_reflected_picture_and_crops_the_edge_off(sma
     net = _margin_twin(small_net, 8)
     x = _photo((1, 37, 53, 3), seed=7)
     extended = np.pad(x, [(0, 0), (8, 8), (8, 8), (0, 0)], mode="reflect")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(net(x)),
-                               keras.ops.convert_to_numpy(small_net(extended))[:, 8:-8, 8:-8],
+    np.testing.assert_allclose(_paint(net, x), _paint(small_net, extended)[:, 8:-8, 8:-8],
                                atol=1e-3)
-    assert not np.allclose(keras.ops.convert_to_numpy(net(x))[:, 0],
-                           keras.ops.convert_to_numpy(small_net(x))[:, 0], atol=1.0)
+    assert not np.allclose(_paint(net, x)[:, 0], _paint(small_net, x)[:, 0], atol=1.0)
 
 
 def test_training_runs_without_the_edge_margin(small_net):
     net = _margin_twin(small_net, 8)
     x = _photo((1, 24, 20, 3), seed=8)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(net(x, training=True)),
-                               keras.ops.convert_to_numpy(small_net(x)), atol=1e-4)
-    logits, inner = net.trace(x, training=True)
+    np.testing.assert_allclose(_paint(net, x, training=True), _paint(small_net, x), atol=1e-4)
+    logits, inner = net.trace(x, _styled(x), training=True)
     assert [tuple(m.shape)[1:3] for m in inner] == [
-        tuple(m.shape)[1:3] for m in small_net.trace(x)[1]]
+        tuple(m.shape)[1:3] for m in small_net.trace(x, _styled(x))[1]]
 
 
 def test_the_edge_margin_crops_every_inner_map_to_the_picture(small_net):
     # The droplet measure reads the inner maps: they cover the picture, not the margin.
     net = _margin_twin(small_net, 8)
     x = _photo((1, 36, 52, 3), seed=9)
-    _, inner = net.trace(x)
-    _, extended = small_net.trace(np.pad(x, [(0, 0), (8, 8), (8, 8), (0, 0)], mode="reflect"))
+    _, inner = net.trace(x, _styled(x))
+    _, extended = small_net.trace(np.pad(x, [(0, 0), (8, 8), (8, 8), (0, 0)], mode="reflect"),
+                                  _styled(x))
     for mine, whole in zip(inner, extended):
         scale = 52 // tuple(mine.shape)[2]
         edge = 8 // scale
@@ -250,7 +279,7 @@ def test_the_edge_margin_crops_every_inner_map_to_the_picture(small_net):
 @pytest.mark.parametrize("size", [(5, 5), (6, 9), (17, 30)])
 def test_the_edge_margin_shrinks_for_small_pictures(small_net, size):
     # Reflection needs a margin under the picture's side: a 5 px picture still paints.
-    y = keras.ops.convert_to_numpy(_margin_twin(small_net, 16)(_photo((1, *size, 3))))
+    y = _paint(_margin_twin(small_net, 16), _photo((1, *size, 3)))
     assert y.shape == (1, *size, 3) and np.isfinite(y).all()
 
 
@@ -270,7 +299,8 @@ def test_the_edge_margin_traces_with_unknown_height_and_width(small_net):
     import tensorflow as tf
 
     net = _margin_twin(small_net, 16)
-    fn = tf.function(net, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    fn = tf.function(net, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
+                                           tf.TensorSpec([None, 2], tf.float32)])
     for size in [(37, 53), (9, 300)]:
         x = _photo((1, *size, 3))
-        np.testing.assert_allclose(fn(x).numpy(), keras.ops.convert_to_numpy(net(x)), atol=1e-3)
+        np.testing.assert_allclose(fn(x, _styled(x)).numpy(), _paint(net, x), atol=1e-3)

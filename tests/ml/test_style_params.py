@@ -103,7 +103,7 @@ def test_a_residual_block_splits_its_row_between_its_two_norms():
                                     for w in (norm.scale, norm.offset)]))
     np.testing.assert_array_equal(np.asarray(block(x, style_params=np.stack(rows))),
                                   np.asarray(block(x, bank.one_hot([1, 2], 3))))
-    assert ResidualBlock(4).params_size == 0
+    assert ResidualBlock(4).params_size == 16  # a lone style's block has rows too
 
 
 # --------------------------------------------------------------------------- the network
@@ -114,7 +114,9 @@ def test_the_fast_preset_bank_has_1088_numbers_a_style():
     net.build((None, None, None, 3))
     assert net.style_params_size == 1088  # docs/design/banks.md: 4 KB a style
     assert sum(2 * int(norm.scale.shape[-1]) for norm in net.style_norm_layers()) == 1088
-    assert TransformNet(width=0.125, num_residual_blocks=1).style_params_size == 0
+    # The row's length depends on the shape, not the slots: a lone style's is as long.
+    lone = TransformNet(width=0.5, num_residual_blocks=3, output_kernel_size=3)
+    assert lone.num_styles == 2 and lone.style_params_size == 1088
 
 
 def test_a_slots_row_paints_that_slot_bit_for_bit():
@@ -153,15 +155,22 @@ def test_impossible_mixes_of_a_row_are_refused(kwargs):
         bank.params_mix(4, **kwargs)
 
 
-def test_the_network_refuses_a_row_of_the_wrong_length_and_a_single_style_net_any():
+def test_the_network_refuses_a_row_of_the_wrong_length_and_wants_weights_or_a_row():
     net = tiny_bank(3)
     with pytest.raises(ValueError, match=f"style_params must have shape \\(batch, "
                                          f"{net.style_params_size}\\)"):
         net(noise_batch(1), style_params=np.ones((1, 5), "float32"))
-    single = TransformNet(width=0.125, num_residual_blocks=1)
-    single.build((None, None, None, 3))
-    with pytest.raises(ValueError, match="takes no style_weights or style_params"):
-        single(noise_batch(1), style_params=np.ones((1, 4), "float32"))
+    with pytest.raises(ValueError, match=f"or style_params of shape \\(batch, "
+                                         f"{net.style_params_size}\\)"):
+        net(noise_batch(1))
+
+
+def test_a_lone_style_paints_a_row_as_a_bank_does():
+    net = tiny_bank(2)
+    x = noise_batch()
+    row = bank.slot_params(net, 1)
+    np.testing.assert_array_equal(np.asarray(net(x, style_params=np.stack([row, row]))),
+                                  np.asarray(net(x, bank.one_hot([1, 1], 2))))
 
 
 def test_a_bank_painted_by_rows_survives_a_keras_file(tmp_path):
@@ -223,10 +232,16 @@ def test_a_bank_exports_a_style_params_signature_beside_an_unchanged_default(tmp
         stylize.with_params(images, np.zeros(3, "float32"), np.ones(5, "float32"))
 
 
-def test_a_single_style_export_has_no_style_params_signature(tmp_path):
-    net = TransformNet(width=0.125, num_residual_blocks=1)
-    net.build((None, None, None, 3))
-    _, path = export_savedmodel(net, tmp_path / "single")
+def test_a_lone_style_export_has_the_style_params_signature_and_its_slots(tmp_path):
+    net = tiny_bank(2)
+    slots = [{"slug": None, "identity": True}, {"slug": "lone"}]
+    _, path = export_savedmodel(net, tmp_path / "lone", slots=slots)
+    listed = read_slots(path)
+    assert listed["num_styles"] == 2 and listed["style_params_size"] == net.style_params_size
+    assert [slot["slug"] for slot in listed["slots"]] == [None, "lone"]
     stylize = load_savedmodel_fn(path)
-    assert stylize.with_params is None and stylize.params_size == 0
-    assert read_slots(path) is None
+    assert stylize.with_params is not None and stylize.params_size == net.style_params_size
+    images = noise_batch(2, 21).astype(np.uint8)
+    np.testing.assert_array_equal(
+        stylize.with_params(images, np.zeros(2, "float32"), bank.slot_params(net, 1)),
+        stylize(images, bank.one_hot([1, 1], 2)))

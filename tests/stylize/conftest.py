@@ -52,7 +52,7 @@ def recording_backend(monkeypatch):
 
 @pytest.fixture
 def tiny_styles(transactional_db):
-    """The tiny single-style model and the tiny bank's two styles (tests.model_fixtures)."""
+    """The tiny lone style's network and the tiny bank's two styles (tests.model_fixtures)."""
     return [StyleFactory(name="Tiny", slug="tiny", model_name="tiny"),
             BankStyleFactory(name="Tiny Bank One", slug="tiny-bank-1",
                              model_name=TINY_BANK_NAME, bank_index=1, bank_slots=3),

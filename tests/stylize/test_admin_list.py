@@ -36,8 +36,8 @@ def test_the_shipped_styles_numbers_are_their_live_versions(staff_client):
     assert f'<td class="field-heldout_of">v{starry.version}, {photos} photos</td>' in row
     assert "not the live version" not in html and "v?" not in html
     assert "e+0" not in html  # no "2.83e+03k"
-    slot = "" if starry.slot is None else f"slot {starry.slot}, "
-    assert f'<td class="field-network">{starry.model}, {slot}v{starry.version}</td>' in row
+    assert (f'<td class="field-network">{starry.model}, slot {starry.slot}, v{starry.version}'
+            '</td>') in row
 
 
 def test_numbers_without_a_version_say_so_rather_than_v_question_mark(staff_client):

@@ -72,7 +72,8 @@ def test_styles_list_is_public_and_only_offered_styles(client, style):
     body = response.json()[0]
     assert set(body) == {"slug", "name", "description", "painting", "sample", "bank",
                          "mixes_with", "own", "status", "progress", "error"}
-    assert body["bank"] is None and body["mixes_with"] == []  # a network of its own
+    # A bank of its own (the identity and itself): nothing to mix with.
+    assert body["bank"] == style.model_name and body["mixes_with"] == []
     assert (body["own"], body["status"], body["progress"], body["error"]) == (
         False, "ready", None, "")
     assert body["name"] == "Starry Night"
@@ -336,7 +337,8 @@ def test_the_styles_say_which_can_be_mixed(client, style, bank):
     assert (styles["alpha"]["bank"], styles["alpha"]["mixes_with"]) == ("bank", ["beta"])
     assert (styles["beta"]["bank"], styles["beta"]["mixes_with"]) == ("bank", ["alpha"])
     assert (styles["elsewhere"]["bank"], styles["elsewhere"]["mixes_with"]) == ("other_bank", [])
-    assert (styles["starry-night"]["bank"], styles["starry-night"]["mixes_with"]) == (None, [])
+    assert (styles["starry-night"]["bank"], styles["starry-night"]["mixes_with"]) == (
+        style.model_name, [])  # a bank of its own
 
 
 def test_create_job_with_json_is_415(auth_client, style):

@@ -13,6 +13,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from ml.bank import mix_weights
 from stylize.backends import (
     PermanentBackendError,
     TransientBackendError,
@@ -22,6 +23,14 @@ from stylize.backends.local import LocalBackend
 from stylize.backends.tfserving import TFServingBackend
 from tests.model_fixtures import export_tiny_model
 from tests.tfserving_server import start_tfserving_server
+
+#: The one style of the tiny model ("tiny": the identity and slot 1), for one image.
+LONE = mix_weights(2, 1)[None]
+
+
+def lone(images):
+    """The tiny model's style weights for each image of ``images``."""
+    return np.repeat(LONE, len(images), axis=0)
 
 
 def photos(shape, seed=0):
@@ -61,8 +70,10 @@ def two_version_serving_dir(tiny_serving_dir, tmp_path):
 @pytest.mark.parametrize("shape", [(1, 37, 53, 3), (2, 32, 48, 3)], ids=["37x53", "batch-of-2"])
 def test_both_backends_give_identical_pixels(local_backend, tfserving_backend, shape):
     images = photos(shape)
-    local = local_backend.stylize(model_name="tiny", version=1, images=images)
-    served = tfserving_backend.stylize(model_name="tiny", version=1, images=images)
+    local = local_backend.stylize(model_name="tiny", version=1, images=images,
+                                  style_weights=lone(images))
+    served = tfserving_backend.stylize(model_name="tiny", version=1, images=images,
+                                       style_weights=lone(images))
     assert local.dtype == served.dtype == np.uint8
     assert local.shape == served.shape == shape
     np.testing.assert_array_equal(local, served)
@@ -90,11 +101,11 @@ def test_both_backends_paint_a_bank_with_its_style_weights(local_backend, tfserv
 
 
 @pytest.mark.parametrize("backend_fixture", ["local_backend", "tfserving_backend"])
-def test_a_bank_without_or_with_wrong_style_weights_is_permanent(request, backend_fixture):
+def test_no_or_wrong_style_weights_are_permanent(request, backend_fixture):
     backend = request.getfixturevalue(backend_fixture)
     images = photos((1, 16, 16, 3))
-    with pytest.raises(PermanentBackendError):
-        backend.stylize(model_name="tinybank", version=1, images=images)
+    with pytest.raises(PermanentBackendError, match="missing"):
+        backend.stylize(model_name="tinybank", version=1, images=images, style_weights=None)
     with pytest.raises(PermanentBackendError):  # the bank has 3 slots
         backend.stylize(model_name="tinybank", version=1, images=images,
                         style_weights=np.ones((1, 4), "float32") / 4)
@@ -104,7 +115,7 @@ def test_a_bank_without_or_with_wrong_style_weights_is_permanent(request, backen
     with pytest.raises(PermanentBackendError, match="finite"):
         backend.stylize(model_name="tinybank", version=1, images=images,
                         style_weights=np.full((1, 3), np.nan, "float32"))
-    with pytest.raises(PermanentBackendError):  # a single-style model takes no weights
+    with pytest.raises(PermanentBackendError):  # a lone style's network has 2 slots
         backend.stylize(model_name="tiny", version=1, images=images,
                         style_weights=np.ones((1, 3), "float32") / 3)
 
@@ -114,23 +125,27 @@ def test_a_bank_without_or_with_wrong_style_weights_is_permanent(request, backen
 def test_unknown_model_or_version_is_permanent(request, backend_fixture, model_name, version):
     backend = request.getfixturevalue(backend_fixture)
     with pytest.raises(PermanentBackendError, match=rf"{model_name} version {version}"):
-        backend.stylize(model_name=model_name, version=version, images=photos((1, 16, 16, 3)))
+        backend.stylize(model_name=model_name, version=version, images=photos((1, 16, 16, 3)),
+            style_weights=LONE)
 
 
 @pytest.mark.parametrize("backend_fixture", ["local_backend", "tfserving_backend"])
 def test_image_the_model_rejects_is_permanent(request, backend_fixture):
     backend = request.getfixturevalue(backend_fixture)
     with pytest.raises(PermanentBackendError):  # the network needs at least 5 px a side
-        backend.stylize(model_name="tiny", version=1, images=photos((1, 2, 2, 3)))
+        backend.stylize(model_name="tiny", version=1, images=photos((1, 2, 2, 3)),
+            style_weights=LONE)
 
 
 @pytest.mark.parametrize("backend_fixture", ["local_backend", "tfserving_backend"])
 def test_images_that_are_not_an_rgb_uint8_batch_are_permanent(request, backend_fixture):
     backend = request.getfixturevalue(backend_fixture)
     with pytest.raises(PermanentBackendError, match="uint8"):
-        backend.stylize(model_name="tiny", version=1, images=np.zeros((1, 8, 8, 3), "float32"))
+        backend.stylize(model_name="tiny", version=1, images=np.zeros((1, 8, 8, 3), "float32"),
+            style_weights=LONE)
     with pytest.raises(PermanentBackendError, match=r"\[N, H, W, 3\]"):
-        backend.stylize(model_name="tiny", version=1, images=photos((8, 8, 3)))
+        backend.stylize(model_name="tiny", version=1, images=photos((8, 8, 3)),
+            style_weights=LONE)
 
 
 # --------------------------------------------------------------------------- get_backend
@@ -156,7 +171,8 @@ def test_local_backend_reads_serving_dir_setting(settings, tiny_serving_dir):
     backend = LocalBackend()
     assert backend.is_ready(model_name="tiny", version=1)
     assert not backend.is_ready(model_name="tiny", version=2)
-    assert backend.stylize(model_name="tiny", version=1, images=photos((1, 8, 8, 3))).shape == (
+    assert backend.stylize(model_name="tiny", version=1, images=photos((1, 8, 8, 3)),
+            style_weights=LONE).shape == (
         1, 8, 8, 3,
     )
 
@@ -166,8 +182,10 @@ def test_local_backend_reads_serving_dir_setting(settings, tiny_serving_dir):
 
 def test_local_backend_loads_a_version_once(tiny_serving_dir):
     backend = LocalBackend(serving_dir=tiny_serving_dir)
-    first = backend.stylize(model_name="tiny", version=1, images=photos((1, 16, 16, 3)))
-    second = backend.stylize(model_name="tiny", version=1, images=photos((1, 16, 16, 3)))
+    first = backend.stylize(model_name="tiny", version=1, images=photos((1, 16, 16, 3)),
+            style_weights=LONE)
+    second = backend.stylize(model_name="tiny", version=1, images=photos((1, 16, 16, 3)),
+            style_weights=LONE)
     assert backend.load_count == 1
     np.testing.assert_array_equal(first, second)
 
@@ -175,8 +193,8 @@ def test_local_backend_loads_a_version_once(tiny_serving_dir):
 def test_local_backend_switches_to_a_new_version_and_drops_the_old(two_version_serving_dir):
     backend = LocalBackend(serving_dir=two_version_serving_dir)
     images = photos((1, 24, 24, 3))
-    old = backend.stylize(model_name="tiny", version=1, images=images)
-    new = backend.stylize(model_name="tiny", version=2, images=images)
+    old = backend.stylize(model_name="tiny", version=1, images=images, style_weights=lone(images))
+    new = backend.stylize(model_name="tiny", version=2, images=images, style_weights=lone(images))
     assert backend.load_count == 2
     assert backend.loaded_versions() == {"tiny": 2}
     assert not np.array_equal(old, new)
@@ -196,7 +214,7 @@ def test_local_backend_loads_once_under_concurrent_first_calls(tiny_serving_dir)
         results = list(
             pool.map(
                 lambda _: backend.stylize(
-                    model_name="tiny", version=1, images=photos((1, 8, 8, 3))
+                    model_name="tiny", version=1, images=photos((1, 8, 8, 3)), style_weights=LONE
                 ),
                 range(4),
             )
@@ -223,12 +241,13 @@ def test_tfserving_not_ready_while_server_is_down():
 def test_server_down_is_transient_and_the_same_backend_recovers(fake_tfserving):
     backend = TFServingBackend(address=fake_tfserving.address, timeout=5)
     images = photos((1, 16, 16, 3))
-    expected = backend.stylize(model_name="tiny", version=1, images=images)
+    expected = backend.stylize(model_name="tiny", version=1, images=images,
+                               style_weights=lone(images))
     fake_tfserving.stop(grace=0)
 
     started = time.monotonic()
     with pytest.raises(TransientBackendError, match="unavailable") as caught:
-        backend.stylize(model_name="tiny", version=1, images=images)
+        backend.stylize(model_name="tiny", version=1, images=images, style_weights=lone(images))
     assert caught.value.__cause__.code() == grpc.StatusCode.UNAVAILABLE
     assert time.monotonic() - started < 2  # fails fast, not after the 5 s deadline
 
@@ -238,7 +257,8 @@ def test_server_down_is_transient_and_the_same_backend_recovers(fake_tfserving):
     deadline = time.monotonic() + 5
     while True:  # the channel reconnects within its (short) reconnect backoff
         try:
-            result = backend.stylize(model_name="tiny", version=1, images=images)
+            result = backend.stylize(model_name="tiny", version=1, images=images,
+                                     style_weights=lone(images))
             break
         except TransientBackendError:
             if time.monotonic() > deadline:
@@ -253,7 +273,8 @@ def test_deadline_exceeded_is_transient(fake_tfserving):
     backend = TFServingBackend(address=fake_tfserving.address, timeout=0.3)
     started = time.monotonic()
     with pytest.raises(TransientBackendError, match=r"did not answer in 0\.3 s") as caught:
-        backend.stylize(model_name="tiny", version=1, images=photos((1, 16, 16, 3)))
+        backend.stylize(model_name="tiny", version=1, images=photos((1, 16, 16, 3)),
+            style_weights=LONE)
     assert caught.value.__cause__.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 2
 
@@ -263,13 +284,15 @@ def test_version_still_loading_is_transient(fake_tfserving):
     backend = TFServingBackend(address=fake_tfserving.address, timeout=10)
     assert not backend.is_ready(model_name="tiny", version=2)
     with pytest.raises(TransientBackendError, match="still loading"):
-        backend.stylize(model_name="tiny", version=2, images=photos((1, 16, 16, 3)))
+        backend.stylize(model_name="tiny", version=2, images=photos((1, 16, 16, 3)),
+            style_weights=LONE)
 
 
 def test_big_image_passes_over_grpc(tfserving_backend):
     # 12 MiB each way, over gRPC's default 4 MiB limit on received messages.
     images = np.full((1, 2048, 2048, 3), 120, dtype=np.uint8)
-    stylized = tfserving_backend.stylize(model_name="tiny", version=1, images=images)
+    stylized = tfserving_backend.stylize(model_name="tiny", version=1, images=images,
+                                         style_weights=lone(images))
     assert stylized.shape == images.shape and stylized.dtype == np.uint8
 
 
@@ -294,7 +317,7 @@ def raw_predict(address, model_name="tiny", version=None, signature="", inputs=N
     if version is not None:
         request.model_spec.version.value = version
     request.model_spec.signature_name = signature
-    for key, array in (inputs or {"images": photos((1, 8, 8, 3))}).items():
+    for key, array in (inputs or {"images": photos((1, 8, 8, 3)), "style_weights": LONE}).items():
         request.inputs[key].CopyFrom(tf.make_tensor_proto(array))
     with grpc.insecure_channel(address) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

@@ -136,13 +136,13 @@ def test_admin_retrain_of_a_bank_style_fine_tunes_its_slot(bank_of_two, captured
     assert "stopped by the test" in blue.status_reason
 
 
-def test_a_trained_single_style_style_is_not_moved_into_the_default_bank(
+def test_a_style_alone_in_its_bank_is_retrained_whole_not_moved_into_the_default_bank(
     bank_of_two, captured_configs, settings
 ):
     from stylize.tasks import style_train as train_task
 
     settings.DEFAULT_BANK = "duo"
-    shipped = StyleFactory(slug="shipped", model_name="shipped", live_version=3)
+    shipped = StyleFactory(slug="shipped", model_name="shipped", live_version=3)  # slot 1 of 2
     with pytest.raises(TrainingCaptured):
         train_task(shipped.pk, {})
     [config] = captured_configs
@@ -152,10 +152,11 @@ def test_a_trained_single_style_style_is_not_moved_into_the_default_bank(
     assert "duo" not in config.out_dir
 
 
-def test_a_bank_cannot_take_the_name_of_a_single_style_model(serving_dir):
-    StyleFactory(slug="starry", model_name="starry", live_version=1)
+def test_a_bank_cannot_take_the_name_a_draft_style_will_train_under(serving_dir):
+    # Never trained: trained alone, it gets a bank of its own named "starry".
+    StyleFactory(slug="starry", model_name="starry", status="draft", live_version=None)
     StyleFactory(slug="wave", model_name="wave", status="draft", live_version=None)
-    with pytest.raises(CommandError, match="single-style"):
+    with pytest.raises(CommandError, match="model name of the style"):
         call_command("train_bank", "starry", "--styles", "wave")
     with pytest.raises(CommandError, match="is a slug"):
         call_command("train_bank", "../outside", "--styles", "wave")

@@ -42,25 +42,26 @@ def test_a_bank_style_gets_its_weights_and_no_pixel_blend(recording_backend):
     np.testing.assert_array_equal(result, 255 - photo)
 
 
-def test_a_single_style_model_gets_no_weights_and_the_pixel_blend(recording_backend):
+def test_a_lone_style_gets_its_strength_in_the_network_too(recording_backend):
+    """A style trained on its own is a bank of the identity and itself: its strength is
+    the identity slot's share, and nothing is blended on the pixels afterwards."""
     photo = gradient()
-    style = Style(name="Own", slug="own", model_name="own", live_version=2)
+    style = Style(name="Lone", slug="lone", model_name="lone", live_version=2, bank_index=1,
+                  bank_slots=2)
     result = photo_stylize(photo=photo, style=style, strength=0.5)
     [call] = recording_backend.calls
-    assert "style_weights" in call and call["style_weights"] is None
-    expected = np.floor(photo * 0.5 + (255.0 - photo) * 0.5 + 0.5)  # rounded half up
-    np.testing.assert_array_equal(result, expected)
+    np.testing.assert_allclose(call["style_weights"], [[0.5, 0.5]], rtol=1e-6)
+    np.testing.assert_array_equal(result, 255 - photo)
 
 
 def test_colours_are_still_preserved_for_a_bank_style(recording_backend):
-    from stylize.imaging.postprocessing import postprocess
+    from stylize.imaging.postprocessing import preserve_colors
 
     photo = gradient()
     kept = photo_stylize(photo=photo, style=bank_style(1), strength=0.5, preserve_colors=True)
     assert not np.array_equal(kept, 255 - photo)
     # The photo's colours on the network's output; the strength is not blended again.
-    np.testing.assert_array_equal(
-        kept, postprocess(photo, 255 - photo, strength=1.0, preserve_colors=True))
+    np.testing.assert_array_equal(kept, preserve_colors(photo, 255 - photo))
 
 
 def test_every_image_of_a_batch_gets_the_weights_row(recording_backend, monkeypatch):
@@ -87,12 +88,14 @@ def test_the_stroke_sets_the_size_the_network_paints_at(recording_backend, strok
 @pytest.mark.parametrize(
     "style, kwargs, message",
     [
-        (Style(name="Own", slug="own", model_name="own", live_version=2),
-         {"blend_with": bank_style(1)}, "cannot be mixed"),
+        (Style(name="Own", slug="own", model_name="own", live_version=2, bank_index=1,
+               bank_slots=2), {"blend_with": bank_style(1)}, "cannot be mixed"),
         (bank_style(1), {"blend_with": Style(name="Own", slug="own", model_name="own",
-                                             live_version=2), "blend": 0.5}, "cannot be mixed"),
+                                             live_version=2, bank_index=1, bank_slots=2),
+                         "blend": 0.5}, "cannot be mixed"),
         (bank_style(1), {"stroke": "huge"}, "Brush strokes"),
-        (bank_style(1, slots=None), {}, "cannot be painted"),
+        (bank_style(1), {"strength": 1.5}, "cannot be painted"),
+        (bank_style(1, slots=None), {}, "not been learnt"),
     ],
 )
 def test_impossible_settings_are_a_permanent_backend_error(recording_backend, style, kwargs,
@@ -155,10 +158,10 @@ def test_the_check_names_the_styles_that_can_be_mixed():
 
 @pytest.mark.django_db
 def test_job_create_refuses_what_the_check_refuses(photo_upload):
-    single = StyleFactory()
+    lone = StyleFactory()  # slot 1 of a network of its own
     slot = BankStyleFactory(bank_index=1)
     with pytest.raises(ValidationError) as refused:
-        jobs.job_create(owner=UserFactory(), style=single, input_image=photo_upload,
+        jobs.job_create(owner=UserFactory(), style=lone, input_image=photo_upload,
                             blend_with=slot)
     assert "cannot be mixed" in refused.value.message_dict["blend_with"][0]
     assert not StyleJob.objects.exists()

@@ -243,6 +243,7 @@ def test_evaluate_style_prints_the_numbers_of_ml_quality_evaluate_style(
 ):
     import keras
 
+    from ml.bank import mix_weights
     from ml.export import load_savedmodel_fn
     from ml.losses import build_loss_network
     from ml.quality import QUALITY_LAYERS, SCORE_NAMES, evaluate_style
@@ -268,7 +269,7 @@ def test_evaluate_style_prints_the_numbers_of_ml_quality_evaluate_style(
     with style.painting.open("rb") as painting_file:
         painting = np.asarray(Image.open(painting_file).convert("RGB"))
     direct = evaluate_style(str(photos), painting, network,
-                            stylize=lambda photo: model(photo[None])[0])
+                            stylize=lambda photo: model(photo[None], mix_weights(2, 1))[0])
     assert "photos at 384 px, painting at 256 px" in out.getvalue()
     for name in SCORE_NAMES:
         assert float(printed[name]) == pytest.approx(direct[name], rel=1e-3), name

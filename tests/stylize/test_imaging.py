@@ -240,23 +240,6 @@ def test_run_returning_a_wrong_shape_is_an_error():
 # --------------------------------------------------------------------------- post-processing
 
 
-def test_blend_strength_extremes_and_half_are_exact():
-    photo = np.array([[[0, 10, 255]]], dtype=np.uint8)
-    result = np.array([[[255, 11, 0]]], dtype=np.uint8)
-
-    assert np.array_equal(postprocessing.blend_strength(photo, result, 1.0), result)
-    assert np.array_equal(postprocessing.blend_strength(photo, result, 0.0), photo)
-    # Halves round up.
-    assert postprocessing.blend_strength(photo, result, 0.5).tolist() == [[[128, 11, 128]]]
-    assert postprocessing.blend_strength(photo, result, 0.25).tolist() == [[[64, 10, 191]]]
-
-
-def test_blend_strength_rejects_out_of_range_strength():
-    photo = np.zeros((2, 2, 3), dtype=np.uint8)
-    with pytest.raises(ValueError):
-        postprocessing.blend_strength(photo, photo, 1.5)
-
-
 def test_preserve_colors_keeps_photo_chroma_and_result_luminance():
     photo = np.full((4, 4, 3), (200, 30, 30), dtype=np.uint8)
     result = np.full((4, 4, 3), 90, dtype=np.uint8)
@@ -274,21 +257,13 @@ def test_preserve_colors_of_a_photo_with_itself_is_the_photo():
     assert np.abs(postprocessing.preserve_colors(photo, photo).astype(int) - photo).max() <= 1
 
 
-def test_postprocess_applies_colour_preservation_then_strength():
+def test_colors_kept_only_where_the_job_asks():
     photo = np.full((2, 2, 3), (200, 30, 30), dtype=np.uint8)
     result = np.full((2, 2, 3), 90, dtype=np.uint8)
 
-    plain = postprocessing.postprocess(photo, result, strength=1.0, preserve_colors=False)
-    coloured = postprocessing.postprocess(photo, result, strength=1.0, preserve_colors=True)
-    half = postprocessing.postprocess(photo, result, strength=0.5, preserve_colors=True)
-
-    assert np.array_equal(plain, result)
-    assert np.array_equal(coloured, postprocessing.preserve_colors(photo, result))
-    kept = postprocessing.preserve_colors(photo, result)
-    expected_half = postprocessing.blend_strength(photo, kept, 0.5)
-    assert np.abs(half.astype(int) - expected_half).max() <= 1
-    untouched = postprocessing.postprocess(photo, result, strength=0.0, preserve_colors=True)
-    assert np.array_equal(untouched, photo)
+    assert postprocessing.colors_kept(photo, result, False) is result
+    assert np.array_equal(postprocessing.colors_kept(photo, result, True),
+                          postprocessing.preserve_colors(photo, result))
 
 
 # --------------------------------------------------------------------------- encoding

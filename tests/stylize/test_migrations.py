@@ -59,3 +59,43 @@ def test_styles_users_were_offered_stay_published_and_every_other_one_is_a_draft
     Style = apps.get_model("stylize", "Style")
     published = set(Style.objects.filter(published_at__isnull=False).values_list("pk", flat=True))
     assert published == {ready, retraining}
+
+
+def test_styles_live_on_a_single_style_network_become_drafts_that_say_to_retrain():
+    """0017 (issue 26): every network is a bank. A staff style still live on a network
+    trained as a single style has nothing the code paints with: an unpublished draft that
+    says why; a bank's slot, a draft and a user's own style are untouched, and the old
+    jobs keep their results."""
+    from django.utils import timezone
+
+    apps = migrate("0016_own_styles")
+    User = apps.get_model("auth", "User")
+    Style = apps.get_model("stylize", "Style")
+    StyleJob = apps.get_model("stylize", "StyleJob")
+    owner = User.objects.create(username="old")
+    now = timezone.now()
+    single = Style.objects.create(name="Single", slug="single", model_name="single",
+                                  painting="p.png", status="ready", live_version=3,
+                                  published_at=now)
+    slot = Style.objects.create(name="Slot", slug="slot", model_name="bank", painting="p.png",
+                                status="ready", live_version=2, bank_index=1, bank_slots=3,
+                                published_at=now)
+    draft = Style.objects.create(name="Draft", slug="draft", model_name="draft",
+                                 painting="p.png", status="draft")
+    own = Style.objects.create(name="Mine", slug="mine", model_name="bank", owner=owner,
+                               status="ready", live_version=2, bank_slots=3,
+                               style_params=b"\0" * 8, is_public=False)
+    job = StyleJob.objects.create(owner=owner, style=single, input_image="in.png",
+                                  result_image="out.jpg", status="succeeded")
+
+    apps = migrate("0017_every_network_a_bank")
+    Style = apps.get_model("stylize", "Style")
+    StyleJob = apps.get_model("stylize", "StyleJob")
+    retired = Style.objects.get(pk=single.pk)
+    assert (retired.live_version, retired.published_at, retired.status) == (None, None, "draft")
+    assert "retrain" in retired.status_reason
+    assert (Style.objects.get(pk=slot.pk).live_version,
+            Style.objects.get(pk=slot.pk).published_at) == (2, now)
+    assert Style.objects.get(pk=draft.pk).status_reason == ""
+    assert Style.objects.get(pk=own.pk).live_version == 2
+    assert StyleJob.objects.get(pk=job.pk).result_image == "out.jpg"

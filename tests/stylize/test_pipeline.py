@@ -54,14 +54,24 @@ def test_a_job_goes_from_upload_to_emailed_result_on_a_real_worker(
     assert mimetype == "image/jpeg" and Image.open(io.BytesIO(content)).size == (100, 75)
 
 
-def test_strength_zero_gives_back_the_photo(use_local_backend, tiny_style):
+def test_strength_zero_paints_with_the_identity_slot_alone(use_local_backend, tiny_style,
+                                                         tiny_serving_dir):
+    """Strength is in the network: at 0 the job paints the identity slot (which a trained
+    network makes the photo itself; the tiny one's weights are random)."""
+    from ml.bank import mix_weights
+    from ml.export import load_savedmodel_fn
+
     job = jobs.job_create(owner=UserFactory(), style=tiny_style,
                               input_image=gradient_upload(fmt="PNG"), strength=0.0)
     job_run(job_id=job.pk)
     job.refresh_from_db()
-    original = np.asarray(Image.open(job.input_image).convert("RGB"), dtype=float)
+    original = np.asarray(Image.open(job.input_image).convert("RGB"))
     result = np.asarray(Image.open(job.result_image), dtype=float)
-    assert np.abs(original - result).mean() < 4  # only JPEG's loss
+    model = load_savedmodel_fn(tiny_serving_dir / "models" / "tiny" / "1")
+    identity = model(original[None], mix_weights(2, 1, strength=0.0))[0].astype(float)
+    painted = model(original[None], mix_weights(2, 1))[0].astype(float)
+    assert np.abs(identity - result).mean() < 4  # only JPEG's loss
+    assert np.abs(painted - result).mean() > 10
 
 
 def test_a_duplicate_delivery_does_nothing(use_local_backend, tiny_style):

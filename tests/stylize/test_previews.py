@@ -49,7 +49,8 @@ def sent(monkeypatch):
 
 @pytest.fixture
 def mixed_styles(db):
-    """Two single-style models and three slots of one bank (a 4-slot network)."""
+    """Two styles with a network of their own each (the identity and itself) and three
+    slots of one bank (a 4-slot network)."""
     return {
         "single": [StyleFactory(name="Alpha Single", slug="alpha-single"),
                    StyleFactory(name="Beta Single", slug="beta-single")],
@@ -88,8 +89,9 @@ def test_a_grid_is_painted_with_one_batched_call_per_bank(
     assert weights.shape == (3, 4)
     np.testing.assert_allclose(weights, np.eye(4)[1:], atol=1e-6)
     assert sorted(call["model_name"] for call in single_calls) == ["alpha_single", "beta_single"]
-    assert all(call["shape"] == (1, 240, 320, 3) and call.get("style_weights") is None
-               for call in single_calls)
+    assert all(call["shape"] == (1, 240, 320, 3) for call in single_calls)
+    for call in single_calls:  # each its own network's slot 1
+        np.testing.assert_allclose(call["style_weights"], [[0.0, 1.0]], atol=1e-6)
     images = list(preview.images.all())
     assert {image.status for image in images} == {"done"}
     assert {painted(image).size for image in images} == {(320, 240)}

@@ -88,6 +88,7 @@ def test_failed_training_keeps_the_live_version():
 
 def test_successful_training_makes_the_version_live():
     style = StyleFactory(live_version=None, status=Style.Status.DRAFT)
+    style.bank_index, style.bank_slots = 1, 2  # its slot, as the run that trained it gives it
     training.style_training_succeed(
         style=style, version=2, training_settings={"steps": 200}, metrics={"style": 1.5}
     )
@@ -105,11 +106,15 @@ def test_only_public_ready_styles_are_offered():
 
 
 def _ship_model(serving_dir, name, version, meta=True):
+    """A lone style's network shipped as ``models/<name>/<version>``: the identity and the
+    style ``name`` (slot 1); returns the folder of its ``style.json``."""
     version_dir = serving_dir / "models" / name / str(version)
     version_dir.mkdir(parents=True)
     (version_dir / "saved_model.pb").write_bytes(b"")
+    (version_dir / "slots.json").write_text(json.dumps({"num_styles": 2, "slots": [
+        {"slot": 0, "slug": None, "identity": True}, {"slot": 1, "slug": name}]}))
+    meta_dir = serving_dir / "styles" / name / name
     if meta:
-        meta_dir = serving_dir / "styles" / name
         meta_dir.mkdir(parents=True, exist_ok=True)
         (meta_dir / "painting.png").write_bytes(png_bytes(color=(10, 20, 200)))
         (meta_dir / "sample.png").write_bytes(png_bytes(color=(90, 20, 20)))
@@ -118,12 +123,16 @@ def _ship_model(serving_dir, name, version, meta=True):
             "painting": "painting.png", "sample": "sample.png",
             "training": {"steps": 100}, "metrics": {"style_ratio": 0.1},
         }))
+    return meta_dir
 
 
 def test_register_shipped_styles(tmp_path):
     _ship_model(tmp_path, "starry_night", 1)
     _ship_model(tmp_path, "no_metadata", 1, meta=False)
     (tmp_path / "models" / "half_written" / "1").mkdir(parents=True)  # no saved_model.pb
+    # Exported before every network was a bank: no slots.json, nothing paints with it.
+    _ship_model(tmp_path, "single_style", 1)
+    (tmp_path / "models" / "single_style" / "1" / "slots.json").unlink()
 
     registered = styles.styles_register_shipped(serving_dir=tmp_path)
 
@@ -131,6 +140,7 @@ def test_register_shipped_styles(tmp_path):
     style = Style.objects.get()
     assert style.name == "Starry Night" and style.slug == "starry_night"
     assert style.is_ready and style.live_version == 1 and style.is_public
+    assert (style.bank_index, style.bank_slots) == (1, 2)  # a bank of the identity and itself
     assert style.painting.read() == png_bytes(color=(10, 20, 200))
     assert style.sample and style.training_settings == {"steps": 100}
 
@@ -153,8 +163,11 @@ def test_register_again_keeps_staff_edits_and_takes_newer_versions(tmp_path):
 def test_a_shipped_style_retrained_into_a_bank_stays_there(tmp_path):
     _ship_model(tmp_path, "starry_night", 1)
     styles.styles_register_shipped(serving_dir=tmp_path)
-    # Staff retrained it while the default bank was live: it is slot 3 of that bank now.
+    # Staff retrained it while the default bank was live: it is slot 3 of that bank now,
+    # whose version 7 that training exported beside the shipped networks.
     Style.objects.update(model_name="paintings", bank_index=3, bank_slots=4, live_version=7)
+    (tmp_path / "models" / "paintings" / "7").mkdir(parents=True)
+    (tmp_path / "models" / "paintings" / "7" / "saved_model.pb").write_bytes(b"")
 
     [style] = styles.styles_register_shipped(serving_dir=tmp_path)  # the next `make run`
 
@@ -177,12 +190,12 @@ def _ship_bank(serving_dir, bank, version, slugs):
             "name": slug.replace("-", " ").title(), "painting": "painting.png"}))
 
 
-def test_a_shipped_bank_registers_every_slot_and_takes_over_single_style_rows(tmp_path):
+def test_a_shipped_bank_registers_every_slot_and_takes_over_rows_of_other_networks(tmp_path):
     _ship_model(tmp_path, "starry_night", 1)
     styles.styles_register_shipped(serving_dir=tmp_path)
     _ship_bank(tmp_path, "paintings", 1, ["starry_night", "great-wave", "no-meta"])
     shutil.rmtree(tmp_path / "styles" / "paintings" / "no-meta")
-    shutil.rmtree(tmp_path / "models" / "starry_night")  # replaced by the bank
+    shutil.rmtree(tmp_path / "models" / "starry_night")  # its own network, replaced by the bank
 
     registered = styles.styles_register_shipped(serving_dir=tmp_path)
 
@@ -204,12 +217,10 @@ def test_a_shipped_bank_registers_every_slot_and_takes_over_single_style_rows(tm
 
 def test_a_broken_shipped_folder_does_not_stop_the_others_registering(tmp_path):
     _ship_model(tmp_path, "starry_night", 1)
-    _ship_model(tmp_path, "bad_json", 1)
-    (tmp_path / "styles" / "bad_json" / "style.json").write_text("{not json")
-    _ship_model(tmp_path, "no_painting", 1)
-    (tmp_path / "styles" / "no_painting" / "painting.png").unlink()
-    _ship_model(tmp_path, "nameless", 1)
-    (tmp_path / "styles" / "nameless" / "style.json").write_text('{"painting": "painting.png"}')
+    (_ship_model(tmp_path, "bad_json", 1) / "style.json").write_text("{not json")
+    (_ship_model(tmp_path, "no_painting", 1) / "painting.png").unlink()
+    (_ship_model(tmp_path, "nameless", 1) / "style.json").write_text(
+        '{"painting": "painting.png"}')
     _ship_bank(tmp_path, "broken_bank", 1, ["a"])
     (tmp_path / "models" / "broken_bank" / "1" / "slots.json").write_text('{"slots": 3}')
 
@@ -220,8 +231,7 @@ def test_a_broken_shipped_folder_does_not_stop_the_others_registering(tmp_path):
 
 
 def test_a_shipped_style_with_the_default_painting_name_registers(tmp_path):
-    _ship_model(tmp_path, "plain", 1)
-    meta_dir = tmp_path / "styles" / "plain"
+    meta_dir = _ship_model(tmp_path, "plain", 1)
     (meta_dir / "painting.png").rename(meta_dir / "painting.jpg")  # ml.shipped's default name
     (meta_dir / "style.json").write_text(json.dumps({"name": "Plain"}))
     [style] = styles.styles_register_shipped(serving_dir=tmp_path)

@@ -1,8 +1,8 @@
 """The styles shipped under serving/ work out of the box (what `make run` registers).
 
 Every check runs on every shipped style as ``ml.shipped.shipped_styles`` lists them (the
-benches use the same listing): a single-style model, or each painted slot of a bank,
-painted with its one-hot ``style_weights``.
+benches use the same listing): each painted slot of a shipped network, painted with its
+one-hot ``style_weights``.
 """
 
 import json
@@ -55,10 +55,9 @@ def _ids(style):
 
 def _paint(backend, style, images):
     """``images`` through the local backend, as a job paints ``style`` at full strength."""
-    weights = style.style_weights()
     return backend.stylize(
         model_name=style.model, version=style.version, images=images,
-        style_weights=None if weights is None else np.repeat(weights[None], len(images), 0))
+        style_weights=np.repeat(style.style_weights()[None], len(images), 0))
 
 
 @needs_shipped
@@ -76,9 +75,7 @@ def test_shipped_models_are_all_listed():
 def test_at_least_six_styles_ship_including_starry_night_and_the_great_wave():
     """Never skipped: an empty serving/models is a failure."""
     assert len(SHIPPED) >= 6, f"{len(SHIPPED)} styles ship under {SERVING_DIR / 'models'}"
-    # A single-style model by its name, a bank slot by its slug.
-    names = {style.model if style.slot is None else style.slug.replace("-", "_")
-             for style in SHIPPED}
+    names = {style.slug.replace("-", "_") for style in SHIPPED}
     assert {"starry_night", "great_wave"} <= names
 
 
@@ -94,9 +91,7 @@ def test_each_shipped_style_records_its_settings_and_held_out_numbers(style):
         heldout["quality"])  # the numbers themselves are measured again below
     assert style.painting is not None and Image.open(style.painting).size[0] >= 256
     styles_md = (SERVING_DIR / "STYLES.md").read_text()
-    assert style.model in styles_md
-    if style.in_bank:
-        assert style.slug in styles_md
+    assert style.model in styles_md and style.slug in styles_md
 
 
 @pytest.mark.parametrize("style", SHIPPED, ids=_ids)
@@ -224,10 +219,7 @@ def test_the_checkerboard_measure_tells_a_grid_from_brush_texture():
 def test_each_shipped_style_has_a_contact_sheet_and_the_readme_shows_the_gallery():
     docs = SERVING_DIR.parent / "docs"
     for style in SHIPPED:
-        meta = json.loads(style.meta_file.read_text())
-        # A single-style model's slug is its style.json's; a bank slot's, its slots.json's.
-        slug = meta["slug"] if style.slot is None else style.slug
-        with Image.open(docs / f"contact-sheet-{slug}.jpg") as sheet:
+        with Image.open(docs / f"contact-sheet-{style.slug}.jpg") as sheet:
             assert sheet.width >= 8 * 200  # eight held-out photos side by side
     assert "](docs/gallery.jpg)" in (SERVING_DIR.parent / "README.md").read_text()
     with Image.open(docs / "gallery.jpg") as gallery:
