@@ -39,7 +39,7 @@ queueing._task = Recorded  # no broker here: the messages are recorded once comm
 from django.contrib.auth import get_user_model
 owner = get_user_model().objects.create_user("sam", "sam@example.com", "pw")
 style = Style.objects.create(name="Alpha", slug="alpha", model_name="alpha", live_version=1,
-                             status="ready",
+                             status="ready", bank_index=1, bank_slots=2,
                              painting=ContentFile(png_bytes(), name="painting.png"))
 
 def upload():

@@ -195,8 +195,8 @@ def child_jobs(args) -> None:
     )
     style, _ = Style.objects.get_or_create(
         slug="bench",
-        defaults=dict(name="Bench", model_name=MODEL_NAME, live_version=1,
-                      status=Style.Status.READY),
+        defaults=dict(name="Bench", model_name=MODEL_NAME, live_version=1, bank_index=1,
+                      bank_slots=2, status=Style.Status.READY),
     )
     data = photo_jpeg(args.size)
 
