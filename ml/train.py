@@ -5,6 +5,7 @@
     python -m ml.train --paintings A,B,C --data ... --out runs/bank      # a bank
     python -m ml.train --init-weights runs/bank/transform_net.keras \\
         --train-slot 4 --style D --data ... --out runs/bank-d         # one slot of it
+    python -m ml.train ... --export-to serving/models/my-bank         # and export it
 
 A bank (``ml.bank``) is trained jointly: every example gets a random slot, slot 0
 (the identity) with the content loss only, slot ``i`` against painting ``i``. A slot
@@ -22,6 +23,8 @@ bar and TensorBoard, and draw sample images.
 
 Outputs in ``out_dir``: ``config.json``, ``transform_net.keras`` (the final model in
 float32, config + weights), ``checkpoints/``, ``logs/`` (TensorBoard), ``samples/``.
+With ``--export-to MODEL_DIR`` the network is also exported as the next version under
+``MODEL_DIR``, the folder TF Serving loads (:func:`train_servable`, ``ml.servable``).
 The settings are :class:`ml.config.TrainConfig`; the reasons for their defaults are
 in ``docs/design/training.md``.
 """
@@ -55,6 +58,7 @@ from ml.config import FLAG_FIELDS, TrainConfig, add_arguments, config_from_args
 from ml.data import SkipCounter
 from ml.fit_input import SlotSampler, default_dataset, fit_input
 from ml.preflight import CannotTrain, check_can_train
+from ml.servable import ServableVersion, described_slots, settings_record
 from ml.trainer import build_trainer, float32_copy
 
 __all__ = [
@@ -63,6 +67,7 @@ __all__ = [
     "build_parser",
     "parse_args",
     "train",
+    "train_servable",
     "training_callbacks",
 ]
 
@@ -161,6 +166,25 @@ def train(
     )
 
 
+def train_servable(config: TrainConfig, model_dir, *,
+                   slots: Callable[[dict], list[dict]] | None = None,
+                   on_progress=None, **train_options) -> ServableVersion:
+    """Train ``config`` (:func:`train`) and export the network as the next version under
+    ``model_dir`` (``<serving dir>/models/<name>``, ``ml.export.export_savedmodel``):
+    ``slots(record)`` describes every slot given how the run trained (``record``:
+    ``ml.servable.settings_record``; default ``ml.servable.described_slots``, after the
+    painting files); ``train_options`` go to :func:`train` (``dataset``, ``callbacks``).
+    Raises what training and exporting raise; nothing is exported unless training ended
+    well."""
+    from ml.export import export_savedmodel
+
+    result = train(config, on_progress=on_progress, **train_options)
+    record = settings_record(result)
+    described = (slots or (lambda rec: described_slots(config, rec)))(record)
+    version, path = export_savedmodel(result.model, Path(model_dir), slots=described)
+    return ServableVersion(result=result, version=version, path=path, record=record)
+
+
 def training_callbacks(config: TrainConfig, state: RunState, out_dir: Path, sample_photos,
                        on_progress) -> list[keras.callbacks.Callback]:
     """The callbacks of one run, in the order they must run after each step."""
@@ -189,10 +213,17 @@ def training_callbacks(config: TrainConfig, state: RunState, out_dir: Path, samp
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ml.train", description=__doc__.split("\n")[0])
     add_arguments(parser)
+    parser.add_argument("--export-to", metavar="MODEL_DIR", type=Path, default=None,
+                        help="also export the trained network as the next version under "
+                             "MODEL_DIR (e.g. serving/models/my-bank), with its slots.json")
     return parser
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    return _parse(argv)[0]
+
+
+def _parse(argv: list[str] | None) -> tuple[TrainConfig, Path | None]:
     parser = build_parser()
     args = parser.parse_args(argv)
     needed = ("data_dir", "out_dir") if "paintings" in vars(args) else (
@@ -201,12 +232,24 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                if spec.name in needed and spec.name not in vars(args)]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
-    return config_from_args(args)
+    return config_from_args(args), args.export_to
 
 
 def main(argv: list[str] | None = None) -> None:
+    from ml.export import read_slots
+
+    config, export_to = _parse(argv)
+    if (export_to is not None and config.train_slot is not None
+            and read_slots(Path(config.init_weights).parent) is None):
+        raise SystemExit(f"error: {config.init_weights} has no slots.json beside it, so the "
+                         "fine-tuned bank's other slots cannot be described: export that "
+                         "bank first")
     try:
-        result = train(parse_args(argv))
+        if export_to is None:
+            result, exported = train(config), None
+        else:
+            exported = train_servable(config, export_to)
+            result = exported.result
     except (TrainingDiverged, CannotTrain) as error:
         raise SystemExit(f"error: {error}") from error
     print(
@@ -214,6 +257,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{result.final_losses}; {result.skipped_photos} photos skipped; "
         f"model at {result.model_path}"
     )
+    if exported is not None:
+        print(f"exported version {exported.version} ({exported.num_styles} slots) to "
+              f"{exported.path}")
 
 
 if __name__ == "__main__":

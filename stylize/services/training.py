@@ -24,14 +24,15 @@ when it ends well, ``Style.training_sheet``; the admin shows them
 import hashlib
 import logging
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
-from django.utils import timezone
 
+from ml.servable import IDENTITY_SLOT, painted_slot
 from stylize.models import Style
 
 from . import events
@@ -144,9 +145,6 @@ def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None =
     given. A style of another bank is refused (``ValueError``). On failure every
     style records why and keeps what it served.
     """
-    from ml.export import export_savedmodel
-    from ml.train import train
-
     members = bank_members(model_name)
     for style in styles:
         if style.bank_index is not None and style.model_name != model_name:
@@ -164,71 +162,95 @@ def bank_train(*, model_name: str, styles: list[Style], overrides: dict | None =
     if sorted(by_slot) != list(range(1, num_styles)):
         raise ValueError(f"The bank {model_name}'s slots have gaps: {sorted(by_slot)}.")
     bank_name_check(model_name, lineup)
-    started_from = live_version(members)
+    painted = [by_slot[slot] for slot in range(1, num_styles)]
 
-    for style in lineup:
-        style_training_start(style=style)
-    # One run trains every slot: each member's page shows it.
-    recorder = TrainingRecorder(styles=lineup, on_progress=on_progress, name=model_name)
-    with _training_run(model_name=model_name, styles=lineup, recorder=recorder,
-                       failure=("Training the bank %s failed", model_name)):
+    def plan() -> _RunPlan:
         work_dir = settings.VAR_DIR / "training" / model_name
-        paintings = [local_copy(by_slot[slot].painting, work_dir / "paintings",
-                                 stem=by_slot[slot].slug) for slot in range(1, num_styles)]
-        config = _run_config(training_config(
-            overrides=overrides, paintings=tuple(str(p) for p in paintings), painting="",
-            out_dir=str(work_dir)))
-        recorder.start(config=config)
-        result = train(config, on_progress=recorder)
-        record = _settings_record(result)
-        slots = [_identity_slot()] + [_slot_record(by_slot[slot], record)
-                                      for slot in range(1, num_styles)]
-        version, _ = export_savedmodel(result.model, settings.SERVING_DIR / "models" / model_name,
-                                       slots=slots)
-        serving_version_preload(model_name=model_name, version=version)
-        trained = _bank_make_live(model_name=model_name, version=version, num_styles=num_styles,
-                                  slot_of=slot_of, trained=lineup, record=record,
-                                  metrics=_metrics_record(result), started_from=started_from)
-    return trained
+        paintings = [local_copy(style.painting, work_dir / "paintings", stem=style.slug)
+                     for style in painted]
+        config = training_config(overrides=overrides, paintings=tuple(map(str, paintings)),
+                                 painting="", out_dir=str(work_dir))
+        return _RunPlan(config=config, slot_of=slot_of, slots=lambda record: [
+            IDENTITY_SLOT, *(_painted_slot(style, record) for style in painted)])
+
+    # One run trains every slot: each member's page shows it.
+    return _train_version(model_name=model_name, styles=lineup, plan=plan,
+                          started_from=live_version(members), on_progress=on_progress,
+                          recorder_name=model_name,
+                          failure=("Training the bank %s failed", model_name))
 
 
 def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
     """Fine-tune ``style``'s slot of its bank (or a new slot of the default bank)."""
-    from ml.export import BANK_MODEL_FILE, export_savedmodel, read_slots
-    from ml.train import train
-
     model_name = style.model_name if style.bank_index is not None else settings.DEFAULT_BANK
     started_from = bank_live_version(model_name)
-    style_training_start(style=style)
-    # Only this slot changes: the run is this style's alone.
-    recorder = TrainingRecorder(styles=[style], on_progress=on_progress)
-    with _training_run(model_name=model_name, styles=[style], recorder=recorder,
-                       failure=("Training %s failed", style.slug)):
+
+    def plan() -> _RunPlan:
+        from ml.export import BANK_MODEL_FILE, read_slots
+
         live = None if started_from is None else bank_live_dir(model_name, started_from)
         if live is None:
             raise ValueError(f"The bank {model_name} has no live version to fine-tune.")
-        described = read_slots(live)["slots"]
+        described = [{k: v for k, v in entry.items() if k != "slot"}
+                     for entry in read_slots(live)["slots"]]
         slot = style.bank_index if style.bank_index is not None else len(described)
         work_dir = slot_dir(model_name, style)
-        painting = local_copy(style.painting, work_dir)
-        config = training_config(overrides=overrides, painting=str(painting),
+        config = training_config(overrides=overrides,
+                                 painting=str(local_copy(style.painting, work_dir)),
                                  out_dir=str(work_dir), train_slot=slot,
                                  init_weights=str(live / BANK_MODEL_FILE))
-        config = _run_config(config)
-        recorder.start(config=config)
-        result = train(config, on_progress=recorder)
-        record = _settings_record(result)
-        slots = [*described[:slot], _slot_record(style, record), *described[slot + 1:]]
-        slots = [{k: v for k, v in entry.items() if k != "slot"} for entry in slots]
-        version, _ = export_savedmodel(result.model, settings.SERVING_DIR / "models" / model_name,
-                                       slots=slots)
-        serving_version_preload(model_name=model_name, version=version)
         slot_of = {s.pk: s.bank_index for s in bank_members(model_name)}
         slot_of[style.pk] = slot
-        [style] = _bank_make_live(model_name=model_name, version=version, num_styles=len(slots),
-                                  slot_of=slot_of, trained=[style], record=record,
-                                  metrics=_metrics_record(result), started_from=started_from)
+        return _RunPlan(config=config, slot_of=slot_of, slots=lambda record: [
+            *described[:slot], _painted_slot(style, record), *described[slot + 1:]])
+
+    # Only this slot changes: the run is this style's alone.
+    [style] = _train_version(model_name=model_name, styles=[style], plan=plan,
+                             started_from=started_from, on_progress=on_progress,
+                             failure=("Training %s failed", style.slug))
     return style
+
+
+@dataclass(frozen=True)
+class _RunPlan:
+    """What one run trains and makes: ``config`` (``ml.config.TrainConfig``), the slot
+    of every bank member in the new version (``slot_of``: pk → slot) and
+    ``slots(record)``, every slot's description for ``slots.json`` given how the run
+    trained (``ml.servable.settings_record``)."""
+
+    config: "TrainConfig"
+    slot_of: dict[int, int]
+    slots: Callable[[dict], list[dict]]
+
+
+def _train_version(*, model_name: str, styles: list[Style], plan: Callable[[], _RunPlan],
+                   started_from: int | None, on_progress, failure: tuple[str, str],
+                   recorder_name: str | None = None) -> list[Style]:
+    """The one training pipeline: ``styles`` start training; ``plan()`` (inside the run,
+    so that its failures count as the run's) says what to train; ``ml.train.
+    train_servable`` trains it and exports the next version of ``model_name``, which
+    Serving loads (preloaded here) and which goes live for the bank's styles, the
+    trained ones as drafts (:func:`_bank_make_live`). On any failure each style records
+    why and keeps what it served (:func:`_training_run`)."""
+    from ml.train import train_servable
+
+    for style in styles:
+        style_training_start(style=style)
+    recorder = TrainingRecorder(styles=styles, on_progress=on_progress, name=recorder_name)
+    with _training_run(model_name=model_name, styles=styles, recorder=recorder,
+                       failure=failure):
+        run = plan()
+        config = _run_config(run.config)
+        recorder.start(config=config)
+        servable = train_servable(config, settings.SERVING_DIR / "models" / model_name,
+                                  slots=run.slots, on_progress=recorder)
+        serving_version_preload(model_name=model_name, version=servable.version)
+        trained = _bank_make_live(
+            model_name=model_name, version=servable.version,
+            num_styles=max(run.slot_of.values()) + 1, slot_of=run.slot_of, trained=styles,
+            record=servable.record, metrics=_metrics_record(servable.result),
+            started_from=started_from)
+    return trained
 
 
 @contextmanager
@@ -330,29 +352,9 @@ def _bank_make_live(*, model_name: str, version: int, num_styles: int, slot_of: 
     return sorted(done, key=lambda style: style.bank_index)
 
 
-def _identity_slot() -> dict:
-    return {"slug": None, "name": "The photo itself", "identity": True}
-
-
-def _slot_record(style: Style, record: dict) -> dict:
-    return {"slug": style.slug, "name": style.name, "painting": Path(style.painting.name).name,
-            "settings": record}
-
-
-def _settings_record(result) -> dict:
-    """How a version was trained (``result.config``: the settings as trained), as stored
-    on the style and in slots.json."""
-    config = result.config
-    return {
-        **{k: v for k, v in config.as_dict().items()
-           if k not in ("painting", "out_dir", "paintings", "init_weights")},
-        "painting_size": config.painting_size,
-        "precision": result.precision,
-        "steps_done": result.steps,
-        "seconds": round(result.seconds, 1),
-        "skipped_photos": result.skipped_photos,
-        "trained_at": timezone.now().isoformat(),
-    }
+def _painted_slot(style: Style, record: dict) -> dict:
+    """``slots.json``'s description of ``style``'s slot, trained as ``record`` says."""
+    return painted_slot(style.slug, style.name, Path(style.painting.name).name, record)
 
 
 def _metrics_record(result) -> dict:
