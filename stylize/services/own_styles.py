@@ -276,7 +276,9 @@ def own_style_learn(*, style_id: int, on_progress=None) -> Style | None:
 
 
 def _own_style_learn(style: Style, work_dir: Path, on_progress) -> Style | None:
-    from .training import _run_config, _settings_record, training_config
+    from ml.servable import settings_record
+
+    from .training import _run_config, training_config
     from .training_progress import TrainingRecorder
 
     try:
@@ -308,7 +310,7 @@ def _own_style_learn(style: Style, work_dir: Path, on_progress) -> Style | None:
 
         result = train(config, on_progress=recorder)
         row = slot_params(result.model, slot)
-        record = {**_settings_record(result), "bank_version": version,
+        record = {**settings_record(result), "bank_version": version,
                   "shared_digest": slots.get("shared_digest")}
     except (Exception, SoftTimeLimitExceeded) as exc:
         logger.exception("Learning the own style %s failed", style.slug)
