@@ -121,6 +121,13 @@ def _flag(flag: str, help: str, type=None, **extra) -> dict:
     return {"flag": flag, "help": help, "type": type, **extra}
 
 
+def _term_weight(flag: str, term: str):
+    """The field of an optional loss term's weight, off (0) by default: ``term`` says
+    what the term keeps."""
+    return field(default=0.0, metadata=_flag(
+        flag, f"weight of the {term}; 0 leaves it out", non_negative_float))
+
+
 # --------------------------------------------------------------------------- the config
 
 
@@ -178,22 +185,21 @@ class TrainConfig:
     light_size: int = field(default=16, metadata=_flag(
         "--light-size", "side in px of the luminance maps the light term compares (16: the "
         "broad layout; 32 or 64 also sees small dark or light spots)", positive_int))
-    spot_weight: float = field(default=0.0, metadata=_flag(
-        "--spot-weight", "weight of the spot term: near-black pixels where the photo is not "
-        "dark, the black blobs a network can paint (ml.losses.dark_spot_loss); 0 leaves it "
-        "out", non_negative_float))
-    shadow_weight: float = field(default=0.0, metadata=_flag(
-        "--shadow-weight", "weight of the shadow term: where the photo is dark, the result "
-        "painted in the painting's own shadow colours, not in one it never uses there "
-        "(ml.losses.shadow_colour_loss); 0 leaves it out", non_negative_float))
-    saturation_weight: float = field(default=0.0, metadata=_flag(
-        "--saturation-weight", "weight of the saturation term: the net's last convolution "
-        "kept inside tanh's live range, so a flat black or white blob can be trained away "
-        "(ml.trainer.StyleTrainer); 0 leaves it out", non_negative_float))
-    spike_weight: float = field(default=0.0, metadata=_flag(
-        "--spike-weight", "weight of the spike term: the net's inner feature maps kept free "
-        "of droplets, one spot far stronger than the rest of its map, painted as a blob "
-        "(ml.losses.spike_loss); 0 leaves it out", non_negative_float))
+    spot_weight: float = _term_weight("--spot-weight", "spot term: near-black pixels where "
+                                      "the photo is not dark, the black blobs a network can "
+                                      "paint (ml.losses.dark_spot_loss)")
+    shadow_weight: float = _term_weight("--shadow-weight", "shadow term: where the photo is "
+                                        "dark, the result painted in the painting's own shadow "
+                                        "colours, not in one it never uses there "
+                                        "(ml.losses.shadow_colour_loss)")
+    saturation_weight: float = _term_weight("--saturation-weight", "saturation term: the "
+                                            "net's last convolution kept inside tanh's live "
+                                            "range, so a flat black or white blob can be "
+                                            "trained away (ml.trainer.StyleTrainer)")
+    spike_weight: float = _term_weight("--spike-weight", "spike term: the net's inner feature "
+                                       "maps kept free of droplets, one spot far stronger than "
+                                       "the rest of its map, painted as a blob "
+                                       "(ml.losses.spike_loss)")
     tv_weight: float | None = field(default=None, metadata=_flag(
         "--tv-weight", "weight of the total-variation term", non_negative_float))
     style_size: int | None = field(default=None, metadata=_flag(

@@ -25,6 +25,7 @@ machines without it. COCO 2014 is downloaded by ``python -m tools.coco DEST``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -282,19 +283,26 @@ def colour_jitter_array(pixels: np.ndarray, brightness: float, contrast: float,
 # --------------------------------------------------------------------------- tf.data
 
 
-def make_dataset(
-    root: str | os.PathLike,
-    size: int = 256,
-    batch: int = 4,
-    seed: int = DEFAULT_SEED,
-    shuffle: bool = True,
-    repeat: bool = True,
-    validate: bool = True,
-    skips: SkipCounter | None = None,
-    *,
-    augmentation: Augmentation = Augmentation(),
-):
-    """A ``tf.data.Dataset`` of float32 [0, 255] RGB batches ``(batch, size, size, 3)``.
+@dataclass(frozen=True)
+class PhotoFeed:
+    """How either pipeline (:func:`make_dataset`, :class:`PhotoBatches`) feeds photos:
+    batches of ``batch`` crops of ``size`` px, in an order drawn from ``seed`` and
+    reshuffled each pass (``shuffle``), augmented as ``augmentation`` says; with
+    ``validate`` every file is opened once first and unreadable ones are left out.
+    Both take these as keyword arguments."""
+
+    size: int = 256
+    batch: int = 4
+    seed: int = DEFAULT_SEED
+    shuffle: bool = True
+    validate: bool = True
+    augmentation: Augmentation = Augmentation()
+
+
+def make_dataset(root: str | os.PathLike, *, repeat: bool = True,
+                 skips: SkipCounter | None = None, **feed):
+    """A ``tf.data.Dataset`` of float32 [0, 255] RGB batches ``(batch, size, size, 3)``,
+    fed as the :class:`PhotoFeed` of ``feed`` says; endless unless ``repeat`` is false.
 
     list -> shuffle -> repeat -> map(decode + augment, AUTOTUNE) -> ignore_errors
     -> batch(drop_remainder) -> prefetch(AUTOTUNE). Pass a ``SkipCounter`` as
@@ -302,6 +310,9 @@ def make_dataset(
     """
     import tensorflow as tf
 
+    feed = PhotoFeed(**feed)
+    size, batch, seed, augmentation = feed.size, feed.batch, feed.seed, feed.augmentation
+    shuffle, validate = feed.shuffle, feed.validate
     skips = skips if skips is not None else SkipCounter()
     paths = _photo_paths(root, skips, validate)
     skips._attempted = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -478,38 +489,31 @@ def apply_draw(image: Image.Image, size: int, draw: Draw) -> np.ndarray:
     return pixels
 
 
+_FEED_FIELDS = {spec.name for spec in dataclasses.fields(PhotoFeed)}
+
+
 class PhotoBatches(keras.utils.PyDataset):
     """Augmented photo batches with Pillow + NumPy, for any Keras backend.
 
-    Each item is a float32 array ``(batch, size, size, 3)`` in [0, 255]. The
-    order is reshuffled every epoch; augmentation (``augmentation``, as in
-    ``make_dataset``) depends only on (seed, epoch, index), so parallel workers give
-    reproducible batches. A file that fails to load is replaced by another photo and
-    counted in ``skips``.
+    Each item is a float32 array ``(batch, size, size, 3)`` in [0, 255], fed as the
+    :class:`PhotoFeed` of the keyword arguments says (the others go to
+    ``keras.utils.PyDataset``). The order is reshuffled every epoch; augmentation
+    depends only on (seed, epoch, index), so parallel workers give reproducible
+    batches. A file that fails to load is replaced by another photo and counted in
+    ``skips``.
     """
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        size: int = 256,
-        batch: int = 4,
-        seed: int = DEFAULT_SEED,
-        shuffle: bool = True,
-        validate: bool = True,
-        skips: SkipCounter | None = None,
-        augmentation: Augmentation = Augmentation(),
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
+    def __init__(self, root: str | os.PathLike, *, skips: SkipCounter | None = None,
+                 **options):
+        feed = PhotoFeed(**{name: options.pop(name) for name in list(options)
+                            if name in _FEED_FIELDS})
+        super().__init__(**options)
         self.skips = skips if skips is not None else SkipCounter()
-        self.paths = _photo_paths(root, self.skips, validate)
-        if len(self.paths) < batch:
-            raise ValueError(f"{len(self.paths)} readable photos, fewer than batch={batch}")
-        self.size = size
-        self.batch = batch
-        self.seed = seed
-        self.shuffle = shuffle
-        self.augmentation = augmentation
+        self.paths = _photo_paths(root, self.skips, feed.validate)
+        if len(self.paths) < feed.batch:
+            raise ValueError(f"{len(self.paths)} readable photos, fewer than batch={feed.batch}")
+        self.size, self.batch, self.seed = feed.size, feed.batch, feed.seed
+        self.shuffle, self.augmentation = feed.shuffle, feed.augmentation
         self.epoch = 0
         self._order = self._epoch_order()
 

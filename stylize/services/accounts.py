@@ -28,6 +28,7 @@ from django.core.cache import cache
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
 from django.utils.crypto import constant_time_compare
@@ -169,17 +170,9 @@ def confirmation_send(*, user) -> bool:
 
 def _confirmation_mail(user) -> tuple[str, str]:
     """The confirmation mail's subject and body, in the active language."""
-    body = _(
-        "Hello %(name)s,\n\n"
-        "Please confirm that this is your address by opening this link:\n\n"
-        "    %(link)s\n\n"
-        "The link works for %(duration)s. Until your address is confirmed we send it "
-        "nothing else: your results wait for you on the site.\n\n"
-        "If you did not sign up for Prisma, ignore this email; nothing more will "
-        "be sent to you.\n\n— Prisma\n"
-    ) % {"name": _name(user), "link": confirmation_link(user),
-         "duration": _duration(confirmation_timeout())}
-    return _("Confirm your email address for Prisma"), body
+    return _("Confirm your email address for Prisma"), _mail_body(
+        "confirmation", user, link=confirmation_link(user),
+        duration=_duration(confirmation_timeout()))
 
 
 def _taken_notice_send(*, user) -> bool:
@@ -189,18 +182,15 @@ def _taken_notice_send(*, user) -> bool:
 
 def _taken_notice_mail(user) -> tuple[str, str]:
     """The sign-up notice's subject and body, in the active language."""
-    body = _(
-        "Hello %(name)s,\n\n"
-        "Someone just tried to sign up for Prisma with this email address, which "
-        "already belongs to your account %(username)s.\n\n"
-        "If it was you, log in here:\n\n    %(login)s\n\n"
-        "or, if you forgot your password, choose a new one here:\n\n"
-        "    %(reset)s\n\n"
-        "If it was not you, ignore this email; your account stays as it is.\n\n"
-        "— Prisma\n"
-    ) % {"name": _name(user), "username": user.get_username(),
-         "login": _link("stylize:login"), "reset": _link("stylize:password_reset")}
-    return _("Someone tried to sign up for Prisma with your address"), body
+    return _("Someone tried to sign up for Prisma with your address"), _mail_body(
+        "taken_notice", user, username=user.get_username(), login=_link("stylize:login"),
+        reset=_link("stylize:password_reset"))
+
+
+def _mail_body(name: str, user, **values) -> str:
+    """The body of the account mail ``stylize/mail/<name>.txt`` to ``user``, in the
+    active language: its greeting and ``values`` filled in."""
+    return render_to_string(f"stylize/mail/{name}.txt", {"name": _name(user), **values})
 
 
 def _account_with_address(email: str):

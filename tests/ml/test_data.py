@@ -506,3 +506,17 @@ def test_both_pipelines_built_from_one_augmentation_agree_on_a_photo_of_the_crop
         # Brightness, contrast and saturation each within 10 %: about 3 x 10 % at most.
         assert np.abs(unflipped - pixels).max() < 0.35 * 255
         assert np.corrcoef(unflipped.mean(-1).ravel(), pixels.mean(-1).ravel())[0, 1] > 0.95
+
+
+def test_both_pipelines_take_one_photo_feed_and_refuse_what_it_does_not_know(photo_tree):
+    from ml.data import PhotoFeed
+
+    feed = PhotoFeed(size=32, batch=2, seed=4, shuffle=False)
+    batches = PhotoBatches(photo_tree, workers=2, **vars(feed))
+    assert (batches.size, batch_shape := batches[0].shape) == (32, (2, 32, 32, 3))
+    assert batches.workers == 2  # the rest goes to keras.utils.PyDataset
+    dataset = make_dataset(photo_tree, repeat=False, **vars(feed))
+    assert next(dataset.as_numpy_iterator()).shape == batch_shape
+    for pipeline in (make_dataset, PhotoBatches):
+        with pytest.raises(TypeError):
+            pipeline(photo_tree, sise=32)

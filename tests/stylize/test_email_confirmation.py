@@ -95,7 +95,10 @@ def test_signup_with_a_taken_address_shows_the_same_page_and_mails_the_owner(cli
     taken = signup(client, email="ada@EXAMPLE.com", password="another long passphrase")
 
     assert taken.status_code == new.status_code == 200
-    assert [t.name for t in taken.templates] == [t.name for t in new.templates]
+    def page(response):  # the mails sent meanwhile are templates too, and differ by design
+        return [t.name for t in response.templates if not t.name.startswith("stylize/mail/")]
+
+    assert page(taken) == page(new) and page(new)
     # The same page word for word, but for the address the visitor typed (and the
     # CSRF token, which is masked afresh on every response).
     assert same_page(taken).replace("ada@example.com", "ADDRESS") == (
