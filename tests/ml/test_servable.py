@@ -10,8 +10,8 @@ from ml.bank import mix_weights
 from ml.export import load_savedmodel_fn, read_slots
 from ml.servable import IDENTITY_SLOT, described_slots, painted_slot
 from ml.train import main, train_servable
-from tests.helpers import noise_photos
 from tests.helpers import TRAIN_SIZE as SIZE
+from tests.helpers import noise_photos
 from tests.ml.test_train import tiny_config
 
 
