@@ -177,7 +177,8 @@ postgresql:
 			"make test TEST_DB=sqlite."; exit 1; fi; }
 
 # The recipe's 200-step check on every painting of the bank (bench/check_recipe.py):
-# a short single-style run per painting, scored on the held-out photos beside the peer.
+# a short run per painting (a bank of the identity and it), scored on the held-out
+# photos beside the peer.
 RECIPE_ARGS ?=
 check-recipe: $(VENV)/.installed-dev $(VGG16_WEIGHTS)
 	@[ -d var/photos/train ] || $(MAKE) photos

@@ -112,6 +112,25 @@ def ship_check(slug: str, scores: dict, shipped: dict | None, shipped_kind: str,
     return ShipCheck(slug, scores, shipped, shipped_kind if shipped else "", peer)
 
 
+def retired_networks(shipped: list, plan) -> list[str]:
+    """The other shipped networks the bank ``plan`` replaces: each one whose every painted
+    slot is a style of the plan. One that also paints a style the plan lacks is kept (its
+    other styles would lose their network), with a warning."""
+    planned = {style.slug for style in plan.styles}
+    slugs: dict[str, set[str]] = {}
+    for style in shipped:
+        if style.model != plan.bank:
+            slugs.setdefault(style.model, set()).add(style.slug)
+    retired = []
+    for model, painted in sorted(slugs.items()):
+        if painted <= planned:
+            retired.append(model)
+        elif painted & planned:
+            print(f"Keeping {model}: it also paints {', '.join(sorted(painted - planned))}, "
+                  f"which {plan.bank} does not; retire it by hand once they move.")
+    return retired
+
+
 def _score(stylize, photos, painting, network, pairs: list | None = None) -> dict:
     """The one measure's numbers for ``stylize`` (photo -> result, or ``(result, droplet
     per cent)`` as ``ml.bank_run.paint`` gives) and its dark spots (and droplets).
@@ -246,9 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                             check, style_settings[style.slug], version, len(photos))
     draw_pictures(args.docs_dir or args.serving_dir.resolve().parent / "docs", plan, photos,
                   painted)
-    retired = [old.model for old in shipped.values()
-               if old.model != plan.bank and old.slug in {s.slug for s in plan.styles}]
-    for model in sorted(set(retired)):
+    retired = retired_networks(shipped_styles(args.serving_dir), plan)
+    for model in retired:
         shutil.rmtree(args.serving_dir / "models" / model)
         shutil.rmtree(args.serving_dir / "styles" / model, ignore_errors=True)
     write_models_config(args.serving_dir / "models.config", [

@@ -25,6 +25,7 @@ __all__ = [
     "ServableVersion",
     "described_slots",
     "painted_slot",
+    "painting_slug",
     "settings_record",
 ]
 
@@ -44,10 +45,11 @@ class ServableVersion:
     version: int
     path: Path
     record: dict
+    slots: list[dict]  # as slots.json describes them, slot 0 first
 
     @property
     def num_styles(self) -> int:
-        return self.result.model.num_styles
+        return len(self.slots)
 
 
 def settings_record(result: TrainResult) -> dict:
@@ -71,22 +73,40 @@ def painted_slot(slug: str, name: str, painting: str, record: dict) -> dict:
     return {"slug": slug, "name": name, "painting": painting, "settings": record}
 
 
+def painting_slug(painting) -> str:
+    """The slug a painting file names: its stem, or its folder's name for a file called
+    ``painting`` (``training/bank/styles/<slug>/painting.png``)."""
+    path = Path(painting)
+    return path.parent.name if path.stem == "painting" and path.parent.name else path.stem
+
+
 def described_slots(config: TrainConfig, record: dict) -> list[dict]:
-    """The slots of what ``config`` trains, named after the painting files: for a joint
-    run the identity and each painting (its file's stem as slug and name); for a slot
-    fine-tune (``train_slot``) the slots of the version ``init_weights`` came from
-    (its ``slots.json`` beside it), that slot described anew."""
+    """The slots of what ``config`` trains, named after the painting files
+    (:func:`painting_slug`): for a joint run the identity and each painting; for a slot
+    fine-tune (``train_slot``) the slots of the version ``init_weights`` came from (its
+    ``slots.json`` beside it), that slot's painting and settings anew (its slug and name
+    kept; a new slot named after its painting). ``ValueError`` if two slots would share a
+    slug."""
     from ml.bank_plan import paintings_of  # Keras: the web process imports this module
     from ml.export import read_slots
 
     if config.train_slot is None:
-        return [IDENTITY_SLOT] + [painted_slot(Path(p).stem, Path(p).stem, Path(p).name, record)
-                                  for p in paintings_of(config)]
-    beside = read_slots(Path(config.init_weights).parent)
-    if beside is None:
-        raise ValueError(f"{config.init_weights} has no slots.json beside it: export the "
-                         "bank it fine-tunes first")
-    slots = [{k: v for k, v in slot.items() if k != "slot"} for slot in beside["slots"]]
-    painting = Path(config.painting)
-    tuned = painted_slot(painting.stem, painting.stem, painting.name, record)
-    return [*slots[:config.train_slot], tuned, *slots[config.train_slot + 1:]]
+        slots = [IDENTITY_SLOT] + [
+            painted_slot(painting_slug(p), painting_slug(p), Path(p).name, record)
+            for p in paintings_of(config)]
+    else:
+        beside = read_slots(Path(config.init_weights).parent)
+        if beside is None:
+            raise ValueError(f"{config.init_weights} has no slots.json beside it: export the "
+                             "bank it fine-tunes first")
+        slots = [{k: v for k, v in slot.items() if k != "slot"} for slot in beside["slots"]]
+        slot, painting = config.train_slot, Path(config.painting)
+        old = slots[slot] if slot < len(slots) else {}
+        slug = old.get("slug") or painting_slug(painting)
+        tuned = painted_slot(slug, old.get("name") or slug, painting.name, record)
+        slots = [*slots[:slot], tuned, *slots[slot + 1:]]
+    slugs = [slot["slug"] for slot in slots if slot.get("slug")]
+    if len(set(slugs)) != len(slugs):
+        raise ValueError(f"two slots would share a slug ({', '.join(slugs)}): name the "
+                         "painting files apart")
+    return slots

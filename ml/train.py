@@ -182,7 +182,8 @@ def train_servable(config: TrainConfig, model_dir, *,
     record = settings_record(result)
     described = (slots or (lambda rec: described_slots(config, rec)))(record)
     version, path = export_savedmodel(result.model, Path(model_dir), slots=described)
-    return ServableVersion(result=result, version=version, path=path, record=record)
+    return ServableVersion(result=result, version=version, path=path, record=record,
+                           slots=described)
 
 
 def training_callbacks(config: TrainConfig, state: RunState, out_dir: Path, sample_photos,

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 class LoadedModel:
     version: int
     path: Path
-    fn: Callable[[np.ndarray], np.ndarray]
+    fn: Callable[..., np.ndarray]  # ml.export.load_savedmodel_fn: (images, style_weights)
 
 
 class LocalBackend(ModelBackend):

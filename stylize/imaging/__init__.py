@@ -10,7 +10,8 @@ owner. A photo goes through them in this order:
 - ``stroke_size``: the size the network paints at for a stroke (``size_plan``), and
   the painting at that size brought back to the photo's (``stylize_at_working_size``,
   ``guided_upsample``).
-- ``postprocessing``: the photo's colours kept and the strength blend (``postprocess``).
+- ``postprocessing``: the photo's colours kept (``colors_kept``); strength is the
+  network's.
 - ``encoding``: results as JPEG, PNG or WebP bytes (``encode_image``), thumbnails.
 
 ``pixels`` holds what they share: the array convention, the model's ``run`` and the

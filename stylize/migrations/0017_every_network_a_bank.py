@@ -12,7 +12,8 @@ def retire_single_style_networks(apps, schema_editor):
     """Every network is a bank now (a lone style is a bank of the identity and itself):
     a staff style still live on a network trained as a single style has nothing the
     code can paint with. It becomes an unpublished draft that says why, until staff
-    retrain it (then it gets a bank of its own); its jobs and their results stay."""
+    retrain it (then, as a style never trained, it joins the default bank when that is
+    live, else gets a bank of its own); its jobs and their results stay."""
     Style = apps.get_model("stylize", "Style")
     Style.objects.filter(owner__isnull=True, bank_index__isnull=True,
                          live_version__isnull=False).update(

@@ -79,8 +79,8 @@ def _own_styles_follow(banks) -> None:
 @transaction.atomic
 def _style_register_slot(*, shipped, serving_dir: Path) -> Style:
     """A shipped network's slot: its style row (made, or moved in from a network that no
-    longer ships) goes live. A row that paints in another network still under
-    ``serving_dir`` (staff retrained it into a bank here) stays there."""
+    longer ships) goes live. A row whose live version is another network's, still under
+    ``serving_dir`` (staff retrained it into a bank here), stays there."""
     style = Style.objects.select_for_update().filter(slug=shipped.slug).first()
     if style is None:
         style = _style_from_shipped(shipped)
@@ -88,7 +88,8 @@ def _style_register_slot(*, shipped, serving_dir: Path) -> Style:
           and style.live_version >= shipped.version):
         return _style_fill_shipped(style, shipped)  # trained here since, or registered
     elif (style.model_name != shipped.model and style.live_version is not None
-          and shipped_versions(serving_dir / "models" / style.model_name)):
+          and (serving_dir / "models" / style.model_name / str(style.live_version)
+               / "saved_model.pb").is_file()):
         return style
     else:
         _style_fill_shipped(style, shipped)  # before the version changes

@@ -247,7 +247,7 @@ def _train_version(*, model_name: str, styles: list[Style], plan: Callable[[], _
         serving_version_preload(model_name=model_name, version=servable.version)
         trained = _bank_make_live(
             model_name=model_name, version=servable.version,
-            num_styles=max(run.slot_of.values()) + 1, slot_of=run.slot_of, trained=styles,
+            num_styles=servable.num_styles, slot_of=run.slot_of, trained=styles,
             record=servable.record, metrics=_metrics_record(servable.result),
             started_from=started_from)
     return trained

@@ -510,3 +510,16 @@ def test_shipping_exports_the_best_snapshot_and_retires_the_model_it_replaces(
                                np.asarray(snapshot(photo, weights)), atol=1e-4)
     shipped = styles[0].load_stylize()(np.full((24, 24, 3), 120, np.uint8))
     assert shipped.shape == (24, 24, 3)
+
+
+def test_shipping_retires_only_networks_whose_every_style_the_bank_paints(capsys):
+    from types import SimpleNamespace as Ns
+
+    from ml.bank_ship import retired_networks
+
+    plan = Ns(bank="paintings", styles=[Ns(slug="starry"), Ns(slug="wave")])
+    shipped = [Ns(model="paintings", slug="starry"), Ns(model="starry_own", slug="starry"),
+               Ns(model="duo", slug="wave"), Ns(model="duo", slug="poppies"),
+               Ns(model="other", slug="irises")]
+    assert retired_networks(shipped, plan) == ["starry_own"]
+    assert "Keeping duo: it also paints poppies" in capsys.readouterr().out

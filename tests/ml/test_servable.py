@@ -8,7 +8,7 @@ import pytest
 
 from ml.bank import mix_weights
 from ml.export import load_savedmodel_fn, read_slots
-from ml.servable import IDENTITY_SLOT, described_slots, painted_slot
+from ml.servable import IDENTITY_SLOT, described_slots, painted_slot, painting_slug
 from ml.train import main, train_servable
 from tests.helpers import TRAIN_SIZE as SIZE
 from tests.helpers import noise_photos
@@ -27,7 +27,8 @@ def test_the_command_line_trains_and_exports_what_serving_loads(painting, tmp_pa
     slots = read_slots(models / "1")
     assert slots["num_styles"] == 2
     identity, mine = slots["slots"]
-    assert identity["identity"] and mine["slug"] == painting.stem
+    # The fixture's file is called painting.png: the slot is named after its folder.
+    assert identity["identity"] and mine["slug"] == painting_slug(painting) == painting.parent.name
     assert mine["painting"] == painting.name and mine["settings"]["steps_done"] == 2
     assert "out_dir" not in mine["settings"]  # this machine's paths stay out
     stylize = load_savedmodel_fn(models / "1")
@@ -46,7 +47,7 @@ def test_train_servable_describes_the_slots_its_caller_names(painting, tmp_path)
 
     servable = train_servable(config, tmp_path / "models" / "starry", slots=slots,
                               dataset=photos)
-    assert (servable.version, servable.num_styles) == (1, 2)
+    assert (servable.version, servable.num_styles) == (1, 2)  # the slots it exported
     assert servable.path == tmp_path / "models" / "starry" / "1"
     [record] = seen
     assert record is servable.record and record["steps_done"] == 2
@@ -65,11 +66,23 @@ def test_a_slot_fine_tune_describes_the_bank_it_came_from_with_its_slot_anew(tmp
 
     slots = described_slots(config, {"steps_done": 4})
 
-    assert [slot.get("slug") for slot in slots] == [None, "wave", "new"]
-    assert slots[2]["settings"] == {"steps_done": 4} and slots[1]["settings"]["steps_done"] == 10
+    # The slot keeps its style's slug; its painting and settings are the run's.
+    assert [slot.get("slug") for slot in slots] == [None, "wave", "old"]
+    assert (slots[2]["painting"], slots[2]["settings"]) == ("new.png", {"steps_done": 4})
+    assert slots[1]["settings"]["steps_done"] == 10
     assert all("slot" not in slot for slot in slots)  # export numbers them again
     grown = described_slots(config.replace(train_slot=3), {"steps_done": 4})
     assert [slot.get("slug") for slot in grown] == [None, "wave", "old", "new"]
+    with pytest.raises(ValueError, match="share a slug"):  # a new slot named like an old one
+        described_slots(config.replace(train_slot=3, painting=str(tmp_path / "wave.png")), {})
+
+
+def test_paintings_in_folders_of_their_own_are_named_after_the_folder(tmp_path):
+    paintings = [str(tmp_path / slug / "painting.png") for slug in ("starry-night", "great-wave")]
+    config = tiny_config(tmp_path / "x.png", tmp_path / "run", paintings=tuple(paintings))
+    slots = described_slots(config, {})
+    assert [slot.get("slug") for slot in slots] == [None, "starry-night", "great-wave"]
+    assert slots[1]["painting"] == "painting.png"
 
 
 def test_exporting_a_fine_tune_without_its_banks_slots_is_refused_before_training(tmp_path):

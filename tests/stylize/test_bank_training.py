@@ -182,3 +182,25 @@ def test_a_slot_retrain_does_not_go_live_over_a_newer_bank_version(
     red.refresh_from_db()
     assert blue.live_version == red.live_version == 7  # the other run's version stands
     assert blue.status == Style.Status.READY and "Train again" in blue.status_reason
+
+
+def test_a_slot_fine_tune_keeps_the_slot_count_of_the_network_even_with_a_slot_unclaimed(
+    bank_of_two, photos, vgg16_random_weights, settings
+):
+    """Green joined duo as slot 3, then its row went (staff deleted it): red's fine-tune
+    still exports, and records on every member, a network of 4 slots, so their weights
+    rows keep the network's length."""
+    red, blue = bank_of_two
+    settings.DEFAULT_BANK = "duo"
+    green = StyleFactory(slug="green", model_name="green", status="draft", live_version=None)
+    run("train_style", "green", photos=photos, weights=vgg16_random_weights)
+    green.refresh_from_db()
+    assert (green.model_name, green.bank_index, green.bank_slots) == ("duo", 3, 4)
+    green.delete()
+
+    run("train_style", "red", photos=photos, weights=vgg16_random_weights)
+
+    for style in (red, blue):
+        style.refresh_from_db()
+        assert (style.live_version, style.bank_slots) == (3, 4)
+        assert style.paint_slot.inputs().style_weights.shape == (4,)
