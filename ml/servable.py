@@ -80,6 +80,25 @@ def painting_slug(painting) -> str:
     return path.parent.name if path.stem == "painting" and path.parent.name else path.stem
 
 
+def with_slot(slots: list[dict], slot: int, description: dict) -> list[dict]:
+    """A version's slots (``slots.json``'s list) with slot ``slot`` described anew, or
+    added after the last; their ``slot`` numbers dropped (the export numbers them)."""
+    kept = [{k: v for k, v in entry.items() if k != "slot"} for entry in slots]
+    return [*kept[:slot], description, *kept[slot + 1:]]
+
+
+def fine_tuned_slots(init_weights) -> list[dict]:
+    """The slots of the version a fine-tune starts from (``slots.json`` beside
+    ``init_weights``); ``ValueError`` if it has none."""
+    from ml.export import read_slots
+
+    beside = read_slots(Path(init_weights).parent)
+    if beside is None:
+        raise ValueError(f"{init_weights} has no slots.json beside it: export the bank it "
+                         "fine-tunes first")
+    return beside["slots"]
+
+
 def described_slots(config: TrainConfig, record: dict) -> list[dict]:
     """The slots of what ``config`` trains, named after the painting files
     (:func:`painting_slug`): for a joint run the identity and each painting; for a slot
@@ -88,23 +107,18 @@ def described_slots(config: TrainConfig, record: dict) -> list[dict]:
     kept; a new slot named after its painting). ``ValueError`` if two slots would share a
     slug."""
     from ml.bank_plan import paintings_of  # Keras: the web process imports this module
-    from ml.export import read_slots
 
     if config.train_slot is None:
         slots = [IDENTITY_SLOT] + [
             painted_slot(painting_slug(p), painting_slug(p), Path(p).name, record)
             for p in paintings_of(config)]
     else:
-        beside = read_slots(Path(config.init_weights).parent)
-        if beside is None:
-            raise ValueError(f"{config.init_weights} has no slots.json beside it: export the "
-                             "bank it fine-tunes first")
-        slots = [{k: v for k, v in slot.items() if k != "slot"} for slot in beside["slots"]]
+        before = fine_tuned_slots(config.init_weights)
         slot, painting = config.train_slot, Path(config.painting)
-        old = slots[slot] if slot < len(slots) else {}
+        old = before[slot] if slot < len(before) else {}
         slug = old.get("slug") or painting_slug(painting)
-        tuned = painted_slot(slug, old.get("name") or slug, painting.name, record)
-        slots = [*slots[:slot], tuned, *slots[slot + 1:]]
+        slots = with_slot(before, slot,
+                          painted_slot(slug, old.get("name") or slug, painting.name, record))
     slugs = [slot["slug"] for slot in slots if slot.get("slug")]
     if len(set(slugs)) != len(slugs):
         raise ValueError(f"two slots would share a slug ({', '.join(slugs)}): name the "

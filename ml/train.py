@@ -237,14 +237,14 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, Path | None]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ml.export import read_slots
+    from ml.servable import fine_tuned_slots
 
     config, export_to = _parse(argv)
-    if (export_to is not None and config.train_slot is not None
-            and read_slots(Path(config.init_weights).parent) is None):
-        raise SystemExit(f"error: {config.init_weights} has no slots.json beside it, so the "
-                         "fine-tuned bank's other slots cannot be described: export that "
-                         "bank first")
+    if export_to is not None and config.train_slot is not None:
+        try:  # refused before training, not after
+            fine_tuned_slots(config.init_weights)
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from error
     try:
         if export_to is None:
             result, exported = train(config), None

@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 
-from ml.servable import IDENTITY_SLOT, painted_slot
+from ml.servable import IDENTITY_SLOT, painted_slot, with_slot
 from stylize.models import Style
 
 from . import events
@@ -191,8 +191,7 @@ def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
         live = None if started_from is None else bank_live_dir(model_name, started_from)
         if live is None:
             raise ValueError(f"The bank {model_name} has no live version to fine-tune.")
-        described = [{k: v for k, v in entry.items() if k != "slot"}
-                     for entry in read_slots(live)["slots"]]
+        described = read_slots(live)["slots"]
         slot = style.bank_index if style.bank_index is not None else len(described)
         work_dir = slot_dir(model_name, style)
         config = training_config(overrides=overrides,
@@ -201,8 +200,8 @@ def _slot_train(*, style: Style, overrides: dict | None, on_progress) -> Style:
                                  init_weights=str(live / BANK_MODEL_FILE))
         slot_of = {s.pk: s.bank_index for s in bank_members(model_name)}
         slot_of[style.pk] = slot
-        return _RunPlan(config=config, slot_of=slot_of, slots=lambda record: [
-            *described[:slot], _painted_slot(style, record), *described[slot + 1:]])
+        return _RunPlan(config=config, slot_of=slot_of, slots=lambda record: with_slot(
+            described, slot, _painted_slot(style, record)))
 
     # Only this slot changes: the run is this style's alone.
     [style] = _train_version(model_name=model_name, styles=[style], plan=plan,
