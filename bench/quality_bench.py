@@ -153,8 +153,12 @@ def _scores(report: dict) -> dict:
 
 
 def _per_photo(report: dict) -> list[dict]:
-    return [{key: (round(value, 6) if isinstance(value, float) else Path(value).name)
-             for key, value in row.items()} for row in report["per_photo"]]
+    def kept(value):
+        if isinstance(value, dict):
+            return {key: round(number, 6) for key, number in value.items()}
+        return round(value, 6) if isinstance(value, float) else Path(value).name
+
+    return [{key: kept(value) for key, value in row.items()} for row in report["per_photo"]]
 
 
 def _mean(values) -> float:

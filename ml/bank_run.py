@@ -504,6 +504,8 @@ class HeldOutScores(keras.callbacks.Callback):
                                     photo_distances=self.photo_distances[style.slug])
             scores = {name: round(float(report[name]), 4) for name in
                       ("style_distance_ratio", "luminance_correlation", "edge_correlation")}
+            scores["layer_ratios"] = {name: round(float(value), 4)
+                                      for name, value in report["layer_ratios"].items()}
             scores["dark_spots"] = round(dark_spots(photos, results), 3)
             scores["droplets"] = round(float(np.mean(spots)), 4)
             scores["score"] = round(self.entry_score(style.slug, scores), 4)

@@ -11,6 +11,9 @@ shipped styles and for the peer comparison (``make bench-quality``):
   VGG16 relu1_2, relu2_2, relu3_3, relu4_3) of the results to the painting,
   divided by that of the unchanged photos. Below 1 the results moved towards
   the painting's style; 1 for results equal to the photos;
+  ``layer_ratios`` splits it by layer (the results' distance on each layer over
+  the photos' whole distance, so they add up to the ratio): where a style is
+  behind, in colour (relu1_2), fine texture (relu2_2) or strokes (relu3_3);
 * **shapes**: :func:`luminance_correlation` (luminance at 32 px) and
   :func:`edge_correlation` (Sobel edges at 64 px) between each photo and its
   result, averaged: 1 = layout and structure kept, 0 = none left (flat image).
@@ -301,9 +304,11 @@ def evaluate_style(
 
     Returns:
         dict with the :data:`SCORE_NAMES` (floats), ``num_images``,
-        ``photo_size``, ``painting_size`` and ``per_photo`` (one dict per photo:
+        ``photo_size``, ``painting_size``, ``layer_ratios`` (layer name → the
+        results' mean distance on that layer over the photos' mean distance: they add
+        up to ``style_distance_ratio``) and ``per_photo`` (one dict per photo:
         ``photo``, ``photo_style_distance``, ``result_style_distance``,
-        ``luminance_correlation``, ``edge_correlation``).
+        ``result_layer_distances``, ``luminance_correlation``, ``edge_correlation``).
     """
     if (stylize is None) == (results is None):
         raise ValueError(
@@ -344,10 +349,12 @@ def evaluate_style(
             photo_distance = _distance(photo, target, loss_network, layers)
             if photo_distances is not None:
                 photo_distances[name] = photo_distance
+        result_layers = _layer_distances(result, target, loss_network, layers)
         per_photo.append({
             "photo": name,
             "photo_style_distance": photo_distance,
-            "result_style_distance": _distance(result, target, loss_network, layers),
+            "result_style_distance": sum(result_layers.values()),
+            "result_layer_distances": result_layers,
             "luminance_correlation": luminance_correlation(photo, result),
             "edge_correlation": edge_correlation(photo, result),
         })
@@ -355,11 +362,12 @@ def evaluate_style(
     def mean(key):
         return float(np.mean([row[key] for row in per_photo]))
 
+    def ratio(distance):
+        return distance / photo_distance if photo_distance > 0 else float("inf")
+
     photo_distance, result_distance = mean("photo_style_distance"), mean("result_style_distance")
     return {
-        "style_distance_ratio": (
-            result_distance / photo_distance if photo_distance > 0 else float("inf")
-        ),
+        "style_distance_ratio": ratio(result_distance),
         "photo_style_distance": photo_distance,
         "result_style_distance": result_distance,
         "luminance_correlation": mean("luminance_correlation"),
@@ -367,10 +375,17 @@ def evaluate_style(
         "num_images": len(per_photo),
         "photo_size": photo_size,
         "painting_size": painting_size,
+        "layer_ratios": {
+            name: ratio(float(np.mean([row["result_layer_distances"][name] for row in per_photo])))
+            for name in layers},
         "per_photo": per_photo,
     }
 
 
+def _layer_distances(image, target, loss_network, layers) -> dict[str, float]:
+    grams = _grams(np.asarray(image).astype("float32"), loss_network, layers)
+    return {n: float(np.mean(np.square(grams[n] - target[n], dtype="float64"))) for n in layers}
+
+
 def _distance(image, target, loss_network, layers) -> float:
-    grams = _grams(image.astype("float32"), loss_network, layers)
-    return sum(float(np.mean(np.square(grams[n] - target[n], dtype="float64"))) for n in layers)
+    return sum(_layer_distances(image, target, loss_network, layers).values())

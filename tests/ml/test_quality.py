@@ -130,6 +130,28 @@ def test_the_painting_itself_as_result_scores_a_ratio_below_1(vgg16_quality):
     assert score["result_style_distance"] < score["photo_style_distance"]
 
 
+def test_the_layer_ratios_split_the_ratio_and_show_which_layer_a_result_misses(vgg16_quality):
+    photos, painting = _photos(), _stripes()
+    itself = evaluate_style(photos, painting, vgg16_quality, stylize=lambda photo: photo, **SMALL)
+    ratios = itself["layer_ratios"]
+    assert tuple(ratios) == QUALITY_LAYERS
+    assert sum(ratios.values()) == pytest.approx(itself["style_distance_ratio"])
+    # The photos' own distances, layer by layer: each photo's split adds up to its total.
+    for row in itself["per_photo"]:
+        assert sum(row["result_layer_distances"].values()) == pytest.approx(
+            row["photo_style_distance"])
+
+    def blurred(photo):  # the same colours, the fine texture gone
+        small = Image.fromarray(photo).resize((photo.shape[1] // 4, photo.shape[0] // 4))
+        return np.asarray(small.resize((photo.shape[1], photo.shape[0]), Image.BILINEAR))
+
+    blur = evaluate_style(photos, painting, vgg16_quality, stylize=blurred, **SMALL)
+    assert sum(blur["layer_ratios"].values()) == pytest.approx(blur["style_distance_ratio"])
+    changed = {name: abs(blur["layer_ratios"][name] - ratios[name]) for name in QUALITY_LAYERS}
+    assert max(changed.values()) > 0
+    assert changed["block4_conv3"] < max(changed["block1_conv2"], changed["block2_conv2"])
+
+
 def test_a_flat_image_scores_shapes_0(vgg16_quality):
     score = evaluate_style(_photos(), _stripes(), vgg16_quality,
                            stylize=lambda photo: np.full_like(photo, 128), **SMALL)
