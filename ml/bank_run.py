@@ -483,7 +483,7 @@ class HeldOutScores(keras.callbacks.Callback):
 
     def score(self) -> dict[str, dict]:
         from ml.bank import one_hot
-        from ml.quality import evaluate_style
+        from ml.quality import evaluate_style, rounded_layer_ratios
 
         step, started = self.step, time.perf_counter()
         net = self.float32_net()
@@ -504,8 +504,7 @@ class HeldOutScores(keras.callbacks.Callback):
                                     photo_distances=self.photo_distances[style.slug])
             scores = {name: round(float(report[name]), 4) for name in
                       ("style_distance_ratio", "luminance_correlation", "edge_correlation")}
-            scores["layer_ratios"] = {name: round(float(value), 4)
-                                      for name, value in report["layer_ratios"].items()}
+            scores["layer_ratios"] = rounded_layer_ratios(report)
             scores["dark_spots"] = round(dark_spots(photos, results), 3)
             scores["droplets"] = round(float(np.mean(spots)), 4)
             scores["score"] = round(self.entry_score(style.slug, scores), 4)

@@ -51,6 +51,7 @@ __all__ = [
     "load_rgb",
     "luminance_correlation",
     "result_paths",
+    "rounded_layer_ratios",
     "style_distance",
 ]
 
@@ -380,6 +381,12 @@ def evaluate_style(
             for name in layers},
         "per_photo": per_photo,
     }
+
+
+def rounded_layer_ratios(report: dict, places: int = 4) -> dict[str, float]:
+    """``report["layer_ratios"]`` (an :func:`evaluate_style` report) rounded, as the
+    bank run and the benches keep them."""
+    return {name: round(float(value), places) for name, value in report["layer_ratios"].items()}
 
 
 def _layer_distances(image, target, loss_network, layers) -> dict[str, float]:

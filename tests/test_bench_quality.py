@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from bench.quality_bench import _per_photo
 from ml.losses import build_loss_network
@@ -16,8 +17,6 @@ def test_each_photo_is_reported_with_its_name_rounded_scores_and_layer_distances
     network = build_loss_network("vgg16", None, layers=list(QUALITY_LAYERS))
     rng = np.random.default_rng(3)
     photo = tmp_path / "harbour.png"
-    from PIL import Image
-
     Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photo)
     painting = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     report = evaluate_style([photo], painting, network, stylize=lambda image: 255 - image,

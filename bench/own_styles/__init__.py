@@ -211,10 +211,10 @@ def learn_row(*, bank: Path, painting: Path, photos: Path, weights: Path | None,
 def _scores(report: dict) -> dict:
     """The kept scores of an ``evaluate_style`` report: ``SCORES`` and its ``layer_ratios``
     (where the style ratio is lost: colour, fine texture, strokes)."""
-    kept = {key: round(float(report[key]), 4) for key in SCORES}
-    kept["layer_ratios"] = {name: round(float(value), 4)
-                            for name, value in report["layer_ratios"].items()}
-    return kept
+    from ml.quality import rounded_layer_ratios
+
+    return {**{key: round(float(report[key]), 4) for key in SCORES},
+            "layer_ratios": rounded_layer_ratios(report)}
 
 
 def verdict(rows: dict[str, dict]) -> dict:
