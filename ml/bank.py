@@ -260,8 +260,8 @@ def shared_digest(net) -> str:
 #: The loss settings a bank records for its painted slots (``slots.json``'s ``settings``)
 #: that a new slot of it learns with too (:func:`slot_loss_settings`).
 SLOT_LOSS_SETTINGS = ("content_weight", "style_weight", "style_layer_weights", "style_size",
-                      "light_weight", "light_size", "spot_weight", "saturation_weight",
-                      "spike_weight", "shadow_weight")
+                      "light_weight", "light_size", "edge_weight", "edge_size", "spot_weight",
+                      "saturation_weight", "spike_weight", "shadow_weight")
 
 
 def slot_loss_settings(slots: dict, style_scale: float = 1.0) -> dict:

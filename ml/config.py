@@ -185,6 +185,13 @@ class TrainConfig:
     light_size: int = field(default=16, metadata=_flag(
         "--light-size", "side in px of the luminance maps the light term compares (16: the "
         "broad layout; 32 or 64 also sees small dark or light spots)", positive_int))
+    edge_weight: float = _term_weight("--edge-weight", "edge term: the photo's edges kept "
+                                      "where they are at a coarse scale, the brush texture "
+                                      "over them left free (ml.losses.edge_layout_loss)")
+    edge_size: int = field(default=43, metadata=_flag(
+        "--edge-size", "side in px of the luminance maps whose gradients the edge term "
+        "compares (43 of a 256 px crop: the edge measure's 64 of a 384 px photo)",
+        positive_int))
     spot_weight: float = _term_weight("--spot-weight", "spot term: near-black pixels where "
                                       "the photo is not dark, the black blobs a network can "
                                       "paint (ml.losses.dark_spot_loss)")
@@ -296,7 +303,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {value}")
         for name in ("content_weight", "style_weight", "tv_weight", "lr", "identity_weight",
                      "light_weight", "spot_weight", "shadow_weight", "saturation_weight",
-                     "spike_weight"):
+                     "spike_weight", "edge_weight"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")

@@ -211,6 +211,8 @@ def build_perceptual_loss(config: TrainConfig, dtype=None):
         loss_network=build_loss_network(network, config.loss_weights, dtype=dtype),
         light_weight=config.light_weight,
         light_size=config.light_size,
+        edge_weight=config.edge_weight,
+        edge_size=config.edge_size,
         spot_weight=config.spot_weight,
         shadow_weight=config.shadow_weight,
         **weights,

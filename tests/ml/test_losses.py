@@ -315,6 +315,80 @@ def test_a_larger_light_size_sees_a_small_dark_spot_the_broad_layout_misses():
     assert fine > 1.5 * broad
 
 
+# --------------------------------------------------------------------------- edge term
+
+
+def _bars_photo(size=128, period=32):
+    """Broad vertical bars, light and dark: strong edges every ``period / 2`` px."""
+    columns = (np.arange(size) // (period // 2)) % 2
+    photo = np.where(columns[None, :, None], 200.0, 60.0) * np.ones((size, size, 3))
+    return photo.astype(np.float32)[None]
+
+
+def test_the_edge_term_leaves_fine_texture_free_but_not_lost_or_moved_edges():
+    from ml.losses import edge_layout_loss
+
+    photo = _bars_photo()
+    rng = np.random.default_rng(0)
+    # The same bars with brush texture 1-2 px across over them and another palette.
+    textured = np.clip(photo * np.array([0.5, 0.8, 1.1], np.float32)
+                       + rng.normal(0, 25, photo.shape), 0, 255).astype(np.float32)
+    flat = np.full_like(photo, float(photo.mean()))  # the edges gone
+    moved = np.roll(photo, 8, axis=2)  # every edge half a bar away
+    assert float(edge_layout_loss(photo, photo, size=32)[0]) == pytest.approx(0.0, abs=1e-5)
+    free = float(edge_layout_loss(photo, textured, size=32)[0])
+    assert free < 0.15
+    assert float(edge_layout_loss(photo, flat, size=32)[0]) > 0.8
+    assert float(edge_layout_loss(photo, moved, size=32)[0]) > 5 * free
+    # At full size the same texture costs much more: the shrinking is what frees it.
+    assert float(edge_layout_loss(photo, textured, size=128)[0]) > 3 * free
+
+
+def test_the_edge_term_pulls_a_result_towards_the_photos_edges():
+    """Its gradient, followed, brings back the edges of a flattened photo."""
+    import tensorflow as tf
+
+    from ml.losses import edge_layout_loss
+
+    photo = _bars_photo(size=64)
+    result = keras.Variable(np.clip(0.2 * photo + 100.0 + np.random.default_rng(1).normal(
+        0, 3, photo.shape), 0, 255).astype(np.float32))
+    optimizer = keras.optimizers.Adam(learning_rate=2.0)
+    first = float(edge_layout_loss(photo, result, size=32)[0])
+    for _ in range(30):
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean(edge_layout_loss(photo, result, size=32))
+        optimizer.apply_gradients([(tape.gradient(loss, result), result)])
+    assert float(edge_layout_loss(photo, result, size=32)[0]) < 0.5 * first
+
+
+def test_the_edge_term_is_a_weighted_part_of_the_total_only_when_asked_for(painting):
+    photo = _bars_photo(size=32, period=8)
+    flat = np.full_like(photo, 128.0)
+    assert _weighted_term(painting, photo, flat, "edges", edge_weight=100.0,
+                          edge_size=16) > 50.0
+
+
+def test_the_training_configs_edge_settings_reach_its_loss_and_a_new_slot(painting, tmp_path):
+    from PIL import Image
+
+    from ml.bank import SLOT_LOSS_SETTINGS
+    from ml.config import TrainConfig
+    from ml.trainer import build_perceptual_loss
+
+    Image.fromarray(np.asarray(painting, np.uint8)).save(tmp_path / "painting.png")
+    config = TrainConfig(painting=str(tmp_path / "painting.png"), loss_network="vgg16",
+                         loss_weights=None, edge_weight=2e5, edge_size=32)
+    loss = build_perceptual_loss(config)
+    assert (loss.edge_weight, loss.edge_size) == (2e5, 32) and "edges" in loss.term_names
+    assert "edges" not in build_perceptual_loss(
+        TrainConfig(painting=str(tmp_path / "painting.png"), loss_network="vgg16",
+                    loss_weights=None)).term_names  # off by default
+    assert {"edge_weight", "edge_size"} <= set(SLOT_LOSS_SETTINGS)  # an own style's too
+    with pytest.raises(ValueError):
+        TrainConfig(edge_weight=-1.0)
+
+
 # --------------------------------------------------------------------------- spot term
 
 
