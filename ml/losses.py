@@ -275,7 +275,7 @@ _SOBEL = np.stack([np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], np.float32),
                   axis=-1)[:, :, None, :]
 
 
-def edge_layout_loss(photos, stylized, size=64, epsilon=4.0):
+def edge_layout_loss(photos, stylized, size, epsilon=4.0):
     """Per image, ``2 (1 - r)``: ``r`` the correlation between the Sobel gradient
     magnitude of the luminance of ``photos`` and of ``stylized`` (both
     ``(batch, H, W, 3)`` in [0, 255]), each shrunk to ``size x size`` (antialiased)
@@ -466,7 +466,8 @@ class PerceptualLoss:
         edge_weight: weight of the ``edges`` term (:func:`edge_layout_loss`); 0 (the
             default) leaves the term out.
         edge_size: the side (px) both luminance maps are shrunk to for the ``edges``
-            term before their gradients are taken.
+            term before their gradients are taken (``ml.config.TrainConfig``'s default:
+            43 of a 256 px crop).
         spot_weight: weight of the ``spot`` term (:func:`dark_spot_loss`); 0 (the
             default) leaves the term out.
         shadow_weight: weight of the ``shadow`` term (:func:`shadow_colour_loss`
@@ -495,7 +496,7 @@ class PerceptualLoss:
         spot_weight=0.0,
         shadow_weight=0.0,
         edge_weight=0.0,
-        edge_size=64,
+        edge_size=43,
     ):
         _check_network(network)
         self.network = network
